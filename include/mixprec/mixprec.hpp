@@ -1,0 +1,10 @@
+// Umbrella header: everything in mixprec that needs only Eigen and xsimd.
+#pragma once
+
+#include "mixprec/config.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/float_convert.hpp"
+#include "mixprec/formats/formats.hpp"
+#include "mixprec/quantize/quantize.hpp"
+#include "mixprec/quantize/spec.hpp"
+#include "mixprec/version.hpp"

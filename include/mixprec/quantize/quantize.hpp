@@ -1,0 +1,362 @@
+// quantize / dequantize: weight matrix <-> quantized_tensor, for a run-time quant_spec or the
+// compile-time quantizer<Format, Granularity, Scheme, Calibration, ScaleType>.
+//
+// The drivers here are written once over a kernel set (kernels/kernel_set.hpp): quantize() uses the
+// xsimd kernels of the best architecture the calling translation unit is compiled for;
+// quantize_reference() uses the scalar reference. Both give identical bytes.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixprec/config.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/formats.hpp"
+#include "mixprec/kernels/kernel_set.hpp"
+#include "mixprec/quantize/calibration.hpp"
+#include "mixprec/quantize/quantized_tensor.hpp"
+#include "mixprec/quantize/spec.hpp"
+
+namespace mixprec {
+
+namespace detail {
+
+// Address of w(r, c): a const Ref's operator() returns by value.
+inline const float* at(const row_matrix_ref& w, index_t r, index_t c) noexcept {
+  return w.data() + r * w.outerStride() + c;
+}
+
+// A rectangle of the weight matrix whose elements share one scale.
+struct unit {
+  index_t r0, r1, c0, c1;
+  [[nodiscard]] index_t cols() const noexcept { return c1 - c0; }
+};
+
+[[noreturn]] inline void throw_non_finite(const row_matrix_ref& w, const unit& u, std::string_view name) {
+  for (index_t r = u.r0; r < u.r1; ++r)
+    for (index_t c = u.c0; c < u.c1; ++c)
+      if (!std::isfinite(w(r, c)))
+        throw error(errc::non_finite, "quantize '" + std::string(name) + "': " +
+                                          (std::isnan(w(r, c)) ? "NaN" : "Inf") + " at row " + std::to_string(r) +
+                                          ", column " + std::to_string(c) + " (integer and FP8 formats need finite values)");
+  throw error(errc::non_finite, "quantize '" + std::string(name) + "': non-finite value");
+}
+
+template <class K>
+ref::range_stats unit_stats(const row_matrix_ref& w, const unit& u, std::string_view name) {
+  ref::range_stats s{w(u.r0, u.c0), w(u.r0, u.c0), true};
+  for (index_t r = u.r0; r < u.r1; ++r) {
+    const auto t = K::min_max(detail::at(w, r, u.c0), u.cols());
+    s.lo = std::min(s.lo, t.lo);
+    s.hi = std::max(s.hi, t.hi);
+    s.finite = s.finite && t.finite;
+  }
+  if (!s.finite) throw_non_finite(w, u, name);
+  return s;
+}
+
+// Codes of n elements of x with params p (one code per byte).
+template <class K>
+void quantize_segment(const quant_spec& s, const float* x, index_t n, const segment_params& p, std::uint64_t first,
+                      std::uint8_t* out) {
+  if (s.format == format_id::fp8_e4m3) {
+    ref::to_fp8(x, n, p.inv, out);
+  } else if (s.rounding == rounding_id::stochastic) {
+    ref::quantize_codes_stochastic(x, n, p.inv, p.zero, (1 << bits_of(s.format)) - 1, s.seed, first, out);
+  } else {
+    K::quantize_codes(x, n, p.inv, p.zero, (1 << bits_of(s.format)) - 1, out);
+  }
+}
+
+template <class K>
+void dequantize_segment(format_id f, const std::uint8_t* codes, index_t n, const segment_params& p, float* y) {
+  if (f == format_id::fp8_e4m3)
+    ref::from_fp8(codes, n, p.scale, y);
+  else
+    K::dequantize_codes(codes, n, p.scale, p.zero, y);
+}
+
+// Sum of squared round-trip errors over a unit with params p.
+template <class K>
+double unit_error(const quant_spec& s, const row_matrix_ref& w, const unit& u, const segment_params& p,
+                  std::vector<std::uint8_t>& codes, std::vector<float>& back) {
+  double err = 0.0;
+  for (index_t r = u.r0; r < u.r1; ++r) {
+    const float* x = detail::at(w, r, u.c0);
+    quantize_segment<K>(s, x, u.cols(), p, static_cast<std::uint64_t>(r * w.cols() + u.c0), codes.data());
+    dequantize_segment<K>(s.format, codes.data(), u.cols(), p, back.data());
+    for (index_t i = 0; i < u.cols(); ++i) {
+      const double e = static_cast<double>(x[i]) - static_cast<double>(back[static_cast<std::size_t>(i)]);
+      err += e * e;
+    }
+  }
+  return err;
+}
+
+// Calibrated params for one unit (see quantize/calibration.hpp for the rules).
+template <class K>
+segment_params calibrate_unit(const quant_spec& s, const row_matrix_ref& w, const unit& u, std::string_view name,
+                              std::vector<std::uint8_t>& codes, std::vector<float>& back) {
+  const ref::range_stats st = unit_stats<K>(w, u, name);
+  const std::string what = "quantize '" + std::string(name) + "' rows " + std::to_string(u.r0) + ".." +
+                           std::to_string(u.r1 - 1) + " columns " + std::to_string(u.c0) + ".." +
+                           std::to_string(u.c1 - 1);
+  switch (s.calibration) {
+    case calibration_id::minmax: return make_params(s, st.lo, st.hi, 1.0f, what);
+    case calibration_id::percentile: {
+      std::vector<float> v;
+      v.reserve(static_cast<std::size_t>((u.r1 - u.r0) * u.cols()));
+      for (index_t r = u.r0; r < u.r1; ++r)
+        for (index_t c = u.c0; c < u.c1; ++c) v.push_back(w(r, c));
+      if (s.scheme == scheme_id::asymmetric && s.format != format_id::fp8_e4m3) {
+        const float hi = percentile_of(v, s.percentile);
+        const float lo = percentile_of(v, 100.0 - static_cast<double>(s.percentile));
+        return make_params(s, lo, hi, 1.0f, what);
+      }
+      const float amax = std::max(std::fabs(st.lo), std::fabs(st.hi));
+      for (float& x : v) x = std::fabs(x);
+      const float a = percentile_of(v, s.percentile);
+      return make_params(s, st.lo, st.hi, amax > 0.0f ? a / amax : 1.0f, what);
+    }
+    case calibration_id::mse: {
+      segment_params best = make_params(s, st.lo, st.hi, 1.0f, what);
+      double best_err = unit_error<K>(s, w, u, best, codes, back);
+      for (int k = 1; k <= 50; ++k) {
+        const segment_params p = make_params(s, st.lo, st.hi, 1.0f - 0.01f * static_cast<float>(k), what);
+        const double e = unit_error<K>(s, w, u, p, codes, back);
+        if (e < best_err) {
+          best_err = e;
+          best = p;
+        }
+      }
+      return best;
+    }
+  }
+  return make_params(s, st.lo, st.hi, 1.0f, what);
+}
+
+template <class K>
+void pack_row(format_id f, const std::uint8_t* codes, index_t n, std::uint8_t* out) {
+  switch (f) {
+    case format_id::int2: K::template pack<2>(codes, n, out); break;
+    case format_id::int4: K::template pack<4>(codes, n, out); break;
+    default: std::copy(codes, codes + n, out); break;
+  }
+}
+
+template <class K>
+void unpack_row(format_id f, const std::uint8_t* packed, index_t n, std::uint8_t* codes) {
+  switch (f) {
+    case format_id::int2: K::template unpack<2>(packed, n, codes); break;
+    case format_id::int4: K::template unpack<4>(packed, n, codes); break;
+    default: std::copy(packed, packed + n, codes); break;
+  }
+}
+
+}  // namespace detail
+
+// Quantizes w by spec s with kernel set K; `name` appears in error messages.
+// Throws mixprec::error: empty_input (no elements), non_finite (NaN/Inf for integer or FP8 formats),
+// not_representable (a scale the scale type cannot hold), invalid_argument (a bad spec).
+template <class K>
+[[nodiscard]] quantized_tensor quantize_with(const row_matrix_ref& w, const quant_spec& s,
+                                             std::string_view name = "tensor") {
+  validate(s);
+  const index_t rows = w.rows(), cols = w.cols();
+  if (rows == 0 || cols == 0)
+    throw error(errc::empty_input, "quantize '" + std::string(name) + "': empty tensor (" + std::to_string(rows) +
+                                       "x" + std::to_string(cols) + ")");
+  const std::size_t row_bytes = row_code_bytes(s.format, cols);
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows) * row_bytes);
+
+  if (!needs_scale(s.format)) {
+    for (index_t r = 0; r < rows; ++r) {
+      std::uint8_t* out = codes.data() + static_cast<std::size_t>(r) * row_bytes;
+      if (s.format == format_id::fp32)
+        std::memcpy(out, detail::at(w, r, 0), row_bytes);
+      else if (s.format == format_id::fp16)
+        K::to_fp16(detail::at(w, r, 0), cols, reinterpret_cast<std::uint16_t*>(out));
+      else
+        K::to_bf16(detail::at(w, r, 0), cols, reinterpret_cast<std::uint16_t*>(out));
+    }
+    return {s, rows, cols, std::move(codes), {}, {}};
+  }
+
+  const index_t seg = segment_length(s, cols);
+  const index_t groups = (cols + seg - 1) / seg;
+  const auto n_scales = static_cast<std::size_t>(scale_count(s, rows, cols));
+  std::vector<std::uint8_t> scales(n_scales * static_cast<std::size_t>(bytes_of(s.scales)));
+  std::vector<std::uint8_t> zeros(s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : 0);
+  std::vector<segment_params> params(n_scales);
+  std::vector<std::uint8_t> tmp(static_cast<std::size_t>(cols));
+  std::vector<float> back(static_cast<std::size_t>(cols));
+
+  if (s.granularity == granularity_id::per_tensor) {
+    params[0] = detail::calibrate_unit<K>(s, w, {0, rows, 0, cols}, name, tmp, back);
+  } else {
+    for (index_t r = 0; r < rows; ++r)
+      for (index_t g = 0; g < groups; ++g)
+        params[static_cast<std::size_t>(r * groups + g)] =
+            detail::calibrate_unit<K>(s, w, {r, r + 1, g * seg, std::min(cols, (g + 1) * seg)}, name, tmp, back);
+  }
+  for (std::size_t i = 0; i < n_scales; ++i) {
+    encode_scale(s.scales, params[i].scale, scales.data() + i * static_cast<std::size_t>(bytes_of(s.scales)));
+    if (!zeros.empty()) zeros[i] = static_cast<std::uint8_t>(params[i].zero);
+  }
+
+  for (index_t r = 0; r < rows; ++r) {
+    std::uint8_t* out = codes.data() + static_cast<std::size_t>(r) * row_bytes;
+    // INT8 and FP8 codes go straight to the output row; narrower codes are packed afterwards.
+    std::uint8_t* unpacked = bits_of(s.format) == 8 ? out : tmp.data();
+    for (index_t g = 0; g < groups; ++g) {
+      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+      const auto& p = params[s.granularity == granularity_id::per_tensor ? 0 : static_cast<std::size_t>(r * groups + g)];
+      detail::quantize_segment<K>(s, detail::at(w, r, c0), n, p, static_cast<std::uint64_t>(r * cols + c0), unpacked + c0);
+    }
+    if (unpacked != out) detail::pack_row<K>(s.format, unpacked, cols, out);
+  }
+  return {s, rows, cols, std::move(codes), std::move(scales), std::move(zeros)};
+}
+
+// Back to FP32 with kernel set K.
+template <class K>
+[[nodiscard]] row_matrix dequantize_with(const quantized_tensor& q) {
+  const quant_spec& s = q.spec();
+  row_matrix y(q.rows(), q.cols());
+  const index_t cols = q.cols();
+  if (!needs_scale(s.format)) {
+    for (index_t r = 0; r < q.rows(); ++r) {
+      const std::uint8_t* in = q.row_codes(r);
+      if (s.format == format_id::fp32)
+        std::memcpy(&y(r, 0), in, q.row_bytes());
+      else if (s.format == format_id::fp16)
+        K::from_fp16(reinterpret_cast<const std::uint16_t*>(in), cols, &y(r, 0));
+      else
+        K::from_bf16(reinterpret_cast<const std::uint16_t*>(in), cols, &y(r, 0));
+    }
+    return y;
+  }
+  std::vector<std::uint8_t> tmp(static_cast<std::size_t>(cols));
+  const index_t seg = q.group_length();
+  for (index_t r = 0; r < q.rows(); ++r) {
+    const std::uint8_t* codes = q.row_codes(r);
+    if (bits_of(s.format) != 8) {
+      detail::unpack_row<K>(s.format, codes, cols, tmp.data());
+      codes = tmp.data();
+    }
+    for (index_t g = 0; g < q.groups_per_row(); ++g) {
+      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+      const segment_params p{q.scale(r, g), 0.0f, q.zero_point(r, g)};
+      detail::dequantize_segment<K>(s.format, codes + c0, n, p, &y(r, c0));
+    }
+  }
+  return y;
+}
+
+// Quantizes with the xsimd kernels of this translation unit's best architecture.
+[[nodiscard]] inline quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s,
+                                               std::string_view name = "tensor") {
+  return quantize_with<default_kernels>(w, s, name);
+}
+// Quantizes with the scalar reference kernels (same bytes as quantize()).
+[[nodiscard]] inline quantized_tensor quantize_reference(const row_matrix_ref& w, const quant_spec& s,
+                                                         std::string_view name = "tensor") {
+  return quantize_with<reference_kernels>(w, s, name);
+}
+// FP32 values of q (xsimd kernels).
+[[nodiscard]] inline row_matrix dequantize(const quantized_tensor& q) { return dequantize_with<default_kernels>(q); }
+// FP32 values of q (scalar reference; same values as dequantize()).
+[[nodiscard]] inline row_matrix dequantize_reference(const quantized_tensor& q) {
+  return dequantize_with<reference_kernels>(q);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compile-time form: quantizer<int4, per_group<32>, symmetric, mse_clip, scale_type::fp16>.
+
+// Schemes. Use symmetric for weights centred on zero (no zero point stored); asymmetric when the
+// range is lopsided (post-ReLU activations), at one extra byte per scale.
+struct symmetric {
+  static constexpr scheme_id id = scheme_id::symmetric;
+};
+struct asymmetric {
+  static constexpr scheme_id id = scheme_id::asymmetric;
+};
+template <class S>
+concept Scheme = requires {
+  { S::id } -> std::convertible_to<scheme_id>;
+};
+
+// Granularities. per_tensor: one scale (cheapest, worst with outlier channels); per_channel: one per
+// output row (the usual INT8 choice); per_group<N>: one per N consecutive weights of a row (the usual
+// INT4 choice: N = 32..128; a shorter last group covers the rest of a row).
+struct per_tensor {
+  static constexpr granularity_id id = granularity_id::per_tensor;
+  static constexpr index_t group_size = 0;
+};
+struct per_channel {
+  static constexpr granularity_id id = granularity_id::per_channel;
+  static constexpr index_t group_size = 0;
+};
+template <index_t N>
+struct per_group {
+  static_assert(N > 0, "a group holds at least one element");
+  static constexpr granularity_id id = granularity_id::per_group;
+  static constexpr index_t group_size = N;
+};
+template <class G>
+concept Granularity = requires {
+  { G::id } -> std::convertible_to<granularity_id>;
+  { G::group_size } -> std::convertible_to<index_t>;
+};
+
+// Calibrations. minmax: fastest, exact range; percentile: clips rare outliers (activations);
+// mse_clip: searches the clip ratio with the smallest reconstruction error (best for INT4 weights).
+struct minmax {
+  static constexpr calibration_id id = calibration_id::minmax;
+};
+struct mse_clip {
+  static constexpr calibration_id id = calibration_id::mse;
+};
+struct percentile {
+  static constexpr calibration_id id = calibration_id::percentile;
+  float p = 99.9f;
+};
+template <class C>
+concept Calibration = requires {
+  { C::id } -> std::convertible_to<calibration_id>;
+};
+
+template <Format F, Granularity G = per_channel, Scheme S = symmetric, Calibration C = minmax,
+          scale_type ScaleType = scale_type::fp32>
+class quantizer {
+ public:
+  constexpr quantizer() = default;
+  constexpr explicit quantizer(C calibration) : calibration_(calibration) {}
+
+  // The run-time description of this quantizer.
+  [[nodiscard]] quant_spec spec() const {
+    quant_spec s;
+    s.format = F::id;
+    s.granularity = G::id;
+    s.group_size = G::group_size;
+    s.scheme = S::id;
+    s.calibration = C::id;
+    if constexpr (std::is_same_v<C, percentile>) s.percentile = calibration_.p;
+    s.scales = ScaleType;
+    return s;
+  }
+  // Quantizes w (see mixprec::quantize).
+  [[nodiscard]] quantized_tensor operator()(const row_matrix_ref& w, std::string_view name = "tensor") const {
+    return quantize(w, spec(), name);
+  }
+
+ private:
+  C calibration_{};
+};
+
+}  // namespace mixprec

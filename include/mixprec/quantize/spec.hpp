@@ -1,0 +1,194 @@
+// quant_spec: the run-time description of a quantizer (what plans and files carry), its canonical
+// text form, and the exact storage it needs for a given shape.
+//
+// Text form (to_string / parse_spec), tokens joined by '/':
+//   <format>[/<granularity>][/<scheme>][/<calibration>][/<scale type>]
+//   format      int2 | int4 | int8 | fp8_e4m3 | fp16 | bf16 | fp32
+//   granularity tensor | channel | g<N>             (default: channel)
+//   scheme      sym | asym                          (default: sym)
+//   calibration minmax | mse | p<percent>           (default: minmax), e.g. p99.9
+//   scale type  s32 | s16 | sbf16                   (FP32, FP16 or BF16 scales; default: s32)
+// e.g. "int4/g32/sym/minmax/s16" is ggml's Q4_0 layout budget (4.5 bits per weight).
+// Unscaled float formats (fp16, bf16, fp32) take no other token.
+#pragma once
+
+#include <charconv>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixprec/config.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/formats.hpp"
+
+namespace mixprec {
+
+enum class scheme_id : std::uint8_t { symmetric, asymmetric };
+enum class granularity_id : std::uint8_t { per_tensor, per_channel, per_group };
+enum class calibration_id : std::uint8_t { minmax, percentile, mse };
+enum class scale_type : std::uint8_t { fp32, fp16, bf16 };
+enum class rounding_id : std::uint8_t { nearest_even, stochastic };
+
+[[nodiscard]] constexpr int bytes_of(scale_type s) noexcept { return s == scale_type::fp32 ? 4 : 2; }
+
+struct quant_spec {
+  format_id format = format_id::int8;
+  granularity_id granularity = granularity_id::per_channel;
+  index_t group_size = 0;  // elements per group along a row (per_group only)
+  scheme_id scheme = scheme_id::symmetric;
+  calibration_id calibration = calibration_id::minmax;
+  float percentile = 99.9f;  // percentile calibration only, in (50, 100]
+  scale_type scales = scale_type::fp32;
+  rounding_id rounding = rounding_id::nearest_even;
+  std::uint64_t seed = 0;  // stochastic rounding only
+
+  friend bool operator==(const quant_spec&, const quant_spec&) = default;
+};
+
+// Throws mixprec::error when the spec is inconsistent (e.g. per_group without a positive group size).
+inline void validate(const quant_spec& s) {
+  if (!needs_scale(s.format)) return;
+  if (s.granularity == granularity_id::per_group && s.group_size <= 0)
+    throw error(errc::invalid_argument, "per_group granularity needs a positive group size, got " +
+                                            std::to_string(s.group_size));
+  if (s.calibration == calibration_id::percentile && !(s.percentile > 50.0f && s.percentile <= 100.0f))
+    throw error(errc::invalid_argument,
+                "percentile calibration needs a percentile in (50, 100], got " + std::to_string(s.percentile));
+  if (s.format == format_id::fp8_e4m3 && s.scheme != scheme_id::symmetric)
+    throw error(errc::unsupported, "fp8_e4m3 is symmetric only");
+}
+
+// Elements that share one scale along a row (the whole row for per_channel and per_tensor).
+[[nodiscard]] inline index_t segment_length(const quant_spec& s, index_t cols) noexcept {
+  return s.granularity == granularity_id::per_group ? s.group_size : cols;
+}
+
+// Number of scales stored for a rows x cols tensor (a shorter last group counts as a group).
+[[nodiscard]] inline index_t scale_count(const quant_spec& s, index_t rows, index_t cols) noexcept {
+  if (!needs_scale(s.format)) return 0;
+  switch (s.granularity) {
+    case granularity_id::per_tensor: return 1;
+    case granularity_id::per_channel: return rows;
+    case granularity_id::per_group: return rows * ((cols + s.group_size - 1) / s.group_size);
+  }
+  return 0;
+}
+
+// Bytes of packed codes in one row (rows start on a byte boundary).
+[[nodiscard]] inline std::size_t row_code_bytes(format_id f, index_t cols) noexcept {
+  return (static_cast<std::size_t>(cols) * static_cast<std::size_t>(bits_of(f)) + 7) / 8;
+}
+
+// Exact storage of a rows x cols tensor quantized with s: codes + scales + zero points (one byte each).
+[[nodiscard]] inline std::size_t quantized_bytes(const quant_spec& s, index_t rows, index_t cols) {
+  validate(s);
+  const auto n_scales = static_cast<std::size_t>(scale_count(s, rows, cols));
+  const std::size_t zero_points = s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : 0;
+  return static_cast<std::size_t>(rows) * row_code_bytes(s.format, cols) +
+         n_scales * static_cast<std::size_t>(bytes_of(s.scales)) + zero_points;
+}
+
+// Bits per weight with every scale and zero point counted.
+[[nodiscard]] inline double bits_per_weight(const quant_spec& s, index_t rows, index_t cols) {
+  return 8.0 * static_cast<double>(quantized_bytes(s, rows, cols)) / (static_cast<double>(rows) * static_cast<double>(cols));
+}
+
+// Canonical text form; parse_spec(to_string(s)) == s for every valid spec (seed excluded).
+[[nodiscard]] inline std::string to_string(const quant_spec& s) {
+  std::string out(to_string(s.format));
+  if (!needs_scale(s.format)) return out;
+  switch (s.granularity) {
+    case granularity_id::per_tensor: out += "/tensor"; break;
+    case granularity_id::per_channel: out += "/channel"; break;
+    case granularity_id::per_group: out += "/g" + std::to_string(s.group_size); break;
+  }
+  out += s.scheme == scheme_id::symmetric ? "/sym" : "/asym";
+  switch (s.calibration) {
+    case calibration_id::minmax: out += "/minmax"; break;
+    case calibration_id::mse: out += "/mse"; break;
+    case calibration_id::percentile: {
+      char buf[32];
+      auto r = std::to_chars(buf, buf + sizeof buf, s.percentile);
+      out += "/p" + std::string(buf, r.ptr);
+      break;
+    }
+  }
+  out += s.scales == scale_type::fp32 ? "/s32" : s.scales == scale_type::fp16 ? "/s16" : "/sbf16";
+  if (s.rounding == rounding_id::stochastic) out += "/stochastic";
+  return out;
+}
+
+// Parses the text form above; throws mixprec::error(parse_error) naming the bad token.
+[[nodiscard]] inline quant_spec parse_spec(std::string_view text) {
+  std::vector<std::string_view> tokens;
+  for (std::size_t pos = 0;;) {
+    const std::size_t slash = text.find('/', pos);
+    tokens.push_back(text.substr(pos, slash == std::string_view::npos ? std::string_view::npos : slash - pos));
+    if (slash == std::string_view::npos) break;
+    pos = slash + 1;
+  }
+  auto fail = [&](std::string_view token, std::string_view what) -> error {
+    return error(errc::parse_error, "quantizer spec '" + std::string(text) + "': bad token '" +
+                                        std::string(token) + "', expected " + std::string(what));
+  };
+  quant_spec s;
+  bool found = false;
+  for (format_id f : {format_id::int2, format_id::int4, format_id::int8, format_id::fp8_e4m3, format_id::fp16,
+                      format_id::bf16, format_id::fp32}) {
+    if (tokens[0] == to_string(f)) {
+      s.format = f;
+      found = true;
+    }
+  }
+  if (!found) throw fail(tokens[0], "a format (int2, int4, int8, fp8_e4m3, fp16, bf16, fp32)");
+  if (!needs_scale(s.format)) {
+    if (tokens.size() > 1) throw fail(tokens[1], "nothing after an unscaled float format");
+    return s;
+  }
+  for (std::size_t i = 1; i < tokens.size(); ++i) {
+    const std::string_view t = tokens[i];
+    auto parse_number = [&](std::string_view digits, auto& value) {
+      auto r = std::from_chars(digits.data(), digits.data() + digits.size(), value);
+      if (r.ec != std::errc{} || r.ptr != digits.data() + digits.size()) throw fail(t, "a number");
+    };
+    if (t == "tensor") {
+      s.granularity = granularity_id::per_tensor;
+    } else if (t == "channel") {
+      s.granularity = granularity_id::per_channel;
+    } else if (t.size() > 1 && t[0] == 'g') {
+      s.granularity = granularity_id::per_group;
+      parse_number(t.substr(1), s.group_size);
+    } else if (t == "sym") {
+      s.scheme = scheme_id::symmetric;
+    } else if (t == "asym") {
+      s.scheme = scheme_id::asymmetric;
+    } else if (t == "minmax") {
+      s.calibration = calibration_id::minmax;
+    } else if (t == "mse") {
+      s.calibration = calibration_id::mse;
+    } else if (t.size() > 1 && t[0] == 'p') {
+      s.calibration = calibration_id::percentile;
+      parse_number(t.substr(1), s.percentile);
+    } else if (t == "s32") {
+      s.scales = scale_type::fp32;
+    } else if (t == "s16") {
+      s.scales = scale_type::fp16;
+    } else if (t == "sbf16") {
+      s.scales = scale_type::bf16;
+    } else if (t == "stochastic") {
+      s.rounding = rounding_id::stochastic;
+    } else {
+      throw fail(t, "tensor|channel|g<N>|sym|asym|minmax|mse|p<pct>|s32|s16|sbf16|stochastic");
+    }
+  }
+  try {
+    validate(s);
+  } catch (const error& e) {
+    throw error(errc::parse_error, "quantizer spec '" + std::string(text) + "': " + e.what());
+  }
+  return s;
+}
+
+}  // namespace mixprec
