@@ -16,5 +16,6 @@ configure_package_config_file(cmake/mixprecConfig.cmake.in
 write_basic_package_version_file(${CMAKE_CURRENT_BINARY_DIR}/mixprecConfigVersion.cmake
   COMPATIBILITY SameMinorVersion ARCH_INDEPENDENT)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/mixprecConfig.cmake
+              ${CMAKE_CURRENT_SOURCE_DIR}/cmake/xtl_shim.cmake
               ${CMAKE_CURRENT_BINARY_DIR}/mixprecConfigVersion.cmake
         DESTINATION ${_mixprec_cmake_dir})

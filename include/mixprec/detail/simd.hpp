@@ -33,6 +33,14 @@ inline constexpr bool is_sse41 = MIXPREC_X86 && std::is_base_of_v<xsimd::sse4_1,
 template <class A>
 inline constexpr bool is_sse2 = MIXPREC_X86 && std::is_base_of_v<xsimd::sse2, A>;
 
+// select() on 32-bit integer lanes. xsimd 8.1's integer select for AVX-512BW does not compile
+// without optimisation (GCC's blend intrinsics are macros at -O0), so go through the float select.
+template <class A>
+inline ibatch<A> select_i32(xsimd::batch_bool<std::int32_t, A> cond, ibatch<A> a, ibatch<A> b) noexcept {
+  return xsimd::bitwise_cast<ibatch<A>>(
+      xsimd::select(xsimd::bool_cast(cond), xsimd::bitwise_cast<fbatch<A>>(a), xsimd::bitwise_cast<fbatch<A>>(b)));
+}
+
 // Horizontal max / min of a batch (xsimd 8.1 has no reduce_max).
 template <class A>
 inline float reduce_max(fbatch<A> v) noexcept {

@@ -145,7 +145,7 @@ inline void to_fp16(A, const float* x, index_t n, std::uint16_t* h) noexcept {
     const ibatch<A> b = xsimd::bitwise_cast<ibatch<A>>(base);
     const ibatch<A> nonsign = ((b >> 13) & ibatch<A>(0x7C00)) + (b & ibatch<A>(0x0FFF));
     const ibatch<A> sign = (bits >> 16) & ibatch<A>(0x8000);
-    const ibatch<A> r = sign | xsimd::select(mag > ibatch<A>(0x7F800000), ibatch<A>(0x7E00), nonsign);
+    const ibatch<A> r = sign | detail::select_i32<A>(mag > ibatch<A>(0x7F800000), ibatch<A>(0x7E00), nonsign);
     detail::store_i32_as_u16<A>(r, h + i);
   }
   ref::to_fp16(x + i, n - i, h + i);
@@ -165,7 +165,7 @@ inline void from_fp16(A, const std::uint16_t* h, index_t n, float* x) noexcept {
         fbatch<A>(0x1.0p-112f);
     const fbatch<A> denormalized =
         xsimd::bitwise_cast<fbatch<A>>(mag | ibatch<A>(126 << 23)) - fbatch<A>(0.5f);
-    const ibatch<A> r = sign | xsimd::select(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
+    const ibatch<A> r = sign | detail::select_i32<A>(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
                                              xsimd::bitwise_cast<ibatch<A>>(normalized));
     xsimd::bitwise_cast<fbatch<A>>(r).store_unaligned(x + i);
   }
@@ -181,7 +181,7 @@ inline void to_bf16(A, const float* x, index_t n, std::uint16_t* h) noexcept {
     const ibatch<A> u = xsimd::bitwise_cast<ibatch<A>>(fbatch<A>::load_unaligned(x + i));
     const ibatch<A> rounded = ((u + ibatch<A>(0x7FFF) + ((u >> 16) & ibatch<A>(1))) >> 16) & ibatch<A>(0xFFFF);
     const ibatch<A> nan = ((u >> 16) & ibatch<A>(0xFFFF)) | ibatch<A>(0x40);
-    const ibatch<A> r = xsimd::select((u & ibatch<A>(0x7FFFFFFF)) > ibatch<A>(0x7F800000), nan, rounded);
+    const ibatch<A> r = detail::select_i32<A>((u & ibatch<A>(0x7FFFFFFF)) > ibatch<A>(0x7F800000), nan, rounded);
     detail::store_i32_as_u16<A>(r, h + i);
   }
   ref::to_bf16(x + i, n - i, h + i);

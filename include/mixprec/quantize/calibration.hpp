@@ -5,7 +5,7 @@
 //   tie), times the clip ratio; d = m / -2^(b-1), zero point 2^(b-1). The extreme value lands exactly
 //   on code 0 (= -2^(b-1)), and the opposite side gets 2^(b-1)-1 levels: the 16th INT4 level is won by
 //   the sign of the largest value, as in ggml's Q4_0.
-// - asymmetric: lo' = min(lo, 0) * ratio, hi' = max(hi, 0) * ratio, d = (hi' - lo') / M,
+// - asymmetric: lo' = min(lo, 0) * ratio, d = (max(hi, 0) - min(lo, 0)) * ratio / M,
 //   zero point = clamp(nearbyint(-lo' / d), 0, M), so 0.0 is exactly representable.
 // - fp8_e4m3: d = max(|lo|, |hi|) * ratio / 448.
 // d is then rounded to the scale type; every later step uses that stored value. inv = 1 / d in FP32;
@@ -58,9 +58,10 @@ struct segment_params {
     d = m / -static_cast<float>(1 << (bits - 1));
     zero = 1 << (bits - 1);
   } else {
+    // (hi - lo) * ratio rather than hi * ratio - lo * ratio: a product feeding a subtraction could be
+    // fused into an FMA under -ffp-contract=fast, and the scale would then depend on compiler flags.
     const float l = std::min(lo, 0.0f) * ratio;
-    const float h = std::max(hi, 0.0f) * ratio;
-    d = (h - l) / static_cast<float>((1 << bits) - 1);
+    d = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) * ratio / static_cast<float>((1 << bits) - 1);
     if (!std::isfinite(d))
       throw error(errc::not_representable, std::string(what) + ": range too wide for an FP32 scale");
     const float stored = encode_scale(s.scales, d);

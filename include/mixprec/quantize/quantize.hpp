@@ -258,10 +258,11 @@ template <class K>
   return y;
 }
 
-// Quantizes with the xsimd kernels of this translation unit's best architecture.
-[[nodiscard]] inline quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s,
-                                               std::string_view name = "tensor") {
-  return quantize_with<default_kernels>(w, s, name);
+// Quantizes with the xsimd kernels of this translation unit's best architecture. (A template, so that
+// translation units compiled for different ISAs get distinct symbols instead of an ODR clash.)
+template <class K = default_kernels>
+[[nodiscard]] quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s, std::string_view name = "tensor") {
+  return quantize_with<K>(w, s, name);
 }
 // Quantizes with the scalar reference kernels (same bytes as quantize()).
 [[nodiscard]] inline quantized_tensor quantize_reference(const row_matrix_ref& w, const quant_spec& s,
@@ -269,7 +270,10 @@ template <class K>
   return quantize_with<reference_kernels>(w, s, name);
 }
 // FP32 values of q (xsimd kernels).
-[[nodiscard]] inline row_matrix dequantize(const quantized_tensor& q) { return dequantize_with<default_kernels>(q); }
+template <class K = default_kernels>
+[[nodiscard]] row_matrix dequantize(const quantized_tensor& q) {
+  return dequantize_with<K>(q);
+}
 // FP32 values of q (scalar reference; same values as dequantize()).
 [[nodiscard]] inline row_matrix dequantize_reference(const quantized_tensor& q) {
   return dequantize_with<reference_kernels>(q);
