@@ -41,22 +41,45 @@ inline ibatch<A> select_i32(xsimd::batch_bool<std::int32_t, A> cond, ibatch<A> a
       xsimd::select(xsimd::bool_cast(cond), xsimd::bitwise_cast<fbatch<A>>(a), xsimd::bitwise_cast<fbatch<A>>(b)));
 }
 
-// Horizontal max / min of a batch (xsimd 8.1 has no reduce_max).
+// Horizontal max / min of a batch (xsimd 8.1 has no reduce_max): log-step shuffles on x86, a
+// store-and-loop elsewhere. Exact, so the order does not matter.
+template <class A, bool Max>
+inline float reduce_minmax(fbatch<A> v) noexcept {
+#if MIXPREC_X86
+  auto op = [](__m128 a, __m128 b) { return Max ? _mm_max_ps(a, b) : _mm_min_ps(a, b); };
+  if constexpr (is_avx512<A> || is_avx2<A> || is_sse2<A>) {
+    __m128 x;
+    if constexpr (is_avx512<A>) {
+      const __m512 r = v;
+      const __m256 h = Max ? _mm256_max_ps(_mm512_castps512_ps256(r), _mm512_extractf32x8_ps(r, 1))
+                           : _mm256_min_ps(_mm512_castps512_ps256(r), _mm512_extractf32x8_ps(r, 1));
+      x = op(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    } else if constexpr (is_avx2<A>) {
+      const __m256 r = v;
+      x = op(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
+    } else {
+      x = v;
+    }
+    x = op(x, _mm_movehl_ps(x, x));
+    x = op(x, _mm_shuffle_ps(x, x, 0x55));
+    return _mm_cvtss_f32(x);
+  } else
+#endif
+  {
+    alignas(A::alignment()) float lanes[fbatch<A>::size];
+    v.store_aligned(lanes);
+    float m = lanes[0];
+    for (std::size_t i = 1; i < fbatch<A>::size; ++i) m = (Max ? lanes[i] > m : lanes[i] < m) ? lanes[i] : m;
+    return m;
+  }
+}
 template <class A>
 inline float reduce_max(fbatch<A> v) noexcept {
-  alignas(A::alignment()) float lanes[fbatch<A>::size];
-  v.store_aligned(lanes);
-  float m = lanes[0];
-  for (std::size_t i = 1; i < fbatch<A>::size; ++i) m = lanes[i] > m ? lanes[i] : m;
-  return m;
+  return reduce_minmax<A, true>(v);
 }
 template <class A>
 inline float reduce_min(fbatch<A> v) noexcept {
-  alignas(A::alignment()) float lanes[fbatch<A>::size];
-  v.store_aligned(lanes);
-  float m = lanes[0];
-  for (std::size_t i = 1; i < fbatch<A>::size; ++i) m = lanes[i] < m ? lanes[i] : m;
-  return m;
+  return reduce_minmax<A, false>(v);
 }
 
 // Loads ibatch<A>::size bytes and zero-extends each to a 32-bit lane.

@@ -45,9 +45,9 @@ struct segment_params {
 };
 
 // Scale, inverse and zero point for a segment with range [lo, hi] clipped by ratio (see above).
-// `what` names the tensor and segment for error messages.
-[[nodiscard]] inline segment_params make_params(const quant_spec& s, float lo, float hi, float ratio,
-                                                std::string_view what) {
+// what() names the tensor and segment for error messages (called only on error: this runs per group).
+template <class Describe>
+[[nodiscard]] segment_params make_params(const quant_spec& s, float lo, float hi, float ratio, Describe&& what) {
   float d = 0.0f;
   int zero = 0;
   const int bits = bits_of(s.format);
@@ -55,7 +55,7 @@ struct segment_params {
     d = std::max(std::fabs(lo), std::fabs(hi)) * ratio / fp8_e4m3_max;
   } else if (s.scheme == scheme_id::symmetric) {
     const float m = (hi >= -lo ? hi : lo) * ratio;
-    d = m / -static_cast<float>(1 << (bits - 1));
+    d = m * (-1.0f / static_cast<float>(1 << (bits - 1)));  // exact: a power of two
     zero = 1 << (bits - 1);
   } else {
     // (hi - lo) * ratio rather than hi * ratio - lo * ratio: a product feeding a subtraction could be
@@ -63,7 +63,7 @@ struct segment_params {
     const float l = std::min(lo, 0.0f) * ratio;
     d = (std::max(hi, 0.0f) - std::min(lo, 0.0f)) * ratio / static_cast<float>((1 << bits) - 1);
     if (!std::isfinite(d))
-      throw error(errc::not_representable, std::string(what) + ": range too wide for an FP32 scale");
+      throw error(errc::not_representable, what() + ": range too wide for an FP32 scale");
     const float stored = encode_scale(s.scales, d);
     if (stored != 0.0f && std::isfinite(stored))
       zero = static_cast<int>(std::clamp(std::nearbyint(-l / stored), 0.0f, static_cast<float>((1 << bits) - 1)));
@@ -71,7 +71,7 @@ struct segment_params {
   segment_params p;
   p.scale = encode_scale(s.scales, d);
   if (!std::isfinite(p.scale))
-    throw error(errc::not_representable, std::string(what) + ": scale " + std::to_string(d) +
+    throw error(errc::not_representable, what() + ": scale " + std::to_string(d) +
                                              " does not fit the scale type of " + to_string(s));
   p.inv = p.scale == 0.0f ? 0.0f : 1.0f / p.scale;
   if (!std::isfinite(p.inv)) p.scale = p.inv = 0.0f;

@@ -103,9 +103,10 @@ template <class K>
 segment_params calibrate_unit(const quant_spec& s, const row_matrix_ref& w, const unit& u, std::string_view name,
                               std::vector<std::uint8_t>& codes, std::vector<float>& back) {
   const ref::range_stats st = unit_stats<K>(w, u, name);
-  const std::string what = "quantize '" + std::string(name) + "' rows " + std::to_string(u.r0) + ".." +
-                           std::to_string(u.r1 - 1) + " columns " + std::to_string(u.c0) + ".." +
-                           std::to_string(u.c1 - 1);
+  auto what = [&] {
+    return "quantize '" + std::string(name) + "' rows " + std::to_string(u.r0) + ".." + std::to_string(u.r1 - 1) +
+           " columns " + std::to_string(u.c0) + ".." + std::to_string(u.c1 - 1);
+  };
   switch (s.calibration) {
     case calibration_id::minmax: return make_params(s, st.lo, st.hi, 1.0f, what);
     case calibration_id::percentile: {
@@ -163,16 +164,20 @@ void unpack_row(format_id f, const std::uint8_t* packed, index_t n, std::uint8_t
 // Quantizes w by spec s with kernel set K; `name` appears in error messages.
 // Throws mixprec::error: empty_input (no elements), non_finite (NaN/Inf for integer or FP8 formats),
 // not_representable (a scale the scale type cannot hold), invalid_argument (a bad spec).
+// `reuse`, when given, lends its buffers to the result (no allocation when the sizes fit: a training
+// loop re-quantizing the same weight every step, or a benchmark, pays no page faults).
 template <class K>
 [[nodiscard]] quantized_tensor quantize_with(const row_matrix_ref& w, const quant_spec& s,
-                                             std::string_view name = "tensor") {
+                                             std::string_view name = "tensor", quantized_tensor* reuse = nullptr) {
   validate(s);
   const index_t rows = w.rows(), cols = w.cols();
   if (rows == 0 || cols == 0)
     throw error(errc::empty_input, "quantize '" + std::string(name) + "': empty tensor (" + std::to_string(rows) +
                                        "x" + std::to_string(cols) + ")");
+  std::vector<std::uint8_t> codes, scales, zeros;
+  if (reuse) reuse->release_buffers(codes, scales, zeros);
   const std::size_t row_bytes = row_code_bytes(s.format, cols);
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(rows) * row_bytes);
+  codes.resize(static_cast<std::size_t>(rows) * row_bytes);
 
   if (!needs_scale(s.format)) {
     for (index_t r = 0; r < rows; ++r) {
@@ -184,17 +189,45 @@ template <class K>
       else
         K::to_bf16(detail::at(w, r, 0), cols, reinterpret_cast<std::uint16_t*>(out));
     }
-    return {s, rows, cols, std::move(codes), {}, {}};
+    scales.clear();
+    zeros.clear();
+    return {s, rows, cols, std::move(codes), std::move(scales), std::move(zeros)};
   }
 
   const index_t seg = segment_length(s, cols);
   const index_t groups = (cols + seg - 1) / seg;
   const auto n_scales = static_cast<std::size_t>(scale_count(s, rows, cols));
-  std::vector<std::uint8_t> scales(n_scales * static_cast<std::size_t>(bytes_of(s.scales)));
-  std::vector<std::uint8_t> zeros(s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : 0);
+  scales.resize(n_scales * static_cast<std::size_t>(bytes_of(s.scales)));
+  zeros.resize(s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : 0);
   std::vector<segment_params> params(n_scales);
   std::vector<std::uint8_t> tmp(static_cast<std::size_t>(cols));
   std::vector<float> back(static_cast<std::size_t>(cols));
+
+  if (s.calibration == calibration_id::minmax && s.granularity != granularity_id::per_tensor) {
+    // The common case in one pass per group (range, scale, codes) while the group is in L1: the
+    // general path below keeps a params table, which costs more than the SIMD kernels at g32.
+    const std::size_t scale_bytes = static_cast<std::size_t>(bytes_of(s.scales));
+    for (index_t r = 0; r < rows; ++r) {
+      std::uint8_t* out = codes.data() + static_cast<std::size_t>(r) * row_bytes;
+      std::uint8_t* unpacked = bits_of(s.format) == 8 ? out : tmp.data();
+      for (index_t g = 0; g < groups; ++g) {
+        const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+        const float* x = detail::at(w, r, c0);
+        const ref::range_stats st = K::min_max(x, n);
+        if (!st.finite) [[unlikely]]
+          detail::throw_non_finite(w, {r, r + 1, c0, c0 + n}, name);
+        const segment_params p = make_params(s, st.lo, st.hi, 1.0f, [&] {
+          return "quantize '" + std::string(name) + "' row " + std::to_string(r) + " group " + std::to_string(g);
+        });
+        const auto i = static_cast<std::size_t>(r * groups + g);
+        encode_scale(s.scales, p.scale, scales.data() + i * scale_bytes);
+        if (!zeros.empty()) zeros[i] = static_cast<std::uint8_t>(p.zero);
+        detail::quantize_segment<K>(s, x, n, p, static_cast<std::uint64_t>(r * cols + c0), unpacked + c0);
+      }
+      if (unpacked != out) detail::pack_row<K>(s.format, unpacked, cols, out);
+    }
+    return {s, rows, cols, std::move(codes), std::move(scales), std::move(zeros)};
+  }
 
   if (s.granularity == granularity_id::per_tensor) {
     params[0] = detail::calibrate_unit<K>(s, w, {0, rows, 0, cols}, name, tmp, back);
@@ -223,11 +256,14 @@ template <class K>
   return {s, rows, cols, std::move(codes), std::move(scales), std::move(zeros)};
 }
 
-// Back to FP32 with kernel set K.
+// Writes the FP32 values of q into y (q.rows() x q.cols()) with kernel set K.
 template <class K>
-[[nodiscard]] row_matrix dequantize_with(const quantized_tensor& q) {
+void dequantize_into_with(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
+  if (y.rows() != q.rows() || y.cols() != q.cols())
+    throw error(errc::shape_mismatch, "dequantize: output is " + std::to_string(y.rows()) + "x" +
+                                          std::to_string(y.cols()) + ", tensor is " + std::to_string(q.rows()) + "x" +
+                                          std::to_string(q.cols()));
   const quant_spec& s = q.spec();
-  row_matrix y(q.rows(), q.cols());
   const index_t cols = q.cols();
   if (!needs_scale(s.format)) {
     for (index_t r = 0; r < q.rows(); ++r) {
@@ -239,7 +275,7 @@ template <class K>
       else
         K::from_bf16(reinterpret_cast<const std::uint16_t*>(in), cols, &y(r, 0));
     }
-    return y;
+    return;
   }
   std::vector<std::uint8_t> tmp(static_cast<std::size_t>(cols));
   const index_t seg = q.group_length();
@@ -255,6 +291,13 @@ template <class K>
       detail::dequantize_segment<K>(s.format, codes + c0, n, p, &y(r, c0));
     }
   }
+}
+
+// Back to FP32 with kernel set K.
+template <class K>
+[[nodiscard]] row_matrix dequantize_with(const quantized_tensor& q) {
+  row_matrix y(q.rows(), q.cols());
+  dequantize_into_with<K>(q, y);
   return y;
 }
 
@@ -263,6 +306,12 @@ template <class K>
 template <class K = default_kernels>
 [[nodiscard]] quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s, std::string_view name = "tensor") {
   return quantize_with<K>(w, s, name);
+}
+// Quantizes w into out, reusing out's buffers (see quantize_with).
+template <class K = default_kernels>
+void quantize_into(const row_matrix_ref& w, const quant_spec& s, quantized_tensor& out,
+                   std::string_view name = "tensor") {
+  out = quantize_with<K>(w, s, name, &out);
 }
 // Quantizes with the scalar reference kernels (same bytes as quantize()).
 [[nodiscard]] inline quantized_tensor quantize_reference(const row_matrix_ref& w, const quant_spec& s,
@@ -273,6 +322,11 @@ template <class K = default_kernels>
 template <class K = default_kernels>
 [[nodiscard]] row_matrix dequantize(const quantized_tensor& q) {
   return dequantize_with<K>(q);
+}
+// Writes the FP32 values of q into y, which must be q.rows() x q.cols() (xsimd kernels).
+template <class K = default_kernels>
+void dequantize_into(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
+  dequantize_into_with<K>(q, y);
 }
 // FP32 values of q (scalar reference; same values as dequantize()).
 [[nodiscard]] inline row_matrix dequantize_reference(const quantized_tensor& q) {

@@ -98,6 +98,18 @@ class quantized_tensor {
     return zero_points_[scale_index(r, g)];
   }
 
+  // Moves the buffers out (leaving this tensor empty) so that a new quantization can reuse them.
+  void release_buffers(std::vector<std::uint8_t>& codes, std::vector<std::uint8_t>& scales,
+                       std::vector<std::uint8_t>& zero_points) noexcept {
+    codes.swap(codes_);
+    scales.swap(scales_);
+    zero_points.swap(zero_points_);
+    codes_.clear();
+    scales_.clear();
+    zero_points_.clear();
+    rows_ = cols_ = 0;
+  }
+
   // Exact storage: codes + scales + zero points. Equals quantized_bytes(spec(), rows(), cols()).
   [[nodiscard]] std::size_t bytes() const noexcept { return codes_.size() + scales_.size() + zero_points_.size(); }
   // Bits per weight with every scale and zero point counted.
