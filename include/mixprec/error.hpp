@@ -37,11 +37,14 @@ inline const char* to_string(errc c) noexcept {
 class error : public std::runtime_error {
  public:
   error(errc code, const std::string& message)
-      : std::runtime_error(std::string("mixprec: ") + message), code_(code) {}
+      : std::runtime_error(std::string("mixprec: ") + message), code_(code), message_(message) {}
   [[nodiscard]] errc code() const noexcept { return code_; }
+  // The message without the "mixprec: " prefix (for wrapping into another error's message).
+  [[nodiscard]] const std::string& message() const noexcept { return message_; }
 
  private:
   errc code_;
+  std::string message_;
 };
 
 }  // namespace mixprec

@@ -186,7 +186,7 @@ inline void validate(const quant_spec& s) {
   try {
     validate(s);
   } catch (const error& e) {
-    throw error(errc::parse_error, "quantizer spec '" + std::string(text) + "': " + e.what());
+    throw error(errc::parse_error, "quantizer spec '" + std::string(text) + "': " + e.message());
   }
   return s;
 }
