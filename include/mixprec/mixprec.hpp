@@ -8,3 +8,4 @@
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/quantize/spec.hpp"
 #include "mixprec/version.hpp"
+#include "mixprec/sensitivity/sensitivity.hpp"

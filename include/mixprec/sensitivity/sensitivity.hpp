@@ -1,0 +1,10 @@
+// Everything of the sensitivity analysis that needs only Eigen and xsimd (JSON: report_json.hpp).
+#pragma once
+
+#include "mixprec/sensitivity/classify.hpp"
+#include "mixprec/sensitivity/hessian.hpp"
+#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/sensitivity/metrics.hpp"
+#include "mixprec/sensitivity/probe.hpp"
+#include "mixprec/sensitivity/report.hpp"
+#include "mixprec/sensitivity/weight_sensitivity.hpp"
