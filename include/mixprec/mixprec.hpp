@@ -9,3 +9,4 @@
 #include "mixprec/quantize/spec.hpp"
 #include "mixprec/version.hpp"
 #include "mixprec/sensitivity/sensitivity.hpp"
+#include "mixprec/plan/plan.hpp"
