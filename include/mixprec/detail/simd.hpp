@@ -41,6 +41,20 @@ inline ibatch<A> select_i32(xsimd::batch_bool<std::int32_t, A> cond, ibatch<A> a
       xsimd::select(xsimd::bool_cast(cond), xsimd::bitwise_cast<fbatch<A>>(a), xsimd::bitwise_cast<fbatch<A>>(b)));
 }
 
+// a * b + c with one rounding where the ISA has FMA. xsimd 8.1's fma for AVX-512 is written as
+// a * b + c and so becomes two instructions under -ffp-contract=off; this one is always fused there.
+template <class A>
+inline fbatch<A> madd(fbatch<A> a, fbatch<A> b, fbatch<A> c) noexcept {
+#if MIXPREC_X86
+  if constexpr (is_avx512<A>) {
+    return _mm512_fmadd_ps(a, b, c);
+  } else
+#endif
+  {
+    return xsimd::fma(a, b, c);
+  }
+}
+
 // Horizontal max / min of a batch (xsimd 8.1 has no reduce_max): log-step shuffles on x86, a
 // store-and-loop elsewhere. Exact, so the order does not matter.
 template <class A, bool Max>

@@ -1,0 +1,317 @@
+// Quantized matrix products with the dequantisation fused in: y = Q(W) x (gemv) and Y = X Q(W)^T for
+// a batch of activation rows (gemm), straight from a quantized_tensor; no FP32 copy of W is made.
+//
+// Paths, all templated on the xsimd architecture (default: the best one this translation unit is
+// compiled for; for one binary that picks at run time, compile a translation unit per ISA with
+// -mavx2 / -mavx512f... and call the instantiation the CPU supports, as tests/kernels does):
+// - fused (batch 1, INT8 and INT4 whose groups are whole multiples of the vector step): codes are
+//   widened in registers, the zero point subtracted in integers, converted and multiplied into x;
+//   INT4 reads x pre-split into even and odd elements, so nibbles need no shuffles; the weight is
+//   formed as scale * float(code - zero) exactly as dequantize() does; one horizontal sum per row;
+// - FP16 / BF16 (batch 1): converted in registers (exact bit operations) and multiplied into x;
+// - row-decode (every other case, and batches): one row at a time is dequantized into an L1-resident
+//   buffer by the SIMD kernels, then dotted with every activation row, so W is read once per batch.
+// Accuracy: every path sums FP32 products in FP32 in a different order than the double-precision
+// reference (kernels/ref/gemv_ref.hpp); the difference per output is bounded by
+// cols * 2^-23 * sum_j |Q(W)[r, j] x[j]| (tests check this bound).
+// INT8 activations: gemv_int8 quantizes x per call (symmetric, one scale, nearest-even) and forms the
+// dot products in 32-bit integers, exactly, per group, then scales in FP32.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+
+#include "mixprec/detail/simd.hpp"
+#include "mixprec/kernels/quantize_simd.hpp"
+#include "mixprec/kernels/ref/gemv_ref.hpp"
+#include "mixprec/quantize/quantized_tensor.hpp"
+
+namespace mixprec {
+
+struct gemv_options {
+  unsigned threads = 1;  // output rows are split over this many threads (0: hardware concurrency)
+};
+
+namespace detail {
+
+template <class A>
+inline float hsum(fbatch<A> v) noexcept {
+  return xsimd::hadd(v);
+}
+
+// Runs fn(r0, r1) over [0, rows) split into `threads` chunks.
+template <class Fn>
+void for_row_chunks(index_t rows, unsigned threads, Fn&& fn) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  if (threads <= 1 || rows < 64) {
+    fn(index_t{0}, rows);
+    return;
+  }
+  const index_t chunk = (rows + threads - 1) / threads;
+  std::vector<std::jthread> pool;
+  for (unsigned t = 1; t < threads; ++t) {
+    const index_t r0 = std::min(rows, chunk * t), r1 = std::min(rows, r0 + chunk);
+    if (r0 < r1) pool.emplace_back([&fn, r0, r1] { fn(r0, r1); });
+  }
+  fn(index_t{0}, std::min(rows, chunk));
+}
+
+// FP32 dot product of n floats.
+template <class A>
+inline float dot(const float* a, const float* b, index_t n) noexcept {
+  constexpr index_t w = fbatch<A>::size;
+  fbatch<A> acc0(0.0f), acc1(0.0f);
+  index_t j = 0;
+  for (; j + 2 * w <= n; j += 2 * w) {
+    acc0 = madd<A>(fbatch<A>::load_unaligned(a + j), fbatch<A>::load_unaligned(b + j), acc0);
+    acc1 = madd<A>(fbatch<A>::load_unaligned(a + j + w), fbatch<A>::load_unaligned(b + j + w), acc1);
+  }
+  for (; j + w <= n; j += w) acc0 = madd<A>(fbatch<A>::load_unaligned(a + j), fbatch<A>::load_unaligned(b + j), acc0);
+  float s = hsum<A>(acc0 + acc1);
+  for (; j < n; ++j) s += a[j] * b[j];
+  return s;
+}
+
+// Row r of w dequantized into out with the SIMD kernels (same values as dequantize()).
+template <class A>
+void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8_t* codes) {
+  const quant_spec& s = w.spec();
+  const index_t cols = w.cols();
+  const std::uint8_t* p = w.row_codes(r);
+  switch (s.format) {
+    case format_id::fp16: simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
+    case format_id::bf16: simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
+    case format_id::fp32:
+    case format_id::fp8_e4m3: ref::dequantize_row(w, r, out); return;
+    case format_id::int4: simd::unpack<4>(A{}, p, cols, codes); break;
+    case format_id::int2: simd::unpack<2>(A{}, p, cols, codes); break;
+    case format_id::int8: codes = const_cast<std::uint8_t*>(p); break;
+  }
+  const index_t seg = w.group_length();
+  for (index_t g = 0; g < w.groups_per_row(); ++g) {
+    const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+    simd::dequantize_codes(A{}, codes + c0, n, w.scale(r, g), w.zero_point(r, g), out + c0);
+  }
+}
+
+// Whether the fused batch-1 path applies: INT8/INT4, whole groups, each a multiple of the step.
+template <class A>
+bool fused_applies(const quantized_tensor& w) {
+  const quant_spec& s = w.spec();
+  const index_t step = s.format == format_id::int4 ? 2 * static_cast<index_t>(fbatch<A>::size)
+                                                   : static_cast<index_t>(fbatch<A>::size);
+  if (s.format != format_id::int4 && s.format != format_id::int8) return false;
+  return w.group_length() % step == 0 && w.cols() % w.group_length() == 0;
+}
+
+// The scales (as FP32) and zero points of row r of w, decoded in bulk.
+template <class A>
+void row_scales(const quantized_tensor& w, index_t r, float* scales, std::int32_t* zeros) {
+  const quant_spec& s = w.spec();
+  const index_t groups = w.groups_per_row();
+  const bool shared = s.granularity == granularity_id::per_tensor;
+  const std::size_t first = shared ? 0 : static_cast<std::size_t>(r * groups);
+  const std::uint8_t* sb = w.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(s.scales));
+  const index_t n = shared ? 1 : groups;
+  if (s.scales == scale_type::fp32)
+    std::memcpy(scales, sb, static_cast<std::size_t>(n) * 4);
+  else if (s.scales == scale_type::fp16)
+    simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, scales);
+  else
+    simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, scales);
+  if (s.scheme == scheme_id::asymmetric)
+    for (index_t g = 0; g < n; ++g) zeros[g] = w.zero_point_bytes()[first + static_cast<std::size_t>(g)];
+  else
+    std::fill(zeros, zeros + n, 1 << (bits_of(s.format) - 1));
+}
+
+// Fused INT8/INT4 rows [r0, r1): y[r] = sum_j (scale_g * float(u_j - z_g)) * x_j, the weight formed
+// exactly as dequantize() forms it; four accumulators hide the FMA latency (with one vector step per
+// group, as INT4 g32 on AVX-512, consecutive groups feed different accumulators).
+template <class A>
+void fused_int_rows(const quantized_tensor& w, const float* x, const float* xe, const float* xo, float* y,
+                    index_t r0, index_t r1) {
+  constexpr index_t lanes = fbatch<A>::size;
+  const bool int4 = w.spec().format == format_id::int4;
+  const index_t groups = w.groups_per_row();
+  const index_t seg_bytes = int4 ? w.group_length() / 2 : w.group_length();
+  const index_t spg = seg_bytes / lanes;  // vector steps per group
+  std::vector<float> scales(static_cast<std::size_t>(groups));
+  std::vector<std::int32_t> zeros(static_cast<std::size_t>(groups));
+  for (index_t r = r0; r < r1; ++r) {
+    row_scales<A>(w, r, scales.data(), zeros.data());
+    const std::uint8_t* p = w.row_codes(r);
+    fbatch<A> a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+    // One vector step t (lanes bytes of codes) with its group's scale and zero point.
+    auto step = [&](index_t t, index_t g, fbatch<A>& acc_a, fbatch<A>& acc_b) {
+      const index_t b = t * lanes;
+      const fbatch<A> sv(scales[static_cast<std::size_t>(g)]);
+      const ibatch<A> z(zeros[static_cast<std::size_t>(g)]);
+      const ibatch<A> v = load_u8_as_i32<A>(p + b);
+      if (int4) {
+        acc_a = madd<A>(xsimd::to_float((v & ibatch<A>(0xF)) - z) * sv, fbatch<A>::load_unaligned(xe + b), acc_a);
+        acc_b = madd<A>(xsimd::to_float((v >> 4) - z) * sv, fbatch<A>::load_unaligned(xo + b), acc_b);
+      } else {
+        acc_a = madd<A>(xsimd::to_float(v - z) * sv, fbatch<A>::load_unaligned(x + b), acc_a);
+      }
+    };
+    if (spg == 1) {
+      index_t g = 0;
+      for (; g + 2 <= groups; g += 2) {
+        step(g, g, a0, a1);
+        step(g + 1, g + 1, a2, a3);
+      }
+      if (g < groups) step(g, g, a0, a1);
+    } else {
+      for (index_t g = 0, t = 0; g < groups; ++g) {
+        index_t k = 0;
+        for (; k + 2 <= spg; k += 2, t += 2) {
+          step(t, g, a0, a1);
+          step(t + 1, g, a2, a3);
+        }
+        if (k < spg) step(t++, g, a0, a1);
+      }
+    }
+    y[r] = hsum<A>((a0 + a1) + (a2 + a3));
+  }
+}
+
+// FP16/BF16 rows [r0, r1), converted in registers.
+template <class A>
+void half_rows(const quantized_tensor& w, const float* x, float* y, index_t r0, index_t r1) {
+  constexpr index_t lanes = fbatch<A>::size;
+  const bool is_fp16 = w.spec().format == format_id::fp16;
+  const index_t cols = w.cols();
+  for (index_t r = r0; r < r1; ++r) {
+    const auto* h = reinterpret_cast<const std::uint16_t*>(w.row_codes(r));
+    fbatch<A> acc0(0.0f), acc1(0.0f);
+    index_t j = 0;
+    for (; j + lanes <= cols; j += lanes) {
+      const ibatch<A> v = load_u16_as_i32<A>(h + j);
+      fbatch<A> f;
+      if (is_fp16) {  // the exact conversion of simd::from_fp16, inline
+        const ibatch<A> mag = v & ibatch<A>(0x7FFF);
+        const fbatch<A> normalized =
+            xsimd::bitwise_cast<fbatch<A>>((mag << 13) + ibatch<A>(static_cast<std::int32_t>(0xE0u << 23))) *
+            fbatch<A>(0x1.0p-112f);
+        const fbatch<A> denormalized = xsimd::bitwise_cast<fbatch<A>>(mag | ibatch<A>(126 << 23)) - fbatch<A>(0.5f);
+        f = xsimd::bitwise_cast<fbatch<A>>(((v & ibatch<A>(0x8000)) << 16) |
+                                           select_i32<A>(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
+                                                         xsimd::bitwise_cast<ibatch<A>>(normalized)));
+      } else {
+        f = xsimd::bitwise_cast<fbatch<A>>(v << 16);
+      }
+      if ((j / lanes) % 2 == 0)
+        acc0 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc0);
+      else
+        acc1 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc1);
+    }
+    float s = hsum<A>(acc0 + acc1);
+    for (; j < cols; ++j) s += (is_fp16 ? fp16_to_fp32(h[j]) : bf16_to_fp32(h[j])) * x[j];
+    y[r] = s;
+  }
+}
+
+}  // namespace detail
+
+// y = Q(W) x: x has w.cols() floats, y w.rows().
+template <class A = xsimd::default_arch>
+void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  const quant_spec& s = w.spec();
+  if (detail::fused_applies<A>(w)) {
+    std::vector<float> xe, xo;
+    if (s.format == format_id::int4) {  // x split into even and odd elements, once per call
+      xe.resize(static_cast<std::size_t>(w.cols() / 2));
+      xo.resize(xe.size());
+      for (std::size_t i = 0; i < xe.size(); ++i) {
+        xe[i] = x[2 * i];
+        xo[i] = x[2 * i + 1];
+      }
+    }
+    detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+      detail::fused_int_rows<A>(w, x, xe.data(), xo.data(), y, r0, r1);
+    });
+    return;
+  }
+  if (s.format == format_id::fp16 || s.format == format_id::bf16) {
+    detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) { detail::half_rows<A>(w, x, y, r0, r1); });
+    return;
+  }
+  detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+    std::vector<float> row(static_cast<std::size_t>(w.cols()));
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
+    for (index_t r = r0; r < r1; ++r) {
+      detail::dequantize_row<A>(w, r, row.data(), codes.data());
+      y[r] = detail::dot<A>(row.data(), x, w.cols());
+    }
+  });
+}
+
+// Y = X Q(W)^T: X is batch x w.cols() (one activation row per token), Y batch x w.rows().
+template <class A = xsimd::default_arch>
+void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+          const gemv_options& o = {}) {
+  if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
+    throw error(errc::shape_mismatch, "gemm: X is " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
+                                          ", W " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ", Y " +
+                                          std::to_string(y.rows()) + "x" + std::to_string(y.cols()));
+  if (x.rows() == 1) {
+    std::vector<float> out(static_cast<std::size_t>(w.rows()));
+    gemv<A>(w, x.data(), out.data(), o);
+    for (index_t r = 0; r < w.rows(); ++r) y(0, r) = out[static_cast<std::size_t>(r)];
+    return;
+  }
+  detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+    std::vector<float> row(static_cast<std::size_t>(w.cols()));
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
+    for (index_t r = r0; r < r1; ++r) {
+      detail::dequantize_row<A>(w, r, row.data(), codes.data());
+      for (index_t b = 0; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row.data(), x.data() + b * x.outerStride(), w.cols());
+    }
+  });
+}
+
+// y = Q(W) x with x quantized to INT8 (symmetric, scale max|x| / 127) and integer dot products per
+// group; INT8 and INT4 weights only (others: mixprec::error). Bit-identical to ref::gemv_int8.
+template <class A = xsimd::default_arch>
+void gemv_int8(const quantized_tensor& w, const float* x, float* y) {
+  const quant_spec& s = w.spec();
+  if (s.format != format_id::int8 && s.format != format_id::int4)
+    throw error(errc::unsupported, "gemv_int8: weights must be int8 or int4, not " + to_string(s));
+  const index_t cols = w.cols(), seg = w.group_length();
+  if (static_cast<double>(seg) * 255.0 * 127.0 >= 2147483647.0)
+    throw error(errc::unsupported, "gemv_int8: groups of " + std::to_string(seg) + " could overflow 32-bit sums");
+  std::vector<std::int32_t> q(static_cast<std::size_t>(cols));
+  const float sx = ref::quantize_activations(x, cols, q.data());
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+  constexpr index_t lanes = detail::ibatch<A>::size;
+  for (index_t r = 0; r < w.rows(); ++r) {
+    const std::uint8_t* u = w.row_codes(r);
+    if (s.format == format_id::int4) {
+      simd::unpack<4>(A{}, u, cols, codes.data());
+      u = codes.data();
+    }
+    float acc = 0.0f;
+    for (index_t g = 0; g < w.groups_per_row(); ++g) {
+      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+      const int z = w.zero_point(r, g);
+      detail::ibatch<A> d(0);
+      index_t j = 0;
+      for (; j + lanes <= n; j += lanes)
+        d += (detail::load_u8_as_i32<A>(u + c0 + j) - detail::ibatch<A>(z)) *
+             detail::ibatch<A>::load_unaligned(q.data() + c0 + j);
+      std::int32_t dot = xsimd::hadd(d);
+      for (; j < n; ++j) dot += (static_cast<std::int32_t>(u[c0 + j]) - z) * q[static_cast<std::size_t>(c0 + j)];
+      acc += w.scale(r, g) * static_cast<float>(dot);
+    }
+    y[r] = acc * sx;
+  }
+}
+
+}  // namespace mixprec

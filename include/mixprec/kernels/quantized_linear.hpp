@@ -1,0 +1,64 @@
+// quantized_linear: a linear layer y = Q(W) x + b run by the fused kernels, built from a weight and
+// one quantizer spec (what one entry of a mixed-precision plan says).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "mixprec/kernels/gemv.hpp"
+#include "mixprec/quantize/quantize.hpp"
+
+namespace mixprec {
+
+class quantized_linear {
+ public:
+  quantized_linear() = default;
+  // Quantizes w (out x in) by spec; bias, when given, has w.rows() entries.
+  quantized_linear(const row_matrix_ref& w, const quant_spec& spec, std::optional<Eigen::VectorXf> bias = std::nullopt,
+                   std::string name = "linear")
+      : name_(std::move(name)), weight_(quantize(w, spec, name_)), bias_(std::move(bias)) {
+    if (bias_ && bias_->size() != w.rows())
+      throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': bias has " + std::to_string(bias_->size()) +
+                                            " entries, expected " + std::to_string(w.rows()));
+  }
+  // Wraps an already quantized weight.
+  explicit quantized_linear(quantized_tensor w, std::optional<Eigen::VectorXf> bias = std::nullopt,
+                            std::string name = "linear")
+      : name_(std::move(name)), weight_(std::move(w)), bias_(std::move(bias)) {}
+
+  [[nodiscard]] index_t in_features() const noexcept { return weight_.cols(); }
+  [[nodiscard]] index_t out_features() const noexcept { return weight_.rows(); }
+  [[nodiscard]] const quantized_tensor& weight() const noexcept { return weight_; }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  // Storage of the weight (codes, scales, zero points) plus the FP32 bias.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return weight_.bytes() + (bias_ ? static_cast<std::size_t>(bias_->size()) * sizeof(float) : 0);
+  }
+
+  // y = Q(W) x + b for one vector (x: in_features floats, y: out_features).
+  template <class A = xsimd::default_arch>
+  void forward(const float* x, float* y, const gemv_options& o = {}) const {
+    gemv<A>(weight_, x, y, o);
+    if (bias_)
+      for (index_t r = 0; r < out_features(); ++r) y[r] += (*bias_)[r];
+  }
+  // Y = X Q(W)^T + b for a batch (one activation row per token).
+  template <class A = xsimd::default_arch>
+  [[nodiscard]] row_matrix forward(const Eigen::Ref<const row_matrix>& x, const gemv_options& o = {}) const {
+    if (x.cols() != in_features())
+      throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': input has " + std::to_string(x.cols()) +
+                                            " features, expected " + std::to_string(in_features()));
+    row_matrix y(x.rows(), out_features());
+    gemm<A>(weight_, x, y, o);
+    if (bias_) y.rowwise() += bias_->transpose();
+    return y;
+  }
+
+ private:
+  std::string name_;
+  quantized_tensor weight_;
+  std::optional<Eigen::VectorXf> bias_;
+};
+
+}  // namespace mixprec

@@ -1,0 +1,111 @@
+// Scalar reference for quantized matrix-vector products: y = Q(W) x, each weight dequantized exactly
+// as dequantize() does (value = scale * (code - zero point), FP16/BF16/FP8 converted exactly), products
+// accumulated in double. The SIMD kernels (kernels/gemv.hpp) are checked against it within a bound.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "mixprec/kernels/ref/quantize_ref.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/quantize/quantized_tensor.hpp"
+
+namespace mixprec::ref {
+
+// The FP32 weights of row r of w (exactly dequantize()'s values).
+inline void dequantize_row(const quantized_tensor& w, index_t r, float* out) {
+  const quant_spec& s = w.spec();
+  const index_t cols = w.cols();
+  const std::uint8_t* p = w.row_codes(r);
+  switch (s.format) {
+    case format_id::fp32:
+      for (index_t j = 0; j < cols; ++j) std::memcpy(out + j, p + 4 * j, 4);
+      return;
+    case format_id::fp16:
+    case format_id::bf16:
+      for (index_t j = 0; j < cols; ++j) {
+        std::uint16_t h;
+        std::memcpy(&h, p + 2 * j, 2);
+        out[j] = s.format == format_id::fp16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+      }
+      return;
+    default: break;
+  }
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+  if (s.format == format_id::int4)
+    unpack<4>(p, cols, codes.data());
+  else if (s.format == format_id::int2)
+    unpack<2>(p, cols, codes.data());
+  else
+    std::copy(p, p + cols, codes.begin());
+  const index_t seg = w.group_length();
+  for (index_t g = 0; g < w.groups_per_row(); ++g) {
+    const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+    if (s.format == format_id::fp8_e4m3)
+      from_fp8(codes.data() + c0, n, w.scale(r, g), out + c0);
+    else
+      dequantize_codes(codes.data() + c0, n, w.scale(r, g), w.zero_point(r, g), out + c0);
+  }
+}
+
+// y[r] = sum_j Q(W)[r, j] * x[j], in double, rounded once to float.
+inline void gemv(const quantized_tensor& w, const float* x, float* y) {
+  std::vector<float> row(static_cast<std::size_t>(w.cols()));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    dequantize_row(w, r, row.data());
+    double acc = 0.0;
+    for (index_t j = 0; j < w.cols(); ++j) acc += static_cast<double>(row[static_cast<std::size_t>(j)]) * x[j];
+    y[r] = static_cast<float>(acc);
+  }
+}
+
+// Sum over j of |Q(W)[r, j] * x[j]| per row: the scale of the rounding error of any summation order.
+inline void gemv_abs(const quantized_tensor& w, const float* x, double* y) {
+  std::vector<float> row(static_cast<std::size_t>(w.cols()));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    dequantize_row(w, r, row.data());
+    double acc = 0.0;
+    for (index_t j = 0; j < w.cols(); ++j) acc += std::abs(static_cast<double>(row[static_cast<std::size_t>(j)]) * x[j]);
+    y[r] = acc;
+  }
+}
+
+// Dynamic INT8 quantization of one activation vector: scale max|x| / 127, q = nearbyint(x / scale)
+// (computed as x * (1 / scale)); returns the scale (0 for an all-zero x).
+inline float quantize_activations(const float* x, index_t n, std::int32_t* q) {
+  float amax = 0.0f;
+  for (index_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
+  if (!std::isfinite(amax)) throw error(errc::non_finite, "gemv_int8: non-finite activation");
+  const float sx = amax / 127.0f, inv = sx > 0.0f ? 1.0f / sx : 0.0f;
+  for (index_t j = 0; j < n; ++j) q[j] = static_cast<std::int32_t>(std::nearbyint(x[j] * inv));
+  return sx;
+}
+
+// y = Q(W) x with INT8 activations: per group the exact integer sum of (u - z) * q, then
+// acc += scale_g * float(sum) group by group, y = acc * scale_x. INT8/INT4 weights.
+inline void gemv_int8(const quantized_tensor& w, const float* x, float* y) {
+  const index_t cols = w.cols(), seg = w.group_length();
+  std::vector<std::int32_t> q(static_cast<std::size_t>(cols));
+  const float sx = quantize_activations(x, cols, q.data());
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    if (w.spec().format == format_id::int4)
+      unpack<4>(w.row_codes(r), cols, codes.data());
+    else
+      std::copy(w.row_codes(r), w.row_codes(r) + cols, codes.begin());
+    float acc = 0.0f;
+    for (index_t g = 0; g < w.groups_per_row(); ++g) {
+      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
+      const int z = w.zero_point(r, g);
+      std::int32_t dot = 0;
+      for (index_t j = c0; j < c0 + n; ++j) dot += (static_cast<std::int32_t>(codes[static_cast<std::size_t>(j)]) - z) * q[static_cast<std::size_t>(j)];
+      acc += w.scale(r, g) * static_cast<float>(dot);
+    }
+    y[r] = acc * sx;
+  }
+}
+
+}  // namespace mixprec::ref

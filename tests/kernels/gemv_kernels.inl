@@ -1,0 +1,127 @@
+// Fused quantized GEMV/GEMM for one architecture MIXPREC_TEST_ARCH (included by gemv_test*.cpp).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <vector>
+
+#include "mixprec/kernels/gemv.hpp"
+#include "mixprec/kernels/quantized_linear.hpp"
+#include "support/data.hpp"
+
+#define MIXPREC_GSTR2(x) #x
+#define MIXPREC_GSTR(x) MIXPREC_GSTR2(x)
+#define MIXPREC_GARCH_TAG "[" MIXPREC_GSTR(MIXPREC_TEST_ARCH_NAME) "]"
+
+namespace {
+
+using garch = MIXPREC_TEST_ARCH;
+using mixprec::index_t;
+
+bool garch_available() {
+  if (!garch::available()) {
+    WARN("skipped: this CPU lacks " << garch::name());
+    return false;
+  }
+  return true;
+}
+
+// |y - reference| <= cols * 2^-23 * sum |w x| (the stated bound of kernels/gemv.hpp), per output.
+void check_close(const mixprec::quantized_tensor& q, const float* x, const float* y) {
+  std::vector<float> ref(static_cast<std::size_t>(q.rows()));
+  std::vector<double> mag(static_cast<std::size_t>(q.rows()));
+  mixprec::ref::gemv(q, x, ref.data());
+  mixprec::ref::gemv_abs(q, x, mag.data());
+  for (index_t r = 0; r < q.rows(); ++r) {
+    const double bound = static_cast<double>(q.cols()) * 0x1.0p-23 * mag[static_cast<std::size_t>(r)] + 1e-30;
+    INFO("row " << r << " y " << y[r] << " ref " << ref[static_cast<std::size_t>(r)] << " bound " << bound);
+    REQUIRE(std::fabs(static_cast<double>(y[r]) - ref[static_cast<std::size_t>(r)]) <= bound);
+  }
+}
+
+const char* gemv_specs[] = {"int4/g32/sym/minmax/s16", "int4/g64/asym/minmax/s16", "int4/g128/sym/mse/s16",
+                            "int4/channel/sym",        "int8/channel/sym",         "int8/channel/asym",
+                            "int8/g32/sym",            "int2/g32/asym",            "fp16",
+                            "bf16",                    "fp8_e4m3/channel",         "fp32"};
+
+}  // namespace
+
+TEST_CASE("gemv matches the reference within the stated bound " MIXPREC_GARCH_TAG, "[kernels][gemv]") {
+  if (!garch_available()) return;
+  struct shape {
+    index_t rows, cols;
+  };
+  for (shape sh : {shape{1, 128}, shape{3, 256}, shape{17, 100}, shape{129, 4096 + 32}, shape{5, 33}})
+    for (const char* text : gemv_specs) {
+      INFO(text << " " << sh.rows << "x" << sh.cols);
+      const auto w = mixprec::test::gaussian(sh.rows, sh.cols, 0.05f, static_cast<std::uint32_t>(sh.cols));
+      const auto x = mixprec::test::gaussian(1, sh.cols, 1.0f, 77);
+      const auto q = mixprec::quantize(w, mixprec::parse_spec(text));
+      std::vector<float> y(static_cast<std::size_t>(sh.rows));
+      mixprec::gemv<garch>(q, x.data(), y.data());
+      check_close(q, x.data(), y.data());
+      // Threads split rows; the result is the same.
+      std::vector<float> y2(y.size());
+      mixprec::gemv<garch>(q, x.data(), y2.data(), {2});
+      REQUIRE(y == y2);
+    }
+}
+
+TEST_CASE("gemm over batches matches gemv and dequantize + Eigen " MIXPREC_GARCH_TAG, "[kernels][gemm]") {
+  if (!garch_available()) return;
+  for (index_t batch : {1, 3, 8, 33})
+    for (const char* text : {"int4/g32/sym/minmax/s16", "int8/channel/sym", "fp16", "int4/g64/asym"}) {
+      INFO(text << " batch " << batch);
+      const auto w = mixprec::test::gaussian(40, 192, 0.05f, 3);
+      const auto x = mixprec::test::gaussian(batch, 192, 1.0f, static_cast<std::uint32_t>(batch));
+      const auto q = mixprec::quantize(w, mixprec::parse_spec(text));
+      mixprec::row_matrix y(batch, 40);
+      mixprec::gemm<garch>(q, x, y, {2});
+      const mixprec::row_matrix eigen = x * mixprec::dequantize(q).transpose();
+      for (index_t b = 0; b < batch; ++b) check_close(q, x.row(b).data(), y.row(b).data());
+      REQUIRE(y.isApprox(eigen, 1e-5f));
+      mixprec::row_matrix bad(batch, 39);
+      REQUIRE_THROWS_AS(mixprec::gemm<garch>(q, x, bad), mixprec::error);
+    }
+}
+
+TEST_CASE("INT8-activation gemv: exact integer dots, close to the FP32 product " MIXPREC_GARCH_TAG, "[kernels][gemv]") {
+  if (!garch_available()) return;
+  for (const char* text : {"int4/g32/sym/minmax/s16", "int8/channel/asym", "int4/g128/asym"}) {
+    INFO(text);
+    const auto w = mixprec::test::gaussian(33, 4096, 0.05f, 5);
+    const auto x = mixprec::test::gaussian(1, 4096, 1.0f, 6);
+    const auto q = mixprec::quantize(w, mixprec::parse_spec(text));
+    std::vector<float> y(33), yr(33), yf(33);
+    mixprec::gemv_int8<garch>(q, x.data(), y.data());
+    mixprec::ref::gemv_int8(q, x.data(), yr.data());
+    REQUIRE(y == yr);  // integer dots are exact and the float steps run in the same order
+    mixprec::ref::gemv(q, x.data(), yf.data());
+    // Activation rounding adds at most half an INT8 step per element: |dy| <= sum |w| * step / 2.
+    const double step = x.cwiseAbs().maxCoeff() / 127.0;
+    const mixprec::row_matrix dq = mixprec::dequantize(q);
+    for (index_t r = 0; r < 33; ++r)
+      REQUIRE(std::fabs(y[static_cast<std::size_t>(r)] - yf[static_cast<std::size_t>(r)]) <=
+              0.5 * step * dq.row(r).cwiseAbs().sum() * 1.001 + 1e-4);
+  }
+  const auto q = mixprec::quantize(mixprec::test::gaussian(2, 8, 1.0f, 1), mixprec::parse_spec("fp16"));
+  std::vector<float> x(8, 1.0f), y(2);
+  REQUIRE_THROWS_AS(mixprec::gemv_int8<garch>(q, x.data(), y.data()), mixprec::error);
+}
+
+TEST_CASE("quantized_linear runs a plan entry with bias " MIXPREC_GARCH_TAG, "[kernels][linear]") {
+  if (!garch_available()) return;
+  const auto w = mixprec::test::gaussian(24, 64, 0.1f, 9);
+  Eigen::VectorXf bias = Eigen::VectorXf::LinSpaced(24, -1.0f, 1.0f);
+  const mixprec::quantized_linear layer(w, mixprec::parse_spec("int4/g32/sym/minmax/s16"), bias, "fc");
+  CHECK(layer.in_features() == 64);
+  CHECK(layer.bytes() == mixprec::quantized_bytes(mixprec::parse_spec("int4/g32/sym/minmax/s16"), 24, 64) + 24 * 4);
+  const auto x = mixprec::test::gaussian(4, 64, 1.0f, 10);
+  const mixprec::row_matrix y = layer.forward<garch>(x);
+  const mixprec::row_matrix expect = (x * mixprec::dequantize(layer.weight()).transpose()).rowwise() + bias.transpose();
+  CHECK(y.isApprox(expect, 1e-5f));
+  std::vector<float> y1(24);
+  layer.forward<garch>(x.row(2).data(), y1.data());
+  for (index_t r = 0; r < 24; ++r) CHECK(y1[static_cast<std::size_t>(r)] == Approx(expect(2, r)).epsilon(1e-5).margin(1e-5));
+  CHECK_THROWS_AS(mixprec::quantized_linear(w, mixprec::parse_spec("int8"), Eigen::VectorXf::Zero(3)), mixprec::error);
+  CHECK_THROWS_AS(layer.forward<garch>(mixprec::row_matrix(2, 63)), mixprec::error);
+}
