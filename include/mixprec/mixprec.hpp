@@ -10,3 +10,4 @@
 #include "mixprec/version.hpp"
 #include "mixprec/sensitivity/sensitivity.hpp"
 #include "mixprec/plan/plan.hpp"
+#include "mixprec/qat/fake_quant.hpp"
