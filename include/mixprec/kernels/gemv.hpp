@@ -100,6 +100,19 @@ void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8
   }
 }
 
+// Calls fn(r, row) for every row of w, the row dequantized into an L1-resident buffer (row-decode path).
+template <class A, class Fn>
+void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
+  for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+    std::vector<float> row(static_cast<std::size_t>(w.cols()));
+    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
+    for (index_t r = r0; r < r1; ++r) {
+      dequantize_row<A>(w, r, row.data(), codes.data());
+      fn(r, row.data());
+    }
+  });
+}
+
 // Whether the fused batch-1 path applies: INT8/INT4, whole groups, each a multiple of the step.
 template <class A>
 bool fused_applies(const quantized_tensor& w) {
@@ -194,19 +207,7 @@ void half_rows(const quantized_tensor& w, const float* x, float* y, index_t r0, 
     index_t j = 0;
     for (; j + lanes <= cols; j += lanes) {
       const ibatch<A> v = load_u16_as_i32<A>(h + j);
-      fbatch<A> f;
-      if (is_fp16) {  // the exact conversion of simd::from_fp16, inline
-        const ibatch<A> mag = v & ibatch<A>(0x7FFF);
-        const fbatch<A> normalized =
-            xsimd::bitwise_cast<fbatch<A>>((mag << 13) + ibatch<A>(static_cast<std::int32_t>(0xE0u << 23))) *
-            fbatch<A>(0x1.0p-112f);
-        const fbatch<A> denormalized = xsimd::bitwise_cast<fbatch<A>>(mag | ibatch<A>(126 << 23)) - fbatch<A>(0.5f);
-        f = xsimd::bitwise_cast<fbatch<A>>(((v & ibatch<A>(0x8000)) << 16) |
-                                           select_i32<A>(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
-                                                         xsimd::bitwise_cast<ibatch<A>>(normalized)));
-      } else {
-        f = xsimd::bitwise_cast<fbatch<A>>(v << 16);
-      }
+      const fbatch<A> f = is_fp16 ? simd::fp16_lanes_to_float<A>(v) : xsimd::bitwise_cast<fbatch<A>>(v << 16);
       if ((j / lanes) % 2 == 0)
         acc0 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc0);
       else
@@ -243,14 +244,7 @@ void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_option
     detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) { detail::half_rows<A>(w, x, y, r0, r1); });
     return;
   }
-  detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-    std::vector<float> row(static_cast<std::size_t>(w.cols()));
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
-    for (index_t r = r0; r < r1; ++r) {
-      detail::dequantize_row<A>(w, r, row.data(), codes.data());
-      y[r] = detail::dot<A>(row.data(), x, w.cols());
-    }
-  });
+  detail::decoded_rows<A>(w, o, [&](index_t r, const float* row) { y[r] = detail::dot<A>(row, x, w.cols()); });
 }
 
 // Y = X Q(W)^T: X is batch x w.cols() (one activation row per token), Y batch x w.rows().
@@ -267,13 +261,8 @@ void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eige
     for (index_t r = 0; r < w.rows(); ++r) y(0, r) = out[static_cast<std::size_t>(r)];
     return;
   }
-  detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-    std::vector<float> row(static_cast<std::size_t>(w.cols()));
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
-    for (index_t r = r0; r < r1; ++r) {
-      detail::dequantize_row<A>(w, r, row.data(), codes.data());
-      for (index_t b = 0; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row.data(), x.data() + b * x.outerStride(), w.cols());
-    }
+  detail::decoded_rows<A>(w, o, [&](index_t r, const float* row) {
+    for (index_t b = 0; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row, x.data() + b * x.outerStride(), w.cols());
   });
 }
 

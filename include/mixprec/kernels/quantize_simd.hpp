@@ -151,24 +151,26 @@ inline void to_fp16(A, const float* x, index_t n, std::uint16_t* h) noexcept {
   ref::to_fp16(x + i, n - i, h + i);
 }
 
+// FP16 bit patterns (one per 32-bit lane) to FP32, exactly: fp16_to_fp32 with signed-lane integer steps.
+template <class A>
+inline fbatch<A> fp16_lanes_to_float(ibatch<A> v) noexcept {
+  const ibatch<A> mag = v & ibatch<A>(0x7FFF);
+  const ibatch<A> sign = (v & ibatch<A>(0x8000)) << 16;
+  const fbatch<A> normalized =
+      xsimd::bitwise_cast<fbatch<A>>((mag << 13) + ibatch<A>(static_cast<std::int32_t>(0xE0u << 23))) *
+      fbatch<A>(0x1.0p-112f);
+  const fbatch<A> denormalized = xsimd::bitwise_cast<fbatch<A>>(mag | ibatch<A>(126 << 23)) - fbatch<A>(0.5f);
+  return xsimd::bitwise_cast<fbatch<A>>(
+      sign | detail::select_i32<A>(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
+                                   xsimd::bitwise_cast<ibatch<A>>(normalized)));
+}
+
 // See fp16_to_fp32.
 template <class A>
 inline void from_fp16(A, const std::uint16_t* h, index_t n, float* x) noexcept {
   constexpr index_t w = width<A>;
   index_t i = 0;
-  for (; i + w <= n; i += w) {
-    const ibatch<A> v = detail::load_u16_as_i32<A>(h + i);
-    const ibatch<A> mag = v & ibatch<A>(0x7FFF);
-    const ibatch<A> sign = (v & ibatch<A>(0x8000)) << 16;
-    const fbatch<A> normalized =
-        xsimd::bitwise_cast<fbatch<A>>((mag << 13) + ibatch<A>(static_cast<std::int32_t>(0xE0u << 23))) *
-        fbatch<A>(0x1.0p-112f);
-    const fbatch<A> denormalized =
-        xsimd::bitwise_cast<fbatch<A>>(mag | ibatch<A>(126 << 23)) - fbatch<A>(0.5f);
-    const ibatch<A> r = sign | detail::select_i32<A>(mag < ibatch<A>(0x400), xsimd::bitwise_cast<ibatch<A>>(denormalized),
-                                             xsimd::bitwise_cast<ibatch<A>>(normalized));
-    xsimd::bitwise_cast<fbatch<A>>(r).store_unaligned(x + i);
-  }
+  for (; i + w <= n; i += w) fp16_lanes_to_float<A>(detail::load_u16_as_i32<A>(h + i)).store_unaligned(x + i);
   ref::from_fp16(h + i, n - i, x + i);
 }
 
