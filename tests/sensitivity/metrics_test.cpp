@@ -1,47 +1,148 @@
-// Output and tensor metrics against hand-computed values.
+// Tensor and output metrics against hand-computed values, their edge cases and errors.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <limits>
 
 #include "mixprec/sensitivity/metrics.hpp"
+#include "support/data.hpp"
 
 using namespace mixprec;
+
+namespace {
+constexpr double inf = std::numeric_limits<double>::infinity();
+}
 
 TEST_CASE("tensor metrics against hand-computed values", "[sensitivity][metrics]") {
   Eigen::MatrixXf a(1, 4), b(1, 4);
   a << 1, 2, 3, 4;
   b << 1, 2, 3, 2;  // one error of 2
+  // |a|^2 = 30, |b|^2 = 18, a.b = 22, noise = 4.
   CHECK(squared_error(a, b) == 4.0);
   CHECK(mse(a, b) == 1.0);
   CHECK(max_abs_error(a, b) == 2.0);
   CHECK(sqnr_db(a, b) == Approx(10.0 * std::log10(30.0 / 4.0)));
-  CHECK(cosine_similarity(a, b) == Approx(22.0 / (std::sqrt(30.0) * std::sqrt(18.0))));
-  CHECK(sqnr_db(a, a) == std::numeric_limits<double>::infinity());
-  CHECK(sqnr_db(Eigen::MatrixXf::Zero(1, 4), a) == -std::numeric_limits<double>::infinity());
-  CHECK(cosine_similarity(a, -a) == Approx(-1.0));
-  CHECK(cosine_similarity(Eigen::MatrixXf::Zero(2, 2), Eigen::MatrixXf::Zero(2, 2)) == 1.0);
-  CHECK(cosine_similarity(Eigen::MatrixXf::Zero(1, 4), a) == 0.0);
-  CHECK_THROWS_AS(mse(a, Eigen::MatrixXf(1, 3)), error);
-  CHECK_THROWS_AS(mse(Eigen::MatrixXf(0, 3), Eigen::MatrixXf(0, 3)), error);
+  CHECK(sqnr_db(a, b) == Approx(8.750612633917));
+  CHECK(cosine_similarity(a, b) == Approx(22.0 / std::sqrt(30.0 * 18.0)));
+  const error_stats s = compare(a, b);
+  CHECK(s.signal == 30.0);
+  CHECK(s.test_energy == 18.0);
+  CHECK(s.dot == 22.0);
+  CHECK(s.count == 4);
 }
 
-TEST_CASE("KL divergence and top-1 agreement of logits", "[sensitivity][metrics]") {
+TEST_CASE("tensor metrics over lanes and a tail (19 elements) and every storage", "[sensitivity][metrics]") {
+  // a_i = i + 1, b_i = a_i + 0.5 where i % 3 == 0 (7 of 19 elements): noise 7 * 0.25, signal
+  // sum k^2 = 19 * 20 * 39 / 6 = 2470, max error 0.5.
+  Eigen::RowVectorXf a(19), b(19);
+  for (int i = 0; i < 19; ++i) {
+    a[i] = static_cast<float>(i + 1);
+    b[i] = a[i] + (i % 3 == 0 ? 0.5f : 0.0f);
+  }
+  CHECK(squared_error(a, b) == 1.75);
+  CHECK(max_abs_error(a, b) == 0.5);
+  CHECK(sqnr_db(a, b) == Approx(10.0 * std::log10(2470.0 / 1.75)));
+  // Column-major, row-major, a strided block and double give the same numbers (exact here).
+  const Eigen::VectorXf ac = a.transpose(), bc = b.transpose();
+  CHECK(squared_error(ac, bc) == 1.75);
+  const Eigen::RowVectorXd ad = a.cast<double>(), bd = b.cast<double>();
+  CHECK(squared_error(ad, bd) == 1.75);
+  Eigen::MatrixXf big = Eigen::MatrixXf::Zero(3, 19), bigb = Eigen::MatrixXf::Zero(3, 19);
+  big.row(1) = a;
+  bigb.row(1) = b;
+  CHECK(squared_error(big.row(1), bigb.row(1)) == 1.75);  // inner stride 3: the generic path
+  CHECK(squared_error(big, bigb) == 1.75);
+  // Mixed storage orders go through the generic path too.
+  const row_matrix rm = test::gaussian(7, 9, 1.0f, 1);
+  const Eigen::MatrixXf cm = rm;
+  CHECK(squared_error(rm, cm) == 0.0);
+  CHECK(squared_error(rm, (cm.array() + 1.0f).matrix()) == Approx(63.0));
+}
+
+TEST_CASE("identical inputs, zero signal and the error cases", "[sensitivity][metrics]") {
+  const row_matrix a = test::gaussian(5, 33, 1.0f, 2);
+  CHECK(sqnr_db(a, a) == inf);
+  CHECK(mse(a, a) == 0.0);
+  CHECK(max_abs_error(a, a) == 0.0);
+  CHECK(cosine_similarity(a, a) == 1.0);
+  CHECK(cosine_similarity(a, (-a).eval()) == Approx(-1.0));
+  const row_matrix zero = row_matrix::Zero(5, 33);
+  CHECK(sqnr_db(zero, a) == -inf);   // no signal, some noise
+  CHECK(sqnr_db(zero, zero) == inf);  // identical
+  CHECK(cosine_similarity(zero, zero) == 1.0);
+  CHECK(cosine_similarity(zero, a) == 0.0);
+  CHECK(cosine_similarity(a, zero) == 0.0);
+  CHECK(sqnr_db(a, zero) == Approx(0.0).margin(1e-12));  // noise = signal
+  // Errors.
+  CHECK_THROWS_AS(mse(a, row_matrix(5, 32)), error);
+  try {
+    (void)mse(a, row_matrix(5, 32));
+  } catch (const error& e) {
+    CHECK(e.code() == errc::shape_mismatch);
+  }
+  try {
+    (void)sqnr_db(row_matrix(0, 3), row_matrix(0, 3));
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::empty_input);
+  }
+  row_matrix bad = a;
+  bad(4, 32) = std::numeric_limits<float>::quiet_NaN();
+  try {
+    (void)sqnr_db(a, bad);
+    FAIL("no throw");
+  } catch (const error& e) {
+    CHECK(e.code() == errc::non_finite);
+  }
+  bad(4, 32) = std::numeric_limits<float>::infinity();
+  CHECK_THROWS_AS(cosine_similarity(bad, a), error);
+}
+
+TEST_CASE("KL divergence of softmaxes against hand-computed values", "[sensitivity][metrics]") {
   Eigen::MatrixXd p(2, 2), q(2, 2);
-  // Row 0: softmax(0, 0) = (1/2, 1/2) vs softmax(log 3, 0) = (3/4, 1/4).
+  // Row 0: softmax(0, 0) = (1/2, 1/2) vs softmax(log 3, 0) = (3/4, 1/4):
+  // KL = 1/2 ln(2/3) + 1/2 ln 2 = 1/2 ln(4/3). Row 1 is identical: 0.
   p << 0, 0, 5, 1;
   q << std::log(3.0), 0, 5, 1;
-  const double kl0 = 0.5 * std::log(0.5 / 0.75) + 0.5 * std::log(0.5 / 0.25);
-  CHECK(kl_divergence(p, q) == Approx(kl0 / 2.0));  // row 1 is identical: KL 0
-  CHECK(kl_divergence(p, p) == Approx(0.0).margin(1e-15));
-  // Large logits do not overflow (the log-softmax is max-shifted).
-  Eigen::MatrixXd big = p.array() + 1000.0;
-  CHECK(std::isfinite(kl_divergence(big, q)));
-  CHECK(top1_agreement(p, q) == 1.0);  // row 0: a tie takes the first class in p; q agrees
-  Eigen::MatrixXd r(2, 2);
-  r << 0, 1, 1, 0;
-  CHECK(top1_agreement(p, r) == 0.5);
+  CHECK(kl_divergence(p, q) == Approx(0.5 * std::log(4.0 / 3.0) / 2.0));
+  CHECK(kl_divergence(p, p) == 0.0);
+  // Three classes: softmax(ln 1, ln 2, ln 5) = (1, 2, 5) / 8 vs uniform: sum p ln(3 p).
+  Eigen::MatrixXf p3(1, 3), q3(1, 3);
+  p3 << 0.0f, std::log(2.0f), std::log(5.0f);
+  q3 << 7.0f, 7.0f, 7.0f;
+  const double expected = (1.0 * std::log(3.0 / 8.0) + 2.0 * std::log(6.0 / 8.0) + 5.0 * std::log(15.0 / 8.0)) / 8.0;
+  CHECK(kl_divergence(p3, q3) == Approx(expected).epsilon(1e-6));
+  // Shifting a row's logits changes nothing (the log-softmax is max-shifted: no overflow at 1000).
+  const Eigen::MatrixXd big = p.array() + 1000.0;
+  CHECK(kl_divergence(big, q) == Approx(kl_divergence(p, q)).epsilon(1e-12));
+  // A vanishing probability: softmax(0, -1000) = (1, e^-1000) vs (1/2, 1/2): KL = ln 2 (a naive
+  // softmax would compute 0 * log 0 = NaN).
+  Eigen::MatrixXd r(1, 2), u(1, 2);
+  r << 0, -1000;
+  u << 0, 0;
+  CHECK(kl_divergence(r, u) == Approx(std::log(2.0)));
+  // Reverse direction: KL((1/2, 1/2) || (1, e^-1000)) = 1/2 ln(1/2) + 1/2 (ln(1/2) + 1000).
+  CHECK(kl_divergence(u, r) == Approx(0.5 * 1000.0 - std::log(2.0)));
   Eigen::MatrixXd nan = p;
   nan(0, 0) = std::nan("");
   CHECK_THROWS_AS(kl_divergence(nan, q), error);
+  CHECK_THROWS_AS(kl_divergence(p, Eigen::MatrixXd(2, 3)), error);
+}
+
+TEST_CASE("top-1 agreement", "[sensitivity][metrics]") {
+  Eigen::MatrixXd p(4, 3), q(4, 3);
+  p << 1, 2, 3,   //
+      3, 2, 1,    //
+      0, 0, 0,    // a tie: the first column counts
+      5, 5, 1;    // a tie: column 0
+  q << 0, 0, 9,   // agrees (2)
+      0, 1, 0,    // disagrees (1 vs 0)
+      1, 0, 0,    // agrees (0)
+      1, 2, 0;    // disagrees (1 vs 0)
+  CHECK(top1_agreement(p, q) == 0.5);
+  CHECK(top1_agreement(p, p) == 1.0);
+  Eigen::MatrixXd inf_logits = p;
+  inf_logits(0, 0) = inf;
+  CHECK_THROWS_AS(top1_agreement(inf_logits, q), error);
+  CHECK_THROWS_AS(top1_agreement(Eigen::MatrixXd(0, 3), Eigen::MatrixXd(0, 3)), error);
 }

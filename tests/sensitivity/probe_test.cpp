@@ -1,12 +1,16 @@
-// Weight-only analysis and the accuracy-drop probe on a synthetic MLP with one layer built to be
-// sensitive.
+// The accuracy-drop probe on a synthetic MLP with one layer built to be sensitive: ranking, exact
+// restoration (also after exceptions), the replica-parallel probe, progress.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <limits>
+#include <memory>
 #include <stdexcept>
 #include <vector>
 
+#include "mixprec/sensitivity/model.hpp"
 #include "mixprec/sensitivity/probe.hpp"
 #include "mixprec/sensitivity/report.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
@@ -16,137 +20,196 @@ using namespace mixprec;
 
 namespace {
 
-// x -> tanh(W1 x) -> tanh(W2 h) -> W3 h: 3 layers, 32 inputs, 8 classes.
+// x -> tanh(W1 x) -> tanh(3 W2 h1) -> W3 h2: 3 layers, 32 inputs, 8 classes, 512 samples (columns).
 struct mlp {
   row_matrix w1 = test::gaussian(32, 32, 0.25f, 1);
   row_matrix w2 = test::gaussian(32, 32, 0.25f, 2);
   row_matrix w3 = test::gaussian(8, 32, 0.25f, 3);
-  row_matrix x = test::gaussian(512, 32, 1.0f, 4);  // 512 samples, one per row
+  Eigen::MatrixXf x = test::gaussian(32, 512, 1.0f, 4);
 
   mlp() {
-    // Layer 2 is made fragile: a few huge weights dominate its per-tensor INT4 scale, so every other
-    // weight rounds to zero, and the sharp tanh after it turns that into wrong classes.
+    // fc2 is made fragile: four huge weights set its per-tensor INT4 scale (40 / 7), so every other
+    // weight rounds to zero, and the steep tanh after it turns that into wrong classes.
     w2.diagonal().head(4).setConstant(40.0f);
+    // Values whose bits a sloppy restore would lose: -0.0 and a denormal.
+    w1(0, 0) = -0.0f;
+    w1(0, 1) = 1e-40f;
   }
-  [[nodiscard]] Eigen::MatrixXf logits() const {
-    const Eigen::MatrixXf h1 = (x * w1.transpose()).array().tanh();
-    const Eigen::MatrixXf h2 = (3.0f * (h1 * w2.transpose())).array().tanh();
-    return h2 * w3.transpose();
-  }
-  std::vector<layer_ref> layers() {
+  [[nodiscard]] Eigen::MatrixXf h1() const { return (w1 * x).array().tanh(); }
+  [[nodiscard]] Eigen::MatrixXf h2() const { return (3.0f * (w2 * h1())).array().tanh(); }
+  [[nodiscard]] Eigen::MatrixXf logits() const { return w3 * h2(); }  // classes x samples
+  [[nodiscard]] std::vector<layer> layers() {
     return {make_layer("fc1", w1), make_layer("fc2", w2), make_layer("fc3", w3)};
   }
 };
 
-std::vector<int> argmax_rows(const Eigen::MatrixXf& m) {
-  std::vector<int> out(static_cast<std::size_t>(m.rows()));
-  for (Eigen::Index r = 0; r < m.rows(); ++r) {
-    Eigen::Index c = 0;
-    m.row(r).maxCoeff(&c);
-    out[static_cast<std::size_t>(r)] = static_cast<int>(c);
-  }
+std::vector<index_t> argmax_cols(const Eigen::MatrixXf& m) {
+  std::vector<index_t> out(static_cast<std::size_t>(m.cols()));
+  for (index_t c = 0; c < m.cols(); ++c) m.col(c).maxCoeff(&out[static_cast<std::size_t>(c)]);
   return out;
 }
+
+// Accuracy against the full-precision predictions.
+double accuracy(const mlp& m, const std::vector<index_t>& labels) {
+  const auto pred = argmax_cols(m.logits());
+  std::size_t hits = 0;
+  for (std::size_t i = 0; i < pred.size(); ++i) hits += pred[i] == labels[i] ? 1 : 0;
+  return static_cast<double>(hits) / static_cast<double>(pred.size());
+}
+
+bool same_bits(const row_matrix& a, const row_matrix& b) {
+  return a.rows() == b.rows() && a.cols() == b.cols() &&
+         std::memcmp(a.data(), b.data(), sizeof(float) * static_cast<std::size_t>(a.size())) == 0;
+}
+bool same_bits(const mlp& a, const mlp& b) { return same_bits(a.w1, b.w1) && same_bits(a.w2, b.w2) && same_bits(a.w3, b.w3); }
+
+const std::vector<quant_spec> candidates = {parse_spec("int4/tensor"), parse_spec("int8/channel"), parse_spec("fp16")};
 
 }  // namespace
 
 TEST_CASE("the probe ranks the fragile layer first and restores every weight bit for bit", "[sensitivity][probe]") {
-  mlp model;
-  const std::vector<int> labels = argmax_rows(model.logits());  // FP32 predictions as labels
-  auto accuracy = [&] {
-    const auto pred = argmax_rows(model.logits());
-    std::size_t hits = 0;
-    for (std::size_t i = 0; i < pred.size(); ++i) hits += pred[i] == labels[i] ? 1 : 0;
-    return static_cast<double>(hits) / static_cast<double>(pred.size());
-  };
-  const mlp before = model;
-  auto layers = model.layers();
+  mlp net;
+  const auto labels = argmax_cols(net.logits());
+  const mlp before = net;
+  const auto layers = net.layers();
   std::size_t calls = 0;
-  const std::vector<quant_spec> candidates = {parse_spec("int4/tensor"), parse_spec("int8/channel")};
-  const probe_report rep = probe_layers(layers, candidates, accuracy,
-                                        [&](std::size_t done, std::size_t total, const std::string&) {
-                                          ++calls;
-                                          CHECK(done <= total);
+  bool in_order = true;
+  const probe_report rep = probe_layers(layers, candidates, [&] { return accuracy(net, labels); },
+                                        [&](std::size_t done, std::size_t total, const std::string& name) {
+                                          in_order = in_order && done == ++calls && total == 9 &&
+                                                     name == layers[(done - 1) / 3].name;
                                         });
-  CHECK(calls == 6);
+  CHECK(calls == 9);
+  CHECK(in_order);
+  CHECK(same_bits(before, net));
+  CHECK(std::signbit(net.w1(0, 0)));
   CHECK(rep.baseline == 1.0);
-  REQUIRE(rep.results.size() == 6);
-  // Bit-identical weights after the run.
-  CHECK(std::memcmp(before.w1.data(), model.w1.data(), sizeof(float) * 32 * 32) == 0);
-  CHECK(std::memcmp(before.w2.data(), model.w2.data(), sizeof(float) * 32 * 32) == 0);
-  CHECK(std::memcmp(before.w3.data(), model.w3.data(), sizeof(float) * 8 * 32) == 0);
-  // INT4 per-tensor: fc2 has the largest drop, by a margin.
-  const double d1 = rep.results[0].drop, d2 = rep.results[2].drop, d3 = rep.results[4].drop;
-  INFO("drops fc1 " << d1 << " fc2 " << d2 << " fc3 " << d3);
-  CHECK(rep.results[2].layer == "fc2");
-  CHECK(d2 > 2.0 * std::max(d1, d3));
-  CHECK(d2 > 0.1);
-  // INT8 hurts less than INT4 on the fragile layer.
-  CHECK(rep.results[3].drop < d2);
+  REQUIRE(rep.results.size() == 9);
+  for (std::size_t i = 0; i < 9; ++i) {
+    CHECK(rep.results[i].layer == layers[i / 3].name);
+    CHECK(rep.results[i].spec == candidates[i % 3]);
+    CHECK(rep.results[i].drop == std::fabs(rep.baseline - rep.results[i].metric));
+  }
+  // INT4 per-tensor: fc2 first, by a margin; INT8 hurts it much less.
+  const auto ranked = rep.ranked(candidates[0]);
+  REQUIRE(ranked.size() == 3);
+  INFO("int4 drops: " << ranked[0].layer << " " << ranked[0].drop << ", " << ranked[1].layer << " " << ranked[1].drop
+                      << ", " << ranked[2].layer << " " << ranked[2].drop);
+  CHECK(ranked[0].layer == "fc2");
+  CHECK(ranked[0].drop > 0.2);
+  CHECK(ranked[0].drop > 3.0 * ranked[1].drop);
+  CHECK(rep.results[4].drop < 0.5 * ranked[0].drop);  // fc2 at int8
+  // The probe measured what a hand-quantized model gives.
+  mlp by_hand = before;
+  by_hand.w2 = dequantize(quantize(by_hand.w2, candidates[0]));
+  CHECK(rep.results[3].metric == accuracy(by_hand, labels));
   // The report classifies it high and suggests FP16.
   const sensitivity_report report = make_report(rep, "accuracy");
-  CHECK(report.rows[2].cls == sensitivity_class::high);
-  CHECK(report.rows[2].suggestion == "fp16");
+  CHECK(report.rows[3].layer == "fc2");
+  CHECK(report.rows[3].cls == sensitivity_class::high);
+  CHECK(report.rows[3].suggestion == "fp16");
   CHECK(report.table().find("| fc2 | int4/tensor/sym/minmax/s32 |") != std::string::npos);
 }
 
-TEST_CASE("weights are restored when the evaluation throws", "[sensitivity][probe]") {
-  mlp model;
-  const mlp before = model;
-  auto layers = model.layers();
+TEST_CASE("weight-only scores: the output proxy flags the fragile layer, the weight SQNR cannot",
+          "[sensitivity][probe]") {
+  mlp net;
+  const Eigen::MatrixXf h1 = net.h1(), h2 = net.h2();
+  auto layers = net.layers();
+  layers[0].with_activations(net.x);
+  layers[1].with_activations(h1);
+  layers[2].with_activations(h2);
+  const auto scores = analyze_weights(layers, {candidates[0]});
+  INFO("output errors " << scores[0].output_error << " " << scores[1].output_error << " " << scores[2].output_error);
+  INFO("SQNR " << scores[0].sqnr_db << " " << scores[1].sqnr_db << " " << scores[2].sqnr_db);
+  // ||(Q(W) - W) X||^2: fc2 loses every weight but its four outliers, on inputs of magnitude ~1.
+  CHECK(scores[1].output_error > 3.0 * std::max(scores[0].output_error, scores[2].output_error));
+  // Its SQNR is the best of the three: the preserved outliers dominate |W|^2. (Why the probe exists.)
+  CHECK(scores[1].sqnr_db > std::max(scores[0].sqnr_db, scores[2].sqnr_db));
+}
+
+TEST_CASE("weights are restored when the evaluation or the quantizer throws", "[sensitivity][probe]") {
+  mlp net;
+  const mlp before = net;
+  const auto layers = net.layers();
   int n = 0;
   auto failing = [&]() -> double {
     if (++n == 3) throw std::runtime_error("evaluation failed");
     return 0.5;
   };
-  const std::vector<quant_spec> int2 = {parse_spec("int2/tensor")};
-  CHECK_THROWS_WITH(probe_layers(layers, int2, failing), "evaluation failed");
-  CHECK(std::memcmp(before.w1.data(), model.w1.data(), sizeof(float) * 32 * 32) == 0);
-  CHECK(std::memcmp(before.w2.data(), model.w2.data(), sizeof(float) * 32 * 32) == 0);
-  CHECK_THROWS_AS(probe_layers(layers, std::vector<quant_spec>{}, failing), error);
+  CHECK_THROWS_WITH(probe_layers(layers, {parse_spec("int2/tensor")}, failing), "evaluation failed");
+  CHECK(n == 3);  // baseline, fc1, then fc2 threw with fc2 quantized
+  CHECK(same_bits(before, net));
+  // A weight the quantizer rejects: nothing is touched, the error names the layer.
+  net.w3(2, 5) = std::numeric_limits<float>::quiet_NaN();
+  const mlp with_nan = net;
+  CHECK_THROWS_WITH(probe_layers(layers, {parse_spec("int8")}, [] { return 1.0; }), Catch::Contains("fc3"));
+  CHECK(same_bits(with_nan, net));
+  // Bad arguments.
+  CHECK_THROWS_AS(probe_layers(layers, std::vector<quant_spec>{}, [] { return 1.0; }), error);
+  CHECK_THROWS_AS(probe_layers(std::vector<layer>{}, candidates, [] { return 1.0; }), error);
+  CHECK_THROWS_AS(probe_layers(layers, candidates, [] { return std::nan(""); }), error);  // baseline
 }
 
-TEST_CASE("weight analysis: the Gram proxy equals the direct output error", "[sensitivity][weights]") {
-  row_matrix w = test::gaussian(16, 48, 0.1f, 7);
-  const row_matrix x = test::gaussian(200, 48, 1.0f, 8);  // 200 tokens
-  std::vector<layer_ref> layers = {make_layer("proj", w)};
-  layers[0].gram = gram_from_activations(x);
-  const std::vector<quant_spec> candidates = {parse_spec("int4/g16"), parse_spec("int8/channel"), parse_spec("fp16")};
-  const auto scores = analyze_weights(layers, candidates, {2, {}});
-  REQUIRE(scores.size() == 3);
-  for (const auto& s : scores) {
-    const row_matrix back = dequantize(quantize(w, s.spec));
-    const double direct = ((back - w).cast<double>() * x.cast<double>().transpose()).squaredNorm();
-    CHECK(s.output_error == Approx(direct).epsilon(1e-9));
-    CHECK(s.bytes == quantized_bytes(s.spec, 16, 48));
-    CHECK(s.sqnr_db == Approx(sqnr_db(w, back)));
+TEST_CASE("a NaN metric is an infinite drop", "[sensitivity][probe]") {
+  mlp net;
+  const auto layers = net.layers();
+  const float* fc2 = net.w2.data();
+  // The evaluation "breaks" whenever fc2 holds quantized values.
+  const float original = fc2[1];
+  auto eval = [&] { return fc2[1] == original ? 2.0 : std::nan(""); };
+  const probe_report rep = probe_layers(layers, {parse_spec("int4/tensor")}, eval);
+  CHECK(rep.results[0].drop == 0.0);
+  CHECK(std::isnan(rep.results[1].metric));
+  CHECK(rep.results[1].drop == std::numeric_limits<double>::infinity());
+  CHECK(make_report(rep).rows[1].cls == sensitivity_class::high);
+}
+
+TEST_CASE("the replica-parallel probe gives the sequential results", "[sensitivity][probe]") {
+  const mlp original;
+  const auto labels = argmax_cols(original.logits());
+  const std::vector<quant_spec> cand = {parse_spec("int4/tensor"), parse_spec("int4/g8"), parse_spec("int8/channel")};
+  mlp seq = original;
+  const probe_report expected = probe_layers(seq.layers(), cand, [&] { return accuracy(seq, labels); });
+  int made = 0;
+  auto factory = [&] {
+    ++made;
+    auto copy = std::make_shared<mlp>(original);
+    return probe_replica{copy->layers(), [copy, &labels] { return accuracy(*copy, labels); }, copy};
+  };
+  for (unsigned threads : {1u, 2u, 3u}) {
+    made = 0;
+    std::size_t ticks = 0;
+    const probe_report got = probe_layers_parallel(factory, cand, {threads, [&](std::size_t, std::size_t, const std::string&) { ++ticks; }});
+    CHECK(made == static_cast<int>(threads));
+    CHECK(ticks == 9);
+    CHECK(got.baseline == expected.baseline);
+    CHECK(got.results == expected.results);
   }
-  CHECK(scores[0].output_error > scores[1].output_error);
-  CHECK(scores[1].output_error > scores[2].output_error);
-  // A diagonal importance vector gives the diagonal-only proxy.
-  layers[0].gram.reset();
-  layers[0].importance = Eigen::VectorXd::Ones(48);
-  const auto diag = analyze_weights(layers, {parse_spec("int4/g16")});
-  const row_matrix back = dequantize(quantize(w, parse_spec("int4/g16")));
-  CHECK(diag[0].output_error == Approx((back - w).cast<double>().squaredNorm()));
-  // Bad statistics are rejected.
-  layers[0].importance = Eigen::VectorXd::Ones(47);
-  CHECK_THROWS_AS(analyze_weights(layers, candidates), error);
-}
-
-TEST_CASE("weight analysis reports progress and propagates errors from threads", "[sensitivity][weights]") {
-  std::vector<row_matrix> ws;
-  for (int i = 0; i < 6; ++i) ws.push_back(test::gaussian(8, 64, 0.1f, static_cast<std::uint32_t>(i)));
-  ws[4](3, 3) = std::numeric_limits<float>::quiet_NaN();
-  std::vector<layer_ref> layers;
-  for (int i = 0; i < 6; ++i) layers.push_back(make_layer("l" + std::to_string(i), ws[static_cast<std::size_t>(i)]));
-  CHECK_THROWS_WITH(analyze_weights(layers, {parse_spec("int4/g32")}, {2, {}}), Catch::Contains("l4"));
-  ws[4](3, 3) = 0.0f;
-  std::size_t last = 0;
-  const auto scores = analyze_weights(layers, {parse_spec("int4/g32")}, {2, [&](std::size_t d, std::size_t t, const std::string&) {
-                                                                             CHECK(t == 6);
-                                                                             last = std::max(last, d);
-                                                                           }});
-  CHECK(last == 6);
-  CHECK(scores[5].layer == "l5");
+  // Replicas that share the original's memory would race: rejected before any work.
+  mlp shared = original;
+  auto bad_factory = [&] { return probe_replica{shared.layers(), [&] { return accuracy(shared, labels); }, nullptr}; };
+  CHECK_THROWS_WITH(probe_layers_parallel(bad_factory, cand, {2, {}}), Catch::Contains("shares weight memory"));
+  // Replicas must agree on their layers.
+  int k = 0;
+  auto uneven = [&] {
+    auto copy = std::make_shared<mlp>(original);
+    auto ls = copy->layers();
+    if (k++ == 1) ls.pop_back();
+    return probe_replica{ls, [copy, &labels] { return accuracy(*copy, labels); }, copy};
+  };
+  CHECK_THROWS_AS(probe_layers_parallel(uneven, cand, {2, {}}), error);
+  // An exception in a worker propagates.
+  auto throwing = [&] {
+    auto copy = std::make_shared<mlp>(original);
+    auto calls = std::make_shared<int>(0);
+    return probe_replica{copy->layers(),
+                         [copy, calls]() -> double {
+                           if (++*calls == 4) throw std::runtime_error("worker failed");
+                           return 1.0;
+                         },
+                         copy};
+  };
+  CHECK_THROWS_WITH(probe_layers_parallel(throwing, cand, {2, {}}), "worker failed");
+  CHECK_THROWS_AS(probe_layers_parallel(nullptr, cand), error);
 }

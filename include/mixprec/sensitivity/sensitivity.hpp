@@ -5,6 +5,8 @@
 #include "mixprec/sensitivity/hessian.hpp"
 #include "mixprec/sensitivity/layer.hpp"
 #include "mixprec/sensitivity/metrics.hpp"
+#include "mixprec/sensitivity/model.hpp"
 #include "mixprec/sensitivity/probe.hpp"
+#include "mixprec/sensitivity/progress.hpp"
 #include "mixprec/sensitivity/report.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
