@@ -46,8 +46,10 @@ struct segment_params {
 
 // Scale, inverse and zero point for a segment with range [lo, hi] clipped by ratio (see above).
 // what() names the tensor and segment for error messages (called only on error: this runs per group).
+// When scale_out is given, the stored scale's bytes are written there.
 template <class Describe>
-[[nodiscard]] segment_params make_params(const quant_spec& s, float lo, float hi, float ratio, Describe&& what) {
+[[nodiscard]] segment_params make_params(const quant_spec& s, float lo, float hi, float ratio, Describe&& what,
+                                         std::uint8_t* scale_out = nullptr) {
   float d = 0.0f;
   int zero = 0;
   const int bits = bits_of(s.format);
@@ -69,12 +71,15 @@ template <class Describe>
       zero = static_cast<int>(std::clamp(std::nearbyint(-l / stored), 0.0f, static_cast<float>((1 << bits) - 1)));
   }
   segment_params p;
-  p.scale = encode_scale(s.scales, d);
+  p.scale = encode_scale(s.scales, d, scale_out);
   if (!std::isfinite(p.scale))
     throw error(errc::not_representable, what() + ": scale " + std::to_string(d) +
                                              " does not fit the scale type of " + to_string(s));
   p.inv = p.scale == 0.0f ? 0.0f : 1.0f / p.scale;
-  if (!std::isfinite(p.inv)) p.scale = p.inv = 0.0f;
+  if (!std::isfinite(p.inv)) {
+    p.scale = p.inv = 0.0f;
+    if (scale_out) encode_scale(s.scales, 0.0f, scale_out);
+  }
   if (p.scale == 0.0f && s.scheme == scheme_id::asymmetric) zero = 0;
   p.zero = zero;
   return p;

@@ -204,25 +204,37 @@ template <class K>
   std::vector<float> back(static_cast<std::size_t>(cols));
 
   if (s.calibration == calibration_id::minmax && s.granularity != granularity_id::per_tensor) {
-    // The common case in one pass per group (range, scale, codes) while the group is in L1: the
-    // general path below keeps a params table, which costs more than the SIMD kernels at g32.
+    // The common case, row by row in three tight phases while the row is in L1: ranges of all groups
+    // (SIMD), then their scales (independent scalar work the CPU overlaps across groups), then codes.
+    // Interleaving the three per group serialises a reduction, a division and the kernel.
     const std::size_t scale_bytes = static_cast<std::size_t>(bytes_of(s.scales));
+    std::vector<ref::range_stats> stats(static_cast<std::size_t>(groups));
+    std::vector<segment_params> row_params(static_cast<std::size_t>(groups));
     for (index_t r = 0; r < rows; ++r) {
       std::uint8_t* out = codes.data() + static_cast<std::size_t>(r) * row_bytes;
       std::uint8_t* unpacked = bits_of(s.format) == 8 ? out : tmp.data();
+      bool finite = true;
+      for (index_t g = 0; g < groups; ++g) {
+        const index_t c0 = g * seg;
+        stats[static_cast<std::size_t>(g)] = K::min_max(detail::at(w, r, c0), std::min(cols, c0 + seg) - c0);
+        finite = finite && stats[static_cast<std::size_t>(g)].finite;
+      }
+      if (!finite) [[unlikely]]
+        detail::throw_non_finite(w, {r, r + 1, 0, cols}, name);
+      for (index_t g = 0; g < groups; ++g) {
+        const auto i = static_cast<std::size_t>(r * groups + g);
+        const ref::range_stats& st = stats[static_cast<std::size_t>(g)];
+        const segment_params p = make_params(
+            s, st.lo, st.hi, 1.0f,
+            [&] { return "quantize '" + std::string(name) + "' row " + std::to_string(r) + " group " + std::to_string(g); },
+            scales.data() + i * scale_bytes);
+        row_params[static_cast<std::size_t>(g)] = p;
+        if (!zeros.empty()) zeros[i] = static_cast<std::uint8_t>(p.zero);
+      }
       for (index_t g = 0; g < groups; ++g) {
         const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-        const float* x = detail::at(w, r, c0);
-        const ref::range_stats st = K::min_max(x, n);
-        if (!st.finite) [[unlikely]]
-          detail::throw_non_finite(w, {r, r + 1, c0, c0 + n}, name);
-        const segment_params p = make_params(s, st.lo, st.hi, 1.0f, [&] {
-          return "quantize '" + std::string(name) + "' row " + std::to_string(r) + " group " + std::to_string(g);
-        });
-        const auto i = static_cast<std::size_t>(r * groups + g);
-        encode_scale(s.scales, p.scale, scales.data() + i * scale_bytes);
-        if (!zeros.empty()) zeros[i] = static_cast<std::uint8_t>(p.zero);
-        detail::quantize_segment<K>(s, x, n, p, static_cast<std::uint64_t>(r * cols + c0), unpacked + c0);
+        detail::quantize_segment<K>(s, detail::at(w, r, c0), n, row_params[static_cast<std::size_t>(g)],
+                                    static_cast<std::uint64_t>(r * cols + c0), unpacked + c0);
       }
       if (unpacked != out) detail::pack_row<K>(s.format, unpacked, cols, out);
     }
