@@ -1,19 +1,28 @@
-// Weight-only sensitivity (SQNR per layer x candidate) of one LLaMA-7B-shaped decoder layer:
-// q, k, v, o 4096x4096; gate, up 11008x4096; down 4096x11008 (202M weights), for the candidates
-// int4/g128, int8/channel and fp16. items/s = weights analysed per second (weights x candidates).
-//   ./build-native/benchmarks/sensitivity_bench
+// Weight-only sensitivity (SQNR, MSE, max error, cosine per layer x candidate) of one LLaMA-7B-shaped
+// decoder layer: q, k, v, o 4096x4096; gate, up 11008x4096; down 4096x11008 (202M weights).
+// - BM_weight_sqnr/<spec>/threads:N   analyze_weights with one candidate; items = weights analysed.
+// - BM_weight_sqnr/all3/threads:N     int4/g128 + int8/channel + fp16 in one call; items = weights x 3.
+// - BM_baseline_whole/<spec>          the straightforward way in the same binary: quantize the whole
+//                                     matrix, dequantize it, then Eigen double reductions for |W|^2,
+//                                     |Q(W) - W|^2 (what analyze_weights fuses into one blocked pass).
+// One iteration takes about a second, so a run is short:
+//   ./build/benchmarks/sensitivity_bench --benchmark_min_time=0.1
 #include <benchmark/benchmark.h>
 
+#include <cmath>
+#include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "mixprec/sensitivity/model.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
 
 namespace {
 
 struct decoder_layer {
   std::vector<mixprec::row_matrix> weights;
-  std::vector<mixprec::layer_ref> layers;
+  mixprec::model m;
   decoder_layer() {
     const struct {
       const char* name;
@@ -26,26 +35,65 @@ struct decoder_layer {
     for (const auto& s : shapes) {
       weights.emplace_back(s.rows, s.cols);
       for (mixprec::index_t i = 0; i < weights.back().size(); ++i) weights.back().data()[i] = dist(gen);
-      layers.push_back(mixprec::make_layer(s.name, weights.back()));
+      m.add(s.name, weights.back());
     }
   }
 };
 
-void BM_sensitivity_sqnr(benchmark::State& state) {
-  static const decoder_layer layer;
-  const std::vector<mixprec::quant_spec> candidates = {mixprec::parse_spec("int4/g128/sym/minmax/s16"),
-                                                       mixprec::parse_spec("int8/channel"), mixprec::parse_spec("fp16")};
-  std::int64_t weights = 0;
-  for (const auto& l : layer.layers) weights += l.size();
-  for (auto _ : state) {
-    auto scores = mixprec::analyze_weights(layer.layers, candidates, {static_cast<unsigned>(state.range(0)), {}});
-    benchmark::DoNotOptimize(scores.data());
-  }
-  state.SetItemsProcessed(state.iterations() * weights * static_cast<std::int64_t>(candidates.size()));
+const decoder_layer& layer() {
+  static const decoder_layer l;
+  return l;
 }
-BENCHMARK(BM_sensitivity_sqnr)->Name("BM_sensitivity_sqnr/llama7b_layer/threads")->Arg(1)->Arg(2)
-    ->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
+
+const std::vector<std::string> spec_names = {"int4/g128/sym/minmax/s16", "int8/channel", "fp16"};
+
+void BM_weight_sqnr(benchmark::State& state, std::vector<std::string> specs) {
+  const decoder_layer& l = layer();
+  std::vector<mixprec::quant_spec> candidates;
+  for (const auto& s : specs) candidates.push_back(mixprec::parse_spec(s));
+  const mixprec::weight_analysis_options options{static_cast<unsigned>(state.range(0)), {}};
+  for (auto _ : state) {
+    auto scores = mixprec::analyze_weights(l.m, candidates, options);
+    benchmark::DoNotOptimize(scores.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * l.m.parameters() * static_cast<std::int64_t>(candidates.size()));
+}
+
+void BM_baseline_whole(benchmark::State& state, std::string spec) {
+  const decoder_layer& l = layer();
+  const mixprec::quant_spec s = mixprec::parse_spec(spec);
+  for (auto _ : state) {
+    double sum = 0.0;
+    for (const auto& w : l.weights) {
+      const mixprec::row_matrix back = mixprec::dequantize(mixprec::quantize(w, s));
+      const double signal = w.cast<double>().squaredNorm();
+      const double noise = (back.cast<double>() - w.cast<double>()).squaredNorm();
+      sum += 10.0 * std::log10(signal / noise);
+    }
+    benchmark::DoNotOptimize(sum);
+  }
+  state.SetItemsProcessed(state.iterations() * l.m.parameters());
+}
+
+void register_all() {
+  for (const auto& s : spec_names) {
+    benchmark::RegisterBenchmark(("BM_weight_sqnr/" + s).c_str(), BM_weight_sqnr, std::vector<std::string>{s})
+        ->ArgName("threads")->Arg(1)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark(("BM_baseline_whole/" + s).c_str(), BM_baseline_whole, s)
+        ->Unit(benchmark::kMillisecond)->UseRealTime();
+  }
+  benchmark::RegisterBenchmark("BM_weight_sqnr/all3", BM_weight_sqnr, spec_names)
+      ->ArgName("threads")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+}
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -1,6 +1,7 @@
 // Tensor and output metrics against hand-computed values, their edge cases and errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -57,6 +58,35 @@ TEST_CASE("tensor metrics over lanes and a tail (19 elements) and every storage"
   const Eigen::MatrixXf cm = rm;
   CHECK(squared_error(rm, cm) == 0.0);
   CHECK(squared_error(rm, (cm.array() + 1.0f).matrix()) == Approx(63.0));
+}
+
+TEST_CASE("the SIMD pass equals a scalar double reference at awkward sizes", "[sensitivity][metrics]") {
+  for (index_t n : {1, 2, 3, 7, 8, 15, 16, 17, 33, 129, 1000}) {
+    const row_matrix a = test::gaussian(3, n, 1.0f, static_cast<std::uint32_t>(n));
+    row_matrix b = a + test::gaussian(3, n, 0.01f, static_cast<std::uint32_t>(n + 1000));
+    b(2, n - 1) += 0.5f;  // the largest error sits in the last element (a tail for most n)
+    double sa = 0, sb = 0, se = 0, sd = 0, mx = 0;
+    for (index_t r = 0; r < 3; ++r)
+      for (index_t c = 0; c < n; ++c) {
+        const double x = a(r, c), y = b(r, c);
+        sa += x * x;
+        sb += y * y;
+        se += (x - y) * (x - y);
+        sd += x * y;
+        mx = std::max(mx, std::fabs(x - y));
+      }
+    const error_stats s = compare(a, b);  // float, row-major: the SIMD kernel
+    INFO("n = " << n);
+    CHECK(s.count == 3 * n);
+    CHECK(s.signal == Approx(sa).epsilon(1e-13));
+    CHECK(s.test_energy == Approx(sb).epsilon(1e-13));
+    CHECK(s.noise == Approx(se).epsilon(1e-13));
+    CHECK(s.dot == Approx(sd).epsilon(1e-13));
+    CHECK(s.max_abs == mx);
+    // Sums of at most 3000 products: double accumulation keeps them far inside float's precision.
+    const error_stats sd_path = compare(a.cast<double>(), b.cast<double>());
+    CHECK(sd_path.noise == Approx(s.noise).epsilon(1e-13));
+  }
 }
 
 TEST_CASE("identical inputs, zero signal and the error cases", "[sensitivity][metrics]") {

@@ -52,7 +52,7 @@ struct weight_workspace {
   quantized_tensor q;
   std::vector<float> back;
   Eigen::MatrixXd e, eg;
-  Eigen::MatrixXd x;  // the activations of the current layer, in double
+  Eigen::MatrixXd x;  // a layer's activations in double (converted once, reused across blocks and candidates)
   const float* x_source = nullptr;
 };
 
@@ -67,7 +67,7 @@ double block_output_error(const layer& l, const WBlock& w_b, const BackBlock& ba
       ws.eg.noalias() = ws.e * *l.gram;
       return ws.eg.cwiseProduct(ws.e).sum();
     case layer_statistic::activations:
-      if (ws.x_source != l.activations) {
+      if (ws.x_source != l.activations || ws.x.rows() != l.cols || ws.x.cols() != l.tokens) {
         ws.x = l.activation_matrix().cast<double>();
         ws.x_source = l.activations;
       }
@@ -102,8 +102,9 @@ inline index_t block_rows(const layer& l, const quant_spec& s) noexcept {
   throw error(errc::non_finite, "layer '" + l.name + "': non-finite weight");
 }
 
-// Scores one (layer, candidate) pair.
-inline weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace& ws) {
+// Scores one (layer, candidate) pair with the kernels of architecture Arch.
+template <class Arch>
+weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace& ws) {
   const auto w = l.weight();
   const index_t block = block_rows(l, spec);
   ws.back.resize(static_cast<std::size_t>(block * l.cols));
@@ -113,7 +114,7 @@ inline weight_score score_pair(const layer& l, const quant_spec& spec, weight_wo
     const index_t n = std::min(block, l.rows - r0);
     const auto w_b = w.middleRows(r0, n);
     try {
-      quantize_into(w_b, spec, ws.q, l.name);
+      quantize_into<simd_kernels<Arch>>(w_b, spec, ws.q, l.name);
     } catch (const error& e) {
       if (e.code() == errc::non_finite) throw_non_finite_weight(l);  // with the row in the whole matrix
       if (block == l.rows) throw;
@@ -121,8 +122,8 @@ inline weight_score score_pair(const layer& l, const quant_spec& spec, weight_wo
                                 ": row numbers count from the first of these)");
     }
     Eigen::Map<row_matrix> back_b(ws.back.data(), n, l.cols);
-    dequantize_into(ws.q, back_b);
-    for (index_t r = 0; r < n; ++r) accumulate_error(&w_b.coeffRef(r, 0), &back_b.coeffRef(r, 0), l.cols, stats);
+    dequantize_into<simd_kernels<Arch>>(ws.q, back_b);
+    for (index_t r = 0; r < n; ++r) accumulate_error<Arch>(&w_b.coeffRef(r, 0), &back_b.coeffRef(r, 0), l.cols, stats);
     if (l.statistic() != layer_statistic::none) output += block_output_error(l, w_b, back_b, ws);
   }
   // Float formats pass NaN/Inf weights through; the quantized values may overflow (fp16 beyond
@@ -157,7 +158,9 @@ inline weight_score score_pair(const layer& l, const quant_spec& spec, weight_wo
 
 // Scores every layer x candidate; results ordered by layer, then candidate (whatever the threads).
 // Throws mixprec::error for an invalid view (see validate) or a weight the quantizer rejects.
-[[nodiscard]] inline std::vector<weight_score> analyze_weights(std::span<const layer> layers,
+// Arch: the SIMD architecture of the kernels (default: the best this translation unit is compiled for).
+template <class Arch = xsimd::default_arch>
+[[nodiscard]] std::vector<weight_score> analyze_weights(std::span<const layer> layers,
                                                                const std::vector<quant_spec>& candidates,
                                                                const weight_analysis_options& options = {}) {
   validate(layers);
@@ -177,7 +180,7 @@ inline weight_score score_pair(const layer& l, const quant_spec& spec, weight_wo
   detail::parallel_for(total, workers, [&](std::size_t i, unsigned worker) {
     const std::size_t k = order[i];
     const layer& l = layers[k / nc];
-    scores[k] = detail::score_pair(l, candidates[k % nc], ws[worker]);
+    scores[k] = detail::score_pair<Arch>(l, candidates[k % nc], ws[worker]);
     progress.tick(l.name);
   });
   return scores;
