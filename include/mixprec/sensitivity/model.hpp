@@ -25,6 +25,7 @@ class model {
   explicit model(std::vector<layer> layers) : layers_(std::move(layers)) { validate(layers_); }
 
   // Appends a view of w (which must outlive the model); throws if the name is taken or w is empty.
+  // Each add returns the new view (valid until the next add), e.g. to chain .with_gram(g).
   layer& add(std::string name, Eigen::Ref<row_matrix> w) { return add(make_layer(std::move(name), w)); }
   // Appends a view of rows x cols floats at data, rows `stride` floats apart (0: dense).
   layer& add(std::string name, float* data, index_t rows, index_t cols, index_t stride = 0) {
