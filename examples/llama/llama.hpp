@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cmath>
+#include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,10 +17,14 @@ namespace llama {
 
 // One matrix-vector product y = W x, FP32 or quantized.
 struct linear {
+  std::string name;
   const mixprec::row_matrix* fp32 = nullptr;
   std::optional<mixprec::quantized_linear> quantized;
+  // Called with every input vector before the product (e.g. to gather activation statistics).
+  const std::function<void(const std::string&, const float*, mixprec::index_t)>* observer = nullptr;
 
   void apply(const float* x, float* y) const {
+    if (observer && *observer) (*observer)(name, x, fp32->cols());
     if (quantized) {
       quantized->forward(x, y);
       return;
@@ -39,7 +45,9 @@ class transformer {
       : ck_(ck), cfg_(ck.cfg) {
     auto make = [&](const std::string& name, const mixprec::row_matrix& w) {
       linear l;
+      l.name = name;
       l.fp32 = &w;
+      l.observer = &observer_;
       const auto it = specs.find(name);
       if (it != specs.end() && it->second.format != mixprec::format_id::fp32)
         l.quantized.emplace(w, it->second, std::nullopt, name);
@@ -57,6 +65,12 @@ class transformer {
     key_cache_.assign(kv, 0.0f);
     value_cache_.assign(kv, 0.0f);
   }
+
+  transformer(const transformer&) = delete;  // the linears point at this object's observer
+  transformer& operator=(const transformer&) = delete;
+
+  // Sees the input of every matrix-vector product (name, x, length); empty by default.
+  void observe(std::function<void(const std::string&, const float*, mixprec::index_t)> fn) { observer_ = std::move(fn); }
 
   // Bytes of every matrix as stored (quantized or FP32); norms and the embedding table excluded.
   [[nodiscard]] std::size_t matrix_bytes() const {
@@ -151,6 +165,7 @@ class transformer {
 
   const mixprec::llama2c::checkpoint& ck_;
   mixprec::llama2c::config cfg_;
+  std::function<void(const std::string&, const float*, mixprec::index_t)> observer_;
   std::vector<layer_linears> layers_;
   linear classifier_;
   std::vector<float> key_cache_, value_cache_;

@@ -104,8 +104,10 @@ void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8
 template <class A, class Fn>
 void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
   for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-    std::vector<float> row(static_cast<std::size_t>(w.cols()));
-    std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
+    thread_local std::vector<float> row;
+    thread_local std::vector<std::uint8_t> codes;
+    row.resize(static_cast<std::size_t>(w.cols()));
+    codes.resize(static_cast<std::size_t>(w.cols()));
     for (index_t r = r0; r < r1; ++r) {
       dequantize_row<A>(w, r, row.data(), codes.data());
       fn(r, row.data());
@@ -155,8 +157,11 @@ void fused_int_rows(const quantized_tensor& w, const float* x, const float* xe, 
   const index_t groups = w.groups_per_row();
   const index_t seg_bytes = int4 ? w.group_length() / 2 : w.group_length();
   const index_t spg = seg_bytes / lanes;  // vector steps per group
-  std::vector<float> scales(static_cast<std::size_t>(groups));
-  std::vector<std::int32_t> zeros(static_cast<std::size_t>(groups));
+  // Per-thread scratch, reused across calls: small layers are dominated by per-call allocations.
+  thread_local std::vector<float> scales;
+  thread_local std::vector<std::int32_t> zeros;
+  scales.resize(static_cast<std::size_t>(groups));
+  zeros.resize(static_cast<std::size_t>(groups));
   for (index_t r = r0; r < r1; ++r) {
     row_scales<A>(w, r, scales.data(), zeros.data());
     const std::uint8_t* p = w.row_codes(r);
@@ -226,7 +231,7 @@ template <class A = xsimd::default_arch>
 void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
   const quant_spec& s = w.spec();
   if (detail::fused_applies<A>(w)) {
-    std::vector<float> xe, xo;
+    thread_local std::vector<float> xe, xo;
     if (s.format == format_id::int4) {  // x split into even and odd elements, once per call
       xe.resize(static_cast<std::size_t>(w.cols() / 2));
       xo.resize(xe.size());

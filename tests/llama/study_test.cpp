@@ -1,0 +1,41 @@
+// The LLaMA study on the shared model, shortened: a knapsack plan below the all-INT8 size has no more
+// KL than all-INT4, and a plan's bytes equal the engine's matrix bytes.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+
+#include "../../examples/llama/study.hpp"
+
+TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up", "[llama][study]") {
+  const std::string path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
+  if (!std::filesystem::exists(path)) {
+    WARN("skipped: " << path << " not found (shared/models)");
+    return;
+  }
+  auto ck = mixprec::llama2c::load_checkpoint(path);
+  const auto int4 = mixprec::parse_spec("int4/g32/sym/minmax/s16");
+  const auto int8 = mixprec::parse_spec("int8/channel/sym/minmax/s32");
+  const llama::reference ref = llama::make_reference(ck, {2, 24, 7});
+  const auto matrices = llama::measure_matrices(ck, ref, int4, int8);
+  REQUIRE(matrices.size() == 29);
+  for (const auto& m : matrices) {
+    CHECK(m.kl_int4 > m.kl_int8);  // fewer bits, more divergence, for every matrix
+    CHECK(m.sqnr_int4_db > 15.0);
+  }
+  const auto q4 = llama::evaluate(ck, llama::uniform(ck, int4), ref);
+  const auto q8 = llama::evaluate(ck, llama::uniform(ck, int8), ref);
+  const double budget = 0.5 * static_cast<double>(q4.bytes + q8.bytes);
+  const auto plan = mixprec::mixed_precision_plan{llama::kl_source(matrices, int4, int8), mixprec::knapsack_policy{},
+                                                  mixprec::byte_budget{budget}}
+                        .candidates({int4, int8})
+                        .build(llama::infos(matrices));
+  CHECK(plan.proven_optimal);
+  llama::transformer engine(ck, llama::specs_of(plan));
+  CHECK(engine.matrix_bytes() == plan.bytes());  // every scale counted the same way
+  CHECK(static_cast<double>(plan.bytes()) < static_cast<double>(q8.bytes));
+  const auto qk = llama::evaluate(ck, llama::specs_of(plan), ref);
+  INFO("KL knapsack " << qk.kl_mean << " int4 " << q4.kl_mean << " int8 " << q8.kl_mean);
+  CHECK(qk.kl_mean <= q4.kl_mean);
+  CHECK(q8.kl_mean < q4.kl_mean);
+  CHECK(qk.top1 >= q4.top1);
+}
