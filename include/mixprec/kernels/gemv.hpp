@@ -240,8 +240,11 @@ void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_option
         xo[i] = x[2 * i + 1];
       }
     }
+    // Pointers, not the thread_local vectors: inside a worker thread those names are its own copies.
+    const float* even = xe.data();
+    const float* odd = xo.data();
     detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-      detail::fused_int_rows<A>(w, x, xe.data(), xo.data(), y, r0, r1);
+      detail::fused_int_rows<A>(w, x, even, odd, y, r0, r1);
     });
     return;
   }
