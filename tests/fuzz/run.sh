@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets with clang and runs each for SECONDS (default 60) over its seed corpus
+# in tests/fuzz/corpus/<target> (copied, so the repository's corpus is not modified).
+#   bash tests/fuzz/run.sh [BUILD_DIR] [SECONDS]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+build="${1:-build-fuzz}"
+seconds="${2:-60}"
+CC=clang CXX=clang++ cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$build" -j "${MIXPREC_JOBS:-2}"
+for target in idx llama2c; do
+  work="$build/corpus-$target"
+  rm -rf "$work" && mkdir -p "$work" && cp "$here/corpus/$target/"* "$work/"
+  echo "fuzz: $target for ${seconds}s"
+  "$build/${target}_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 "$work" 2>&1 | tail -4
+done
