@@ -78,6 +78,27 @@ inline float dot(const float* a, const float* b, index_t n) noexcept {
   return s;
 }
 
+// Four dot products of a against b, b + stride, b + 2 stride, b + 3 stride (n floats each).
+template <class A>
+inline void dot4(const float* a, const float* b, index_t stride, index_t n, float* out) noexcept {
+  constexpr index_t w = fbatch<A>::size;
+  fbatch<A> acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
+  index_t j = 0;
+  for (; j + w <= n; j += w) {
+    const fbatch<A> av = fbatch<A>::load_unaligned(a + j);
+    acc0 = madd<A>(av, fbatch<A>::load_unaligned(b + j), acc0);
+    acc1 = madd<A>(av, fbatch<A>::load_unaligned(b + stride + j), acc1);
+    acc2 = madd<A>(av, fbatch<A>::load_unaligned(b + 2 * stride + j), acc2);
+    acc3 = madd<A>(av, fbatch<A>::load_unaligned(b + 3 * stride + j), acc3);
+  }
+  out[0] = hsum<A>(acc0);
+  out[1] = hsum<A>(acc1);
+  out[2] = hsum<A>(acc2);
+  out[3] = hsum<A>(acc3);
+  for (; j < n; ++j)
+    for (int k = 0; k < 4; ++k) out[k] += a[j] * b[k * stride + j];
+}
+
 // Row r of w dequantized into out with the SIMD kernels (same values as dequantize()).
 template <class A>
 void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8_t* codes) {
@@ -270,7 +291,13 @@ void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eige
     return;
   }
   detail::decoded_rows<A>(w, o, [&](index_t r, const float* row) {
-    for (index_t b = 0; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row, x.data() + b * x.outerStride(), w.cols());
+    index_t b = 0;
+    for (; b + 4 <= x.rows(); b += 4) {  // four tokens per pass: each decoded vector is loaded once
+      float out[4];
+      detail::dot4<A>(row, x.data() + b * x.outerStride(), x.outerStride(), w.cols(), out);
+      for (int k = 0; k < 4; ++k) y(b + k, r) = out[k];
+    }
+    for (; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row, x.data() + b * x.outerStride(), w.cols());
   });
 }
 
