@@ -12,5 +12,7 @@ for target in idx llama2c; do
   work="$build/corpus-$target"
   rm -rf "$work" && mkdir -p "$work" && cp "$here/corpus/$target/"* "$work/"
   echo "fuzz: $target for ${seconds}s"
-  "$build/${target}_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 "$work" 2>&1 | tail -4
+  "$build/${target}_fuzz" -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$build/" "$work" > "$build/$target.log" 2>&1 || { tail -40 "$build/$target.log"; exit 1; }
+  tail -4 "$build/$target.log"
 done

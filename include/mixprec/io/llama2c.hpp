@@ -29,7 +29,9 @@ struct config {
   int dim = 0, hidden_dim = 0, n_layers = 0, n_heads = 0, n_kv_heads = 0, vocab_size = 0, seq_len = 0;
   bool shared_classifier = true;
   [[nodiscard]] int head_size() const noexcept { return dim / n_heads; }
-  [[nodiscard]] int kv_dim() const noexcept { return dim * n_kv_heads / n_heads; }
+  [[nodiscard]] int kv_dim() const noexcept {  // in 64 bits: dim * n_kv_heads can exceed int
+    return static_cast<int>(static_cast<std::int64_t>(dim) * n_kv_heads / n_heads);
+  }
 };
 
 struct layer_weights {
@@ -86,7 +88,8 @@ inline void fail(const std::string& file, const std::string& what) {
     if (values[i] <= 0 || values[i] > (1 << 20))
       detail::fail(name, std::string("header field ") + names[i] + " = " + std::to_string(h[i]) + " is out of range");
   if (c.dim % c.n_heads != 0) detail::fail(name, "dim " + std::to_string(c.dim) + " is not a multiple of n_heads");
-  if (c.n_heads % c.n_kv_heads != 0) detail::fail(name, "n_heads is not a multiple of n_kv_heads");
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    detail::fail(name, "n_heads is not a multiple of n_kv_heads");
   if (c.head_size() % 2 != 0) detail::fail(name, "head size must be even for RoPE");
   const auto d = static_cast<std::uint64_t>(c.dim), hd = static_cast<std::uint64_t>(c.hidden_dim),
              L = static_cast<std::uint64_t>(c.n_layers), V = static_cast<std::uint64_t>(c.vocab_size),
