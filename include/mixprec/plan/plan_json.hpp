@@ -1,46 +1,130 @@
-// JSON for plans (optional header: needs nlohmann-json). Specs are stored in their text form.
+// JSON for plans and sensitivity tables (optional header: needs nlohmann-json; the rest of plan/ does
+// not). Specs are stored in their text form (parse_spec), plus "seed" for stochastic rounding.
+// Round trip: plan -> JSON -> plan gives an equal plan (doubles are written with 17 digits). Infinite
+// limits and bounds are written as null. Reading checks every entry's bytes against its spec and shape,
+// so a hand-edited file that no longer adds up is rejected (mixprec::error, parse_error).
+//
+//   nlohmann::json j = p;  std::ofstream("plan.json") << j.dump(2);
+//   mixprec::plan back = nlohmann::json::parse(text).get<mixprec::plan>();
 #pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
 
 #include <nlohmann/json.hpp>
 
-#include "mixprec/plan/plan.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/plan/result.hpp"
+#include "mixprec/plan/sources.hpp"
+#include "mixprec/quantize/spec.hpp"
 
 namespace mixprec {
 
+namespace detail {
+inline nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
+inline double number_or(const nlohmann::json& j, const char* key, double if_null) {
+  const auto& v = j.at(key);
+  return v.is_null() ? if_null : v.get<double>();
+}
+inline nlohmann::json spec_json(const quant_spec& q) { return to_string(q); }
+inline quant_spec spec_from_json(const nlohmann::json& j, const char* key = "spec") {
+  quant_spec q = parse_spec(j.at(key).get<std::string>());
+  if (q.rounding == rounding_id::stochastic) q.seed = j.value("seed", std::uint64_t{0});
+  return q;
+}
+// Runs f, turning nlohmann's exceptions (missing keys, wrong types) into mixprec::error(parse_error).
+template <class F>
+void parse_json(const char* what, F&& f) {
+  try {
+    f();
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, std::string(what) + " JSON: " + e.what());
+  }
+}
+}  // namespace detail
+
 inline void to_json(nlohmann::json& j, const plan_entry& e) {
-  j = {{"layer", e.layer}, {"spec", to_string(e.spec)}, {"rows", e.rows}, {"cols", e.cols},
-       {"bytes", e.bytes}, {"loss", e.loss},             {"group", e.group}};
+  j = {{"layer", e.layer}, {"spec", to_string(e.spec)}, {"rows", e.rows}, {"cols", e.cols}, {"bytes", e.bytes},
+       {"cost", e.cost},   {"loss", e.loss},             {"group", e.group}};
+  if (e.spec.rounding == rounding_id::stochastic) j["seed"] = e.spec.seed;
 }
 inline void from_json(const nlohmann::json& j, plan_entry& e) {
-  e.layer = j.at("layer").get<std::string>();
-  e.spec = parse_spec(j.at("spec").get<std::string>());
-  e.rows = j.at("rows").get<index_t>();
-  e.cols = j.at("cols").get<index_t>();
-  if (e.rows <= 0 || e.cols <= 0) throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' has a bad shape");
-  e.bytes = j.at("bytes").get<std::size_t>();
-  if (e.bytes != quantized_bytes(e.spec, e.rows, e.cols))
-    throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' bytes do not match its quantizer and shape");
-  e.loss = j.at("loss").get<double>();
-  e.group = j.value("group", std::string());
+  detail::parse_json("plan entry", [&] {
+    e.layer = j.at("layer").get<std::string>();
+    e.spec = detail::spec_from_json(j);
+    e.rows = j.at("rows").get<index_t>();
+    e.cols = j.at("cols").get<index_t>();
+    if (e.rows <= 0 || e.cols <= 0) throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' has a bad shape");
+    e.bytes = j.at("bytes").get<std::size_t>();
+    if (e.bytes != quantized_bytes(e.spec, e.rows, e.cols))
+      throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' says " + std::to_string(e.bytes) + " bytes, but " +
+                                         to_string(e.spec) + " at " + std::to_string(e.rows) + "x" + std::to_string(e.cols) +
+                                         " takes " + std::to_string(quantized_bytes(e.spec, e.rows, e.cols)));
+    e.cost = j.at("cost").get<double>();
+    e.loss = j.at("loss").get<double>();
+    e.group = j.value("group", std::string());
+  });
 }
+
 inline void to_json(nlohmann::json& j, const plan& p) {
   j = {{"policy", p.policy},
-       {"budget", p.budget},
-       {"budget_unit", p.budget_unit},
+       {"solver", p.solver},
+       {"goal", p.goal == plan_goal::least_loss ? "least_loss" : "least_cost"},
+       {"unit", p.unit},
+       {"limit", detail::finite_or_null(p.limit)},
        {"proven_optimal", p.proven_optimal},
-       {"loss_lower_bound", p.loss_lower_bound},
+       {"lower_bound", detail::finite_or_null(p.lower_bound)},
+       // Derived totals, for readers of the file (recomputed, not read back).
        {"bytes", p.bytes()},
        {"bits_per_weight", p.bits_per_weight()},
        {"predicted_loss", p.predicted_loss()},
+       {"cost", p.cost()},
        {"layers", p.entries}};
 }
 inline void from_json(const nlohmann::json& j, plan& p) {
-  p.policy = j.at("policy").get<std::string>();
-  p.budget = j.at("budget").get<double>();
-  p.budget_unit = j.at("budget_unit").get<std::string>();
-  p.proven_optimal = j.at("proven_optimal").get<bool>();
-  p.loss_lower_bound = j.value("loss_lower_bound", 0.0);
-  p.entries = j.at("layers").get<std::vector<plan_entry>>();
+  detail::parse_json("plan", [&] {
+    p.policy = j.at("policy").get<std::string>();
+    p.solver = j.value("solver", std::string());
+    const std::string goal = j.value("goal", std::string("least_loss"));
+    if (goal != "least_loss" && goal != "least_cost")
+      throw error(errc::parse_error, "plan JSON: goal '" + goal + "', expected least_loss or least_cost");
+    p.goal = goal == "least_loss" ? plan_goal::least_loss : plan_goal::least_cost;
+    p.unit = j.at("unit").get<std::string>();
+    p.limit = detail::number_or(j, "limit", std::numeric_limits<double>::infinity());
+    p.proven_optimal = j.at("proven_optimal").get<bool>();
+    p.lower_bound = detail::number_or(j, "lower_bound", -std::numeric_limits<double>::infinity());
+    p.entries = j.at("layers").get<std::vector<plan_entry>>();
+    if (p.entries.empty()) throw error(errc::parse_error, "plan JSON: no layers");
+  });
+}
+
+// A sensitivity table as {"layers": [{"name", "rows", "cols", "losses": [{"spec", "loss"}, ...]}, ...]}
+// (arrays, so that the order of layers and candidates survives the round trip).
+inline void to_json(nlohmann::json& j, const sensitivity_table& t) {
+  nlohmann::json layers = nlohmann::json::array();
+  for (const auto& r : t.rows()) {
+    nlohmann::json losses = nlohmann::json::array();
+    for (const auto& e : r.losses) {
+      nlohmann::json one = {{"spec", to_string(e.spec)}, {"loss", e.loss}};
+      if (e.spec.rounding == rounding_id::stochastic) one["seed"] = e.spec.seed;
+      losses.push_back(std::move(one));
+    }
+    layers.push_back({{"name", r.layer.name}, {"rows", r.layer.rows}, {"cols", r.layer.cols}, {"losses", losses}});
+  }
+  j = {{"layers", layers}};
+}
+inline void from_json(const nlohmann::json& j, sensitivity_table& t) {
+  detail::parse_json("sensitivity table", [&] {
+    sensitivity_table out;
+    for (const auto& l : j.at("layers")) {
+      const auto name = l.at("name").get<std::string>();
+      const auto rows = l.at("rows").get<index_t>(), cols = l.at("cols").get<index_t>();
+      for (const auto& e : l.at("losses")) out.add(name, rows, cols, detail::spec_from_json(e), e.at("loss").get<double>());
+    }
+    t = std::move(out);
+  });
 }
 
 }  // namespace mixprec

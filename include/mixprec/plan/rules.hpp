@@ -1,12 +1,21 @@
-// Plan rules: name-pattern overrides (glob: `*` any run, `?` one character), minimum and maximum
-// precision, forced formats, layers never quantized.
+// Plan rules: per-layer overrides selected by name pattern. A rule forces a quantizer, bounds the
+// precision (storage bits of one element: int2 2, int4 4, int8 and fp8 8, fp16 and bf16 16, fp32 32),
+// or keeps a layer unquantized (fp32). Rules apply in order and intersect: a layer's candidates are
+// those every matching rule allows. Every rule must match at least one layer (a typo fails at once).
+//
+// Patterns: a glob (`*` any run of characters, `?` exactly one; a plain name matches only itself), or an
+// ECMAScript regex matching the whole name (llama.cpp-style overrides such as `blk\.[0-9]+\.attn_v`):
+//   plan_rule::at_least("*.attn.*", 8)                         // glob: the default for a string
+//   plan_rule::use(name_pattern::regex(R"(blk\.\d+\.attn_v)"), parse_spec("int8"))
 #pragma once
 
+#include <memory>
 #include <optional>
+#include <regex>
 #include <string>
 #include <string_view>
-#include <vector>
 
+#include "mixprec/error.hpp"
 #include "mixprec/quantize/spec.hpp"
 
 namespace mixprec {
@@ -21,7 +30,7 @@ namespace mixprec {
     } else if (p < pattern.size() && pattern[p] == '*') {
       star = p++;
       mark = n;
-    } else if (star != std::string_view::npos) {
+    } else if (star != std::string_view::npos) {  // let the last `*` absorb one more character
       p = star + 1;
       n = ++mark;
     } else {
@@ -32,20 +41,77 @@ namespace mixprec {
   return p == pattern.size();
 }
 
-// One rule for the layers whose names match `pattern`. Bits are storage bits of one element of the
-// format (int4: 4, int8: 8, fp16: 16, fp32: 32). Every rule must match at least one layer.
+// A layer-name pattern: a glob or a whole-name regex.
+class name_pattern {
+ public:
+  enum class kind { glob, regex };
+
+  // A glob (implicit, so that a string literal is a glob pattern).
+  name_pattern(std::string glob_text) : kind_(kind::glob), text_(std::move(glob_text)) {}  // NOLINT
+  name_pattern(const char* glob_text) : name_pattern(std::string(glob_text)) {}           // NOLINT
+
+  [[nodiscard]] static name_pattern glob(std::string text) { return name_pattern(std::move(text)); }
+  // Throws mixprec::error(parse_error) for a malformed regex.
+  [[nodiscard]] static name_pattern regex(std::string text) {
+    name_pattern p(text);
+    p.kind_ = kind::regex;
+    try {
+      p.regex_ = std::make_shared<const std::regex>(text, std::regex::ECMAScript);
+    } catch (const std::regex_error& e) {
+      throw error(errc::parse_error, "name pattern: bad regex '" + text + "': " + e.what());
+    }
+    return p;
+  }
+
+  [[nodiscard]] bool matches(std::string_view name) const {
+    if (kind_ == kind::glob) return glob_match(text_, name);
+    return std::regex_match(name.begin(), name.end(), *regex_);
+  }
+  [[nodiscard]] kind type() const noexcept { return kind_; }
+  [[nodiscard]] const std::string& text() const noexcept { return text_; }
+  // How error messages show it: 'text' for a glob, regex 'text' for a regex.
+  [[nodiscard]] std::string describe() const { return (kind_ == kind::regex ? "regex '" : "'") + text_ + "'"; }
+
+  friend bool operator==(const name_pattern& a, const name_pattern& b) noexcept {
+    return a.kind_ == b.kind_ && a.text_ == b.text_;
+  }
+
+ private:
+  kind kind_;
+  std::string text_;
+  std::shared_ptr<const std::regex> regex_;  // regex only (shared: rules are copied into planners)
+};
+
+// One rule for the layers whose names match `pattern` (see the banner).
 struct plan_rule {
-  std::string pattern;
+  name_pattern pattern;
   std::optional<quant_spec> force;  // exactly this quantizer
   int min_bits = 0;                 // at least this precision, e.g. 8 for `*.attn.*`
   int max_bits = 32;                // at most this precision
-  bool keep_fp32 = false;           // never quantized
+  bool keep_fp32 = false;           // never quantized (fp32, predicted loss 0)
 
-  // Constructors for the common cases.
-  static plan_rule at_least(std::string pattern, int bits) { return {std::move(pattern), std::nullopt, bits, 32, false}; }
-  static plan_rule at_most(std::string pattern, int bits) { return {std::move(pattern), std::nullopt, 0, bits, false}; }
-  static plan_rule use(std::string pattern, const quant_spec& spec) { return {std::move(pattern), spec, 0, 32, false}; }
-  static plan_rule never_quantize(std::string pattern) { return {std::move(pattern), std::nullopt, 0, 32, true}; }
+  [[nodiscard]] static plan_rule at_least(name_pattern p, int bits) { return {std::move(p), std::nullopt, bits, 32, false}; }
+  [[nodiscard]] static plan_rule at_most(name_pattern p, int bits) { return {std::move(p), std::nullopt, 0, bits, false}; }
+  [[nodiscard]] static plan_rule between(name_pattern p, int min_bits, int max_bits) {
+    return {std::move(p), std::nullopt, min_bits, max_bits, false};
+  }
+  [[nodiscard]] static plan_rule use(name_pattern p, const quant_spec& spec) { return {std::move(p), spec, 0, 32, false}; }
+  [[nodiscard]] static plan_rule never_quantize(name_pattern p) { return {std::move(p), std::nullopt, 0, 32, true}; }
+
+  // Whether the rule lets a layer take spec q.
+  [[nodiscard]] bool allows(const quant_spec& q) const {
+    if (keep_fp32) return q.format == format_id::fp32;
+    if (force) return q == *force;
+    return bits_of(q.format) >= min_bits && bits_of(q.format) <= max_bits;
+  }
+  // E.g. "rule 'lm_head' (use fp16)".
+  [[nodiscard]] std::string describe() const {
+    std::string what;
+    if (keep_fp32) what = "never quantize";
+    else if (force) what = "use " + to_string(*force);
+    else what = std::to_string(min_bits) + ".." + std::to_string(max_bits) + " bits";
+    return "rule " + pattern.describe() + " (" + what + ")";
+  }
 };
 
 }  // namespace mixprec

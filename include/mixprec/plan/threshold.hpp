@@ -1,0 +1,116 @@
+// threshold_policy: the seed's class table, as the baseline every budgeted policy is compared with.
+//
+// Each item's drop at a reference precision (its loss at the cheapest option with `reference_bits`, by
+// default the cheapest INT4 candidate; the cheapest option when there is none) sets its class, and the
+// class asks for a precision (drops are fractions: 0.02 is 2 %; negative drops count by magnitude):
+//   class        drop d                    precision asked           option taken
+//   high         d > 2 %                   16 bits (fp16/bf16)       least loss among those bits
+//   medium       0.5 % <= d <= 2 %         8 bits (int8/fp8)         least loss among those bits
+//   low          eps < d < 0.5 %           4 bits                    least loss among those bits
+//   insensitive  d <= eps (eps = 0.05 %)   2 bits: int2, else int4   the cheapest among those bits
+// "Those bits" is the smallest bit width at or above the one asked for that the item offers; an item
+// offering nothing that precise takes its most precise option. The budget is not looked at (the plan
+// reports whether the result fits); a tied group's drop is the sum of its members' drops.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "mixprec/error.hpp"
+#include "mixprec/plan/allocation.hpp"
+
+namespace mixprec {
+
+enum class drop_class { high, medium, low, insensitive };
+
+[[nodiscard]] constexpr std::string_view to_string(drop_class c) noexcept {
+  switch (c) {
+    case drop_class::high: return "high";
+    case drop_class::medium: return "medium";
+    case drop_class::low: return "low";
+    case drop_class::insensitive: return "insensitive";
+  }
+  return "?";
+}
+
+// Class boundaries, as fractions; must satisfy high > medium > insensitive >= 0.
+struct drop_thresholds {
+  double high = 0.02;
+  double medium = 0.005;
+  double insensitive = 0.0005;
+};
+
+// The class of a drop (see the table above); throws for NaN drops or disordered thresholds.
+[[nodiscard]] inline drop_class classify_drop(double drop, const drop_thresholds& t = {}) {
+  if (!(t.high > t.medium && t.medium > t.insensitive && t.insensitive >= 0.0))
+    throw error(errc::invalid_argument, "threshold policy: thresholds must satisfy high > medium > insensitive >= 0");
+  if (std::isnan(drop)) throw error(errc::non_finite, "threshold policy: a drop is NaN");
+  const double d = std::fabs(drop);
+  if (d > t.high) return drop_class::high;
+  if (d >= t.medium) return drop_class::medium;
+  if (d > t.insensitive) return drop_class::low;
+  return drop_class::insensitive;
+}
+
+// See the banner.
+struct threshold_policy {
+  static constexpr std::string_view name = "threshold";
+  drop_thresholds thresholds{};
+  int reference_bits = 4;
+
+  [[nodiscard]] static int bits_for(drop_class c) noexcept {
+    switch (c) {
+      case drop_class::high: return 16;
+      case drop_class::medium: return 8;
+      case drop_class::low: return 4;
+      case drop_class::insensitive: return 2;
+    }
+    return 16;
+  }
+
+  [[nodiscard]] allocation_result allocate(const allocation_problem& p) const {
+    validate(p);
+    allocation_result r;
+    r.solver = "threshold";
+    r.choice.resize(p.items.size());
+    for (std::size_t i = 0; i < p.items.size(); ++i) {
+      const auto& item = p.items[i];
+      auto cheaper = [&](std::size_t a, std::size_t b) {
+        return item[a].cost < item[b].cost || (item[a].cost == item[b].cost && item[a].loss < item[b].loss);
+      };
+      auto better = [&](std::size_t a, std::size_t b) {
+        return item[a].loss < item[b].loss || (item[a].loss == item[b].loss && item[a].cost < item[b].cost);
+      };
+      std::size_t ref = item.size(), cheapest = 0;
+      for (std::size_t k = 0; k < item.size(); ++k) {
+        if (cheaper(k, cheapest)) cheapest = k;
+        if (item[k].bits == reference_bits && (ref == item.size() || cheaper(k, ref))) ref = k;
+      }
+      if (ref == item.size()) ref = cheapest;
+      const drop_class c = classify_drop(item[ref].loss, thresholds);
+      const int want = bits_for(c);
+      int level = 0;  // the smallest bit width >= want on offer (0: none)
+      int most = item[0].bits;
+      for (const auto& o : item) {
+        if (o.bits >= want && (level == 0 || o.bits < level)) level = o.bits;
+        most = std::max(most, o.bits);
+      }
+      if (level == 0) level = most;
+      std::size_t pick = item.size();
+      for (std::size_t k = 0; k < item.size(); ++k) {
+        if (item[k].bits != level) continue;
+        if (pick == item.size() || (c == drop_class::insensitive ? cheaper(k, pick) : better(k, pick))) pick = k;
+      }
+      r.choice[i] = pick;
+    }
+    evaluate(p, r);
+    return r;
+  }
+};
+
+static_assert(AllocationPolicy<threshold_policy>);
+
+}  // namespace mixprec

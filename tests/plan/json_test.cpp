@@ -1,0 +1,123 @@
+// Plan and sensitivity-table JSON: round trips that give equal objects, and files that no longer add up
+// are rejected with mixprec::error(parse_error).
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+#include "mixprec/plan/plan.hpp"
+#include "mixprec/plan/plan_json.hpp"
+
+using namespace mixprec;
+
+namespace {
+
+sensitivity_table toy_table() {
+  sensitivity_table t;
+  const char* specs[] = {"int2/g32/asym/minmax/s16", "int4/g128/sym/mse/sbf16", "int8/channel/sym/p99.9/s32", "fp16"};
+  const struct {
+    const char* name;
+    index_t rows, cols;
+  } layers[] = {{"blk.0.attn_q", 64, 64}, {"blk.0.attn_k", 16, 64}, {"blk.0.ffn_up", 172, 64}, {"output", 100, 70}};
+  double loss = 0.123456789012345678;
+  for (const auto& l : layers)
+    for (const char* s : specs) {
+      t.add(l.name, l.rows, l.cols, s, loss);
+      loss *= 0.3183098861837907;  // awkward doubles, to test that they survive
+    }
+  return t;
+}
+
+plan round_trip(const plan& p) { return nlohmann::json::parse(nlohmann::json(p).dump()).get<plan>(); }
+
+}  // namespace
+
+TEST_CASE("plan JSON round trip", "[plan][json]") {
+  const sensitivity_table t = toy_table();
+  std::vector<plan> plans;
+  plans.push_back(mixed_precision_plan{t, knapsack_policy{}, bits_budget{7.3}}.tie({"blk.0.attn_q", "blk.0.attn_k"}).build());
+  plans.push_back(mixed_precision_plan{t}.rule(plan_rule::never_quantize("output")).build());  // no limit: null
+  plans.push_back(mixed_precision_plan{t, greedy_policy{}}.build_for_loss(0.01));
+  plans.push_back(mixed_precision_plan{t, threshold_policy{}}.build());
+  latency_table lt;
+  for (const auto& l : t.layers())
+    for (auto f : {format_id::int2, format_id::int4, format_id::int8, format_id::fp16})
+      lt.add(f, l.rows, l.cols, 1e-9 * static_cast<double>(l.size()) * (1 + bits_of(f)));
+  plans.push_back(mixed_precision_plan{t, lagrangian_policy{}, latency_budget{lt, 1e-4}}.build());
+  // A stochastic-rounding spec carries its seed.
+  quant_spec sr = parse_spec("int4/g32/sym/minmax/s16/stochastic");
+  sr.seed = 0xfeedbeefcafe1234ull;
+  plans.push_back(mixed_precision_plan{loss_function_source{[](const layer_shape&, const quant_spec&) { return 0.25; }}}
+                      .candidates({sr})
+                      .build(t.layers()));
+  for (const plan& p : plans) {
+    INFO(nlohmann::json(p).dump(2));
+    const plan back = round_trip(p);
+    CHECK(back == p);
+    CHECK(round_trip(back) == p);
+    const nlohmann::json j = p;
+    CHECK(j["bytes"] == p.bytes());
+    CHECK(j["bits_per_weight"] == p.bits_per_weight());
+  }
+  CHECK(nlohmann::json(plans[1])["limit"].is_null());
+  CHECK(round_trip(plans[1]).limit == std::numeric_limits<double>::infinity());
+  CHECK(round_trip(plans[2]).goal == plan_goal::least_cost);
+  CHECK(round_trip(plans[5]).entries[0].spec.seed == 0xfeedbeefcafe1234ull);
+}
+
+TEST_CASE("plan JSON that does not add up is rejected", "[plan][json]") {
+  const plan p = mixed_precision_plan{toy_table(), knapsack_policy{}, bits_budget{6.0}}.build();
+  const nlohmann::json j = p;
+  auto rejects = [](const nlohmann::json& bad, const char* what) {
+    try {
+      (void)bad.get<plan>();
+      FAIL("accepted: " << what);
+    } catch (const error& e) {
+      CHECK(e.code() == errc::parse_error);
+    }
+  };
+  nlohmann::json bad = j;
+  bad["layers"][0]["bytes"] = p.entries[0].bytes + 1;
+  rejects(bad, "wrong bytes");
+  bad = j;
+  bad["layers"][1]["spec"] = "int4/g0";
+  rejects(bad, "bad spec");
+  bad = j;
+  bad["layers"][1]["rows"] = 0;
+  rejects(bad, "bad shape");
+  bad = j;
+  bad["layers"][2].erase("loss");
+  rejects(bad, "missing loss");
+  bad = j;
+  bad["goal"] = "fastest";
+  rejects(bad, "bad goal");
+  bad = j;
+  bad["layers"] = nlohmann::json::array();
+  rejects(bad, "no layers");
+  bad = j;
+  bad["proven_optimal"] = "yes";
+  rejects(bad, "wrong type");
+}
+
+TEST_CASE("sensitivity table JSON round trip", "[plan][json]") {
+  const sensitivity_table t = toy_table();
+  const sensitivity_table back = nlohmann::json::parse(nlohmann::json(t).dump()).get<sensitivity_table>();
+  REQUIRE(back.rows().size() == t.rows().size());
+  for (std::size_t i = 0; i < t.rows().size(); ++i) {
+    CHECK(back.rows()[i].layer == t.rows()[i].layer);
+    REQUIRE(back.rows()[i].losses.size() == t.rows()[i].losses.size());
+    for (std::size_t k = 0; k < t.rows()[i].losses.size(); ++k) {
+      CHECK(back.rows()[i].losses[k].spec == t.rows()[i].losses[k].spec);
+      CHECK(back.rows()[i].losses[k].loss == t.rows()[i].losses[k].loss);
+    }
+  }
+  // Plans from the original and the reloaded table agree.
+  CHECK(mixed_precision_plan{back, knapsack_policy{}, bits_budget{5.0}}.build() ==
+        mixed_precision_plan{t, knapsack_policy{}, bits_budget{5.0}}.build());
+  nlohmann::json bad = t;
+  bad["layers"][0]["losses"][1]["loss"] = "high";
+  CHECK_THROWS_AS(bad.get<sensitivity_table>(), error);
+  bad = t;
+  bad["layers"][0]["rows"] = 65;  // contradicts nothing yet, but the next layer row...
+  bad["layers"][1]["name"] = "blk.0.attn_q";  // ...repeats the name with another shape
+  CHECK_THROWS_AS(bad.get<sensitivity_table>(), error);
+}
