@@ -166,18 +166,15 @@ struct strategy_result {
 
 // The plan inputs from measured sensitivity: the predicted loss of a matrix at a spec is its KL with
 // only that matrix quantized.
-inline mixprec::table_source kl_source(const std::vector<matrix_sensitivity>& m, const mixprec::quant_spec& int4,
-                                       const mixprec::quant_spec& int8) {
-  mixprec::table_source src;
-  for (const auto& x : m) {
-    src.losses[x.name][mixprec::to_string(int4)] = x.kl_int4;
-    src.losses[x.name][mixprec::to_string(int8)] = x.kl_int8;
-  }
-  return src;
+inline mixprec::sensitivity_table kl_source(const std::vector<matrix_sensitivity>& m, const mixprec::quant_spec& int4,
+                                            const mixprec::quant_spec& int8) {
+  mixprec::sensitivity_table t;
+  for (const auto& x : m) t.add(x.name, x.rows, x.cols, int4, x.kl_int4).add(x.name, x.rows, x.cols, int8, x.kl_int8);
+  return t;
 }
 
-inline std::vector<mixprec::plan_layer_info> infos(const std::vector<matrix_sensitivity>& m) {
-  std::vector<mixprec::plan_layer_info> out;
+inline std::vector<mixprec::layer_shape> infos(const std::vector<matrix_sensitivity>& m) {
+  std::vector<mixprec::layer_shape> out;
   for (const auto& x : m) out.push_back({x.name, x.rows, x.cols});
   return out;
 }
