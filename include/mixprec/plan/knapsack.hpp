@@ -9,15 +9,17 @@
 //   upgrades), a better choice can only use options with r_ik <= U - LB: usually one per item, so most
 //   items are fixed at once. The few left are enumerated as a list of partial choices (cost, loss) kept
 //   Pareto-minimal (a partial choice costing more and losing no less than another cannot complete
-//   better) and cut as soon as their reduced cost exceeds the gap (Nemhauser-Ullmann states with
-//   bounds, as in Pisinger's MCKP algorithm). Completing states with each remaining item's
+//   better) and cut as soon as their reduced cost exceeds the gap, or a Lagrangian bound on the items
+//   still to come, given the budget they have left, shows they cannot beat U (Nemhauser-Ullmann states
+//   with bounds, as in Pisinger's MCKP algorithm). Completing states with each remaining item's
 //   Lagrangian option improves U on the way. Exact: nothing that could beat U is cut.
 // - dynamic programming over the cost axis (`table`): exact when costs are integers (bytes are; bits
 //   are 8 x bytes), on a table of (items) x (unspent budget / gcd of the cost steps + 1) cells.
 //   Pseudo-polynomial: used when it fits `max_cells`.
 // `automatic` runs branch and bound; if its state list outgrows `max_states` (adversarial instances:
-// many options of almost equal merit), the table when it fits; otherwise it returns its incumbent with
-// proven_optimal = false and the LP lower bound (never silently: the result says so).
+// losses almost exactly proportional to cost, a subset-sum in disguise), the table when it fits;
+// otherwise it returns its incumbent with proven_optimal = false and the LP lower bound (never
+// silently: the result says so). Measured sensitivities are far from that: see benchmarks/plan_bench.cpp.
 #pragma once
 
 #include <algorithm>
@@ -167,6 +169,51 @@ namespace detail {
     suffix_lagr_loss[j] = suffix_lagr_loss[j + 1] + p.items[i][a].loss;
   }
 
+  // A bound on the loss the items not yet taken add, given the budget they have left (S): by weak
+  // duality, for every mu >= 0, sum_rest min_k (l + mu c) - mu S; taken as the best over a grid of
+  // multipliers (lambda and the slopes of the free items' hulls, their quantiles when many), each with a
+  // rounding allowance for its mu x cost terms. At mu = lambda it is the reduced-cost bound; the others
+  // cut partial choices that spent unusually little or much.
+  std::vector<double> mus;
+  for (std::size_t i : free_items) {
+    const std::vector<std::size_t> h = lower_hull(p.items[i], eligible[i]);
+    for (std::size_t t = 1; t < h.size(); ++t) mus.push_back(efficiency(p.items[i][h[t - 1]], p.items[i][h[t]]));
+  }
+  std::sort(mus.begin(), mus.end());
+  mus.erase(std::unique(mus.begin(), mus.end()), mus.end());
+  constexpr std::size_t max_mus = 24;
+  if (mus.size() > max_mus) {
+    std::vector<double> q;
+    for (std::size_t t = 0; t < max_mus; ++t) q.push_back(mus[t * (mus.size() - 1) / (max_mus - 1)]);
+    mus.swap(q);
+  }
+  mus.push_back(lambda);
+  const std::size_t nm = mus.size();
+  double cost_scale = std::fabs(p.budget);
+  for (const auto& item : p.items) {
+    double c = 0.0;
+    for (const auto& o : item) c = std::max(c, std::fabs(o.cost));
+    cost_scale += c;
+  }
+  std::vector<double> slack(nm);  // per mu: what rounding could take off the bound
+  for (std::size_t t = 0; t < nm; ++t) slack[t] = tol + 1e-12 * mus[t] * cost_scale;
+  std::vector<double> rest(nm * (m + 1), 0.0);  // rest[j nm + t] = sum over free items j.. of min_k (l + mu_t c)
+  for (std::size_t j = m; j-- > 0;) {
+    const std::size_t i = free_items[j];
+    for (std::size_t t = 0; t < nm; ++t) {
+      double v = std::numeric_limits<double>::infinity();
+      for (std::size_t k : eligible[i]) v = std::min(v, p.items[i][k].loss + mus[t] * p.items[i][k].cost);
+      rest[j * nm + t] = rest[(j + 1) * nm + t] + v;
+    }
+  }
+  // Least loss free items j.. can add when `spent` of the free budget is gone.
+  auto rest_bound = [&](std::size_t j, double spent) {
+    const double left = p.budget - fixed_cost - spent;
+    double b = -std::numeric_limits<double>::infinity();
+    for (std::size_t t = 0; t < nm; ++t) b = std::max(b, rest[j * nm + t] - mus[t] * left - slack[t]);
+    return b;
+  };
+
   struct state {
     double cost, loss, reduced;
     std::uint32_t parent;
@@ -178,7 +225,7 @@ namespace detail {
   long incumbent_stage = -1;
   std::size_t incumbent_index = 0;
   std::size_t total_states = 1;
-  std::vector<std::size_t> head;
+  std::vector<std::size_t> head, passed;
   for (std::size_t j = 0; j < m; ++j) {
     const std::size_t i = free_items[j];
     const auto& options = eligible[i];
@@ -187,6 +234,7 @@ namespace detail {
     // Merge the lists prev + option e (each sorted by cost, as prev is) in cost order, keeping only
     // Pareto-minimal states: memory stays at what is kept.
     head.assign(options.size(), 0);
+    passed.assign(options.size(), prev.size());
     double last_loss = std::numeric_limits<double>::infinity();
     for (;;) {
       std::size_t pick = options.size();
@@ -194,13 +242,15 @@ namespace detail {
       for (std::size_t e = 0; e < options.size(); ++e) {
         const auto& o = p.items[i][options[e]];
         const double r = reduced(i, options[e]);
-        while (head[e] < prev.size()) {
+        while (head[e] < prev.size() && passed[e] != head[e]) {
           const state& st = prev[head[e]];
           if (fixed_cost + st.cost + o.cost + suffix_min_cost[j + 1] > p.budget) {
             head[e] = prev.size();  // so does every later (costlier) state
-          } else if (st.reduced + r > gap + tol) {
+          } else if (st.reduced + r > gap + tol ||
+                     fixed_loss + st.loss + o.loss + rest_bound(j + 1, st.cost + o.cost) > best.loss) {
             ++head[e];  // cannot beat the incumbent
           } else {
+            passed[e] = head[e];  // checked once, not again while it waits to be merged
             break;
           }
         }
