@@ -8,5 +8,6 @@
 #include "mixprec/sensitivity/model.hpp"
 #include "mixprec/sensitivity/probe.hpp"
 #include "mixprec/sensitivity/progress.hpp"
+#include "mixprec/sensitivity/rank.hpp"
 #include "mixprec/sensitivity/report.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
