@@ -25,12 +25,12 @@ bool garch_available() {
   return true;
 }
 
-// |y - reference| <= cols * 2^-23 * sum |w x| (the stated bound of kernels/gemv.hpp), per output.
+// |y - reference| <= cols * 2^-23 * ref::gemv_magnitude (the stated bound of kernels/gemv.hpp), per output.
 void check_close(const mixprec::quantized_tensor& q, const float* x, const float* y) {
   std::vector<float> ref(static_cast<std::size_t>(q.rows()));
   std::vector<double> mag(static_cast<std::size_t>(q.rows()));
   mixprec::ref::gemv(q, x, ref.data());
-  mixprec::ref::gemv_abs(q, x, mag.data());
+  mixprec::ref::gemv_magnitude(q, x, mag.data());
   for (index_t r = 0; r < q.rows(); ++r) {
     const double bound = static_cast<double>(q.cols()) * 0x1.0p-23 * mag[static_cast<std::size_t>(r)] + 1e-30;
     INFO("row " << r << " y " << y[r] << " ref " << ref[static_cast<std::size_t>(r)] << " bound " << bound);
@@ -41,7 +41,9 @@ void check_close(const mixprec::quantized_tensor& q, const float* x, const float
 const char* gemv_specs[] = {"int4/g32/sym/minmax/s16", "int4/g64/asym/minmax/s16", "int4/g128/sym/mse/s16",
                             "int4/channel/sym",        "int8/channel/sym",         "int8/channel/asym",
                             "int8/g32/sym",            "int2/g32/asym",            "fp16",
-                            "bf16",                    "fp8_e4m3/channel",         "fp32"};
+                            "bf16",                    "fp8_e4m3/channel",         "fp32",
+                            "int4/tensor/asym",        "int8/tensor/sym",          "int4/g16/asym",
+                            "int8/g128/asym",          "int4/g256/sym",            "int4/g48/sym"};
 
 }  // namespace
 
@@ -50,7 +52,8 @@ TEST_CASE("gemv matches the reference within the stated bound " MIXPREC_GARCH_TA
   struct shape {
     index_t rows, cols;
   };
-  for (shape sh : {shape{1, 128}, shape{3, 256}, shape{17, 100}, shape{129, 4096 + 32}, shape{5, 33}})
+  for (shape sh : {shape{1, 128}, shape{3, 256}, shape{17, 100}, shape{129, 4096 + 32}, shape{5, 33}, shape{6, 1},
+                   shape{7, 768}})
     for (const char* text : gemv_specs) {
       INFO(text << " " << sh.rows << "x" << sh.cols);
       const auto w = mixprec::test::gaussian(sh.rows, sh.cols, 0.05f, static_cast<std::uint32_t>(sh.cols));
@@ -82,6 +85,33 @@ TEST_CASE("gemm over batches matches gemv and dequantize + Eigen " MIXPREC_GARCH
       mixprec::row_matrix bad(batch, 39);
       REQUIRE_THROWS_AS(mixprec::gemm<garch>(q, x, bad), mixprec::error);
     }
+}
+
+TEST_CASE("fused gemm columns equal gemv bit for bit (integer weights); outliers stay within the bound " MIXPREC_GARCH_TAG,
+          "[kernels][gemm]") {
+  if (!garch_available()) return;
+  for (const char* text : {"int4/g32/sym/minmax/s16", "int4/g128/asym", "int8/channel/sym", "int8/g64/asym",
+                           "int4/channel/asym", "fp16"}) {
+    for (index_t batch : {2, 5, 9, 17}) {
+      INFO(text << " batch " << batch);
+      const index_t rows = 13, cols = 512 + 96;
+      auto x = mixprec::test::gaussian(batch, cols, 1.0f, static_cast<std::uint32_t>(batch + 40));
+      x(0, 7) = 1.0e4f;  // one huge activation
+      x(batch - 1, cols - 1) = -3.0e3f;
+      const auto q = mixprec::quantize(mixprec::test::gaussian(rows, cols, 0.05f, 8), mixprec::parse_spec(text));
+      mixprec::row_matrix y(batch, rows);
+      mixprec::gemm<garch>(q, x, y);
+      for (index_t b = 0; b < batch; ++b) {
+        std::vector<float> yv(static_cast<std::size_t>(rows));
+        mixprec::gemv<garch>(q, x.row(b).data(), yv.data());
+        // The fused integer kernels sum each column in the same order whatever the batch.
+        if (q.spec().format != mixprec::format_id::fp16)
+          for (index_t r = 0; r < rows; ++r) REQUIRE(y(b, r) == yv[static_cast<std::size_t>(r)]);
+        check_close(q, x.row(b).data(), yv.data());
+        check_close(q, x.row(b).data(), y.row(b).data());
+      }
+    }
+  }
 }
 
 TEST_CASE("INT8-activation gemv: exact integer dots, close to the FP32 product " MIXPREC_GARCH_TAG, "[kernels][gemv]") {

@@ -28,6 +28,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "mixprec/detail/simd.hpp"
+#include "mixprec/kernels/gemv_int.hpp"
 #include "mixprec/kernels/quantize_simd.hpp"
 #include "mixprec/kernels/ref/gemv_ref.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
@@ -136,89 +137,36 @@ void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
   });
 }
 
-// Whether the fused batch-1 path applies: INT8/INT4, whole groups, each a multiple of the step.
+// y[c * ldy + r] = (Q(W) X)[r, c] for the n activation columns X[c] = x + c * ldx, by the fused
+// integer kernels (kernels/gemv_int.hpp); returns false, doing nothing, when they do not apply.
 template <class A>
-bool fused_applies(const quantized_tensor& w) {
-  const quant_spec& s = w.spec();
-  const index_t step = s.format == format_id::int4 ? 2 * static_cast<index_t>(fbatch<A>::size)
-                                                   : static_cast<index_t>(fbatch<A>::size);
-  if (s.format != format_id::int4 && s.format != format_id::int8) return false;
-  return w.group_length() % step == 0 && w.cols() % w.group_length() == 0;
-}
-
-// The scales (as FP32) and zero points of row r of w, decoded in bulk.
-template <class A>
-void row_scales(const quantized_tensor& w, index_t r, float* scales, std::int32_t* zeros) {
-  const quant_spec& s = w.spec();
-  const index_t groups = w.groups_per_row();
-  const bool shared = s.granularity == granularity_id::per_tensor;
-  const std::size_t first = shared ? 0 : static_cast<std::size_t>(r * groups);
-  const std::uint8_t* sb = w.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(s.scales));
-  const index_t n = shared ? 1 : groups;
-  if (s.scales == scale_type::fp32)
-    std::memcpy(scales, sb, static_cast<std::size_t>(n) * 4);
-  else if (s.scales == scale_type::fp16)
-    simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, scales);
-  else
-    simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, scales);
-  if (s.scheme == scheme_id::asymmetric)
-    for (index_t g = 0; g < n; ++g) zeros[g] = w.zero_point_bytes()[first + static_cast<std::size_t>(g)];
-  else
-    std::fill(zeros, zeros + n, 1 << (bits_of(s.format) - 1));
-}
-
-// Fused INT8/INT4 rows [r0, r1): y[r] = sum_j (scale_g * float(u_j - z_g)) * x_j, the weight formed
-// exactly as dequantize() forms it; four accumulators hide the FMA latency (with one vector step per
-// group, as INT4 g32 on AVX-512, consecutive groups feed different accumulators).
-template <class A>
-void fused_int_rows(const quantized_tensor& w, const float* x, const float* xe, const float* xo, float* y,
-                    index_t r0, index_t r1) {
-  constexpr index_t lanes = fbatch<A>::size;
-  const bool int4 = w.spec().format == format_id::int4;
-  const index_t groups = w.groups_per_row();
-  const index_t seg_bytes = int4 ? w.group_length() / 2 : w.group_length();
-  const index_t spg = seg_bytes / lanes;  // vector steps per group
-  // Per-thread scratch, reused across calls: small layers are dominated by per-call allocations.
-  thread_local std::vector<float> scales;
-  thread_local std::vector<std::int32_t> zeros;
-  scales.resize(static_cast<std::size_t>(groups));
-  zeros.resize(static_cast<std::size_t>(groups));
-  for (index_t r = r0; r < r1; ++r) {
-    row_scales<A>(w, r, scales.data(), zeros.data());
-    const std::uint8_t* p = w.row_codes(r);
-    fbatch<A> a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
-    // One vector step t (lanes bytes of codes) with its group's scale and zero point.
-    auto step = [&](index_t t, index_t g, fbatch<A>& acc_a, fbatch<A>& acc_b) {
-      const index_t b = t * lanes;
-      const fbatch<A> sv(scales[static_cast<std::size_t>(g)]);
-      const ibatch<A> z(zeros[static_cast<std::size_t>(g)]);
-      const ibatch<A> v = load_u8_as_i32<A>(p + b);
-      if (int4) {
-        acc_a = madd<A>(xsimd::to_float((v & ibatch<A>(0xF)) - z) * sv, fbatch<A>::load_unaligned(xe + b), acc_a);
-        acc_b = madd<A>(xsimd::to_float((v >> 4) - z) * sv, fbatch<A>::load_unaligned(xo + b), acc_b);
-      } else {
-        acc_a = madd<A>(xsimd::to_float(v - z) * sv, fbatch<A>::load_unaligned(x + b), acc_a);
-      }
-    };
-    if (spg == 1) {
-      index_t g = 0;
-      for (; g + 2 <= groups; g += 2) {
-        step(g, g, a0, a1);
-        step(g + 1, g + 1, a2, a3);
-      }
-      if (g < groups) step(g, g, a0, a1);
-    } else {
-      for (index_t g = 0, t = 0; g < groups; ++g) {
-        index_t k = 0;
-        for (; k + 2 <= spg; k += 2, t += 2) {
-          step(t, g, a0, a1);
-          step(t + 1, g, a2, a3);
-        }
-        if (k < spg) step(t++, g, a0, a1);
-      }
-    }
-    y[r] = hsum<A>((a0 + a1) + (a2 + a3));
+bool fused_int_product(const quantized_tensor& w, const float* x, index_t ldx, index_t n, float* y, index_t ldy,
+                       const gemv_options& o) {
+  int_product<A> p;
+  p.l = make_int_layout<A>(w);
+  if (p.l.blocks < 0) return false;
+  const auto un = static_cast<std::size_t>(n);
+  thread_local arch_buffer<float, A> xp_buf, xs_buf;
+  float* xp = xp_buf.get(un * static_cast<std::size_t>(p.l.main));
+  float* xs = xs_buf.get(un * static_cast<std::size_t>(p.l.groups + p.l.lanes));
+  prepare_activations<A>(p.l, x, ldx, n, xp, xs);
+  p.x = x;
+  p.ldx = ldx;
+  p.xp = xp;
+  p.xs = xs;
+  if (p.l.per_block) {
+    alignas(A::alignment()) std::int32_t idx[ibatch<A>::size];
+    for (std::size_t i = 0; i < ibatch<A>::size; ++i)
+      idx[i] = static_cast<std::int32_t>(static_cast<index_t>(i) * (32 / p.l.bits) / p.l.group);
+    p.lane_group = ibatch<A>::load_aligned(idx);
   }
+  for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+    if (p.l.bits == 4)
+      int_rows<A, 4>(w, p, n, y, ldy, r0, r1);
+    else
+      int_rows<A, 8>(w, p, n, y, ldy, r0, r1);
+  });
+  return true;
 }
 
 // FP16/BF16 rows [r0, r1), converted in registers.
@@ -251,24 +199,7 @@ void half_rows(const quantized_tensor& w, const float* x, float* y, index_t r0, 
 template <class A = xsimd::default_arch>
 void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
   const quant_spec& s = w.spec();
-  if (detail::fused_applies<A>(w)) {
-    thread_local std::vector<float> xe, xo;
-    if (s.format == format_id::int4) {  // x split into even and odd elements, once per call
-      xe.resize(static_cast<std::size_t>(w.cols() / 2));
-      xo.resize(xe.size());
-      for (std::size_t i = 0; i < xe.size(); ++i) {
-        xe[i] = x[2 * i];
-        xo[i] = x[2 * i + 1];
-      }
-    }
-    // Pointers, not the thread_local vectors: inside a worker thread those names are its own copies.
-    const float* even = xe.data();
-    const float* odd = xo.data();
-    detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-      detail::fused_int_rows<A>(w, x, even, odd, y, r0, r1);
-    });
-    return;
-  }
+  if (detail::fused_int_product<A>(w, x, w.cols(), 1, y, w.rows(), o)) return;
   if (s.format == format_id::fp16 || s.format == format_id::bf16) {
     detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) { detail::half_rows<A>(w, x, y, r0, r1); });
     return;
@@ -284,6 +215,7 @@ void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eige
     throw error(errc::shape_mismatch, "gemm: X is " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
                                           ", W " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ", Y " +
                                           std::to_string(y.rows()) + "x" + std::to_string(y.cols()));
+  if (detail::fused_int_product<A>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o)) return;
   if (x.rows() == 1) {
     std::vector<float> out(static_cast<std::size_t>(w.rows()));
     gemv<A>(w, x.data(), out.data(), o);

@@ -73,6 +73,34 @@ inline void gemv_abs(const quantized_tensor& w, const float* x, double* y) {
   }
 }
 
+// The error scale of the fused kernels per row: sum_j |s_g| (u_j + z_g) |x_j| for INT2/INT4/INT8 (they
+// subtract the zero point after summing), gemv_abs's sum_j |Q(W)[r, j] x_j| for the other formats.
+inline void gemv_magnitude(const quantized_tensor& w, const float* x, double* y) {
+  const quant_spec& s = w.spec();
+  if (s.format != format_id::int2 && s.format != format_id::int4 && s.format != format_id::int8) {
+    gemv_abs(w, x, y);
+    return;
+  }
+  const index_t cols = w.cols(), seg = w.group_length();
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    const std::uint8_t* p = w.row_codes(r);
+    if (s.format == format_id::int4)
+      unpack<4>(p, cols, codes.data());
+    else if (s.format == format_id::int2)
+      unpack<2>(p, cols, codes.data());
+    else
+      std::copy(p, p + cols, codes.begin());
+    double acc = 0.0;
+    for (index_t j = 0; j < cols; ++j) {
+      const index_t g = j / seg;
+      acc += std::abs(static_cast<double>(w.scale(r, g))) *
+             (codes[static_cast<std::size_t>(j)] + w.zero_point(r, g)) * std::abs(static_cast<double>(x[j]));
+    }
+    y[r] = acc;
+  }
+}
+
 // Dynamic INT8 quantization of one activation vector: scale max|x| / 127, q = nearbyint(x / scale)
 // (computed as x * (1 / scale)); returns the scale (0 for an all-zero x).
 inline float quantize_activations(const float* x, index_t n, std::int32_t* q) {
