@@ -156,7 +156,7 @@ struct options {
   float qat_lr = 2e-4f;
   bool lsq = false;             // learned step size instead of STE with re-calibrated scales
   int hessian_images = 256;
-  int pareto_points = 24;
+  int pareto_points = 64;
   int threads = default_threads();
   bool retrain = false;         // ignore the cached weights
 };

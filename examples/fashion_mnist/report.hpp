@@ -147,7 +147,7 @@ inline std::vector<std::string> write_pareto(const results& r, const std::string
         "set output 'pareto.svg'\n"
         "set title 'Fashion-MNIST CNN: knapsack plans, test accuracy vs size'\n"
         "set xlabel 'average bits per weight (scales counted)'\nset ylabel 'test accuracy (%)'\n"
-        "set grid\nset key bottom right\nset datafile separator ','\n"
+        "set grid\nset key bottom right\nset datafile separator ','\nset logscale x 2\nset xrange [3.5:40]\n"
         "plot 'pareto.csv' using 2:($5*100) every ::1 with linespoints lw 2 pt 7 title 'knapsack frontier', \\\n"
         "     'strategies.csv' using 1:2 every ::1 with points pt 5 ps 1.2 title 'strategies', \\\n"
         "     'strategies.csv' using 1:2:3 every ::1 with labels offset 0.6,0.6 left font ',9' notitle\n";
