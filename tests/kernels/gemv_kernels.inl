@@ -6,6 +6,7 @@
 
 #include "mixprec/kernels/gemv.hpp"
 #include "mixprec/kernels/quantized_linear.hpp"
+#include "mixprec/kernels/ref/gemv_q8_ref.hpp"
 #include "support/data.hpp"
 
 #define MIXPREC_GSTR2(x) #x
@@ -114,28 +115,44 @@ TEST_CASE("fused gemm columns equal gemv bit for bit (integer weights); outliers
   }
 }
 
-TEST_CASE("INT8-activation gemv: exact integer dots, close to the FP32 product " MIXPREC_GARCH_TAG, "[kernels][gemv]") {
+TEST_CASE("INT8-activation gemv: bit-identical to its reference, close to the FP32 product " MIXPREC_GARCH_TAG,
+          "[kernels][gemv]") {
   if (!garch_available()) return;
-  for (const char* text : {"int4/g32/sym/minmax/s16", "int8/channel/asym", "int4/g128/asym"}) {
-    INFO(text);
-    const auto w = mixprec::test::gaussian(33, 4096, 0.05f, 5);
-    const auto x = mixprec::test::gaussian(1, 4096, 1.0f, 6);
-    const auto q = mixprec::quantize(w, mixprec::parse_spec(text));
-    std::vector<float> y(33), yr(33), yf(33);
-    mixprec::gemv_int8<garch>(q, x.data(), y.data());
-    mixprec::ref::gemv_int8(q, x.data(), yr.data());
-    REQUIRE(y == yr);  // integer dots are exact and the float steps run in the same order
-    mixprec::ref::gemv(q, x.data(), yf.data());
-    // Activation rounding adds at most half an INT8 step per element: |dy| <= sum |w| * step / 2.
-    const double step = x.cwiseAbs().maxCoeff() / 127.0;
-    const mixprec::row_matrix dq = mixprec::dequantize(q);
-    for (index_t r = 0; r < 33; ++r)
-      REQUIRE(std::fabs(y[static_cast<std::size_t>(r)] - yf[static_cast<std::size_t>(r)]) <=
-              0.5 * step * dq.row(r).cwiseAbs().sum() * 1.001 + 1e-4);
-  }
+  struct shape {
+    index_t rows, cols;
+  };
+  for (shape sh : {shape{33, 4096}, shape{5, 4096 + 96}, shape{3, 100}, shape{4, 1}, shape{9, 11008}})
+    for (const char* text : {"int4/g32/sym/minmax/s16", "int8/channel/asym", "int4/g128/asym", "int8/channel/sym",
+                             "int4/g64/sym", "int8/g32/asym", "int4/g48/asym", "int4/tensor/asym", "int8/g256/sym",
+                             "int4/channel/sym"}) {
+      INFO(text << " " << sh.rows << "x" << sh.cols);
+      const auto w = mixprec::test::gaussian(sh.rows, sh.cols, 0.05f, 5);
+      auto x = mixprec::test::gaussian(1, sh.cols, 1.0f, 6);
+      const auto q = mixprec::quantize(w, mixprec::parse_spec(text));
+      const auto n = static_cast<std::size_t>(sh.rows);
+      std::vector<float> y(n), yr(n), yf(n), yn(n);
+      mixprec::gemv_int8<garch>(q, x.data(), y.data());
+      mixprec::ref::gemv_int8(q, x.data(), yr.data());
+      REQUIRE(y == yr);  // integer dots are exact and the float steps run in the same order
+      mixprec::detail::q8_product<garch, false>(q, x.data(), yn.data(), 2);  // the path without VNNI, 2 threads
+      REQUIRE(yn == yr);
+      mixprec::ref::gemv(q, x.data(), yf.data());
+      // Activation rounding adds at most half an INT8 step per element: |dy| <= sum |w| * step / 2.
+      const double step = x.cwiseAbs().maxCoeff() / 127.0;
+      const mixprec::row_matrix dq = mixprec::dequantize(q);
+      for (index_t r = 0; r < sh.rows; ++r)
+        REQUIRE(std::fabs(y[static_cast<std::size_t>(r)] - yf[static_cast<std::size_t>(r)]) <=
+                0.5 * step * dq.row(r).cwiseAbs().sum() * 1.001 + 1e-4);
+    }
   const auto q = mixprec::quantize(mixprec::test::gaussian(2, 8, 1.0f, 1), mixprec::parse_spec("fp16"));
   std::vector<float> x(8, 1.0f), y(2);
   REQUIRE_THROWS_AS(mixprec::gemv_int8<garch>(q, x.data(), y.data()), mixprec::error);
+  const auto q4 = mixprec::quantize(mixprec::test::gaussian(2, 8, 1.0f, 1), mixprec::parse_spec("int4/channel/sym"));
+  x[3] = std::nanf("");
+  REQUIRE_THROWS_AS(mixprec::gemv_int8<garch>(q4, x.data(), y.data()), mixprec::error);
+  std::fill(x.begin(), x.end(), 0.0f);  // all-zero activations: scale 0, exact zeros
+  mixprec::gemv_int8<garch>(q4, x.data(), y.data());
+  REQUIRE(y == std::vector<float>(2, 0.0f));
 }
 
 TEST_CASE("quantized_linear runs a plan entry with bias " MIXPREC_GARCH_TAG, "[kernels][linear]") {

@@ -29,6 +29,7 @@
 
 #include "mixprec/detail/simd.hpp"
 #include "mixprec/kernels/gemv_int.hpp"
+#include "mixprec/kernels/gemv_q8.hpp"
 #include "mixprec/kernels/quantize_simd.hpp"
 #include "mixprec/kernels/ref/gemv_ref.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
@@ -233,41 +234,24 @@ void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eige
   });
 }
 
-// y = Q(W) x with x quantized to INT8 (symmetric, scale max|x| / 127) and integer dot products per
-// group; INT8 and INT4 weights only (others: mixprec::error). Bit-identical to ref::gemv_int8.
+// Whether gemv_int8<A> uses AVX-512 VNNI on this CPU.
 template <class A = xsimd::default_arch>
-void gemv_int8(const quantized_tensor& w, const float* x, float* y) {
-  const quant_spec& s = w.spec();
-  if (s.format != format_id::int8 && s.format != format_id::int4)
-    throw error(errc::unsupported, "gemv_int8: weights must be int8 or int4, not " + to_string(s));
-  const index_t cols = w.cols(), seg = w.group_length();
-  if (static_cast<double>(seg) * 255.0 * 127.0 >= 2147483647.0)
-    throw error(errc::unsupported, "gemv_int8: groups of " + std::to_string(seg) + " could overflow 32-bit sums");
-  std::vector<std::int32_t> q(static_cast<std::size_t>(cols));
-  const float sx = ref::quantize_activations(x, cols, q.data());
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
-  constexpr index_t lanes = detail::ibatch<A>::size;
-  for (index_t r = 0; r < w.rows(); ++r) {
-    const std::uint8_t* u = w.row_codes(r);
-    if (s.format == format_id::int4) {
-      simd::unpack<4>(A{}, u, cols, codes.data());
-      u = codes.data();
-    }
-    float acc = 0.0f;
-    for (index_t g = 0; g < w.groups_per_row(); ++g) {
-      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-      const int z = w.zero_point(r, g);
-      detail::ibatch<A> d(0);
-      index_t j = 0;
-      for (; j + lanes <= n; j += lanes)
-        d += (detail::load_u8_as_i32<A>(u + c0 + j) - detail::ibatch<A>(z)) *
-             detail::ibatch<A>::load_unaligned(q.data() + c0 + j);
-      std::int32_t dot = xsimd::hadd(d);
-      for (; j < n; ++j) dot += (static_cast<std::int32_t>(u[c0 + j]) - z) * q[static_cast<std::size_t>(c0 + j)];
-      acc += w.scale(r, g) * static_cast<float>(dot);
-    }
-    y[r] = acc * sx;
-  }
+bool gemv_int8_uses_vnni() noexcept {
+#if MIXPREC_Q8_HAS_VNNI_PATH
+  if constexpr (detail::is_avx512<A>) return detail::cpu_has_avx512_vnni();
+#endif
+  return false;
+}
+
+// y = Q(W) x with x quantized to INT8 per call (symmetric, one scale max|x| / 127, nearest-even) and
+// exact integer dot products (AVX-512 VNNI where the CPU has it); INT8 and INT4 weights only (others:
+// mixprec::error). Bit-identical to ref::gemv_int8 (kernels/ref/gemv_q8_ref.hpp states the numerics).
+template <class A = xsimd::default_arch>
+void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  if (gemv_int8_uses_vnni<A>())
+    detail::q8_product<A, true>(w, x, y, o.threads);
+  else
+    detail::q8_product<A, false>(w, x, y, o.threads);
 }
 
 }  // namespace mixprec

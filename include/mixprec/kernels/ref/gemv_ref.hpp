@@ -101,39 +101,4 @@ inline void gemv_magnitude(const quantized_tensor& w, const float* x, double* y)
   }
 }
 
-// Dynamic INT8 quantization of one activation vector: scale max|x| / 127, q = nearbyint(x / scale)
-// (computed as x * (1 / scale)); returns the scale (0 for an all-zero x).
-inline float quantize_activations(const float* x, index_t n, std::int32_t* q) {
-  float amax = 0.0f;
-  for (index_t j = 0; j < n; ++j) amax = std::max(amax, std::fabs(x[j]));
-  if (!std::isfinite(amax)) throw error(errc::non_finite, "gemv_int8: non-finite activation");
-  const float sx = amax / 127.0f, inv = sx > 0.0f ? 1.0f / sx : 0.0f;
-  for (index_t j = 0; j < n; ++j) q[j] = static_cast<std::int32_t>(std::nearbyint(x[j] * inv));
-  return sx;
-}
-
-// y = Q(W) x with INT8 activations: per group the exact integer sum of (u - z) * q, then
-// acc += scale_g * float(sum) group by group, y = acc * scale_x. INT8/INT4 weights.
-inline void gemv_int8(const quantized_tensor& w, const float* x, float* y) {
-  const index_t cols = w.cols(), seg = w.group_length();
-  std::vector<std::int32_t> q(static_cast<std::size_t>(cols));
-  const float sx = quantize_activations(x, cols, q.data());
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
-  for (index_t r = 0; r < w.rows(); ++r) {
-    if (w.spec().format == format_id::int4)
-      unpack<4>(w.row_codes(r), cols, codes.data());
-    else
-      std::copy(w.row_codes(r), w.row_codes(r) + cols, codes.begin());
-    float acc = 0.0f;
-    for (index_t g = 0; g < w.groups_per_row(); ++g) {
-      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-      const int z = w.zero_point(r, g);
-      std::int32_t dot = 0;
-      for (index_t j = c0; j < c0 + n; ++j) dot += (static_cast<std::int32_t>(codes[static_cast<std::size_t>(j)]) - z) * q[static_cast<std::size_t>(j)];
-      acc += w.scale(r, g) * static_cast<float>(dot);
-    }
-    y[r] = acc * sx;
-  }
-}
-
 }  // namespace mixprec::ref
