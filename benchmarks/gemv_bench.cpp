@@ -1,9 +1,14 @@
 // Quantized GEMV/GEMM against Eigen FP32 on LLaMA-7B shapes, batch 1 and 8, one thread.
-// Names: BM_gemv/<format>/<rows>x<cols>/<batch>, BM_memcpy/<bytes>. Bytes processed = weight bytes
-// (the quantized storage, or FP32 for Eigen), so bytes_per_second is the achieved weight traffic.
-//   ./build-native/benchmarks/gemv_bench --benchmark_format=json
+// Names: BM_gemv/<format>/<rows>x<cols>/<batch> (FP32 activations), BM_gemv_a8/<format>/<rows>x<cols>/1
+// (activations quantized to INT8 per call, integer dot products), BM_memcpy/<bytes>. Bytes processed =
+// weight bytes (the quantized storage, or FP32 for Eigen), so bytes_per_second is the achieved weight
+// traffic. Counter roofline_us = weight bytes / the memcpy bandwidth measured earlier in the same run
+// (BM_memcpy runs first); ratios against fp32_eigen come from the same run.
+//   ./build/benchmarks/gemv_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <random>
 #include <string>
@@ -13,6 +18,13 @@
 #include "mixprec/quantize/quantize.hpp"
 
 namespace {
+
+double memcpy_bytes_per_second = 0.0;  // best BM_memcpy rate of this run
+
+void set_roofline(benchmark::State& state, std::size_t bytes) {
+  if (memcpy_bytes_per_second > 0.0)
+    state.counters["roofline_us"] = static_cast<double>(bytes) / memcpy_bytes_per_second * 1e6;
+}
 
 mixprec::row_matrix random_matrix(mixprec::index_t rows, mixprec::index_t cols, float sigma, unsigned seed) {
   std::mt19937 gen(seed);
@@ -35,6 +47,7 @@ void eigen_bm(benchmark::State& state, mixprec::index_t rows, mixprec::index_t c
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * rows * cols * 4);
+  set_roofline(state, static_cast<std::size_t>(rows * cols * 4));
 }
 
 void quant_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols,
@@ -51,16 +64,36 @@ void quant_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, 
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(q.bytes()));
+  set_roofline(state, q.bytes());
+}
+
+void quant_a8_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols) {
+  const mixprec::quantized_tensor q = mixprec::quantize(random_matrix(rows, cols, 0.02f, 1), mixprec::parse_spec(spec));
+  const mixprec::row_matrix x = random_matrix(1, cols, 1.0f, 2);
+  std::vector<float> y(static_cast<std::size_t>(rows));
+  for (auto _ : state) {
+    mixprec::gemv_int8(q, x.data(), y.data());
+    benchmark::DoNotOptimize(y.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(q.bytes()));
+  state.counters["vnni"] = mixprec::gemv_int8_uses_vnni() ? 1 : 0;
+  set_roofline(state, q.bytes());
 }
 
 void memcpy_bm(benchmark::State& state) {
   const auto bytes = static_cast<std::size_t>(state.range(0));
   std::vector<char> a(bytes, 1), b(bytes, 2);
+  const auto t0 = std::chrono::steady_clock::now();
   for (auto _ : state) {
     std::memcpy(b.data(), a.data(), bytes);
     benchmark::DoNotOptimize(b.data());
     benchmark::ClobberMemory();
   }
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (seconds > 0.0)
+    memcpy_bytes_per_second =
+        std::max(memcpy_bytes_per_second, static_cast<double>(bytes) * static_cast<double>(state.iterations()) / seconds);
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(bytes));
 }
 
@@ -83,6 +116,12 @@ const bool registered = [] {
         benchmark::RegisterBenchmark(("BM_gemv/" + std::string(f.name) + suffix).c_str(), quant_bm, f.spec, s.rows,
                                      s.cols, batch)
             ->Unit(benchmark::kMicrosecond);
+      if (batch == 1)
+        for (const auto& f : formats)
+          if (std::string(f.name).rfind("int", 0) == 0)
+            benchmark::RegisterBenchmark(("BM_gemv_a8/" + std::string(f.name) + suffix).c_str(), quant_a8_bm, f.spec,
+                                         s.rows, s.cols)
+                ->Unit(benchmark::kMicrosecond);
     }
   return true;
 }();

@@ -181,8 +181,28 @@ void half_rows(const quantized_tensor& w, const float* x, float* y, index_t r0, 
     fbatch<A> acc0(0.0f), acc1(0.0f);
     index_t j = 0;
     for (; j + lanes <= cols; j += lanes) {
-      const ibatch<A> v = load_u16_as_i32<A>(h + j);
-      const fbatch<A> f = is_fp16 ? simd::fp16_lanes_to_float<A>(v) : xsimd::bitwise_cast<fbatch<A>>(v << 16);
+      fbatch<A> f;
+#if MIXPREC_X86
+      if constexpr (is_avx512<A>) {  // F16C: one exact conversion instead of the bit-level decode
+        if (is_fp16) f = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j)));
+      }
+#if defined(__F16C__)
+      else if constexpr (is_avx2<A>) {
+        if (is_fp16) f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
+      }
+#endif
+      constexpr bool f16c = is_avx512<A>
+#if defined(__F16C__)
+                            || is_avx2<A>
+#endif
+          ;
+#else
+      constexpr bool f16c = false;
+#endif
+      if (!is_fp16 || !f16c) {
+        const ibatch<A> v = load_u16_as_i32<A>(h + j);
+        f = is_fp16 ? simd::fp16_lanes_to_float<A>(v) : xsimd::bitwise_cast<fbatch<A>>(v << 16);
+      }
       if ((j / lanes) % 2 == 0)
         acc0 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc0);
       else
