@@ -2,20 +2,19 @@
 // a batch of activation rows (gemm), straight from a quantized_tensor; no FP32 copy of W is made.
 //
 // Paths, all templated on the xsimd architecture (default: the best one this translation unit is
-// compiled for; for one binary that picks at run time, compile a translation unit per ISA with
-// -mavx2 / -mavx512f... and call the instantiation the CPU supports, as tests/kernels does):
-// - fused (batch 1, INT8 and INT4 whose groups are whole multiples of the vector step): codes are
-//   widened in registers, the zero point subtracted in integers, converted and multiplied into x;
-//   INT4 reads x pre-split into even and odd elements, so nibbles need no shuffles; the weight is
-//   formed as scale * float(code - zero) exactly as dequantize() does; one horizontal sum per row;
-// - FP16 / BF16 (batch 1): converted in registers (exact bit operations) and multiplied into x;
-// - row-decode (every other case, and batches): one row at a time is dequantized into an L1-resident
-//   buffer by the SIMD kernels, then dotted with every activation row, so W is read once per batch.
-// Accuracy: every path sums FP32 products in FP32 in a different order than the double-precision
-// reference (kernels/ref/gemv_ref.hpp); the difference per output is bounded by
-// cols * 2^-23 * sum_j |Q(W)[r, j] x[j]| (tests check this bound).
-// INT8 activations: gemv_int8 quantizes x per call (symmetric, one scale, nearest-even) and forms the
-// dot products in 32-bit integers, exactly, per group, then scales in FP32.
+// compiled for; for one binary that picks at run time see kernels/dispatch.hpp):
+// - fused integer (INT4/INT8 weights, any batch; kernels/gemv_int.hpp): codes are decoded in registers
+//   by masking fields in place, sum u*x is accumulated per group and scaled once per group, the zero
+//   point enters once per row; batch 1 runs 4 rows per pass (AVX-512; 2 elsewhere), batches run up
+//   to 8 activation columns per decoded weight vector. A column gets the same bits whatever the batch.
+// - FP16 / BF16 (batch 1): converted in registers (F16C where available, else exact bit operations);
+// - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
+//   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
+// - gemv_int8: activations quantized to INT8 per call, exact integer dot products (AVX-512 VNNI,
+//   vpmaddubsw, or scalar; kernels/gemv_q8.hpp), bit-identical to ref::gemv_int8.
+// Accuracy (FP32 activations): exact products summed in FP32 in an order other than the double
+// reference's; per output |y - Q(W)x| <= cols * 2^-23 * ref::gemv_magnitude(W, x) (sum |w x| for float
+// formats, sum |s| (u + z) |x| for integer ones); the tests check this bound.
 #pragma once
 
 #include <algorithm>
