@@ -1,0 +1,874 @@
+// ggml-compatible quantized rows: the block layouts of ggml's `ggml-common.h` byte for byte, and
+// quantizers that follow ggml's reference functions (`quantize_row_*_ref` and, with importance
+// weights, `quantize_row_*_impl` in `ggml-quants.c`) operation for operation.
+//
+// Quick reference (n = row length; a row is n / block_size blocks, stored back to back):
+//   ggml_type            official numeric codes: f32 0, f16 1, q4_0 2, q4_1 3, q8_0 8, q4_K 12, q6_K 14, bf16 30
+//   to_string(t)         llama.cpp's name ("q4_0", "q4_K", "bf16"...)
+//   parse_ggml_type(s)   the inverse, case-insensitive; throws errc::invalid_argument
+//   ggml::block_size(t)  weights per block (1 for the float types, 32, or 256 for the K-quants)
+//   ggml::type_size(t)   bytes per block
+//   ggml::row_bytes(t,n) bytes of one row; throws errc::invalid_argument when n is not a multiple of the block
+//   ggml::quantize_row(t, x, out, weights)   x: n floats; out: row_bytes(t, n) bytes; weights: optional
+//                        per-element importance (llama.cpp's imatrix row), see "Importance weights" below
+//   ggml::dequantize_row(t, in, y)
+//   ggml::quantize(t, W, importance, name)   a row-major matrix, one row per output channel (ggml's
+//                        ne1), cols = ne0; importance (optional) has one entry per column, shared by rows
+//   ggml::dequantize(t, bytes, rows, cols)   back to a row_matrix
+//
+// Block layouts (little-endian; `half` = IEEE binary16 bits):
+//   Q8_0  34 B / 32:  half d; int8 qs[32]                          x = d * q
+//   Q4_0  18 B / 32:  half d; uint8 qs[16]                          x = d * (q - 8)
+//   Q4_1  20 B / 32:  half d; half m; uint8 qs[16]                  x = d * q + m
+//         (Q4_0/Q4_1: element j in the low nibble of byte j, element j + 16 in the high nibble)
+//   Q4_K 144 B / 256: half d; half dmin; uint8 scales[12]; uint8 qs[128]
+//         8 sub-blocks of 32 with 6-bit scale sc_j and min m_j; x = d*sc_j*q - dmin*m_j
+//   Q6_K 210 B / 256: uint8 ql[128]; uint8 qh[64]; int8 scales[16]; half d
+//         16 sub-blocks of 16; x = d*scales_j*(q - 32), q = 4 low bits from ql + 2 high bits from qh
+//   F32 / F16 / BF16: one value per element (formats/float_convert.hpp conversions, round to nearest even)
+//
+// Numerics of the references (ggml's, reproduced exactly; everything in FP32, no FMA contraction:
+// mixprec's own targets build with -ffp-contract=off, and a ggml built with contraction enabled may
+// differ from these bytes in rare rounding ties):
+// - Q8_0: amax = max |x|; d = amax / 127; id = d ? 1/d : 0; q = roundf(x * id) (half away from zero).
+// - Q4_0: max = the value of largest magnitude WITH its sign (first one on ties); d = max / -8;
+//   id = d ? 1/d : 0; q = min(15, trunc(x * id + 8.5)). The extreme lands exactly on code 0 (= -8 d).
+// - Q4_1: d = (max - min) / 15; id = d ? 1/d : 0; q = min(15, trunc((x - min) * id + 0.5)); m = min.
+// - In all three, q is computed with the unrounded FP32 d; d (and m) are rounded to FP16 afterwards.
+// - Q6_K / Q4_K: ggml's make_qx_quants (rmse_type 1) and make_qkx2_quants searches, then 8-bit / 6-bit
+//   sub-block scales against an FP16 super-block scale, and a final re-quantization with the stored
+//   scales. Rounding is ggml's nearest_int (add 1.5*2^23, i.e. round half to even); where ggml would
+//   assert (|value| > 4194303, only with a denormal-small scale) the value is clamped instead.
+// Bad input is an error, never silent garbage: NaN/Inf anywhere in x -> errc::non_finite; a scale (or
+// an F16 value) beyond FP16's range -> errc::not_representable (ggml would store Inf).
+//
+// Importance weights (llama.cpp's --imatrix; io/imatrix.hpp reads them), per element of the row:
+// - Q4_0: ggml's quantize_row_q4_0_impl: search weights w_j = qw_j * sqrt(sigma2 + x_j^2), sigma2 =
+//   mean x^2 over the whole row; make_qx_quants(32, 8, ..., rmse_type 1, w): from the RTN grid, 18
+//   nearby grids (-(8 + 0.1 k) / max, k = -9..9), each with its weighted least-squares scale
+//   sum(w x l) / sum(w l^2); the best by that criterion is stored.
+// - Q6_K: ggml's quantize_row_q6_K_impl: make_qx_quants(16, 32, ..., qw) per sub-block.
+// - Q8_0: ggml ignores the weights; mixprec searches (its own method, not ggml's): the reference block
+//   and, for k = -9..9, the grid (127 + 0.1 k) / amax with its weighted least-squares scale; each
+//   candidate scale is rounded to FP16 first, codes re-rounded against it, and the candidate with the
+//   smallest sum_j qw_j (x_j - d q_j)^2 is kept (the reference on ties), so a block is never worse
+//   than the reference under that weighted error.
+// - Q4_1 / Q4_K: weighted variants are not implemented: errc::unsupported. F32/F16/BF16 ignore them.
+// Without weights every type gives the reference bytes.
+//
+// How Q4_0 differs from mixprec's own "int4/g32/sym/minmax/s16" (quantize/): both map the value of
+// largest magnitude to code 0 (-8 d) with d = max / -8, but mixprec rounds d to FP16 first and
+// quantizes with the stored scale (round half to even), while Q4_0 quantizes with the unrounded d and
+// rounds half up (trunc(v + 8.5)); and mixprec packs elements 2i / 2i+1 into byte i, Q4_0 packs j /
+// j+16. The codes agree for most elements; the tests measure both SQNRs.
+#pragma once
+
+#include <algorithm>
+#include <bit>
+#include <cctype>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mixprec/config.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/float_convert.hpp"
+
+namespace mixprec {
+
+static_assert(std::endian::native == std::endian::little, "ggml blocks are little-endian; so is this code");
+
+// ggml's tensor types (the values are GGUF's on-disk codes).
+enum class ggml_type : std::uint32_t {
+  f32 = 0,
+  f16 = 1,
+  q4_0 = 2,
+  q4_1 = 3,
+  q8_0 = 8,
+  q4_k = 12,
+  q6_k = 14,
+  bf16 = 30,
+};
+
+// llama.cpp's name of t ("q4_K" keeps its capital K), or "unknown".
+[[nodiscard]] constexpr std::string_view to_string(ggml_type t) noexcept {
+  switch (t) {
+    case ggml_type::f32: return "f32";
+    case ggml_type::f16: return "f16";
+    case ggml_type::q4_0: return "q4_0";
+    case ggml_type::q4_1: return "q4_1";
+    case ggml_type::q8_0: return "q8_0";
+    case ggml_type::q4_k: return "q4_K";
+    case ggml_type::q6_k: return "q6_K";
+    case ggml_type::bf16: return "bf16";
+  }
+  return "unknown";
+}
+
+// Every type mixprec implements, in code order.
+inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::q4_0, ggml_type::q4_1,
+                                               ggml_type::q8_0, ggml_type::q4_k, ggml_type::q6_k, ggml_type::bf16};
+
+// True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements.
+[[nodiscard]] constexpr bool is_supported_ggml_type(std::uint32_t code) noexcept {
+  for (ggml_type t : all_ggml_types)
+    if (static_cast<std::uint32_t>(t) == code) return true;
+  return false;
+}
+
+// The type named `name` ("q4_0", "Q4_K", "bf16"...), case-insensitive; throws errc::invalid_argument.
+[[nodiscard]] inline ggml_type parse_ggml_type(std::string_view name) {
+  auto lower = [](std::string_view s) {
+    std::string out(s);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
+  const std::string want = lower(name);
+  std::string known;
+  for (ggml_type t : all_ggml_types) {
+    if (lower(to_string(t)) == want) return t;
+    known += (known.empty() ? "" : ", ") + std::string(to_string(t));
+  }
+  throw error(errc::invalid_argument, "unknown ggml type '" + std::string(name) + "' (expected one of " + known + ")");
+}
+
+namespace ggml {
+
+inline constexpr int qk4_0 = 32;
+inline constexpr int qk4_1 = 32;
+inline constexpr int qk8_0 = 32;
+inline constexpr int qk_k = 256;           // K-quant super-block
+inline constexpr int k_scale_size = 12;    // Q4_K packed 6-bit scales and mins
+inline constexpr float group_max_eps = 1e-15f;  // ggml's GROUP_MAX_EPS: below this a group is all zero
+
+// The blocks, as ggml-common.h lays them out (std::uint16_t holds FP16 bits).
+struct block_q8_0 {
+  std::uint16_t d;
+  std::int8_t qs[qk8_0];
+};
+struct block_q4_0 {
+  std::uint16_t d;
+  std::uint8_t qs[qk4_0 / 2];
+};
+struct block_q4_1 {
+  std::uint16_t d;
+  std::uint16_t m;
+  std::uint8_t qs[qk4_1 / 2];
+};
+struct block_q4_k {
+  std::uint16_t d;
+  std::uint16_t dmin;
+  std::uint8_t scales[k_scale_size];
+  std::uint8_t qs[qk_k / 2];
+};
+struct block_q6_k {
+  std::uint8_t ql[qk_k / 2];
+  std::uint8_t qh[qk_k / 4];
+  std::int8_t scales[qk_k / 16];
+  std::uint16_t d;
+};
+static_assert(sizeof(block_q8_0) == 34);
+static_assert(sizeof(block_q4_0) == 18);
+static_assert(sizeof(block_q4_1) == 20);
+static_assert(sizeof(block_q4_k) == 144);
+static_assert(sizeof(block_q6_k) == 210);
+static_assert(offsetof(block_q6_k, d) == 208);
+
+struct type_traits {
+  int block_size;       // weights per block
+  int type_size;        // bytes per block
+  bool takes_weights;   // quantize_row uses importance weights (float types ignore them)
+};
+
+// Block size, block bytes and weight support of t; throws errc::unsupported for a code mixprec lacks.
+[[nodiscard]] inline type_traits traits(ggml_type t) {
+  switch (t) {
+    case ggml_type::f32: return {1, 4, false};
+    case ggml_type::f16: return {1, 2, false};
+    case ggml_type::bf16: return {1, 2, false};
+    case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), true};
+    case ggml_type::q4_0: return {qk4_0, int(sizeof(block_q4_0)), true};
+    case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), false};
+    case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), false};
+    case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
+  }
+  throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
+                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q8_0, q4_K, q6_K)");
+}
+
+[[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
+[[nodiscard]] inline int type_size(ggml_type t) { return traits(t).type_size; }
+
+// Bytes of a row of n elements of type t; throws errc::invalid_argument unless n is a positive
+// multiple of the block size.
+[[nodiscard]] inline std::size_t row_bytes(ggml_type t, std::int64_t n) {
+  const type_traits tr = traits(t);
+  if (n <= 0 || n % tr.block_size != 0)
+    throw error(errc::invalid_argument, std::string(to_string(t)) + " needs rows whose length is a positive multiple of " +
+                                            std::to_string(tr.block_size) + ", got " + std::to_string(n));
+  return static_cast<std::size_t>(n / tr.block_size) * static_cast<std::size_t>(tr.type_size);
+}
+
+// Bits per weight of type t (block bytes * 8 / block size): 4.5 for q4_0, 6.5625 for q6_K...
+[[nodiscard]] inline double bits_per_weight(ggml_type t) {
+  const type_traits tr = traits(t);
+  return 8.0 * tr.type_size / tr.block_size;
+}
+
+// The scalar references, one block at a time (ggml's numerics; see the top of the file).
+namespace ref {
+
+// ggml's nearest_int: round half to even through the FP32 adder (clamped where ggml asserts).
+[[nodiscard]] inline int nearest_int(float fval) noexcept {
+  if (!(std::fabs(fval) <= 4194303.f)) return fval > 0 ? 4194303 : -4194303;
+  const float val = fval + 12582912.f;
+  const auto i = std::bit_cast<std::int32_t>(val);
+  return (i & 0x007fffff) - 0x00400000;
+}
+
+// float -> int truncating toward zero like C's cast, defined for every input: NaN -> 0, out-of-range
+// values saturate. (ggml's casts are undefined there; that only happens when a block's scale is so
+// small, e.g. denormal, that 1/d overflows to Inf.)
+[[nodiscard]] inline int to_int(float v) noexcept {
+  if (v != v) return 0;
+  if (v >= 2147483520.0f) return 2147483647;
+  if (v <= -2147483648.0f) return -2147483647 - 1;
+  return static_cast<int>(v);
+}
+
+inline void quantize_q8_0(const float* x, block_q8_0& y) noexcept {
+  float amax = 0.0f;
+  for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float d = amax / 127.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = fp32_to_fp16(d);
+  for (int j = 0; j < qk8_0; ++j)
+    y.qs[j] = static_cast<std::int8_t>(std::clamp(to_int(std::roundf(x[j] * id)), -128, 127));
+}
+
+inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
+  float amax = 0.0f;
+  float max = 0.0f;
+  for (int j = 0; j < qk4_0; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  const float d = max / -8.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = fp32_to_fp16(d);
+  for (int j = 0; j < qk4_0 / 2; ++j) {
+    // x * id is in [-8, 8] (up to rounding): the truncation sees [0.5, 16.5]; the clamp at 0 acts only
+    // where ggml is undefined (see to_int).
+    const int q0 = std::clamp(to_int(x[j] * id + 8.5f), 0, 15);
+    const int q1 = std::clamp(to_int(x[j + qk4_0 / 2] * id + 8.5f), 0, 15);
+    y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+  }
+}
+
+inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
+  float min = 3.40282347e+38f;
+  float max = -3.40282347e+38f;
+  for (int j = 0; j < qk4_1; ++j) {
+    if (x[j] < min) min = x[j];
+    if (x[j] > max) max = x[j];
+  }
+  const float d = (max - min) / 15.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = fp32_to_fp16(d);
+  y.m = fp32_to_fp16(min);
+  for (int j = 0; j < qk4_1 / 2; ++j) {
+    const int q0 = std::clamp(to_int((x[j] - min) * id + 0.5f), 0, 15);
+    const int q1 = std::clamp(to_int((x[j + qk4_1 / 2] - min) * id + 0.5f), 0, 15);
+    y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+  }
+}
+
+// ggml's make_qx_quants with rmse_type 1: codes L in [0, 2 nmax) and the returned scale (x ~ scale *
+// (L - nmax)). Weights qw (n of them) or, when null, x^2.
+inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
+  float max = 0.0f;
+  float amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < group_max_eps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  const auto fnmax = static_cast<float>(nmax);
+  auto weight = [&](int i) { return qw ? qw[i] : x[i] * x[i]; };
+  auto clamp_l = [&](int l) { return std::max(-nmax, std::min(nmax - 1, l)); };
+  float iscale = -fnmax / max;
+  float sumlx = 0.0f;
+  float suml2 = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const int l = clamp_l(nearest_int(iscale * x[i]));
+    L[i] = static_cast<std::int8_t>(l + nmax);
+    const float w = weight(i);
+    const auto fl = static_cast<float>(l);
+    sumlx += w * x[i] * fl;
+    suml2 += w * fl * fl;
+  }
+  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
+  float best = scale * sumlx;
+  for (int is = -9; is <= 9; ++is) {
+    if (is == 0) continue;
+    iscale = -(fnmax + 0.1f * static_cast<float>(is)) / max;
+    sumlx = suml2 = 0.0f;
+    for (int i = 0; i < n; ++i) {
+      const auto fl = static_cast<float>(clamp_l(nearest_int(iscale * x[i])));
+      const float w = weight(i);
+      sumlx += w * x[i] * fl;
+      suml2 += w * fl * fl;
+    }
+    if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
+      for (int i = 0; i < n; ++i) L[i] = static_cast<std::int8_t>(nmax + clamp_l(nearest_int(iscale * x[i])));
+      scale = sumlx / suml2;
+      best = scale * sumlx;
+    }
+  }
+  return scale;
+}
+
+// ggml's make_qkx2_quants (squared error): codes L in [0, nmax], returns the scale and sets *the_min
+// (x ~ scale * L - the_min).
+inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min,
+                              std::uint8_t* Laux, float rmin, float rdelta, int nstep) noexcept {
+  float min = x[0];
+  float max = x[0];
+  float sum_w = weights[0];
+  float sum_x = sum_w * x[0];
+  for (int i = 1; i < n; ++i) {
+    if (x[i] < min) min = x[i];
+    if (x[i] > max) max = x[i];
+    const float w = weights[i];
+    sum_w += w;
+    sum_x += w * x[i];
+  }
+  if (min > 0) min = 0;
+  if (max == min) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    *the_min = -min;
+    return 0.0f;
+  }
+  const auto fnmax = static_cast<float>(nmax);
+  float iscale = fnmax / (max - min);
+  float scale = 1 / iscale;
+  float best_error = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = nearest_int(iscale * (x[i] - min));
+    L[i] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
+    float diff = scale * static_cast<float>(L[i]) + min - x[i];
+    diff = diff * diff;
+    best_error += weights[i] * diff;
+  }
+  for (int is = 0; is <= nstep; ++is) {
+    iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
+    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
+      Laux[i] = static_cast<std::uint8_t>(l);
+      const float w = weights[i];
+      const auto fl = static_cast<float>(l);
+      sum_l += w * fl;
+      sum_l2 += w * fl * fl;
+      sum_xl += w * fl * x[i];
+    }
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (D > 0) {
+      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+      if (this_min > 0) {
+        this_min = 0;
+        this_scale = sum_xl / sum_l2;
+      }
+      float cur_error = 0;
+      for (int i = 0; i < n; ++i) {
+        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
+        diff = diff * diff;
+        cur_error += weights[i] * diff;
+      }
+      if (cur_error < best_error) {
+        for (int i = 0; i < n; ++i) L[i] = Laux[i];
+        best_error = cur_error;
+        scale = this_scale;
+        min = this_min;
+      }
+    }
+  }
+  *the_min = -min;
+  return scale;
+}
+
+// Q4_K's 6-bit scale and min of sub-block j from the 12 packed bytes.
+inline void get_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& d, std::uint8_t& m) noexcept {
+  if (j < 4) {
+    d = q[j] & 63;
+    m = q[j + 4] & 63;
+  } else {
+    d = static_cast<std::uint8_t>((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+    m = static_cast<std::uint8_t>((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+  }
+}
+
+inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[32];
+  float weights[32];
+  float mins[qk_k / 32];
+  float scales[qk_k / 32];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    // ggml stores nearest_int into a uint8_t (modular), then takes min(63, .).
+    auto ls = static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j]));
+    auto lm = static_cast<std::uint8_t>(nearest_int(inv_min * mins[j]));
+    ls = std::min<std::uint8_t>(63, ls);
+    lm = std::min<std::uint8_t>(63, lm);
+    if (j < 4) {
+      y.scales[j] = ls;
+      y.scales[j + 4] = lm;
+    } else {
+      y.scales[j + 4] = static_cast<std::uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
+      y.scales[j - 4] = static_cast<std::uint8_t>(y.scales[j - 4] | ((ls >> 4) << 6));
+      y.scales[j - 0] = static_cast<std::uint8_t>(y.scales[j - 0] | ((lm >> 4) << 6));
+    }
+  }
+  y.d = fp32_to_fp16(max_scale / 63.f);
+  y.dmin = fp32_to_fp16(max_min / 63.f);
+  for (int j = 0; j < qk_k / 32; ++j) {
+    std::uint8_t sc = 0, m = 0;
+    get_scale_min_k4(j, y.scales, sc, m);
+    const float d = fp16_to_fp32(y.d) * static_cast<float>(sc);
+    if (d == 0.0f) continue;  // keeps the codes of the search, as ggml does
+    const float dm = fp16_to_fp32(y.dmin) * static_cast<float>(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(15, l)));
+    }
+  }
+  std::uint8_t* q = y.qs;
+  for (int j = 0; j < qk_k; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
+// Q6_K; qw (256 importance weights) selects ggml's quantize_row_q6_K_impl, null the reference.
+inline void quantize_q6_k(const float* x, block_q6_k& y, const float* qw = nullptr) noexcept {
+  std::int8_t L[qk_k];
+  float scales[qk_k / 16];
+  float max_scale = 0;
+  float max_abs_scale = 0;
+  for (int ib = 0; ib < qk_k / 16; ++ib) {
+    const float scale = make_qx_quants(16, 32, x + 16 * ib, L + 16 * ib, qw ? qw + 16 * ib : nullptr);
+    scales[ib] = scale;
+    const float abs_scale = std::fabs(scale);
+    if (abs_scale > max_abs_scale) {
+      max_abs_scale = abs_scale;
+      max_scale = scale;
+    }
+  }
+  if (max_abs_scale < group_max_eps) {
+    std::memset(&y, 0, sizeof y);
+    y.d = fp32_to_fp16(0.f);
+    return;
+  }
+  const float iscale = -128.f / max_scale;
+  y.d = fp32_to_fp16(1 / iscale);
+  for (int ib = 0; ib < qk_k / 16; ++ib)
+    y.scales[ib] = static_cast<std::int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
+  for (int j = 0; j < qk_k / 16; ++j) {
+    const float d = fp16_to_fp32(y.d) * static_cast<float>(y.scales[j]);
+    if (d == 0.0f) continue;  // keeps the codes of the search, as ggml does
+    for (int ii = 0; ii < 16; ++ii) {
+      const int l = std::max(-32, std::min(31, nearest_int(x[16 * j + ii] / d)));
+      L[16 * j + ii] = static_cast<std::int8_t>(l + 32);
+    }
+  }
+  std::uint8_t* ql = y.ql;
+  std::uint8_t* qh = y.qh;
+  for (int j = 0; j < qk_k; j += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const auto u = [&](int k) { return static_cast<unsigned>(static_cast<std::uint8_t>(L[j + l + k])); };
+      ql[l + 0] = static_cast<std::uint8_t>((u(0) & 0xF) | ((u(64) & 0xF) << 4));
+      ql[l + 32] = static_cast<std::uint8_t>((u(32) & 0xF) | ((u(96) & 0xF) << 4));
+      qh[l] = static_cast<std::uint8_t>((u(0) >> 4) | ((u(32) >> 4) << 2) | ((u(64) >> 4) << 4) | ((u(96) >> 4) << 6));
+    }
+    ql += 64;
+    qh += 32;
+  }
+}
+
+// ggml's quantize_row_q4_0_impl for one block: importance qw (32), sigma2 = mean x^2 of the row.
+inline void quantize_q4_0_weighted(const float* x, const float* qw, float sigma2, block_q4_0& y) noexcept {
+  float weight[qk4_0];
+  std::int8_t L[qk4_0];
+  for (int j = 0; j < qk4_0; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  const float d = make_qx_quants(qk4_0, 8, x, L, weight);
+  y.d = fp32_to_fp16(d);
+  for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
+}
+
+// mixprec's importance-weighted Q8_0 (ggml has none): the reference block or the FP16-rounded
+// weighted least-squares scale of one of 18 nearby grids, whichever has the smallest
+// sum qw (x - d q)^2 (the reference on ties).
+inline void quantize_q8_0_weighted(const float* x, const float* qw, block_q8_0& y) noexcept {
+  quantize_q8_0(x, y);
+  auto error_of = [&](const block_q8_0& b) {
+    const double d = fp16_to_fp32(b.d);
+    double e = 0;
+    for (int j = 0; j < qk8_0; ++j) {
+      const double r = static_cast<double>(x[j]) - d * b.qs[j];
+      e += static_cast<double>(qw[j]) * r * r;
+    }
+    return e;
+  };
+  double best = error_of(y);
+  float amax = 0.0f;
+  for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+  if (amax < group_max_eps) return;
+  for (int k = -9; k <= 9; ++k) {
+    if (k == 0) continue;
+    const float iscale = (127.0f + 0.1f * static_cast<float>(k)) / amax;
+    double sxl = 0, sll = 0;
+    for (int j = 0; j < qk8_0; ++j) {
+      const int l = std::max(-127, std::min(127, nearest_int(iscale * x[j])));
+      sxl += static_cast<double>(qw[j]) * x[j] * l;
+      sll += static_cast<double>(qw[j]) * l * l;
+    }
+    if (!(sll > 0) || !(sxl > 0)) continue;
+    block_q8_0 c{};
+    c.d = fp32_to_fp16(static_cast<float>(sxl / sll));
+    const float d16 = fp16_to_fp32(c.d);
+    if (!(d16 > 0.0f) || std::isinf(d16)) continue;
+    for (int j = 0; j < qk8_0; ++j)
+      c.qs[j] = static_cast<std::int8_t>(std::max(-127, std::min(127, nearest_int(x[j] / d16))));
+    const double e = error_of(c);
+    if (e < best) {
+      best = e;
+      y = c;
+    }
+  }
+}
+
+inline void dequantize_q8_0(const block_q8_0& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  for (int j = 0; j < qk8_0; ++j) y[j] = static_cast<float>(b.qs[j]) * d;
+}
+
+inline void dequantize_q4_0(const block_q4_0& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  for (int j = 0; j < qk4_0 / 2; ++j) {
+    y[j] = static_cast<float>((b.qs[j] & 0x0F) - 8) * d;
+    y[j + qk4_0 / 2] = static_cast<float>((b.qs[j] >> 4) - 8) * d;
+  }
+}
+
+inline void dequantize_q4_1(const block_q4_1& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const float m = fp16_to_fp32(b.m);
+  for (int j = 0; j < qk4_1 / 2; ++j) {
+    y[j] = static_cast<float>(b.qs[j] & 0x0F) * d + m;
+    y[j + qk4_1 / 2] = static_cast<float>(b.qs[j] >> 4) * d + m;
+  }
+}
+
+inline void dequantize_q4_k(const block_q4_k& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const float min = fp16_to_fp32(b.dmin);
+  const std::uint8_t* q = b.qs;
+  int is = 0;
+  for (int j = 0; j < qk_k; j += 64) {
+    std::uint8_t sc = 0, m = 0;
+    get_scale_min_k4(is + 0, b.scales, sc, m);
+    const float d1 = d * static_cast<float>(sc);
+    const float m1 = min * static_cast<float>(m);
+    get_scale_min_k4(is + 1, b.scales, sc, m);
+    const float d2 = d * static_cast<float>(sc);
+    const float m2 = min * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
+    q += 32;
+    is += 2;
+  }
+}
+
+inline void dequantize_q6_k(const block_q6_k& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const std::uint8_t* ql = b.ql;
+  const std::uint8_t* qh = b.qh;
+  const std::int8_t* sc = b.scales;
+  for (int n = 0; n < qk_k; n += 128) {
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      const int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+      const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+      const int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+      const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+      y[l + 0] = d * static_cast<float>(sc[is + 0]) * static_cast<float>(q1);
+      y[l + 32] = d * static_cast<float>(sc[is + 2]) * static_cast<float>(q2);
+      y[l + 64] = d * static_cast<float>(sc[is + 4]) * static_cast<float>(q3);
+      y[l + 96] = d * static_cast<float>(sc[is + 6]) * static_cast<float>(q4);
+    }
+    y += 128;
+    ql += 64;
+    qh += 32;
+    sc += 8;
+  }
+}
+
+}  // namespace ref
+
+namespace detail {
+
+inline bool half_overflows(std::uint16_t h) noexcept { return (h & 0x7C00u) == 0x7C00u; }
+
+[[noreturn]] inline void throw_scale_overflow(ggml_type t, std::size_t block, std::string_view what) {
+  throw error(errc::not_representable, std::string(to_string(t)) + " block " + std::to_string(block) + ": the " +
+                                           std::string(what) + " exceeds FP16's range (|values| too large for this type)");
+}
+
+template <class Block>
+Block load_block(const std::byte* p) noexcept {
+  Block b;
+  std::memcpy(&b, p, sizeof b);
+  return b;
+}
+
+template <class Block>
+void store_block(const Block& b, std::byte* p) noexcept {
+  std::memcpy(p, &b, sizeof b);
+}
+
+}  // namespace detail
+
+// Quantizes the row x (length a multiple of block_size(t)) into out (exactly row_bytes(t, x.size())
+// bytes). weights: optional per-element importance (x.size() finite, non-negative values), see the top.
+inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::byte> out,
+                         std::optional<std::span<const float>> weights = std::nullopt) {
+  const type_traits tr = traits(t);
+  const auto n = static_cast<std::int64_t>(x.size());
+  const std::size_t bytes = row_bytes(t, n);
+  const std::string tn(to_string(t));
+  if (out.size() != bytes)
+    throw error(errc::shape_mismatch, tn + " row of " + std::to_string(n) + " elements needs " + std::to_string(bytes) +
+                                          " output bytes, got " + std::to_string(out.size()));
+  for (std::size_t i = 0; i < x.size(); ++i)
+    if (!std::isfinite(x[i]))
+      throw error(errc::non_finite, tn + " quantization: " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at element " +
+                                        std::to_string(i) + " of the row");
+  if (t != ggml_type::f32 && t != ggml_type::f16 && t != ggml_type::bf16) {
+    // Every block scale would overflow FP16 long before this (and FP32 sums of squares stay finite).
+    constexpr float limit = 1e12f;
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (std::fabs(x[i]) > limit)
+        throw error(errc::not_representable, tn + " quantization: element " + std::to_string(i) + " (" +
+                                                 std::to_string(x[i]) + ") is far beyond what an FP16 block scale can reach");
+  }
+  const float* qw = nullptr;
+  if (weights) {
+    if (weights->size() != x.size())
+      throw error(errc::shape_mismatch, tn + " quantization: " + std::to_string(weights->size()) +
+                                            " importance weights for a row of " + std::to_string(n));
+    for (std::size_t i = 0; i < weights->size(); ++i)
+      if (!std::isfinite((*weights)[i]) || (*weights)[i] < 0.0f)
+        throw error(errc::invalid_argument, tn + " quantization: importance weight " + std::to_string(i) +
+                                                " is negative or not finite");
+    if (t == ggml_type::q4_1 || t == ggml_type::q4_k)
+      throw error(errc::unsupported, "importance-weighted " + tn + " is not implemented (use q4_0, q8_0 or q6_K, "
+                                                               "or quantize without weights)");
+    if (tr.takes_weights) qw = weights->data();
+  }
+  const float* px = x.data();
+  std::byte* po = out.data();
+  const auto nb = static_cast<std::size_t>(n / tr.block_size);
+  switch (t) {
+    case ggml_type::f32:
+      std::memcpy(po, px, x.size() * sizeof(float));
+      return;
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const std::uint16_t h = fp32_to_fp16(px[i]);
+        if (detail::half_overflows(h))
+          throw error(errc::not_representable, "f16: element " + std::to_string(i) + " (" + std::to_string(px[i]) +
+                                                   ") is beyond FP16's range (max 65504)");
+        std::memcpy(po + 2 * i, &h, 2);
+      }
+      return;
+    case ggml_type::bf16:
+      for (std::size_t i = 0; i < x.size(); ++i) {
+        const std::uint16_t h = fp32_to_bf16(px[i]);
+        std::memcpy(po + 2 * i, &h, 2);
+      }
+      return;
+    case ggml_type::q8_0:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q8_0 blk{};
+        if (qw)
+          ref::quantize_q8_0_weighted(px + b * qk8_0, qw + b * qk8_0, blk);
+        else
+          ref::quantize_q8_0(px + b * qk8_0, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    case ggml_type::q4_0: {
+      float sigma2 = 0.0f;
+      if (qw) {
+        // ggml's order: one FP32 sum over the whole row, then divided by the row length.
+        float sum_x2 = 0.0f;
+        for (std::int64_t j = 0; j < n; ++j) sum_x2 += px[j] * px[j];
+        sigma2 = sum_x2 / static_cast<float>(n);
+      }
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q4_0 blk{};
+        if (qw)
+          ref::quantize_q4_0_weighted(px + b * qk4_0, qw + b * qk4_0, sigma2, blk);
+        else
+          ref::quantize_q4_0(px + b * qk4_0, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    }
+    case ggml_type::q4_1:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q4_1 blk{};
+        ref::quantize_q4_1(px + b * qk4_1, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        if (detail::half_overflows(blk.m)) detail::throw_scale_overflow(t, b, "minimum m");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    case ggml_type::q4_k:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q4_k blk{};
+        ref::quantize_q4_k(px + b * qk_k, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    case ggml_type::q6_k:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q6_k blk{};
+        ref::quantize_q6_k(px + b * qk_k, blk, qw ? qw + b * qk_k : nullptr);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+  }
+}
+
+// Decodes one row: in holds row_bytes(t, y.size()) bytes.
+inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span<float> y) {
+  const type_traits tr = traits(t);
+  const auto n = static_cast<std::int64_t>(y.size());
+  const std::size_t bytes = row_bytes(t, n);
+  if (in.size() != bytes)
+    throw error(errc::shape_mismatch, std::string(to_string(t)) + " row of " + std::to_string(n) + " elements is " +
+                                          std::to_string(bytes) + " bytes, got " + std::to_string(in.size()));
+  const std::byte* p = in.data();
+  float* py = y.data();
+  const auto nb = static_cast<std::size_t>(n / tr.block_size);
+  const auto bs = static_cast<std::size_t>(tr.block_size);
+  const auto ts = static_cast<std::size_t>(tr.type_size);
+  switch (t) {
+    case ggml_type::f32: std::memcpy(py, p, bytes); return;
+    case ggml_type::f16:
+      for (std::size_t i = 0; i < y.size(); ++i) py[i] = fp16_to_fp32(detail::load_block<std::uint16_t>(p + 2 * i));
+      return;
+    case ggml_type::bf16:
+      for (std::size_t i = 0; i < y.size(); ++i) py[i] = bf16_to_fp32(detail::load_block<std::uint16_t>(p + 2 * i));
+      return;
+    case ggml_type::q8_0:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q8_0(detail::load_block<block_q8_0>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q4_0:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_0(detail::load_block<block_q4_0>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q4_1:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_1(detail::load_block<block_q4_1>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q4_k:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_k(detail::load_block<block_q4_k>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q6_k:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q6_k(detail::load_block<block_q6_k>(p + b * ts), py + b * bs);
+      return;
+  }
+}
+
+// Quantizes a weight matrix (rows = ggml's ne1, cols = ne0) row by row into rows * row_bytes(t, cols)
+// bytes. importance: optional, one entry per column (an imatrix vector), applied to every row.
+// `name` appears in error messages.
+[[nodiscard]] inline std::vector<std::byte> quantize(ggml_type t, const row_matrix_ref& w,
+                                                     std::optional<std::span<const float>> importance = std::nullopt,
+                                                     std::string_view name = "tensor") {
+  const std::string tn = "'" + std::string(name) + "'";
+  if (w.size() == 0) throw error(errc::empty_input, "ggml quantize " + tn + ": empty matrix");
+  std::size_t rb = 0;
+  try {
+    rb = row_bytes(t, w.cols());
+  } catch (const error& e) {
+    throw error(e.code(), "ggml quantize " + tn + " (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
+                              "): " + e.message());
+  }
+  if (importance && static_cast<index_t>(importance->size()) != w.cols())
+    throw error(errc::shape_mismatch, "ggml quantize " + tn + ": importance has " + std::to_string(importance->size()) +
+                                          " entries, expected one per column (" + std::to_string(w.cols()) + ")");
+  std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
+  for (index_t r = 0; r < w.rows(); ++r) {
+    const std::span<const float> row(w.data() + r * w.outerStride(), static_cast<std::size_t>(w.cols()));
+    try {
+      quantize_row(t, row, std::span<std::byte>(out.data() + static_cast<std::size_t>(r) * rb, rb), importance);
+    } catch (const error& e) {
+      throw error(e.code(), "ggml quantize " + tn + ", row " + std::to_string(r) + ": " + e.message());
+    }
+  }
+  return out;
+}
+
+// Decodes rows x cols values of type t from bytes (exactly rows * row_bytes(t, cols) of them).
+[[nodiscard]] inline row_matrix dequantize(ggml_type t, std::span<const std::byte> bytes, index_t rows, index_t cols,
+                                           std::string_view name = "tensor") {
+  if (rows <= 0) throw error(errc::empty_input, "ggml dequantize '" + std::string(name) + "': no rows");
+  const std::size_t rb = row_bytes(t, cols);
+  if (bytes.size() / rb < static_cast<std::size_t>(rows) || bytes.size() != rb * static_cast<std::size_t>(rows))
+    throw error(errc::shape_mismatch, "ggml dequantize '" + std::string(name) + "': " + std::to_string(rows) + "x" +
+                                          std::to_string(cols) + " " + std::string(to_string(t)) + " needs " +
+                                          std::to_string(rb) + " bytes per row, got " + std::to_string(bytes.size()) +
+                                          " bytes in all");
+  row_matrix m(rows, cols);
+  for (index_t r = 0; r < rows; ++r)
+    dequantize_row(t, bytes.subspan(static_cast<std::size_t>(r) * rb, rb),
+                   std::span<float>(m.data() + r * cols, static_cast<std::size_t>(cols)));
+  return m;
+}
+
+}  // namespace ggml
+}  // namespace mixprec
