@@ -45,6 +45,8 @@ inline const std::array<std::string, n_layers> layer_names = {"conv1", "conv2", 
 struct architecture {
   int side = 28;  // input images are side x side, side divisible by 4
   int c1 = 16, c2 = 32, c3 = 64, f1 = 128, f2 = 64, classes = 10;
+
+  friend bool operator==(const architecture&, const architecture&) = default;
 };
 
 // Weights and biases of the six layers.

@@ -159,6 +159,7 @@ struct options {
   int pareto_points = 64;
   int threads = default_threads();
   bool retrain = false;         // ignore the cached weights
+  architecture arch;            // the network's widths (tests use a narrower one)
 };
 
 struct results {
@@ -237,6 +238,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   std::size_t cursor = 0;
   const auto t0 = std::chrono::steady_clock::now();
   double loss_sum = 0.0;
+  int loss_n = 0;
   for (int step = 0; step < o.qat_steps; ++step) {
     if (cursor + static_cast<std::size_t>(batch) > order.size()) {
       std::shuffle(order.begin(), order.end(), gen);
@@ -251,6 +253,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
       q.b[l] = p.b[l];
     }
     loss_sum += loss_and_gradient(q, x, y, g, o.threads);
+    ++loss_n;
     for (std::size_t l = 0; l < n_layers; ++l) {
       if (ste[l]) {
         g.w[l] = ste[l]->backward(g.w[l]);
@@ -270,9 +273,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     if ((step + 1) % 50 == 0 || step + 1 == o.qat_steps) {
       char buf[160];
       std::snprintf(buf, sizeof buf, "qat %s: step %d/%d, mean loss %.4f, %.1f s", label.c_str(), step + 1, o.qat_steps,
-                    loss_sum / 50.0, seconds_since(t0));
+                    loss_sum / loss_n, seconds_since(t0));
       log.line(buf);
       loss_sum = 0.0;
+      loss_n = 0;
     }
   }
   quantized_network out{p, 0};
@@ -296,15 +300,18 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
 [[nodiscard]] inline parameters trained_network(const dataset& d, const options& o, results& r, const progress_log& log) {
   namespace fs = std::filesystem;
   fs::create_directories(o.out_dir);
-  const architecture arch;
+  const architecture& arch = o.arch;
   r.weights_file = o.out_dir + "/cnn-seed" + std::to_string(o.seed) + "-e" + std::to_string(o.epochs) + "-n" +
                    std::to_string(d.train_x.rows()) + ".bin";
   if (!o.retrain && fs::exists(r.weights_file)) {
     try {
       parameters p = load(r.weights_file);
-      r.from_cache = true;
-      log.line("weights: loaded the cached " + r.weights_file + " (--retrain to train again)");
-      return p;
+      if (p.arch == arch) {
+        r.from_cache = true;
+        log.line("weights: loaded the cached " + r.weights_file + " (--retrain to train again)");
+        return p;
+      }
+      log.line("weights: the cached " + r.weights_file + " is for another architecture; training");
     } catch (const mixprec::error& e) {
       log.line(std::string("weights: ignoring the cache: ") + e.what());
     }

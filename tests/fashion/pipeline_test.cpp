@@ -19,6 +19,11 @@ TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache
   o.qat_steps = 6;
   o.hessian_images = 32;
   o.out_dir = out.string();
+  o.arch.c1 = 8;  // narrower than the example's network: the suite also runs under sanitizers
+  o.arch.c2 = 8;
+  o.arch.c3 = 16;
+  o.arch.f1 = 32;
+  o.arch.f2 = 32;
   fashion::progress_log quiet{[](const std::string&) {}};
   const fashion::results r = fashion::run_pipeline(o, quiet);
   const nlohmann::json j = fashion::to_json(r);
@@ -86,6 +91,10 @@ TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache
   const fashion::results again = fashion::run_pipeline(o, quiet);
   CHECK(again.from_cache);
   CHECK(fashion::strategy(again, "fp32").accuracy == fashion::strategy(r, "fp32").accuracy);
+  // A cache for another architecture is not used.
+  o.arch.f1 = 24;
+  o.qat_steps = 0;
+  CHECK_FALSE(fashion::run_pipeline(o, quiet).from_cache);
   std::filesystem::remove_all(out);
 }
 
