@@ -24,14 +24,7 @@ struct toy {
 // A tiny network (8x8 images, a few channels) with random weights and inputs; biases non-zero so that
 // ReLUs are not all on or off.
 toy make_toy(std::uint64_t seed) {
-  fashion::architecture a;
-  a.side = 8;
-  a.c1 = 3;
-  a.c2 = 4;
-  a.c3 = 5;
-  a.f1 = 6;
-  a.f2 = 5;
-  a.classes = 4;
+  const fashion::architecture a{.side = 8, .c1 = 3, .c2 = 4, .c3 = 5, .f1 = 6, .f2 = 5, .classes = 4};
   toy t{fashion::init_parameters(a, seed), row_matrix(5, 64), {}};
   std::mt19937_64 gen(seed + 1);
   std::uniform_real_distribution<float> u(0.0f, 1.0f), ub(-0.1f, 0.1f);
@@ -146,12 +139,7 @@ TEST_CASE("cnn: training on 2,000 Fashion-MNIST images for 3 epochs learns; resu
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   REQUIRE_NOTHROW(fashion::load_dataset(dir, 10, 10, 10));  // fails with the package to install when missing
   const fashion::dataset d = fashion::load_dataset(dir, 2000, 500, 1000);
-  fashion::architecture small;
-  small.c1 = 8;
-  small.c2 = 8;
-  small.c3 = 8;
-  small.f1 = 32;
-  small.f2 = 32;
+  const fashion::architecture small{.c1 = 8, .c2 = 8, .c3 = 8, .f1 = 32, .f2 = 32};
   parameters p = fashion::init_parameters(small, 3);
   const double before = fashion::accuracy(p, d.test_x, d.test_y);
   fashion::train_options o;

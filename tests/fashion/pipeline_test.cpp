@@ -19,11 +19,7 @@ TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache
   o.qat_steps = 6;
   o.hessian_images = 32;
   o.out_dir = out.string();
-  o.arch.c1 = 8;  // narrower than the example's network: the suite also runs under sanitizers
-  o.arch.c2 = 8;
-  o.arch.c3 = 16;
-  o.arch.f1 = 32;
-  o.arch.f2 = 32;
+  o.arch = {.c1 = 8, .c2 = 8, .c3 = 16, .f1 = 32, .f2 = 32};  // narrower: the suite also runs under sanitizers
   fashion::progress_log quiet{[](const std::string&) {}};
   const fashion::results r = fashion::run_pipeline(o, quiet);
   const nlohmann::json j = fashion::to_json(r);
