@@ -1,4 +1,4 @@
-// Importance-weighted scale search (ggml's quantize_row_q4_0_impl / q6_K_impl, mixprec's Q8_0 search).
+// Importance-weighted scale search (ggml's quantize_row_{q4_0,q4_1,q4_K,q6_K}_impl, mixprec's Q8_0 search).
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -52,7 +52,7 @@ std::vector<float> round_trip(ggml_type t, const data& d, std::size_t cols, bool
 
 TEST_CASE("without weights the bytes are the reference's", "[ggml][weighted]") {
   const data d = make(4, 512, 1);
-  for (ggml_type t : {ggml_type::q4_0, ggml_type::q8_0, ggml_type::q6_k}) {
+  for (ggml_type t : {ggml_type::q4_0, ggml_type::q8_0, ggml_type::q6_k, ggml_type::q4_1, ggml_type::q4_k}) {
     std::vector<std::byte> got(ggml::row_bytes(t, 512)), want(got.size());
     ggml::quantize_row(t, std::span<const float>(d.x).first(512), got, std::nullopt);
     // The reference, block by block.
@@ -66,6 +66,14 @@ TEST_CASE("without weights the bytes are the reference's", "[ggml][weighted]") {
       } else if (t == ggml_type::q8_0) {
         ggml::block_q8_0 blk;
         ggml::ref::quantize_q8_0(xb, blk);
+        std::memcpy(out, &blk, sizeof blk);
+      } else if (t == ggml_type::q4_1) {
+        ggml::block_q4_1 blk;
+        ggml::ref::quantize_q4_1(xb, blk);
+        std::memcpy(out, &blk, sizeof blk);
+      } else if (t == ggml_type::q4_k) {
+        ggml::block_q4_k blk{};
+        ggml::ref::quantize_q4_k(xb, blk);
         std::memcpy(out, &blk, sizeof blk);
       } else {
         ggml::block_q6_k blk;
@@ -81,12 +89,13 @@ TEST_CASE("importance-weighted search lowers the weighted error", "[ggml][weight
   const std::size_t cols = 1024;
   for (unsigned seed : {1u, 2u, 3u}) {
     const data d = make(64, cols, seed);
-    for (ggml_type t : {ggml_type::q4_0, ggml_type::q8_0, ggml_type::q6_k}) {
+    for (ggml_type t : {ggml_type::q4_0, ggml_type::q8_0, ggml_type::q6_k, ggml_type::q4_1, ggml_type::q4_k}) {
       const double plain = weighted_error(d.x, round_trip(t, d, cols, false), d.w);
       const double weighted = weighted_error(d.x, round_trip(t, d, cols, true), d.w);
       INFO(mixprec::to_string(t) << " seed " << seed << ": plain " << plain << ", weighted " << weighted);
       CHECK(weighted < plain);
-      if (t == ggml_type::q4_0) CHECK(weighted < 0.95 * plain);  // a clear gain at 4 bits
+      if (t == ggml_type::q4_0 || t == ggml_type::q4_1 || t == ggml_type::q4_k)
+        CHECK(weighted < 0.95 * plain);  // a clear gain at 4 bits
     }
   }
 }
@@ -138,7 +147,7 @@ TEST_CASE("Q4_0 weighted search follows make_qx_quants: a stored scale is the we
   }
 }
 
-TEST_CASE("weights: checked, ignored by float types, refused where not implemented", "[ggml][weighted]") {
+TEST_CASE("weights: checked, ignored by float types", "[ggml][weighted]") {
   std::vector<float> x(256, 0.1f), w(256, 1.0f);
   std::vector<std::byte> out(ggml::row_bytes(ggml_type::q4_0, 256));
   auto code_of = [&](ggml_type t, std::span<const float> ws) {
@@ -156,12 +165,22 @@ TEST_CASE("weights: checked, ignored by float types, refused where not implement
   w[3] = std::nanf("");
   CHECK(code_of(ggml_type::q8_0, w) == mixprec::errc::invalid_argument);
   w[3] = 1.0f;
-  CHECK(code_of(ggml_type::q4_1, w) == mixprec::errc::unsupported);
-  CHECK(code_of(ggml_type::q4_k, w) == mixprec::errc::unsupported);
+  CHECK(code_of(ggml_type::q4_1, w) == mixprec::errc::empty_input);
+  CHECK(code_of(ggml_type::q4_k, w) == mixprec::errc::empty_input);
   CHECK(code_of(ggml_type::f16, w) == mixprec::errc::empty_input);
+  {
+    // Float types store the values whatever the weights.
+    std::vector<std::byte> a(512), b(512);
+    ggml::quantize_row(ggml_type::f16, x, a, std::span<const float>(w));
+    ggml::quantize_row(ggml_type::f16, x, b);
+    CHECK(a == b);
+  }
   CHECK(code_of(ggml_type::q6_k, w) == mixprec::errc::empty_input);
   // All-zero weights leave nothing to optimise: still a valid block.
   std::vector<float> zero(256, 0.0f);
   CHECK(code_of(ggml_type::q4_0, zero) == mixprec::errc::empty_input);
   CHECK(code_of(ggml_type::q8_0, zero) == mixprec::errc::empty_input);
+  CHECK(code_of(ggml_type::q4_1, zero) == mixprec::errc::empty_input);
+  CHECK(code_of(ggml_type::q4_k, zero) == mixprec::errc::empty_input);
+  CHECK(code_of(ggml_type::q6_k, zero) == mixprec::errc::empty_input);
 }

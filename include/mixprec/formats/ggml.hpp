@@ -53,7 +53,12 @@
 //   candidate scale is rounded to FP16 first, codes re-rounded against it, and the candidate with the
 //   smallest sum_j qw_j (x_j - d q_j)^2 is kept (the reference on ties), so a block is never worse
 //   than the reference under that weighted error.
-// - Q4_1 / Q4_K: weighted variants are not implemented: errc::unsupported. F32/F16/BF16 ignore them.
+// - Q4_1: ggml's quantize_row_q4_1_impl: the same search weights; make_qkx3_quants(32, 15, rmin -0.9,
+//   rdelta 0.05, 36 steps): scale and min refitted by weighted least squares on 37 grids.
+// - Q4_K: ggml's quantize_row_q4_K_impl: w = qw * sqrt(sigma2 + x^2) with sigma2 = 2 mean x^2 of the
+//   super-block, make_qkx3_quants per sub-block, then the 6-bit scales and mins by make_qp_quants
+//   (weighted by each sub-block's sum of w) instead of plain rounding.
+// - F32/F16/BF16 ignore the weights.
 // Without weights every type gives the reference bytes.
 //
 // How Q4_0 differs from mixprec's own "int4/g32/sym/minmax/s16" (quantize/): both map the value of
@@ -194,8 +199,8 @@ struct type_traits {
     case ggml_type::bf16: return {1, 2, false};
     case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), true};
     case ggml_type::q4_0: return {qk4_0, int(sizeof(block_q4_0)), true};
-    case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), false};
-    case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), false};
+    case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), true};
+    case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
     case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
   }
   throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
@@ -423,6 +428,151 @@ inline void get_scale_min_k4(int j, const std::uint8_t* q, std::uint8_t& d, std:
   }
 }
 
+// ggml's make_qp_quants: non-negative x (sub-block scales or mins) on a grid of nmax + 1 levels from
+// 0, weighted by quant_weights; codes in L (uint8, as ggml stores them), returns the grid step.
+inline float make_qp_quants(int n, int nmax, const float* x, std::uint8_t* L, const float* quant_weights) noexcept {
+  float max = 0;
+  for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+  if (max < group_max_eps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.f;
+  }
+  const auto fnmax = static_cast<float>(nmax);
+  float iscale = fnmax / max;
+  for (int i = 0; i < n; ++i) L[i] = static_cast<std::uint8_t>(nearest_int(iscale * x[i]));
+  const float scale = 1 / iscale;
+  float best_mse = 0;
+  for (int i = 0; i < n; ++i) {
+    const float diff = x[i] - scale * static_cast<float>(L[i]);
+    best_mse += quant_weights[i] * diff * diff;
+  }
+  for (int is = -4; is <= 4; ++is) {
+    if (is == 0) continue;
+    const float iscale_is = (0.1f * static_cast<float>(is) + fnmax) / max;
+    const float scale_is = 1 / iscale_is;
+    float mse = 0;
+    for (int i = 0; i < n; ++i) {
+      const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+      const float diff = x[i] - scale_is * static_cast<float>(l);
+      mse += quant_weights[i] * diff * diff;
+    }
+    if (mse < best_mse) {
+      best_mse = mse;
+      iscale = iscale_is;
+    }
+  }
+  float sumlx = 0;
+  float suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::min(nmax, nearest_int(iscale * x[i]));
+    L[i] = static_cast<std::uint8_t>(l);
+    const float w = quant_weights[i];
+    const auto fl = static_cast<float>(L[i]);
+    sumlx += w * x[i] * fl;
+    suml2 += w * fl * fl;
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = quant_weights[i];
+      const auto li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      float sl2 = suml2 - w * li * li;
+      if (slx > 0 && sl2 > 0) {
+        const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+        if (new_l != L[i]) {
+          const auto fl = static_cast<float>(new_l);
+          slx += w * x[i] * fl;
+          sl2 += w * fl * fl;
+          if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<std::uint8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++n_changed;
+          }
+        }
+      }
+    }
+    if (!n_changed) break;
+  }
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// ggml's quantize_row_q4_1_impl for one block: importance qw (32), sigma2 = mean x^2 of the row.
+// (ggml's make_qkx3_quants with weights is make_qkx2_quants: same steps.)
+inline void quantize_q4_1_weighted(const float* x, const float* qw, float sigma2, block_q4_1& y) noexcept {
+  float weight[qk4_1];
+  std::uint8_t L[qk4_1], Laux[qk4_1];
+  for (int j = 0; j < qk4_1; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  float min = 0;
+  const float d = make_qkx2_quants(qk4_1, 15, x, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  y.d = fp32_to_fp16(d);
+  y.m = fp32_to_fp16(-min);
+  for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
+}
+
+// Q4_K's 12 scale bytes from 8 six-bit scales and mins.
+inline void pack_scales_k4(const std::uint8_t* ls, const std::uint8_t* lm, std::uint8_t* scales) noexcept {
+  for (int j = 0; j < qk_k / 32; ++j) {
+    if (j < 4) {
+      scales[j] = ls[j];
+      scales[j + 4] = lm[j];
+    } else {
+      scales[j + 4] = static_cast<std::uint8_t>((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+      scales[j - 4] = static_cast<std::uint8_t>(scales[j - 4] | ((ls[j] >> 4) << 6));
+      scales[j - 0] = static_cast<std::uint8_t>(scales[j - 0] | ((lm[j] >> 4) << 6));
+    }
+  }
+}
+
+// Q4_K's last step: codes from the stored scales (sub-blocks whose scale is 0 keep L), packed.
+inline void finish_q4_k(const float* x, std::uint8_t* L, block_q4_k& y) noexcept {
+  for (int j = 0; j < qk_k / 32; ++j) {
+    std::uint8_t sc = 0, m = 0;
+    get_scale_min_k4(j, y.scales, sc, m);
+    const float d = fp16_to_fp32(y.d) * static_cast<float>(sc);
+    if (d == 0.0f) continue;  // keeps the codes of the search, as ggml does
+    const float dm = fp16_to_fp32(y.dmin) * static_cast<float>(m);
+    for (int ii = 0; ii < 32; ++ii) {
+      const int l = nearest_int((x[32 * j + ii] + dm) / d);
+      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(15, l)));
+    }
+  }
+  std::uint8_t* q = y.qs;
+  for (int j = 0; j < qk_k; j += 64) {
+    for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
+    q += 32;
+  }
+}
+
+// ggml's quantize_row_q4_K_impl for one super-block with importance qw (256).
+inline void quantize_q4_k_weighted(const float* x, const float* qw, block_q4_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[32];
+  std::uint8_t Ls[qk_k / 32];
+  std::uint8_t Lm[qk_k / 32];
+  float weights[32];
+  float sw[qk_k / 32];
+  float mins[qk_k / 32];
+  float scales[qk_k / 32];
+  float sum_x2 = 0;
+  for (int l = 0; l < qk_k; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2 * sum_x2 / qk_k;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+    float sumw = 0;
+    for (int l = 0; l < 32; ++l) sumw += weights[l];
+    sw[j] = sumw;
+    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  const float d_block = make_qp_quants(qk_k / 32, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(qk_k / 32, 63, mins, Lm, sw);
+  pack_scales_k4(Ls, Lm, y.scales);
+  y.d = fp32_to_fp16(d_block);
+  y.dmin = fp32_to_fp16(m_block);
+  finish_q4_k(x, L, y);
+}
+
 inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
   std::uint8_t L[qk_k];
   std::uint8_t Laux[32];
@@ -442,39 +592,16 @@ inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
   }
   const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
   const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  std::uint8_t ls[qk_k / 32], lm[qk_k / 32];
   for (int j = 0; j < qk_k / 32; ++j) {
     // ggml stores nearest_int into a uint8_t (modular), then takes min(63, .).
-    auto ls = static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j]));
-    auto lm = static_cast<std::uint8_t>(nearest_int(inv_min * mins[j]));
-    ls = std::min<std::uint8_t>(63, ls);
-    lm = std::min<std::uint8_t>(63, lm);
-    if (j < 4) {
-      y.scales[j] = ls;
-      y.scales[j + 4] = lm;
-    } else {
-      y.scales[j + 4] = static_cast<std::uint8_t>((ls & 0xF) | ((lm & 0xF) << 4));
-      y.scales[j - 4] = static_cast<std::uint8_t>(y.scales[j - 4] | ((ls >> 4) << 6));
-      y.scales[j - 0] = static_cast<std::uint8_t>(y.scales[j - 0] | ((lm >> 4) << 6));
-    }
+    ls[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j])));
+    lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
   }
+  pack_scales_k4(ls, lm, y.scales);
   y.d = fp32_to_fp16(max_scale / 63.f);
   y.dmin = fp32_to_fp16(max_min / 63.f);
-  for (int j = 0; j < qk_k / 32; ++j) {
-    std::uint8_t sc = 0, m = 0;
-    get_scale_min_k4(j, y.scales, sc, m);
-    const float d = fp16_to_fp32(y.d) * static_cast<float>(sc);
-    if (d == 0.0f) continue;  // keeps the codes of the search, as ggml does
-    const float dm = fp16_to_fp32(y.dmin) * static_cast<float>(m);
-    for (int ii = 0; ii < 32; ++ii) {
-      const int l = nearest_int((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(15, l)));
-    }
-  }
-  std::uint8_t* q = y.qs;
-  for (int j = 0; j < qk_k; j += 64) {
-    for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
-    q += 32;
-  }
+  finish_q4_k(x, L, y);
 }
 
 // Q6_K; qw (256 importance weights) selects ggml's quantize_row_q6_K_impl, null the reference.
@@ -647,6 +774,13 @@ namespace detail {
 
 inline bool half_overflows(std::uint16_t h) noexcept { return (h & 0x7C00u) == 0x7C00u; }
 
+// ggml's sigma2 of a row for the weighted *_impl paths: one FP32 sum of x^2 in order, over the row length.
+inline float row_sigma2(const float* x, std::int64_t n) noexcept {
+  float sum_x2 = 0.0f;
+  for (std::int64_t j = 0; j < n; ++j) sum_x2 += x[j] * x[j];
+  return sum_x2 / static_cast<float>(n);
+}
+
 [[noreturn]] inline void throw_scale_overflow(ggml_type t, std::size_t block, std::string_view what) {
   throw error(errc::not_representable, std::string(to_string(t)) + " block " + std::to_string(block) + ": the " +
                                            std::string(what) + " exceeds FP16's range (|values| too large for this type)");
@@ -698,9 +832,6 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
       if (!std::isfinite((*weights)[i]) || (*weights)[i] < 0.0f)
         throw error(errc::invalid_argument, tn + " quantization: importance weight " + std::to_string(i) +
                                                 " is negative or not finite");
-    if (t == ggml_type::q4_1 || t == ggml_type::q4_k)
-      throw error(errc::unsupported, "importance-weighted " + tn + " is not implemented (use q4_0, q8_0 or q6_K, "
-                                                               "or quantize without weights)");
     if (tr.takes_weights) qw = weights->data();
   }
   const float* px = x.data();
@@ -737,13 +868,7 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
       }
       return;
     case ggml_type::q4_0: {
-      float sigma2 = 0.0f;
-      if (qw) {
-        // ggml's order: one FP32 sum over the whole row, then divided by the row length.
-        float sum_x2 = 0.0f;
-        for (std::int64_t j = 0; j < n; ++j) sum_x2 += px[j] * px[j];
-        sigma2 = sum_x2 / static_cast<float>(n);
-      }
+      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q4_0 blk{};
         if (qw)
@@ -755,19 +880,27 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
       }
       return;
     }
-    case ggml_type::q4_1:
+    case ggml_type::q4_1: {
+      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q4_1 blk{};
-        ref::quantize_q4_1(px + b * qk4_1, blk);
+        if (qw)
+          ref::quantize_q4_1_weighted(px + b * qk4_1, qw + b * qk4_1, sigma2, blk);
+        else
+          ref::quantize_q4_1(px + b * qk4_1, blk);
         if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
         if (detail::half_overflows(blk.m)) detail::throw_scale_overflow(t, b, "minimum m");
         detail::store_block(blk, po + b * sizeof blk);
       }
       return;
+    }
     case ggml_type::q4_k:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q4_k blk{};
-        ref::quantize_q4_k(px + b * qk_k, blk);
+        if (qw)
+          ref::quantize_q4_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
+        else
+          ref::quantize_q4_k(px + b * qk_k, blk);
         if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
         if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
         detail::store_block(blk, po + b * sizeof blk);
