@@ -1,0 +1,95 @@
+// ggml block quantizers (formats/ggml.hpp: scalar references, ggml's algorithms) on a 1024x4096
+// Gaussian matrix, with and without importance weights, plus dequantization; BM_memcpy of the same
+// FP32 bytes is the same-run baseline. Bytes processed = FP32 input bytes (quantize) or FP32 output
+// bytes (dequantize), so bytes_per_second compares directly with ggml's "fp32 input bytes per second".
+//   ./build/benchmarks/ggml_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "mixprec/formats/ggml.hpp"
+
+namespace {
+
+constexpr mixprec::index_t rows = 1024, cols = 4096;
+
+const mixprec::row_matrix& weights() {
+  static const mixprec::row_matrix w = [] {
+    std::mt19937 gen(1);
+    std::normal_distribution<float> dist(0.0f, 0.02f);
+    mixprec::row_matrix m(rows, cols);
+    for (mixprec::index_t i = 0; i < m.size(); ++i) m.data()[i] = dist(gen);
+    return m;
+  }();
+  return w;
+}
+
+const std::vector<float>& importance() {
+  static const std::vector<float> v = [] {
+    std::mt19937 gen(2);
+    std::normal_distribution<float> dist(0.0f, 1.5f);
+    std::vector<float> out(cols);
+    for (float& x : out) x = std::exp(dist(gen));
+    return out;
+  }();
+  return v;
+}
+
+void BM_memcpy(benchmark::State& state) {
+  const auto& w = weights();
+  std::vector<float> dst(static_cast<std::size_t>(w.size()));
+  for (auto _ : state) {
+    std::memcpy(dst.data(), w.data(), dst.size() * sizeof(float));
+    benchmark::DoNotOptimize(dst.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetBytesProcessed(state.iterations() * w.size() * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void BM_quantize(benchmark::State& state, mixprec::ggml_type t, bool weighted) {
+  const auto& w = weights();
+  std::optional<std::span<const float>> imp;
+  if (weighted) imp = std::span<const float>(importance());
+  for (auto _ : state) {
+    auto bytes = mixprec::ggml::quantize(t, w, imp);
+    benchmark::DoNotOptimize(bytes.data());
+  }
+  state.SetBytesProcessed(state.iterations() * w.size() * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void BM_dequantize(benchmark::State& state, mixprec::ggml_type t) {
+  const auto& w = weights();
+  const auto bytes = mixprec::ggml::quantize(t, w);
+  for (auto _ : state) {
+    auto m = mixprec::ggml::dequantize(t, bytes, rows, cols);
+    benchmark::DoNotOptimize(m.data());
+  }
+  state.SetBytesProcessed(state.iterations() * w.size() * static_cast<std::int64_t>(sizeof(float)));
+}
+
+void register_all() {
+  benchmark::RegisterBenchmark("BM_memcpy", BM_memcpy)->Unit(benchmark::kMillisecond);
+  using mixprec::ggml_type;
+  for (ggml_type t : mixprec::all_ggml_types) {
+    const std::string name(mixprec::to_string(t));
+    benchmark::RegisterBenchmark(("BM_quantize/" + name).c_str(), BM_quantize, t, false)->Unit(benchmark::kMillisecond);
+    if (t != ggml_type::f32 && t != ggml_type::f16 && t != ggml_type::bf16)
+      benchmark::RegisterBenchmark(("BM_quantize_imatrix/" + name).c_str(), BM_quantize, t, true)
+          ->Unit(benchmark::kMillisecond);
+    benchmark::RegisterBenchmark(("BM_dequantize/" + name).c_str(), BM_dequantize, t)->Unit(benchmark::kMillisecond);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  register_all();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
