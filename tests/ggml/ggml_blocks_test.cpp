@@ -320,6 +320,12 @@ TEST_CASE("adversarial blocks: zeros, constants, an outlier, denormals", "[ggml]
       CHECK(std::isfinite(y));
       CHECK(std::fabs(y) <= 1e-37f);
     }
+    // The importance-weighted searches on the same blocks, with some zero weights.
+    std::vector<float> w(n, 1.0f);
+    for (std::size_t i = 0; i < n; i += 3) w[i] = 0.0f;
+    for (const auto* v : {&zeros, &constant, &outlier, &tiny})
+      for (float y : dq_row(t, q_row(t, *v, std::span<const float>(w)), n)) CHECK(std::isfinite(y));
+    CHECK(dq_row(t, q_row(t, outlier, std::span<const float>(w)), n)[77] == Approx(50.0f).epsilon(0.05));
   }
 }
 
