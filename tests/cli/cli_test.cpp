@@ -1,0 +1,176 @@
+// The `mixprec` command line's steps on a generated GGUF: analyze -> plan -> quantize, checking the
+// output file against the plan, the metadata against the input, and the errors for bad requests.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <random>
+
+#include "../../examples/mixprec_cli/tool.hpp"
+
+namespace {
+
+namespace gguf = mixprec::gguf;
+
+// A small llama-like GGUF: two layers' attention and FFN matrices (F32 and F16), a norm vector, and a
+// few KVs of different types.
+std::string make_model(const std::filesystem::path& dir) {
+  std::mt19937_64 gen(9);
+  std::normal_distribution<float> n(0.0f, 0.02f);
+  gguf::metadata kvs;
+  kvs.set("general.architecture", gguf::value(std::string("llama")));
+  kvs.set("general.name", gguf::value(std::string("tiny")));
+  kvs.set("llama.block_count", gguf::value(std::uint32_t{2}));
+  kvs.set("tokenizer.ggml.tokens", gguf::value(gguf::array{gguf::value_type::string, {gguf::value(std::string("a")), gguf::value(std::string("b"))}}));
+  static std::vector<std::vector<std::byte>> storage;
+  storage.clear();
+  std::vector<gguf::tensor_source> tensors;
+  auto add = [&](const std::string& name, std::uint64_t ne0, std::uint64_t ne1, bool f16, float scale) {
+    mixprec::row_matrix w(static_cast<mixprec::index_t>(ne1), static_cast<mixprec::index_t>(ne0));
+    for (mixprec::index_t i = 0; i < w.size(); ++i) w.data()[i] = scale * n(gen);
+    auto bytes = mixprec::ggml::quantize(f16 ? mixprec::ggml_type::f16 : mixprec::ggml_type::f32, w);
+    storage.push_back(std::move(bytes));
+    gguf::tensor_source t;
+    t.name = name;
+    t.type = f16 ? 1 : 0;
+    t.dims = ne1 == 0 ? std::vector<std::uint64_t>{ne0} : std::vector<std::uint64_t>{ne0, ne1};
+    t.bytes = storage.back();
+    tensors.push_back(std::move(t));
+  };
+  for (int b = 0; b < 2; ++b) {
+    const std::string p = "blk." + std::to_string(b) + ".";
+    add(p + "attn_q.weight", 256, 256, false, 1.0f);
+    add(p + "attn_v.weight", 256, 256, true, 1.0f);
+    add(p + "ffn_down.weight", 512, 256, false, 3.0f);
+  }
+  storage.reserve(storage.size() + 1);
+  {
+    std::vector<std::byte> norm(256 * 4);
+    storage.push_back(norm);
+    gguf::tensor_source t;
+    t.name = "output_norm.weight";
+    t.type = 0;
+    t.dims = {256};
+    t.bytes = storage.back();
+    tensors.push_back(std::move(t));
+  }
+  const std::string path = (dir / "tiny.gguf").string();
+  gguf::write(path, kvs, tensors);
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the plan and keeps the metadata", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path() / "mixprec_cli_test";
+  std::filesystem::create_directories(dir);
+  const std::string path = make_model(dir);
+  const mixprec_cli::model_file f(path);
+  REQUIRE(f.is_gguf());
+  REQUIRE(f.tensors().size() == 7);
+
+  const auto types = mixprec_cli::parse_types("q4_0,q8_0,q4_K,f16");
+  const auto analysis = mixprec_cli::analyze(f, types, {}, false);
+  REQUIRE(analysis.size() == 6);  // the norm vector is not planned
+  for (const auto& a : analysis) {
+    REQUIRE(a.candidates.size() == 4);
+    // More bits, less error.
+    const auto& q4 = a.candidates[0];
+    const auto& q8 = a.candidates[1];
+    CHECK(q8.error < q4.error);
+    CHECK(q8.sqnr_db > q4.sqnr_db + 15.0);
+    CHECK(q4.bytes == static_cast<std::uint64_t>(a.rows) * mixprec::ggml::row_bytes(mixprec::ggml_type::q4_0, a.cols));
+  }
+  double weights = 0.0;
+  for (const auto& a : analysis) weights += static_cast<double>(a.rows * a.cols);
+  const double budget = mixprec_cli::parse_budget("5.5", weights);
+  const auto p = mixprec_cli::make_plan(analysis, budget, "knapsack");
+  CHECK(static_cast<double>(p.bytes()) <= budget);
+  CHECK(p.proven_optimal);
+  // The greedy plan fits too and has no less error than the exact one.
+  const auto g = mixprec_cli::make_plan(analysis, budget, "greedy");
+  double ep = 0, eg = 0;
+  for (const auto& e : p.entries) ep += e.error;
+  for (const auto& e : g.entries) eg += e.error;
+  CHECK(ep <= eg + 1e-12);
+  // The FFN matrices (3x the scale, so 9x the squared error at any type) get the precision first.
+  std::map<std::string, mixprec::ggml_type> by_name;
+  for (const auto& e : p.entries) by_name[e.name] = e.type;
+  CHECK(mixprec::ggml::bits_per_weight(by_name["blk.0.ffn_down.weight"]) >= mixprec::ggml::bits_per_weight(by_name["blk.0.attn_q.weight"]));
+
+  // An override pins every attn_v, as llama.cpp's --tensor-type does.
+  const auto po = mixprec_cli::make_plan(analysis, budget, "knapsack", {mixprec_cli::parse_override(R"(blk\..*\.attn_v=q8_0)")});
+  for (const auto& e : po.entries)
+    if (e.name.find("attn_v") != std::string::npos) {
+      CHECK(e.type == mixprec::ggml_type::q8_0);
+      CHECK(e.overridden);
+    }
+
+  // plan.json round trip, then quantize.
+  const std::string plan_path = (dir / "plan.json").string();
+  std::ofstream(plan_path) << mixprec_cli::to_json(p).dump(2);
+  const auto plan = mixprec_cli::load_plan(plan_path);
+  REQUIRE(plan.size() == 6);
+  const std::string out = (dir / "out.gguf").string();
+  const auto s = mixprec_cli::quantize_gguf(f, plan, out, false);
+  CHECK(s.converted == 6);
+  const auto q = gguf::file::open(out);
+  REQUIRE(q.tensors().size() == 7);
+  std::uint64_t planned_bytes = 0;
+  for (const auto& t : q.tensors()) {
+    if (t.name == "output_norm.weight") {
+      CHECK(t.type == 0);  // not planned: copied
+      continue;
+    }
+    INFO(t.name);
+    CHECK(t.type == static_cast<std::uint32_t>(plan.at(t.name)));
+    planned_bytes += t.size;
+    const auto type = static_cast<mixprec::ggml_type>(t.type);
+    const mixprec::row_matrix back = mixprec::ggml::dequantize(type, t.bytes, static_cast<mixprec::index_t>(t.rows()),
+                                                               static_cast<mixprec::index_t>(t.row_length()));
+    CHECK(mixprec::sqnr_db(f.to_float(t.name), back) > 18.0);
+    // The bytes are the ggml quantizer's bytes of the source tensor.
+    const auto expect = mixprec::ggml::quantize(type, f.to_float(t.name));
+    CHECK(std::equal(expect.begin(), expect.end(), t.bytes.begin(), t.bytes.end()));
+  }
+  CHECK(planned_bytes == p.bytes());
+  // Every input KV is kept with its value; general.file_type is added.
+  for (const auto& kv : f.gguf().kvs()) {
+    const auto* v = q.kvs().find(kv.key);
+    REQUIRE(v != nullptr);
+    CHECK(*v == kv.val);
+  }
+  CHECK(q.kvs().get_u32("general.file_type") == s.file_type);
+  std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("cli: bad requests are typed errors", "[cli]") {
+  const auto dir = std::filesystem::temp_directory_path() / "mixprec_cli_test_errors";
+  std::filesystem::create_directories(dir);
+  const std::string path = make_model(dir);
+  const mixprec_cli::model_file f(path);
+  const auto analysis = mixprec_cli::analyze(f, mixprec_cli::parse_types("q4_0,q8_0"), {}, false);
+  auto code_of = [](auto&& fn) {
+    try {
+      fn();
+    } catch (const mixprec::error& e) {
+      return e.code();
+    }
+    FAIL("no error");
+    return mixprec::errc::invalid_argument;
+  };
+  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1000.0, "knapsack"); }) == mixprec::errc::infeasible);
+  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "simplex"); }) == mixprec::errc::invalid_argument);
+  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn_v"); }) == mixprec::errc::parse_error);
+  CHECK(code_of([&] { (void)mixprec_cli::parse_override("[=q8_0"); }) == mixprec::errc::parse_error);
+  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::invalid_argument);
+  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "knapsack", {mixprec_cli::parse_override("attn=f16")}); }) ==
+        mixprec::errc::invalid_argument);  // f16 is not among the candidates analysed
+  CHECK(code_of([&] { (void)mixprec_cli::parse_budget("lots", 1e6); }) == mixprec::errc::parse_error);
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, {{"nope", mixprec::ggml_type::q4_0}}, (dir / "x.gguf").string(), false); }) ==
+        mixprec::errc::invalid_argument);
+  std::ofstream(dir / "bad.json") << R"({"format": "something else", "tensors": []})";
+  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "bad.json").string()); }) == mixprec::errc::parse_error);
+  std::ofstream(dir / "trunc.gguf") << "GGUF\x03";
+  CHECK(code_of([&] { mixprec_cli::model_file bad((dir / "trunc.gguf").string()); }) == mixprec::errc::parse_error);
+  std::filesystem::remove_all(dir);
+}
