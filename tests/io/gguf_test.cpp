@@ -43,7 +43,7 @@ gguf::file parse(std::vector<std::byte> b) { return gguf::file::parse(mixprec::m
 
 std::vector<std::byte> to_bytes(const std::string& s) {
   std::vector<std::byte> b(s.size());
-  std::memcpy(b.data(), s.data(), s.size());
+  if (!s.empty()) std::memcpy(b.data(), s.data(), s.size());
   return b;
 }
 
@@ -403,6 +403,8 @@ TEST_CASE("GGUF rejects corrupt files with typed errors", "[io][gguf]") {
               "power of two");
   parse_error(builder{}.header(0, 1).str("general.alignment").put<std::uint32_t>(4).put<std::uint32_t>(0).b,
               "power of two");
+  parse_error(builder{}.header(0, 1).str("general.alignment").put<std::uint32_t>(4).put<std::uint32_t>(1u << 30).b,
+              "power of two up to");
 
   parse_error(one_tensor(5, {1, 1, 1, 1, 1}, 0, 0, 4), "dimensions");
   parse_error(one_tensor(0, {}, 0, 0, 4), "dimensions");

@@ -9,7 +9,7 @@
 //   tensor_count x { string name; u32 n_dims (1..4); u64 dims[n_dims]; u32 ggml_type; u64 offset }
 //     dims[0] (ne0) is the contiguous row length; offset is relative to the data section
 //   padding to the next multiple of ALIGN, then the data section (every tensor offset a multiple of ALIGN)
-//   ALIGN = the u32 KV "general.alignment" (a power of two), else 32.
+//   ALIGN = the u32 KV "general.alignment" (a power of two; mixprec refuses above 1 MiB), else 32.
 //
 // Reading:
 //   auto g = gguf::file::open("model.gguf");    // or gguf::file::parse(mapped_file(...))
@@ -40,7 +40,8 @@
 // >= its type's size), strings past the end, unknown value types, bool bytes other than 0/1, arrays
 // nested deeper than 16, duplicate keys or tensor names, n_dims outside 1..4, a dimension above
 // INT64_MAX or an element count or byte size that overflows, a general.alignment that is not a u32
-// power of two, offsets not a multiple of the alignment or past the end, and overlapping tensor data.
+// power of two up to 2^20, offsets not a multiple of the alignment or past the end, and overlapping
+// tensor data.
 // Tensor names are not limited in length when reading; the writer refuses names of 64 bytes or more
 // (llama.cpp's GGML_MAX_NAME) so its files load there. Assumes a little-endian host (static_assert).
 #pragma once
@@ -75,6 +76,7 @@ namespace mixprec::gguf {
 static_assert(std::endian::native == std::endian::little, "mixprec's GGUF reader assumes a little-endian host");
 
 inline constexpr std::uint32_t default_alignment = 32;
+inline constexpr std::uint32_t max_alignment = 1u << 20;  // mixprec's bound (real files use 32..4096)
 inline constexpr std::size_t max_tensor_name = 63;  // llama.cpp's GGML_MAX_NAME - 1
 inline constexpr int max_array_depth = 16;
 
@@ -476,8 +478,9 @@ class file {
     if (const value* a = kvs_.find("general.alignment")) {
       const auto* u = a->get_if<std::uint32_t>();
       if (!u) c.fail("general.alignment is " + std::string(to_string(a->type())) + ", not u32");
-      if (*u == 0 || (*u & (*u - 1)) != 0)
-        c.fail("general.alignment " + std::to_string(*u) + " is not a power of two");
+      if (*u == 0 || (*u & (*u - 1)) != 0 || *u > max_alignment)
+        c.fail("general.alignment " + std::to_string(*u) + " is not a power of two up to " +
+               std::to_string(max_alignment));
       alignment_ = *u;
     }
 
@@ -579,8 +582,9 @@ inline std::uint64_t alignment_of(const metadata& kvs) {
   const value* a = kvs.find("general.alignment");
   if (!a) return default_alignment;
   const auto* u = a->get_if<std::uint32_t>();
-  if (!u || *u == 0 || (*u & (*u - 1)) != 0)
-    throw error(errc::invalid_argument, "GGUF write: general.alignment must be a u32 power of two");
+  if (!u || *u == 0 || (*u & (*u - 1)) != 0 || *u > max_alignment)
+    throw error(errc::invalid_argument,
+                "GGUF write: general.alignment must be a u32 power of two up to " + std::to_string(max_alignment));
   return *u;
 }
 

@@ -1,0 +1,75 @@
+// Writes the seed corpora for the safetensors and GGUF fuzz targets (small valid files covering every
+// dtype / value type, alignments and ranks) with mixprec's own writers:
+//   cmake --build build-fuzz --target make_seeds && build-fuzz/make_seeds tests/fuzz/corpus
+// The files are committed; rerun this after changing the formats' coverage.
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/io/safetensors.hpp"
+
+namespace gguf = mixprec::gguf;
+namespace st = mixprec::safetensors;
+
+static std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
+  std::vector<std::byte> b(n);
+  for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::byte>((i * 37 + seed * 11) & 0xFF);
+  return b;
+}
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: make_seeds CORPUS_DIR\n");
+    return 2;
+  }
+  const std::filesystem::path root = argv[1];
+  std::filesystem::create_directories(root / "safetensors");
+  std::filesystem::create_directories(root / "gguf");
+
+  // safetensors
+  mixprec::row_matrix a(3, 4), b(1, 5);
+  for (mixprec::index_t i = 0; i < a.size(); ++i) a.data()[i] = static_cast<float>(i) - 5.5f;
+  for (mixprec::index_t i = 0; i < b.size(); ++i) b.data()[i] = 0.25f * static_cast<float>(i);
+  const auto af = st::encode(a, st::dtype::f32), ah = st::encode(a, st::dtype::f16), bb = st::encode(b, st::dtype::bf16);
+  st::write((root / "safetensors" / "three_dtypes.safetensors").string(),
+            std::vector<st::tensor_view>{{"w", st::dtype::f32, {3, 4}, af},
+                                         {"h", st::dtype::f16, {2, 3, 2}, ah},
+                                         {"b", st::dtype::bf16, {5}, bb}},
+            {{"format", "pt"}});
+  st::write((root / "safetensors" / "misaligned_f32.safetensors").string(),
+            std::vector<st::tensor_view>{{"odd", st::dtype::bf16, {5}, bb}, {"w", st::dtype::f32, {12}, af}});
+  st::write((root / "safetensors" / "empty.safetensors").string(), std::vector<st::tensor_view>{});
+  st::write((root / "safetensors" / "scalar_and_zero.safetensors").string(),
+            std::vector<st::tensor_view>{{"s", st::dtype::f32, {}, std::span(af).first(4)},
+                                         {"z", st::dtype::f16, {0, 4}, {}}});
+
+  // GGUF
+  using gguf::array;
+  using gguf::value;
+  using gguf::value_type;
+  const gguf::metadata kvs = {
+      {"general.architecture", value("llama")},
+      {"u8", value(std::uint8_t{1})},       {"i8", value(std::int8_t{-1})},
+      {"u16", value(std::uint16_t{2})},     {"i16", value(std::int16_t{-2})},
+      {"u32", value(std::uint32_t{3})},     {"i32", value(std::int32_t{-3})},
+      {"f32", value(1.5f)},                 {"bool", value(true)},
+      {"u64", value(std::uint64_t{4})},     {"i64", value(std::int64_t{-4})},
+      {"f64", value(2.25)},
+      {"tokens", value(array{value_type::string, {value("<s>"), value("a"), value("")}})},
+      {"nested", value(array{value_type::array, {value(array{value_type::i16, {value(std::int16_t{7})}})}})},
+  };
+  const auto f32 = pattern(4 * 8, 1), q8 = pattern(34 * 2, 2), q4k = pattern(144, 3), f16 = pattern(2 * 32, 4);
+  gguf::write((root / "gguf" / "all_types.gguf").string(), kvs,
+              std::vector<gguf::tensor_source>{{"token_embd.weight", 0, {4, 2}, f32, {}},
+                                               {"blk.0.attn_q.weight", 8, {32, 2}, q8, {}},
+                                               {"blk.0.ffn_down.weight", 12, {256}, q4k, {}},
+                                               {"output_norm.weight", 1, {8, 2, 2}, f16, {}}});
+  gguf::metadata k64 = {{"general.alignment", value(std::uint32_t{64})}, {"name", value("x")}};
+  gguf::write((root / "gguf" / "align64.gguf").string(), k64,
+              std::vector<gguf::tensor_source>{{"a", 30, {3}, std::span(f32).first(6), {}},
+                                               {"b", 0, {2, 1, 1, 1}, std::span(f32).first(8), {}}});
+  gguf::write((root / "gguf" / "no_tensors.gguf").string(), kvs, std::vector<gguf::tensor_source>{});
+  return 0;
+}
