@@ -248,7 +248,8 @@ TEST_CASE("safetensors rejects corrupt files with typed errors", "[io][safetenso
   parse_error(with(R"({"x":{"dtype":7,"shape":[2],"data_offsets":[0,8]}})"), "not a string");
   parse_error(with(R"({"x":{"dtype":"F32","shape":2,"data_offsets":[0,8]}})"), "not an array");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})"), "negative");
-  parse_error(with(R"({"x":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})"), "non-negative integer");
+  parse_error(with(R"({"x":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})"), "not an integer");
+  parse_error(with(R"({"x":{"dtype":"F32","shape":[[[[2]]]],"data_offsets":[0,8]}})"), "array, not a non-negative");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[-4,4]}})"), "negative");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0]}})"), "[begin, end]");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})"), "too large");

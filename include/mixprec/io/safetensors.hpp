@@ -117,8 +117,10 @@ inline bool mul_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcep
 
 inline std::uint64_t get_uint(const nlohmann::json& j, const std::string& file, const std::string& what) {
   if (!j.is_number_unsigned()) {
+    // Only numbers are dumped: a deeply nested array would recurse in dump() and bloat the message.
     if (j.is_number_integer()) fail(file, what + " is negative (" + j.dump() + ")");
-    fail(file, what + " is not a non-negative integer (" + j.dump() + ")");
+    if (j.is_number()) fail(file, what + " is not an integer (" + j.dump() + ")");
+    fail(file, what + " is a JSON " + j.type_name() + ", not a non-negative integer");
   }
   return j.get<std::uint64_t>();
 }
