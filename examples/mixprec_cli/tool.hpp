@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -45,6 +46,17 @@ using mixprec::index_t;
 using mixprec::row_matrix;
 
 // ---- files ----
+
+// Tells the kernel that a tensor's mapped bytes will not be read again, so that streaming through a
+// file does not keep it all resident (the pages are file-backed: dropping them loses nothing).
+inline void drop_pages(std::span<const std::byte> bytes) noexcept {
+  if (bytes.empty()) return;
+  const auto page = static_cast<std::uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto begin = (reinterpret_cast<std::uintptr_t>(bytes.data()) + page - 1) / page * page;
+  const auto end = (reinterpret_cast<std::uintptr_t>(bytes.data()) + bytes.size()) / page * page;
+  if (end > begin) (void)madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
 
 struct tensor_entry {
   std::string name;
@@ -82,6 +94,14 @@ class model_file {
   [[nodiscard]] const mixprec::gguf::file& gguf() const { return *gguf_; }
   [[nodiscard]] const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
   [[nodiscard]] row_matrix to_float(const std::string& name) const { return gguf_ ? gguf_->to_float(name) : st_->to_float(name); }
+  // Drops the tensor's pages from memory after use (see drop_pages).
+  void release(const std::string& name) const noexcept {
+    if (gguf_) {
+      if (const auto* t = gguf_->find(name)) drop_pages(t->bytes);
+    } else if (const auto* t = st_->find(name)) {
+      drop_pages(t->bytes);
+    }
+  }
 
  private:
   std::optional<mixprec::gguf::file> gguf_;
@@ -162,6 +182,7 @@ struct tensor_analysis {
   for (const auto& t : f.tensors()) {
     if (!plannable(t)) continue;
     const row_matrix w = f.to_float(t.name);
+    f.release(t.name);
     tensor_analysis a{t.name, w.rows(), w.cols(), t.bytes, false, {}};
     Eigen::VectorXd imp = Eigen::VectorXd::Ones(w.cols());
     if (const auto it = importance.find(t.name); it != importance.end()) {
@@ -398,6 +419,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
       },
       [&](const mixprec::gguf::tensor_info& t, std::uint32_t type) {
         const row_matrix w = g.to_float(t.name);
+        drop_pages(t.bytes);
         auto bytes = mixprec::ggml::quantize(static_cast<ggml_type>(type), w, std::nullopt, t.name);
         if (show_progress) bar.step(t.name);
         ++s.converted;
