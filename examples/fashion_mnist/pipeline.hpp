@@ -185,22 +185,6 @@ struct progress_log {
   std::function<void(const std::string&)> line = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
 };
 
-// "4.5" / "4.5bpw" -> bits per weight; "250000" / "250000B" -> bytes.
-[[nodiscard]] inline double parse_budget(const std::string& text, double weights) {
-  std::size_t used = 0;
-  double v = 0.0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    throw mixprec::error(mixprec::errc::parse_error, "budget '" + text + "' is not a number");
-  }
-  const std::string unit = text.substr(used);
-  if (!(v > 0.0) || !std::isfinite(v)) throw mixprec::error(mixprec::errc::invalid_argument, "budget '" + text + "' must be positive");
-  if (unit == "bpw" || unit == "bits" || (unit.empty() && v <= 32.0)) return v * weights / 8.0;
-  if (unit == "B" || unit == "bytes" || unit.empty()) return v;
-  throw mixprec::error(mixprec::errc::parse_error, "budget '" + text + "': unit must be bpw or B");
-}
-
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -474,7 +458,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   if (o.budget == "int4" || o.budget == "int8")
     r.budget_bytes = static_cast<double>(r.strategies[o.budget == "int4" ? 2 : 1].bytes);
   else
-    r.budget_bytes = parse_budget(o.budget, static_cast<double>(r.weights));
+    r.budget_bytes = mixprec::parse_byte_budget(o.budget, static_cast<double>(r.weights));
   const mixprec::byte_budget budget{r.budget_bytes};
   const auto threshold = mixprec::mixed_precision_plan{drop_table, mixprec::threshold_policy{}, budget}.candidates(candidates).build(shapes);
   const auto greedy = mixprec::mixed_precision_plan{kl_table, mixprec::greedy_policy{}, budget}.candidates(candidates).build(shapes);

@@ -113,7 +113,7 @@ int main(int argc, char** argv) {
       for (const auto& o : overrides) rules.push_back(mixprec_cli::parse_override(o));
       double weights = 0.0;
       for (const auto& a : analysis) weights += static_cast<double>(a.rows) * static_cast<double>(a.cols);
-      const auto p = mixprec_cli::make_plan(analysis, mixprec_cli::parse_budget(budget, weights), policy, rules);
+      const auto p = mixprec_cli::make_plan(analysis, mixprec::parse_byte_budget(budget, weights), policy, rules);
       std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
       double err = 0.0;
       for (const auto& e : p.entries) {

@@ -33,6 +33,7 @@
 #include <mixprec/io/imatrix.hpp>
 #include <mixprec/io/mapped_file.hpp>
 #include <mixprec/io/safetensors.hpp>
+#include <mixprec/plan/constraints.hpp>
 #include <mixprec/plan/greedy.hpp>
 #include <mixprec/plan/knapsack.hpp>
 #include <mixprec/sensitivity/metrics.hpp>
@@ -260,25 +261,6 @@ struct plan {
     return n;
   }
 };
-
-// Budget text: "4.5" or "4.5bpw" (bits per weight, <= 32 without suffix) or "3900000000B"/"3.9GB".
-[[nodiscard]] inline double parse_budget(const std::string& text, double weights) {
-  std::size_t used = 0;
-  double v = 0.0;
-  try {
-    v = std::stod(text, &used);
-  } catch (const std::exception&) {
-    throw error(errc::parse_error, "budget '" + text + "' is not a number");
-  }
-  const std::string unit = text.substr(used);
-  if (!(v > 0.0) || !std::isfinite(v)) throw error(errc::invalid_argument, "budget '" + text + "' must be positive");
-  if (unit == "bpw" || (unit.empty() && v <= 32.0)) return v * weights / 8.0;
-  if (unit == "B" || unit.empty()) return v;
-  if (unit == "KB") return v * 1e3;
-  if (unit == "MB") return v * 1e6;
-  if (unit == "GB") return v * 1e9;
-  throw error(errc::parse_error, "budget '" + text + "': unit must be bpw, B, KB, MB or GB");
-}
 
 // The least total error within budget_bytes over the analysed tensors; overrides pin a tensor's type
 // (the first matching rule wins; the type must fit the tensor). policy: "knapsack" or "greedy".

@@ -82,7 +82,7 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
   }
   double weights = 0.0;
   for (const auto& a : analysis) weights += static_cast<double>(a.rows * a.cols);
-  const double budget = mixprec_cli::parse_budget("5.5", weights);
+  const double budget = mixprec::parse_byte_budget("5.5", weights);
   const auto p = mixprec_cli::make_plan(analysis, budget, "knapsack");
   CHECK(static_cast<double>(p.bytes()) <= budget);
   CHECK(p.proven_optimal);
@@ -165,7 +165,7 @@ TEST_CASE("cli: bad requests are typed errors", "[cli]") {
   CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::invalid_argument);
   CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "knapsack", {mixprec_cli::parse_override("attn=f16")}); }) ==
         mixprec::errc::invalid_argument);  // f16 is not among the candidates analysed
-  CHECK(code_of([&] { (void)mixprec_cli::parse_budget("lots", 1e6); }) == mixprec::errc::parse_error);
+  CHECK(code_of([&] { (void)mixprec::parse_byte_budget("lots", 1e6); }) == mixprec::errc::parse_error);
   CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, {{"nope", mixprec::ggml_type::q4_0}}, (dir / "x.gguf").string(), false); }) ==
         mixprec::errc::invalid_argument);
   std::ofstream(dir / "bad.json") << R"({"format": "something else", "tensors": []})";

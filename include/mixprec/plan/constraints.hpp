@@ -119,4 +119,32 @@ struct latency_budget {
 
 static_assert(Constraint<byte_budget> && Constraint<bits_budget> && Constraint<latency_budget>);
 
+// A size budget as users type it, in bytes for a model of `weights` weights:
+//   "4.5bpw" (or a bare number up to 32: "4.5")  bits per weight -> 4.5 * weights / 8
+//   "250000B" (or a bare number above 32)         bytes
+//   "512KB", "3.9MB", "3.9GB"                     decimal kilo-, mega-, gigabytes
+// Throws errc::parse_error for other text and errc::invalid_argument for a budget that is not
+// positive and finite.
+[[nodiscard]] inline double parse_byte_budget(std::string_view text, double weights) {
+  const std::string t(text);
+  std::size_t used = 0;
+  double v = 0.0;
+  try {
+    v = std::stod(t, &used);
+  } catch (const std::exception&) {
+    throw error(errc::parse_error, "budget '" + t + "' is not a number");
+  }
+  const std::string unit = t.substr(used);
+  if (!(v > 0.0) || !std::isfinite(v)) throw error(errc::invalid_argument, "budget '" + t + "' must be positive and finite");
+  if (unit == "bpw" || (unit.empty() && v <= 32.0)) {
+    if (!(weights > 0.0)) throw error(errc::invalid_argument, "budget '" + t + "' in bits per weight needs a positive weight count");
+    return v * weights / 8.0;
+  }
+  if (unit == "B" || unit.empty()) return v;
+  if (unit == "KB") return v * 1e3;
+  if (unit == "MB") return v * 1e6;
+  if (unit == "GB") return v * 1e9;
+  throw error(errc::parse_error, "budget '" + t + "': the unit must be bpw, B, KB, MB or GB");
+}
+
 }  // namespace mixprec
