@@ -340,10 +340,22 @@ inline double cross_entropy(const mat& logits, std::span<const std::uint8_t> lab
   return loss / static_cast<double>(n);
 }
 
-// Adam (Kingma and Ba 2015) over all weights and biases.
+// One Adam step (Kingma and Ba 2015) for one parameter array: t is the 1-based step count.
+struct adam_hyper {
+  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+};
+template <class Param, class Grad, class Moment>
+void adam_update(Param& param, const Grad& grad, Moment& m, Moment& v, long t, const adam_hyper& h) {
+  const float c1 = 1.0f - std::pow(h.beta1, static_cast<float>(t)), c2 = 1.0f - std::pow(h.beta2, static_cast<float>(t));
+  m = h.beta1 * m + (1.0f - h.beta1) * grad;
+  v = h.beta2 * v + (1.0f - h.beta2) * grad.cwiseAbs2();
+  param.array() -= h.lr * (m.array() / c1) / ((v.array() / c2).sqrt() + h.eps);
+}
+
+// Adam over all weights and biases.
 class adam {
  public:
-  float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  adam_hyper hyper;
 
   explicit adam(const parameters& p) {
     m_.zero_like(p);
@@ -351,15 +363,9 @@ class adam {
   }
   void step(parameters& p, const gradients& g) {
     ++t_;
-    const float c1 = 1.0f - std::pow(beta1, static_cast<float>(t_)), c2 = 1.0f - std::pow(beta2, static_cast<float>(t_));
-    auto update = [&](auto& param, const auto& grad, auto& m, auto& v) {
-      m = beta1 * m + (1.0f - beta1) * grad;
-      v = beta2 * v + (1.0f - beta2) * grad.cwiseAbs2();
-      param.array() -= lr * (m.array() / c1) / ((v.array() / c2).sqrt() + eps);
-    };
     for (std::size_t l = 0; l < n_layers; ++l) {
-      update(p.w[l], g.w[l], m_.w[l], v_.w[l]);
-      update(p.b[l], g.b[l], m_.b[l], v_.b[l]);
+      adam_update(p.w[l], g.w[l], m_.w[l], v_.w[l], t_, hyper);
+      adam_update(p.b[l], g.b[l], m_.b[l], v_.b[l], t_, hyper);
     }
   }
 
@@ -561,7 +567,7 @@ void train(parameters& p, const row_matrix& images, std::span<const std::uint8_t
     for (index_t s = 0; s < steps; ++s, ++t) {
       gather_batch(images, labels, std::span<const index_t>(order).subspan(static_cast<std::size_t>(s * o.batch), static_cast<std::size_t>(o.batch)), x, y);
       const double loss = loss_and_gradient(p, x, y, g, o.threads);
-      opt.lr = cosine_lr(o.lr, t, static_cast<long>(o.epochs) * steps);
+      opt.hyper.lr = cosine_lr(o.lr, t, static_cast<long>(o.epochs) * steps);
       opt.step(p, g);
       on_step(e, s, steps, loss);
     }

@@ -244,15 +244,12 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
       } else if (lsq[l]) {
         auto lg = lsq[l]->backward(p.w[l], g.w[l]);
         g.w[l] = std::move(lg.weight);
-        // Adam on the steps, at the weights' learning rate; steps stay positive.
-        step_m[l] = 0.9f * step_m[l] + 0.1f * lg.steps;
-        step_v[l] = 0.999f * step_v[l] + 0.001f * lg.steps.cwiseAbs2();
-        const float c1 = 1.0f - std::pow(0.9f, static_cast<float>(step + 1)), c2 = 1.0f - std::pow(0.999f, static_cast<float>(step + 1));
-        lsq[l]->steps().array() -= o.qat_lr * (step_m[l].array() / c1) / ((step_v[l].array() / c2).sqrt() + 1e-8f);
+        // Adam on the steps, at the peak learning rate; steps stay positive.
+        adam_update(lsq[l]->steps(), lg.steps, step_m[l], step_v[l], step + 1, adam_hyper{.lr = o.qat_lr});
         lsq[l]->steps() = lsq[l]->steps().cwiseMax(1e-8f);
       }
     }
-    opt.lr = cosine_lr(o.qat_lr, step, o.qat_steps);
+    opt.hyper.lr = cosine_lr(o.qat_lr, step, o.qat_steps);
     opt.step(p, g);
     if ((step + 1) % 50 == 0 || step + 1 == o.qat_steps) {
       char buf[160];
@@ -263,19 +260,14 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
       loss_n = 0;
     }
   }
-  quantized_network out{p, 0};
+  // The fine-tuned weights quantized by the specs; layers with learned steps use those instead.
+  quantized_network out = quantize_network(p, specs);
   for (std::size_t l = 0; l < n_layers; ++l) {
-    if (lsq[l]) {
-      const auto t = lsq[l]->to_quantized(p.w[l], specs.at(layer_names[l]).scales);
-      out.bytes += t.bytes();
-      out.p.w[l] = mixprec::dequantize(t);
-    } else if (ste[l]) {
-      const auto t = mixprec::quantize(p.w[l], specs.at(layer_names[l]), layer_names[l]);
-      out.bytes += t.bytes();
-      out.p.w[l] = mixprec::dequantize(t);
-    } else {
-      out.bytes += sizeof(float) * static_cast<std::size_t>(p.w[l].size());
-    }
+    if (!lsq[l]) continue;
+    const mixprec::quant_spec& s = specs.at(layer_names[l]);
+    const auto t = lsq[l]->to_quantized(p.w[l], s.scales);
+    out.bytes = out.bytes - mixprec::quantized_bytes(s, p.w[l].rows(), p.w[l].cols()) + t.bytes();
+    out.p.w[l] = mixprec::dequantize(t);
   }
   return out;
 }
@@ -456,7 +448,8 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     for (const auto& c : candidates) drop_table.add(lr.name, lr.rows, lr.cols, c, lr.drop.at(mixprec::to_string(c)));
   const auto shapes = layer_shapes(p);
   if (o.budget == "int4" || o.budget == "int8")
-    r.budget_bytes = static_cast<double>(r.strategies[o.budget == "int4" ? 2 : 1].bytes);
+    r.budget_bytes = static_cast<double>(
+        std::find_if(r.strategies.begin(), r.strategies.end(), [&](const strategy_result& s) { return s.name == o.budget; })->bytes);
   else
     r.budget_bytes = mixprec::parse_byte_budget(o.budget, static_cast<double>(r.weights));
   const mixprec::byte_budget budget{r.budget_bytes};

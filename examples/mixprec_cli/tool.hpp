@@ -68,6 +68,9 @@ struct tensor_entry {
   bool is_float = false;            // F32/F16/BF16: can be analysed and quantized
 };
 
+// F32, F16 or BF16: the GGUF types quantize reads.
+[[nodiscard]] inline bool is_float_type(std::uint32_t code) noexcept { return code == 0 || code == 1 || code == 30; }
+
 // A GGUF or safetensors file, chosen by its first bytes.
 class model_file {
  public:
@@ -82,7 +85,7 @@ class model_file {
       for (const auto& t : gguf_->tensors()) {
         const auto traits = mixprec::gguf::type_traits_of(t.type);
         tensor_entry e{t.name, std::string(traits ? traits->name : "?"), t.dims, static_cast<index_t>(t.rows()),
-                       static_cast<index_t>(t.row_length()), t.size, t.type == 0 || t.type == 1 || t.type == 30};
+                       static_cast<index_t>(t.row_length()), t.size, is_float_type(t.type)};
         tensors_.push_back(std::move(e));
       }
     } else {
@@ -186,21 +189,20 @@ struct tensor_analysis {
     f.release(t.name);
     tensor_analysis a{t.name, w.rows(), w.cols(), t.bytes, false, {}};
     Eigen::VectorXd imp = Eigen::VectorXd::Ones(w.cols());
+    Eigen::VectorXf impf;  // the importance as the ggml quantizers take it
     if (const auto it = importance.find(t.name); it != importance.end()) {
       if (it->second.size() != w.cols())
         throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(it->second.size()) +
                                               " entries, the tensor has " + std::to_string(w.cols()) + " columns");
       imp = it->second.cast<double>();
+      impf = it->second;
       a.has_importance = true;
     }
     for (ggml_type type : types) {
       if (w.cols() % static_cast<index_t>(mixprec::ggml::block_size(type)) != 0) continue;
       std::optional<std::span<const float>> qw;
-      Eigen::VectorXf impf;
-      if (a.has_importance && (type == ggml_type::q4_0 || type == ggml_type::q6_k || type == ggml_type::q8_0)) {
-        impf = imp.cast<float>();
+      if (a.has_importance && (type == ggml_type::q4_0 || type == ggml_type::q6_k || type == ggml_type::q8_0))
         qw = std::span<const float>(impf.data(), static_cast<std::size_t>(impf.size()));
-      }
       const auto bytes = mixprec::ggml::quantize(type, w, qw, t.name);
       const row_matrix back = mixprec::ggml::dequantize(type, bytes, w.rows(), w.cols(), t.name);
       const Eigen::MatrixXd e = (back - w).cast<double>();
@@ -219,6 +221,7 @@ struct tensor_analysis {
 
 struct override_rule {
   std::string pattern;  // ECMAScript regex, searched in the tensor name (llama.cpp --tensor-type)
+  std::regex re;        // pattern, compiled once
   ggml_type type;
 };
 
@@ -227,12 +230,13 @@ struct override_rule {
   const auto eq = text.rfind('=');
   if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
     throw error(errc::parse_error, "override '" + text + "': expected PATTERN=TYPE");
+  std::regex re;
   try {
-    (void)std::regex(text.substr(0, eq));
+    re = std::regex(text.substr(0, eq));
   } catch (const std::regex_error& e) {
     throw error(errc::parse_error, "override '" + text + "': bad regular expression (" + e.what() + ")");
   }
-  return {text.substr(0, eq), mixprec::parse_ggml_type(text.substr(eq + 1))};
+  return {text.substr(0, eq), std::move(re), mixprec::parse_ggml_type(text.substr(eq + 1))};
 }
 
 struct plan_entry {
@@ -275,7 +279,7 @@ struct plan {
     auto& idx = option_index.emplace_back();
     std::optional<ggml_type> forced;
     for (const auto& r : overrides)
-      if (std::regex_search(t.name, std::regex(r.pattern))) {
+      if (std::regex_search(t.name, r.re)) {
         forced = r.type;
         break;
       }
@@ -375,7 +379,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   for (const auto& [name, type] : plan) {
     const auto* t = g.find(name);
     if (!t) throw error(errc::invalid_argument, "plan names tensor '" + name + "', which is not in " + g.path());
-    if (t->type != 0 && t->type != 1 && t->type != 30)
+    if (!is_float_type(t->type))
       throw error(errc::unsupported, "tensor '" + name + "' is already quantized; quantize reads F32/F16/BF16 tensors");
   }
   // The type holding most of the weights sets general.file_type.
