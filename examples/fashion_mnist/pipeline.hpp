@@ -244,9 +244,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
       } else if (lsq[l]) {
         auto lg = lsq[l]->backward(p.w[l], g.w[l]);
         g.w[l] = std::move(lg.weight);
-        // Adam on the steps, at the peak learning rate; steps stay positive.
+        // Adam on the steps, at the peak learning rate. Steps stay at or above FP16's smallest normal
+        // (2^-14), so that exporting them as FP16 scales cannot round one to zero.
         adam_update(lsq[l]->steps(), lg.steps, step_m[l], step_v[l], step + 1, adam_hyper{.lr = o.qat_lr});
-        lsq[l]->steps() = lsq[l]->steps().cwiseMax(1e-8f);
+        lsq[l]->steps() = lsq[l]->steps().cwiseMax(0x1p-14f);
       }
     }
     opt.hyper.lr = cosine_lr(o.qat_lr, step, o.qat_steps);
