@@ -1,6 +1,6 @@
 // Quantized GEMV/GEMM against Eigen FP32 on LLaMA-7B shapes, batch 1 and 8, one thread.
-// Names: BM_gemv/<format>/<rows>x<cols>/<batch> (FP32 activations), BM_gemv_a8/<format>/<rows>x<cols>/1
-// (activations quantized to INT8 per call, integer dot products), BM_memcpy/<bytes>. Bytes processed =
+// Names: BM_gemv/<format>/<rows>x<cols>/<batch> (FP32 activations), BM_gemv_a8/<format>/<rows>x<cols>/<batch>
+// (activations quantized to INT8 per token, integer dot products), BM_memcpy/<bytes>. Bytes processed =
 // weight bytes (the quantized storage, or FP32 for Eigen), so bytes_per_second is the achieved weight
 // traffic. Counter roofline_us = weight bytes / the memcpy bandwidth measured earlier in the same run
 // (BM_memcpy runs first); ratios against fp32_eigen come from the same run.
@@ -67,12 +67,16 @@ void quant_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, 
   set_roofline(state, q.bytes());
 }
 
-void quant_a8_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols) {
+void quant_a8_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols,
+                 mixprec::index_t batch) {
   const mixprec::quantized_tensor q = mixprec::quantize(random_matrix(rows, cols, 0.02f, 1), mixprec::parse_spec(spec));
-  const mixprec::row_matrix x = random_matrix(1, cols, 1.0f, 2);
-  std::vector<float> y(static_cast<std::size_t>(rows));
+  const mixprec::row_matrix x = random_matrix(batch, cols, 1.0f, 2);
+  mixprec::row_matrix y(batch, rows);
   for (auto _ : state) {
-    mixprec::gemv_int8(q, x.data(), y.data());
+    if (batch == 1)
+      mixprec::gemv_int8(q, x.data(), y.data());
+    else
+      mixprec::gemm_int8(q, x, y);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -116,12 +120,11 @@ const bool registered = [] {
         benchmark::RegisterBenchmark(("BM_gemv/" + std::string(f.name) + suffix).c_str(), quant_bm, f.spec, s.rows,
                                      s.cols, batch)
             ->Unit(benchmark::kMicrosecond);
-      if (batch == 1)
-        for (const auto& f : formats)
-          if (std::string(f.name).rfind("int", 0) == 0)
-            benchmark::RegisterBenchmark(("BM_gemv_a8/" + std::string(f.name) + suffix).c_str(), quant_a8_bm, f.spec,
-                                         s.rows, s.cols)
-                ->Unit(benchmark::kMicrosecond);
+      for (const auto& f : formats)
+        if (std::string(f.name).rfind("int", 0) == 0)
+          benchmark::RegisterBenchmark(("BM_gemv_a8/" + std::string(f.name) + suffix).c_str(), quant_a8_bm, f.spec,
+                                       s.rows, s.cols, batch)
+              ->Unit(benchmark::kMicrosecond);
     }
   return true;
 }();

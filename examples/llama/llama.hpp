@@ -40,8 +40,10 @@ struct linear {
 class transformer {
  public:
   // Runs the checkpoint's weights; `specs` maps matrix names ("layers.0.wq", ..., "classifier") to the
-  // quantizer each uses (absent: FP32). The checkpoint must outlive the transformer.
-  explicit transformer(const mixprec::llama2c::checkpoint& ck, const std::map<std::string, mixprec::quant_spec>& specs = {})
+  // quantizer each uses (absent: FP32); `activations` is how quantized INT4/INT8 matrices take their
+  // inputs. The checkpoint must outlive the transformer.
+  explicit transformer(const mixprec::llama2c::checkpoint& ck, const std::map<std::string, mixprec::quant_spec>& specs = {},
+                       mixprec::activation_type activations = mixprec::activation_type::fp32)
       : ck_(ck), cfg_(ck.cfg) {
     auto make = [&](const std::string& name, const mixprec::row_matrix& w) {
       linear l;
@@ -49,8 +51,11 @@ class transformer {
       l.fp32 = &w;
       l.observer = &observer_;
       const auto it = specs.find(name);
-      if (it != specs.end() && it->second.format != mixprec::format_id::fp32)
+      if (it != specs.end() && it->second.format != mixprec::format_id::fp32) {
         l.quantized.emplace(w, it->second, std::nullopt, name);
+        const auto f = it->second.format;
+        if (f == mixprec::format_id::int4 || f == mixprec::format_id::int8) l.quantized->set_activations(activations);
+      }
       return l;
     };
     for (std::size_t i = 0; i < ck.layers.size(); ++i) {

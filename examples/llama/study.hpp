@@ -65,14 +65,15 @@ inline reference make_reference(const mixprec::llama2c::checkpoint& ck, const st
 }
 
 // Runs the model with `specs` over the reference streams (teacher forcing).
-inline quality evaluate(const mixprec::llama2c::checkpoint& ck, const spec_map& specs, const reference& ref) {
+inline quality evaluate(const mixprec::llama2c::checkpoint& ck, const spec_map& specs, const reference& ref,
+                        mixprec::activation_type activations = mixprec::activation_type::fp32) {
   std::vector<double> kls;
   double nll = 0.0;
   std::size_t agree = 0, count = 0;
   double seconds = 0.0;
   quality q;
   for (std::size_t s = 0; s < ref.tokens.size(); ++s) {
-    transformer model(ck, specs);
+    transformer model(ck, specs, activations);
     q.bytes = model.matrix_bytes();
     const auto& toks = ref.tokens[s];
     for (std::size_t pos = 0; pos + 1 < toks.size(); ++pos) {

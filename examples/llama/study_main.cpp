@@ -42,9 +42,10 @@ int main(int argc, char** argv) try {
   for (const auto& m : matrices) weights += static_cast<double>(m.rows * m.cols);
 
   std::vector<llama::strategy_result> results;
-  auto run = [&](const std::string& name, const llama::spec_map& specs) {
+  auto run = [&](const std::string& name, const llama::spec_map& specs,
+                 mixprec::activation_type act = mixprec::activation_type::fp32) {
     std::fprintf(stderr, "strategy %s...\n", name.c_str());
-    results.push_back({name, specs, llama::evaluate(ck, specs, ref), weights});
+    results.push_back({name, specs, llama::evaluate(ck, specs, ref, act), weights});
   };
   run("fp32", {});
   run("int8", llama::uniform(ck, int8));
@@ -69,6 +70,8 @@ int main(int argc, char** argv) try {
   run("threshold", llama::specs_of(threshold));
   run("greedy", llama::specs_of(greedy));
   run("knapsack", llama::specs_of(knapsack));
+  // The same plan with INT8 activations (per token, integer dot products): what activation rounding costs.
+  run("knapsack+a8", llama::specs_of(knapsack), mixprec::activation_type::int8);
 
   std::printf("\n## Per-matrix sensitivity (%s)\n\n| matrix | kind | KL int4 | KL int8 | SQNR int4 (dB) | output error int4 |\n"
               "|---|---|---:|---:|---:|---:|\n", model_path.c_str());

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "mixprec/kernels/gemv.hpp"
@@ -134,7 +135,7 @@ TEST_CASE("INT8-activation gemv: bit-identical to its reference, close to the FP
       mixprec::gemv_int8<garch>(q, x.data(), y.data());
       mixprec::ref::gemv_int8(q, x.data(), yr.data());
       REQUIRE(y == yr);  // integer dots are exact and the float steps run in the same order
-      mixprec::detail::q8_product<garch, false>(q, x.data(), yn.data(), 2);  // the path without VNNI, 2 threads
+      mixprec::detail::q8_product<garch, false>(q, x.data(), sh.cols, 1, yn.data(), sh.rows, 2);  // no VNNI, 2 threads
       REQUIRE(yn == yr);
       mixprec::ref::gemv(q, x.data(), yf.data());
       // Activation rounding adds at most half an INT8 step per element: |dy| <= sum |w| * step / 2.
@@ -155,6 +156,36 @@ TEST_CASE("INT8-activation gemv: bit-identical to its reference, close to the FP
   REQUIRE(y == std::vector<float>(2, 0.0f));
 }
 
+TEST_CASE("INT8-activation gemm: each token bit-identical to gemv_int8 of that token " MIXPREC_GARCH_TAG,
+          "[kernels][gemm][int8]") {
+  if (!garch_available()) return;
+  for (index_t batch : {1, 2, 3, 4, 5, 8, 11})
+    for (const char* text : {"int4/g32/sym/minmax/s16", "int4/g128/asym", "int8/channel/sym", "int8/g64/asym",
+                             "int4/g48/asym", "int4/tensor/sym"}) {
+      INFO(text << " batch " << batch);
+      const index_t rows = 13, cols = 4096 + 160;
+      const auto q = mixprec::quantize(mixprec::test::gaussian(rows, cols, 0.05f, 21), mixprec::parse_spec(text));
+      mixprec::row_matrix x = mixprec::test::gaussian(batch, cols, 1.0f, 22);
+      x.row(batch - 1) *= 1e-3f;  // tokens of different ranges get scales of their own
+      mixprec::row_matrix y(batch, rows), yn(batch, rows);
+      mixprec::gemm_int8<garch>(q, x, y, {2});
+      mixprec::detail::q8_product<garch, false>(q, x.data(), cols, batch, yn.data(), rows, 1);
+      for (index_t k = 0; k < batch; ++k) {
+        std::vector<float> yr(static_cast<std::size_t>(rows));
+        mixprec::ref::gemv_int8(q, x.row(k).data(), yr.data());
+        for (index_t r = 0; r < rows; ++r) {
+          REQUIRE(y(k, r) == yr[static_cast<std::size_t>(r)]);
+          REQUIRE(yn(k, r) == yr[static_cast<std::size_t>(r)]);
+        }
+      }
+    }
+  const auto q = mixprec::quantize(mixprec::test::gaussian(4, 64, 1.0f, 1), mixprec::parse_spec("int4/g32/sym"));
+  mixprec::row_matrix x = mixprec::row_matrix::Ones(3, 64), y(3, 4), bad(3, 5);
+  REQUIRE_THROWS_AS(mixprec::gemm_int8<garch>(q, x, bad), mixprec::error);
+  x(1, 7) = std::numeric_limits<float>::infinity();
+  REQUIRE_THROWS_AS(mixprec::gemm_int8<garch>(q, x, y), mixprec::error);
+}
+
 TEST_CASE("quantized_linear runs a plan entry with bias " MIXPREC_GARCH_TAG, "[kernels][linear]") {
   if (!garch_available()) return;
   const auto w = mixprec::test::gaussian(24, 64, 0.1f, 9);
@@ -171,4 +202,22 @@ TEST_CASE("quantized_linear runs a plan entry with bias " MIXPREC_GARCH_TAG, "[k
   for (index_t r = 0; r < 24; ++r) CHECK(y1[static_cast<std::size_t>(r)] == Approx(expect(2, r)).epsilon(1e-5).margin(1e-5));
   CHECK_THROWS_AS(mixprec::quantized_linear(w, mixprec::parse_spec("int8"), Eigen::VectorXf::Zero(3)), mixprec::error);
   CHECK_THROWS_AS(layer.forward<garch>(mixprec::row_matrix(2, 63)), mixprec::error);
+  CHECK(layer.activations() == mixprec::activation_type::fp32);
+
+  // INT8 activations: each token as gemv_int8 computes it, plus the bias.
+  mixprec::quantized_linear layer8(w, mixprec::parse_spec("int4/g32/sym/minmax/s16"), bias, "fc8");
+  layer8.set_activations(mixprec::activation_type::int8);
+  const mixprec::row_matrix y8 = layer8.forward<garch>(x);
+  for (index_t k = 0; k < 4; ++k) {
+    std::vector<float> yr(24);
+    mixprec::ref::gemv_int8(layer8.weight(), x.row(k).data(), yr.data());
+    for (index_t r = 0; r < 24; ++r) CHECK(y8(k, r) == yr[static_cast<std::size_t>(r)] + bias[r]);
+  }
+  layer8.forward<garch>(x.row(2).data(), y1.data());
+  for (index_t r = 0; r < 24; ++r) CHECK(y1[static_cast<std::size_t>(r)] == y8(2, r));
+  CHECK(y8.isApprox(expect, 0.02f));  // the activation rounding error is small but not zero
+  CHECK(y8 != y);
+  mixprec::quantized_linear half(w, mixprec::parse_spec("fp16"));
+  CHECK_THROWS_AS(half.set_activations(mixprec::activation_type::int8), mixprec::error);
+  CHECK(half.activations() == mixprec::activation_type::fp32);
 }

@@ -38,4 +38,9 @@ TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up"
   CHECK(qk.kl_mean <= q4.kl_mean);
   CHECK(q8.kl_mean < q4.kl_mean);
   CHECK(qk.top1 >= q4.top1);
+  // The same plan with INT8 activations: same bytes, some extra divergence from rounding the inputs.
+  const auto qa8 = llama::evaluate(ck, llama::specs_of(plan), ref, mixprec::activation_type::int8);
+  INFO("KL knapsack+a8 " << qa8.kl_mean);
+  CHECK(qa8.bytes == qk.bytes);
+  CHECK(qa8.kl_mean > qk.kl_mean);
 }

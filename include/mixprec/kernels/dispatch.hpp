@@ -41,6 +41,9 @@
                                         Eigen::Ref<mixprec::row_matrix>, const mixprec::gemv_options&);       \
   PREFIX template void mixprec::gemv_int8<A>(const mixprec::quantized_tensor&, const float*, float*,           \
                                              const mixprec::gemv_options&);                                   \
+  PREFIX template void mixprec::gemm_int8<A>(const mixprec::quantized_tensor&,                                \
+                                             const Eigen::Ref<const mixprec::row_matrix>&,                    \
+                                             Eigen::Ref<mixprec::row_matrix>, const mixprec::gemv_options&);  \
   PREFIX template bool mixprec::gemv_int8_uses_vnni<A>() noexcept;
 
 // In the one translation unit compiled for A's ISA.
@@ -80,6 +83,10 @@ class kernel_dispatch {
   }
   void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) const {
     visit([&]<class A>() { mixprec::gemv_int8<A>(w, x, y, o); });
+  }
+  void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+                 const gemv_options& o = {}) const {
+    visit([&]<class A>() { mixprec::gemm_int8<A>(w, x, y, o); });
   }
 
  private:

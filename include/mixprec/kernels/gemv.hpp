@@ -10,8 +10,8 @@
 // - FP16 / BF16 (batch 1): converted in registers (F16C where available, else exact bit operations);
 // - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
 //   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
-// - gemv_int8: activations quantized to INT8 per call, exact integer dot products (AVX-512 VNNI,
-//   vpmaddubsw, or scalar; kernels/gemv_q8.hpp), bit-identical to ref::gemv_int8.
+// - gemv_int8 / gemm_int8: activations quantized to INT8 per token, exact integer dot products
+//   (AVX-512 VNNI, vpmaddubsw, or scalar; kernels/gemv_q8.hpp), bit-identical to ref::gemv_int8.
 // Accuracy (FP32 activations): exact products summed in FP32 in an order other than the double
 // reference's; per output |y - Q(W)x| <= cols * 2^-23 * ref::gemv_magnitude(W, x) (sum |w x| for float
 // formats, sum |s| (u + z) |x| for integer ones); the tests check this bound.
@@ -268,9 +268,26 @@ bool gemv_int8_uses_vnni() noexcept {
 template <class A = xsimd::default_arch>
 void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
   if (gemv_int8_uses_vnni<A>())
-    detail::q8_product<A, true>(w, x, y, o.threads);
+    detail::q8_product<A, true>(w, x, w.cols(), 1, y, w.rows(), o.threads);
   else
-    detail::q8_product<A, false>(w, x, y, o.threads);
+    detail::q8_product<A, false>(w, x, w.cols(), 1, y, w.rows(), o.threads);
+}
+
+// Y = X Q(W)^T with every activation row (token) quantized to INT8 on its own, as gemv_int8 does: row k
+// of Y is bit-identical to gemv_int8 of row k of X. Each row of codes is loaded once for up to four
+// tokens.
+template <class A = xsimd::default_arch>
+void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+               const gemv_options& o = {}) {
+  if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
+    throw error(errc::shape_mismatch, "gemm_int8: X is " + std::to_string(x.rows()) + "x" +
+                                          std::to_string(x.cols()) + ", W " + std::to_string(w.rows()) + "x" +
+                                          std::to_string(w.cols()) + ", Y " + std::to_string(y.rows()) + "x" +
+                                          std::to_string(y.cols()));
+  if (gemv_int8_uses_vnni<A>())
+    detail::q8_product<A, true>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o.threads);
+  else
+    detail::q8_product<A, false>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o.threads);
 }
 
 }  // namespace mixprec

@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 #include <xsimd/xsimd.hpp>
 
@@ -52,16 +53,6 @@ inline ibatch<A> permute_lanes_i32(const std::int32_t* s, ibatch<A> idx) noexcep
   }
 }
 
-// The quantized activations of one call, rearranged for the integer stage.
-template <class A>
-struct q8_activations {
-  q8_layout l;
-  float sx = 0.0f;
-  const std::int8_t* q = nullptr;    // cols, natural order (tail columns)
-  const std::int8_t* qa = nullptr;   // main columns; INT4: per block the even then the odd columns
-  const std::int32_t* qs = nullptr;  // units x 16 lane sums of q
-};
-
 // sx and q exactly as ref::quantize_activations (scalar: the same operations in the same order).
 template <class A>
 float quantize_activations(const float* x, index_t n, std::int8_t* q) {
@@ -87,216 +78,347 @@ float quantize_activations(const float* x, index_t n, std::int8_t* q) {
 #define MIXPREC_TARGET_VNNI
 #endif
 
-// Raw lane sums R[t * 16 + i] for every unit of one row: sum of (u - offset) * q, offset returned.
-template <class A, bool Vnni, int Bits>
-int q8_lane_sums(const q8_layout& l, const std::uint8_t* codes, const std::int8_t* qa, std::int32_t* out) noexcept;
+// The quantized activations of a batch of tokens (each quantized on its own), rearranged for the
+// integer stage. Token k's data start at k * ld{q,qa,qs}.
+struct q8_activations {
+  q8_layout l;
+  index_t tokens = 0;
+  index_t ldq = 0, ldqa = 0, ldqs = 0;
+  const float* sx = nullptr;         // tokens scales
+  const std::int8_t* q = nullptr;    // cols, natural order (tail columns)
+  const std::int8_t* qa = nullptr;   // main columns; INT4: per block the even then the odd columns
+  const std::int32_t* qs = nullptr;  // units x 16 lane sums of q
+};
 
-#if MIXPREC_Q8_HAS_VNNI_PATH
-// AVX-512 (with or without VNNI; Vnni only for avx512 architectures).
-template <class A, bool Vnni, int Bits>
-MIXPREC_TARGET_VNNI int q8_lane_sums_avx512(const q8_layout& l, const std::uint8_t* codes, const std::int8_t* qa,
-                                            std::int32_t* out) noexcept {
-  {
-    const __m512i nib = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1), bias = _mm512_set1_epi8(-128);
-    for (index_t t = 0; t < l.units; ++t) {
-      const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
-      __m512i acc = _mm512_setzero_si512();
-      for (index_t b = b0; b < b1; ++b) {
-        const __m512i v = _mm512_loadu_si512(codes + b * 64);
-        if constexpr (Bits == 4) {
-          const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
-          const __m512i qe = _mm512_loadu_si512(qa + b * 128), qo = _mm512_loadu_si512(qa + b * 128 + 64);
-          if constexpr (Vnni) {
-            acc = _mm512_dpbusd_epi32(acc, lo, qe);
-            acc = _mm512_dpbusd_epi32(acc, hi, qo);
-          } else {
-            const __m512i p = _mm512_add_epi16(_mm512_maddubs_epi16(lo, qe), _mm512_maddubs_epi16(hi, qo));
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(p, ones));
-          }
-        } else {
-          const __m512i qv = _mm512_loadu_si512(qa + b * 64);
-          if constexpr (Vnni) {
-            acc = _mm512_dpbusd_epi32(acc, v, qv);
-          } else {
-            const __m512i a = _mm512_xor_si512(v, bias);  // u - 128 as int8
-            const __m512i qn = _mm512_mask_sub_epi8(qv, _mm512_movepi8_mask(a), _mm512_setzero_si512(), qv);
-            acc = _mm512_add_epi32(acc, _mm512_madd_epi16(_mm512_maddubs_epi16(_mm512_abs_epi8(a), qn), ones));
-          }
-        }
-      }
-      _mm512_storeu_si512(out + t * 16, acc);
-    }
-    return Bits == 8 && !Vnni ? 128 : 0;
-  }
-}
-#endif
-
-template <class A, bool Vnni, int Bits>
-int q8_lane_sums(const q8_layout& l, const std::uint8_t* codes, const std::int8_t* qa, std::int32_t* out) noexcept {
-#if MIXPREC_X86
-  if constexpr (is_avx512<A> && MIXPREC_Q8_HAS_VNNI_PATH) {
-    return q8_lane_sums_avx512<A, Vnni, Bits>(l, codes, qa, out);
-  } else if constexpr (is_avx2<A>) {
-    const __m256i nib = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(-128);
-    for (index_t t = 0; t < l.units; ++t) {
-      const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
-      __m256i acc[2] = {_mm256_setzero_si256(), _mm256_setzero_si256()};
-      for (index_t b = b0; b < b1; ++b)
-        for (int h = 0; h < 2; ++h) {
-          const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + b * 64 + h * 32));
-          if constexpr (Bits == 4) {
-            const __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
-            const __m256i qe = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + b * 128 + h * 32));
-            const __m256i qo = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + b * 128 + 64 + h * 32));
-            const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(lo, qe), _mm256_maddubs_epi16(hi, qo));
-            acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-          } else {
-            const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa + b * 64 + h * 32));
-            const __m256i a = _mm256_xor_si256(v, bias);
-            const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(a), _mm256_sign_epi8(qv, a));
-            acc[h] = _mm256_add_epi32(acc[h], _mm256_madd_epi16(p, ones));
-          }
-        }
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * 16), acc[0]);
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + t * 16 + 8), acc[1]);
-    }
-    return Bits == 8 ? 128 : 0;
-  } else
-#endif
-  {
-    for (index_t t = 0; t < l.units; ++t) {
-      const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
-      for (index_t i = 0; i < 16; ++i) {
-        std::int32_t d = 0;
-        for (index_t b = b0; b < b1; ++b)
-          for (index_t k = 0; k < l.per_lane; ++k) {
-            if constexpr (Bits == 4) {
-              const index_t m = 4 * i + k / 2;  // byte of column P*i + k within the block
-              const int u = (codes[b * 64 + m] >> (4 * (k & 1))) & 0xF;
-              d += u * qa[b * 128 + (k & 1) * 64 + m];
-            } else {
-              d += codes[b * 64 + 4 * i + k] * qa[b * 64 + 4 * i + k];
-            }
-          }
-        out[t * 16 + i] = d;
-      }
-    }
-    return 0;
-  }
-}
-
-// Rows [r0, r1) of y = Q(W) x for the prepared activations.
-template <class A, bool Vnni>
-void q8_rows(const quantized_tensor& w, const q8_activations<A>& p, float* y, index_t r0, index_t r1) {
-  const q8_layout& l = p.l;
-  constexpr index_t L = static_cast<index_t>(ibatch<A>::size);
-  constexpr index_t C = 16 / L;  // vectors per 16 virtual lanes
+// The float stage of one row: scales and zero points of the row, per-unit parameters, accumulation
+// and the final reduction, vectorised over the 16 virtual lanes (C vectors of L lanes).
+template <class A>
+class q8_float_stage {
+ public:
+  static constexpr index_t L = static_cast<index_t>(ibatch<A>::size);
+  static constexpr index_t C = 16 / L;
   static_assert(16 % L == 0);
-  const bool int4 = w.spec().format == format_id::int4, asym = w.spec().scheme == scheme_id::asymmetric;
-  const bool shared = w.spec().granularity == granularity_id::per_tensor;
-  const index_t G = l.groups, cols = w.cols();
-  thread_local arch_buffer<std::int32_t, A> raw_buf, zero_buf;
-  thread_local arch_buffer<float, A> scale_buf;
-  std::int32_t* raw = raw_buf.get(static_cast<std::size_t>(l.units * 16 + 16));
-  std::int32_t* zi = zero_buf.get(static_cast<std::size_t>(G + 16));
-  float* sc = scale_buf.get(static_cast<std::size_t>(G + 16));
-  std::fill(sc + G, sc + G + 16, 0.0f);
-  std::fill(zi, zi + G + 16, 1 << (int4 ? 3 : 7));
-  // Per-lane group offsets within a unit of blocks (per_block), per chunk of L lanes.
-  ibatch<A> idx[C];
-  index_t base[C];
-  for (index_t c = 0; c < C; ++c) {
-    alignas(A::alignment()) std::int32_t ix[ibatch<A>::size];
-    base[c] = l.per_block ? (l.per_lane * c * L) / l.group : 0;
-    for (index_t i = 0; i < L; ++i)
-      ix[i] = l.per_block ? static_cast<std::int32_t>((l.per_lane * (c * L + i)) / l.group - base[c]) : 0;
-    idx[c] = ibatch<A>::load_aligned(ix);
+
+  // sc and zi: scratch of at least l.groups + 16 elements.
+  q8_float_stage(const quantized_tensor& w, const q8_layout& l, float* sc, std::int32_t* zi)
+      : w_(w), l_(l), sc_(sc), zi_(zi) {
+    int4_ = w.spec().format == format_id::int4;
+    asym_ = w.spec().scheme == scheme_id::asymmetric;
+    shared_ = w.spec().granularity == granularity_id::per_tensor;
+    groups_per_block_ = l.per_block ? l.block / l.group : 0;
+    unit_step_ = l.groups == 1 ? 0 : 1;
+    const index_t G = l.groups;
+    std::fill(sc_ + G, sc_ + G + 16, 0.0f);
+    std::fill(zi_, zi_ + G + 16, 1 << (int4_ ? 3 : 7));
+    for (index_t c = 0; c < C; ++c) {  // per-lane group offsets within a unit of blocks (per_block)
+      alignas(A::alignment()) std::int32_t ix[ibatch<A>::size];
+      base_[c] = l.per_block ? (l.per_lane * c * L) / l.group : 0;
+      for (index_t i = 0; i < L; ++i)
+        ix[i] = l.per_block ? static_cast<std::int32_t>((l.per_lane * (c * L + i)) / l.group - base_[c]) : 0;
+      idx_[c] = ibatch<A>::load_aligned(ix);
+    }
   }
-  for (index_t r = r0; r < r1; ++r) {
-    const std::uint8_t* codes = w.row_codes(r);
-    const std::size_t first = shared ? 0 : static_cast<std::size_t>(r * G);
-    const std::uint8_t* sb = w.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(w.spec().scales));
-    if (w.spec().scales == scale_type::fp32)
-      std::memcpy(sc, sb, static_cast<std::size_t>(G) * 4);
-    else if (w.spec().scales == scale_type::fp16)
-      simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc);
+
+  [[nodiscard]] bool int4() const noexcept { return int4_; }
+
+  // Scales and zero points of row r.
+  void load_row(index_t r) {
+    const index_t G = l_.groups;
+    const std::size_t first = shared_ ? 0 : static_cast<std::size_t>(r * G);
+    const std::uint8_t* sb = w_.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(w_.spec().scales));
+    if (w_.spec().scales == scale_type::fp32)
+      std::memcpy(sc_, sb, static_cast<std::size_t>(G) * 4);
+    else if (w_.spec().scales == scale_type::fp16)
+      simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc_);
     else
-      simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc);
-    if (asym)
-      for (index_t g = 0; g < G; ++g) zi[g] = w.zero_point_bytes()[first + static_cast<std::size_t>(g)];
-    const int offset = int4 ? q8_lane_sums<A, Vnni, 4>(l, codes, p.qa, raw) : q8_lane_sums<A, Vnni, 8>(l, codes, p.qa, raw);
-    fbatch<A> acc[C];
-    for (index_t c = 0; c < C; ++c) acc[c] = fbatch<A>(0.0f);
-    for (index_t t = 0; t < l.units; ++t)
-      for (index_t c = 0; c < C; ++c) {
-        fbatch<A> s;
-        ibatch<A> z;
-        if (l.per_block) {
-          const index_t g0 = t * (l.block / l.group) + base[c];
-          s = permute_lanes<A>(sc + g0, idx[c]);
-          z = permute_lanes_i32<A>(zi + g0, idx[c]);
-        } else {
-          const index_t g = G == 1 ? 0 : t;
-          s = fbatch<A>(sc[g]);
-          z = ibatch<A>(zi[g]);
-        }
-        const ibatch<A> d = ibatch<A>::load_unaligned(raw + t * 16 + c * L) -
-                            (z - ibatch<A>(offset)) * ibatch<A>::load_unaligned(p.qs + t * 16 + c * L);
-        acc[c] = acc[c] + s * xsimd::to_float(d);
+      simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc_);
+    if (asym_)
+      for (index_t g = 0; g < G; ++g) zi_[g] = w_.zero_point_bytes()[first + static_cast<std::size_t>(g)];
+  }
+
+  // Unit t's lane scales s and zero points less the integer stage's offset (PerBlock: l.per_block).
+  template <bool PerBlock>
+  void unit(index_t t, int offset, fbatch<A>* s, ibatch<A>* zo) const noexcept {
+    for (index_t c = 0; c < C; ++c) {
+      if constexpr (PerBlock) {
+        const index_t g0 = t * groups_per_block_ + base_[c];
+        s[c] = permute_lanes<A>(sc_ + g0, idx_[c]);
+        zo[c] = permute_lanes_i32<A>(zi_ + g0, idx_[c]) - ibatch<A>(offset);
+      } else {
+        const index_t g = t * unit_step_;
+        s[c] = fbatch<A>(sc_[g]);
+        zo[c] = ibatch<A>(zi_[g] - offset);
       }
+    }
+  }
+
+  // acc = acc + s * float(R - zo * qs) for one token's raw lane sums R and its lane sums qs of unit t.
+  static void accumulate(const ibatch<A>* R, const fbatch<A>* s, const ibatch<A>* zo, const std::int32_t* qs,
+                         fbatch<A>* acc) noexcept {
+    for (index_t c = 0; c < C; ++c)
+      acc[c] = acc[c] + s[c] * xsimd::to_float(R[c] - zo[c] * ibatch<A>::load_unaligned(qs + c * L));
+  }
+
+  // One token's output: the tail columns, the reduction tree, times sx.
+  [[nodiscard]] float finish(const std::uint8_t* codes, const std::int8_t* q, float sx, const fbatch<A>* acc) const {
     alignas(A::alignment()) float a[16];
     for (index_t c = 0; c < C; ++c) acc[c].store_aligned(a + c * L);
-    for (index_t g = l.main / l.group; g < G; ++g) {
-      const index_t c0 = std::max(l.main, g * l.group), c1 = std::min(cols, (g + 1) * l.group);
+    const index_t cols = w_.cols();
+    for (index_t g = l_.main / l_.group; g < l_.groups; ++g) {
+      const index_t c0 = std::max(l_.main, g * l_.group), c1 = std::min(cols, (g + 1) * l_.group);
       if (c0 >= c1) continue;
       std::int32_t d = 0;
       for (index_t j = c0; j < c1; ++j) {
-        const int u = int4 ? (codes[j / 2] >> (4 * (j & 1))) & 0xF : codes[j];
-        d += (u - zi[g]) * p.q[j];
+        const int u = int4_ ? (codes[j / 2] >> (4 * (j & 1))) & 0xF : codes[j];
+        d += (u - zi_[g]) * q[j];
       }
-      a[0] = a[0] + sc[g] * static_cast<float>(d);
+      a[0] = a[0] + sc_[g] * static_cast<float>(d);
     }
     for (index_t h = 8; h >= 1; h /= 2)
       for (index_t i = 0; i < h; ++i) a[i] = a[i] + a[i + h];
-    y[r] = a[0] * p.sx;
+    return a[0] * sx;
   }
-}
 
-// The whole product: quantizes x, rearranges it, runs the rows (threads as gemv_options says).
-template <class A, bool Vnni>
-void q8_product(const quantized_tensor& w, const float* x, float* y, unsigned threads) {
-  q8_activations<A> p;
-  p.l = make_q8_layout(w);
+ private:
+  const quantized_tensor& w_;
+  const q8_layout& l_;
+  float* sc_;
+  std::int32_t* zi_;
+  bool int4_ = false, asym_ = false, shared_ = false;
+  index_t groups_per_block_ = 0, unit_step_ = 0;  // groups per block (per_block); group step per unit
+  ibatch<A> idx_[C];
+  index_t base_[C] = {};
+};
+
+// The integer stage's offset: INT8 weights without VNNI go through u - 128.
+template <class A, bool Vnni, int Bits>
+inline constexpr int q8_offset = Bits == 8 && !Vnni && (is_avx512<A> || is_avx2<A>) ? 128 : 0;
+
+#if MIXPREC_Q8_HAS_VNNI_PATH
+// Row r for T tokens from tok0 (AVX-512, with or without VNNI; Vnni only after the CPU check). The
+// integer and float stages are fused per unit, and each 64-byte load of codes serves all T tokens.
+template <class A, bool Vnni, int Bits, int T, bool PerBlock>
+MIXPREC_TARGET_VNNI void q8_tile_avx512(const q8_float_stage<A>& fs, const q8_activations& p,
+                                        const std::uint8_t* codes, index_t tok0, float* y, index_t ldy) {
+  static_assert(q8_float_stage<A>::C == 1);
   const q8_layout& l = p.l;
-  const index_t cols = w.cols();
-  thread_local arch_buffer<std::int8_t, A> q_buf, qa_buf;
-  thread_local arch_buffer<std::int32_t, A> qs_buf;
-  std::int8_t* q = q_buf.get(static_cast<std::size_t>(cols));
-  std::int8_t* qa = qa_buf.get(static_cast<std::size_t>(l.main + 1));
-  std::int32_t* qs = qs_buf.get(static_cast<std::size_t>(l.units * 16 + 16));
-  p.sx = quantize_activations<A>(x, cols, q);
-  for (index_t b = 0; b < l.blocks; ++b) {
-    if (l.per_lane == 8)
-      for (index_t m = 0; m < 64; ++m) {
-        qa[b * 128 + m] = q[b * 128 + 2 * m];
-        qa[b * 128 + 64 + m] = q[b * 128 + 2 * m + 1];
-      }
-    else
-      std::copy(q + b * 64, q + b * 64 + 64, qa + b * 64);
+  constexpr int offset = q8_offset<A, Vnni, Bits>;
+  const __m512i nib = _mm512_set1_epi8(0x0F), ones = _mm512_set1_epi16(1), bias = _mm512_set1_epi8(-128);
+  const std::int8_t* qa[T];
+  fbatch<A> acc[T];
+  for (int k = 0; k < T; ++k) {
+    qa[k] = p.qa + (tok0 + k) * p.ldqa;
+    acc[k] = fbatch<A>(0.0f);
   }
   for (index_t t = 0; t < l.units; ++t) {
     const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
-    for (index_t i = 0; i < 16; ++i) {
-      std::int32_t s = 0;
-      for (index_t b = b0; b < b1; ++b)
-        for (index_t k = 0; k < l.per_lane; ++k) s += q[b * l.block + l.per_lane * i + k];
-      qs[t * 16 + i] = s;
+    __m512i sum[T];
+    for (int k = 0; k < T; ++k) sum[k] = _mm512_setzero_si512();
+    for (index_t b = b0; b < b1; ++b) {
+      const __m512i v = _mm512_loadu_si512(codes + b * 64);
+      if constexpr (Bits == 4) {
+        const __m512i lo = _mm512_and_si512(v, nib), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), nib);
+        for (int k = 0; k < T; ++k) {
+          const __m512i qe = _mm512_loadu_si512(qa[k] + b * 128), qo = _mm512_loadu_si512(qa[k] + b * 128 + 64);
+          if constexpr (Vnni) {
+            sum[k] = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(sum[k], lo, qe), hi, qo);
+          } else {
+            const __m512i pr = _mm512_add_epi16(_mm512_maddubs_epi16(lo, qe), _mm512_maddubs_epi16(hi, qo));
+            sum[k] = _mm512_add_epi32(sum[k], _mm512_madd_epi16(pr, ones));
+          }
+        }
+      } else if constexpr (Vnni) {
+        for (int k = 0; k < T; ++k) sum[k] = _mm512_dpbusd_epi32(sum[k], v, _mm512_loadu_si512(qa[k] + b * 64));
+      } else {
+        const __m512i a = _mm512_xor_si512(v, bias);  // u - 128 as int8
+        const __m512i mag = _mm512_abs_epi8(a);
+        const __mmask64 neg = _mm512_movepi8_mask(a);
+        for (int k = 0; k < T; ++k) {
+          const __m512i qv = _mm512_loadu_si512(qa[k] + b * 64);
+          const __m512i qn = _mm512_mask_sub_epi8(qv, neg, _mm512_setzero_si512(), qv);
+          sum[k] = _mm512_add_epi32(sum[k], _mm512_madd_epi16(_mm512_maddubs_epi16(mag, qn), ones));
+        }
+      }
+    }
+    fbatch<A> s;
+    ibatch<A> zo;
+    fs.template unit<PerBlock>(t, offset, &s, &zo);
+    for (int k = 0; k < T; ++k) {
+      const ibatch<A> R(sum[k]);
+      q8_float_stage<A>::accumulate(&R, &s, &zo, p.qs + (tok0 + k) * p.ldqs + t * 16, &acc[k]);
     }
   }
+  for (int k = 0; k < T; ++k) y[(tok0 + k) * ldy] = fs.finish(codes, p.q + (tok0 + k) * p.ldq, p.sx[tok0 + k], &acc[k]);
+}
+#endif
+
+// The same for every other architecture: AVX2 (vpmaddubsw + vpmaddwd) or scalar loops.
+template <class A, bool Vnni, int Bits, int T, bool PerBlock>
+void q8_tile(const q8_float_stage<A>& fs, const q8_activations& p, const std::uint8_t* codes, index_t tok0, float* y,
+             index_t ldy) {
+#if MIXPREC_Q8_HAS_VNNI_PATH
+  if constexpr (is_avx512<A>) {
+    q8_tile_avx512<A, Vnni, Bits, T, PerBlock>(fs, p, codes, tok0, y, ldy);
+    return;
+  } else
+#endif
+  {
+    constexpr index_t C = q8_float_stage<A>::C, L = q8_float_stage<A>::L;
+    constexpr int offset = q8_offset<A, Vnni, Bits>;
+    const q8_layout& l = p.l;
+    const std::int8_t* qa[T];
+    fbatch<A> acc[T][C];
+    for (int k = 0; k < T; ++k) {
+      qa[k] = p.qa + (tok0 + k) * p.ldqa;
+      for (index_t c = 0; c < C; ++c) acc[k][c] = fbatch<A>(0.0f);
+    }
+    for (index_t t = 0; t < l.units; ++t) {
+      const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
+      ibatch<A> R[T][C];
+#if MIXPREC_X86
+      if constexpr (is_avx2<A>) {
+        static_assert(C == 2);
+        const __m256i nib = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), bias = _mm256_set1_epi8(-128);
+        __m256i sum[T][2];
+        for (int k = 0; k < T; ++k) sum[k][0] = sum[k][1] = _mm256_setzero_si256();
+        for (index_t b = b0; b < b1; ++b)
+          for (int h = 0; h < 2; ++h) {
+            const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(codes + b * 64 + h * 32));
+            if constexpr (Bits == 4) {
+              const __m256i lo = _mm256_and_si256(v, nib), hi = _mm256_and_si256(_mm256_srli_epi16(v, 4), nib);
+              for (int k = 0; k < T; ++k) {
+                const auto* e = reinterpret_cast<const __m256i*>(qa[k] + b * 128 + h * 32);
+                const auto* o = reinterpret_cast<const __m256i*>(qa[k] + b * 128 + 64 + h * 32);
+                const __m256i pr = _mm256_add_epi16(_mm256_maddubs_epi16(lo, _mm256_loadu_si256(e)),
+                                                    _mm256_maddubs_epi16(hi, _mm256_loadu_si256(o)));
+                sum[k][h] = _mm256_add_epi32(sum[k][h], _mm256_madd_epi16(pr, ones));
+              }
+            } else {
+              const __m256i a = _mm256_xor_si256(v, bias), mag = _mm256_abs_epi8(a);
+              for (int k = 0; k < T; ++k) {
+                const __m256i qv = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qa[k] + b * 64 + h * 32));
+                const __m256i pr = _mm256_maddubs_epi16(mag, _mm256_sign_epi8(qv, a));
+                sum[k][h] = _mm256_add_epi32(sum[k][h], _mm256_madd_epi16(pr, ones));
+              }
+            }
+          }
+        for (int k = 0; k < T; ++k) {
+          R[k][0] = sum[k][0];
+          R[k][1] = sum[k][1];
+        }
+      } else
+#endif
+      {
+        for (int k = 0; k < T; ++k) {
+          alignas(A::alignment()) std::int32_t lane[16];
+          for (index_t i = 0; i < 16; ++i) {
+            std::int32_t d = 0;
+            for (index_t b = b0; b < b1; ++b)
+              for (index_t m = 0; m < l.per_lane; ++m) {
+                if constexpr (Bits == 4) {
+                  const index_t j = 4 * i + m / 2;  // byte of column P*i + m within the block
+                  const int u = (codes[b * 64 + j] >> (4 * (m & 1))) & 0xF;
+                  d += u * qa[k][b * 128 + (m & 1) * 64 + j];
+                } else {
+                  d += codes[b * 64 + 4 * i + m] * qa[k][b * 64 + 4 * i + m];
+                }
+              }
+            lane[i] = d;
+          }
+          for (index_t c = 0; c < C; ++c) R[k][c] = ibatch<A>::load_aligned(lane + c * L);
+        }
+      }
+      fbatch<A> s[C];
+      ibatch<A> zo[C];
+      fs.template unit<PerBlock>(t, offset, s, zo);
+      for (int k = 0; k < T; ++k)
+        q8_float_stage<A>::accumulate(R[k], s, zo, p.qs + (tok0 + k) * p.ldqs + t * 16, acc[k]);
+    }
+    for (int k = 0; k < T; ++k)
+      y[(tok0 + k) * ldy] = fs.finish(codes, p.q + (tok0 + k) * p.ldq, p.sx[tok0 + k], acc[k]);
+  }
+}
+
+// Rows [r0, r1) of every token: y[k * ldy + r]. Tokens go four at a time over each row's codes.
+template <class A, bool Vnni, int Bits, bool PerBlock>
+void q8_rows(const quantized_tensor& w, const q8_activations& p, float* y, index_t ldy, index_t r0, index_t r1) {
+  thread_local arch_buffer<std::int32_t, A> zero_buf;
+  thread_local arch_buffer<float, A> scale_buf;
+  const auto scratch = static_cast<std::size_t>(p.l.groups + 16);
+  q8_float_stage<A> fs(w, p.l, scale_buf.get(scratch), zero_buf.get(scratch));
+  for (index_t r = r0; r < r1; ++r) {
+    fs.load_row(r);
+    const std::uint8_t* codes = w.row_codes(r);
+    index_t k = 0;
+    for (; k + 4 <= p.tokens; k += 4) q8_tile<A, Vnni, Bits, 4, PerBlock>(fs, p, codes, k, y + r, ldy);
+    switch (p.tokens - k) {
+      case 3: q8_tile<A, Vnni, Bits, 3, PerBlock>(fs, p, codes, k, y + r, ldy); break;
+      case 2: q8_tile<A, Vnni, Bits, 2, PerBlock>(fs, p, codes, k, y + r, ldy); break;
+      case 1: q8_tile<A, Vnni, Bits, 1, PerBlock>(fs, p, codes, k, y + r, ldy); break;
+      default: break;
+    }
+  }
+}
+
+// The whole product for n tokens (x: n rows of w.cols() floats, stride ldx; y: n rows of w.rows(),
+// stride ldy): quantizes each token, rearranges it, runs the rows (threads as gemv_options says).
+template <class A, bool Vnni>
+void q8_product(const quantized_tensor& w, const float* x, index_t ldx, index_t n, float* y, index_t ldy,
+                unsigned threads) {
+  q8_activations p;
+  p.l = make_q8_layout(w);
+  const q8_layout& l = p.l;
+  const index_t cols = w.cols();
+  p.tokens = n;
+  p.ldq = (cols + 63) / 64 * 64;
+  p.ldqa = (l.main + 64) / 64 * 64;
+  p.ldqs = l.units * 16 + 16;
+  thread_local arch_buffer<std::int8_t, A> q_buf, qa_buf;
+  thread_local arch_buffer<std::int32_t, A> qs_buf;
+  thread_local arch_buffer<float, A> sx_buf;
+  std::int8_t* q = q_buf.get(static_cast<std::size_t>(n * p.ldq));
+  std::int8_t* qa = qa_buf.get(static_cast<std::size_t>(n * p.ldqa));
+  std::int32_t* qs = qs_buf.get(static_cast<std::size_t>(n * p.ldqs));
+  float* sx = sx_buf.get(static_cast<std::size_t>(n));
+  for (index_t k = 0; k < n; ++k) {
+    std::int8_t* qk = q + k * p.ldq;
+    std::int8_t* qak = qa + k * p.ldqa;
+    std::int32_t* qsk = qs + k * p.ldqs;
+    sx[k] = quantize_activations<A>(x + k * ldx, cols, qk);
+    for (index_t b = 0; b < l.blocks; ++b) {
+      if (l.per_lane == 8)
+        for (index_t m = 0; m < 64; ++m) {
+          qak[b * 128 + m] = qk[b * 128 + 2 * m];
+          qak[b * 128 + 64 + m] = qk[b * 128 + 2 * m + 1];
+        }
+      else
+        std::copy(qk + b * 64, qk + b * 64 + 64, qak + b * 64);
+    }
+    for (index_t t = 0; t < l.units; ++t) {
+      const index_t b0 = t * l.blocks_per_unit, b1 = std::min(l.blocks, b0 + l.blocks_per_unit);
+      for (index_t i = 0; i < 16; ++i) {
+        std::int32_t s = 0;
+        for (index_t b = b0; b < b1; ++b)
+          for (index_t m = 0; m < l.per_lane; ++m) s += qk[b * l.block + l.per_lane * i + m];
+        qsk[t * 16 + i] = s;
+      }
+    }
+  }
+  p.sx = sx;
   p.q = q;
   p.qa = qa;
   p.qs = qs;
-  for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) { q8_rows<A, Vnni>(w, p, y, r0, r1); });
+  const bool int4 = w.spec().format == format_id::int4;
+  for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) {
+    if (int4 && l.per_block)
+      q8_rows<A, Vnni, 4, true>(w, p, y, ldy, r0, r1);
+    else if (int4)
+      q8_rows<A, Vnni, 4, false>(w, p, y, ldy, r0, r1);
+    else if (l.per_block)
+      q8_rows<A, Vnni, 8, true>(w, p, y, ldy, r0, r1);
+    else
+      q8_rows<A, Vnni, 8, false>(w, p, y, ldy, r0, r1);
+  });
 }
 
 }  // namespace mixprec::detail

@@ -1,5 +1,7 @@
 // quantized_linear: a linear layer y = Q(W) x + b run by the fused kernels, built from a weight and
-// one quantizer spec (what one entry of a mixed-precision plan says).
+// one quantizer spec (what one entry of a mixed-precision plan says). Activations are FP32 by default;
+// INT4/INT8 weights can instead take them quantized to INT8 per token with integer dot products
+// (gemv_int8 / gemm_int8: faster, at the cost of an activation rounding error).
 #pragma once
 
 #include <optional>
@@ -10,6 +12,12 @@
 #include "mixprec/quantize/quantize.hpp"
 
 namespace mixprec {
+
+// How a quantized_linear feeds its activations to the kernels.
+enum class activation_type {
+  fp32,  // as given (gemv / gemm)
+  int8,  // quantized to INT8 per token, integer dot products (gemv_int8 / gemm_int8)
+};
 
 class quantized_linear {
  public:
@@ -31,6 +39,13 @@ class quantized_linear {
   [[nodiscard]] index_t out_features() const noexcept { return weight_.rows(); }
   [[nodiscard]] const quantized_tensor& weight() const noexcept { return weight_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] activation_type activations() const noexcept { return activations_; }
+  // Chooses the activation path; int8 needs INT4 or INT8 weights (else mixprec::error, unsupported).
+  quantized_linear& set_activations(activation_type a) {
+    if (a == activation_type::int8) (void)make_q8_layout(weight_);  // throws for other formats
+    activations_ = a;
+    return *this;
+  }
   // Storage of the weight (codes, scales, zero points) plus the FP32 bias.
   [[nodiscard]] std::size_t bytes() const noexcept {
     return weight_.bytes() + (bias_ ? static_cast<std::size_t>(bias_->size()) * sizeof(float) : 0);
@@ -39,7 +54,10 @@ class quantized_linear {
   // y = Q(W) x + b for one vector (x: in_features floats, y: out_features).
   template <class A = xsimd::default_arch>
   void forward(const float* x, float* y, const gemv_options& o = {}) const {
-    gemv<A>(weight_, x, y, o);
+    if (activations_ == activation_type::int8)
+      gemv_int8<A>(weight_, x, y, o);
+    else
+      gemv<A>(weight_, x, y, o);
     if (bias_)
       for (index_t r = 0; r < out_features(); ++r) y[r] += (*bias_)[r];
   }
@@ -50,7 +68,10 @@ class quantized_linear {
       throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': input has " + std::to_string(x.cols()) +
                                             " features, expected " + std::to_string(in_features()));
     row_matrix y(x.rows(), out_features());
-    gemm<A>(weight_, x, y, o);
+    if (activations_ == activation_type::int8)
+      gemm_int8<A>(weight_, x, y, o);
+    else
+      gemm<A>(weight_, x, y, o);
     if (bias_) y.rowwise() += bias_->transpose();
     return y;
   }
@@ -59,6 +80,7 @@ class quantized_linear {
   std::string name_;
   quantized_tensor weight_;
   std::optional<Eigen::VectorXf> bias_;
+  activation_type activations_ = activation_type::fp32;
 };
 
 }  // namespace mixprec
