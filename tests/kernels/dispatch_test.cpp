@@ -73,5 +73,11 @@ TEST_CASE("dispatched kernels match the scalar references", "[kernels][dispatch]
     k.gemv_int8(q, x.data(), yq.data());
     mixprec::ref::gemv_int8(q, x.data(), yr.data());
     REQUIRE(yq == yr);
+    mixprec::row_matrix y8(3, rows);
+    k.gemm_int8(q, x, y8);
+    for (mixprec::index_t t = 0; t < 3; ++t) {
+      mixprec::ref::gemv_int8(q, x.row(t).data(), yr.data());
+      for (mixprec::index_t r = 0; r < rows; ++r) REQUIRE(y8(t, r) == yr[static_cast<std::size_t>(r)]);
+    }
   }
 }
