@@ -7,6 +7,7 @@
 //   ones, both rearranged once per call);
 // - AVX-512BW without VNNI, and AVX2: vpmaddubsw + vpmaddwd; INT8 weights go through u - 128 with
 //   the sign moved onto q (|u - 128| <= 128, so the 16-bit pair sums cannot saturate);
+// - SSE2..SSE4.2: bytes widened to 16 bits and pmaddwd;
 // - other architectures: scalar loops (the same integers).
 // Then, vectorised over the 16 lanes: D = R - (z - offset) * qs (qs: per-lane sums of q, once per
 // call), acc = acc + s * float(D) (no FMA), a fixed reduction tree, y = acc[0] * sx.
@@ -252,7 +253,7 @@ MIXPREC_TARGET_VNNI void q8_tile_avx512(const q8_float_stage<A>& fs, const q8_ac
 }
 #endif
 
-// The same for every other architecture: AVX2 (vpmaddubsw + vpmaddwd) or scalar loops.
+// The same for every other architecture: AVX2 (vpmaddubsw + vpmaddwd), SSE2 (pmaddwd) or scalar loops.
 template <class A, bool Vnni, int Bits, int T, bool PerBlock>
 void q8_tile(const q8_float_stage<A>& fs, const q8_activations& p, const std::uint8_t* codes, index_t tok0, float* y,
              index_t ldy) {
@@ -306,6 +307,46 @@ void q8_tile(const q8_float_stage<A>& fs, const q8_activations& p, const std::ui
           R[k][0] = sum[k][0];
           R[k][1] = sum[k][1];
         }
+      } else if constexpr (is_sse2<A>) {
+        // SSE2 (the x86-64 baseline, no vpmaddubsw): bytes widened to 16 bits, pmaddwd sums byte pairs,
+        // and the pair sums of each 4-byte lane are added once per unit.
+        static_assert(C == 4);
+        const __m128i nib = _mm_set1_epi8(0x0F), zero = _mm_setzero_si128();
+        const auto widen_lo = [](__m128i q) { return _mm_srai_epi16(_mm_unpacklo_epi8(q, q), 8); };  // sign-extend
+        const auto widen_hi = [](__m128i q) { return _mm_srai_epi16(_mm_unpackhi_epi8(q, q), 8); };
+        __m128i pa[T][4], pb[T][4];  // pair sums of bytes 0-7 and 8-15 of each 16-byte chunk h
+        for (int k = 0; k < T; ++k)
+          for (int h = 0; h < 4; ++h) pa[k][h] = pb[k][h] = zero;
+        for (index_t b = b0; b < b1; ++b)
+          for (int h = 0; h < 4; ++h) {
+            const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(codes + b * 64 + h * 16));
+            if constexpr (Bits == 4) {
+              const __m128i lo = _mm_and_si128(v, nib), hi = _mm_and_si128(_mm_srli_epi16(v, 4), nib);
+              const __m128i lo0 = _mm_unpacklo_epi8(lo, zero), lo1 = _mm_unpackhi_epi8(lo, zero);
+              const __m128i hi0 = _mm_unpacklo_epi8(hi, zero), hi1 = _mm_unpackhi_epi8(hi, zero);
+              for (int k = 0; k < T; ++k) {
+                const __m128i qe = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qa[k] + b * 128 + h * 16));
+                const __m128i qo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qa[k] + b * 128 + 64 + h * 16));
+                pa[k][h] = _mm_add_epi32(pa[k][h], _mm_add_epi32(_mm_madd_epi16(lo0, widen_lo(qe)),
+                                                                 _mm_madd_epi16(hi0, widen_lo(qo))));
+                pb[k][h] = _mm_add_epi32(pb[k][h], _mm_add_epi32(_mm_madd_epi16(lo1, widen_hi(qe)),
+                                                                 _mm_madd_epi16(hi1, widen_hi(qo))));
+              }
+            } else {
+              const __m128i u0 = _mm_unpacklo_epi8(v, zero), u1 = _mm_unpackhi_epi8(v, zero);
+              for (int k = 0; k < T; ++k) {
+                const __m128i qv = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qa[k] + b * 64 + h * 16));
+                pa[k][h] = _mm_add_epi32(pa[k][h], _mm_madd_epi16(u0, widen_lo(qv)));
+                pb[k][h] = _mm_add_epi32(pb[k][h], _mm_madd_epi16(u1, widen_hi(qv)));
+              }
+            }
+          }
+        for (int k = 0; k < T; ++k)
+          for (int h = 0; h < 4; ++h) {  // lane i of the chunk = pair 2i + pair 2i+1
+            const __m128 a = _mm_castsi128_ps(pa[k][h]), c = _mm_castsi128_ps(pb[k][h]);
+            R[k][h] = _mm_add_epi32(_mm_castps_si128(_mm_shuffle_ps(a, c, _MM_SHUFFLE(2, 0, 2, 0))),
+                                    _mm_castps_si128(_mm_shuffle_ps(a, c, _MM_SHUFFLE(3, 1, 3, 1))));
+          }
       } else
 #endif
       {
