@@ -11,7 +11,8 @@
 // - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
 //   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
 // - gemv_int8 / gemm_int8: activations quantized to INT8 per token, exact integer dot products
-//   (AVX-512 VNNI, vpmaddubsw, or scalar; kernels/gemv_q8.hpp), bit-identical to ref::gemv_int8.
+//   (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; kernels/gemv_q8.hpp), bit-identical to
+//   ref::gemv_int8.
 // Accuracy (FP32 activations): exact products summed in FP32 in an order other than the double
 // reference's; per output |y - Q(W)x| <= cols * 2^-23 * ref::gemv_magnitude(W, x) (sum |w x| for float
 // formats, sum |s| (u + z) |x| for integer ones); the tests check this bound.
