@@ -285,6 +285,55 @@ TEST_CASE("rules: overrides by glob and regex, precision bounds, never-quantized
   CHECK_THROWS_AS(name_pattern::regex("blk\\.(["), error);
 }
 
+TEST_CASE("rules from text: PATTERN=SPEC, bounds, re: regexes; typed errors", "[plan][rules]") {
+  const plan_rule use = parse_plan_rule("lm_head=fp16");
+  CHECK(use.pattern == name_pattern::glob("lm_head"));
+  REQUIRE(use.force);
+  CHECK(*use.force == parse_spec("fp16"));
+  const plan_rule least = parse_plan_rule("*.attn.*>=8");
+  CHECK(least.pattern == name_pattern::glob("*.attn.*"));
+  CHECK((least.min_bits == 8 && least.max_bits == 32 && !least.force && !least.keep_fp32));
+  const plan_rule most = parse_plan_rule("*.ffn.*<=4");
+  CHECK((most.min_bits == 0 && most.max_bits == 4));
+  CHECK(parse_plan_rule("blk.0.ffn.down=fp32").keep_fp32);
+  const plan_rule re = parse_plan_rule(R"(re:blk\.\d+\.ffn\.(gate|up)=int4/g32/sym/minmax/s16)");
+  CHECK(re.pattern.type() == name_pattern::kind::regex);
+  CHECK(re.pattern.matches("blk.1.ffn.up"));
+  CHECK_FALSE(re.pattern.matches("blk.1.ffn.down"));
+  CHECK(*re.force == parse_spec("int4/g32/sym/minmax/s16"));
+
+  // Parsed rules plan exactly like the ones built in code (the test above).
+  const toy_model m;
+  const plan from_text = mixed_precision_plan{m.table, knapsack_policy{}}
+                             .candidates({candidates[0], candidates[1], candidates[2]})
+                             .rule(parse_plan_rule("*.attn.*>=8"))
+                             .rule(parse_plan_rule("lm_head=fp16"))
+                             .rule(parse_plan_rule("blk.0.ffn.down=fp32"))
+                             .rule(parse_plan_rule(R"(re:blk\.\d+\.ffn\.(gate|up)<=2)"))
+                             .build(m.shapes);
+  const plan in_code = mixed_precision_plan{m.table, knapsack_policy{}}
+                           .candidates({candidates[0], candidates[1], candidates[2]})
+                           .rule(plan_rule::at_least("*.attn.*", 8))
+                           .rule(plan_rule::use("lm_head", parse_spec("fp16")))
+                           .rule(plan_rule::never_quantize("blk.0.ffn.down"))
+                           .rule(plan_rule::at_most(name_pattern::regex(R"(blk\.\d+\.ffn\.(gate|up))"), 2))
+                           .build(m.shapes);
+  REQUIRE(from_text.entries.size() == in_code.entries.size());
+  for (std::size_t i = 0; i < in_code.entries.size(); ++i) CHECK(from_text.entries[i].spec == in_code.entries[i].spec);
+
+  for (const char* bad : {"lm_head", "=int8", "lm_head=", "lm_head=int9", "x>=0", "x<=33", "x>=8bits", "x>=", "re:=int8",
+                          "re:blk\\.([=int8"}) {
+    INFO(bad);
+    try {
+      (void)parse_plan_rule(bad);
+      FAIL("no error");
+    } catch (const error& e) {
+      CHECK(e.code() == errc::parse_error);
+    }
+  }
+  CHECK_THROWS_WITH(parse_plan_rule("lm_head=int9"), Catch::Contains("plan rule 'lm_head=int9'"));
+}
+
 TEST_CASE("tied groups: one choice, validated", "[plan][ties]") {
   const toy_model m;
   // Under a tight budget the group's cost and loss are the members' sums: compare with brute force.

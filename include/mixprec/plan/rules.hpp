@@ -7,8 +7,12 @@
 // ECMAScript regex matching the whole name (llama.cpp-style overrides such as `blk\.[0-9]+\.attn_v`):
 //   plan_rule::at_least("*.attn.*", 8)                         // glob: the default for a string
 //   plan_rule::use(name_pattern::regex(R"(blk\.\d+\.attn_v)"), parse_spec("int8"))
+// Text form (command lines, config files), parse_plan_rule:
+//   "lm_head=fp16"   "*.attn.*>=8"   "*.ffn.*<=4"   "blk.0.*=fp32" (never quantized)
+//   "re:blk\.\d+\.attn_v=int8/channel"                 // `re:` makes the pattern a whole-name regex
 #pragma once
 
+#include <charconv>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -113,5 +117,40 @@ struct plan_rule {
     return "rule " + pattern.describe() + " (" + what + ")";
   }
 };
+
+// A rule from its text form (see the banner): PATTERN=SPEC uses that quantizer (fp32: never quantize),
+// PATTERN>=BITS and PATTERN<=BITS bound the precision; a `re:` prefix makes PATTERN a regex, else it is a
+// glob. Throws mixprec::error(parse_error) naming the text for anything else.
+[[nodiscard]] inline plan_rule parse_plan_rule(std::string_view text) {
+  const auto fail = [&](const std::string& why) {
+    return error(errc::parse_error, "plan rule '" + std::string(text) + "': " + why);
+  };
+  const std::size_t eq = text.rfind('=');
+  if (eq == std::string_view::npos) throw fail("expected PATTERN=SPEC, PATTERN>=BITS or PATTERN<=BITS");
+  const bool bound = eq > 0 && (text[eq - 1] == '>' || text[eq - 1] == '<');
+  std::string_view pat = text.substr(0, bound ? eq - 1 : eq);
+  const std::string_view rhs = text.substr(eq + 1);
+  const bool is_regex = pat.substr(0, 3) == "re:";
+  if (is_regex) pat.remove_prefix(3);
+  if (pat.empty()) throw fail("empty pattern");
+  if (rhs.empty()) throw fail(bound ? "missing bits" : "missing spec");
+  name_pattern pattern = is_regex ? name_pattern::regex(std::string(pat)) : name_pattern::glob(std::string(pat));
+  if (bound) {
+    int bits = 0;
+    const auto [end, ec] = std::from_chars(rhs.data(), rhs.data() + rhs.size(), bits);
+    if (ec != std::errc{} || end != rhs.data() + rhs.size() || bits < 1 || bits > 32)
+      throw fail("bits must be a whole number from 1 to 32, not '" + std::string(rhs) + "'");
+    return text[eq - 1] == '>' ? plan_rule::at_least(std::move(pattern), bits)
+                               : plan_rule::at_most(std::move(pattern), bits);
+  }
+  quant_spec spec;
+  try {
+    spec = parse_spec(rhs);
+  } catch (const error& e) {
+    throw fail(e.what());
+  }
+  if (spec.format == format_id::fp32) return plan_rule::never_quantize(std::move(pattern));
+  return plan_rule::use(std::move(pattern), spec);
+}
 
 }  // namespace mixprec
