@@ -85,7 +85,7 @@ struct q8_activations {
   q8_layout l;
   index_t tokens = 0;
   index_t ldq = 0, ldqa = 0, ldqs = 0;
-  const float* sx = nullptr;         // tokens scales
+  const float* sx = nullptr;         // per-token scales
   const std::int8_t* q = nullptr;    // cols, natural order (tail columns)
   const std::int8_t* qa = nullptr;   // main columns; INT4: per block the even then the odd columns
   const std::int32_t* qs = nullptr;  // units x 16 lane sums of q
