@@ -217,19 +217,29 @@ void prepare_activations(const int_layout& l, const float* x, index_t ldx, index
   }
 }
 
-// Scales of row r as FP32 into s (groups + lanes entries, zero padded), and s_g * z_g into sz.
+// The n = groups_per_row() scales of row r as FP32 into s (the one shared row for per-tensor weights);
+// returns the index of the row's first scale, which is also that of its first zero point.
 template <class A>
-void decode_row_scales(const quantized_tensor& w, const int_layout& l, index_t r, float* s, float* sz) {
+std::size_t decode_scales(const quantized_tensor& w, index_t r, float* s) {
   const quant_spec& spec = w.spec();
-  const std::size_t first = l.shared_scale ? 0 : static_cast<std::size_t>(r * l.groups);
+  const index_t n = w.groups_per_row();
+  const std::size_t first = spec.granularity == granularity_id::per_tensor ? 0 : static_cast<std::size_t>(r * n);
   const std::uint8_t* sb = w.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(spec.scales));
-  const index_t n = l.groups;
   if (spec.scales == scale_type::fp32)
     std::memcpy(s, sb, static_cast<std::size_t>(n) * 4);
   else if (spec.scales == scale_type::fp16)
     simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, s);
   else
     simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), n, s);
+  return first;
+}
+
+// Scales of row r as FP32 into s (groups + lanes entries, zero padded), and s_g * z_g into sz.
+template <class A>
+void decode_row_scales(const quantized_tensor& w, const int_layout& l, index_t r, float* s, float* sz) {
+  const quant_spec& spec = w.spec();
+  const std::size_t first = decode_scales<A>(w, r, s);
+  const index_t n = l.groups;
   std::fill(s + n, s + n + l.lanes, 0.0f);
   if (spec.scheme == scheme_id::asymmetric) {
     const std::uint8_t* z = w.zero_point_bytes().data() + first;

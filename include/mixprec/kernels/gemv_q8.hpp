@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 
 #include <xsimd/xsimd.hpp>
 
@@ -105,7 +104,6 @@ class q8_float_stage {
       : w_(w), l_(l), sc_(sc), zi_(zi) {
     int4_ = w.spec().format == format_id::int4;
     asym_ = w.spec().scheme == scheme_id::asymmetric;
-    shared_ = w.spec().granularity == granularity_id::per_tensor;
     groups_per_block_ = l.per_block ? l.block / l.group : 0;
     unit_step_ = l.groups == 1 ? 0 : 1;
     const index_t G = l.groups;
@@ -120,21 +118,11 @@ class q8_float_stage {
     }
   }
 
-  [[nodiscard]] bool int4() const noexcept { return int4_; }
-
   // Scales and zero points of row r.
   void load_row(index_t r) {
-    const index_t G = l_.groups;
-    const std::size_t first = shared_ ? 0 : static_cast<std::size_t>(r * G);
-    const std::uint8_t* sb = w_.scale_bytes().data() + first * static_cast<std::size_t>(bytes_of(w_.spec().scales));
-    if (w_.spec().scales == scale_type::fp32)
-      std::memcpy(sc_, sb, static_cast<std::size_t>(G) * 4);
-    else if (w_.spec().scales == scale_type::fp16)
-      simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc_);
-    else
-      simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(sb), G, sc_);
+    const std::size_t first = decode_scales<A>(w_, r, sc_);
     if (asym_)
-      for (index_t g = 0; g < G; ++g) zi_[g] = w_.zero_point_bytes()[first + static_cast<std::size_t>(g)];
+      for (index_t g = 0; g < l_.groups; ++g) zi_[g] = w_.zero_point_bytes()[first + static_cast<std::size_t>(g)];
   }
 
   // Unit t's lane scales s and zero points less the integer stage's offset (PerBlock: l.per_block).
@@ -185,7 +173,7 @@ class q8_float_stage {
   const q8_layout& l_;
   float* sc_;
   std::int32_t* zi_;
-  bool int4_ = false, asym_ = false, shared_ = false;
+  bool int4_ = false, asym_ = false;
   index_t groups_per_block_ = 0, unit_step_ = 0;  // groups per block (per_block); group step per unit
   ibatch<A> idx_[C];
   index_t base_[C] = {};
