@@ -3,7 +3,11 @@
 // (activations quantized to INT8 per token, integer dot products), BM_memcpy/<bytes>. Bytes processed =
 // weight bytes (the quantized storage, or FP32 for Eigen), so bytes_per_second is the achieved weight
 // traffic. Counter roofline_us = weight bytes / the memcpy bandwidth measured earlier in the same run
-// (BM_memcpy runs first); ratios against fp32_eigen come from the same run.
+// (BM_memcpy runs first); ratios against fp32_eigen come from the same run. BM_gemv_direct calls the
+// kernel set of the active level without going through dispatch (its gap to BM_gemv is the dispatch cost).
+// The level is the best the CPU runs; MIXPREC_ISA=sse2|avx2|avx512|avx512_vnni caps it. gemv_bench_native
+// is this file built with -march=native (Eigen's best case); benchmarks/gemv_table.sh runs both and
+// prints the ratios.
 //   ./build/benchmarks/gemv_bench --benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
@@ -15,6 +19,7 @@
 #include <vector>
 
 #include "mixprec/kernels/gemv.hpp"
+#include "mixprec/kernels/kernel_set.hpp"
 #include "mixprec/quantize/quantize.hpp"
 
 namespace {
@@ -81,8 +86,23 @@ void quant_a8_bm(benchmark::State& state, const char* spec, mixprec::index_t row
     benchmark::ClobberMemory();
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(q.bytes()));
-  state.counters["vnni"] = mixprec::gemv_int8_uses_vnni() ? 1 : 0;
   set_roofline(state, q.bytes());
+}
+
+// The same gemv with the level's kernel set resolved once, outside the loop: the difference to quant_bm
+// is what run-time dispatch costs per call.
+void direct_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols) {
+  const mixprec::quantized_tensor q = mixprec::quantize(random_matrix(rows, cols, 0.02f, 1), mixprec::parse_spec(spec));
+  const mixprec::row_matrix x = random_matrix(1, cols, 1.0f, 2);
+  mixprec::row_matrix y(1, rows);
+  mixprec::with_kernels(mixprec::active_isa(), [&]<class K>() {
+    for (auto _ : state) {
+      K::gemv(q, x.data(), y.data(), {});
+      benchmark::DoNotOptimize(y.data());
+      benchmark::ClobberMemory();
+    }
+  });
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(q.bytes()));
 }
 
 void memcpy_bm(benchmark::State& state) {
@@ -102,6 +122,7 @@ void memcpy_bm(benchmark::State& state) {
 }
 
 const bool registered = [] {
+  benchmark::AddCustomContext("mixprec_isa", mixprec::isa_name(mixprec::active_isa()));
   benchmark::RegisterBenchmark("BM_memcpy/67108864", memcpy_bm)->Arg(64 << 20)->ArgName("")->Unit(benchmark::kMillisecond);
   const struct {
     mixprec::index_t rows, cols;
@@ -111,6 +132,9 @@ const bool registered = [] {
     const char* spec;
   } formats[] = {{"int4_g128", "int4/g128/sym/minmax/s16"}, {"int4_g32", "int4/g32/sym/minmax/s16"},
                  {"int8_pc", "int8/channel/sym/minmax/s32"}, {"fp16", "fp16"}, {"bf16", "bf16"}};
+  benchmark::RegisterBenchmark("BM_gemv_direct/int4_g128/4096x4096/1", direct_bm, "int4/g128/sym/minmax/s16",
+                               mixprec::index_t{4096}, mixprec::index_t{4096})
+      ->Unit(benchmark::kMicrosecond);
   for (const auto& s : shapes)
     for (mixprec::index_t batch : {1, 8}) {
       const std::string suffix = "/" + std::to_string(s.rows) + "x" + std::to_string(s.cols) + "/" + std::to_string(batch);

@@ -1,15 +1,17 @@
-// Quantize + pack and dequantize throughput on a 4096x4096 FP32 matrix: xsimd kernels vs the scalar
-// reference, with memcpy of the same FP32 bytes as the bandwidth baseline, all in one run.
+// Quantize + pack and dequantize throughput on a 4096x4096 FP32 matrix: the SIMD kernels of every
+// instruction-set level this CPU runs (names end in /<level>) vs the scalar reference, with memcpy of
+// the same FP32 bytes as the bandwidth baseline, all in one run.
 // Bytes processed = the FP32 matrix bytes (64 MiB) for every benchmark, so rates compare directly.
 // Outputs are allocated once outside the loop (as memcpy's is). "scalar" is the reference kernels
-// compiled without auto-vectorisation (this file gets -fno-tree-vectorize, which leaves xsimd's
-// explicit SIMD untouched), so the ratio measures the hand-written kernels against plain scalar code.
-//   ./build/benchmarks/quantize_bench --benchmark_format=json   (build with -DMIXPREC_NATIVE=ON)
+// compiled without auto-vectorisation (this file gets -fno-tree-vectorize, which leaves the explicit
+// SIMD untouched), so the ratio measures the hand-written kernels against plain scalar code.
+//   ./build/benchmarks/quantize_bench --benchmark_format=json
 #include <benchmark/benchmark.h>
 
 #include <cstring>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "mixprec/quantize/quantize.hpp"
@@ -31,13 +33,17 @@ const mixprec::row_matrix& matrix() {
 
 constexpr std::int64_t matrix_bytes = side * side * static_cast<std::int64_t>(sizeof(float));
 
+// K: a kernel set, or void for the SIMD kernels of level `level`.
 template <class K>
-void quantize_bm(benchmark::State& state, const char* spec_text) {
+void quantize_bm(benchmark::State& state, const char* spec_text, mixprec::isa level) {
   const auto spec = mixprec::parse_spec(spec_text);
   const auto& w = matrix();
   mixprec::quantized_tensor q = mixprec::quantize(w, spec);  // output buffers allocated once, as for memcpy
   for (auto _ : state) {
-    mixprec::quantize_into<K>(w, spec, q);
+    if constexpr (std::is_void_v<K>)
+      mixprec::with_kernels(level, [&]<class S>() { q = mixprec::quantize_with<S>(w, spec, "w", &q); });
+    else
+      q = mixprec::quantize_with<K>(w, spec, "w", &q);
     benchmark::DoNotOptimize(q.codes().data());
     benchmark::ClobberMemory();
   }
@@ -45,11 +51,14 @@ void quantize_bm(benchmark::State& state, const char* spec_text) {
 }
 
 template <class K>
-void dequantize_bm(benchmark::State& state, const char* spec_text) {
+void dequantize_bm(benchmark::State& state, const char* spec_text, mixprec::isa level) {
   const auto q = mixprec::quantize(matrix(), mixprec::parse_spec(spec_text));
   mixprec::row_matrix y(side, side);
   for (auto _ : state) {
-    mixprec::dequantize_into<K>(q, y);
+    if constexpr (std::is_void_v<K>)
+      mixprec::with_kernels(level, [&]<class S>() { mixprec::dequantize_into_with<S>(q, y); });
+    else
+      mixprec::dequantize_into_with<K>(q, y);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }
@@ -83,13 +92,18 @@ const bool registered = [] {
   benchmark::RegisterBenchmark("BM_memcpy", memcpy_bm)->Unit(benchmark::kMillisecond)->UseRealTime();
   for (const auto& f : formats) {
     const std::string q = std::string("BM_quantize/") + f.name, d = std::string("BM_dequantize/") + f.name;
-    benchmark::RegisterBenchmark((q + "/simd").c_str(), quantize_bm<mixprec::default_kernels>, f.spec)
+    for (mixprec::isa level : mixprec::supported_isas()) {
+      const std::string tag = "/" + mixprec::isa_name(level);
+      benchmark::RegisterBenchmark((q + tag).c_str(), quantize_bm<void>, f.spec, level)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+      benchmark::RegisterBenchmark((d + tag).c_str(), dequantize_bm<void>, f.spec, level)
+          ->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark((q + "/scalar").c_str(), quantize_bm<mixprec::reference_kernels>, f.spec,
+                                 mixprec::isa::baseline)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark((q + "/scalar").c_str(), quantize_bm<mixprec::reference_kernels>, f.spec)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark((d + "/simd").c_str(), dequantize_bm<mixprec::default_kernels>, f.spec)
-        ->Unit(benchmark::kMillisecond)->UseRealTime();
-    benchmark::RegisterBenchmark((d + "/scalar").c_str(), dequantize_bm<mixprec::reference_kernels>, f.spec)
+    benchmark::RegisterBenchmark((d + "/scalar").c_str(), dequantize_bm<mixprec::reference_kernels>, f.spec,
+                                 mixprec::isa::baseline)
         ->Unit(benchmark::kMillisecond)->UseRealTime();
   }
   return true;

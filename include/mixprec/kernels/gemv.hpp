@@ -1,9 +1,10 @@
 // Quantized matrix products with the dequantisation fused in: y = Q(W) x (gemv) and Y = X Q(W)^T for
 // a batch of activation rows (gemm), straight from a quantized_tensor; no FP32 copy of W is made.
+// Every call runs the kernels of the best instruction set this CPU has (kernels/isa.hpp:
+// SSE2 / AVX2+FMA+F16C / AVX-512 / AVX-512 VNNI); kernel_dispatch (kernels/dispatch.hpp) runs a chosen one.
 //
-// Paths, all templated on the xsimd architecture (default: the best one this translation unit is
-// compiled for; for one binary that picks at run time see kernels/dispatch.hpp):
-// - fused integer (INT4/INT8 weights, any batch; kernels/gemv_int.hpp): codes are decoded in registers
+// Paths (kernel source in kernels/simd/*.inl, one copy per instruction set):
+// - fused integer (INT4/INT8 weights, any batch; simd/gemv_int.inl): codes are decoded in registers
 //   by masking fields in place, sum u*x is accumulated per group and scaled once per group, the zero
 //   point enters once per row; batch 1 runs 4 rows per pass (AVX-512; 2 elsewhere), batches run up
 //   to 8 activation columns per decoded weight vector. A column gets the same bits whatever the batch.
@@ -11,284 +12,79 @@
 // - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
 //   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
 // - gemv_int8 / gemm_int8: activations quantized to INT8 per token, exact integer dot products
-//   (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; kernels/gemv_q8.hpp), bit-identical to
-//   ref::gemv_int8.
+//   (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; simd/gemv_q8.inl), bit-identical to
+//   ref::gemv_int8 on every instruction set.
 // Accuracy (FP32 activations): exact products summed in FP32 in an order other than the double
 // reference's; per output |y - Q(W)x| <= cols * 2^-23 * ref::gemv_magnitude(W, x) (sum |w x| for float
-// formats, sum |s| (u + z) |x| for integer ones); the tests check this bound.
+// formats, sum |s| (u + z) |x| for integer ones); the tests check this bound on every instruction set.
 #pragma once
 
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-#include <cstring>
-#include <thread>
-#include <vector>
+#include <string>
 
-#include <xsimd/xsimd.hpp>
-
-#include "mixprec/detail/simd.hpp"
-#include "mixprec/kernels/gemv_int.hpp"
-#include "mixprec/kernels/gemv_q8.hpp"
-#include "mixprec/kernels/quantize_simd.hpp"
-#include "mixprec/kernels/ref/gemv_ref.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/kernels/gemv_options.hpp"
+#include "mixprec/kernels/isa.hpp"
+#include "mixprec/kernels/simd/targets.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
 
 namespace mixprec {
 
-struct gemv_options {
-  unsigned threads = 1;  // output rows are split over this many threads (0: hardware concurrency)
-};
-
 namespace detail {
 
-template <class A>
-inline float hsum(fbatch<A> v) noexcept {
-  return xsimd::hadd(v);
-}
-
-// Runs fn(r0, r1) over [0, rows) split into `threads` chunks.
-template <class Fn>
-void for_row_chunks(index_t rows, unsigned threads, Fn&& fn) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  if (threads <= 1 || rows < 64) {
-    fn(index_t{0}, rows);
-    return;
-  }
-  const index_t chunk = (rows + threads - 1) / threads;
-  std::vector<std::jthread> pool;
-  for (unsigned t = 1; t < threads; ++t) {
-    const index_t r0 = std::min(rows, chunk * t), r1 = std::min(rows, r0 + chunk);
-    if (r0 < r1) pool.emplace_back([&fn, r0, r1] { fn(r0, r1); });
-  }
-  fn(index_t{0}, std::min(rows, chunk));
-}
-
-// FP32 dot product of n floats.
-template <class A>
-inline float dot(const float* a, const float* b, index_t n) noexcept {
-  constexpr index_t w = fbatch<A>::size;
-  fbatch<A> acc0(0.0f), acc1(0.0f);
-  index_t j = 0;
-  for (; j + 2 * w <= n; j += 2 * w) {
-    acc0 = madd<A>(fbatch<A>::load_unaligned(a + j), fbatch<A>::load_unaligned(b + j), acc0);
-    acc1 = madd<A>(fbatch<A>::load_unaligned(a + j + w), fbatch<A>::load_unaligned(b + j + w), acc1);
-  }
-  for (; j + w <= n; j += w) acc0 = madd<A>(fbatch<A>::load_unaligned(a + j), fbatch<A>::load_unaligned(b + j), acc0);
-  float s = hsum<A>(acc0 + acc1);
-  for (; j < n; ++j) s += a[j] * b[j];
-  return s;
-}
-
-// Four dot products of a against b, b + stride, b + 2 stride, b + 3 stride (n floats each).
-template <class A>
-inline void dot4(const float* a, const float* b, index_t stride, index_t n, float* out) noexcept {
-  constexpr index_t w = fbatch<A>::size;
-  fbatch<A> acc0(0.0f), acc1(0.0f), acc2(0.0f), acc3(0.0f);
-  index_t j = 0;
-  for (; j + w <= n; j += w) {
-    const fbatch<A> av = fbatch<A>::load_unaligned(a + j);
-    acc0 = madd<A>(av, fbatch<A>::load_unaligned(b + j), acc0);
-    acc1 = madd<A>(av, fbatch<A>::load_unaligned(b + stride + j), acc1);
-    acc2 = madd<A>(av, fbatch<A>::load_unaligned(b + 2 * stride + j), acc2);
-    acc3 = madd<A>(av, fbatch<A>::load_unaligned(b + 3 * stride + j), acc3);
-  }
-  out[0] = hsum<A>(acc0);
-  out[1] = hsum<A>(acc1);
-  out[2] = hsum<A>(acc2);
-  out[3] = hsum<A>(acc3);
-  for (; j < n; ++j)
-    for (int k = 0; k < 4; ++k) out[k] += a[j] * b[k * stride + j];
-}
-
-// Row r of w dequantized into out with the SIMD kernels (same values as dequantize()).
-template <class A>
-void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8_t* codes) {
-  const quant_spec& s = w.spec();
-  const index_t cols = w.cols();
-  const std::uint8_t* p = w.row_codes(r);
-  switch (s.format) {
-    case format_id::fp16: simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
-    case format_id::bf16: simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
-    case format_id::fp32:
-    case format_id::fp8_e4m3: ref::dequantize_row(w, r, out); return;
-    case format_id::int4: simd::unpack<4>(A{}, p, cols, codes); break;
-    case format_id::int2: simd::unpack<2>(A{}, p, cols, codes); break;
-    case format_id::int8: codes = const_cast<std::uint8_t*>(p); break;
-  }
-  const index_t seg = w.group_length();
-  for (index_t g = 0; g < w.groups_per_row(); ++g) {
-    const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-    simd::dequantize_codes(A{}, codes + c0, n, w.scale(r, g), w.zero_point(r, g), out + c0);
-  }
-}
-
-// Calls fn(r, row) for every row of w, the row dequantized into an L1-resident buffer (row-decode path).
-template <class A, class Fn>
-void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
-  for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-    thread_local std::vector<float> row;
-    thread_local std::vector<std::uint8_t> codes;
-    row.resize(static_cast<std::size_t>(w.cols()));
-    codes.resize(static_cast<std::size_t>(w.cols()));
-    for (index_t r = r0; r < r1; ++r) {
-      dequantize_row<A>(w, r, row.data(), codes.data());
-      fn(r, row.data());
-    }
-  });
-}
-
-// y[c * ldy + r] = (Q(W) X)[r, c] for the n activation columns X[c] = x + c * ldx, by the fused
-// integer kernels (kernels/gemv_int.hpp); returns false, doing nothing, when they do not apply.
-template <class A>
-bool fused_int_product(const quantized_tensor& w, const float* x, index_t ldx, index_t n, float* y, index_t ldy,
-                       const gemv_options& o) {
-  int_product<A> p;
-  p.l = make_int_layout<A>(w);
-  if (p.l.blocks < 0) return false;
-  const auto un = static_cast<std::size_t>(n);
-  thread_local arch_buffer<float, A> xp_buf, xs_buf;
-  float* xp = xp_buf.get(un * static_cast<std::size_t>(p.l.main));
-  float* xs = xs_buf.get(un * static_cast<std::size_t>(p.l.groups + p.l.lanes));
-  prepare_activations<A>(p.l, x, ldx, n, xp, xs);
-  p.x = x;
-  p.ldx = ldx;
-  p.xp = xp;
-  p.xs = xs;
-  if (p.l.per_block) {
-    alignas(A::alignment()) std::int32_t idx[ibatch<A>::size];
-    for (std::size_t i = 0; i < ibatch<A>::size; ++i)
-      idx[i] = static_cast<std::int32_t>(static_cast<index_t>(i) * (32 / p.l.bits) / p.l.group);
-    p.lane_group = ibatch<A>::load_aligned(idx);
-  }
-  for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
-    if (p.l.bits == 4)
-      int_rows<A, 4>(w, p, n, y, ldy, r0, r1);
-    else
-      int_rows<A, 8>(w, p, n, y, ldy, r0, r1);
-  });
-  return true;
-}
-
-// FP16/BF16 rows [r0, r1), converted in registers.
-template <class A>
-void half_rows(const quantized_tensor& w, const float* x, float* y, index_t r0, index_t r1) {
-  constexpr index_t lanes = fbatch<A>::size;
-  const bool is_fp16 = w.spec().format == format_id::fp16;
-  const index_t cols = w.cols();
-  for (index_t r = r0; r < r1; ++r) {
-    const auto* h = reinterpret_cast<const std::uint16_t*>(w.row_codes(r));
-    fbatch<A> acc0(0.0f), acc1(0.0f);
-    index_t j = 0;
-    for (; j + lanes <= cols; j += lanes) {
-      fbatch<A> f;
-#if MIXPREC_X86
-      if constexpr (is_avx512<A>) {  // F16C: one exact conversion instead of the bit-level decode
-        if (is_fp16) f = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(h + j)));
-      }
-#if defined(__F16C__)
-      else if constexpr (is_avx2<A>) {
-        if (is_fp16) f = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + j)));
-      }
-#endif
-      constexpr bool f16c = is_avx512<A>
-#if defined(__F16C__)
-                            || is_avx2<A>
-#endif
-          ;
-#else
-      constexpr bool f16c = false;
-#endif
-      if (!is_fp16 || !f16c) {
-        const ibatch<A> v = load_u16_as_i32<A>(h + j);
-        f = is_fp16 ? simd::fp16_lanes_to_float<A>(v) : xsimd::bitwise_cast<fbatch<A>>(v << 16);
-      }
-      if ((j / lanes) % 2 == 0)
-        acc0 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc0);
-      else
-        acc1 = madd<A>(f, fbatch<A>::load_unaligned(x + j), acc1);
-    }
-    float s = hsum<A>(acc0 + acc1);
-    for (; j < cols; ++j) s += (is_fp16 ? fp16_to_fp32(h[j]) : bf16_to_fp32(h[j])) * x[j];
-    y[r] = s;
-  }
+inline void check_gemm_shapes(const char* what, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x,
+                              const Eigen::Ref<row_matrix>& y) {
+  if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
+    throw error(errc::shape_mismatch, std::string(what) + ": X is " + std::to_string(x.rows()) + "x" +
+                                          std::to_string(x.cols()) + ", W " + std::to_string(w.rows()) + "x" +
+                                          std::to_string(w.cols()) + ", Y " + std::to_string(y.rows()) + "x" +
+                                          std::to_string(y.cols()));
 }
 
 }  // namespace detail
 
-// y = Q(W) x: x has w.cols() floats, y w.rows().
-template <class A = xsimd::default_arch>
-void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
-  const quant_spec& s = w.spec();
-  if (detail::fused_int_product<A>(w, x, w.cols(), 1, y, w.rows(), o)) return;
-  if (s.format == format_id::fp16 || s.format == format_id::bf16) {
-    detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) { detail::half_rows<A>(w, x, y, r0, r1); });
-    return;
-  }
-  detail::decoded_rows<A>(w, o, [&](index_t r, const float* row) { y[r] = detail::dot<A>(row, x, w.cols()); });
+// y = Q(W) x with the kernels of level i: x has w.cols() floats, y w.rows().
+inline void gemv(isa i, const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  detail::with_isa(i, [&]<class K>() { K::gemv(w, x, y, o); });
+}
+inline void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  gemv(active_isa(), w, x, y, o);
 }
 
-// Y = X Q(W)^T: X is batch x w.cols() (one activation row per token), Y batch x w.rows().
-template <class A = xsimd::default_arch>
-void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
-          const gemv_options& o = {}) {
-  if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
-    throw error(errc::shape_mismatch, "gemm: X is " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
-                                          ", W " + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ", Y " +
-                                          std::to_string(y.rows()) + "x" + std::to_string(y.cols()));
-  if (detail::fused_int_product<A>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o)) return;
-  if (x.rows() == 1) {
-    std::vector<float> out(static_cast<std::size_t>(w.rows()));
-    gemv<A>(w, x.data(), out.data(), o);
-    for (index_t r = 0; r < w.rows(); ++r) y(0, r) = out[static_cast<std::size_t>(r)];
-    return;
-  }
-  detail::decoded_rows<A>(w, o, [&](index_t r, const float* row) {
-    index_t b = 0;
-    for (; b + 4 <= x.rows(); b += 4) {  // four tokens per pass: each decoded vector is loaded once
-      float out[4];
-      detail::dot4<A>(row, x.data() + b * x.outerStride(), x.outerStride(), w.cols(), out);
-      for (int k = 0; k < 4; ++k) y(b + k, r) = out[k];
-    }
-    for (; b < x.rows(); ++b) y(b, r) = detail::dot<A>(row, x.data() + b * x.outerStride(), w.cols());
-  });
+// Y = X Q(W)^T: X is batch x w.cols() (one activation row per token), Y batch x w.rows(); other shapes
+// throw mixprec::error (shape_mismatch).
+inline void gemm(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+                 const gemv_options& o = {}) {
+  detail::check_gemm_shapes("gemm", w, x, y);
+  detail::with_isa(i, [&]<class K>() { K::gemm(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o); });
 }
-
-// Whether gemv_int8<A> uses AVX-512 VNNI on this CPU.
-template <class A = xsimd::default_arch>
-bool gemv_int8_uses_vnni() noexcept {
-#if MIXPREC_Q8_HAS_VNNI_PATH
-  if constexpr (detail::is_avx512<A>) return detail::cpu_has_avx512_vnni();
-#endif
-  return false;
+inline void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+                 const gemv_options& o = {}) {
+  gemm(active_isa(), w, x, y, o);
 }
 
 // y = Q(W) x with x quantized to INT8 per call (symmetric, one scale max|x| / 127, nearest-even) and
-// exact integer dot products (AVX-512 VNNI where the CPU has it); INT8 and INT4 weights only (others:
+// exact integer dot products (AVX-512 VNNI at level avx512_vnni); INT8 and INT4 weights only (others:
 // mixprec::error). Bit-identical to ref::gemv_int8 (kernels/ref/gemv_q8_ref.hpp states the numerics).
-template <class A = xsimd::default_arch>
-void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
-  if (gemv_int8_uses_vnni<A>())
-    detail::q8_product<A, true>(w, x, w.cols(), 1, y, w.rows(), o.threads);
-  else
-    detail::q8_product<A, false>(w, x, w.cols(), 1, y, w.rows(), o.threads);
+inline void gemv_int8(isa i, const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  detail::with_isa(i, [&]<class K>() { K::gemm_int8(w, x, w.cols(), 1, y, w.rows(), o, i == isa::avx512_vnni); });
+}
+inline void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+  gemv_int8(active_isa(), w, x, y, o);
 }
 
 // Y = X Q(W)^T with every activation row (token) quantized to INT8 on its own, as gemv_int8 does: row k
 // of Y is bit-identical to gemv_int8 of row k of X. Each row of codes is loaded once for up to four
 // tokens.
-template <class A = xsimd::default_arch>
-void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
-               const gemv_options& o = {}) {
-  if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
-    throw error(errc::shape_mismatch, "gemm_int8: X is " + std::to_string(x.rows()) + "x" +
-                                          std::to_string(x.cols()) + ", W " + std::to_string(w.rows()) + "x" +
-                                          std::to_string(w.cols()) + ", Y " + std::to_string(y.rows()) + "x" +
-                                          std::to_string(y.cols()));
-  if (gemv_int8_uses_vnni<A>())
-    detail::q8_product<A, true>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o.threads);
-  else
-    detail::q8_product<A, false>(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o.threads);
+inline void gemm_int8(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x,
+                      Eigen::Ref<row_matrix> y, const gemv_options& o = {}) {
+  detail::check_gemm_shapes("gemm_int8", w, x, y);
+  detail::with_isa(i, [&]<class K>() {
+    K::gemm_int8(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o, i == isa::avx512_vnni);
+  });
+}
+inline void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
+                      const gemv_options& o = {}) {
+  gemm_int8(active_isa(), w, x, y, o);
 }
 
 }  // namespace mixprec

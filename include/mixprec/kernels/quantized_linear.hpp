@@ -52,26 +52,24 @@ class quantized_linear {
   }
 
   // y = Q(W) x + b for one vector (x: in_features floats, y: out_features).
-  template <class A = xsimd::default_arch>
   void forward(const float* x, float* y, const gemv_options& o = {}) const {
     if (activations_ == activation_type::int8)
-      gemv_int8<A>(weight_, x, y, o);
+      gemv_int8(weight_, x, y, o);
     else
-      gemv<A>(weight_, x, y, o);
+      gemv(weight_, x, y, o);
     if (bias_)
       for (index_t r = 0; r < out_features(); ++r) y[r] += (*bias_)[r];
   }
   // Y = X Q(W)^T + b for a batch (one activation row per token).
-  template <class A = xsimd::default_arch>
   [[nodiscard]] row_matrix forward(const Eigen::Ref<const row_matrix>& x, const gemv_options& o = {}) const {
     if (x.cols() != in_features())
       throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': input has " + std::to_string(x.cols()) +
                                             " features, expected " + std::to_string(in_features()));
     row_matrix y(x.rows(), out_features());
     if (activations_ == activation_type::int8)
-      gemm_int8<A>(weight_, x, y, o);
+      gemm_int8(weight_, x, y, o);
     else
-      gemm<A>(weight_, x, y, o);
+      gemm(weight_, x, y, o);
     if (bias_) y.rowwise() += bias_->transpose();
     return y;
   }

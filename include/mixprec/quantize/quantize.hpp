@@ -2,14 +2,15 @@
 // compile-time quantizer<Format, Granularity, Scheme, Calibration, ScaleType>.
 //
 // The drivers here are written once over a kernel set (kernels/kernel_set.hpp): quantize() uses the
-// xsimd kernels of the best architecture the calling translation unit is compiled for;
-// quantize_reference() uses the scalar reference. Both give identical bytes.
+// SIMD kernels of the best instruction set this CPU has (kernels/isa.hpp), quantize_with<K>() a set
+// you name, quantize_reference() the scalar reference. All give identical bytes.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -313,32 +314,30 @@ template <class K>
   return y;
 }
 
-// Quantizes with the xsimd kernels of this translation unit's best architecture. (A template, so that
-// translation units compiled for different ISAs get distinct symbols instead of an ODR clash.)
-template <class K = default_kernels>
-[[nodiscard]] quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s, std::string_view name = "tensor") {
-  return quantize_with<K>(w, s, name);
+// Quantizes with the SIMD kernels of the level in use (active_isa()).
+[[nodiscard]] inline quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s,
+                                               std::string_view name = "tensor") {
+  return with_kernels(active_isa(), [&]<class K>() { return quantize_with<K>(w, s, name); });
 }
 // Quantizes w into out, reusing out's buffers (see quantize_with).
-template <class K = default_kernels>
-void quantize_into(const row_matrix_ref& w, const quant_spec& s, quantized_tensor& out,
-                   std::string_view name = "tensor") {
-  out = quantize_with<K>(w, s, name, &out);
+inline void quantize_into(const row_matrix_ref& w, const quant_spec& s, quantized_tensor& out,
+                          std::string_view name = "tensor") {
+  with_kernels(active_isa(), [&]<class K>() { out = quantize_with<K>(w, s, name, &out); });
 }
 // Quantizes with the scalar reference kernels (same bytes as quantize()).
 [[nodiscard]] inline quantized_tensor quantize_reference(const row_matrix_ref& w, const quant_spec& s,
                                                          std::string_view name = "tensor") {
   return quantize_with<reference_kernels>(w, s, name);
 }
-// FP32 values of q (xsimd kernels).
-template <class K = default_kernels>
-[[nodiscard]] row_matrix dequantize(const quantized_tensor& q) {
-  return dequantize_with<K>(q);
+// Writes the FP32 values of q into y, which must be q.rows() x q.cols() (SIMD kernels).
+inline void dequantize_into(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
+  with_kernels(active_isa(), [&]<class K>() { dequantize_into_with<K>(q, y); });
 }
-// Writes the FP32 values of q into y, which must be q.rows() x q.cols() (xsimd kernels).
-template <class K = default_kernels>
-void dequantize_into(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
-  dequantize_into_with<K>(q, y);
+// FP32 values of q (SIMD kernels).
+[[nodiscard]] inline row_matrix dequantize(const quantized_tensor& q) {
+  row_matrix y(q.rows(), q.cols());
+  dequantize_into(q, y);
+  return y;
 }
 // FP32 values of q (scalar reference; same values as dequantize()).
 [[nodiscard]] inline row_matrix dequantize_reference(const quantized_tensor& q) {

@@ -102,8 +102,8 @@ inline index_t block_rows(const layer& l, const quant_spec& s) noexcept {
   throw error(errc::non_finite, "layer '" + l.name + "': non-finite weight");
 }
 
-// Scores one (layer, candidate) pair with the kernels of architecture Arch.
-template <class Arch>
+// Scores one (layer, candidate) pair with kernel set K.
+template <class K>
 weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace& ws) {
   const auto w = l.weight();
   const index_t block = block_rows(l, spec);
@@ -114,7 +114,7 @@ weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace
     const index_t n = std::min(block, l.rows - r0);
     const auto w_b = w.middleRows(r0, n);
     try {
-      quantize_into<simd_kernels<Arch>>(w_b, spec, ws.q, l.name);
+      ws.q = quantize_with<K>(w_b, spec, l.name, &ws.q);
     } catch (const error& e) {
       if (e.code() == errc::non_finite) throw_non_finite_weight(l);  // with the row in the whole matrix
       if (block == l.rows) throw;
@@ -122,8 +122,8 @@ weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace
                                 ": row numbers count from the first of these)");
     }
     Eigen::Map<row_matrix> back_b(ws.back.data(), n, l.cols);
-    dequantize_into<simd_kernels<Arch>>(ws.q, back_b);
-    for (index_t r = 0; r < n; ++r) accumulate_error<Arch>(&w_b.coeffRef(r, 0), &back_b.coeffRef(r, 0), l.cols, stats);
+    dequantize_into_with<K>(ws.q, back_b);
+    for (index_t r = 0; r < n; ++r) K::accumulate_error(&w_b.coeffRef(r, 0), &back_b.coeffRef(r, 0), l.cols, stats);
     if (l.statistic() != layer_statistic::none) output += block_output_error(l, w_b, back_b, ws);
   }
   // Float formats pass NaN/Inf weights through; the quantized values may overflow (fp16 beyond
@@ -158,9 +158,8 @@ weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace
 
 // Scores every layer x candidate; results ordered by layer, then candidate (whatever the threads).
 // Throws mixprec::error for an invalid view (see validate) or a weight the quantizer rejects.
-// Arch: the SIMD architecture of the kernels (default: the best this translation unit is compiled for).
-template <class Arch = xsimd::default_arch>
-[[nodiscard]] std::vector<weight_score> analyze_weights(std::span<const layer> layers,
+// Runs the SIMD kernels of the level in use (active_isa()).
+[[nodiscard]] inline std::vector<weight_score> analyze_weights(std::span<const layer> layers,
                                                                const std::vector<quant_spec>& candidates,
                                                                const weight_analysis_options& options = {}) {
   validate(layers);
@@ -177,10 +176,11 @@ template <class Arch = xsimd::default_arch>
   const unsigned workers = detail::worker_count(options.threads, total);
   std::vector<detail::weight_workspace> ws(workers);
   detail::progress_counter progress(options.progress, total);
+  const isa level = active_isa();
   detail::parallel_for(total, workers, [&](std::size_t i, unsigned worker) {
     const std::size_t k = order[i];
     const layer& l = layers[k / nc];
-    scores[k] = detail::score_pair<Arch>(l, candidates[k % nc], ws[worker]);
+    scores[k] = with_kernels(level, [&]<class K>() { return detail::score_pair<K>(l, candidates[k % nc], ws[worker]); });
     progress.tick(l.name);
   });
   return scores;

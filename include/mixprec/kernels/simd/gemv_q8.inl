@@ -11,28 +11,6 @@
 // - other architectures: scalar loops (the same integers).
 // Then, vectorised over the 16 lanes: D = R - (z - offset) * qs (qs: per-lane sums of q, once per
 // call), acc = acc + s * float(D) (no FMA), a fixed reduction tree, y = acc[0] * sx.
-#pragma once
-
-#include <algorithm>
-#include <cmath>
-#include <cstdint>
-
-#include <xsimd/xsimd.hpp>
-
-#include "mixprec/detail/simd.hpp"
-#include "mixprec/kernels/gemv_int.hpp"
-#include "mixprec/kernels/ref/gemv_q8_ref.hpp"
-
-namespace mixprec::detail {
-
-// Whether this CPU has AVX-512 VNNI (vpdpbusd).
-inline bool cpu_has_avx512_vnni() noexcept {
-#if MIXPREC_X86 && (defined(__GNUC__) || defined(__clang__))
-  return __builtin_cpu_supports("avx512vnni");
-#else
-  return false;
-#endif
-}
 
 // 32-bit lane permutation of integers: lane i = s[idx[i]] (s has `lanes` readable ints).
 template <class A>
@@ -68,15 +46,6 @@ float quantize_activations(const float* x, index_t n, std::int8_t* q) {
   return sx;
 }
 
-#if MIXPREC_X86 && (defined(__GNUC__) || defined(__clang__))
-#define MIXPREC_Q8_HAS_VNNI_PATH 1
-// The VNNI instantiation of q8_lane_sums is compiled for AVX-512 VNNI whatever the translation unit's
-// flags (called only after cpu_has_avx512_vnni()).
-#define MIXPREC_TARGET_VNNI __attribute__((target("avx512vnni,avx512bw,avx512f,avx512vl")))
-#else
-#define MIXPREC_Q8_HAS_VNNI_PATH 0
-#define MIXPREC_TARGET_VNNI
-#endif
 
 // The quantized activations of a batch of tokens (each quantized on its own), rearranged for the
 // integer stage. Token k's data start at k * ld{q,qa,qs}.
@@ -145,7 +114,7 @@ class q8_float_stage {
   static void accumulate(const ibatch<A>* R, const fbatch<A>* s, const ibatch<A>* zo, const std::int32_t* qs,
                          fbatch<A>* acc) noexcept {
     for (index_t c = 0; c < C; ++c)
-      acc[c] = acc[c] + s[c] * xsimd::to_float(R[c] - zo[c] * ibatch<A>::load_unaligned(qs + c * L));
+      acc[c] = acc[c] + s[c] * sx::to_float(R[c] - zo[c] * ibatch<A>::load_unaligned(qs + c * L));
   }
 
   // One token's output: the tail columns, the reduction tree, times sx.
@@ -183,7 +152,7 @@ class q8_float_stage {
 template <class A, bool Vnni, int Bits>
 inline constexpr int q8_offset = Bits == 8 && !Vnni && (is_avx512<A> || is_avx2<A>) ? 128 : 0;
 
-#if MIXPREC_Q8_HAS_VNNI_PATH
+#if MIXPREC_X86_TARGETS
 // Row r for T tokens from tok0 (AVX-512, with or without VNNI; Vnni only after the CPU check). The
 // integer and float stages are fused per unit, and each 64-byte load of codes serves all T tokens.
 template <class A, bool Vnni, int Bits, int T, bool PerBlock>
@@ -245,7 +214,7 @@ MIXPREC_TARGET_VNNI void q8_tile_avx512(const q8_float_stage<A>& fs, const q8_ac
 template <class A, bool Vnni, int Bits, int T, bool PerBlock>
 void q8_tile(const q8_float_stage<A>& fs, const q8_activations& p, const std::uint8_t* codes, index_t tok0, float* y,
              index_t ldy) {
-#if MIXPREC_Q8_HAS_VNNI_PATH
+#if MIXPREC_X86_TARGETS
   if constexpr (is_avx512<A>) {
     q8_tile_avx512<A, Vnni, Bits, T, PerBlock>(fs, p, codes, tok0, y, ldy);
     return;
@@ -450,4 +419,3 @@ void q8_product(const quantized_tensor& w, const float* x, index_t ldx, index_t 
   });
 }
 
-}  // namespace mixprec::detail

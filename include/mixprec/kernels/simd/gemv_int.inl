@@ -21,22 +21,6 @@
 // rounded when pre-scaled (an absolute error below 2^-137 |s_g| u per element).
 // Columns past the last whole block are computed by a scalar loop, exactly as dequantize() forms
 // the weight.
-#pragma once
-
-#include <algorithm>
-#include <cstddef>
-#include <cstdint>
-#include <cstring>
-#include <new>
-#include <utility>
-
-#include <xsimd/xsimd.hpp>
-
-#include "mixprec/detail/simd.hpp"
-#include "mixprec/kernels/quantize_simd.hpp"
-#include "mixprec/quantize/quantized_tensor.hpp"
-
-namespace mixprec::detail {
 
 // 64-byte aligned scratch, one class per architecture. Kernels use it instead of std::vector so that
 // no code compiled for one ISA is shared (by the linker's choice) with translation units built for
@@ -140,7 +124,7 @@ inline fbatch<A> field_as_float(ibatch<A> lo, ibatch<A> hi) noexcept {
   } else
 #endif
   {
-    return xsimd::to_float(src & ibatch<A>(mask));
+    return sx::to_float(src & ibatch<A>(mask));
   }
 }
 
@@ -258,7 +242,7 @@ float dot_groups(const float* a, const float* b, index_t n) noexcept {
   fbatch<A> acc(0.0f);
   index_t g = 0;
   for (; g + w <= n; g += w) acc = madd<A>(fbatch<A>::load_unaligned(a + g), fbatch<A>::load_unaligned(b + g), acc);
-  float s = xsimd::hadd(acc);
+  float s = sx::hadd(acc);
   for (; g < n; ++g) s += a[g] * b[g];
   return s;
 }
@@ -323,7 +307,7 @@ void int_main_loop(const int_layout& l, const std::uint8_t* const* codes, const 
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < NC; ++c) out[r][c] = xsimd::hadd(total[r][c]);
+    for (int c = 0; c < NC; ++c) out[r][c] = sx::hadd(total[r][c]);
 }
 
 // Per-call state of a fused integer product: the layout and the rearranged activations.
@@ -406,4 +390,3 @@ void int_rows(const quantized_tensor& w, const int_product<A>& p, index_t n, flo
   }
 }
 
-}  // namespace mixprec::detail
