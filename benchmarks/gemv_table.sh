@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The GEMV table of README.md: the default build's dispatched kernels at each instruction-set level this
 # CPU runs (MIXPREC_ISA caps the level; the binary is the same), against Eigen FP32 from the same source
-# built with -march=native (gemv_bench_native), one thread, medians of 3 repetitions. Each level's run
+# built for that level's CPU: -march=x86-64-v3 (gemv_bench_x86_64_v3) for sse2 and avx2, as an AVX2 CPU's
+# native build would be; -march=native (gemv_bench_native) for the AVX-512 levels. One thread, medians
+# of 3 repetitions. Each level's run
 # also measures memcpy, the roofline. Needs python3 to print the table.
 #   bash benchmarks/gemv_table.sh [BUILD_DIR] [FILTER]
 set -euo pipefail
@@ -15,6 +17,7 @@ run() {  # NAME BINARY [ENV...]
     --benchmark_format=json >"$out/$name.json" 2>/dev/null
 }
 run native "$build/benchmarks/gemv_bench_native"
+run v3 "$build/benchmarks/gemv_bench_x86_64_v3"
 for level in sse2 avx2 avx512 avx512_vnni; do
   run "$level" "$build/benchmarks/gemv_bench" MIXPREC_ISA=$level
 done
@@ -28,18 +31,18 @@ def medians(name):
         if b.get("aggregate_name") == "median":
             r[b["run_name"]] = b
     return r, d["context"].get("mixprec_isa", "?")
-native, nisa = medians("native")
+eigen = {"native": medians("native")[0], "v3": medians("v3")[0]}
 def us(b): return b["real_time"] * {"us": 1, "ms": 1000, "ns": 1e-3}[b["time_unit"]]
 print(f"CPU: {json.load(open(os.path.join(out, 'native.json')))['context'].get('mhz_per_cpu')} MHz; "
-      f"Eigen FP32 from the -march=native build")
-print("| level | shape, batch | Eigen FP32 (native) | INT4 g128 | INT4 g128, INT8 act | INT8 pc | INT8 pc, INT8 act | roofline INT4 g128 | dispatch cost |")
+      f"Eigen FP32 from the -march=x86-64-v3 build (sse2, avx2 rows) or the -march=native build")
+print("| level | shape, batch | Eigen FP32 | INT4 g128 | INT4 g128, INT8 act | INT8 pc | INT8 pc, INT8 act | roofline INT4 g128 | dispatch cost |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
 for level in ["sse2", "avx2", "avx512", "avx512_vnni"]:
     r, isa = medians(level)
     if isa != level and not (level == "sse2" and isa in ("sse2",)):
         continue  # this CPU does not run the level (MIXPREC_ISA only caps)
     for shape in ["4096x4096/1", "11008x4096/1"]:
-        e = us(native[f"BM_gemv/fp32_eigen/{shape}"])
+        e = us(eigen["v3" if level in ("sse2", "avx2") else "native"][f"BM_gemv/fp32_eigen/{shape}"])
         def cell(name):
             b = r.get(name)
             return f"{us(b):.0f} us ({e / us(b):.2f}x)" if b else ""

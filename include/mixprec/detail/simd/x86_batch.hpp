@@ -235,8 +235,9 @@ inline i16 operator-(i16 a, i16 b) noexcept { return _mm512_sub_epi32(a, b); }
 inline i16 operator*(i16 a, i16 b) noexcept { return _mm512_mullo_epi32(a, b); }
 inline i16 operator&(i16 a, i16 b) noexcept { return _mm512_and_si512(a, b); }
 inline i16 operator|(i16 a, i16 b) noexcept { return _mm512_or_si512(a, b); }
-inline i16 operator<<(i16 a, int n) noexcept { return _mm512_slli_epi32(a, static_cast<unsigned>(n)); }
-inline i16 operator>>(i16 a, int n) noexcept { return _mm512_srai_epi32(a, static_cast<unsigned>(n)); }
+// Count in a register: GCC's immediate forms are macros that need a constant at -O0 (a Debug build).
+inline i16 operator<<(i16 a, int n) noexcept { return _mm512_sll_epi32(a, _mm_cvtsi32_si128(n)); }
+inline i16 operator>>(i16 a, int n) noexcept { return _mm512_sra_epi32(a, _mm_cvtsi32_si128(n)); }
 inline i16 max(i16 a, i16 b) noexcept { return _mm512_max_epi32(a, b); }
 inline i16b operator>(i16 a, i16 b) noexcept { return _mm512_cmpgt_epi32_mask(a, b); }
 inline i16b operator<(i16 a, i16 b) noexcept { return _mm512_cmplt_epi32_mask(a, b); }
