@@ -2,7 +2,7 @@
 //
 // The rule (Highway's, simdjson's): code for an ISA above the baseline is compiled only between
 // MIXPREC_TARGET_<ISA>_BEGIN and MIXPREC_TARGET_END, and only inside a namespace named after that ISA
-// (detail::N_AVX2, detail::N_AVX512). The region gives its functions the ISA as a target attribute
+// (detail::isa_avx2, detail::isa_avx512). The region gives its functions the ISA as a target attribute
 // (GCC: #pragma GCC target; Clang: #pragma clang attribute), so
 // - nothing defined outside a region (the standard library, Eigen, mixprec's scalar code) is ever
 //   compiled for the higher ISA: the linker can only ever pick baseline copies of shared inline code;
@@ -10,8 +10,11 @@
 //   higher-ISA body can replace a baseline one;
 // - no source file needs -m flags, so every translation unit of a program agrees on Eigen's alignment
 //   and layout.
-// Region code runs only after a CPU check (kernels/isa.hpp). Never #include inside a region: headers
-// read there would compile their inline functions for the region's ISA.
+// Region code runs only after a CPU check (kernels/isa.hpp) for exactly the features the region names. Nothing but kernel source (the .inl files
+// of kernels/simd/) is #included inside a region: a header first read there would compile its inline
+// functions for the region's ISA. Regions also pin fp-contract=off (GCC's default for C++ is to fuse
+// a*b+c once FMA is enabled, which would break bit-equality with the scalar references); Clang honours
+// that unless the user passes -ffp-contract=fast, which overrides every pragma.
 #pragma once
 
 #if (defined(__x86_64__) || defined(_M_X64) || defined(__i386__)) && !defined(MIXPREC_NO_DISPATCH) && \
@@ -24,15 +27,15 @@
 #if MIXPREC_X86_TARGETS
 #include <immintrin.h>  // every intrinsic is declared whatever the flags; usable inside a matching region
 
-#define MIXPREC_ISA_AVX2_FEATURES "avx2,fma,f16c,popcnt"
-#define MIXPREC_ISA_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx512cd,avx2,fma,f16c,popcnt"
+#define MIXPREC_ISA_AVX2_FEATURES "avx2,fma,f16c"
+#define MIXPREC_ISA_AVX512_FEATURES "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"
 #define MIXPREC_ISA_AVX512_VNNI_FEATURES MIXPREC_ISA_AVX512_FEATURES ",avx512vnni"
 
 #if defined(__clang__)
-#define MIXPREC_TARGET_BEGIN_(features) \
+#define MIXPREC_TARGET_BEGIN_(features)                                                       \
   MIXPREC_PRAGMA_(clang attribute push(__attribute__((target(features))), apply_to = function)) \
-  _Pragma("clang fp contract(off)")
-#define MIXPREC_TARGET_END _Pragma("clang attribute pop")
+  _Pragma("float_control(push)") _Pragma("clang fp contract(off)")
+#define MIXPREC_TARGET_END _Pragma("float_control(pop)") _Pragma("clang attribute pop")
 #else
 // GCC 12 reports false (maybe-)uninitialized warnings inside its own AVX-512 intrinsics (the
 // _mm512_undefined_* idiom) once they are inlined into region code: silenced for the region only.
