@@ -12,7 +12,7 @@
 // (kernels/isa.hpp) to it. Everything the kernels call outside their namespace (std, Eigen, ref::,
 // quantized_tensor) is defined before any region, so it is compiled for the baseline only.
 //
-// Adding a kernel: write it in an .inl as a template on A (no non-template functions: a baseline
+// Adding a kernel: write it in an .inl (listed in sources.inl) as a template on A (no non-template functions: a baseline
 // namespace may be compiled with different flags in different translation units), give kernels<A> an
 // entry, and test it on every level (tests iterate supported_isas() under isa_scope).
 #pragma once
@@ -56,13 +56,7 @@ template <class A>
 using ibatch_bool = xsimd::batch_bool<std::int32_t, A>;
 namespace sx = ::xsimd;
 #define MIXPREC_SIMD_NS isa_baseline
-#include "mixprec/kernels/simd/helpers.inl"
-#include "mixprec/kernels/simd/quantize.inl"
-#include "mixprec/kernels/simd/gemv_int.inl"
-#include "mixprec/kernels/simd/gemv_q8.inl"
-#include "mixprec/kernels/simd/gemv.inl"
-#include "mixprec/kernels/simd/metrics.inl"
-#include "mixprec/kernels/simd/entry.inl"
+#include "mixprec/kernels/simd/sources.inl"
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_baseline
 
@@ -82,13 +76,7 @@ MIXPREC_TARGET_AVX2_BEGIN
 namespace mixprec::detail::isa_avx2 {
 MIXPREC_X86_TARGET_PRELUDE_
 #define MIXPREC_SIMD_NS isa_avx2
-#include "mixprec/kernels/simd/helpers.inl"
-#include "mixprec/kernels/simd/quantize.inl"
-#include "mixprec/kernels/simd/gemv_int.inl"
-#include "mixprec/kernels/simd/gemv_q8.inl"
-#include "mixprec/kernels/simd/gemv.inl"
-#include "mixprec/kernels/simd/metrics.inl"
-#include "mixprec/kernels/simd/entry.inl"
+#include "mixprec/kernels/simd/sources.inl"
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_avx2
 MIXPREC_TARGET_END
@@ -97,13 +85,7 @@ MIXPREC_TARGET_AVX512_BEGIN
 namespace mixprec::detail::isa_avx512 {
 MIXPREC_X86_TARGET_PRELUDE_
 #define MIXPREC_SIMD_NS isa_avx512
-#include "mixprec/kernels/simd/helpers.inl"
-#include "mixprec/kernels/simd/quantize.inl"
-#include "mixprec/kernels/simd/gemv_int.inl"
-#include "mixprec/kernels/simd/gemv_q8.inl"
-#include "mixprec/kernels/simd/gemv.inl"
-#include "mixprec/kernels/simd/metrics.inl"
-#include "mixprec/kernels/simd/entry.inl"
+#include "mixprec/kernels/simd/sources.inl"
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_avx512
 MIXPREC_TARGET_END
