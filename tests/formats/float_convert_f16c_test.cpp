@@ -14,7 +14,7 @@
 namespace isa_avx2 {
 
 __attribute__((target("f16c"))) std::uint16_t f16c_convert(float f) {
-  return static_cast<std::uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
+  return static_cast<std::uint16_t>(_mm_cvtsi128_si32(_mm_cvtps_ph(_mm_set_ss(f), _MM_FROUND_TO_NEAREST_INT)));
 }
 
 }  // namespace isa_avx2
