@@ -51,6 +51,9 @@ TEST_CASE("IDX parses images and labels and rejects corrupt input", "[io][idx]")
   CHECK_THROWS_WITH(mixprec::idx::parse(bad, "t"), Catch::Contains("expected 12 data bytes"));
   CHECK(code_of(make_idx({0, 3}, {})) == mixprec::errc::parse_error);
   CHECK(code_of(make_idx({0xFFFFFFFF, 0xFFFFFFFF}, {})) == mixprec::errc::parse_error);
+  // 2^17 x 2^17 x 2^30 elements: 2^64, which wraps to 0 in 64-bit arithmetic and would match an empty
+  // data section.
+  CHECK(code_of(make_idx({1u << 17, 1u << 17, 1u << 30}, {})) == mixprec::errc::parse_error);
   bad = img;
   bad[3] = 9;
   CHECK(code_of(bad) == mixprec::errc::parse_error);

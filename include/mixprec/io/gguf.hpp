@@ -67,6 +67,7 @@
 #include <vector>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/io/mapped_file.hpp"
@@ -270,9 +271,7 @@ struct tensor_info {
 
 namespace detail {
 
-inline bool mul_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-  return !__builtin_mul_overflow(a, b, &out);
-}
+using mixprec::detail::mul_ok;
 
 // Byte size of a tensor of `type` and `dims`, validated; `fail(errc, message)` must throw.
 template <class Fail>

@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 
 namespace mixprec::idx {
@@ -37,8 +38,8 @@ struct array {
     const std::uint8_t* p = bytes.data() + 4 + 4 * d;
     const std::uint32_t v = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) | p[3];
     if (v == 0) throw fail("dimension " + std::to_string(d) + " is zero");
-    count *= v;
-    if (count > (std::uint64_t{1} << 34)) throw fail("absurd size");
+    if (!mixprec::detail::mul_ok(count, v, count) || count > (std::uint64_t{1} << 34))
+      throw fail("dimensions multiply to more than 2^34 elements");
     a.dims.push_back(v);
   }
   const std::size_t header = 4 + 4 * static_cast<std::size_t>(n_dims);

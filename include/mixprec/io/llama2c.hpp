@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 
 namespace mixprec::llama2c {
@@ -95,10 +96,19 @@ inline void fail(const std::string& file, const std::string& what) {
              L = static_cast<std::uint64_t>(c.n_layers), V = static_cast<std::uint64_t>(c.vocab_size),
              kv = static_cast<std::uint64_t>(c.kv_dim()), S = static_cast<std::uint64_t>(c.seq_len),
              hs = static_cast<std::uint64_t>(c.head_size());
-  const std::uint64_t floats = V * d + L * d + L * d * d + 2 * L * kv * d + L * d * d + L * d + 3 * L * hd * d + d +
-                               S * hs + (c.shared_classifier ? 0 : V * d);
-  if (28 + floats * 4 != size)
-    detail::fail(name, "expected " + std::to_string(28 + floats * 4) + " bytes for this header, the file has " +
+  // Every field may be up to 2^20: the products need checking (2^20 layers of 2^20 x 2^20 matrices).
+  using mixprec::detail::checked_u64;
+  const checked_u64 floats = checked_u64(V) * d + checked_u64(L) * d + checked_u64(L) * d * d +
+                             checked_u64(2) * L * kv * d + checked_u64(L) * d * d + checked_u64(L) * d +
+                             checked_u64(3) * L * hd * d + d + checked_u64(S) * hs +
+                             (c.shared_classifier ? checked_u64(0) : checked_u64(V) * d);
+  const checked_u64 expected = floats * 4 + 28;
+  if (!expected.ok())
+    detail::fail(name, "the header's sizes (dim " + std::to_string(c.dim) + ", hidden_dim " +
+                           std::to_string(c.hidden_dim) + ", n_layers " + std::to_string(c.n_layers) +
+                           ") give more than 2^64 bytes of weights; the file has " + std::to_string(size));
+  if (expected.value() != size)
+    detail::fail(name, "expected " + std::to_string(expected.value()) + " bytes for this header, the file has " +
                            std::to_string(size));
   std::uint64_t offset = 28;
   auto read = [&](float* dst, std::uint64_t n) {

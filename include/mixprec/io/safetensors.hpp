@@ -48,6 +48,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/io/mapped_file.hpp"
@@ -110,10 +111,7 @@ inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
   return v;
 }
 
-// a * b, or false on overflow.
-inline bool mul_ok(std::uint64_t a, std::uint64_t b, std::uint64_t& out) noexcept {
-  return !__builtin_mul_overflow(a, b, &out);
-}
+using mixprec::detail::mul_ok;
 
 inline std::uint64_t get_uint(const nlohmann::json& j, const std::string& file, const std::string& what) {
   if (!j.is_number_unsigned()) {
