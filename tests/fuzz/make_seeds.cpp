@@ -1,5 +1,6 @@
-// Writes the seed corpora for the safetensors and GGUF fuzz targets (small valid files covering every
-// dtype / value type, alignments and ranks) with mixprec's own writers:
+// Writes the seed corpora for the safetensors, GGUF, imatrix and plan JSON fuzz targets (small valid
+// files covering every dtype / value type, alignments and ranks) with mixprec's own writers, and
+// structure-aware seeds whose header sizes overflow 64-bit arithmetic (llama2.c, IDX):
 //   cmake --build build-fuzz --target make_seeds && build-fuzz/make_seeds tests/fuzz/corpus
 // The files are committed; rerun this after changing the formats' coverage.
 #include <cstdio>
@@ -7,11 +8,22 @@
 #include <string>
 #include <vector>
 
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/io/imatrix.hpp"
 #include "mixprec/io/safetensors.hpp"
+#include "mixprec/plan/plan.hpp"
+#include "mixprec/plan/plan_json.hpp"
 
 namespace gguf = mixprec::gguf;
 namespace st = mixprec::safetensors;
+
+static void write_bytes(const std::filesystem::path& path, const void* data, std::size_t n) {
+  std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+}
 
 static std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
   std::vector<std::byte> b(n);
@@ -71,5 +83,30 @@ int main(int argc, char** argv) {
               std::vector<gguf::tensor_source>{{"a", 30, {3}, std::span(f32).first(6), {}},
                                                {"b", 0, {2, 1, 1, 1}, std::span(f32).first(8), {}}});
   gguf::write((root / "gguf" / "no_tensors.gguf").string(), kvs, std::vector<gguf::tensor_source>{});
+
+  // imatrix (legacy .dat): two entries and the trailer.
+  std::filesystem::create_directories(root / "imatrix");
+  mixprec::imatrix::file im;
+  im.entries["blk.0.attn_q.weight"] = {4, Eigen::VectorXf::LinSpaced(8, 0.5f, 4.0f)};
+  im.entries["blk.0.ffn_down.weight"] = {4, Eigen::VectorXf::Constant(16, 2.0f)};
+  im.last_chunk = 4;
+  im.dataset = "calib.txt";
+  const auto imb = mixprec::imatrix::serialize(im);
+  write_bytes(root / "imatrix" / "two_entries.dat", imb.data(), imb.size());
+
+  // plan JSON: a knapsack plan of two layers and the sensitivity table it came from.
+  std::filesystem::create_directories(root / "plan_json");
+  mixprec::sensitivity_table t;
+  t.add("fc1", 8, 64, "int4/g32/sym/mse/s16", 0.02).add("fc1", 8, 64, "int8", 0.001);
+  t.add("fc2", 4, 64, "int4/g32/sym/mse/s16", 0.01).add("fc2", 4, 64, "int8", 0.0005);
+  const mixprec::plan p = mixprec::mixed_precision_plan{t, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
+  std::ofstream(root / "plan_json" / "plan.json") << nlohmann::json(p).dump(1);
+  std::ofstream(root / "plan_json" / "table.json") << nlohmann::json(t).dump(1);
+
+  // Headers whose size arithmetic overflows 64 bits (each field alone is in range).
+  const std::int32_t l2c[7] = {1048576, 2, 1048574, 1, 1, 1, 14};  // 2^62 floats: 28 + 4n wraps to 28
+  write_bytes(root / "llama2c" / "size_wraps.bin", l2c, sizeof l2c);
+  const std::uint8_t idx[] = {0, 0, 8, 3, 0, 2, 0, 0, 0, 2, 0, 0, 64, 0, 0, 0};  // 2^17 x 2^17 x 2^30 = 2^64
+  write_bytes(root / "idx" / "count_wraps.idx", idx, sizeof idx);
   return 0;
 }
