@@ -5,6 +5,7 @@
 //   mixprec quantize FILE.gguf --plan plan.json -o OUT.gguf
 // Exit codes: 0 done; 1 unexpected failure; 2 bad command line; 3 unreadable or corrupt input;
 // 4 the budget cannot be met; 5 a valid request mixprec does not support.
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 
@@ -34,7 +35,15 @@ std::string shape_text(const std::vector<std::uint64_t>& dims) {
 
 }  // namespace
 
+// SIGINT/SIGTERM/SIGHUP: remove the temporary output being written, then die of the signal as usual.
+extern "C" void on_fatal_signal(int sig) {
+  mixprec::remove_pending_outputs();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 int main(int argc, char** argv) {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_fatal_signal);
   CLI::App app{"mixprec: mixed-precision quantization of GGUF and safetensors checkpoints"};
   app.require_subcommand(1);
   std::string file, types = "q4_0,q4_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
@@ -67,6 +76,11 @@ int main(int argc, char** argv) {
   }
 
   try {
+    // Every output is checked before any tensor is read: never the input, and in a folder that exists.
+    if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in});
+    if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path});
+    if (analyze->parsed() && !json_path.empty())
+      mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
     const mixprec_cli::model_file f(file);
     if (inspect->parsed()) {
       std::printf("| tensor | shape | type | bytes |\n|---|---|---|---:|\n");
@@ -105,7 +119,11 @@ int main(int argc, char** argv) {
           j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", std::string(mixprec::to_string(c.type))},
                        {"bytes", c.bytes}, {"sqnr_db", c.sqnr_db}, {"error", c.error}, {"importance", a.has_importance}});
         }
-      if (!json_path.empty()) std::ofstream(json_path) << j.dump(2) << "\n";
+      if (!json_path.empty()) {
+        mixprec::output_file out(json_path);
+        out.stream() << j.dump(2) << "\n";
+        out.commit();
+      }
       return 0;
     }
     if (plan->parsed()) {
@@ -124,9 +142,9 @@ int main(int argc, char** argv) {
       std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
                   p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
                   8.0 * static_cast<double>(p.bytes()) / weights, p.entries.size(), p.budget_bytes, err);
-      std::ofstream out(plan_out);
-      out << mixprec_cli::to_json(p).dump(2) << "\n";
-      if (!out) throw mixprec::error(mixprec::errc::io_error, "cannot write '" + plan_out + "'");
+      mixprec::output_file out(plan_out, {file});
+      out.stream() << mixprec_cli::to_json(p).dump(2) << "\n";
+      out.commit();
       std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
       return 0;
     }

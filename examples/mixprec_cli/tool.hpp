@@ -371,7 +371,8 @@ struct quantize_summary {
 };
 
 // Writes `out_path`: `src` with the planned tensors re-encoded (others copied), every KV kept and
-// general.file_type set; tensors are converted one at a time from the mapped input.
+// general.file_type set; tensors are converted one at a time from the mapped input. On any failure
+// nothing is left at out_path (io/output_file.hpp); an out_path that is the input is refused.
 inline quantize_summary quantize_gguf(const model_file& src, const std::map<std::string, ggml_type>& plan,
                                       const std::string& out_path, bool show_progress = true) {
   if (!src.is_gguf()) throw error(errc::unsupported, "quantize: the input must be a GGUF file (F32/F16/BF16 tensors)");
@@ -394,11 +395,11 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   quantize_summary s;
   s.file_type = llama_file_type(dominant);
   kvs.set("general.file_type", mixprec::gguf::value(s.file_type));
-  std::ofstream out(out_path, std::ios::binary | std::ios::trunc);
-  if (!out) throw error(errc::io_error, "cannot create '" + out_path + "'");
+  // Written beside out_path and renamed over it only when complete; refused if it is the input.
+  mixprec::output_file out(out_path, {g.path()});
   progress bar("quantize", plan.size());
   mixprec::gguf::rewrite(
-      g, kvs, out,
+      g, kvs, out.stream(),
       [&](const mixprec::gguf::tensor_info& t) {
         const auto it = plan.find(t.name);
         return it == plan.end() ? t.type : static_cast<std::uint32_t>(it->second);
@@ -411,8 +412,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
         ++s.converted;
         return bytes;
       });
-  out.close();
-  if (!out) throw error(errc::io_error, "cannot write '" + out_path + "'");
+  out.commit();
   s.tensors = g.tensors().size();
   for (const auto& t : g.tensors()) s.bytes_in += t.size;
   const auto written = mixprec::gguf::file::open(out_path);

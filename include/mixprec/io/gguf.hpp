@@ -69,6 +69,7 @@
 #include "mixprec/config.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/io/output_file.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/io/mapped_file.hpp"
 
@@ -732,11 +733,9 @@ inline void write(std::ostream& out, const metadata& kvs, std::span<const tensor
 
 // Writes a whole GGUF v3 file to `path` (created or truncated); throws errc::io_error naming it.
 inline void write(const std::string& path, const metadata& kvs, std::span<const tensor_source> tensors) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw error(errc::io_error, "cannot create '" + path + "'");
-  write(out, kvs, tensors);
-  out.close();
-  if (!out) throw error(errc::io_error, "cannot write '" + path + "'");
+  output_file out(path);  // written beside `path` and renamed on success: never a partial file
+  write(out.stream(), kvs, tensors);
+  out.commit();
 }
 
 // Copies `src` to `out` with metadata `kvs` (start from src.kvs() and edit it) and the same tensors in

@@ -34,6 +34,7 @@
 
 #include "mixprec/config.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/io/output_file.hpp"
 #include "mixprec/sensitivity/layer.hpp"
 
 namespace mixprec::imatrix {
@@ -197,13 +198,12 @@ inline constexpr std::int32_t max_name_length = 1 << 16;
   return out;
 }
 
-// Writes f to path.
+// Writes f to path (replaced only when the whole file is written: see io/output_file.hpp).
 inline void save(const file& f, const std::string& path) {
   const std::vector<std::uint8_t> bytes = serialize(f);
-  std::ofstream s(path, std::ios::binary | std::ios::trunc);
-  if (!s) throw error(errc::io_error, "cannot create imatrix '" + path + "'");
-  s.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  if (!s) throw error(errc::io_error, "cannot write imatrix '" + path + "'");
+  output_file out(path);
+  out.stream().write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+  out.commit();
 }
 
 // An entry as llama-imatrix would store it, from activations X (in_features x tokens, one token per

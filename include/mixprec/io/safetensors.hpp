@@ -50,6 +50,7 @@
 #include "mixprec/config.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/io/output_file.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/io/mapped_file.hpp"
 
@@ -370,14 +371,13 @@ inline void write(std::ostream& out, std::span<const tensor_view> tensors,
   if (!out) throw error(errc::io_error, "safetensors write: the output stream failed");
 }
 
-// Writes to `path` (created or truncated); throws errc::io_error naming it.
+// Writes to `path` (replaced only when the whole file is written: see io/output_file.hpp); throws
+// errc::io_error naming it.
 inline void write(const std::string& path, std::span<const tensor_view> tensors,
                   const std::map<std::string, std::string>& metadata = {}) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw error(errc::io_error, "cannot create '" + path + "'");
-  write(out, tensors, metadata);
-  out.close();
-  if (!out) throw error(errc::io_error, "cannot write '" + path + "'");
+  output_file out(path);
+  write(out.stream(), tensors, metadata);
+  out.commit();
 }
 
 }  // namespace mixprec::safetensors

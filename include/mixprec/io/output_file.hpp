@@ -1,0 +1,156 @@
+// Writing an output file so that no failure leaves a partial file behind and no output ever replaces
+// one of the inputs: the data goes to a temporary file in the target's folder, which is renamed over
+// the target only by commit() (an atomic step on POSIX file systems) and removed otherwise.
+//
+//   mixprec::output_file out("model-q4.gguf", {"model.gguf", "plan.json"});  // refuses an input
+//   write_everything(out.stream());
+//   out.commit();                       // any exception before this leaves no model-q4.gguf behind
+//
+// A process killed by a signal leaves at most its temporary file (".<name>.XXXXXX" beside the target),
+// never a truncated target; a signal handler that calls remove_pending_outputs() (the `mixprec` tool's
+// does, for SIGINT, SIGTERM and SIGHUP) removes that too.
+#pragma once
+
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <span>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mixprec/error.hpp"
+
+namespace mixprec {
+
+namespace detail {
+
+// Temporary files being written, for remove_pending_outputs(): fixed slots of plain C strings, so that
+// a signal handler can read them without allocating or locking.
+struct pending_output_slots {
+  static constexpr int size = 16;
+  std::atomic<const char*> path[size] = {};
+};
+inline pending_output_slots pending_outputs;
+
+inline void register_pending(const char* p) noexcept {
+  for (auto& slot : pending_outputs.path) {
+    const char* expected = nullptr;
+    if (slot.compare_exchange_strong(expected, p)) return;
+  }
+}
+inline void unregister_pending(const char* p) noexcept {
+  for (auto& slot : pending_outputs.path) {
+    const char* expected = p;
+    if (slot.compare_exchange_strong(expected, nullptr)) return;
+  }
+}
+
+}  // namespace detail
+
+// Removes every output_file's temporary file still being written. Async-signal-safe (unlink only):
+// meant for a SIGINT/SIGTERM handler that then re-raises the signal.
+inline void remove_pending_outputs() noexcept {
+  for (auto& slot : detail::pending_outputs.path)
+    if (const char* p = slot.load()) ::unlink(p);
+}
+
+// Throws mixprec::error (invalid_argument) if `output` is the same file as one of `inputs`, however it
+// is named (another path, a symlink, a hard link); io_error if `output`'s folder does not exist or
+// `output` is a folder.
+inline void check_output_path(const std::string& output, std::span<const std::string> inputs) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path out(output);
+  if (output.empty()) throw error(errc::invalid_argument, "output path is empty");
+  const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  if (!fs::is_directory(dir, ec))
+    throw error(errc::io_error, "cannot write '" + output + "': folder '" + dir.string() + "' does not exist");
+  if (fs::is_directory(out, ec)) throw error(errc::io_error, "cannot write '" + output + "': it is a folder");
+  if (!fs::exists(out, ec)) return;
+  for (const std::string& in : inputs) {
+    if (in.empty()) continue;
+    if (fs::equivalent(out, fs::path(in), ec))
+      throw error(errc::invalid_argument, "output '" + output + "' is the input file '" + in +
+                                              "': choose another output name (the input is never overwritten)");
+  }
+}
+
+class output_file {
+ public:
+  // Creates the temporary file beside `path` after check_output_path(path, inputs).
+  explicit output_file(std::string path, std::initializer_list<std::string> inputs = {})
+      : output_file(std::move(path), std::span<const std::string>(inputs.begin(), inputs.size())) {}
+  output_file(std::string path, std::span<const std::string> inputs) : path_(std::move(path)) {
+    check_output_path(path_, inputs);
+    const std::filesystem::path p(path_);
+    const std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+    std::string templ = (dir / ("." + p.filename().string() + ".XXXXXX")).string();
+    const int fd = ::mkstemp(templ.data());
+    if (fd < 0)
+      throw error(errc::io_error, "cannot create a temporary file beside '" + path_ + "': " + std::strerror(errno));
+    const ::mode_t mask = ::umask(0);  // mkstemp creates 0600; give the file the mode a plain create would
+    ::umask(mask);
+    (void)::fchmod(fd, 0666 & ~mask);
+    ::close(fd);
+    tmp_ = templ;
+    detail::register_pending(tmp_.c_str());
+    out_.open(tmp_, std::ios::binary | std::ios::trunc);
+    if (!out_) {
+      remove_temporary();
+      throw error(errc::io_error, "cannot write the temporary file '" + tmp_ + "'");
+    }
+  }
+  output_file(const output_file&) = delete;
+  output_file& operator=(const output_file&) = delete;
+  ~output_file() {
+    if (!committed_) remove_temporary();
+  }
+
+  [[nodiscard]] std::ostream& stream() noexcept { return out_; }
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+  // The temporary file being written (removed unless commit() succeeds).
+  [[nodiscard]] const std::string& temporary_path() const noexcept { return tmp_; }
+
+  // Flushes, closes and renames the temporary file to the target; throws mixprec::error (io_error) if
+  // any write failed (a full disk, say), in which case the temporary file is removed.
+  void commit() {
+    out_.flush();
+    const bool written = static_cast<bool>(out_);
+    out_.close();
+    if (!written || out_.fail()) {
+      remove_temporary();
+      throw error(errc::io_error, "cannot write '" + path_ + "' (disk full or write error); nothing was written");
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp_, path_, ec);
+    if (ec) {
+      remove_temporary();
+      throw error(errc::io_error, "cannot rename the finished file to '" + path_ + "': " + ec.message());
+    }
+    committed_ = true;
+    detail::unregister_pending(tmp_.c_str());
+  }
+
+ private:
+  void remove_temporary() noexcept {
+    if (tmp_.empty()) return;
+    if (out_.is_open()) out_.close();
+    std::error_code ec;
+    std::filesystem::remove(tmp_, ec);
+    detail::unregister_pending(tmp_.c_str());
+  }
+
+  std::string path_, tmp_;
+  std::ofstream out_;
+  bool committed_ = false;
+};
+
+}  // namespace mixprec

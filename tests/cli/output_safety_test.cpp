@@ -1,0 +1,155 @@
+// Outputs never harm an input and never stay half-written (io/output_file.hpp and the `mixprec` tool's
+// quantize): the kind of ../shared/cases/01 (quantize -o onto its own input emptied it) and of the
+// failures that left truncated files behind (cases 05, 08, 09).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <sys/stat.h>
+
+#include "../../examples/mixprec_cli/tool.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace gguf = mixprec::gguf;
+
+std::vector<char> read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Files in dir other than the ones named.
+std::vector<std::string> others(const fs::path& dir, const std::vector<std::string>& known) {
+  std::vector<std::string> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    const std::string n = e.path().filename().string();
+    if (std::find(known.begin(), known.end(), n) == known.end()) out.push_back(n);
+  }
+  return out;
+}
+
+// Two F32 matrices; the second has a NaN in its last row when `nan` (so a quantize fails half-way).
+std::string make_model(const fs::path& dir, bool nan) {
+  static std::vector<std::vector<float>> storage;
+  storage.assign(2, std::vector<float>(64 * 8, 0.01f));
+  for (std::size_t i = 0; i < storage[0].size(); ++i) storage[0][i] = 0.001f * static_cast<float>(i % 17);
+  if (nan) storage[1].back() = std::nanf("");
+  std::vector<gguf::tensor_source> tensors;
+  for (int k = 0; k < 2; ++k) {
+    gguf::tensor_source t;
+    t.name = "blk.0." + std::string(k == 0 ? "attn_q" : "ffn_down") + ".weight";
+    t.type = 0;
+    t.dims = {64, 8};
+    t.bytes = std::as_bytes(std::span(storage[static_cast<std::size_t>(k)]));
+    tensors.push_back(std::move(t));
+  }
+  gguf::metadata kvs;
+  kvs.set("general.architecture", gguf::value(std::string("llama")));
+  const std::string path = (dir / "model.gguf").string();
+  gguf::write(path, kvs, tensors);
+  return path;
+}
+
+mixprec::errc code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const mixprec::error& e) {
+    return e.code();
+  }
+  return mixprec::errc::unsupported;  // no error: the tests below expect one
+}
+
+}  // namespace
+
+TEST_CASE("quantize refuses an output that is its input, however named, and leaves the input intact",
+          "[cli][output]") {
+  const fs::path dir = fs::temp_directory_path() / "mixprec_output_inplace";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = make_model(dir, false);
+  const auto before = read_all(path);
+  const std::map<std::string, mixprec::ggml_type> plan = {{"blk.0.attn_q.weight", mixprec::ggml_type::q8_0}};
+  fs::create_symlink(path, dir / "link.gguf");
+  fs::create_hard_link(path, dir / "hard.gguf");
+  {
+    const mixprec_cli::model_file f(path);
+    for (const std::string& out : {path, (dir / "." / "model.gguf").string(), (dir / "link.gguf").string(),
+                                  (dir / "hard.gguf").string()}) {
+      INFO(out);
+      CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::invalid_argument);
+    }
+  }
+  CHECK(read_all(path) == before);
+  CHECK(others(dir, {"model.gguf", "link.gguf", "hard.gguf"}).empty());  // no temporary file left
+  // And a real output next to it works, with the input still intact.
+  {
+    const mixprec_cli::model_file f(path);
+    (void)mixprec_cli::quantize_gguf(f, plan, (dir / "out.gguf").string(), false);
+  }
+  CHECK(read_all(path) == before);
+  CHECK(gguf::file::open((dir / "out.gguf").string()).find("blk.0.attn_q.weight")->type == 8);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a quantize that fails half-way leaves no output, and an older output survives", "[cli][output]") {
+  const fs::path dir = fs::temp_directory_path() / "mixprec_output_failure";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string path = make_model(dir, true);
+  const std::map<std::string, mixprec::ggml_type> plan = {{"blk.0.attn_q.weight", mixprec::ggml_type::q8_0},
+                                                          {"blk.0.ffn_down.weight", mixprec::ggml_type::q8_0}};
+  const mixprec_cli::model_file f(path);
+  const std::string out = (dir / "out.gguf").string();
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
+  CHECK_FALSE(fs::exists(out));
+  CHECK(others(dir, {"model.gguf"}).empty());
+  std::ofstream(out) << "an older output";
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
+  const auto kept = read_all(out);
+  CHECK(std::string(kept.begin(), kept.end()) == "an older output");
+  CHECK(others(dir, {"model.gguf", "out.gguf"}).empty());
+  fs::remove_all(dir);
+}
+
+TEST_CASE("output_file: commit renames, anything else removes the temporary file", "[io][output]") {
+  const fs::path dir = fs::temp_directory_path() / "mixprec_output_file";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string target = (dir / "a.bin").string();
+  {
+    mixprec::output_file out(target);
+    out.stream() << "partial";
+    CHECK(fs::exists(out.temporary_path()));
+    CHECK_FALSE(fs::exists(target));
+  }  // no commit: as if an exception had left the scope
+  CHECK(fs::is_empty(dir));
+  {
+    mixprec::output_file out(target);
+    out.stream() << "whole";
+    const std::string tmp = out.temporary_path();
+    out.commit();
+    CHECK_FALSE(fs::exists(tmp));
+  }
+  const auto bytes = read_all(target);
+  CHECK(std::string(bytes.begin(), bytes.end()) == "whole");
+  struct stat st{};
+  REQUIRE(::stat(target.c_str(), &st) == 0);
+  const ::mode_t mask = ::umask(0);
+  ::umask(mask);
+  CHECK((st.st_mode & 0777) == (0666 & ~mask));  // the mode of a plain create, not mkstemp's 0600
+  {
+    mixprec::output_file out((dir / "b.bin").string());
+    mixprec::remove_pending_outputs();  // what the tool's SIGINT/SIGTERM handler does
+    CHECK_FALSE(fs::exists(out.temporary_path()));
+  }
+  CHECK(code_of([&] { mixprec::output_file out((dir / "no" / "such" / "x.bin").string()); }) == mixprec::errc::io_error);
+  CHECK(code_of([&] { mixprec::output_file out(dir.string()); }) == mixprec::errc::io_error);
+  CHECK(code_of([&] { mixprec::output_file out(target, {target}); }) == mixprec::errc::invalid_argument);
+  fs::remove_all(dir);
+}
