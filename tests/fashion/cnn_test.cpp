@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <random>
 
+#include <unistd.h>
+
 #include "../../examples/fashion_mnist/pipeline.hpp"
 
 namespace {
@@ -119,7 +121,7 @@ TEST_CASE("cnn: the layer Hessian-vector product matches finite differences of t
 
 TEST_CASE("cnn: weights round-trip through the cache file; corrupt files are refused", "[fashion]") {
   const toy t = make_toy(31);
-  const auto dir = std::filesystem::temp_directory_path() / "mixprec_cnn_test";
+  const auto dir = std::filesystem::temp_directory_path() / ("mixprec_cnn_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "w.bin").string();
   fashion::save(t.p, path);

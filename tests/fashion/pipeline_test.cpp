@@ -5,10 +5,12 @@
 #include <filesystem>
 #include <set>
 
+#include <unistd.h>
+
 #include "../../examples/fashion_mnist/report.hpp"
 
 TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache", "[fashion][pipeline]") {
-  const auto out = std::filesystem::temp_directory_path() / "mixprec_fashion_pipeline_test";
+  const auto out = std::filesystem::temp_directory_path() / ("mixprec_fashion_pipeline_test_" + std::to_string(::getpid()));
   std::filesystem::remove_all(out);
   fashion::options o;
   o.quick = true;
