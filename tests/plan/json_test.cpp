@@ -96,6 +96,32 @@ TEST_CASE("plan JSON that does not add up is rejected", "[plan][json]") {
   bad = j;
   bad["proven_optimal"] = "yes";
   rejects(bad, "wrong type");
+  // Numbers that nlohmann's get<T>() would cast without a check (a float beyond long's range is UB;
+  // -1 as a size_t wraps; 2.5 truncates): found by the plan_json fuzzer.
+  bad = j;
+  bad["layers"][0]["rows"] = 4.55556e+30;
+  rejects(bad, "float rows beyond int64");
+  bad = j;
+  bad["layers"][0]["cols"] = 64.0;
+  rejects(bad, "float cols, however whole");
+  bad = j;
+  bad["layers"][0]["bytes"] = -1;
+  rejects(bad, "negative bytes");
+  bad = j;
+  bad["layers"][0]["rows"] = std::numeric_limits<std::uint64_t>::max();
+  rejects(bad, "rows beyond int64");
+  bad = j;
+  bad["layers"][0]["rows"] = std::int64_t{1} << 40;
+  bad["layers"][0]["cols"] = std::int64_t{1} << 40;
+  rejects(bad, "rows x cols beyond int64");
+}
+
+TEST_CASE("quantized_bytes refuses shapes whose size does not fit 64 bits", "[plan][json]") {
+  const quant_spec s = parse_spec("int4/g32/sym/mse/s16");  // 4-bit codes, one FP16 scale per 32
+  CHECK(quantized_bytes(s, 8, 64) == 8 * 32 + 8 * 2 * 2);
+  CHECK_THROWS_AS(quantized_bytes(s, -1, 64), error);
+  CHECK_THROWS_AS(quantized_bytes(s, std::int64_t{1} << 40, std::int64_t{1} << 40), error);
+  CHECK_THROWS_AS(quantized_bytes(s, 1, std::numeric_limits<index_t>::max()), error);
 }
 
 TEST_CASE("sensitivity table JSON round trip", "[plan][json]") {

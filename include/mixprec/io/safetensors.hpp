@@ -49,6 +49,7 @@
 
 #include "mixprec/config.hpp"
 #include "mixprec/detail/checked.hpp"
+#include "mixprec/detail/json_number.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/io/output_file.hpp"
 #include "mixprec/formats/float_convert.hpp"
@@ -115,13 +116,8 @@ inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
 using mixprec::detail::mul_ok;
 
 inline std::uint64_t get_uint(const nlohmann::json& j, const std::string& file, const std::string& what) {
-  if (!j.is_number_unsigned()) {
-    // Only numbers are dumped: a deeply nested array would recurse in dump() and bloat the message.
-    if (j.is_number_integer()) fail(file, what + " is negative (" + j.dump() + ")");
-    if (j.is_number()) fail(file, what + " is not an integer (" + j.dump() + ")");
-    fail(file, what + " is a JSON " + j.type_name() + ", not a non-negative integer");
-  }
-  return j.get<std::uint64_t>();
+  if (auto v = mixprec::detail::json_to_integer<std::uint64_t>(j)) return *v;
+  fail(file, mixprec::detail::json_integer_problem<std::uint64_t>(j, what));
 }
 
 }  // namespace detail

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mixprec/detail/json_number.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/plan/result.hpp"
 #include "mixprec/plan/sources.hpp"
@@ -31,7 +32,7 @@ inline double number_or(const nlohmann::json& j, const char* key, double if_null
 inline nlohmann::json spec_json(const quant_spec& q) { return to_string(q); }
 inline quant_spec spec_from_json(const nlohmann::json& j, const char* key = "spec") {
   quant_spec q = parse_spec(j.at(key).get<std::string>());
-  if (q.rounding == rounding_id::stochastic) q.seed = j.value("seed", std::uint64_t{0});
+  if (q.rounding == rounding_id::stochastic && j.contains("seed")) q.seed = json_integer<std::uint64_t>(j.at("seed"), "seed");
   return q;
 }
 // Runs f, turning nlohmann's exceptions (missing keys, wrong types) into mixprec::error(parse_error).
@@ -54,10 +55,11 @@ inline void from_json(const nlohmann::json& j, plan_entry& e) {
   detail::parse_json("plan entry", [&] {
     e.layer = j.at("layer").get<std::string>();
     e.spec = detail::spec_from_json(j);
-    e.rows = j.at("rows").get<index_t>();
-    e.cols = j.at("cols").get<index_t>();
-    if (e.rows <= 0 || e.cols <= 0) throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' has a bad shape");
-    e.bytes = j.at("bytes").get<std::size_t>();
+    e.rows = detail::json_integer<index_t>(j.at("rows"), "plan JSON: layer '" + e.layer + "': rows");
+    e.cols = detail::json_integer<index_t>(j.at("cols"), "plan JSON: layer '" + e.layer + "': cols");
+    if (e.rows <= 0 || e.cols <= 0 || e.rows > std::numeric_limits<index_t>::max() / e.cols)
+      throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' has a bad shape");
+    e.bytes = detail::json_integer<std::size_t>(j.at("bytes"), "plan JSON: layer '" + e.layer + "': bytes");
     if (e.bytes != quantized_bytes(e.spec, e.rows, e.cols))
       throw error(errc::parse_error, "plan JSON: layer '" + e.layer + "' says " + std::to_string(e.bytes) + " bytes, but " +
                                          to_string(e.spec) + " at " + std::to_string(e.rows) + "x" + std::to_string(e.cols) +
@@ -120,7 +122,8 @@ inline void from_json(const nlohmann::json& j, sensitivity_table& t) {
     sensitivity_table out;
     for (const auto& l : j.at("layers")) {
       const auto name = l.at("name").get<std::string>();
-      const auto rows = l.at("rows").get<index_t>(), cols = l.at("cols").get<index_t>();
+      const auto rows = detail::json_integer<index_t>(l.at("rows"), "sensitivity table: layer '" + name + "': rows");
+      const auto cols = detail::json_integer<index_t>(l.at("cols"), "sensitivity table: layer '" + name + "': cols");
       for (const auto& e : l.at("losses")) out.add(name, rows, cols, detail::spec_from_json(e), e.at("loss").get<double>());
     }
     t = std::move(out);

@@ -11,6 +11,7 @@
 #include <concepts>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <map>
 #include <string>
 #include <string_view>
@@ -56,6 +57,8 @@ class sensitivity_table {
     const std::string where = "sensitivity table: layer '" + std::string(layer) + "' at " + to_string(spec);
     if (rows <= 0 || cols <= 0)
       throw error(errc::empty_input, where + ": shape " + std::to_string(rows) + "x" + std::to_string(cols));
+    if (rows > std::numeric_limits<index_t>::max() / cols)
+      throw error(errc::invalid_argument, where + ": shape " + std::to_string(rows) + "x" + std::to_string(cols) + " has too many elements");
     if (!std::isfinite(loss)) throw error(errc::non_finite, where + ": the loss is not finite");
     validate(spec);
     auto it = index_.find(layer);

@@ -15,11 +15,13 @@
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"
 
@@ -82,12 +84,33 @@ inline void validate(const quant_spec& s) {
 }
 
 // Exact storage of a rows x cols tensor quantized with s: codes + scales + zero points (one byte each).
+// Throws mixprec::error(invalid_argument) for a negative shape, or for one whose size does not fit 64
+// bits (shapes can come from files: a plan JSON's rows and cols).
 [[nodiscard]] inline std::size_t quantized_bytes(const quant_spec& s, index_t rows, index_t cols) {
   validate(s);
-  const auto n_scales = static_cast<std::size_t>(scale_count(s, rows, cols));
-  const std::size_t zero_points = s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : 0;
-  return static_cast<std::size_t>(rows) * row_code_bytes(s.format, cols) +
-         n_scales * static_cast<std::size_t>(bytes_of(s.scales)) + zero_points;
+  if (rows < 0 || cols < 0) throw error(errc::invalid_argument, "quantized_bytes: negative shape");
+  using detail::checked_u64;
+  const auto r = static_cast<std::uint64_t>(rows), c = static_cast<std::uint64_t>(cols);
+  checked_u64 n_scales = 0;
+  if (needs_scale(s.format)) {
+    switch (s.granularity) {
+      case granularity_id::per_tensor: n_scales = 1; break;
+      case granularity_id::per_channel: n_scales = r; break;
+      case granularity_id::per_group: {
+        const auto g = static_cast<std::uint64_t>(s.group_size);
+        n_scales = checked_u64(r) * (c / g + (c % g != 0 ? 1 : 0));
+        break;
+      }
+    }
+  }
+  const checked_u64 zero_points = s.scheme == scheme_id::asymmetric && is_integer(s.format) ? n_scales : checked_u64(0);
+  const checked_u64 code_bits = checked_u64(c) * static_cast<std::uint64_t>(bits_of(s.format)) + 7;
+  const checked_u64 total = checked_u64(r) * (code_bits.value() / 8) + n_scales * static_cast<std::uint64_t>(bytes_of(s.scales)) +
+                            zero_points;
+  if (!code_bits.ok() || !total.ok() || total.value() > std::numeric_limits<std::size_t>::max())
+    throw error(errc::invalid_argument, "quantized_bytes: a " + std::to_string(rows) + "x" + std::to_string(cols) +
+                                            " tensor's size does not fit 64 bits");
+  return static_cast<std::size_t>(total.value());
 }
 
 // Bits per weight with every scale and zero point counted.

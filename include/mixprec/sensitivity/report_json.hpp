@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mixprec/detail/json_number.hpp"
 #include "mixprec/sensitivity/report.hpp"
 
 namespace mixprec {
@@ -99,7 +100,7 @@ inline void to_json(nlohmann::json& j, const weight_score& s) {
 inline void from_json(const nlohmann::json& j, weight_score& s) {
   s.layer = j.at("layer").get<std::string>();
   s.spec = parse_spec(j.at("spec").get<std::string>());
-  s.bytes = j.at("bytes").get<std::size_t>();
+  s.bytes = detail::json_integer<std::size_t>(j.at("bytes"), "weight score JSON: layer '" + s.layer + "': bytes");
   s.bits_per_weight = j.at("bits_per_weight").get<double>();
   s.sqnr_db = detail::number_from_json(j, "sqnr_db");
   s.mse = detail::number_from_json(j, "mse");
