@@ -66,6 +66,7 @@ struct tensor_entry {
   index_t rows = 0, cols = 0;       // matrix view: cols = the contiguous row length
   std::uint64_t bytes = 0;
   bool is_float = false;            // F32/F16/BF16: can be analysed and quantized
+  index_t n_mat = 1;                // matrices stacked in a 3-D tensor (MoE experts: GGUF ne2, safetensors dim 0)
 };
 
 // F32, F16 or BF16: the GGUF types quantize reads.
@@ -85,13 +86,14 @@ class model_file {
       for (const auto& t : gguf_->tensors()) {
         const auto traits = mixprec::gguf::type_traits_of(t.type);
         tensor_entry e{t.name, std::string(traits ? traits->name : "?"), t.dims, static_cast<index_t>(t.rows()),
-                       static_cast<index_t>(t.row_length()), t.size, is_float_type(t.type)};
+                       static_cast<index_t>(t.row_length()), t.size, is_float_type(t.type),
+                       t.dims.size() == 3 ? static_cast<index_t>(t.dims[2]) : 1};
         tensors_.push_back(std::move(e));
       }
     } else {
       for (const auto& t : st_->tensors())
         tensors_.push_back({t.name, std::string(mixprec::safetensors::to_string(t.type)), t.shape, t.rows(), t.cols(),
-                            t.end - t.begin, true});
+                            t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1});
     }
   }
   [[nodiscard]] bool is_gguf() const noexcept { return gguf_.has_value(); }
@@ -140,21 +142,57 @@ class progress {
   int last_ = -1;
 };
 
+// ---- tensor roles ----
+
+// What a tensor is to the planner, from its name and shape. Only float weight matrices (and 3-D
+// stacks of expert matrices) are quantization candidates by default, as in llama.cpp's quantizer
+// (src/llama-quant.cpp): vectors (norms, biases), MoE routers (ffn_gate_inp) and a few other tensors
+// stay in float there, and an empty tensor has nothing to quantize.
+enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
+
+[[nodiscard]] inline const char* to_string(tensor_role r) noexcept {
+  switch (r) {
+    case tensor_role::matrix: return "weight matrix";
+    case tensor_role::experts: return "expert matrices";
+    case tensor_role::router: return "MoE router (ffn_gate_inp), which llama.cpp keeps in float";
+    case tensor_role::vector: return "1-D tensor (a norm or bias), kept in float";
+    case tensor_role::empty: return "tensor with no elements";
+    case tensor_role::kept_float: return "tensor that llama.cpp keeps in float";
+  }
+  return "?";
+}
+
+[[nodiscard]] inline tensor_role role_of(const tensor_entry& t) {
+  if (t.rows <= 0 || t.cols <= 0) return tensor_role::empty;
+  if (t.dims.size() < 2) return tensor_role::vector;
+  if (t.name.find("ffn_gate_inp") != std::string::npos) return tensor_role::router;
+  // llama.cpp quantizes only tensors named "*weight", and never these (positional and token-type
+  // embeddings, Mamba's convolution and RWKV's time-mix constants).
+  const bool weight = t.name.size() >= 6 && t.name.compare(t.name.size() - 6, 6, "weight") == 0;
+  if (!weight || t.dims.size() > 3) return tensor_role::kept_float;
+  for (const char* keep : {"pos_embd", "token_types", "ssm_conv1d", "time_mix_first", "time_mix_w1", "time_mix_w2"})
+    if (t.name.find(keep) != std::string::npos) return tensor_role::kept_float;
+  return t.n_mat > 1 ? tensor_role::experts : tensor_role::matrix;
+}
+
 // ---- analyze ----
 
 struct candidate_result {
   ggml_type type;
   std::uint64_t bytes = 0;
   double sqnr_db = 0.0;
-  double error = 0.0;  // sum_ij imp_j (w - q)^2
+  double error = 0.0;     // sum_ij imp_j (w - q)^2, imp on the file's common scale (see analyze)
+  bool fallback = false;  // not a requested type: none of those could represent the tensor
 };
 
 struct tensor_analysis {
   std::string name;
-  index_t rows = 0, cols = 0;
+  index_t rows = 0, cols = 0;  // rows of all expert matrices together
+  index_t n_mat = 1;           // expert matrices (1 for a plain matrix)
   std::uint64_t source_bytes = 0;
   bool has_importance = false;
-  std::vector<candidate_result> candidates;  // in the order of the requested types; types that do not fit skipped
+  std::vector<candidate_result> candidates;  // in the order of the requested types; infeasible ones left out
+  std::vector<std::string> notes;            // why a requested type was left out, or a fallback chosen
 };
 
 // The types as llama.cpp names them, comma-separated ("q4_0,q8_0,f16").
@@ -164,7 +202,10 @@ struct tensor_analysis {
   while (start <= list.size()) {
     const std::size_t comma = list.find(',', start);
     const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
-    if (!item.empty()) out.push_back(mixprec::parse_ggml_type(item));
+    if (!item.empty()) {
+      const ggml_type t = mixprec::parse_ggml_type(item);
+      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+    }
     if (comma == std::string::npos) break;
     start = comma + 1;
   }
@@ -172,58 +213,219 @@ struct tensor_analysis {
   return out;
 }
 
-// The tensors worth planning: float matrices (2+ dims) whose rows fit at least one block.
-[[nodiscard]] inline bool plannable(const tensor_entry& t) { return t.is_float && t.dims.size() >= 2 && t.cols >= 32; }
+// For a tensor none of the requested types can represent (llama.cpp falls back too, to a type whose
+// block fits the row): the planner chooses among the fallback_types that can, and when none can, the
+// tensor takes the first of last_resort_types that can (f32 holds any float tensor).
+inline constexpr ggml_type fallback_types[] = {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q8_0};
+inline constexpr ggml_type last_resort_types[] = {ggml_type::f16, ggml_type::bf16, ggml_type::f32};
 
-// Quantizes every plannable tensor to every type that fits its row length and measures it.
-[[nodiscard]] inline std::vector<tensor_analysis> analyze(const model_file& f, const std::vector<ggml_type>& types,
-                                                          const std::map<std::string, Eigen::VectorXf>& importance = {},
-                                                          bool show_progress = true) {
-  std::vector<tensor_analysis> out;
-  std::size_t n = 0;
-  for (const auto& t : f.tensors()) n += plannable(t) ? 1 : 0;
-  progress bar("analyze", n);
-  for (const auto& t : f.tensors()) {
-    if (!plannable(t)) continue;
-    const row_matrix w = f.to_float(t.name);
-    f.release(t.name);
-    tensor_analysis a{t.name, w.rows(), w.cols(), t.bytes, false, {}};
-    Eigen::VectorXd imp = Eigen::VectorXd::Ones(w.cols());
-    Eigen::VectorXf impf;  // the importance as the ggml quantizers take it
-    if (const auto it = importance.find(t.name); it != importance.end()) {
-      if (it->second.size() != w.cols())
-        throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(it->second.size()) +
-                                              " entries, the tensor has " + std::to_string(w.cols()) + " columns");
-      imp = it->second.cast<double>();
-      impf = it->second;
-      a.has_importance = true;
-    }
-    for (ggml_type type : types) {
-      if (w.cols() % static_cast<index_t>(mixprec::ggml::block_size(type)) != 0) continue;
-      std::optional<std::span<const float>> qw;
-      if (a.has_importance && (type == ggml_type::q4_0 || type == ggml_type::q6_k || type == ggml_type::q8_0))
-        qw = std::span<const float>(impf.data(), static_cast<std::size_t>(impf.size()));
-      const auto bytes = mixprec::ggml::quantize(type, w, qw, t.name);
-      const row_matrix back = mixprec::ggml::dequantize(type, bytes, w.rows(), w.cols(), t.name);
-      const Eigen::MatrixXd e = (back - w).cast<double>();
-      a.candidates.push_back({type, bytes.size(), mixprec::sqnr_db(w, back), (e.array().square().rowwise() * imp.transpose().array()).sum()});
-    }
-    if (a.candidates.empty())
-      throw error(errc::invalid_argument, "tensor '" + t.name + "' (row length " + std::to_string(w.cols()) +
-                                              ") fits none of the candidate types");
-    out.push_back(std::move(a));
-    if (show_progress) bar.step(t.name);
-  }
-  return out;
-}
-
-// ---- plan ----
+// Whether ggml's quantizer of t searches with importance weights (llama.cpp's Q8_0 ignores them).
+[[nodiscard]] inline bool weighted_like_ggml(ggml_type t) { return mixprec::ggml::traits(t).takes_weights && t != ggml_type::q8_0; }
 
 struct override_rule {
   std::string pattern;  // ECMAScript regex, searched in the tensor name (llama.cpp --tensor-type)
   std::regex re;        // pattern, compiled once
   ggml_type type;
 };
+
+// The first rule whose pattern is found in name, or null.
+[[nodiscard]] inline const override_rule* find_override(const std::vector<override_rule>& rules, const std::string& name) {
+  for (const auto& r : rules)
+    if (std::regex_search(name, r.re)) return &r;
+  return nullptr;
+}
+
+// Whether t is analysed and planned: weight matrices and expert stacks, and any other non-empty
+// float tensor of 2+ dimensions that an override names (a rule forces it).
+[[nodiscard]] inline bool plannable(const tensor_entry& t, const std::vector<override_rule>& overrides = {}) {
+  if (!t.is_float) return false;
+  const tensor_role r = role_of(t);
+  if (r == tensor_role::matrix || r == tensor_role::experts) return true;
+  return (r == tensor_role::router || r == tensor_role::kept_float) && t.dims.size() >= 2 && find_override(overrides, t.name);
+}
+
+// Importance as llama-quantize reads it (name -> ne0 values, or ne0 x n_expert for expert stacks,
+// expert-major), and the common factor analyze divides it by.
+struct importance_set {
+  std::map<std::string, Eigen::VectorXf> values;
+  // The mean of all values of the tensors analysed that have an entry: dividing by it puts them on
+  // the scale of the weight 1 given to the columns of tensors without an entry, so that the plan does
+  // not depend on the imatrix's absolute scale (chunk size, token count).
+  [[nodiscard]] double common_scale(const std::vector<std::string>& tensors) const {
+    double sum = 0.0, n = 0.0;
+    for (const auto& name : tensors)
+      if (const auto it = values.find(name); it != values.end()) {
+        sum += it->second.cast<double>().sum();
+        n += static_cast<double>(it->second.size());
+      }
+    return n > 0.0 && sum > 0.0 ? sum / n : 1.0;
+  }
+};
+
+// The first element of w that is NaN or Inf, as an error naming the tensor (errc::non_finite).
+inline void check_finite(const row_matrix& w, const std::string& name) {
+  if (w.allFinite()) return;
+  for (index_t r = 0; r < w.rows(); ++r)
+    for (index_t c = 0; c < w.cols(); ++c)
+      if (!std::isfinite(w(r, c)))
+        throw error(errc::non_finite, "tensor '" + name + "' has " + (std::isnan(w(r, c)) ? "NaN" : "Inf") + " at row " +
+                                          std::to_string(r) + ", column " + std::to_string(c) + ": the input is damaged");
+}
+
+// Quantizes w (n_mat stacked matrices of rows / n_mat rows each) to t, matrix by matrix so that each
+// expert gets its own slice of the importance, and measures it; imp_error weights the squared error.
+[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, index_t n_mat, const Eigen::VectorXf* importance,
+                                              const Eigen::VectorXd* imp_error, const std::string& name) {
+  const index_t per = w.rows() / n_mat, cols = w.cols();
+  row_matrix back(w.rows(), cols);
+  std::uint64_t bytes = 0;
+  for (index_t m = 0; m < n_mat; ++m) {
+    std::optional<std::span<const float>> qw;
+    if (importance && weighted_like_ggml(t))
+      qw = std::span<const float>(importance->data() + (importance->size() == cols ? 0 : m * cols), static_cast<std::size_t>(cols));
+    const auto block = w.middleRows(m * per, per);
+    const auto q = mixprec::ggml::quantize(t, block, qw, name);
+    back.middleRows(m * per, per) = mixprec::ggml::dequantize(t, q, per, cols, name);
+    bytes += q.size();
+  }
+  double err = 0.0;
+  for (index_t m = 0; m < n_mat; ++m) {
+    const Eigen::MatrixXd e = (back.middleRows(m * per, per) - w.middleRows(m * per, per)).cast<double>();
+    if (imp_error)
+      err += (e.array().square().rowwise() * imp_error->segment(imp_error->size() == cols ? 0 : m * cols, cols).transpose().array()).sum();
+    else
+      err += e.squaredNorm();
+  }
+  return {t, bytes, mixprec::sqnr_db(w, back), err, false};
+}
+
+// Quantizes every plannable tensor to every requested type and measures it. A type that cannot
+// represent a tensor (its block does not divide the row, or a value overflows the type's scale) is
+// left out for that tensor with a note; a tensor no requested type represents gets the first of
+// fallback_types that does, marked as such (the plan counts its bytes like any other). NaN/Inf in a
+// weight is an error naming it (errc::non_finite). Importance (optional) is divided by
+// importance_set::common_scale; each analysed tensor without an entry is named in a note.
+[[nodiscard]] inline std::vector<tensor_analysis> analyze(const model_file& f, const std::vector<ggml_type>& types,
+                                                          const importance_set& importance = {},
+                                                          const std::vector<override_rule>& overrides = {},
+                                                          bool show_progress = true) {
+  std::vector<std::string> names;
+  for (const auto& t : f.tensors())
+    if (plannable(t, overrides)) names.push_back(t.name);
+  const double scale = importance.common_scale(names);
+  std::vector<tensor_analysis> out;
+  progress bar("analyze", names.size());
+  for (const auto& t : f.tensors()) {
+    if (!plannable(t, overrides)) continue;
+    const row_matrix w = f.to_float(t.name);
+    f.release(t.name);
+    check_finite(w, t.name);
+    tensor_analysis a{t.name, w.rows(), w.cols(), t.n_mat, t.bytes, false, {}, {}};
+    const Eigen::VectorXf* imp = nullptr;
+    Eigen::VectorXd imp_error;
+    if (const auto it = importance.values.find(t.name); it != importance.values.end()) {
+      const auto n = it->second.size();
+      if (n != w.cols() && n != w.cols() * t.n_mat)
+        throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(n) + " entries; the tensor needs " +
+                                              std::to_string(w.cols()) + " (its row length)" +
+                                              (t.n_mat > 1 ? " or " + std::to_string(w.cols() * t.n_mat) + " (row length x " +
+                                                                 std::to_string(t.n_mat) + " experts)"
+                                                           : std::string()));
+      imp = &it->second;
+      imp_error = it->second.cast<double>() / scale;
+      a.has_importance = true;
+    } else if (!importance.values.empty()) {
+      a.notes.push_back("no imatrix entry: its columns are weighted 1 (the imatrix's mean)");
+    }
+    auto try_type = [&](ggml_type type) -> std::optional<candidate_result> {
+      const int bs = mixprec::ggml::block_size(type);
+      if (w.cols() % bs != 0) {
+        a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: row length " + std::to_string(w.cols()) +
+                          " is not a multiple of its block of " + std::to_string(bs));
+        return std::nullopt;
+      }
+      try {
+        return measure(type, w, t.n_mat, imp, a.has_importance ? &imp_error : nullptr, t.name);
+      } catch (const error& e) {
+        if (e.code() != errc::not_representable) throw;
+        a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: " + e.message());
+        return std::nullopt;
+      }
+    };
+    for (ggml_type type : types)
+      if (auto c = try_type(type)) a.candidates.push_back(*c);
+    if (a.candidates.empty()) {
+      std::string chosen;
+      for (ggml_type type : fallback_types)
+        if (auto c = try_type(type)) {
+          c->fallback = true;
+          a.candidates.push_back(*c);
+          chosen += (chosen.empty() ? "" : ", ") + std::string(mixprec::to_string(type));
+        }
+      for (ggml_type type : last_resort_types) {
+        if (!a.candidates.empty()) break;
+        if (auto c = try_type(type)) {
+          c->fallback = true;
+          a.candidates.push_back(*c);
+          chosen = std::string(mixprec::to_string(type));
+        }
+      }
+      a.notes.push_back("no requested type can represent it: the plan chooses among the fallback types " + chosen);
+    }
+    out.push_back(std::move(a));
+    if (show_progress) bar.step(t.name);
+  }
+  return out;
+}
+
+// Total weights of the tensors analyse() would plan (for a bits-per-weight budget), from the header only.
+[[nodiscard]] inline double plannable_weights(const model_file& f, const std::vector<override_rule>& overrides = {}) {
+  double n = 0.0;
+  for (const auto& t : f.tensors())
+    if (plannable(t, overrides)) n += static_cast<double>(t.rows) * static_cast<double>(t.cols);
+  return n;
+}
+
+// The smallest size any plan can have, from the header only (before any tensor is read): per tensor,
+// the smallest requested (or overriding) type whose block divides the row, else the smallest fallback
+// that does. A budget below it is out of reach whatever the analysis finds.
+[[nodiscard]] inline double size_floor(const model_file& f, const std::vector<ggml_type>& types,
+                                       const std::vector<override_rule>& overrides = {}) {
+  double total = 0.0;
+  for (const auto& t : f.tensors()) {
+    if (!plannable(t, overrides)) continue;
+    auto bytes_of = [&](ggml_type type) -> std::optional<double> {
+      if (t.cols % mixprec::ggml::block_size(type) != 0) return std::nullopt;
+      return static_cast<double>(t.rows) * static_cast<double>(mixprec::ggml::row_bytes(type, t.cols));
+    };
+    std::optional<double> best;
+    const override_rule* o = find_override(overrides, t.name);
+    for (ggml_type type : o ? std::vector<ggml_type>{o->type} : types)
+      if (auto b = bytes_of(type)) best = best ? std::min(*best, *b) : *b;
+    if (!best)
+      for (ggml_type type : fallback_types)
+        if (auto b = bytes_of(type)) best = best ? std::min(*best, *b) : *b;
+    if (!best)
+      for (ggml_type type : last_resort_types)
+        if ((best = bytes_of(type))) break;
+    total += best.value_or(0.0);
+  }
+  return total;
+}
+
+// Checks the overrides against the file's header before any tensor is read: a rule whose type's block
+// does not divide the row length of a tensor it names is a bad request (errc::invalid_argument).
+inline void check_overrides(const model_file& f, const std::vector<override_rule>& overrides) {
+  for (const auto& t : f.tensors()) {
+    if (!plannable(t, overrides)) continue;
+    if (const override_rule* o = find_override(overrides, t.name); o && t.cols % mixprec::ggml::block_size(o->type) != 0)
+      throw error(errc::invalid_argument, "override '" + o->pattern + "=" + std::string(mixprec::to_string(o->type)) + "': tensor '" + t.name +
+                                              "' has rows of " + std::to_string(t.cols) + " values, not a multiple of the type's block of " +
+                                              std::to_string(mixprec::ggml::block_size(o->type)));
+  }
+}
+
+// ---- plan ----
 
 // "blk\..*\.attn_v=q8_0".
 [[nodiscard]] inline override_rule parse_override(const std::string& text) {
@@ -246,6 +448,7 @@ struct plan_entry {
   double error = 0.0;
   double sqnr_db = 0.0;
   bool overridden = false;
+  bool fallback = false;
 };
 
 struct plan {
@@ -270,6 +473,8 @@ struct plan {
 // (the first matching rule wins; the type must fit the tensor). policy: "knapsack" or "greedy".
 [[nodiscard]] inline plan make_plan(const std::vector<tensor_analysis>& a, double budget_bytes, const std::string& policy,
                                     const std::vector<override_rule>& overrides = {}) {
+  if (policy != "knapsack" && policy != "greedy")
+    throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
   mixprec::allocation_problem problem;
   problem.budget = budget_bytes;
   std::vector<std::vector<std::size_t>> option_index;  // per tensor: candidate index of each option
@@ -277,22 +482,20 @@ struct plan {
   for (const auto& t : a) {
     auto& item = problem.items.emplace_back();
     auto& idx = option_index.emplace_back();
-    std::optional<ggml_type> forced;
-    for (const auto& r : overrides)
-      if (std::regex_search(t.name, r.re)) {
-        forced = r.type;
-        break;
-      }
+    const override_rule* forced = find_override(overrides, t.name);
     for (std::size_t k = 0; k < t.candidates.size(); ++k) {
       const auto& c = t.candidates[k];
-      if (forced && c.type != *forced) continue;
+      if (forced && c.type != forced->type) continue;
       item.push_back({static_cast<double>(c.bytes), c.error, static_cast<int>(8 * mixprec::ggml::type_size(c.type) / mixprec::ggml::block_size(c.type))});
       idx.push_back(k);
     }
-    if (item.empty())
-      throw error(errc::invalid_argument, "override: type " + std::string(mixprec::to_string(*forced)) + " is not a candidate for '" +
-                                              t.name + "' (see --types; its row length must be a multiple of the block)");
-    pinned.push_back(forced.has_value());
+    if (item.empty()) {
+      if (forced)
+        throw error(errc::invalid_argument, "override '" + forced->pattern + "': type " + std::string(mixprec::to_string(forced->type)) +
+                                                " is not a candidate for '" + t.name + "' (see --types; its row length must be a multiple of the block, and its values must fit the type)");
+      throw error(errc::invalid_argument, "tensor '" + t.name + "': no type can represent it");
+    }
+    pinned.push_back(forced != nullptr);
   }
   const auto [lo, hi] = mixprec::cost_range(problem);
   if (budget_bytes < lo)
@@ -301,12 +504,11 @@ struct plan {
                                       " bytes (largest " + std::to_string(static_cast<long long>(hi)) + ")");
   mixprec::allocation_result r;
   if (policy == "knapsack") r = mixprec::knapsack_policy{}.allocate(problem);
-  else if (policy == "greedy") r = mixprec::greedy_policy{}.allocate(problem);
-  else throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
+  else r = mixprec::greedy_policy{}.allocate(problem);
   plan p{policy, budget_bytes, r.proven_optimal, {}};
   for (std::size_t i = 0; i < a.size(); ++i) {
     const auto& c = a[i].candidates[option_index[i][r.choice[i]]];
-    p.entries.push_back({a[i].name, c.type, c.bytes, c.error, c.sqnr_db, pinned[i]});
+    p.entries.push_back({a[i].name, c.type, c.bytes, c.error, c.sqnr_db, pinned[i], c.fallback});
   }
   return p;
 }
@@ -321,7 +523,7 @@ struct plan {
   j["tensors"] = nlohmann::json::array();
   for (const auto& e : p.entries)
     j["tensors"].push_back({{"name", e.name}, {"type", std::string(mixprec::to_string(e.type))}, {"bytes", e.bytes},
-                            {"error", e.error}, {"sqnr_db", e.sqnr_db}, {"overridden", e.overridden}});
+                            {"error", e.error}, {"sqnr_db", e.sqnr_db}, {"overridden", e.overridden}, {"fallback", e.fallback}});
   return j;
 }
 
@@ -370,19 +572,42 @@ struct quantize_summary {
   std::uint32_t file_type = 0;
 };
 
+// Checks a plan against the file before anything is written: every tensor it names exists, is float,
+// has elements and 2+ dimensions, and has a row length the type's block divides (errc::invalid_argument
+// naming the tensor; errc::unsupported for an input that is not GGUF or a tensor already quantized).
+// Returns a warning for each tensor the plan quantizes that llama.cpp keeps in float (a router, ...).
+[[nodiscard]] inline std::vector<std::string> check_plan(const model_file& src, const std::map<std::string, ggml_type>& plan) {
+  if (!src.is_gguf()) throw error(errc::unsupported, "quantize: the input must be a GGUF file (F32/F16/BF16 tensors)");
+  std::map<std::string, const tensor_entry*> by_name;
+  for (const auto& t : src.tensors()) by_name.emplace(t.name, &t);
+  std::vector<std::string> warnings;
+  for (const auto& [name, type] : plan) {
+    const auto it = by_name.find(name);
+    if (it == by_name.end()) throw error(errc::invalid_argument, "plan names tensor '" + name + "', which is not in " + src.gguf().path());
+    const tensor_entry& t = *it->second;
+    const tensor_role role = role_of(t);
+    const std::string what = "plan: tensor '" + name + "' (" + to_string(role) + ")";
+    if (!t.is_float) throw error(errc::unsupported, what + " is already " + t.type + "; quantize reads F32/F16/BF16 tensors");
+    if (role == tensor_role::empty || role == tensor_role::vector)
+      throw error(errc::invalid_argument, what + " cannot be quantized; remove it from the plan");
+    const int bs = mixprec::ggml::block_size(type);
+    if (t.cols % bs != 0)
+      throw error(errc::invalid_argument, "plan: tensor '" + name + "' has rows of " + std::to_string(t.cols) + " values, not a multiple of " +
+                                              std::string(mixprec::to_string(type)) + "'s block of " + std::to_string(bs));
+    if (role == tensor_role::router || role == tensor_role::kept_float)
+      warnings.push_back(what + ": quantized to " + std::string(mixprec::to_string(type)) + " as the plan says");
+  }
+  return warnings;
+}
+
 // Writes `out_path`: `src` with the planned tensors re-encoded (others copied), every KV kept and
-// general.file_type set; tensors are converted one at a time from the mapped input. On any failure
+// general.file_type set; tensors are converted one at a time from the mapped input. The plan is
+// checked first (check_plan); a NaN/Inf weight is errc::non_finite naming the tensor. On any failure
 // nothing is left at out_path (io/output_file.hpp); an out_path that is the input is refused.
 inline quantize_summary quantize_gguf(const model_file& src, const std::map<std::string, ggml_type>& plan,
                                       const std::string& out_path, bool show_progress = true) {
-  if (!src.is_gguf()) throw error(errc::unsupported, "quantize: the input must be a GGUF file (F32/F16/BF16 tensors)");
+  for (const auto& w : check_plan(src, plan)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
   const auto& g = src.gguf();
-  for (const auto& [name, type] : plan) {
-    const auto* t = g.find(name);
-    if (!t) throw error(errc::invalid_argument, "plan names tensor '" + name + "', which is not in " + g.path());
-    if (!is_float_type(t->type))
-      throw error(errc::unsupported, "tensor '" + name + "' is already quantized; quantize reads F32/F16/BF16 tensors");
-  }
   // The type holding most of the weights sets general.file_type.
   std::map<ggml_type, std::uint64_t> weights_by_type;
   for (const auto& t : g.tensors())
@@ -407,6 +632,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
       [&](const mixprec::gguf::tensor_info& t, std::uint32_t type) {
         const row_matrix w = g.to_float(t.name);
         drop_pages(t.bytes);
+        check_finite(w, t.name);
         auto bytes = mixprec::ggml::quantize(static_cast<ggml_type>(type), w, std::nullopt, t.name);
         if (show_progress) bar.step(t.name);
         ++s.converted;

@@ -69,7 +69,7 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
   REQUIRE(f.tensors().size() == 7);
 
   const auto types = mixprec_cli::parse_types("q4_0,q8_0,q4_K,f16");
-  const auto analysis = mixprec_cli::analyze(f, types, {}, false);
+  const auto analysis = mixprec_cli::analyze(f, types, {}, {}, false);
   REQUIRE(analysis.size() == 6);  // the norm vector is not planned
   for (const auto& a : analysis) {
     REQUIRE(a.candidates.size() == 4);
@@ -148,7 +148,7 @@ TEST_CASE("cli: bad requests are typed errors", "[cli]") {
   std::filesystem::create_directories(dir);
   const std::string path = make_model(dir);
   const mixprec_cli::model_file f(path);
-  const auto analysis = mixprec_cli::analyze(f, mixprec_cli::parse_types("q4_0,q8_0"), {}, false);
+  const auto analysis = mixprec_cli::analyze(f, mixprec_cli::parse_types("q4_0,q8_0"), {}, {}, false);
   auto code_of = [](auto&& fn) {
     try {
       fn();

@@ -1,0 +1,220 @@
+// The `mixprec` command line (main.cpp calls run(); tests call it in-process):
+//   mixprec inspect FILE
+//   mixprec analyze FILE [--types q4_0,q4_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
+//   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... -o plan.json
+//   mixprec quantize FILE.gguf --plan plan.json -o OUT.gguf
+//
+// Every argument is checked before any tensor is read (types, budget, overrides, policy, outputs, the
+// imatrix, and for quantize the plan against the file), and a budget below the smallest size any plan
+// can have is refused from the header alone.
+//
+// Exit codes, by cause (what a script can act on):
+//   0  done
+//   1  a bug in mixprec (an exception it did not expect)
+//   2  bad request: malformed or contradictory arguments, an output that is an input or cannot be
+//      written, a plan that does not fit the file, a type that cannot hold a tensor the plan forces on it
+//   3  unreadable or damaged input: a file that cannot be opened or parsed, NaN/Inf weights
+//   4  the budget cannot be met
+//   5  a valid request mixprec does not support (e.g. re-encoding an already quantized tensor)
+#pragma once
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "tool.hpp"
+
+namespace mixprec_cli {
+
+// The exit code of an error (see the table above).
+[[nodiscard]] inline int exit_code(errc c) noexcept {
+  switch (c) {
+    case errc::io_error:
+    case errc::parse_error:
+    case errc::non_finite:
+    case errc::empty_input: return 3;
+    case errc::infeasible: return 4;
+    case errc::unsupported: return 5;
+    case errc::invalid_argument:
+    case errc::shape_mismatch:
+    case errc::not_representable: return 2;
+  }
+  return 1;
+}
+
+namespace detail {
+
+// Runs f, which checks text the user typed; any mixprec::error it throws is a bad request (exit 2),
+// whatever its code (the budget parser calls unparsable text a parse_error, which for a file would be 3).
+template <class F>
+auto request(F&& f) {
+  try {
+    return f();
+  } catch (const error& e) {
+    throw error(errc::invalid_argument, e.message());
+  }
+}
+
+inline std::string shape_text(const std::vector<std::uint64_t>& dims) {
+  std::string s;
+  for (auto d : dims) s += (s.empty() ? "" : "x") + std::to_string(d);
+  return s.empty() ? "scalar" : s;
+}
+
+inline void print_notes(const std::vector<tensor_analysis>& analysis) {
+  for (const auto& a : analysis)
+    for (const auto& n : a.notes) std::fprintf(stderr, "mixprec: note: '%s': %s\n", a.name.c_str(), n.c_str());
+}
+
+}  // namespace detail
+
+[[nodiscard]] inline int run(int argc, const char* const* argv) {
+  CLI::App app{"mixprec: mixed-precision quantization of GGUF and safetensors checkpoints"};
+  app.require_subcommand(1);
+  std::string file, types = "q4_0,q4_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
+              plan_out = "plan.json", plan_in, out_path;
+  std::vector<std::string> overrides;
+  auto* inspect = app.add_subcommand("inspect", "list tensors: name, shape, type, bytes, role");
+  inspect->add_option("FILE", file, "GGUF or safetensors file")->required();
+  auto* analyze = app.add_subcommand("analyze", "per tensor and candidate type: bytes, SQNR, weighted squared error");
+  analyze->add_option("FILE", file, "GGUF or safetensors file")->required();
+  analyze->add_option("--types", types, "candidate ggml types")->capture_default_str();
+  analyze->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat) to weight the error and the scale search");
+  analyze->add_option("--tensor-type", overrides, "REGEX=TYPE: also analyse tensors matching REGEX that are kept in float by default");
+  analyze->add_option("--json", json_path, "write the analysis as JSON");
+  auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
+  plan->add_option("FILE", file, "GGUF or safetensors file")->required();
+  plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
+  plan->add_option("--policy", policy, "knapsack (exact) or greedy")->capture_default_str();
+  plan->add_option("--types", types, "candidate ggml types")->capture_default_str();
+  plan->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat)");
+  plan->add_option("--tensor-type", overrides, "REGEX=TYPE: tensors matching REGEX get TYPE (llama.cpp's form; first match wins); repeatable");
+  plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
+  auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
+  quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
+  quantize->add_option("--plan", plan_in, "plan.json from `mixprec plan`")->required();
+  quantize->add_option("-o,--output", out_path, "output GGUF")->required();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int rc = app.exit(e);
+    return rc == 0 ? 0 : 2;
+  }
+
+  try {
+    // 1. The request itself: text the user typed, and the outputs (never an input, in a folder that exists).
+    std::vector<ggml_type> type_list;
+    std::vector<override_rule> rules;
+    if (analyze->parsed() || plan->parsed()) {
+      type_list = detail::request([&] { return parse_types(types); });
+      for (const auto& o : overrides) rules.push_back(detail::request([&] { return parse_override(o); }));
+      if (policy != "knapsack" && policy != "greedy")
+        throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
+    }
+    detail::request([&] {
+      if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in});
+      if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path});
+      if (analyze->parsed() && !json_path.empty()) mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
+      return 0;
+    });
+    // 2. The inputs' headers (no tensor data yet), and the request against them.
+    const model_file f(file);
+    if (inspect->parsed()) {
+      std::printf("| tensor | shape | type | bytes | role |\n|---|---|---|---:|---|\n");
+      std::uint64_t total = 0;
+      for (const auto& t : f.tensors()) {
+        std::printf("| %s | %s | %s | %llu | %s |\n", t.name.c_str(), detail::shape_text(t.dims).c_str(), t.type.c_str(),
+                    static_cast<unsigned long long>(t.bytes), to_string(role_of(t)));
+        total += t.bytes;
+      }
+      std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
+                  f.is_gguf() ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
+                                 " metadata keys").c_str()
+                              : "safetensors");
+      return 0;
+    }
+    if (quantize->parsed()) {
+      const auto p = load_plan(plan_in);
+      (void)check_plan(f, p);  // before the output is opened; quantize_gguf prints its warnings
+      const auto s = quantize_gguf(f, p, out_path);
+      std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
+                  "\ngeneral.file_type = %u; every other metadata key copied\n",
+                  file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
+                  static_cast<unsigned long long>(s.bytes_out), s.file_type);
+      return 0;
+    }
+    std::size_t planned = 0;
+    for (const auto& t : f.tensors()) planned += plannable(t, rules) ? 1 : 0;
+    if (planned == 0) throw error(errc::empty_input, "'" + file + "' has no weight matrix to quantize (see `mixprec inspect`)");
+    for (const auto& r : rules) {
+      bool any = false;
+      for (const auto& t : f.tensors()) any = any || (plannable(t, rules) && std::regex_search(t.name, r.re));
+      if (!any) std::fprintf(stderr, "mixprec: warning: override '%s' matches no tensor that is planned\n", r.pattern.c_str());
+    }
+    check_overrides(f, rules);
+    double budget_bytes = 0.0;
+    if (plan->parsed()) {
+      const double weights = plannable_weights(f, rules);
+      budget_bytes = detail::request([&] { return mixprec::parse_byte_budget(budget, weights); });
+      const double floor = size_floor(f, type_list, rules);
+      if (budget_bytes < floor)
+        throw error(errc::infeasible, "budget " + budget + " (" + std::to_string(static_cast<long long>(budget_bytes)) +
+                                          " bytes) cannot be met: the smallest plan of these tensors takes " +
+                                          std::to_string(static_cast<long long>(floor)) + " bytes");
+    }
+    importance_set importance;
+    if (!imatrix_path.empty()) importance.values = mixprec::imatrix::load_importance(imatrix_path);
+    // 3. The work.
+    const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules);
+    detail::print_notes(analysis);
+    if (analyze->parsed()) {
+      std::printf("| tensor | shape | type | bytes | bits/weight | SQNR (dB) | error |\n|---|---|---|---:|---:|---:|---:|\n");
+      nlohmann::json j = nlohmann::json::array();
+      for (const auto& a : analysis)
+        for (const auto& c : a.candidates) {
+          const double bpw = 8.0 * static_cast<double>(c.bytes) / static_cast<double>(a.rows * a.cols);
+          std::printf("| %s | %ldx%ld | %s%s | %llu | %.3f | %.2f | %.4g |\n", a.name.c_str(), static_cast<long>(a.rows),
+                      static_cast<long>(a.cols), std::string(mixprec::to_string(c.type)).c_str(), c.fallback ? " (fallback)" : "",
+                      static_cast<unsigned long long>(c.bytes), bpw, c.sqnr_db, c.error);
+          j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", std::string(mixprec::to_string(c.type))},
+                       {"bytes", c.bytes}, {"sqnr_db", c.sqnr_db}, {"error", c.error}, {"importance", a.has_importance},
+                       {"fallback", c.fallback}});
+        }
+      if (!json_path.empty()) {
+        mixprec::output_file out(json_path);
+        out.stream() << j.dump(2) << "\n";
+        out.commit();
+      }
+      return 0;
+    }
+    double weights = 0.0;
+    for (const auto& a : analysis) weights += static_cast<double>(a.rows) * static_cast<double>(a.cols);
+    const auto p = make_plan(analysis, budget_bytes, policy, rules);
+    std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
+    double err = 0.0;
+    for (const auto& e : p.entries) {
+      std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.name.c_str(), std::string(mixprec::to_string(e.type)).c_str(),
+                  e.overridden ? " (override)" : e.fallback ? " (fallback)" : "", static_cast<unsigned long long>(e.bytes), e.sqnr_db,
+                  e.error);
+      err += e.error;
+    }
+    std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
+                p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
+                8.0 * static_cast<double>(p.bytes()) / weights, p.entries.size(), p.budget_bytes, err);
+    mixprec::output_file out(plan_out, {file});
+    out.stream() << to_json(p).dump(2) << "\n";
+    out.commit();
+    std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
+    return 0;
+  } catch (const error& e) {
+    std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
+    return exit_code(e.code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "mixprec: unexpected failure (a bug; please report it): %s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace mixprec_cli

@@ -1,0 +1,254 @@
+// The fault kinds of ../shared/cases (real users' reports against llama.cpp and other quantization
+// tools), run through the `mixprec` command line in-process (mixprec_cli::run): exit codes by cause,
+// every argument checked before a tensor is read, infeasible candidates left out per tensor with a
+// fallback, tensor roles (vectors, routers, empty tensors, expert stacks), and importance matrices in
+// both of llama.cpp's formats on one scale. Inputs are built here, not copied from the cases.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "../../examples/mixprec_cli/app.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace gguf = mixprec::gguf;
+
+// A GGUF being built: F32 tensors of N(0, 0.02^2) values (seeded by name), any shape.
+class model_builder {
+ public:
+  // dims as GGUF stores them (ne0 first); fill(i) may replace element i's value.
+  model_builder& add(const std::string& name, std::vector<std::uint64_t> dims, std::function<float(std::size_t, float)> fill = {}) {
+    std::size_t n = 1;
+    for (auto d : dims) n *= static_cast<std::size_t>(d);
+    std::mt19937_64 gen(std::hash<std::string>{}(name));
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> v(n);
+    for (std::size_t i = 0; i < n; ++i) v[i] = fill ? fill(i, nd(gen)) : nd(gen);
+    data_.push_back(std::move(v));
+    names_.push_back(name);
+    dims_.push_back(std::move(dims));
+    return *this;
+  }
+  std::string write(const fs::path& path) const {
+    std::vector<gguf::tensor_source> ts;
+    for (std::size_t k = 0; k < names_.size(); ++k) {
+      gguf::tensor_source t;
+      t.name = names_[k];
+      t.type = 0;
+      t.dims = dims_[k];
+      t.bytes = std::as_bytes(std::span(data_[k]));
+      ts.push_back(std::move(t));
+    }
+    gguf::metadata kvs;
+    kvs.set("general.architecture", gguf::value(std::string("llama")));
+    gguf::write(path.string(), kvs, ts);
+    return path.string();
+  }
+
+ private:
+  std::vector<std::vector<float>> data_;
+  std::vector<std::string> names_;
+  std::vector<std::vector<std::uint64_t>> dims_;
+};
+
+int run(std::vector<std::string> args) {
+  args.insert(args.begin(), "mixprec");
+  std::vector<const char*> argv;
+  for (const auto& a : args) argv.push_back(a.c_str());
+  return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
+}
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_cases_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
+
+// The plan's type of each tensor it names.
+std::map<std::string, std::string> plan_types(const fs::path& p) {
+  std::map<std::string, std::string> out;
+  const nlohmann::json j = read_json(p);  // named: a temporary's member would dangle in the loop
+  for (const auto& t : j["tensors"]) out[t["name"].get<std::string>()] = t["type"].get<std::string>();
+  return out;
+}
+
+void write_plan(const fs::path& p, const std::map<std::string, std::string>& types) {
+  nlohmann::json j = {{"format", "mixprec-ggml-plan"}, {"tensors", nlohmann::json::array()}};
+  for (const auto& [n, t] : types) j["tensors"].push_back({{"name", n}, {"type", t}});
+  std::ofstream(p) << j.dump();
+}
+
+}  // namespace
+
+TEST_CASE("cases 05/19: exit codes by cause, and the request checked before any tensor is read", "[cli][cases]") {
+  const fs::path dir = fresh_dir("codes");
+  // blk.1.ffn_down has a NaN: any run that reads it ends with 3, so a 2 or 4 below proves the request
+  // was refused before the analysis.
+  const std::string model = model_builder{}
+                                .add("blk.0.attn_q.weight", {256, 64})
+                                .add("blk.1.ffn_down.weight", {256, 64}, [](std::size_t i, float v) { return i == 300 ? std::nanf("") : v; })
+                                .write(dir / "nan.gguf");
+  const std::string out = (dir / "p.json").string();
+  CHECK(run({"plan", model, "--budget", "6", "-o", out}) == 3);  // NaN: damaged input
+  CHECK_FALSE(fs::exists(out));
+  for (const char* bad : {"abc", "5xyz", "0", "-3", "nan"}) {
+    INFO("budget " << bad);
+    CHECK(run({"plan", model, "--budget", bad, "-o", out}) == 2);
+  }
+  CHECK(run({"plan", model, "--budget", "1", "-o", out}) == 4);   // 1 byte: below the smallest plan, known from the header
+  CHECK(run({"plan", model, "--budget", "2", "-o", out}) == 4);   // 2 bits per weight
+  CHECK(run({"plan", model, "--tensor-type", "(=q8_0", "-o", out}) == 2);
+  CHECK(run({"plan", model, "--tensor-type", "attn=q9_9", "-o", out}) == 2);
+  CHECK(run({"plan", model, "--types", "q4_0,q7_7", "-o", out}) == 2);
+  CHECK(run({"plan", model, "--policy", "simplex", "-o", out}) == 2);
+  CHECK(run({"plan", model, "-o", (dir / "no" / "such" / "p.json").string()}) == 2);
+  CHECK(run({"plan", model, "-o", model}) == 2);
+  CHECK(run({"analyze", model, "--json", "/nonexistent/a.json"}) == 2);
+  CHECK(run({"analyze", (dir / "missing.gguf").string()}) == 3);
+  CHECK(run({"plan", model, "--imatrix", (dir / "missing.dat").string(), "-o", out}) == 3);
+  CHECK(run({"plan"}) == 2);  // CLI11: FILE missing
+  CHECK_FALSE(fs::exists(out));
+
+  // quantize: a NaN ends with 3 and leaves no output; a plan naming a missing tensor is a bad request.
+  const fs::path plan = dir / "hand.json";
+  write_plan(plan, {{"blk.0.attn_q.weight", "q8_0"}, {"blk.1.ffn_down.weight", "q8_0"}});
+  CHECK(run({"quantize", model, "--plan", plan.string(), "-o", (dir / "out.gguf").string()}) == 3);
+  write_plan(plan, {{"blk.9.nope.weight", "q8_0"}});
+  CHECK(run({"quantize", model, "--plan", plan.string(), "-o", (dir / "out.gguf").string()}) == 2);
+  CHECK_FALSE(fs::exists(dir / "out.gguf"));
+}
+
+TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it, with a fallback when none can", "[cli][cases]") {
+  const fs::path dir = fresh_dir("infeasible");
+  // 06: a weight of 1e7 fits BF16 but overflows Q8_0's FP16 block scale. 08: rows of 4544 (Falcon's
+  // ffn_down) fit no 256-wide K-quant block.
+  const std::string huge = model_builder{}
+                               .add("blk.0.attn_q.weight", {256, 64})
+                               .add("blk.0.ffn_down.weight", {256, 64}, [](std::size_t i, float v) { return i == 700 ? 1e7f : v; })
+                               .write(dir / "huge.gguf");
+  const fs::path json = dir / "a.json";
+  REQUIRE(run({"analyze", huge, "--types", "q8_0,bf16", "--json", json.string()}) == 0);
+  std::map<std::string, std::vector<std::string>> seen;
+  for (const auto& c : read_json(json)) seen[c["tensor"].get<std::string>()].push_back(c["type"].get<std::string>());
+  CHECK(seen["blk.0.attn_q.weight"] == std::vector<std::string>{"q8_0", "bf16"});
+  CHECK(seen["blk.0.ffn_down.weight"] == std::vector<std::string>{"bf16"});
+  const fs::path p = dir / "p.json";
+  REQUIRE(run({"plan", huge, "--types", "q8_0,bf16", "--budget", "13", "-o", p.string()}) == 0);
+  CHECK(plan_types(p)["blk.0.ffn_down.weight"] == "bf16");
+  CHECK(run({"plan", huge, "--types", "q8_0,bf16", "--budget", "12", "-o", p.string()}) == 4);  // bf16 is needed: out of reach
+
+  const std::string falcon = model_builder{}.add("blk.0.attn_q.weight", {256, 64}).add("blk.0.ffn_down.weight", {4544, 16}).write(dir / "falcon.gguf");
+  REQUIRE(run({"plan", falcon, "--types", "q4_K,q6_K", "--budget", "6", "-o", p.string()}) == 0);
+  const auto plan = read_json(p);
+  std::uint64_t sum = 0;
+  for (const auto& t : plan["tensors"]) {
+    sum += t["bytes"].get<std::uint64_t>();
+    if (t["name"] == "blk.0.ffn_down.weight") {
+      CHECK(t["fallback"].get<bool>());
+      const auto type = t["type"].get<std::string>();
+      CHECK((type == "q4_0" || type == "q4_1" || type == "q8_0"));
+    }
+  }
+  CHECK(sum == plan["bytes"].get<std::uint64_t>());
+  CHECK(static_cast<double>(sum) <= 6.0 * (256 * 64 + 4544 * 16) / 8.0);  // the fallback counted in the budget
+  // The size the plan promises is the size written.
+  REQUIRE(run({"quantize", falcon, "--plan", p.string(), "-o", (dir / "out.gguf").string()}) == 0);
+  std::uint64_t written = 0;
+  const auto out = gguf::file::open((dir / "out.gguf").string());
+  for (const auto& t : out.tensors()) written += t.size;
+  CHECK(written == sum);
+  // An override or a hand plan that asks for q4_K on those rows is refused before any work (exit 2).
+  CHECK(run({"plan", falcon, "--budget", "6", "--tensor-type", "ffn_down=q4_K", "-o", p.string()}) == 2);
+  write_plan(dir / "hand.json", {{"blk.0.ffn_down.weight", "q4_K"}});
+  CHECK(run({"quantize", falcon, "--plan", (dir / "hand.json").string(), "-o", (dir / "bad.gguf").string()}) == 2);
+  CHECK_FALSE(fs::exists(dir / "bad.gguf"));
+}
+
+TEST_CASE("cases 09/23: only matrices are planned; vectors, routers and empty tensors stay as they are", "[cli][cases]") {
+  const fs::path dir = fresh_dir("roles");
+  const std::string moe = model_builder{}
+                              .add("blk.0.attn_norm.weight", {256})
+                              .add("blk.0.attn_q.weight", {256, 256})
+                              .add("blk.0.ffn_gate_inp.weight", {256, 8})
+                              .add("blk.0.ffn_up_exps.weight", {256, 128, 8})
+                              .add("blk.0.unused.weight", {256, 0})
+                              .write(dir / "moe.gguf");
+  const fs::path p = dir / "p.json";
+  REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0,f16", "--budget", "4.5", "-o", p.string()}) == 0);
+  const auto types = plan_types(p);
+  CHECK(types.size() == 2);
+  CHECK(types.count("blk.0.attn_q.weight") == 1);
+  CHECK(types.count("blk.0.ffn_up_exps.weight") == 1);  // the expert stack is planned
+  REQUIRE(run({"quantize", moe, "--plan", p.string(), "-o", (dir / "out.gguf").string()}) == 0);
+  const auto out = gguf::file::open((dir / "out.gguf").string());
+  CHECK(out.find("blk.0.ffn_gate_inp.weight")->type == 0);  // F32, as llama.cpp leaves a router
+  CHECK(out.find("blk.0.attn_norm.weight")->type == 0);
+  CHECK(out.find("blk.0.unused.weight")->size == 0);
+  // A rule can force the router; a hand plan that quantizes a vector or an empty tensor is refused.
+  REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--tensor-type", "ffn_gate_inp=q8_0", "--budget", "9", "-o", p.string()}) == 0);
+  CHECK(plan_types(p)["blk.0.ffn_gate_inp.weight"] == "q8_0");
+  for (const char* name : {"blk.0.attn_norm.weight", "blk.0.unused.weight"}) {
+    INFO(name);
+    write_plan(dir / "hand.json", {{name, "q8_0"}});
+    CHECK(run({"quantize", moe, "--plan", (dir / "hand.json").string(), "-o", (dir / "bad.gguf").string()}) == 2);
+    CHECK_FALSE(fs::exists(dir / "bad.gguf"));
+  }
+  // A file with no matrix at all has nothing to plan.
+  const std::string empty = model_builder{}.add("blk.0.unused.weight", {256, 0}).add("norm.weight", {64}).write(dir / "empty.gguf");
+  CHECK(run({"plan", empty, "--budget", "6", "-o", p.string()}) == 3);
+}
+
+TEST_CASE("cases 02/06: imatrix entries of ne0 x n_expert values, and a plan that does not depend on the imatrix's scale",
+          "[cli][cases]") {
+  const fs::path dir = fresh_dir("imatrix");
+  const std::string moe = model_builder{}
+                              .add("blk.0.attn_q.weight", {256, 256})
+                              .add("blk.0.ffn_gate_exps.weight", {256, 64, 4})
+                              .add("blk.0.ffn_down.weight", {256, 128})
+                              .write(dir / "moe.gguf");
+  auto imatrix = [&](float scale, const std::string& name) {
+    mixprec::imatrix::file f;
+    std::mt19937 gen(5);
+    std::uniform_real_distribution<float> u(0.01f, 3.0f);
+    auto entry = [&](int n) {
+      mixprec::imatrix::entry e;
+      e.ncall = 10;
+      e.values.resize(n);
+      for (int i = 0; i < n; ++i) e.values[i] = scale * u(gen);
+      return e;
+    };
+    f.entries["blk.0.attn_q.weight"] = entry(256);
+    f.entries["blk.0.ffn_gate_exps.weight"] = entry(256 * 4);  // one ne0 slice per expert
+    // blk.0.ffn_down.weight has no entry: weighted 1, on the imatrix's mean scale
+    const std::string path = (dir / name).string();
+    mixprec::imatrix::save(f, path);
+    return path;
+  };
+  const std::string im1 = imatrix(1.0f, "a.dat"), im1000 = imatrix(1000.0f, "b.dat");
+  const fs::path json = dir / "a.json";
+  REQUIRE(run({"analyze", moe, "--types", "q4_0,q8_0", "--imatrix", im1, "--json", json.string()}) == 0);
+  for (const auto& c : read_json(json)) CHECK(c["importance"].get<bool>() == (c["tensor"] != "blk.0.ffn_down.weight"));
+  // Scaling every value of the imatrix by 1000 gives the same plan: the tensor without an entry is not
+  // weighted on another scale than those with one.
+  const fs::path p1 = dir / "p1.json", p2 = dir / "p2.json";
+  REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", im1, "-o", p1.string()}) == 0);
+  REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", im1000, "-o", p2.string()}) == 0);
+  CHECK(plan_types(p1) == plan_types(p2));
+  // An entry of the wrong length is a bad request naming the tensor.
+  mixprec::imatrix::file bad;
+  bad.entries["blk.0.ffn_gate_exps.weight"].ncall = 1;
+  bad.entries["blk.0.ffn_gate_exps.weight"].values = Eigen::VectorXf::Ones(300);
+  mixprec::imatrix::save(bad, (dir / "bad.dat").string());
+  CHECK(run({"analyze", moe, "--imatrix", (dir / "bad.dat").string()}) == 2);
+}
