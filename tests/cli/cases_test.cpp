@@ -209,7 +209,7 @@ TEST_CASE("cases 09/23: only matrices are planned; vectors, routers and empty te
   CHECK(run({"plan", empty, "--budget", "6", "-o", p.string()}) == 3);
 }
 
-TEST_CASE("cases 02/06: imatrix entries of ne0 x n_expert values, and a plan that does not depend on the imatrix's scale",
+TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file formats, and a plan that does not depend on the imatrix's scale",
           "[cli][cases]") {
   const fs::path dir = fresh_dir("imatrix");
   const std::string moe = model_builder{}
@@ -245,6 +245,20 @@ TEST_CASE("cases 02/06: imatrix entries of ne0 x n_expert values, and a plan tha
   REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", im1, "-o", p1.string()}) == 0);
   REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", im1000, "-o", p2.string()}) == 0);
   CHECK(plan_types(p1) == plan_types(p2));
+  // Case 03: the same statistics as a GGUF imatrix (llama-imatrix's default) give the same plan.
+  {
+    auto f = mixprec::imatrix::load(im1);
+    for (auto& [name, e] : f.entries) {
+      const auto n_mat = static_cast<std::size_t>(e.values.size() / 256);
+      e.counts.assign(n_mat, 512.0f);  // 512 tokens per matrix: in_sum2 = mean * 512
+      e.values = e.importance() * 512.0f;
+      e.ncall = 0;
+    }
+    mixprec::imatrix::save(f, (dir / "im.gguf").string(), mixprec::imatrix::format::gguf);
+  }
+  const fs::path p3 = dir / "p3.json";
+  REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", (dir / "im.gguf").string(), "-o", p3.string()}) == 0);
+  CHECK(plan_types(p3) == plan_types(p1));
   // An entry of the wrong length is a bad request naming the tensor.
   mixprec::imatrix::file bad;
   bad.entries["blk.0.ffn_gate_exps.weight"].ncall = 1;

@@ -93,6 +93,22 @@ int main(int argc, char** argv) {
   im.dataset = "calib.txt";
   const auto imb = mixprec::imatrix::serialize(im);
   write_bytes(root / "imatrix" / "two_entries.dat", imb.data(), imb.size());
+  // imatrix (GGUF): a matrix and 4 merged experts, one of which saw no token, with every KV.
+  mixprec::imatrix::file ig;
+  ig.entries["blk.0.attn_q.weight"].values = Eigen::VectorXf::LinSpaced(8, 0.5f, 4.0f);
+  ig.entries["blk.0.attn_q.weight"].counts = {512.0f};
+  ig.entries["blk.0.ffn_up_exps.weight"].values = Eigen::VectorXf::LinSpaced(16, 0.0f, 30.0f);
+  ig.entries["blk.0.ffn_up_exps.weight"].counts = {100.0f, 0.0f, 300.0f, 112.0f};
+  ig.last_chunk = 1;
+  ig.chunk_size = 512;
+  ig.dataset = "calib.txt";
+  const auto igb = mixprec::imatrix::serialize_gguf(ig);
+  write_bytes(root / "imatrix" / "experts.gguf", igb.data(), igb.size());
+  // ... and one matrix with its dims as ggml writes them (trailing 1s dropped: [ne0], [1]), no KVs.
+  const float flat_sums[4] = {1.0f, 2.0f, 0.0f, 8.0f}, flat_count[1] = {4.0f};
+  gguf::write((root / "imatrix" / "flat_dims.gguf").string(), gguf::metadata{},
+              std::vector<gguf::tensor_source>{{"w.in_sum2", 0, {4}, std::as_bytes(std::span(flat_sums)), {}},
+                                               {"w.counts", 0, {1}, std::as_bytes(std::span(flat_count)), {}}});
 
   // plan JSON: a knapsack plan of two layers and the sensitivity table it came from.
   std::filesystem::create_directories(root / "plan_json");

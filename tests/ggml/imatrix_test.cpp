@@ -1,13 +1,19 @@
-// llama.cpp legacy imatrix files: layout, round trip, corrupt input, and use as a layer statistic.
+// llama.cpp imatrix files, legacy .dat and GGUF: layout, round trip, merged experts, corrupt input, and use
+// as a layer statistic.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
+#include <limits>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "mixprec/formats/ggml.hpp"
+#include "mixprec/io/gguf.hpp"
 #include "mixprec/io/imatrix.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
 
@@ -200,4 +206,359 @@ TEST_CASE("imatrix as a layer statistic and as quantization weights", "[imatrix]
   } catch (const mixprec::error& e) {
     CHECK(e.code() == mixprec::errc::invalid_argument);
   }
+}
+
+// ---- GGUF imatrix files ----
+
+namespace {
+
+namespace gg = mixprec::gguf;
+
+// One tensor of a GGUF file made with the generic GGUF writer (not the imatrix serializer): F32 values,
+// or for another type `count` zero bytes' worth of elements (their content does not matter).
+struct tspec {
+  std::string name;
+  std::vector<std::uint64_t> dims;
+  std::vector<float> values;
+  std::uint32_t type = 0;
+};
+
+std::vector<std::uint8_t> gguf_bytes(const gg::metadata& kvs, const std::vector<tspec>& ts) {
+  std::vector<std::vector<std::byte>> data;
+  data.reserve(ts.size());
+  std::vector<gg::tensor_source> src;
+  for (const tspec& t : ts) {
+    if (t.type == 0) {
+      data.emplace_back(t.values.size() * sizeof(float));
+      std::memcpy(data.back().data(), t.values.data(), data.back().size());
+    } else {
+      std::uint64_t n = 1;
+      for (auto d : t.dims) n *= d;
+      data.emplace_back(n * gg::type_traits_of(t.type)->type_size / gg::type_traits_of(t.type)->block_size);
+    }
+    src.push_back({t.name, t.type, t.dims, data.back(), {}});
+  }
+  std::ostringstream s;
+  gg::write(s, kvs, src);
+  const std::string b = s.str();
+  return {b.begin(), b.end()};
+}
+
+gg::metadata imatrix_kvs() {
+  return {{"general.type", gg::value("imatrix")},
+          {"imatrix.datasets", gg::value(gg::array{gg::value_type::string, {gg::value("calib.txt"), gg::value("b.txt")}})},
+          {"imatrix.chunk_count", gg::value(std::uint32_t{10})},
+          {"imatrix.chunk_size", gg::value(std::uint32_t{512})}};
+}
+
+// A dense matrix (ne0 5) and a 4-expert tensor (ne0 3) whose expert 1 saw no token.
+std::vector<tspec> imatrix_tensors() {
+  return {{"blk.0.attn_q.weight.in_sum2", {5, 1}, {2.0f, 4.0f, 0.0f, 30.0f, 7.0f}},
+          {"blk.0.attn_q.weight.counts", {1, 1}, {20.0f}},
+          {"blk.0.ffn_up_exps.weight.in_sum2", {3, 4}, {1, 2, 3, 9, 9, 9, 14, 0.5f, 7, 1e-3f, 1e3f, 2}},
+          {"blk.0.ffn_up_exps.weight.counts", {1, 4}, {4.0f, 0.0f, 7.0f, 1.0f}}};
+}
+
+mixprec::errc gguf_code(const gg::metadata& kvs, const std::vector<tspec>& ts) { return code_of(gguf_bytes(kvs, ts)); }
+
+std::string message_of(const std::vector<std::uint8_t>& b, const std::string& name) {
+  try {
+    (void)im::parse(b, name);
+  } catch (const mixprec::error& e) {
+    return e.what();
+  }
+  return "parsed";
+}
+
+}  // namespace
+
+TEST_CASE("imatrix GGUF: layout written with the generic GGUF writer", "[imatrix][gguf]") {
+  const std::vector<tspec> ts = imatrix_tensors();
+  const auto b = gguf_bytes(imatrix_kvs(), ts);
+  CHECK(im::detect(b) == im::format::gguf);
+  const im::file f = im::parse(b, "im.gguf");
+  CHECK(f.last_chunk == 10);
+  CHECK(f.chunk_size == 512);
+  CHECK(f.dataset == "calib.txt");
+  REQUIRE(f.entries.size() == 2);
+  // Expected importance from the tensors above, one float division per value, 1.0 for a count of 0.
+  for (std::size_t w = 0; w < 2; ++w) {
+    const tspec& sums = ts[2 * w];
+    const tspec& counts = ts[2 * w + 1];
+    const std::string name = sums.name.substr(0, sums.name.size() - 8);
+    INFO(name);
+    const im::entry& e = f.entries.at(name);
+    const std::size_t ne0 = sums.dims[0], n_mat = sums.dims[1];
+    CHECK(e.n_mat() == n_mat);
+    CHECK(e.ne0() == index_t(ne0));
+    CHECK(e.counts == counts.values);
+    const Eigen::VectorXf imp = f.importance(name);
+    REQUIRE(imp.size() == index_t(ne0 * n_mat));
+    for (std::size_t m = 0; m < n_mat; ++m) {
+      const Eigen::VectorXf one = e.importance(m);
+      REQUIRE(one.size() == index_t(ne0));
+      for (std::size_t i = 0; i < ne0; ++i) {
+        const float want = counts.values[m] == 0.0f ? 1.0f : sums.values[m * ne0 + i] / counts.values[m];
+        CHECK(imp[index_t(m * ne0 + i)] == want);
+        CHECK(one[index_t(i)] == want);
+      }
+    }
+  }
+  // Expert 1 saw no token: weight 1, whatever its sums say.
+  CHECK(f.entries.at("blk.0.ffn_up_exps.weight").importance(1) == Eigen::Vector3f::Ones());
+  const im::entry& exps = f.entries.at("blk.0.ffn_up_exps.weight");
+  CHECK_THROWS_AS(exps.importance(4), mixprec::error);
+  CHECK_THROWS_AS(exps.importance(0, 2), mixprec::error);  // a GGUF entry knows its matrix count
+  CHECK(exps.importance(3, 4) == exps.importance(3));
+
+  // ggml drops trailing 1s from dims: [ne0] and [1] are a single matrix. general.type may be absent.
+  std::vector<tspec> flat = {{"w.in_sum2", {4}, {1, 2, 3, 4}}, {"w.counts", {1}, {2}}};
+  const im::file g = im::parse(gguf_bytes({}, flat));
+  CHECK(g.last_chunk == -1);
+  CHECK(g.chunk_size == -1);
+  CHECK(g.dataset.empty());
+  CHECK(g.importance("w") == Eigen::Vector4f(0.5f, 1.0f, 1.5f, 2.0f));
+}
+
+TEST_CASE("imatrix GGUF: save/load round trip and conversion between the formats", "[imatrix][gguf]") {
+  im::file f;
+  f.entries["blk.0.ffn_down_exps.weight"].values = Eigen::VectorXf::LinSpaced(12, 0.0f, 11.0f);
+  f.entries["blk.0.ffn_down_exps.weight"].counts = {3.0f, 0.0f, 5.0f, 8.0f};
+  f.entries["output.weight"].values = Eigen::VectorXf::Constant(7, 0.5f);
+  f.entries["output.weight"].counts = {16.0f};
+  const std::string path = (std::filesystem::temp_directory_path() / "mixprec_imatrix_test.gguf").string();
+  for (int with_meta = 0; with_meta < 2; ++with_meta) {
+    INFO("metadata " << with_meta);
+    f.last_chunk = with_meta ? 9 : -1;
+    f.dataset = with_meta ? "calib.txt" : "";
+    f.chunk_size = with_meta ? 256 : -1;
+    im::save(f, path, im::format::gguf);
+    const im::file g = im::load(path);
+    CHECK(g.last_chunk == f.last_chunk);
+    CHECK(g.dataset == f.dataset);
+    CHECK(g.chunk_size == f.chunk_size);
+    REQUIRE(g.entries.size() == 2);
+    for (const auto& [name, e] : f.entries) {
+      CHECK(g.entries.at(name).values == e.values);
+      CHECK(g.entries.at(name).counts == e.counts);
+      CHECK(g.importance(name) == f.importance(name));
+    }
+    CHECK(im::serialize_gguf(g) == im::serialize_gguf(f));
+    // What llama.cpp reads: a GGUF file with the KVs and tensor shapes of its layout.
+    const gg::file raw = gg::file::open(path);
+    CHECK(raw.kvs().get_string("general.type") == "imatrix");
+    CHECK(raw.kvs().get_array("imatrix.datasets").items.size() == (with_meta ? 1u : 0u));
+    CHECK((raw.kvs().find("imatrix.chunk_count") != nullptr) == (with_meta == 1));
+    CHECK(raw.at("blk.0.ffn_down_exps.weight.in_sum2").dims == std::vector<std::uint64_t>{3, 4});
+    CHECK(raw.at("blk.0.ffn_down_exps.weight.counts").dims == std::vector<std::uint64_t>{1, 4});
+    CHECK(raw.at("output.weight.counts").type == 0u);
+  }
+  std::remove(path.c_str());
+
+  // GGUF -> legacy: ncall 1 and values = importance(), so the importance is the same.
+  const im::file as_legacy = im::parse(im::serialize(f));
+  CHECK(im::detect(im::serialize(f)) == im::format::legacy);
+  for (const auto& [name, e] : f.entries) {
+    CHECK(as_legacy.entries.at(name).ncall == 1);
+    CHECK(as_legacy.entries.at(name).counts.empty());
+    CHECK(as_legacy.importance(name) == f.importance(name));
+  }
+  // Legacy -> GGUF: counts {ncall} ({1} for ncall 0), same importance.
+  im::file l;
+  l.entries["a"] = im::entry{5, Eigen::VectorXf::LinSpaced(9, 0.25f, 9.0f)};
+  l.entries["b"] = im::entry{0, Eigen::VectorXf::Constant(3, 2.0f)};
+  const im::file as_gguf = im::parse(im::serialize_gguf(l));
+  CHECK(as_gguf.entries.at("a").counts == std::vector<float>{5.0f});
+  CHECK(as_gguf.entries.at("b").counts == std::vector<float>{1.0f});
+  for (const auto& [name, e] : l.entries) CHECK(as_gguf.importance(name) == l.importance(name));
+
+  // What the writer refuses.
+  CHECK_THROWS_AS(im::serialize_gguf(im::file{}), mixprec::error);
+  im::file bad;
+  bad.entries["x"].values = Eigen::VectorXf::Ones(5);
+  bad.entries["x"].counts = {1.0f, 2.0f};  // 5 values do not split into 2 matrices
+  CHECK_THROWS_AS(im::serialize_gguf(bad), mixprec::error);
+  CHECK_THROWS_AS(im::serialize(bad), mixprec::error);
+  bad.entries["x"].counts = {std::numeric_limits<float>::quiet_NaN()};
+  CHECK_THROWS_AS(im::serialize_gguf(bad), mixprec::error);
+  bad.entries["x"].counts = {1.5f};
+  CHECK_THROWS_AS(im::serialize_gguf(bad), mixprec::error);
+  im::file long_name;
+  long_name.entries[std::string(60, 'w')] = im::entry{1, Eigen::VectorXf::Ones(2)};
+  CHECK_THROWS_AS(im::serialize_gguf(long_name), mixprec::error);  // "<name>.in_sum2" exceeds 63 bytes
+}
+
+TEST_CASE("imatrix: merged MoE experts give the same importance in both formats", "[imatrix][gguf]") {
+  const index_t ne0 = 6, n_exp = 4;
+  const std::int32_t chunks = 3;
+  const int tokens[n_exp] = {5, 9, 1, 13};
+  std::mt19937 rng(11);
+  std::normal_distribution<float> g(0.0f, 2.0f);
+  // Per expert: sum over its tokens of x^2, in double.
+  Eigen::MatrixXd sums(ne0, n_exp);
+  for (index_t m = 0; m < n_exp; ++m) {
+    Eigen::MatrixXf x(ne0, tokens[m]);
+    for (index_t i = 0; i < x.size(); ++i) x.data()[i] = g(rng);
+    sums.col(m) = x.cast<double>().rowwise().squaredNorm();
+  }
+  // GGUF: in_sum2 [ne0, n_exp], counts [1, n_exp].
+  std::vector<float> in_sum2, counts;
+  for (index_t m = 0; m < n_exp; ++m) {
+    for (index_t i = 0; i < ne0; ++i) in_sum2.push_back(float(sums(i, m)));
+    counts.push_back(float(tokens[m]));
+  }
+  const std::string name = "blk.3.ffn_gate_exps.weight";
+  const auto gb = gguf_bytes(imatrix_kvs(), {{name + ".in_sum2", {std::uint64_t(ne0), std::uint64_t(n_exp)}, in_sum2},
+                                             {name + ".counts", {1, std::uint64_t(n_exp)}, counts}});
+  // Legacy: nval = ne0 * n_exp, expert-major, per-token means times ncall.
+  writer w;
+  w.i32(1).i32(std::int32_t(name.size())).str(name).i32(chunks).i32(std::int32_t(ne0 * n_exp));
+  for (index_t m = 0; m < n_exp; ++m)
+    for (index_t i = 0; i < ne0; ++i) w.f32(float(sums(i, m) / tokens[m] * chunks));
+  const im::entry ge = im::parse(gb).entries.at(name);
+  const im::entry le = im::parse(w.b).entries.at(name);
+  CHECK(ge.n_mat() == std::size_t(n_exp));
+  CHECK(le.n_mat() == 1u);  // the legacy file does not record the expert count
+  const Eigen::VectorXf gi = ge.importance(), li = le.importance();
+  REQUIRE(gi.size() == ne0 * n_exp);
+  REQUIRE(li.size() == ne0 * n_exp);
+  for (index_t m = 0; m < n_exp; ++m) {
+    const Eigen::VectorXf gm = ge.importance(std::size_t(m)), lm = le.importance(std::size_t(m), std::size_t(n_exp));
+    for (index_t i = 0; i < ne0; ++i) {
+      const double want = sums(i, m) / tokens[m];
+      INFO("expert " << m << " column " << i);
+      CHECK(gi[m * ne0 + i] == Approx(want).epsilon(1e-6));
+      CHECK(li[m * ne0 + i] == Approx(want).epsilon(1e-6));
+      CHECK(gm[i] == gi[m * ne0 + i]);
+      CHECK(lm[i] == li[m * ne0 + i]);
+    }
+  }
+  CHECK_THROWS_AS(le.importance(0, 5), mixprec::error);  // 24 values are not 5 experts
+  CHECK_THROWS_AS(le.importance(4, 4), mixprec::error);
+
+  // load_importance reads both formats from disk alike.
+  const auto dir = std::filesystem::temp_directory_path();
+  const std::string gp = (dir / "mixprec_moe_imatrix.gguf").string(), lp = (dir / "mixprec_moe_imatrix.dat").string();
+  std::ofstream(gp, std::ios::binary).write(reinterpret_cast<const char*>(gb.data()), std::streamsize(gb.size()));
+  std::ofstream(lp, std::ios::binary).write(reinterpret_cast<const char*>(w.b.data()), std::streamsize(w.b.size()));
+  const auto from_gguf = im::load_importance(gp), from_dat = im::load_importance(lp);
+  CHECK(from_gguf.at(name).isApprox(from_dat.at(name), 1e-6f));
+  std::remove(gp.c_str());
+  std::remove(lp.c_str());
+}
+
+TEST_CASE("imatrix GGUF: corrupt files are parse errors naming the file and tensor", "[imatrix][gguf]") {
+  using mixprec::errc;
+  const gg::metadata kvs = imatrix_kvs();
+  const std::vector<tspec> ok = imatrix_tensors();
+  REQUIRE(gguf_code(kvs, ok) == errc::unsupported);  // "parsed"
+  auto with = [&](std::size_t i, auto change) {
+    auto t = ok;
+    change(t[i]);
+    return t;
+  };
+  auto without = [&](std::size_t i) {
+    auto t = ok;
+    t.erase(t.begin() + std::ptrdiff_t(i));
+    return t;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  struct bad_case {
+    const char* what;
+    std::vector<tspec> tensors;
+    std::string names;  // what the message must name
+  };
+  const std::vector<bad_case> cases = {
+      {"in_sum2 without counts", without(3), "blk.0.ffn_up_exps.weight"},
+      {"counts without in_sum2", without(0), "blk.0.attn_q.weight"},
+      {"f16 in_sum2", with(2, [](tspec& t) { t.type = 1; }), "blk.0.ffn_up_exps.weight.in_sum2"},
+      {"f16 counts", with(1, [](tspec& t) { t.type = 1; }), "blk.0.attn_q.weight.counts"},
+      {"counts of another n_mat", with(3, [](tspec& t) { t.dims = {1, 3}; t.values.resize(3); }), "counts"},
+      {"counts [2, 2]", with(3, [](tspec& t) { t.dims = {2, 2}; }), "blk.0.ffn_up_exps.weight.counts"},
+      {"counts [4]", with(3, [](tspec& t) { t.dims = {4}; }), "blk.0.ffn_up_exps.weight.counts"},
+      {"3-D in_sum2", with(2, [](tspec& t) { t.dims = {3, 2, 2}; }), "blk.0.ffn_up_exps.weight.in_sum2"},
+      {"negative sum", with(0, [](tspec& t) { t.values[3] = -1.0f; }), "blk.0.attn_q.weight.in_sum2"},
+      {"NaN sum", with(2, [&](tspec& t) { t.values[11] = nan; }), "blk.0.ffn_up_exps.weight.in_sum2"},
+      {"Inf sum", with(0, [&](tspec& t) { t.values[0] = inf; }), "blk.0.attn_q.weight.in_sum2"},
+      {"negative count", with(3, [](tspec& t) { t.values[2] = -7.0f; }), "blk.0.ffn_up_exps.weight.counts"},
+      {"NaN count", with(1, [&](tspec& t) { t.values[0] = nan; }), "blk.0.attn_q.weight.counts"},
+      {"Inf count", with(3, [&](tspec& t) { t.values[1] = inf; }), "blk.0.ffn_up_exps.weight.counts"},
+      {"fractional count", with(1, [](tspec& t) { t.values[0] = 2.5f; }), "blk.0.attn_q.weight.counts"},
+      {"other suffix", with(0, [](tspec& t) { t.name = "blk.0.attn_q.weight.in_sum"; }), "blk.0.attn_q.weight.in_sum"},
+      {"no weight name", {{".in_sum2", {1, 1}, {1}}, {".counts", {1, 1}, {1}}}, ".in_sum2"},
+      {"no tensors", {}, "im.gguf"},
+  };
+  for (const bad_case& c : cases) {
+    INFO(c.what);
+    const auto b = gguf_bytes(kvs, c.tensors);
+    CHECK(code_of(b) == errc::parse_error);
+    const std::string msg = message_of(b, "im.gguf");
+    CHECK_THAT(msg, Catch::Contains("im.gguf") && Catch::Contains(c.names));
+    CHECK_THAT(msg, !Catch::Contains("entry count"));  // not read as a legacy file
+  }
+
+  // Metadata of the wrong type or range.
+  auto kv_with = [&](const char* key, gg::value v) {
+    gg::metadata k = kvs;
+    k.set(key, std::move(v));
+    return k;
+  };
+  CHECK(gguf_code(kv_with("general.type", gg::value(std::uint32_t{1})), ok) == errc::parse_error);
+  CHECK(gguf_code(kv_with("imatrix.datasets", gg::value("calib.txt")), ok) == errc::parse_error);
+  CHECK(gguf_code(kv_with("imatrix.datasets", gg::value(gg::array{gg::value_type::u32, {gg::value(std::uint32_t{1})}})),
+                  ok) == errc::parse_error);
+  CHECK(gguf_code(kv_with("imatrix.chunk_count", gg::value(std::int32_t{10})), ok) == errc::parse_error);
+  CHECK(gguf_code(kv_with("imatrix.chunk_count", gg::value(std::uint32_t{0x80000000u})), ok) == errc::parse_error);
+  CHECK(gguf_code(kv_with("imatrix.chunk_size", gg::value(std::uint64_t{512})), ok) == errc::parse_error);
+
+  // A tensor type ggml does not know (gguf.hpp says "unsupported"; for an imatrix it is a bad file).
+  auto b = gguf_bytes(kvs, ok);
+  const std::string counts_name = "blk.0.attn_q.weight.counts";
+  const auto at = std::search(b.begin(), b.end(), counts_name.begin(), counts_name.end());
+  REQUIRE(at != b.end());
+  const std::size_t type_at = std::size_t(at - b.begin()) + counts_name.size() + 4 + 2 * 8;
+  std::uint32_t type;
+  std::memcpy(&type, b.data() + type_at, 4);
+  REQUIRE(type == 0u);
+  type = 99;
+  std::memcpy(b.data() + type_at, &type, 4);
+  CHECK(code_of(b) == errc::parse_error);
+
+  // Every truncation of a valid file (but of the padding after the last tensor, which is optional).
+  const auto whole = gguf_bytes(kvs, ok);
+  const gg::file parsed = gg::file::parse(mixprec::mapped_file::borrow(std::as_bytes(std::span(whole))));
+  std::size_t data_end = 0;
+  for (const gg::tensor_info& t : parsed.tensors())
+    data_end = std::max(data_end, std::size_t(parsed.data_offset() + t.offset + t.size));
+  REQUIRE(data_end < whole.size());  // the writer pads after the last tensor
+  for (std::size_t n = 0; n < whole.size(); ++n) {
+    INFO("prefix " << n);
+    CHECK(code_of(std::vector<std::uint8_t>(whole.begin(), whole.begin() + std::ptrdiff_t(n))) ==
+          (n < data_end ? errc::parse_error : errc::unsupported));
+  }
+}
+
+TEST_CASE("imatrix GGUF: a model file is refused as an importance matrix", "[imatrix][gguf]") {
+  const std::vector<tspec> weights = {{"token_embd.weight", {4, 2}, std::vector<float>(8, 0.5f)},
+                                      {"blk.0.attn_q.weight", {4, 4}, std::vector<float>(16, 0.25f)}};
+  const gg::metadata model = {{"general.architecture", gg::value("llama")}, {"general.type", gg::value("model")}};
+  const std::string path = (std::filesystem::temp_directory_path() / "mixprec_not_an_imatrix.gguf").string();
+  const auto b = gguf_bytes(model, weights);
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+  try {
+    (void)im::load(path);
+    FAIL("a model file was read as an imatrix");
+  } catch (const mixprec::error& e) {
+    CHECK(e.code() == mixprec::errc::parse_error);
+    CHECK_THAT(e.what(), Catch::Contains(path) && Catch::Contains("general.type") && Catch::Contains("model"));
+  }
+  std::remove(path.c_str());
+  // Without general.type: refused by its tensors, the first one named.
+  const auto untyped = gguf_bytes({{"general.architecture", gg::value("llama")}}, weights);
+  CHECK(code_of(untyped) == mixprec::errc::parse_error);
+  CHECK_THAT(message_of(untyped, "m.gguf"), Catch::Contains("token_embd.weight") && Catch::Contains(".in_sum2"));
+  // Imatrix tensors mixed with a weight.
+  auto mixed = imatrix_tensors();
+  mixed.push_back(weights[1]);
+  CHECK_THAT(message_of(gguf_bytes(imatrix_kvs(), mixed), "m.gguf"), Catch::Contains("'blk.0.attn_q.weight'"));
 }
