@@ -89,7 +89,7 @@ TEST_CASE("importance-weighted search lowers the weighted error", "[ggml][weight
   const std::size_t cols = 1024;
   for (unsigned seed : {1u, 2u, 3u}) {
     const data d = make(64, cols, seed);
-    for (ggml_type t : {ggml_type::q4_0, ggml_type::q8_0, ggml_type::q6_k, ggml_type::q4_1, ggml_type::q4_k}) {
+    for (ggml_type t : {ggml_type::q4_0, ggml_type::q6_k, ggml_type::q4_1, ggml_type::q4_k}) {
       const double plain = weighted_error(d.x, round_trip(t, d, cols, false), d.w);
       const double weighted = weighted_error(d.x, round_trip(t, d, cols, true), d.w);
       INFO(mixprec::to_string(t) << " seed " << seed << ": plain " << plain << ", weighted " << weighted);
@@ -100,24 +100,14 @@ TEST_CASE("importance-weighted search lowers the weighted error", "[ggml][weight
   }
 }
 
-TEST_CASE("weighted Q8_0 is never worse than the reference, block by block", "[ggml][weighted]") {
+TEST_CASE("Q8_0 ignores importance weights, as ggml's quantize_q8_0 does", "[ggml][weighted]") {
   const data d = make(16, 256, 11);
   for (std::size_t r = 0; r < 16; ++r) {
     const std::span<const float> x(d.x.data() + r * 256, 256);
     std::vector<std::byte> plain(ggml::row_bytes(ggml_type::q8_0, 256)), weighted(plain.size());
     ggml::quantize_row(ggml_type::q8_0, x, plain);
     ggml::quantize_row(ggml_type::q8_0, x, weighted, std::span<const float>(d.w));
-    std::vector<float> yp(256), yw(256);
-    ggml::dequantize_row(ggml_type::q8_0, plain, yp);
-    ggml::dequantize_row(ggml_type::q8_0, weighted, yw);
-    for (std::size_t b = 0; b < 8; ++b) {
-      double ep = 0, ew = 0;
-      for (std::size_t j = b * 32; j < b * 32 + 32; ++j) {
-        ep += d.w[j] * (double(x[j]) - yp[j]) * (double(x[j]) - yp[j]);
-        ew += d.w[j] * (double(x[j]) - yw[j]) * (double(x[j]) - yw[j]);
-      }
-      CHECK(ew <= ep);
-    }
+    CHECK(weighted == plain);
   }
 }
 

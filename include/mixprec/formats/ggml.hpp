@@ -37,8 +37,10 @@
 // - In all three, q is computed with the unrounded FP32 d; d (and m) are rounded to FP16 afterwards.
 // - Q6_K / Q4_K: ggml's make_qx_quants (rmse_type 1) and make_qkx2_quants searches, then 8-bit / 6-bit
 //   sub-block scales against an FP16 super-block scale, and a final re-quantization with the stored
-//   scales. Rounding is ggml's nearest_int (add 1.5*2^23, i.e. round half to even); where ggml would
-//   assert (|value| > 4194303, only with a denormal-small scale) the value is clamped instead.
+//   scales. Rounding is ggml's nearest_int (add 1.5*2^23, i.e. round half to even), bit for bit also
+//   where ggml's debug builds would assert (|value| > 4194303, only with a denormal-small scale).
+// - Casts C leaves undefined (NaN or out-of-range float -> int, only when 1/d overflows to Inf) give
+//   what they give on x86-64, where llama.cpp runs them: see to_int / to_int8.
 // Bad input is an error, never silent garbage: NaN/Inf anywhere in x -> errc::non_finite; a scale (or
 // an F16 value) beyond FP16's range -> errc::not_representable (ggml would store Inf).
 //
@@ -48,17 +50,14 @@
 //   nearby grids (-(8 + 0.1 k) / max, k = -9..9), each with its weighted least-squares scale
 //   sum(w x l) / sum(w l^2); the best by that criterion is stored.
 // - Q6_K: ggml's quantize_row_q6_K_impl: make_qx_quants(16, 32, ..., qw) per sub-block.
-// - Q8_0: ggml ignores the weights; mixprec searches (its own method, not ggml's): the reference block
-//   and, for k = -9..9, the grid (127 + 0.1 k) / amax with its weighted least-squares scale; each
-//   candidate scale is rounded to FP16 first, codes re-rounded against it, and the candidate with the
-//   smallest sum_j qw_j (x_j - d q_j)^2 is kept (the reference on ties), so a block is never worse
-//   than the reference under that weighted error.
+// - Q8_0: ggml ignores the weights (quantize_q8_0 calls the reference), and so does mixprec: the bytes
+//   are llama.cpp's with or without an imatrix.
 // - Q4_1: ggml's quantize_row_q4_1_impl: the same search weights; make_qkx3_quants(32, 15, rmin -0.9,
 //   rdelta 0.05, 36 steps): scale and min refitted by weighted least squares on 37 grids.
 // - Q4_K: ggml's quantize_row_q4_K_impl: w = qw * sqrt(sigma2 + x^2) with sigma2 = 2 mean x^2 of the
 //   super-block, make_qkx3_quants per sub-block, then the 6-bit scales and mins by make_qp_quants
 //   (weighted by each sub-block's sum of w) instead of plain rounding.
-// - F32/F16/BF16 ignore the weights.
+// - F32/F16/BF16 ignore the weights too.
 // Without weights every type gives the reference bytes.
 //
 // How Q4_0 differs from mixprec's own "int4/g32/sym/minmax/s16" (quantize/): both map the value of
@@ -75,6 +74,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
@@ -197,7 +197,7 @@ struct type_traits {
     case ggml_type::f32: return {1, 4, false};
     case ggml_type::f16: return {1, 2, false};
     case ggml_type::bf16: return {1, 2, false};
-    case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), true};
+    case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), false};  // ggml's Q8_0 ignores importance
     case ggml_type::q4_0: return {qk4_0, int(sizeof(block_q4_0)), true};
     case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), true};
     case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
@@ -229,22 +229,26 @@ struct type_traits {
 // The scalar references, one block at a time (ggml's numerics; see the top of the file).
 namespace ref {
 
-// ggml's nearest_int: round half to even through the FP32 adder (clamped where ggml asserts).
+// ggml's nearest_int: round half to even through the FP32 adder. Defined for every float: where ggml
+// asserts |fval| <= 4194303 (debug builds only; only reached with a denormal-small scale, when 1/d is
+// Inf or huge) this returns what ggml's release builds compute, the same bit arithmetic.
 [[nodiscard]] inline int nearest_int(float fval) noexcept {
-  if (!(std::fabs(fval) <= 4194303.f)) return fval > 0 ? 4194303 : -4194303;
   const float val = fval + 12582912.f;
   const auto i = std::bit_cast<std::int32_t>(val);
   return (i & 0x007fffff) - 0x00400000;
 }
 
-// float -> int truncating toward zero like C's cast, defined for every input: NaN -> 0, out-of-range
-// values saturate. (ggml's casts are undefined there; that only happens when a block's scale is so
-// small, e.g. denormal, that 1/d overflows to Inf.)
+// float -> int truncating toward zero like C's cast, and where C leaves the cast undefined (NaN, values
+// out of int's range: only when a block's scale is so small, e.g. denormal, that 1/d overflows to
+// Inf) what x86-64's cvttss2si gives, as in the llama.cpp builds mixprec is compared with: INT_MIN.
 [[nodiscard]] inline int to_int(float v) noexcept {
-  if (v != v) return 0;
-  if (v >= 2147483520.0f) return 2147483647;
-  if (v <= -2147483648.0f) return -2147483647 - 1;
+  if (!(v >= -2147483648.0f && v < 2147483648.0f)) return std::numeric_limits<int>::min();
   return static_cast<int>(v);
+}
+
+// float -> int8_t as ggml's `(int8_t)` casts compile on x86-64: to_int, then the low byte.
+[[nodiscard]] inline std::int8_t to_int8(float v) noexcept {
+  return static_cast<std::int8_t>(static_cast<std::uint8_t>(static_cast<std::uint32_t>(to_int(v)) & 0xffu));
 }
 
 inline void quantize_q8_0(const float* x, block_q8_0& y) noexcept {
@@ -254,7 +258,7 @@ inline void quantize_q8_0(const float* x, block_q8_0& y) noexcept {
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
   for (int j = 0; j < qk8_0; ++j)
-    y.qs[j] = static_cast<std::int8_t>(std::clamp(to_int(std::roundf(x[j] * id)), -128, 127));
+    y.qs[j] = to_int8(std::roundf(x[j] * id));
 }
 
 inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
@@ -270,10 +274,9 @@ inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
   for (int j = 0; j < qk4_0 / 2; ++j) {
-    // x * id is in [-8, 8] (up to rounding): the truncation sees [0.5, 16.5]; the clamp at 0 acts only
-    // where ggml is undefined (see to_int).
-    const int q0 = std::clamp(to_int(x[j] * id + 8.5f), 0, 15);
-    const int q1 = std::clamp(to_int(x[j + qk4_0 / 2] * id + 8.5f), 0, 15);
+    // x * id is in [-8, 8] (up to rounding): the truncation sees [0.5, 16.5] (see to_int8 for Inf).
+    const auto q0 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8(x[j] * id + 8.5f))));
+    const auto q1 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8(x[j + qk4_0 / 2] * id + 8.5f))));
     y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
   }
 }
@@ -290,8 +293,8 @@ inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
   y.d = fp32_to_fp16(d);
   y.m = fp32_to_fp16(min);
   for (int j = 0; j < qk4_1 / 2; ++j) {
-    const int q0 = std::clamp(to_int((x[j] - min) * id + 0.5f), 0, 15);
-    const int q1 = std::clamp(to_int((x[j + qk4_1 / 2] - min) * id + 0.5f), 0, 15);
+    const auto q0 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8((x[j] - min) * id + 0.5f))));
+    const auto q1 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8((x[j + qk4_1 / 2] - min) * id + 0.5f))));
     y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
   }
 }
@@ -660,48 +663,6 @@ inline void quantize_q4_0_weighted(const float* x, const float* qw, float sigma2
   for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
-// mixprec's importance-weighted Q8_0 (ggml has none): the reference block or the FP16-rounded
-// weighted least-squares scale of one of 18 nearby grids, whichever has the smallest
-// sum qw (x - d q)^2 (the reference on ties).
-inline void quantize_q8_0_weighted(const float* x, const float* qw, block_q8_0& y) noexcept {
-  quantize_q8_0(x, y);
-  auto error_of = [&](const block_q8_0& b) {
-    const double d = fp16_to_fp32(b.d);
-    double e = 0;
-    for (int j = 0; j < qk8_0; ++j) {
-      const double r = static_cast<double>(x[j]) - d * b.qs[j];
-      e += static_cast<double>(qw[j]) * r * r;
-    }
-    return e;
-  };
-  double best = error_of(y);
-  float amax = 0.0f;
-  for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
-  if (amax < group_max_eps) return;
-  for (int k = -9; k <= 9; ++k) {
-    if (k == 0) continue;
-    const float iscale = (127.0f + 0.1f * static_cast<float>(k)) / amax;
-    double sxl = 0, sll = 0;
-    for (int j = 0; j < qk8_0; ++j) {
-      const int l = std::max(-127, std::min(127, nearest_int(iscale * x[j])));
-      sxl += static_cast<double>(qw[j]) * x[j] * l;
-      sll += static_cast<double>(qw[j]) * l * l;
-    }
-    if (!(sll > 0) || !(sxl > 0)) continue;
-    block_q8_0 c{};
-    c.d = fp32_to_fp16(static_cast<float>(sxl / sll));
-    const float d16 = fp16_to_fp32(c.d);
-    if (!(d16 > 0.0f) || std::isinf(d16)) continue;
-    for (int j = 0; j < qk8_0; ++j)
-      c.qs[j] = static_cast<std::int8_t>(std::max(-127, std::min(127, nearest_int(x[j] / d16))));
-    const double e = error_of(c);
-    if (e < best) {
-      best = e;
-      y = c;
-    }
-  }
-}
-
 inline void dequantize_q8_0(const block_q8_0& b, float* y) noexcept {
   const float d = fp16_to_fp32(b.d);
   for (int j = 0; j < qk8_0; ++j) y[j] = static_cast<float>(b.qs[j]) * d;
@@ -859,10 +820,7 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
     case ggml_type::q8_0:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q8_0 blk{};
-        if (qw)
-          ref::quantize_q8_0_weighted(px + b * qk8_0, qw + b * qk8_0, blk);
-        else
-          ref::quantize_q8_0(px + b * qk8_0, blk);
+        ref::quantize_q8_0(px + b * qk8_0, blk);
         if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
         detail::store_block(blk, po + b * sizeof blk);
       }

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the interop test binary against llama.cpp's own prebuilt CPU libraries: the npm package
+# @node-llama-cpp/linux-x64@3.22.1 (llama.cpp 0.5.0, ggml 0.25.1), fetched once into DIR as the
+# registry serves it (a tarball; no npm or node needed), checked against its pinned sha512, unpacked.
+#   bash tests/interop/run.sh DIR TEST_BINARY [catch2 args]
+# Needs the network once: when registry.npmjs.org cannot be reached it says so and exits 77, which
+# ctest reports as skipped. A tarball whose checksum differs is a failure, never a skip.
+set -euo pipefail
+dir="$1"
+shift
+binary="$1"
+shift
+version=3.22.1
+url="https://registry.npmjs.org/@node-llama-cpp/linux-x64/-/linux-x64-${version}.tgz"
+# dist.integrity of the registry's entry (sha512-5uCCDNqW...), in hex.
+sha512=e6e0820cda9608d7da026f1a47f533c5ba381c1a4a80d17dd640873dea4a86032057638099ab6879f6ce94c8a1b2a0a21f639ddf913f7941d00856df44126e3a
+tgz="$dir/linux-x64-${version}.tgz"
+lib="$dir/package/bins/linux-x64/libggml-base.so"
+
+fetch() {
+  if command -v curl >/dev/null; then
+    curl -fsSL --retry 2 --connect-timeout 20 --max-time 300 -o "$1" "$url"
+  elif command -v python3 >/dev/null; then
+    python3 -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=300).read())' "$url" "$1"
+  else
+    echo "interop: no curl or python3 to fetch $url" >&2
+    return 1
+  fi
+}
+
+mkdir -p "$dir"
+if [ ! -f "$lib" ] || [ ! -f "$dir/.verified-$version" ]; then
+  if [ ! -f "$tgz" ] || ! echo "$sha512  $tgz" | sha512sum -c --status; then
+    if ! fetch "$tgz.part"; then
+      rm -f "$tgz.part"
+      echo "interop: SKIPPED: cannot download $url (no network?); llama.cpp interop not tested" >&2
+      exit 77
+    fi
+    mv "$tgz.part" "$tgz"
+  fi
+  if ! echo "$sha512  $tgz" | sha512sum -c --status; then
+    echo "interop: FAILED: $tgz does not have the pinned sha512 (got $(sha512sum "$tgz" | cut -c1-32)...)" >&2
+    exit 1
+  fi
+  rm -rf "$dir/package"
+  tar -xzf "$tgz" -C "$dir"
+  touch "$dir/.verified-$version"
+fi
+MIXPREC_GGML_BASE="$lib" exec "$binary" "$@"
