@@ -15,7 +15,10 @@ if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S ${MIXPREC_SOURCE_DIR} -B ${WORK_DIR}/mixprec-build
       -DMIXPREC_BUILD_TESTS=OFF -DMIXPREC_BUILD_BENCHMARKS=OFF -DMIXPREC_BUILD_EXAMPLES=OFF
       -DMIXPREC_INSTALL=ON -DCMAKE_INSTALL_PREFIX=${WORK_DIR}/prefix)
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/mixprec-build --target mixprec_tool)
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/mixprec-build)
+  # The command-line tool is installed beside the headers and runs.
+  run(${WORK_DIR}/prefix/bin/mixprec --help)
   run(${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix)
 else()
   run(${CMAKE_COMMAND} -S ${consumer_src} -B ${WORK_DIR}/build -DMIXPREC_SOURCE_DIR=${MIXPREC_SOURCE_DIR})

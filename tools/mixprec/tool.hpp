@@ -219,9 +219,6 @@ struct tensor_analysis {
 inline constexpr ggml_type fallback_types[] = {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q8_0};
 inline constexpr ggml_type last_resort_types[] = {ggml_type::f16, ggml_type::bf16, ggml_type::f32};
 
-// Whether ggml's quantizer of t searches with importance weights (llama.cpp's Q8_0 ignores them).
-[[nodiscard]] inline bool weighted_like_ggml(ggml_type t) { return mixprec::ggml::traits(t).takes_weights && t != ggml_type::q8_0; }
-
 struct override_rule {
   std::string pattern;  // ECMAScript regex, searched in the tensor name (llama.cpp --tensor-type)
   std::regex re;        // pattern, compiled once
@@ -262,6 +259,18 @@ struct importance_set {
   }
 };
 
+// An importance entry for t has ne0 values (shared by all its matrices) or ne0 x n_mat (one slice per
+// expert); anything else is errc::shape_mismatch naming the tensor.
+inline void check_importance_length(const Eigen::VectorXf& v, const tensor_entry& t) {
+  const auto n = v.size();
+  if (n == t.cols || n == t.cols * t.n_mat) return;
+  throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(n) + " entries; the tensor needs " +
+                                        std::to_string(t.cols) + " (its row length)" +
+                                        (t.n_mat > 1 ? " or " + std::to_string(t.cols * t.n_mat) + " (row length x " +
+                                                           std::to_string(t.n_mat) + " experts)"
+                                                     : std::string()));
+}
+
 // The first element of w that is NaN or Inf, as an error naming the tensor (errc::non_finite).
 inline void check_finite(const row_matrix& w, const std::string& name) {
   if (w.allFinite()) return;
@@ -272,22 +281,32 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
                                           std::to_string(r) + ", column " + std::to_string(c) + ": the input is damaged");
 }
 
-// Quantizes w (n_mat stacked matrices of rows / n_mat rows each) to t, matrix by matrix so that each
-// expert gets its own slice of the importance, and measures it; imp_error weights the squared error.
+// Quantizes w (n_mat stacked matrices of rows / n_mat rows each: MoE experts) to t, matrix by matrix,
+// so that each expert is searched with its own slice of the importance (ne0 values shared by all, or
+// ne0 x n_mat, expert-major, as llama-imatrix stores expert tensors), as llama-quantize does. The
+// bytes are ggml's: analyze measures exactly what quantize writes.
+[[nodiscard]] inline std::vector<std::byte> quantize_stack(ggml_type t, const row_matrix& w, index_t n_mat,
+                                                           const Eigen::VectorXf* importance, const std::string& name) {
+  const index_t per = w.rows() / n_mat, cols = w.cols();
+  std::vector<std::byte> out;
+  out.reserve(static_cast<std::size_t>(w.rows()) * mixprec::ggml::row_bytes(t, cols));
+  for (index_t m = 0; m < n_mat; ++m) {
+    std::optional<std::span<const float>> qw;
+    if (importance && mixprec::ggml::traits(t).takes_weights)
+      qw = std::span<const float>(importance->data() + (importance->size() == cols ? 0 : m * cols), static_cast<std::size_t>(cols));
+    const auto q = mixprec::ggml::quantize(t, w.middleRows(m * per, per), qw, name);
+    out.insert(out.end(), q.begin(), q.end());
+  }
+  return out;
+}
+
+// quantize_stack, measured: bytes, SQNR, and the squared error weighted by imp_error (per column, or
+// per column and expert like the importance; null: unweighted).
 [[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, index_t n_mat, const Eigen::VectorXf* importance,
                                               const Eigen::VectorXd* imp_error, const std::string& name) {
   const index_t per = w.rows() / n_mat, cols = w.cols();
-  row_matrix back(w.rows(), cols);
-  std::uint64_t bytes = 0;
-  for (index_t m = 0; m < n_mat; ++m) {
-    std::optional<std::span<const float>> qw;
-    if (importance && weighted_like_ggml(t))
-      qw = std::span<const float>(importance->data() + (importance->size() == cols ? 0 : m * cols), static_cast<std::size_t>(cols));
-    const auto block = w.middleRows(m * per, per);
-    const auto q = mixprec::ggml::quantize(t, block, qw, name);
-    back.middleRows(m * per, per) = mixprec::ggml::dequantize(t, q, per, cols, name);
-    bytes += q.size();
-  }
+  const auto q = quantize_stack(t, w, n_mat, importance, name);
+  const row_matrix back = mixprec::ggml::dequantize(t, q, w.rows(), cols, name);
   double err = 0.0;
   for (index_t m = 0; m < n_mat; ++m) {
     const Eigen::MatrixXd e = (back.middleRows(m * per, per) - w.middleRows(m * per, per)).cast<double>();
@@ -296,7 +315,7 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
     else
       err += e.squaredNorm();
   }
-  return {t, bytes, mixprec::sqnr_db(w, back), err, false};
+  return {t, q.size(), mixprec::sqnr_db(w, back), err, false};
 }
 
 // Quantizes every plannable tensor to every requested type and measures it. A type that cannot
@@ -324,13 +343,7 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
     const Eigen::VectorXf* imp = nullptr;
     Eigen::VectorXd imp_error;
     if (const auto it = importance.values.find(t.name); it != importance.values.end()) {
-      const auto n = it->second.size();
-      if (n != w.cols() && n != w.cols() * t.n_mat)
-        throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(n) + " entries; the tensor needs " +
-                                              std::to_string(w.cols()) + " (its row length)" +
-                                              (t.n_mat > 1 ? " or " + std::to_string(w.cols() * t.n_mat) + " (row length x " +
-                                                                 std::to_string(t.n_mat) + " experts)"
-                                                           : std::string()));
+      check_importance_length(it->second, t);
       imp = &it->second;
       imp_error = it->second.cast<double>() / scale;
       a.has_importance = true;
@@ -575,8 +588,10 @@ struct quantize_summary {
 // Checks a plan against the file before anything is written: every tensor it names exists, is float,
 // has elements and 2+ dimensions, and has a row length the type's block divides (errc::invalid_argument
 // naming the tensor; errc::unsupported for an input that is not GGUF or a tensor already quantized).
+// An importance entry must have ne0 or ne0 x n_mat values (errc::shape_mismatch naming the tensor).
 // Returns a warning for each tensor the plan quantizes that llama.cpp keeps in float (a router, ...).
-[[nodiscard]] inline std::vector<std::string> check_plan(const model_file& src, const std::map<std::string, ggml_type>& plan) {
+[[nodiscard]] inline std::vector<std::string> check_plan(const model_file& src, const std::map<std::string, ggml_type>& plan,
+                                                         const importance_set& importance = {}) {
   if (!src.is_gguf()) throw error(errc::unsupported, "quantize: the input must be a GGUF file (F32/F16/BF16 tensors)");
   std::map<std::string, const tensor_entry*> by_name;
   for (const auto& t : src.tensors()) by_name.emplace(t.name, &t);
@@ -594,6 +609,8 @@ struct quantize_summary {
     if (t.cols % bs != 0)
       throw error(errc::invalid_argument, "plan: tensor '" + name + "' has rows of " + std::to_string(t.cols) + " values, not a multiple of " +
                                               std::string(mixprec::to_string(type)) + "'s block of " + std::to_string(bs));
+    if (const auto e = importance.values.find(name); e != importance.values.end())
+      check_importance_length(e->second, t);
     if (role == tensor_role::router || role == tensor_role::kept_float)
       warnings.push_back(what + ": quantized to " + std::string(mixprec::to_string(type)) + " as the plan says");
   }
@@ -604,9 +621,13 @@ struct quantize_summary {
 // general.file_type set; tensors are converted one at a time from the mapped input. The plan is
 // checked first (check_plan); a NaN/Inf weight is errc::non_finite naming the tensor. On any failure
 // nothing is left at out_path (io/output_file.hpp); an out_path that is the input is refused.
+// With importance (an imatrix), each tensor is searched with its entry as analyze did (quantize_stack),
+// so the file holds the bytes the plan measured; tensors without an entry are quantized without.
 inline quantize_summary quantize_gguf(const model_file& src, const std::map<std::string, ggml_type>& plan,
-                                      const std::string& out_path, bool show_progress = true) {
-  for (const auto& w : check_plan(src, plan)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
+                                      const std::string& out_path, bool show_progress = true, const importance_set& importance = {}) {
+  for (const auto& w : check_plan(src, plan, importance)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
+  std::map<std::string, const tensor_entry*> entries;
+  for (const auto& t : src.tensors()) entries.emplace(t.name, &t);
   const auto& g = src.gguf();
   // The type holding most of the weights sets general.file_type.
   std::map<ggml_type, std::uint64_t> weights_by_type;
@@ -620,6 +641,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   quantize_summary s;
   s.file_type = llama_file_type(dominant);
   kvs.set("general.file_type", mixprec::gguf::value(s.file_type));
+  kvs.set("general.quantization_version", mixprec::gguf::value(std::uint32_t{2}));  // GGML_QNT_VERSION, as llama-quantize writes it
   // Written beside out_path and renamed over it only when complete; refused if it is the input.
   mixprec::output_file out(out_path, {g.path()});
   progress bar("quantize", plan.size());
@@ -633,7 +655,9 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
         const row_matrix w = g.to_float(t.name);
         drop_pages(t.bytes);
         check_finite(w, t.name);
-        auto bytes = mixprec::ggml::quantize(static_cast<ggml_type>(type), w, std::nullopt, t.name);
+        const auto imp = importance.values.find(t.name);
+        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, entries.at(t.name)->n_mat,
+                                    imp == importance.values.end() ? nullptr : &imp->second, t.name);
         if (show_progress) bar.step(t.name);
         ++s.converted;
         return bytes;

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "../../examples/mixprec_cli/app.hpp"
+#include "../../tools/mixprec/app.hpp"
 
 namespace {
 
@@ -259,10 +259,45 @@ TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file f
   const fs::path p3 = dir / "p3.json";
   REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--budget", "6", "--imatrix", (dir / "im.gguf").string(), "-o", p3.string()}) == 0);
   CHECK(plan_types(p3) == plan_types(p1));
+  // quantize --imatrix writes the bytes that analysis measured: each tensor searched with its entry
+  // (each expert with its own slice), like llama-quantize; without --imatrix the weighted types differ.
+  write_plan(dir / "q4.json", {{"blk.0.attn_q.weight", "q4_0"}, {"blk.0.ffn_gate_exps.weight", "q4_K"}, {"blk.0.ffn_down.weight", "q4_1"}});
+  REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", im1, "-o", (dir / "w.gguf").string()}) == 0);
+  REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "-o", (dir / "u.gguf").string()}) == 0);
+  {
+    const auto src = gguf::file::open(moe);
+    const auto weighted = gguf::file::open((dir / "w.gguf").string()), plain = gguf::file::open((dir / "u.gguf").string());
+    CHECK(weighted.kvs().get_u32("general.quantization_version") == 2);
+    const auto imp = mixprec::imatrix::load_importance(im1);
+    auto bytes_of = [](const gguf::file& f, const char* name) {
+      const auto* t = f.find(name);
+      return std::vector<std::byte>(t->bytes.begin(), t->bytes.end());
+    };
+    const mixprec::row_matrix q = src.to_float("blk.0.attn_q.weight");
+    const Eigen::VectorXf& iq = imp.at("blk.0.attn_q.weight");
+    CHECK(bytes_of(weighted, "blk.0.attn_q.weight") ==
+          mixprec::ggml::quantize(mixprec::ggml_type::q4_0, q, std::span<const float>(iq.data(), 256)));
+    CHECK(bytes_of(plain, "blk.0.attn_q.weight") == mixprec::ggml::quantize(mixprec::ggml_type::q4_0, q));
+    CHECK(bytes_of(weighted, "blk.0.attn_q.weight") != bytes_of(plain, "blk.0.attn_q.weight"));
+    const mixprec::row_matrix e = src.to_float("blk.0.ffn_gate_exps.weight");  // 4 experts x 64 rows
+    const Eigen::VectorXf& ie = imp.at("blk.0.ffn_gate_exps.weight");
+    std::vector<std::byte> want;
+    for (int m = 0; m < 4; ++m) {
+      const auto part = mixprec::ggml::quantize(mixprec::ggml_type::q4_k, e.middleRows(m * 64, 64),
+                                                std::span<const float>(ie.data() + m * 256, 256));
+      want.insert(want.end(), part.begin(), part.end());
+    }
+    CHECK(bytes_of(weighted, "blk.0.ffn_gate_exps.weight") == want);
+    // The tensor without an entry is quantized as without an imatrix.
+    CHECK(bytes_of(weighted, "blk.0.ffn_down.weight") == bytes_of(plain, "blk.0.ffn_down.weight"));
+  }
   // An entry of the wrong length is a bad request naming the tensor.
   mixprec::imatrix::file bad;
   bad.entries["blk.0.ffn_gate_exps.weight"].ncall = 1;
   bad.entries["blk.0.ffn_gate_exps.weight"].values = Eigen::VectorXf::Ones(300);
   mixprec::imatrix::save(bad, (dir / "bad.dat").string());
   CHECK(run({"analyze", moe, "--imatrix", (dir / "bad.dat").string()}) == 2);
+  CHECK(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", (dir / "bad.dat").string(), "-o",
+             (dir / "bad.gguf").string()}) == 2);
+  CHECK_FALSE(fs::exists(dir / "bad.gguf"));
 }

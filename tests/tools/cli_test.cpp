@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <random>
 
-#include "../../examples/mixprec_cli/tool.hpp"
+#include "../../tools/mixprec/tool.hpp"
 
 namespace {
 

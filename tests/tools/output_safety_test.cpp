@@ -12,7 +12,7 @@
 
 #include <sys/stat.h>
 
-#include "../../examples/mixprec_cli/tool.hpp"
+#include "../../tools/mixprec/tool.hpp"
 
 namespace {
 

@@ -2,7 +2,7 @@
 //   mixprec inspect FILE
 //   mixprec analyze FILE [--types q4_0,q4_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... -o plan.json
-//   mixprec quantize FILE.gguf --plan plan.json -o OUT.gguf
+//   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //
 // Every argument is checked before any tensor is read (types, budget, overrides, policy, outputs, the
 // imatrix, and for quantize the plan against the file), and a budget below the smallest size any plan
@@ -95,6 +95,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
   quantize->add_option("--plan", plan_in, "plan.json from `mixprec plan`")->required();
+  quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   try {
     app.parse(argc, argv);
@@ -114,7 +115,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
         throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
     }
     detail::request([&] {
-      if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in});
+      if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in, imatrix_path});
       if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path});
       if (analyze->parsed() && !json_path.empty()) mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
       return 0;
@@ -137,10 +138,12 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     }
     if (quantize->parsed()) {
       const auto p = load_plan(plan_in);
-      (void)check_plan(f, p);  // before the output is opened; quantize_gguf prints its warnings
-      const auto s = quantize_gguf(f, p, out_path);
+      importance_set importance;
+      if (!imatrix_path.empty()) importance.values = mixprec::imatrix::load_importance(imatrix_path);
+      (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
+      const auto s = quantize_gguf(f, p, out_path, true, importance);
       std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
-                  "\ngeneral.file_type = %u; every other metadata key copied\n",
+                  "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
                   file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
                   static_cast<unsigned long long>(s.bytes_out), s.file_type);
       return 0;
