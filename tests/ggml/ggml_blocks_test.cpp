@@ -72,7 +72,9 @@ static_assert(static_cast<std::uint32_t>(ggml_type::q8_0) == 8);
 static_assert(static_cast<std::uint32_t>(ggml_type::q4_k) == 12);
 static_assert(static_cast<std::uint32_t>(ggml_type::q6_k) == 14);
 static_assert(static_cast<std::uint32_t>(ggml_type::bf16) == 30);
-static_assert(mixprec::is_supported_ggml_type(14) && !mixprec::is_supported_ggml_type(6));
+static_assert(static_cast<std::uint32_t>(ggml_type::q5_0) == 6);
+static_assert(static_cast<std::uint32_t>(ggml_type::q5_1) == 7);
+static_assert(mixprec::is_supported_ggml_type(14) && mixprec::is_supported_ggml_type(6) && !mixprec::is_supported_ggml_type(10));
 
 TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   for (ggml_type t : mixprec::all_ggml_types) CHECK(mixprec::parse_ggml_type(mixprec::to_string(t)) == t);
@@ -81,7 +83,7 @@ TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   CHECK(mixprec::parse_ggml_type("Q6_K") == ggml_type::q6_k);
   CHECK(mixprec::parse_ggml_type("BF16") == ggml_type::bf16);
   CHECK(mixprec::to_string(ggml_type::q4_k) == "q4_K");
-  CHECK(code_of([] { (void)mixprec::parse_ggml_type("q5_0"); }) == mixprec::errc::invalid_argument);
+  CHECK(code_of([] { (void)mixprec::parse_ggml_type("q5_K"); }) == mixprec::errc::invalid_argument);
   CHECK_THROWS_WITH(mixprec::parse_ggml_type("int4"), Catch::Contains("q8_0"));
 
   CHECK(ggml::row_bytes(ggml_type::f32, 7) == 28);
@@ -104,7 +106,7 @@ TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   CHECK_THROWS_WITH(ggml::row_bytes(ggml_type::q4_0, 33), Catch::Contains("32") && Catch::Contains("33"));
   CHECK_THROWS_WITH(ggml::row_bytes(ggml_type::q6_k, 128), Catch::Contains("256"));
   CHECK(code_of([] { (void)ggml::row_bytes(ggml_type::q8_0, 0); }) == mixprec::errc::invalid_argument);
-  CHECK(code_of([] { (void)ggml::row_bytes(static_cast<ggml_type>(6), 32); }) == mixprec::errc::unsupported);
+  CHECK(code_of([] { (void)ggml::row_bytes(static_cast<ggml_type>(13), 32); }) == mixprec::errc::unsupported);
 }
 
 TEST_CASE("Q8_0 by hand: d = amax/127, roundf rounds half away from zero", "[ggml][q8_0]") {
@@ -278,6 +280,21 @@ TEST_CASE("SQNR on Gaussian weights matches ggml's own quantizers", "[ggml][sqnr
     INFO(mixprec::to_string(r.t) << ": " << db << " dB, ggml " << r.ggml_db);
     CHECK(std::fabs(db - r.ggml_db) < 0.1);
   }
+}
+
+TEST_CASE("Q5_0 and Q5_1 gain about 6 dB over Q4_0 and Q4_1 (one more bit)", "[ggml][sqnr]") {
+  // Byte equality with ggml is the interop test's (tests/interop); here the formats' round trip: one
+  // more bit halves the step, +6.02 dB on Gaussian data, and the decoded fifth bit must be the stored one.
+  const auto x = gaussian(std::size_t{64} * 4096, 0.02f, 43);
+  auto db = [&](ggml_type t) { return sqnr_db(x, dq_row(t, q_row(t, x), x.size())); };
+  const double q40 = db(ggml_type::q4_0), q50 = db(ggml_type::q5_0), q41 = db(ggml_type::q4_1), q51 = db(ggml_type::q5_1);
+  INFO("q4_0 " << q40 << ", q5_0 " << q50 << ", q4_1 " << q41 << ", q5_1 " << q51 << " dB");
+  CHECK(q50 - q40 > 5.5);
+  CHECK(q50 - q40 < 6.5);
+  CHECK(q51 - q41 > 5.5);
+  CHECK(q51 - q41 < 6.5);
+  CHECK(ggml::bits_per_weight(ggml_type::q5_0) == 5.5);
+  CHECK(ggml::bits_per_weight(ggml_type::q5_1) == 6.0);
 }
 
 TEST_CASE("Q4_0 against mixprec's int4/g32/sym/minmax/s16", "[ggml][q4_0]") {

@@ -157,7 +157,7 @@ TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it
     if (t["name"] == "blk.0.ffn_down.weight") {
       CHECK(t["fallback"].get<bool>());
       const auto type = t["type"].get<std::string>();
-      CHECK((type == "q4_0" || type == "q4_1" || type == "q8_0"));
+      CHECK((type == "q4_0" || type == "q4_1" || type == "q5_0" || type == "q5_1" || type == "q8_0"));
     }
   }
   CHECK(sum == plan["bytes"].get<std::uint64_t>());

@@ -1,6 +1,6 @@
 // The `mixprec` command line (main.cpp calls run(); tests call it in-process):
 //   mixprec inspect FILE
-//   mixprec analyze FILE [--types q4_0,q4_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
+//   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //
@@ -73,7 +73,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
 [[nodiscard]] inline int run(int argc, const char* const* argv) {
   CLI::App app{"mixprec: mixed-precision quantization of GGUF and safetensors checkpoints"};
   app.require_subcommand(1);
-  std::string file, types = "q4_0,q4_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
+  std::string file, types = "q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
               plan_out = "plan.json", plan_in, out_path;
   std::vector<std::string> overrides;
   auto* inspect = app.add_subcommand("inspect", "list tensors: name, shape, type, bytes, role");

@@ -216,7 +216,7 @@ struct tensor_analysis {
 // For a tensor none of the requested types can represent (llama.cpp falls back too, to a type whose
 // block fits the row): the planner chooses among the fallback_types that can, and when none can, the
 // tensor takes the first of last_resort_types that can (f32 holds any float tensor).
-inline constexpr ggml_type fallback_types[] = {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q8_0};
+inline constexpr ggml_type fallback_types[] = {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0};
 inline constexpr ggml_type last_resort_types[] = {ggml_type::f16, ggml_type::bf16, ggml_type::f32};
 
 struct override_rule {
@@ -571,6 +571,8 @@ struct plan {
     case ggml_type::f16: return 1;   // MOSTLY_F16
     case ggml_type::q4_0: return 2;  // MOSTLY_Q4_0
     case ggml_type::q4_1: return 3;  // MOSTLY_Q4_1
+    case ggml_type::q5_0: return 8;  // MOSTLY_Q5_0
+    case ggml_type::q5_1: return 9;  // MOSTLY_Q5_1
     case ggml_type::q8_0: return 7;  // MOSTLY_Q8_0
     case ggml_type::q4_k: return 15;  // MOSTLY_Q4_K_M
     case ggml_type::q6_k: return 18;  // MOSTLY_Q6_K

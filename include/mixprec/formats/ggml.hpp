@@ -95,6 +95,8 @@ enum class ggml_type : std::uint32_t {
   f16 = 1,
   q4_0 = 2,
   q4_1 = 3,
+  q5_0 = 6,
+  q5_1 = 7,
   q8_0 = 8,
   q4_k = 12,
   q6_k = 14,
@@ -108,6 +110,8 @@ enum class ggml_type : std::uint32_t {
     case ggml_type::f16: return "f16";
     case ggml_type::q4_0: return "q4_0";
     case ggml_type::q4_1: return "q4_1";
+    case ggml_type::q5_0: return "q5_0";
+    case ggml_type::q5_1: return "q5_1";
     case ggml_type::q8_0: return "q8_0";
     case ggml_type::q4_k: return "q4_K";
     case ggml_type::q6_k: return "q6_K";
@@ -118,7 +122,8 @@ enum class ggml_type : std::uint32_t {
 
 // Every type mixprec implements, in code order.
 inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::q4_0, ggml_type::q4_1,
-                                               ggml_type::q8_0, ggml_type::q4_k, ggml_type::q6_k, ggml_type::bf16};
+                                               ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0, ggml_type::q4_k,
+                                               ggml_type::q6_k, ggml_type::bf16};
 
 // True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements.
 [[nodiscard]] constexpr bool is_supported_ggml_type(std::uint32_t code) noexcept {
@@ -147,6 +152,8 @@ namespace ggml {
 
 inline constexpr int qk4_0 = 32;
 inline constexpr int qk4_1 = 32;
+inline constexpr int qk5_0 = 32;
+inline constexpr int qk5_1 = 32;
 inline constexpr int qk8_0 = 32;
 inline constexpr int qk_k = 256;           // K-quant super-block
 inline constexpr int k_scale_size = 12;    // Q4_K packed 6-bit scales and mins
@@ -166,6 +173,17 @@ struct block_q4_1 {
   std::uint16_t m;
   std::uint8_t qs[qk4_1 / 2];
 };
+struct block_q5_0 {
+  std::uint16_t d;
+  std::uint8_t qh[4];  // the fifth bit of element j at bit j (little-endian uint32)
+  std::uint8_t qs[qk5_0 / 2];
+};
+struct block_q5_1 {
+  std::uint16_t d;
+  std::uint16_t m;
+  std::uint8_t qh[4];
+  std::uint8_t qs[qk5_1 / 2];
+};
 struct block_q4_k {
   std::uint16_t d;
   std::uint16_t dmin;
@@ -181,6 +199,8 @@ struct block_q6_k {
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);
+static_assert(sizeof(block_q5_0) == 22);
+static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_k) == 144);
 static_assert(sizeof(block_q6_k) == 210);
 static_assert(offsetof(block_q6_k, d) == 208);
@@ -200,11 +220,13 @@ struct type_traits {
     case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), false};  // ggml's Q8_0 ignores importance
     case ggml_type::q4_0: return {qk4_0, int(sizeof(block_q4_0)), true};
     case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), true};
+    case ggml_type::q5_0: return {qk5_0, int(sizeof(block_q5_0)), true};
+    case ggml_type::q5_1: return {qk5_1, int(sizeof(block_q5_1)), true};
     case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
     case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
   }
   throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
-                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q8_0, q4_K, q6_K)");
+                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q6_K)");
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
@@ -301,6 +323,52 @@ inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
 
 // ggml's make_qx_quants with rmse_type 1: codes L in [0, 2 nmax) and the returned scale (x ~ scale *
 // (L - nmax)). Weights qw (n of them) or, when null, x^2.
+// Q5_0/Q5_1 store the low nibbles like Q4_0 (element j low, j + 16 high) and the fifth bits in qh.
+inline void pack_q5(const std::uint8_t* L, std::uint8_t* qs, std::uint8_t* qh) noexcept {
+  std::uint32_t h = 0;
+  for (int j = 0; j < 16; ++j) {
+    qs[j] = static_cast<std::uint8_t>((L[j] & 0x0F) | ((L[j + 16] & 0x0F) << 4));
+    h |= ((L[j] & 0x10u) >> 4) << j;
+    h |= ((L[j + 16] & 0x10u) >> 4) << (j + 16);
+  }
+  std::memcpy(qh, &h, 4);
+}
+
+// ggml's quantize_row_q5_0_ref: as Q4_0 with 32 levels, d = max / -16.
+inline void quantize_q5_0(const float* x, block_q5_0& y) noexcept {
+  float amax = 0.0f;
+  float max = 0.0f;
+  for (int j = 0; j < qk5_0; ++j) {
+    if (amax < std::fabs(x[j])) {
+      amax = std::fabs(x[j]);
+      max = x[j];
+    }
+  }
+  const float d = max / -16.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = fp32_to_fp16(d);
+  std::uint8_t L[qk5_0];
+  for (int j = 0; j < qk5_0; ++j) L[j] = static_cast<std::uint8_t>(std::min(31, static_cast<int>(to_int8(x[j] * id + 16.5f))));
+  pack_q5(L, y.qs, y.qh);
+}
+
+// ggml's quantize_row_q5_1_ref: as Q4_1 with 32 levels, d = (max - min) / 31; no clamp (ggml has none).
+inline void quantize_q5_1(const float* x, block_q5_1& y) noexcept {
+  float min = 3.40282347e+38f;
+  float max = -3.40282347e+38f;
+  for (int j = 0; j < qk5_1; ++j) {
+    if (x[j] < min) min = x[j];
+    if (x[j] > max) max = x[j];
+  }
+  const float d = (max - min) / 31.0f;
+  const float id = d != 0.0f ? 1.0f / d : 0.0f;
+  y.d = fp32_to_fp16(d);
+  y.m = fp32_to_fp16(min);
+  std::uint8_t L[qk5_1];
+  for (int j = 0; j < qk5_1; ++j) L[j] = static_cast<std::uint8_t>(to_int8((x[j] - min) * id + 0.5f));
+  pack_q5(L, y.qs, y.qh);
+}
+
 inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
   float max = 0.0f;
   float amax = 0.0f;
@@ -663,6 +731,55 @@ inline void quantize_q4_0_weighted(const float* x, const float* qw, float sigma2
   for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
+// ggml's quantize_row_q5_0_impl for one block: Q4_0's search with nmax 16.
+inline void quantize_q5_0_weighted(const float* x, const float* qw, float sigma2, block_q5_0& y) noexcept {
+  float weight[qk5_0];
+  std::int8_t L[qk5_0];
+  for (int j = 0; j < qk5_0; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  const float d = make_qx_quants(qk5_0, 16, x, L, weight);
+  y.d = fp32_to_fp16(d);
+  std::uint8_t U[qk5_0];
+  for (int j = 0; j < qk5_0; ++j) U[j] = static_cast<std::uint8_t>(L[j]);
+  pack_q5(U, y.qs, y.qh);
+}
+
+// ggml's quantize_row_q5_1_impl for one block: Q4_1's search with nmax 31.
+inline void quantize_q5_1_weighted(const float* x, const float* qw, float sigma2, block_q5_1& y) noexcept {
+  float weight[qk5_1];
+  std::uint8_t L[qk5_1], Laux[qk5_1];
+  for (int j = 0; j < qk5_1; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
+  float min = 0;
+  const float d = make_qkx2_quants(qk5_1, 31, x, weight, L, &min, Laux, -0.9f, 0.05f, 36);
+  y.d = fp32_to_fp16(d);
+  y.m = fp32_to_fp16(-min);
+  pack_q5(L, y.qs, y.qh);
+}
+
+inline void dequantize_q5_0(const block_q5_0& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  std::uint32_t qh = 0;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < qk5_0 / 2; ++j) {
+    const int x0 = static_cast<int>((b.qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
+    const int x1 = static_cast<int>((b.qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
+    y[j] = static_cast<float>(x0) * d;
+    y[j + qk5_0 / 2] = static_cast<float>(x1) * d;
+  }
+}
+
+inline void dequantize_q5_1(const block_q5_1& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const float m = fp16_to_fp32(b.m);
+  std::uint32_t qh = 0;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < qk5_1 / 2; ++j) {
+    const int x0 = static_cast<int>((b.qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10));
+    const int x1 = static_cast<int>((b.qs[j] >> 4) | ((qh >> (j + 12)) & 0x10));
+    y[j] = static_cast<float>(x0) * d + m;
+    y[j + qk5_1 / 2] = static_cast<float>(x1) * d + m;
+  }
+}
+
 inline void dequantize_q8_0(const block_q8_0& b, float* y) noexcept {
   const float d = fp16_to_fp32(b.d);
   for (int j = 0; j < qk8_0; ++j) y[j] = static_cast<float>(b.qs[j]) * d;
@@ -852,6 +969,33 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
       }
       return;
     }
+    case ggml_type::q5_0: {
+      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q5_0 blk{};
+        if (qw)
+          ref::quantize_q5_0_weighted(px + b * qk5_0, qw + b * qk5_0, sigma2, blk);
+        else
+          ref::quantize_q5_0(px + b * qk5_0, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    }
+    case ggml_type::q5_1: {
+      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q5_1 blk{};
+        if (qw)
+          ref::quantize_q5_1_weighted(px + b * qk5_1, qw + b * qk5_1, sigma2, blk);
+        else
+          ref::quantize_q5_1(px + b * qk5_1, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        if (detail::half_overflows(blk.m)) detail::throw_scale_overflow(t, b, "minimum m");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    }
     case ggml_type::q4_k:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q4_k blk{};
@@ -904,6 +1048,12 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
       return;
     case ggml_type::q4_1:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_1(detail::load_block<block_q4_1>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q5_0:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q5_0(detail::load_block<block_q5_0>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q5_1:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q5_1(detail::load_block<block_q5_1>(p + b * ts), py + b * bs);
       return;
     case ggml_type::q4_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_k(detail::load_block<block_q4_k>(p + b * ts), py + b * bs);
