@@ -99,6 +99,7 @@ enum class ggml_type : std::uint32_t {
   q5_1 = 7,
   q8_0 = 8,
   q4_k = 12,
+  q5_k = 13,
   q6_k = 14,
   bf16 = 30,
 };
@@ -114,6 +115,7 @@ enum class ggml_type : std::uint32_t {
     case ggml_type::q5_1: return "q5_1";
     case ggml_type::q8_0: return "q8_0";
     case ggml_type::q4_k: return "q4_K";
+    case ggml_type::q5_k: return "q5_K";
     case ggml_type::q6_k: return "q6_K";
     case ggml_type::bf16: return "bf16";
   }
@@ -123,7 +125,7 @@ enum class ggml_type : std::uint32_t {
 // Every type mixprec implements, in code order.
 inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::q4_0, ggml_type::q4_1,
                                                ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0, ggml_type::q4_k,
-                                               ggml_type::q6_k, ggml_type::bf16};
+                                               ggml_type::q5_k, ggml_type::q6_k, ggml_type::bf16};
 
 // True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements.
 [[nodiscard]] constexpr bool is_supported_ggml_type(std::uint32_t code) noexcept {
@@ -190,6 +192,13 @@ struct block_q4_k {
   std::uint8_t scales[k_scale_size];
   std::uint8_t qs[qk_k / 2];
 };
+struct block_q5_k {
+  std::uint16_t d;
+  std::uint16_t dmin;
+  std::uint8_t scales[k_scale_size];
+  std::uint8_t qh[qk_k / 8];  // the fifth bits: bit 2i / 2i+1 of qh[l] for element l / l + 32 of 64-group i
+  std::uint8_t qs[qk_k / 2];
+};
 struct block_q6_k {
   std::uint8_t ql[qk_k / 2];
   std::uint8_t qh[qk_k / 4];
@@ -202,6 +211,7 @@ static_assert(sizeof(block_q4_1) == 20);
 static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_k) == 144);
+static_assert(sizeof(block_q5_k) == 176);
 static_assert(sizeof(block_q6_k) == 210);
 static_assert(offsetof(block_q6_k, d) == 208);
 
@@ -223,10 +233,11 @@ struct type_traits {
     case ggml_type::q5_0: return {qk5_0, int(sizeof(block_q5_0)), true};
     case ggml_type::q5_1: return {qk5_1, int(sizeof(block_q5_1)), true};
     case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
+    case ggml_type::q5_k: return {qk_k, int(sizeof(block_q5_k)), true};
     case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
   }
   throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
-                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q6_K)");
+                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K)");
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
@@ -596,19 +607,26 @@ inline void pack_scales_k4(const std::uint8_t* ls, const std::uint8_t* lm, std::
   }
 }
 
-// Q4_K's last step: codes from the stored scales (sub-blocks whose scale is 0 keep L), packed.
-inline void finish_q4_k(const float* x, std::uint8_t* L, block_q4_k& y) noexcept {
+// Q4_K's and Q5_K's codes from the stored scales and mins (0..nmax; sub-blocks whose scale is 0 keep
+// the codes of the search, as ggml does).
+template <class Block>
+void requantize_k4(const float* x, std::uint8_t* L, const Block& y, int nmax) noexcept {
   for (int j = 0; j < qk_k / 32; ++j) {
     std::uint8_t sc = 0, m = 0;
     get_scale_min_k4(j, y.scales, sc, m);
     const float d = fp16_to_fp32(y.d) * static_cast<float>(sc);
-    if (d == 0.0f) continue;  // keeps the codes of the search, as ggml does
+    if (d == 0.0f) continue;
     const float dm = fp16_to_fp32(y.dmin) * static_cast<float>(m);
     for (int ii = 0; ii < 32; ++ii) {
       const int l = nearest_int((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(15, l)));
+      L[32 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
     }
   }
+}
+
+// Q4_K's last step: codes from the stored scales, packed.
+inline void finish_q4_k(const float* x, std::uint8_t* L, block_q4_k& y) noexcept {
+  requantize_k4(x, L, y, 15);
   std::uint8_t* q = y.qs;
   for (int j = 0; j < qk_k; j += 64) {
     for (int l = 0; l < 32; ++l) q[l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 4));
@@ -673,6 +691,96 @@ inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
   y.d = fp32_to_fp16(max_scale / 63.f);
   y.dmin = fp32_to_fp16(max_min / 63.f);
   finish_q4_k(x, L, y);
+}
+
+// Q5_K's last step: codes 0..31 from the stored scales; low nibbles as Q4_K, fifth bits in qh.
+inline void finish_q5_k(const float* x, std::uint8_t* L, block_q5_k& y) noexcept {
+  requantize_k4(x, L, y, 31);
+  std::memset(y.qh, 0, sizeof y.qh);
+  std::uint8_t* ql = y.qs;
+  std::uint8_t m1 = 1, m2 = 2;
+  for (int n = 0; n < qk_k; n += 64) {
+    for (int j = 0; j < 32; ++j) {
+      int l1 = L[n + j];
+      if (l1 > 15) {
+        l1 -= 16;
+        y.qh[j] = static_cast<std::uint8_t>(y.qh[j] | m1);
+      }
+      int l2 = L[n + j + 32];
+      if (l2 > 15) {
+        l2 -= 16;
+        y.qh[j] = static_cast<std::uint8_t>(y.qh[j] | m2);
+      }
+      ql[j] = static_cast<std::uint8_t>(l1 | (l2 << 4));
+    }
+    m1 = static_cast<std::uint8_t>(m1 << 2);
+    m2 = static_cast<std::uint8_t>(m2 << 2);
+    ql += 32;
+  }
+}
+
+// ggml's quantize_row_q5_K_ref for one super-block: Q4_K's steps with 32 levels and a shorter search.
+inline void quantize_q5_k(const float* x, block_q5_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[32];
+  float weights[32];
+  float mins[qk_k / 32];
+  float scales[qk_k / 32];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  std::uint8_t ls[qk_k / 32], lm[qk_k / 32];
+  for (int j = 0; j < qk_k / 32; ++j) {
+    ls[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j])));
+    lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
+  }
+  pack_scales_k4(ls, lm, y.scales);
+  y.d = fp32_to_fp16(max_scale / 63.f);
+  y.dmin = fp32_to_fp16(max_min / 63.f);
+  finish_q5_k(x, L, y);
+}
+
+// ggml's quantize_row_q5_K_impl for one super-block with importance qw (256): Q4_K's weighted search
+// with 32 levels.
+inline void quantize_q5_k_weighted(const float* x, const float* qw, block_q5_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[32];
+  std::uint8_t Ls[qk_k / 32];
+  std::uint8_t Lm[qk_k / 32];
+  float weights[32];
+  float sw[qk_k / 32];
+  float mins[qk_k / 32];
+  float scales[qk_k / 32];
+  float sum_x2 = 0;
+  for (int l = 0; l < qk_k; ++l) sum_x2 += x[l] * x[l];
+  const float sigma2 = 2 * sum_x2 / qk_k;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
+    float sumw = 0;
+    for (int l = 0; l < 32; ++l) sumw += weights[l];
+    sw[j] = sumw;
+    scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  const float d_block = make_qp_quants(qk_k / 32, 63, scales, Ls, sw);
+  const float m_block = make_qp_quants(qk_k / 32, 63, mins, Lm, sw);
+  for (int j = 0; j < qk_k / 32; ++j) {
+    Ls[j] = std::min<std::uint8_t>(63, Ls[j]);
+    Lm[j] = std::min<std::uint8_t>(63, Lm[j]);
+  }
+  pack_scales_k4(Ls, Lm, y.scales);
+  y.d = fp32_to_fp16(d_block);
+  y.dmin = fp32_to_fp16(m_block);
+  finish_q5_k(x, L, y);
 }
 
 // Q6_K; qw (256 importance weights) selects ggml's quantize_row_q6_K_impl, null the reference.
@@ -819,6 +927,27 @@ inline void dequantize_q4_k(const block_q4_k& b, float* y) noexcept {
     for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
     q += 32;
     is += 2;
+  }
+}
+
+inline void dequantize_q5_k(const block_q5_k& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const float min = fp16_to_fp32(b.dmin);
+  const std::uint8_t* ql = b.qs;
+  int is = 0;
+  std::uint8_t u1 = 1, u2 = 2;
+  for (int j = 0; j < qk_k; j += 64) {
+    std::uint8_t sc = 0, m = 0;
+    get_scale_min_k4(is + 0, b.scales, sc, m);
+    const float d1 = d * static_cast<float>(sc), m1 = min * static_cast<float>(m);
+    get_scale_min_k4(is + 1, b.scales, sc, m);
+    const float d2 = d * static_cast<float>(sc), m2 = min * static_cast<float>(m);
+    for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (b.qh[l] & u1 ? 16 : 0)) - m1;
+    for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>((ql[l] >> 4) + (b.qh[l] & u2 ? 16 : 0)) - m2;
+    ql += 32;
+    is += 2;
+    u1 = static_cast<std::uint8_t>(u1 << 2);
+    u2 = static_cast<std::uint8_t>(u2 << 2);
   }
 }
 
@@ -1008,6 +1137,18 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
         detail::store_block(blk, po + b * sizeof blk);
       }
       return;
+    case ggml_type::q5_k:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q5_k blk{};
+        if (qw)
+          ref::quantize_q5_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
+        else
+          ref::quantize_q5_k(px + b * qk_k, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
     case ggml_type::q6_k:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q6_k blk{};
@@ -1057,6 +1198,9 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
       return;
     case ggml_type::q4_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q4_k(detail::load_block<block_q4_k>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q5_k:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q5_k(detail::load_block<block_q5_k>(p + b * ts), py + b * bs);
       return;
     case ggml_type::q6_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q6_k(detail::load_block<block_q6_k>(p + b * ts), py + b * bs);
