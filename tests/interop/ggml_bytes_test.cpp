@@ -118,7 +118,7 @@ std::size_t differing_blocks(ggml_type t, const std::vector<std::byte>& a, const
 
 TEST_CASE("interop: mixprec's ggml bytes equal ggml_quantize_chunk's, with and without importance", "[interop][ggml]") {
   const ggml_type types[] = {ggml_type::f32, ggml_type::f16, ggml_type::bf16, ggml_type::q4_0, ggml_type::q4_1, ggml_type::q5_0, ggml_type::q5_1,
-                             ggml_type::q8_0, ggml_type::q4_k, ggml_type::q5_k, ggml_type::q6_k};
+                             ggml_type::q8_0, ggml_type::q4_k, ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs};
   for (const auto& [name, w] : awkward_matrices()) {
     const std::vector<float> imp = random_importance(w.cols(), 7);
     for (ggml_type t : types) {

@@ -576,6 +576,8 @@ struct plan {
     case ggml_type::q8_0: return 7;  // MOSTLY_Q8_0
     case ggml_type::q4_k: return 15;  // MOSTLY_Q4_K_M
     case ggml_type::q5_k: return 17;  // MOSTLY_Q5_K_M
+    case ggml_type::iq4_nl: return 25;  // MOSTLY_IQ4_NL
+    case ggml_type::iq4_xs: return 30;  // MOSTLY_IQ4_XS
     case ggml_type::q6_k: return 18;  // MOSTLY_Q6_K
     case ggml_type::bf16: return 32;  // MOSTLY_BF16
   }

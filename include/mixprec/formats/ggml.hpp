@@ -101,6 +101,8 @@ enum class ggml_type : std::uint32_t {
   q4_k = 12,
   q5_k = 13,
   q6_k = 14,
+  iq4_nl = 20,
+  iq4_xs = 23,
   bf16 = 30,
 };
 
@@ -117,6 +119,8 @@ enum class ggml_type : std::uint32_t {
     case ggml_type::q4_k: return "q4_K";
     case ggml_type::q5_k: return "q5_K";
     case ggml_type::q6_k: return "q6_K";
+    case ggml_type::iq4_nl: return "iq4_nl";
+    case ggml_type::iq4_xs: return "iq4_xs";
     case ggml_type::bf16: return "bf16";
   }
   return "unknown";
@@ -125,7 +129,8 @@ enum class ggml_type : std::uint32_t {
 // Every type mixprec implements, in code order.
 inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::q4_0, ggml_type::q4_1,
                                                ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0, ggml_type::q4_k,
-                                               ggml_type::q5_k, ggml_type::q6_k, ggml_type::bf16};
+                                               ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs,
+                                               ggml_type::bf16};
 
 // True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements.
 [[nodiscard]] constexpr bool is_supported_ggml_type(std::uint32_t code) noexcept {
@@ -192,6 +197,16 @@ struct block_q4_k {
   std::uint8_t scales[k_scale_size];
   std::uint8_t qs[qk_k / 2];
 };
+struct block_iq4_nl {
+  std::uint16_t d;
+  std::uint8_t qs[32 / 2];  // indices into kvalues_iq4nl, packed like Q4_0
+};
+struct block_iq4_xs {
+  std::uint16_t d;
+  std::uint16_t scales_h;           // high 2 bits of the 8 six-bit block scales
+  std::uint8_t scales_l[qk_k / 64];  // low 4 bits, two per byte
+  std::uint8_t qs[qk_k / 2];
+};
 struct block_q5_k {
   std::uint16_t d;
   std::uint16_t dmin;
@@ -212,6 +227,8 @@ static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_k) == 144);
 static_assert(sizeof(block_q5_k) == 176);
+static_assert(sizeof(block_iq4_nl) == 18);
+static_assert(sizeof(block_iq4_xs) == 136);
 static_assert(sizeof(block_q6_k) == 210);
 static_assert(offsetof(block_q6_k, d) == 208);
 
@@ -235,9 +252,11 @@ struct type_traits {
     case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
     case ggml_type::q5_k: return {qk_k, int(sizeof(block_q5_k)), true};
     case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
+    case ggml_type::iq4_nl: return {32, int(sizeof(block_iq4_nl)), true};
+    case ggml_type::iq4_xs: return {qk_k, int(sizeof(block_iq4_xs)), true};
   }
   throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
-                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K)");
+                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
@@ -783,6 +802,149 @@ inline void quantize_q5_k_weighted(const float* x, const float* qw, block_q5_k& 
   finish_q5_k(x, L, y);
 }
 
+// IQ4_NL / IQ4_XS: 4-bit indices into a fixed non-uniform grid (ggml's kvalues_iq4nl).
+inline constexpr std::int8_t kvalues_iq4nl[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
+
+// ggml's best_index_int8: the index of the grid value nearest x (ties to the upper one; a NaN x
+// ends at the top, as ggml's comparisons make it).
+inline int best_index_int8(int n, const std::int8_t* val, float x) noexcept {
+  if (x <= static_cast<float>(val[0])) return 0;
+  if (x >= static_cast<float>(val[n - 1])) return n - 1;
+  int ml = 0, mu = n - 1;
+  while (mu - ml > 1) {
+    const int mav = (ml + mu) / 2;
+    if (x < static_cast<float>(val[mav])) mu = mav;
+    else ml = mav;
+  }
+  return x - static_cast<float>(val[mu - 1]) < static_cast<float>(val[mu]) - x ? mu - 1 : mu;
+}
+
+// ggml's quantize_row_iq4_nl_impl with ntry 7, the search ggml_quantize_chunk runs for IQ4_NL (one
+// block of 32: super_block 32) and IQ4_XS (super_block 256, eight 6-bit block scales), with importance
+// qw (null: the weights x^2). Writes d (FP16 bits), the packed indices q4, and for IQ4_XS the scales.
+inline void quantize_iq4_nl_impl(int super_block, const float* x, std::uint16_t& dh, std::uint8_t* q4, std::uint16_t* scales_h,
+                                 std::uint8_t* scales_l, const float* qw) noexcept {
+  constexpr int block = 32, ntry = 7;
+  const std::int8_t* values = kvalues_iq4nl;
+  float scales[qk_k / 32];
+  float weight[block];
+  std::uint8_t L[qk_k];
+  float sigma2 = 0;
+  for (int j = 0; j < super_block; ++j) sigma2 += x[j] * x[j];
+  sigma2 *= 2.f / static_cast<float>(super_block);
+  std::memset(q4, 0, static_cast<std::size_t>(super_block / 2));
+  std::memset(L, 0, sizeof L);
+  dh = fp32_to_fp16(0.f);
+  float max_scale = 0, amax_scale = 0;
+  for (int ib = 0; ib < super_block / block; ++ib) {
+    const float* xb = x + ib * block;
+    std::uint8_t* Lb = L + ib * block;
+    for (int j = 0; j < block; ++j) weight[j] = qw ? qw[ib * block + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
+    float amax = 0, max = 0;
+    for (int j = 0; j < block; ++j) {
+      const float ax = std::fabs(xb[j]);
+      if (ax > amax) {
+        amax = ax;
+        max = xb[j];
+      }
+    }
+    if (amax < group_max_eps) {
+      scales[ib] = 0;
+      continue;
+    }
+    float d = -max / static_cast<float>(values[0]);
+    float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int j = 0; j < block; ++j) {
+      const int l = best_index_int8(16, values, id * xb[j]);
+      Lb[j] = static_cast<std::uint8_t>(l);
+      const auto q = static_cast<float>(values[l]);
+      const float w = weight[j];
+      sumqx += w * q * xb[j];
+      sumq2 += w * q * q;
+    }
+    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
+    float best = d * sumqx;
+    for (int itry = -ntry; itry <= ntry; ++itry) {
+      id = static_cast<float>(itry + values[0]) / max;
+      sumqx = sumq2 = 0;
+      for (int j = 0; j < block; ++j) {
+        const int l = best_index_int8(16, values, id * xb[j]);
+        const auto q = static_cast<float>(values[l]);
+        const float w = weight[j];
+        sumqx += w * q * xb[j];
+        sumq2 += w * q * q;
+      }
+      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+        d = sumqx / sumq2;
+        best = d * sumqx;
+      }
+    }
+    scales[ib] = d;
+    const float abs_d = std::fabs(d);
+    if (abs_d > amax_scale) {
+      amax_scale = abs_d;
+      max_scale = d;
+    }
+  }
+  if (super_block / block > 1) {
+    *scales_h = 0;
+    const float d = -max_scale / 32;
+    dh = fp32_to_fp16(d);
+    const float id = d != 0.0f ? 1 / d : 0.f;
+    for (int ib = 0; ib < super_block / block; ++ib) {
+      int l = std::max(-32, std::min(31, nearest_int(id * scales[ib])));
+      const float dl = d * static_cast<float>(l);
+      const float idl = dl != 0.0f ? 1 / dl : 0.f;
+      std::uint8_t* Lb = L + ib * block;
+      const float* xb = x + ib * block;
+      for (int j = 0; j < block; ++j) Lb[j] = static_cast<std::uint8_t>(best_index_int8(16, values, idl * xb[j]));
+      l += 32;
+      const auto l_l = static_cast<std::uint8_t>(l & 0xf);
+      const auto l_h = static_cast<std::uint8_t>(l >> 4);
+      if (ib % 2 == 0) scales_l[ib / 2] = l_l;
+      else scales_l[ib / 2] = static_cast<std::uint8_t>(scales_l[ib / 2] | (l_l << 4));
+      *scales_h = static_cast<std::uint16_t>(*scales_h | (l_h << 2 * (ib % 8)));
+    }
+  } else {
+    dh = fp32_to_fp16(scales[0]);
+    const float id = scales[0] != 0.0f ? 1 / scales[0] : 0;
+    for (int j = 0; j < super_block; ++j) L[j] = static_cast<std::uint8_t>(best_index_int8(16, values, id * x[j]));
+  }
+  for (int i = 0; i < super_block / 32; ++i)
+    for (int j = 0; j < 16; ++j) q4[16 * i + j] = static_cast<std::uint8_t>(L[32 * i + j] | (L[32 * i + 16 + j] << 4));
+}
+
+inline void quantize_iq4_nl(const float* x, const float* qw, block_iq4_nl& y) noexcept {
+  quantize_iq4_nl_impl(32, x, y.d, y.qs, nullptr, nullptr, qw);
+}
+inline void quantize_iq4_xs(const float* x, const float* qw, block_iq4_xs& y) noexcept {
+  quantize_iq4_nl_impl(qk_k, x, y.d, y.qs, &y.scales_h, y.scales_l, qw);
+}
+
+inline void dequantize_iq4_nl(const block_iq4_nl& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(kvalues_iq4nl[b.qs[j] & 0xf]);
+    y[j + 16] = d * static_cast<float>(kvalues_iq4nl[b.qs[j] >> 4]);
+  }
+}
+
+inline void dequantize_iq4_xs(const block_iq4_xs& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d);
+  const std::uint8_t* qs = b.qs;
+  for (int ib = 0; ib < qk_k / 32; ++ib) {
+    const int ls = ((b.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xf) | (((b.scales_h >> 2 * ib) & 3) << 4);
+    const float dl = d * static_cast<float>(ls - 32);
+    for (int j = 0; j < 16; ++j) {
+      y[j] = dl * static_cast<float>(kvalues_iq4nl[qs[j] & 0xf]);
+      y[j + 16] = dl * static_cast<float>(kvalues_iq4nl[qs[j] >> 4]);
+    }
+    y += 32;
+    qs += 16;
+  }
+}
+
 // Q6_K; qw (256 importance weights) selects ggml's quantize_row_q6_K_impl, null the reference.
 inline void quantize_q6_k(const float* x, block_q6_k& y, const float* qw = nullptr) noexcept {
   std::int8_t L[qk_k];
@@ -1149,6 +1311,22 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
         detail::store_block(blk, po + b * sizeof blk);
       }
       return;
+    case ggml_type::iq4_nl:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_iq4_nl blk{};
+        ref::quantize_iq4_nl(px + b * 32, qw ? qw + b * 32 : nullptr, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    case ggml_type::iq4_xs:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_iq4_xs blk{};
+        ref::quantize_iq4_xs(px + b * qk_k, qw ? qw + b * qk_k : nullptr, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
     case ggml_type::q6_k:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_q6_k blk{};
@@ -1201,6 +1379,12 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
       return;
     case ggml_type::q5_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q5_k(detail::load_block<block_q5_k>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::iq4_nl:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_iq4_nl(detail::load_block<block_iq4_nl>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::iq4_xs:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_iq4_xs(detail::load_block<block_iq4_xs>(p + b * ts), py + b * bs);
       return;
     case ggml_type::q6_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q6_k(detail::load_block<block_q6_k>(p + b * ts), py + b * bs);
