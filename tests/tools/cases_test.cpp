@@ -14,6 +14,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "../../tools/mixprec/app.hpp"
 
 namespace {
@@ -300,4 +303,66 @@ TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file f
   CHECK(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", (dir / "bad.dat").string(), "-o",
              (dir / "bad.gguf").string()}) == 2);
   CHECK_FALSE(fs::exists(dir / "bad.gguf"));
+}
+
+TEST_CASE("found by breaking the tool: device and FIFO paths, tiny weights, overrides beyond --types, data-less imatrix entries",
+          "[cli][cases]") {
+  const fs::path dir = fresh_dir("broken");
+  const std::string model = model_builder{}.add("blk.0.attn_q.weight", {256, 64}).add("blk.0.ffn_up.weight", {256, 128}).write(dir / "m.gguf");
+  // An output that is a FIFO (or a device) is refused and stays what it was; a FIFO input is refused, not waited on.
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  CHECK(run({"plan", model, "--budget", "6", "-o", fifo.string()}) == 2);
+  CHECK(fs::is_fifo(fifo));
+  CHECK(run({"inspect", fifo.string()}) == 3);
+  CHECK(run({"quantize", model, "--plan", fifo.string(), "-o", (dir / "o.gguf").string()}) == 3);
+  // Neither GGUF nor safetensors, or empty: a clear parse error.
+  std::ofstream(dir / "magic.gguf") << "GGUG\x03\0\0\0 and more bytes";
+  std::ofstream(dir / "empty.gguf");
+  CHECK(run({"inspect", (dir / "magic.gguf").string()}) == 3);
+  CHECK(run({"inspect", (dir / "empty.gguf").string()}) == 3);
+  // A plan whose fields have the wrong JSON types is a damaged input (3), not a crash (1).
+  std::ofstream(dir / "p5.json") << R"({"format": 5, "tensors": []})";
+  CHECK(run({"quantize", model, "--plan", (dir / "p5.json").string(), "-o", (dir / "o.gguf").string()}) == 3);
+  // An override's type need not be in --types (llama.cpp's --tensor-type takes any type).
+  const fs::path p = dir / "p.json";
+  REQUIRE(run({"plan", model, "--types", "q4_0,q8_0", "--tensor-type", "attn_q=bf16", "--budget", "9", "-o", p.string()}) == 0);
+  CHECK(plan_types(p)["blk.0.attn_q.weight"] == "bf16");
+  // Weights of 1e-9 round to 0 in every FP16-scaled type and in F16: those are left out, BF16 kept.
+  const std::string tiny =
+      model_builder{}.add("blk.0.attn_q.weight", {256, 64}, [](std::size_t, float v) { return v * 5e-8f; }).write(dir / "tiny.gguf");
+  const fs::path json = dir / "a.json";
+  REQUIRE(run({"analyze", tiny, "--types", "q4_0,q8_0,f16,bf16", "--json", json.string()}) == 0);
+  std::vector<std::string> kept;
+  for (const auto& c : read_json(json)) kept.push_back(c["type"].get<std::string>());
+  CHECK(kept == std::vector<std::string>{"bf16"});
+  // An imatrix entry of zeros (columns never active) and an expert no token reached (count 0) carry no
+  // data: quantized as without an imatrix, and the plan still does not depend on the imatrix's scale.
+  const std::string moe = model_builder{}.add("blk.0.attn_q.weight", {256, 256}).add("blk.0.ffn_up_exps.weight", {256, 64, 4}).write(dir / "moe.gguf");
+  auto imatrix = [&](float scale, const std::string& name) {
+    mixprec::imatrix::file f;
+    std::mt19937 gen(3);
+    std::uniform_real_distribution<float> u(0.5f, 40.0f);
+    auto& q = f.entries["blk.0.attn_q.weight"];
+    q.counts = {100.0f};
+    q.values = Eigen::VectorXf::Zero(256);  // all zero
+    auto& e = f.entries["blk.0.ffn_up_exps.weight"];
+    e.counts = {100.0f, 0.0f, 50.0f, 80.0f};  // expert 1 never routed
+    e.values.resize(256 * 4);
+    for (int i = 0; i < 256 * 4; ++i) e.values[i] = i / 256 == 1 ? 0.0f : scale * u(gen);
+    mixprec::imatrix::save(f, (dir / name).string(), mixprec::imatrix::format::gguf);
+    return (dir / name).string();
+  };
+  const std::string a = imatrix(1.0f, "a.gguf"), b = imatrix(1000.0f, "b.gguf"), c = imatrix(0.001f, "c.gguf");
+  const fs::path pa = dir / "pa.json", pb = dir / "pb.json", pc = dir / "pc.json";
+  for (const auto& [im, out] : {std::pair{a, pa}, std::pair{b, pb}, std::pair{c, pc}})
+    REQUIRE(run({"plan", moe, "--types", "q4_0,q4_1,q4_K,q8_0", "--budget", "5.5", "--imatrix", im, "-o", out.string()}) == 0);
+  CHECK(plan_types(pa) == plan_types(pb));
+  CHECK(plan_types(pa) == plan_types(pc));
+  write_plan(dir / "q4.json", {{"blk.0.attn_q.weight", "q4_0"}});
+  REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", a, "-o", (dir / "w.gguf").string()}) == 0);
+  const auto w = gguf::file::open((dir / "w.gguf").string());
+  const auto* t = w.find("blk.0.attn_q.weight");
+  CHECK(std::vector<std::byte>(t->bytes.begin(), t->bytes.end()) ==
+        mixprec::ggml::quantize(mixprec::ggml_type::q4_0, gguf::file::open(moe).to_float("blk.0.attn_q.weight")));
 }

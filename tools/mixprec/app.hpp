@@ -138,8 +138,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     }
     if (quantize->parsed()) {
       const auto p = load_plan(plan_in);
-      importance_set importance;
-      if (!imatrix_path.empty()) importance.values = mixprec::imatrix::load_importance(imatrix_path);
+      const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
       (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
       const auto s = quantize_gguf(f, p, out_path, true, importance);
       std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
@@ -152,11 +151,27 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     for (const auto& t : f.tensors()) planned += plannable(t, rules) ? 1 : 0;
     if (planned == 0) throw error(errc::empty_input, "'" + file + "' has no weight matrix to quantize (see `mixprec inspect`)");
     for (const auto& r : rules) {
-      bool any = false;
-      for (const auto& t : f.tensors()) any = any || (plannable(t, rules) && std::regex_search(t.name, r.re));
-      if (!any) std::fprintf(stderr, "mixprec: warning: override '%s' matches no tensor that is planned\n", r.pattern.c_str());
+      bool any = false, kept = false;
+      for (const auto& t : f.tensors()) {
+        if (!std::regex_search(t.name, r.re)) continue;
+        any = any || plannable(t, rules);
+        kept = kept || !plannable(t, rules);
+      }
+      if (!any)
+        std::fprintf(stderr, "mixprec: warning: override '%s' matches no tensor that can be quantized%s\n", r.pattern.c_str(),
+                     kept ? " (only 1-D, empty or non-float tensors, which stay as they are, as in llama.cpp)" : "");
     }
     check_overrides(f, rules);
+    // Tensor names go into JSON, which holds only UTF-8: refuse a file whose names are not, before the work.
+    if (plan->parsed() || !json_path.empty())
+      for (const auto& t : f.tensors()) {
+        if (!plannable(t, rules)) continue;
+        try {
+          (void)nlohmann::json(t.name).dump();
+        } catch (const nlohmann::json::exception&) {
+          throw error(errc::parse_error, "'" + file + "': a tensor name is not valid UTF-8, which GGUF requires and JSON cannot hold");
+        }
+      }
     double budget_bytes = 0.0;
     if (plan->parsed()) {
       const double weights = plannable_weights(f, rules);
@@ -167,8 +182,10 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
                                           " bytes) cannot be met: the smallest plan of these tensors takes " +
                                           std::to_string(static_cast<long long>(floor)) + " bytes");
     }
-    importance_set importance;
-    if (!imatrix_path.empty()) importance.values = mixprec::imatrix::load_importance(imatrix_path);
+    const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
+    for (const auto& t : f.tensors())
+      if (const auto it = importance.values.find(t.name); it != importance.values.end() && plannable(t, rules))
+        check_importance_length(it->second, t);
     // 3. The work.
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules);
     detail::print_notes(analysis);

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <cstdio>
 #include <fstream>
@@ -78,10 +79,18 @@ class model_file {
   explicit model_file(const std::string& path) {
     mixprec::mapped_file probe(path);
     const auto b = probe.data();
-    if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0)
+    if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) {
       gguf_.emplace(mixprec::gguf::file::parse(std::move(probe)));
-    else
+    } else if (b.size() >= 9 && static_cast<char>(b[8]) == '{') {  // safetensors: u64 header length, then JSON
       st_.emplace(mixprec::safetensors::file::parse(std::move(probe)));
+    } else {
+      std::string head;
+      for (std::size_t i = 0; i < std::min<std::size_t>(b.size(), 8); ++i) {
+        const auto c = static_cast<unsigned char>(b[i]);
+        head += std::isprint(c) ? std::string(1, static_cast<char>(c)) : "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
+      }
+      throw error(errc::parse_error, "'" + path + "' is " + (b.empty() ? std::string("empty") : "neither GGUF (which starts with \"GGUF\") nor safetensors (an 8-byte length, then '{'): it starts with \"" + head + "\""));
+    }
     if (gguf_) {
       for (const auto& t : gguf_->tensors()) {
         const auto traits = mixprec::gguf::type_traits_of(t.type);
@@ -241,23 +250,32 @@ struct override_rule {
   return (r == tensor_role::router || r == tensor_role::kept_float) && t.dims.size() >= 2 && find_override(overrides, t.name);
 }
 
-// Importance as llama-quantize reads it (name -> ne0 values, or ne0 x n_expert for expert stacks,
-// expert-major), and the common factor analyze divides it by.
+// An imatrix as the tool uses it: per weight, the importance llama-quantize reads (ne0 values, or
+// ne0 x n_expert for expert stacks, expert-major) and which of its matrices hold no data: an expert no
+// calibration token reached (count 0; llama-quantize then uses 1.0) or a matrix whose values are all
+// zero (no column was ever active; ggml's searches degenerate on all-zero weights). Matrices without
+// data are quantized without importance and weighted 1 in the error, like tensors without an entry.
 struct importance_set {
   std::map<std::string, Eigen::VectorXf> values;
-  // The mean of all values of the tensors analysed that have an entry: dividing by it puts them on
-  // the scale of the weight 1 given to the columns of tensors without an entry, so that the plan does
-  // not depend on the imatrix's absolute scale (chunk size, token count).
-  [[nodiscard]] double common_scale(const std::vector<std::string>& tensors) const {
-    double sum = 0.0, n = 0.0;
-    for (const auto& name : tensors)
-      if (const auto it = values.find(name); it != values.end()) {
-        sum += it->second.cast<double>().sum();
-        n += static_cast<double>(it->second.size());
-      }
-    return n > 0.0 && sum > 0.0 ? sum / n : 1.0;
-  }
+  std::map<std::string, std::vector<bool>> zero_count;  // per matrix, from the GGUF counts (empty: legacy)
+
+  [[nodiscard]] bool empty() const noexcept { return values.empty(); }
 };
+
+// Reads an imatrix file in either format (io/imatrix.hpp).
+[[nodiscard]] inline importance_set load_importance(const std::string& path) {
+  const auto f = mixprec::imatrix::load(path);
+  importance_set out;
+  for (const auto& [name, e] : f.entries) {
+    out.values.emplace(name, e.importance());
+    if (!e.counts.empty()) {
+      std::vector<bool> zero;
+      for (float c : e.counts) zero.push_back(c == 0.0f);
+      out.zero_count.emplace(name, std::move(zero));
+    }
+  }
+  return out;
+}
 
 // An importance entry for t has ne0 values (shared by all its matrices) or ne0 x n_mat (one slice per
 // expert); anything else is errc::shape_mismatch naming the tensor.
@@ -271,6 +289,79 @@ inline void check_importance_length(const Eigen::VectorXf& v, const tensor_entry
                                                      : std::string()));
 }
 
+// One tensor's importance, matrix by matrix: the search weights handed to ggml's quantizers (null for
+// a matrix without data) and the error weights (divided by the common scale; 1 without data).
+struct tensor_importance {
+  std::vector<const float*> search;  // n_mat pointers to cols values, or null
+  Eigen::VectorXd error;             // n_mat * cols, expert-major; empty when the tensor has no entry
+  bool any = false;                  // some matrix has data
+  std::vector<std::string> notes;
+};
+
+// t's importance from imp (see importance_set); the matrices with data of every tensor in `tensors`
+// set the common scale: their mean, so that the plan does not depend on the imatrix's absolute scale
+// (chunk size, token count) and data-less columns (weight 1) sit at the average.
+class importance_view {
+ public:
+  importance_view(const importance_set& imp, const model_file& f, const std::vector<std::string>& tensors) : imp_(imp) {
+    double sum = 0.0, n = 0.0;
+    for (const auto& t : f.tensors()) {
+      if (std::find(tensors.begin(), tensors.end(), t.name) == tensors.end()) continue;
+      const auto it = imp.values.find(t.name);
+      if (it == imp.values.end()) continue;
+      check_importance_length(it->second, t);
+      for (index_t m = 0; m < t.n_mat; ++m)
+        if (has_data(t, m)) {
+          sum += slice(it->second, t, m).cast<double>().sum();
+          n += static_cast<double>(t.cols);
+        }
+    }
+    scale_ = n > 0.0 && sum > 0.0 ? sum / n : 1.0;
+  }
+
+  [[nodiscard]] tensor_importance of(const tensor_entry& t) const {
+    tensor_importance out;
+    out.search.assign(static_cast<std::size_t>(t.n_mat), nullptr);
+    const auto it = imp_.values.find(t.name);
+    if (it == imp_.values.end()) {
+      if (!imp_.empty()) out.notes.push_back("no imatrix entry: its columns are weighted 1 (the imatrix's mean)");
+      return out;
+    }
+    check_importance_length(it->second, t);
+    out.error = Eigen::VectorXd::Ones(t.cols * t.n_mat);
+    std::string empty;
+    for (index_t m = 0; m < t.n_mat; ++m) {
+      if (!has_data(t, m)) {
+        empty += (empty.empty() ? "" : ", ") + std::to_string(m);
+        continue;
+      }
+      out.search[static_cast<std::size_t>(m)] = slice(it->second, t, m).data();
+      out.error.segment(m * t.cols, t.cols) = slice(it->second, t, m).cast<double>() / scale_;
+      out.any = true;
+    }
+    if (!empty.empty())
+      out.notes.push_back(std::string(t.n_mat > 1 ? "imatrix has no data for expert(s) " + empty : "imatrix entry is all zeros") +
+                          " (no calibration token reached it): quantized without importance there, its columns weighted 1");
+    return out;
+  }
+
+ private:
+  [[nodiscard]] static Eigen::Map<const Eigen::VectorXf> slice(const Eigen::VectorXf& v, const tensor_entry& t, index_t m) {
+    return {v.data() + (v.size() == t.cols ? 0 : m * t.cols), t.cols};
+  }
+  [[nodiscard]] bool has_data(const tensor_entry& t, index_t m) const {
+    const auto& v = imp_.values.at(t.name);
+    if (v.size() == t.cols * t.n_mat)
+      if (const auto z = imp_.zero_count.find(t.name); z != imp_.zero_count.end() && static_cast<index_t>(z->second.size()) == t.n_mat &&
+                                                       z->second[static_cast<std::size_t>(m)])
+        return false;
+    return slice(v, t, m).maxCoeff() > 0.0f;
+  }
+
+  const importance_set& imp_;
+  double scale_ = 1.0;
+};
+
 // The first element of w that is NaN or Inf, as an error naming the tensor (errc::non_finite).
 inline void check_finite(const row_matrix& w, const std::string& name) {
   if (w.allFinite()) return;
@@ -282,40 +373,46 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
 }
 
 // Quantizes w (n_mat stacked matrices of rows / n_mat rows each: MoE experts) to t, matrix by matrix,
-// so that each expert is searched with its own slice of the importance (ne0 values shared by all, or
-// ne0 x n_mat, expert-major, as llama-imatrix stores expert tensors), as llama-quantize does. The
-// bytes are ggml's: analyze measures exactly what quantize writes.
-[[nodiscard]] inline std::vector<std::byte> quantize_stack(ggml_type t, const row_matrix& w, index_t n_mat,
-                                                           const Eigen::VectorXf* importance, const std::string& name) {
+// so that each expert is searched with its own slice of the importance (search[m]: cols values or null),
+// as llama-quantize does. The bytes are ggml's: analyze measures exactly what quantize writes.
+[[nodiscard]] inline std::vector<std::byte> quantize_stack(ggml_type t, const row_matrix& w, const std::vector<const float*>& search,
+                                                           const std::string& name) {
+  const auto n_mat = static_cast<index_t>(search.size());
   const index_t per = w.rows() / n_mat, cols = w.cols();
   std::vector<std::byte> out;
   out.reserve(static_cast<std::size_t>(w.rows()) * mixprec::ggml::row_bytes(t, cols));
   for (index_t m = 0; m < n_mat; ++m) {
     std::optional<std::span<const float>> qw;
-    if (importance && mixprec::ggml::traits(t).takes_weights)
-      qw = std::span<const float>(importance->data() + (importance->size() == cols ? 0 : m * cols), static_cast<std::size_t>(cols));
+    if (const float* p = search[static_cast<std::size_t>(m)]; p && mixprec::ggml::traits(t).takes_weights)
+      qw = std::span<const float>(p, static_cast<std::size_t>(cols));
     const auto q = mixprec::ggml::quantize(t, w.middleRows(m * per, per), qw, name);
     out.insert(out.end(), q.begin(), q.end());
   }
   return out;
 }
 
-// quantize_stack, measured: bytes, SQNR, and the squared error weighted by imp_error (per column, or
-// per column and expert like the importance; null: unweighted).
-[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, index_t n_mat, const Eigen::VectorXf* importance,
-                                              const Eigen::VectorXd* imp_error, const std::string& name) {
+// quantize_stack, measured: bytes, SQNR, and the squared error weighted by imp.error (unweighted when
+// the tensor has no entry). A type that leaves nothing of a non-zero tensor (SQNR <= 0 dB: its values
+// are below what the type's FP16 scales resolve, and round to 0) cannot represent it:
+// errc::not_representable.
+[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, const tensor_importance& imp, const std::string& name) {
+  const auto n_mat = static_cast<index_t>(imp.search.size());
   const index_t per = w.rows() / n_mat, cols = w.cols();
-  const auto q = quantize_stack(t, w, n_mat, importance, name);
+  const auto q = quantize_stack(t, w, imp.search, name);
   const row_matrix back = mixprec::ggml::dequantize(t, q, w.rows(), cols, name);
   double err = 0.0;
   for (index_t m = 0; m < n_mat; ++m) {
     const Eigen::MatrixXd e = (back.middleRows(m * per, per) - w.middleRows(m * per, per)).cast<double>();
-    if (imp_error)
-      err += (e.array().square().rowwise() * imp_error->segment(imp_error->size() == cols ? 0 : m * cols, cols).transpose().array()).sum();
+    if (imp.error.size() > 0)
+      err += (e.array().square().rowwise() * imp.error.segment(m * cols, cols).transpose().array()).sum();
     else
       err += e.squaredNorm();
   }
-  return {t, q.size(), mixprec::sqnr_db(w, back), err, false};
+  const double sqnr = mixprec::sqnr_db(w, back);
+  if (w.cwiseAbs().maxCoeff() > 0.0f && !(sqnr > 0.0))
+    throw error(errc::not_representable, "its values are below what the type's scales resolve: they round to 0 (SQNR " +
+                                             std::to_string(sqnr) + " dB)");
+  return {t, q.size(), sqnr, err, false};
 }
 
 // Quantizes every plannable tensor to every requested type and measures it. A type that cannot
@@ -331,7 +428,7 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
   std::vector<std::string> names;
   for (const auto& t : f.tensors())
     if (plannable(t, overrides)) names.push_back(t.name);
-  const double scale = importance.common_scale(names);
+  const importance_view view(importance, f, names);
   std::vector<tensor_analysis> out;
   progress bar("analyze", names.size());
   for (const auto& t : f.tensors()) {
@@ -339,17 +436,8 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
     const row_matrix w = f.to_float(t.name);
     f.release(t.name);
     check_finite(w, t.name);
-    tensor_analysis a{t.name, w.rows(), w.cols(), t.n_mat, t.bytes, false, {}, {}};
-    const Eigen::VectorXf* imp = nullptr;
-    Eigen::VectorXd imp_error;
-    if (const auto it = importance.values.find(t.name); it != importance.values.end()) {
-      check_importance_length(it->second, t);
-      imp = &it->second;
-      imp_error = it->second.cast<double>() / scale;
-      a.has_importance = true;
-    } else if (!importance.values.empty()) {
-      a.notes.push_back("no imatrix entry: its columns are weighted 1 (the imatrix's mean)");
-    }
+    const tensor_importance imp = view.of(t);
+    tensor_analysis a{t.name, w.rows(), w.cols(), t.n_mat, t.bytes, imp.any, {}, imp.notes};
     auto try_type = [&](ggml_type type) -> std::optional<candidate_result> {
       const int bs = mixprec::ggml::block_size(type);
       if (w.cols() % bs != 0) {
@@ -358,14 +446,17 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
         return std::nullopt;
       }
       try {
-        return measure(type, w, t.n_mat, imp, a.has_importance ? &imp_error : nullptr, t.name);
+        return measure(type, w, imp, t.name);
       } catch (const error& e) {
         if (e.code() != errc::not_representable) throw;
         a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: " + e.message());
         return std::nullopt;
       }
     };
-    for (ggml_type type : types)
+    std::vector<ggml_type> wanted = types;  // an override's type is a candidate too (llama.cpp's --tensor-type takes any type)
+    if (const override_rule* o = find_override(overrides, t.name); o && std::find(wanted.begin(), wanted.end(), o->type) == wanted.end())
+      wanted.push_back(o->type);
+    for (ggml_type type : wanted)
       if (auto c = try_type(type)) a.candidates.push_back(*c);
     if (a.candidates.empty()) {
       std::string chosen;
@@ -542,15 +633,17 @@ struct plan {
 
 // Reads a plan.json (name -> type; the other fields are informational).
 [[nodiscard]] inline std::map<std::string, ggml_type> load_plan(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw error(errc::io_error, "cannot open plan '" + path + "'");
+  const mixprec::mapped_file bytes(path);  // a regular file (a FIFO or a device would block or never end)
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(f);
+    j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data().data()),
+                              reinterpret_cast<const char*>(bytes.data().data()) + bytes.data().size());
   } catch (const nlohmann::json::exception& e) {
     throw error(errc::parse_error, "plan '" + path + "': " + e.what());
   }
-  if (!j.is_object() || j.value("format", "") != "mixprec-ggml-plan" || !j.contains("tensors") || !j["tensors"].is_array())
+  const auto is = [&](const char* key, auto check) { return j.is_object() && j.contains(key) && (j[key].*check)(); };
+  if (!is("format", &nlohmann::json::is_string) || j["format"].get<std::string>() != "mixprec-ggml-plan" ||
+      !is("tensors", &nlohmann::json::is_array))
     throw error(errc::parse_error, "plan '" + path + "': not a mixprec ggml plan (see `mixprec plan`)");
   std::map<std::string, ggml_type> out;
   for (const auto& t : j["tensors"]) {
@@ -633,6 +726,9 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   for (const auto& w : check_plan(src, plan, importance)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
   std::map<std::string, const tensor_entry*> entries;
   for (const auto& t : src.tensors()) entries.emplace(t.name, &t);
+  std::vector<std::string> planned;
+  for (const auto& [name, type] : plan) planned.push_back(name);
+  const importance_view view(importance, src, planned);
   const auto& g = src.gguf();
   // The type holding most of the weights sets general.file_type.
   std::map<ggml_type, std::uint64_t> weights_by_type;
@@ -660,9 +756,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
         const row_matrix w = g.to_float(t.name);
         drop_pages(t.bytes);
         check_finite(w, t.name);
-        const auto imp = importance.values.find(t.name);
-        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, entries.at(t.name)->n_mat,
-                                    imp == importance.values.end() ? nullptr : &imp->second, t.name);
+        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, view.of(*entries.at(t.name)).search, t.name);
         if (show_progress) bar.step(t.name);
         ++s.converted;
         return bytes;

@@ -38,7 +38,8 @@ class mapped_file {
 
   // Maps `path` read-only; throws errc::io_error naming the path.
   explicit mapped_file(std::string path) : path_(std::move(path)) {
-    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: a FIFO would block open() until a writer came; it is refused below instead.
+    const int fd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail("cannot open");
     struct stat st {};
     if (::fstat(fd, &st) != 0) {

@@ -63,8 +63,9 @@ inline void remove_pending_outputs() noexcept {
 }
 
 // Throws mixprec::error (invalid_argument) if `output` is the same file as one of `inputs`, however it
-// is named (another path, a symlink, a hard link); io_error if `output`'s folder does not exist or
-// `output` is a folder.
+// is named (another path, a symlink, a hard link); io_error if `output`'s folder does not exist or is
+// not writable, or `output` exists and is not a regular file (a folder, a device such as /dev/full, a
+// FIFO, a socket: renaming over it would replace it with a file).
 inline void check_output_path(const std::string& output, std::span<const std::string> inputs) {
   namespace fs = std::filesystem;
   std::error_code ec;
@@ -73,8 +74,15 @@ inline void check_output_path(const std::string& output, std::span<const std::st
   const fs::path dir = out.has_parent_path() ? out.parent_path() : fs::path(".");
   if (!fs::is_directory(dir, ec))
     throw error(errc::io_error, "cannot write '" + output + "': folder '" + dir.string() + "' does not exist");
-  if (fs::is_directory(out, ec)) throw error(errc::io_error, "cannot write '" + output + "': it is a folder");
-  if (!fs::exists(out, ec)) return;
+  if (::access(dir.c_str(), W_OK | X_OK) != 0)
+    throw error(errc::io_error, "cannot write '" + output + "': folder '" + dir.string() + "' is not writable (" +
+                                    std::strerror(errno) + ")");
+  const fs::file_status st = fs::status(out, ec);
+  if (fs::is_directory(st)) throw error(errc::io_error, "cannot write '" + output + "': it is a folder");
+  if (!fs::exists(st)) return;
+  if (!fs::is_regular_file(st))
+    throw error(errc::io_error, "cannot write '" + output + "': it exists and is not a regular file (a device, FIFO or "
+                                                            "socket); outputs are written beside the target and renamed over it");
   for (const std::string& in : inputs) {
     if (in.empty()) continue;
     if (fs::equivalent(out, fs::path(in), ec))
