@@ -74,7 +74,7 @@ static_assert(static_cast<std::uint32_t>(ggml_type::q6_k) == 14);
 static_assert(static_cast<std::uint32_t>(ggml_type::bf16) == 30);
 static_assert(static_cast<std::uint32_t>(ggml_type::q5_0) == 6);
 static_assert(static_cast<std::uint32_t>(ggml_type::q5_1) == 7);
-static_assert(mixprec::is_supported_ggml_type(14) && mixprec::is_supported_ggml_type(6) && !mixprec::is_supported_ggml_type(10));
+static_assert(mixprec::is_supported_ggml_type(14) && mixprec::is_supported_ggml_type(6) && !mixprec::is_supported_ggml_type(16));
 
 TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   for (ggml_type t : mixprec::all_ggml_types) CHECK(mixprec::parse_ggml_type(mixprec::to_string(t)) == t);

@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -26,10 +27,24 @@ using mixprec::index_t;
 //                                    int64_t nrows, int64_t n_per_row, const float * imatrix);
 using quantize_chunk_fn = std::size_t (*)(int, const float*, void*, std::int64_t, std::int64_t, std::int64_t, const float*);
 using quantize_init_fn = void (*)(int);
+// ggml.h: struct ggml_type_traits { const char * type_name; int64_t blck_size; int64_t blck_size_interleave;
+//                                   size_t type_size; bool is_quantized; ggml_to_float_t to_float; ... };
+using to_float_fn = void (*)(const void*, float*, std::int64_t);
+struct ggml_type_traits_abi {
+  const char* type_name;
+  std::int64_t blck_size;
+  std::int64_t blck_size_interleave;
+  std::size_t type_size;
+  bool is_quantized;
+  to_float_fn to_float;
+  void* from_float_ref;
+};
+using get_type_traits_fn = const ggml_type_traits_abi* (*)(int);
 
 struct ggml_library {
   quantize_chunk_fn quantize_chunk = nullptr;
   quantize_init_fn quantize_init = nullptr;
+  get_type_traits_fn get_type_traits = nullptr;
 };
 
 const ggml_library& ggml() {
@@ -41,7 +56,9 @@ const ggml_library& ggml() {
     ggml_library l;
     l.quantize_chunk = reinterpret_cast<quantize_chunk_fn>(dlsym(h, "ggml_quantize_chunk"));
     l.quantize_init = reinterpret_cast<quantize_init_fn>(dlsym(h, "ggml_quantize_init"));
-    if (!l.quantize_chunk || !l.quantize_init) FAIL(path << " lacks ggml_quantize_chunk / ggml_quantize_init");
+    l.get_type_traits = reinterpret_cast<get_type_traits_fn>(dlsym(h, "ggml_get_type_traits"));
+    if (!l.quantize_chunk || !l.quantize_init || !l.get_type_traits)
+      FAIL(path << " lacks ggml_quantize_chunk / ggml_quantize_init / ggml_get_type_traits");
     return l;
   }();
   return lib;
@@ -55,6 +72,22 @@ std::vector<std::byte> reference(ggml_type t, const mixprec::row_matrix& w, cons
                                            importance ? importance->data() : nullptr);
   REQUIRE(n == out.size());
   return out;
+}
+
+// ggml's own decoding of n values of type t.
+std::vector<float> reference_decode(ggml_type t, const std::vector<std::byte>& bytes, std::size_t n) {
+  const auto* tr = ggml().get_type_traits(static_cast<int>(t));
+  REQUIRE(tr != nullptr);
+  REQUIRE(tr->type_size == static_cast<std::size_t>(mixprec::ggml::type_size(t)));
+  REQUIRE(tr->blck_size == mixprec::ggml::block_size(t));
+  std::vector<float> y(n);
+  if (t == ggml_type::f32) {
+    std::memcpy(y.data(), bytes.data(), n * sizeof(float));  // ggml has no to_float for F32
+  } else {
+    REQUIRE(tr->to_float != nullptr);
+    tr->to_float(bytes.data(), y.data(), static_cast<std::int64_t>(n));
+  }
+  return y;
 }
 
 // Named matrices of 512-wide rows (two 256-blocks, sixteen 32-blocks), each a kind of awkward data.
@@ -116,9 +149,10 @@ std::size_t differing_blocks(ggml_type t, const std::vector<std::byte>& a, const
 
 }  // namespace
 
-TEST_CASE("interop: mixprec's ggml bytes equal ggml_quantize_chunk's, with and without importance", "[interop][ggml]") {
+TEST_CASE("interop: mixprec's ggml bytes equal ggml_quantize_chunk's, with and without importance, and decode as ggml decodes",
+          "[interop][ggml]") {
   const ggml_type types[] = {ggml_type::f32, ggml_type::f16, ggml_type::bf16, ggml_type::q4_0, ggml_type::q4_1, ggml_type::q5_0, ggml_type::q5_1,
-                             ggml_type::q8_0, ggml_type::q4_k, ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs};
+                             ggml_type::q8_0, ggml_type::q2_k, ggml_type::q3_k, ggml_type::q4_k, ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs};
   for (const auto& [name, w] : awkward_matrices()) {
     const std::vector<float> imp = random_importance(w.cols(), 7);
     for (ggml_type t : types) {
@@ -130,7 +164,37 @@ TEST_CASE("interop: mixprec's ggml bytes equal ggml_quantize_chunk's, with and w
         const auto ours = mixprec::ggml::quantize(t, w, qw, name);
         REQUIRE(ours.size() == theirs.size());
         CHECK(differing_blocks(t, ours, theirs) == 0);
+        // Decoding: mixprec's dequantize of ggml's bytes equals ggml's to_float, bit for bit.
+        const mixprec::row_matrix back = mixprec::ggml::dequantize(t, theirs, w.rows(), w.cols());
+        const auto want = reference_decode(t, theirs, static_cast<std::size_t>(w.size()));
+        CHECK(std::memcmp(back.data(), want.data(), want.size() * sizeof(float)) == 0);
       }
     }
+  }
+}
+
+TEST_CASE("interop: SQNR of every type on the seeded N(0, 0.02^2) 256x4096 matrix, mixprec's and ggml's", "[interop][table]") {
+  // Printed as a table (ctest -V, or the binary through run.sh with -s); checks that both decode alike.
+  std::mt19937_64 gen(42);
+  std::normal_distribution<float> n(0.0f, 0.02f);
+  mixprec::row_matrix w(256, 4096);
+  for (index_t i = 0; i < w.size(); ++i) w.data()[i] = n(gen);
+  const double signal = w.cast<double>().squaredNorm();
+  std::printf("| type | bits/weight | SQNR mixprec (dB) | SQNR ggml (dB) | bytes equal |\n|---|---:|---:|---:|---|\n");
+  for (ggml_type t : mixprec::all_ggml_types) {
+    const auto theirs = reference(t, w, nullptr);
+    const auto ours = mixprec::ggml::quantize(t, w);
+    const mixprec::row_matrix back = mixprec::ggml::dequantize(t, ours, w.rows(), w.cols());
+    const auto want = reference_decode(t, theirs, static_cast<std::size_t>(w.size()));
+    double e_ours = 0, e_theirs = 0;
+    for (index_t i = 0; i < w.size(); ++i) {
+      e_ours += std::pow(double(back.data()[i]) - double(w.data()[i]), 2);
+      e_theirs += std::pow(double(want[std::size_t(i)]) - double(w.data()[i]), 2);
+    }
+    auto db = [&](double e) { return e > 0 ? 10 * std::log10(signal / e) : std::numeric_limits<double>::infinity(); };
+    std::printf("| %s | %.4g | %.2f | %.2f | %s |\n", std::string(mixprec::to_string(t)).c_str(), mixprec::ggml::bits_per_weight(t),
+                db(e_ours), db(e_theirs), ours == theirs ? "yes" : "NO");
+    CHECK(ours == theirs);
+    CHECK(std::memcmp(back.data(), want.data(), want.size() * sizeof(float)) == 0);
   }
 }

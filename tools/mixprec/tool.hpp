@@ -667,6 +667,8 @@ struct plan {
     case ggml_type::q5_0: return 8;  // MOSTLY_Q5_0
     case ggml_type::q5_1: return 9;  // MOSTLY_Q5_1
     case ggml_type::q8_0: return 7;  // MOSTLY_Q8_0
+    case ggml_type::q2_k: return 10;  // MOSTLY_Q2_K
+    case ggml_type::q3_k: return 12;  // MOSTLY_Q3_K_M
     case ggml_type::q4_k: return 15;  // MOSTLY_Q4_K_M
     case ggml_type::q5_k: return 17;  // MOSTLY_Q5_K_M
     case ggml_type::iq4_nl: return 25;  // MOSTLY_IQ4_NL

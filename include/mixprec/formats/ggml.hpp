@@ -3,7 +3,8 @@
 // weights, `quantize_row_*_impl` in `ggml-quants.c`) operation for operation.
 //
 // Quick reference (n = row length; a row is n / block_size blocks, stored back to back):
-//   ggml_type            official numeric codes: f32 0, f16 1, q4_0 2, q4_1 3, q8_0 8, q4_K 12, q6_K 14, bf16 30
+//   ggml_type            official numeric codes: f32 0, f16 1, q4_0 2, q4_1 3, q5_0 6, q5_1 7, q8_0 8,
+//                        q2_K 10, q3_K 11, q4_K 12, q5_K 13, q6_K 14, iq4_nl 20, iq4_xs 23, bf16 30
 //   to_string(t)         llama.cpp's name ("q4_0", "q4_K", "bf16"...)
 //   parse_ggml_type(s)   the inverse, case-insensitive; throws errc::invalid_argument
 //   ggml::block_size(t)  weights per block (1 for the float types, 32, or 256 for the K-quants)
@@ -25,6 +26,16 @@
 //         8 sub-blocks of 32 with 6-bit scale sc_j and min m_j; x = d*sc_j*q - dmin*m_j
 //   Q6_K 210 B / 256: uint8 ql[128]; uint8 qh[64]; int8 scales[16]; half d
 //         16 sub-blocks of 16; x = d*scales_j*(q - 32), q = 4 low bits from ql + 2 high bits from qh
+//   Q5_0  22 B / 32:  half d; uint8 qh[4]; uint8 qs[16]             x = d * (q - 16), bit 4 of q_j in qh bit j
+//   Q5_1  24 B / 32:  half d; half m; uint8 qh[4]; uint8 qs[16]     x = d * q + m
+//   Q5_K 176 B / 256: Q4_K's layout plus uint8 qh[32] (the fifth bits) before qs
+//   Q3_K 110 B / 256: uint8 hmask[32]; uint8 qs[64]; uint8 scales[12]; half d
+//         16 sub-blocks of 16 with 6-bit signed scales; x = d*(sc_j - 32)*(q - 4), q's third bit in hmask
+//   Q2_K  84 B / 256: uint8 scales[16]; uint8 qs[64]; half d; half dmin
+//         16 sub-blocks of 16 with 4-bit scale and min; x = d*sc_j*q - dmin*m_j
+//   IQ4_NL 18 B / 32: half d; uint8 qs[16]        x = d * kvalues_iq4nl[q] (a fixed non-uniform grid)
+//   IQ4_XS 136 B / 256: half d; uint16 scales_h; uint8 scales_l[4]; uint8 qs[128]
+//         8 blocks of 32 with 6-bit scales ls_j; x = d*(ls_j - 32)*kvalues_iq4nl[q]
 //   F32 / F16 / BF16: one value per element (formats/float_convert.hpp conversions, round to nearest even)
 //
 // Numerics of the references (ggml's, reproduced exactly; everything in FP32, no FMA contraction:
@@ -57,6 +68,11 @@
 // - Q4_K: ggml's quantize_row_q4_K_impl: w = qw * sqrt(sigma2 + x^2) with sigma2 = 2 mean x^2 of the
 //   super-block, make_qkx3_quants per sub-block, then the 6-bit scales and mins by make_qp_quants
 //   (weighted by each sub-block's sum of w) instead of plain rounding.
+// - Q5_0 / Q5_1 / Q5_K: their Q4 counterparts' searches with 32 levels. Q3_K (make_qx_quants per
+//   sub-block, then on the scales), Q2_K (make_qkx3_quants, make_qp_quants): ggml's *_impl.
+// - IQ4_NL / IQ4_XS: quantize_row_iq4_nl_impl with 7 tries each side, weights qw * sqrt(sigma2 + x^2);
+//   without importance ggml_quantize_chunk runs the same search with weights x^2 (not the ntry -1
+//   reference), and so does mixprec.
 // - F32/F16/BF16 ignore the weights too.
 // Without weights every type gives the reference bytes.
 //
@@ -98,6 +114,8 @@ enum class ggml_type : std::uint32_t {
   q5_0 = 6,
   q5_1 = 7,
   q8_0 = 8,
+  q2_k = 10,
+  q3_k = 11,
   q4_k = 12,
   q5_k = 13,
   q6_k = 14,
@@ -116,6 +134,8 @@ enum class ggml_type : std::uint32_t {
     case ggml_type::q5_0: return "q5_0";
     case ggml_type::q5_1: return "q5_1";
     case ggml_type::q8_0: return "q8_0";
+    case ggml_type::q2_k: return "q2_K";
+    case ggml_type::q3_k: return "q3_K";
     case ggml_type::q4_k: return "q4_K";
     case ggml_type::q5_k: return "q5_K";
     case ggml_type::q6_k: return "q6_K";
@@ -128,7 +148,8 @@ enum class ggml_type : std::uint32_t {
 
 // Every type mixprec implements, in code order.
 inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16,  ggml_type::q4_0, ggml_type::q4_1,
-                                               ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0, ggml_type::q4_k,
+                                               ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0, ggml_type::q2_k,
+                                               ggml_type::q3_k, ggml_type::q4_k,
                                                ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs,
                                                ggml_type::bf16};
 
@@ -197,6 +218,18 @@ struct block_q4_k {
   std::uint8_t scales[k_scale_size];
   std::uint8_t qs[qk_k / 2];
 };
+struct block_q2_k {
+  std::uint8_t scales[qk_k / 16];  // 4-bit scale (low) and min (high) of each sub-block of 16
+  std::uint8_t qs[qk_k / 4];       // 2-bit codes
+  std::uint16_t d;
+  std::uint16_t dmin;
+};
+struct block_q3_k {
+  std::uint8_t hmask[qk_k / 8];  // the third (high) bit of each code
+  std::uint8_t qs[qk_k / 4];     // the low 2 bits
+  std::uint8_t scales[12];       // 16 six-bit sub-block scales
+  std::uint16_t d;
+};
 struct block_iq4_nl {
   std::uint16_t d;
   std::uint8_t qs[32 / 2];  // indices into kvalues_iq4nl, packed like Q4_0
@@ -227,6 +260,8 @@ static_assert(sizeof(block_q5_0) == 22);
 static_assert(sizeof(block_q5_1) == 24);
 static_assert(sizeof(block_q4_k) == 144);
 static_assert(sizeof(block_q5_k) == 176);
+static_assert(sizeof(block_q2_k) == 84);
+static_assert(sizeof(block_q3_k) == 110);
 static_assert(sizeof(block_iq4_nl) == 18);
 static_assert(sizeof(block_iq4_xs) == 136);
 static_assert(sizeof(block_q6_k) == 210);
@@ -249,6 +284,8 @@ struct type_traits {
     case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), true};
     case ggml_type::q5_0: return {qk5_0, int(sizeof(block_q5_0)), true};
     case ggml_type::q5_1: return {qk5_1, int(sizeof(block_q5_1)), true};
+    case ggml_type::q2_k: return {qk_k, int(sizeof(block_q2_k)), true};
+    case ggml_type::q3_k: return {qk_k, int(sizeof(block_q3_k)), true};
     case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
     case ggml_type::q5_k: return {qk_k, int(sizeof(block_q5_k)), true};
     case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
@@ -256,7 +293,7 @@ struct type_traits {
     case ggml_type::iq4_xs: return {qk_k, int(sizeof(block_iq4_xs)), true};
   }
   throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
-                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
+                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
@@ -448,10 +485,10 @@ inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, con
   return scale;
 }
 
-// ggml's make_qkx2_quants (squared error): codes L in [0, nmax], returns the scale and sets *the_min
+// ggml's make_qkx2_quants (squared error, or absolute error with use_mad): codes L in [0, nmax], returns the scale and sets *the_min
 // (x ~ scale * L - the_min).
 inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min,
-                              std::uint8_t* Laux, float rmin, float rdelta, int nstep) noexcept {
+                              std::uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad = false) noexcept {
   float min = x[0];
   float max = x[0];
   float sum_w = weights[0];
@@ -477,7 +514,7 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
     float diff = scale * static_cast<float>(L[i]) + min - x[i];
-    diff = diff * diff;
+    diff = use_mad ? std::fabs(diff) : diff * diff;
     best_error += weights[i] * diff;
   }
   for (int is = 0; is <= nstep; ++is) {
@@ -503,7 +540,7 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
       float cur_error = 0;
       for (int i = 0; i < n; ++i) {
         float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = diff * diff;
+        diff = use_mad ? std::fabs(diff) : diff * diff;
         cur_error += weights[i] * diff;
       }
       if (cur_error < best_error) {
@@ -800,6 +837,269 @@ inline void quantize_q5_k_weighted(const float* x, const float* qw, block_q5_k& 
   y.d = fp32_to_fp16(d_block);
   y.dmin = fp32_to_fp16(m_block);
   finish_q5_k(x, L, y);
+}
+
+// Q2_K / Q3_K store 2-bit codes four to a byte: element l, l + 32, l + 64, l + 96 of each 128 in byte l.
+inline void pack_2bit(const std::uint8_t* L, std::uint8_t* qs) noexcept {
+  for (int j = 0; j < qk_k; j += 128)
+    for (int l = 0; l < 32; ++l)
+      qs[j / 4 + l] = static_cast<std::uint8_t>(L[j + l] | (L[j + l + 32] << 2) | (L[j + l + 64] << 4) | (L[j + l + 96] << 6));
+}
+
+// Q2_K's last step: codes 0..3 from the stored scales and mins (d, dmin as stored), packed.
+inline void finish_q2_k(const float* x, std::uint8_t* L, block_q2_k& y) noexcept {
+  const float dm = fp16_to_fp32(y.d), mm = fp16_to_fp32(y.dmin);
+  for (int j = 0; j < qk_k / 16; ++j) {
+    const float d = dm * static_cast<float>(y.scales[j] & 0xF);
+    if (d == 0.0f) continue;
+    const float m = mm * static_cast<float>(y.scales[j] >> 4);
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] = static_cast<std::uint8_t>(std::max(0, std::min(3, nearest_int((x[16 * j + ii] + m) / d))));
+  }
+  pack_2bit(L, y.qs);
+}
+
+// ggml's quantize_row_q2_K_ref for one super-block: 16 sub-blocks of 16 fitted by make_qkx2_quants
+// (absolute error, weights |x|), 4-bit scales and mins against two FP16 super-block scales.
+inline void quantize_q2_k(const float* x, block_q2_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[16];
+  float weights[16];
+  float mins[qk_k / 16];
+  float scales[qk_k / 16];
+  constexpr float q4scale = 15.f;
+  float max_scale = 0, max_min = 0;
+  for (int j = 0; j < qk_k / 16; ++j) {
+    for (int l = 0; l < 16; ++l) weights[l] = std::fabs(x[16 * j + l]);
+    scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weights, L + 16 * j, &mins[j], Laux, -0.5f, 0.1f, 15, true);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  if (max_scale > 0) {
+    const float iscale = q4scale / max_scale;
+    for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(nearest_int(iscale * scales[j]));
+    y.d = fp32_to_fp16(max_scale / q4scale);
+  } else {
+    for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = 0;
+    y.d = fp32_to_fp16(0.f);
+  }
+  if (max_min > 0) {
+    const float iscale = q4scale / max_min;
+    for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(y.scales[j] | (nearest_int(iscale * mins[j]) << 4));
+    y.dmin = fp32_to_fp16(max_min / q4scale);
+  } else {
+    y.dmin = fp32_to_fp16(0.f);
+  }
+  finish_q2_k(x, L, y);
+}
+
+// ggml's quantize_row_q2_K_impl for one super-block with importance qw (256).
+inline void quantize_q2_k_weighted(const float* x, const float* qw, block_q2_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  std::uint8_t Laux[16];
+  float mins[qk_k / 16];
+  float scales[qk_k / 16];
+  float sw[qk_k / 16] = {};
+  float weight[16];
+  std::uint8_t Ls[qk_k / 16], Lm[qk_k / 16];
+  float sumx2 = 0;
+  for (int j = 0; j < qk_k; ++j) sumx2 += x[j] * x[j];
+  const float sigma2 = sumx2 / qk_k;
+  for (int j = 0; j < qk_k / 16; ++j) {
+    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+    for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+    scales[j] = make_qkx2_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+  }
+  const float dm = make_qp_quants(qk_k / 16, 15, scales, Ls, sw);
+  const float mm = make_qp_quants(qk_k / 16, 15, mins, Lm, sw);
+  y.d = fp32_to_fp16(dm);
+  y.dmin = fp32_to_fp16(mm);
+  for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
+  finish_q2_k(x, L, y);
+}
+
+// ggml's make_q3_quants with do_rmse: signed codes in [-nmax, nmax - 1] fitted by weighted least
+// squares (weights x^2), returned as L + nmax.
+inline float make_q3_quants(int n, int nmax, const float* x, std::int8_t* L) noexcept {
+  float max = 0, amax = 0;
+  for (int i = 0; i < n; ++i) {
+    const float ax = std::fabs(x[i]);
+    if (ax > amax) {
+      amax = ax;
+      max = x[i];
+    }
+  }
+  if (amax < group_max_eps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.f;
+  }
+  const float iscale = static_cast<float>(-nmax) / max;
+  float sumlx = 0, suml2 = 0;
+  for (int i = 0; i < n; ++i) {
+    const int l = std::max(-nmax, std::min(nmax - 1, nearest_int(iscale * x[i])));
+    L[i] = static_cast<std::int8_t>(l);
+    const float w = x[i] * x[i];
+    sumlx += w * x[i] * static_cast<float>(l);
+    suml2 += w * static_cast<float>(l) * static_cast<float>(l);
+  }
+  for (int itry = 0; itry < 5; ++itry) {
+    int n_changed = 0;
+    for (int i = 0; i < n; ++i) {
+      const float w = x[i] * x[i];
+      const auto li = static_cast<float>(L[i]);
+      float slx = sumlx - w * x[i] * li;
+      if (slx > 0) {
+        float sl2 = suml2 - w * li * li;
+        const int new_l = std::max(-nmax, std::min(nmax - 1, nearest_int(x[i] * sl2 / slx)));
+        if (new_l != L[i]) {
+          const auto fl = static_cast<float>(new_l);
+          slx += w * x[i] * fl;
+          sl2 += w * fl * fl;
+          if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+            L[i] = static_cast<std::int8_t>(new_l);
+            sumlx = slx;
+            suml2 = sl2;
+            ++n_changed;
+          }
+        }
+      }
+    }
+    if (!n_changed) break;
+  }
+  for (int i = 0; i < n; ++i) L[i] = static_cast<std::int8_t>(L[i] + nmax);
+  return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Q3_K's 16 six-bit scales (stored + 32): low nibbles in bytes 0..7, the high 2 bits in bytes 8..11.
+inline void pack_scales_q3_k(int j, int l, std::uint8_t* scales) noexcept {
+  if (j < 8) scales[j] = static_cast<std::uint8_t>(l & 0xF);
+  else scales[j - 8] = static_cast<std::uint8_t>(scales[j - 8] | ((l & 0xF) << 4));
+  l >>= 4;
+  scales[j % 4 + 8] = static_cast<std::uint8_t>(scales[j % 4 + 8] | (l << (2 * (j / 4))));
+}
+inline int scale_q3_k(int j, const std::uint8_t* scales) noexcept {
+  const int lo = j < 8 ? scales[j] & 0xF : scales[j - 8] >> 4;
+  return (lo | (((scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+}
+
+// Q3_K's last step: codes from the stored scales (sub-blocks whose scale is 0 keep L), the high bits
+// into hmask (bit b of hmask[m] for element 32 b + m), the low 2 bits packed.
+inline void finish_q3_k(const float* x, std::int8_t* L, block_q3_k& y) noexcept {
+  for (int j = 0; j < qk_k / 16; ++j) {
+    const auto sc = static_cast<std::int8_t>(scale_q3_k(j, y.scales));
+    const float d = fp16_to_fp32(y.d) * static_cast<float>(sc);
+    if (d == 0.0f) continue;
+    for (int ii = 0; ii < 16; ++ii)
+      L[16 * j + ii] = static_cast<std::int8_t>(std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d))) + 4);
+  }
+  std::memset(y.hmask, 0, sizeof y.hmask);
+  int m = 0;
+  std::uint8_t hm = 1;
+  std::uint8_t U[qk_k];
+  for (int j = 0; j < qk_k; ++j) {
+    if (L[j] > 3) {
+      y.hmask[m] = static_cast<std::uint8_t>(y.hmask[m] | hm);
+      L[j] = static_cast<std::int8_t>(L[j] - 4);
+    }
+    if (++m == qk_k / 8) {
+      m = 0;
+      hm = static_cast<std::uint8_t>(hm << 1);
+    }
+    U[j] = static_cast<std::uint8_t>(L[j]);
+  }
+  pack_2bit(U, y.qs);
+}
+
+// ggml's quantize_row_q3_K_ref for one super-block.
+inline void quantize_q3_k(const float* x, block_q3_k& y) noexcept {
+  std::int8_t L[qk_k];
+  float scales[qk_k / 16];
+  float max_scale = 0, amax = 0;
+  for (int j = 0; j < qk_k / 16; ++j) {
+    scales[j] = make_q3_quants(16, 4, x + 16 * j, L + 16 * j);
+    const float scale = std::fabs(scales[j]);
+    if (scale > amax) {
+      amax = scale;
+      max_scale = scales[j];
+    }
+  }
+  std::memset(y.scales, 0, sizeof y.scales);
+  if (max_scale != 0.0f) {
+    const float iscale = -32.f / max_scale;
+    for (int j = 0; j < qk_k / 16; ++j) {
+      auto l = static_cast<std::int8_t>(nearest_int(iscale * scales[j]));  // ggml stores it in an int8_t first
+      l = static_cast<std::int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
+      pack_scales_q3_k(j, l, y.scales);
+    }
+    y.d = fp32_to_fp16(1 / iscale);
+  } else {
+    y.d = fp32_to_fp16(0.f);
+  }
+  finish_q3_k(x, L, y);
+}
+
+// ggml's quantize_row_q3_K_impl for one super-block with importance qw (256).
+inline void quantize_q3_k_weighted(const float* x, const float* qw, block_q3_k& y) noexcept {
+  std::int8_t L[qk_k];
+  float scales[qk_k / 16];
+  float weight[16];
+  float sw[qk_k / 16];
+  std::int8_t Ls[qk_k / 16];
+  float sumx2 = 0;
+  for (int j = 0; j < qk_k; ++j) sumx2 += x[j] * x[j];
+  const float sigma2 = 2 * sumx2 / qk_k;
+  for (int j = 0; j < qk_k / 16; ++j) {
+    for (int l = 0; l < 16; ++l) weight[l] = qw[16 * j + l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
+    float sumw = 0;
+    for (int l = 0; l < 16; ++l) sumw += weight[l];
+    sw[j] = sumw;
+    scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, weight);
+  }
+  std::memset(y.scales, 0, sizeof y.scales);
+  const float d_block = make_qx_quants(qk_k / 16, 32, scales, Ls, sw);
+  for (int j = 0; j < qk_k / 16; ++j) pack_scales_q3_k(j, Ls[j], y.scales);
+  y.d = fp32_to_fp16(d_block);
+  finish_q3_k(x, L, y);
+}
+
+inline void dequantize_q2_k(const block_q2_k& b, float* y) noexcept {
+  const float d = fp16_to_fp32(b.d), min = fp16_to_fp32(b.dmin);
+  const std::uint8_t* q = b.qs;
+  int is = 0;
+  for (int n = 0; n < qk_k; n += 128) {
+    int shift = 0;
+    for (int j = 0; j < 4; ++j) {
+      for (int half = 0; half < 2; ++half) {
+        const std::uint8_t sc = b.scales[is++];
+        const float dl = d * static_cast<float>(sc & 0xF), ml = min * static_cast<float>(sc >> 4);
+        for (int l = 0; l < 16; ++l) *y++ = dl * static_cast<float>((q[l + 16 * half] >> shift) & 3) - ml;
+      }
+      shift += 2;
+    }
+    q += 32;
+  }
+}
+
+inline void dequantize_q3_k(const block_q3_k& b, float* y) noexcept {
+  const float d_all = fp16_to_fp32(b.d);
+  const std::uint8_t* q = b.qs;
+  std::uint8_t m = 1;
+  int is = 0;
+  for (int n = 0; n < qk_k; n += 128) {
+    int shift = 0;
+    for (int j = 0; j < 4; ++j) {
+      for (int half = 0; half < 2; ++half) {
+        const float dl = d_all * static_cast<float>(scale_q3_k(is++, b.scales));
+        for (int l = 0; l < 16; ++l) {
+          const int k = l + 16 * half;
+          *y++ = dl * static_cast<float>(((q[k] >> shift) & 3) - ((b.hmask[k] & m) ? 0 : 4));
+        }
+      }
+      shift += 2;
+      m = static_cast<std::uint8_t>(m << 1);
+    }
+    q += 32;
+  }
 }
 
 // IQ4_NL / IQ4_XS: 4-bit indices into a fixed non-uniform grid (ggml's kvalues_iq4nl).
@@ -1311,6 +1611,29 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
         detail::store_block(blk, po + b * sizeof blk);
       }
       return;
+    case ggml_type::q2_k:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q2_k blk{};
+        if (qw)
+          ref::quantize_q2_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
+        else
+          ref::quantize_q2_k(px + b * qk_k, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
+    case ggml_type::q3_k:
+      for (std::size_t b = 0; b < nb; ++b) {
+        ggml::block_q3_k blk{};
+        if (qw)
+          ref::quantize_q3_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
+        else
+          ref::quantize_q3_k(px + b * qk_k, blk);
+        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
+        detail::store_block(blk, po + b * sizeof blk);
+      }
+      return;
     case ggml_type::iq4_nl:
       for (std::size_t b = 0; b < nb; ++b) {
         ggml::block_iq4_nl blk{};
@@ -1379,6 +1702,12 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
       return;
     case ggml_type::q5_k:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q5_k(detail::load_block<block_q5_k>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q2_k:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q2_k(detail::load_block<block_q2_k>(p + b * ts), py + b * bs);
+      return;
+    case ggml_type::q3_k:
+      for (std::size_t b = 0; b < nb; ++b) ref::dequantize_q3_k(detail::load_block<block_q3_k>(p + b * ts), py + b * bs);
       return;
     case ggml_type::iq4_nl:
       for (std::size_t b = 0; b < nb; ++b) ref::dequantize_iq4_nl(detail::load_block<block_iq4_nl>(p + b * ts), py + b * bs);
