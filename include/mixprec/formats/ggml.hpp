@@ -15,6 +15,7 @@
 //   ggml::dequantize_row(t, in, y)
 //   ggml::quantize(t, W, importance, name)   a row-major matrix, one row per output channel (ggml's
 //                        ne1), cols = ne0; importance (optional) has one entry per column, shared by rows
+//   ggml::quantize_into(t, W, out, importance, name)   the same into a caller's buffer
 //   ggml::dequantize(t, bytes, rows, cols)   back to a row_matrix
 //
 // Block layouts (little-endian; `half` = IEEE binary16 bits):
@@ -1480,13 +1481,17 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
   if (out.size() != bytes)
     throw error(errc::shape_mismatch, tn + " row of " + std::to_string(n) + " elements needs " + std::to_string(bytes) +
                                           " output bytes, got " + std::to_string(out.size()));
-  for (std::size_t i = 0; i < x.size(); ++i)
-    if (!std::isfinite(x[i]))
-      throw error(errc::non_finite, tn + " quantization: " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at element " +
-                                        std::to_string(i) + " of the row");
-  if (t != ggml_type::f32 && t != ggml_type::f16 && t != ggml_type::bf16) {
-    // Every block scale would overflow FP16 long before this (and FP32 sums of squares stay finite).
-    constexpr float limit = 1e12f;
+  // Block types: every block scale would overflow FP16 long before 1e12 (and FP32 sums of squares stay
+  // finite). One branch-free pass (NaN fails the comparison too); the slow loops only name the element.
+  const bool is_float = t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::bf16;
+  const float limit = is_float ? std::numeric_limits<float>::max() : 1e12f;
+  bool in_range = true;
+  for (const float v : x) in_range &= std::fabs(v) <= limit;
+  if (!in_range) {
+    for (std::size_t i = 0; i < x.size(); ++i)
+      if (!std::isfinite(x[i]))
+        throw error(errc::non_finite, tn + " quantization: " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at element " +
+                                          std::to_string(i) + " of the row");
     for (std::size_t i = 0; i < x.size(); ++i)
       if (std::fabs(x[i]) > limit)
         throw error(errc::not_representable, tn + " quantization: element " + std::to_string(i) + " (" +
@@ -1721,12 +1726,12 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
   }
 }
 
-// Quantizes a weight matrix (rows = ggml's ne1, cols = ne0) row by row into rows * row_bytes(t, cols)
-// bytes. importance: optional, one entry per column (an imatrix vector), applied to every row.
-// `name` appears in error messages.
-[[nodiscard]] inline std::vector<std::byte> quantize(ggml_type t, const row_matrix_ref& w,
-                                                     std::optional<std::span<const float>> importance = std::nullopt,
-                                                     std::string_view name = "tensor") {
+// Quantizes a weight matrix (rows = ggml's ne1, cols = ne0) row by row into out, which holds exactly
+// rows * row_bytes(t, cols) bytes (errc::shape_mismatch otherwise): an engine's own buffer, or a
+// tensor's place in a file being written. importance: optional, one entry per column (an imatrix
+// vector), applied to every row. `name` appears in error messages.
+inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::byte> out,
+                          std::optional<std::span<const float>> importance = std::nullopt, std::string_view name = "tensor") {
   const std::string tn = "'" + std::string(name) + "'";
   if (w.size() == 0) throw error(errc::empty_input, "ggml quantize " + tn + ": empty matrix");
   std::size_t rb = 0;
@@ -1739,15 +1744,33 @@ inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span
   if (importance && static_cast<index_t>(importance->size()) != w.cols())
     throw error(errc::shape_mismatch, "ggml quantize " + tn + ": importance has " + std::to_string(importance->size()) +
                                           " entries, expected one per column (" + std::to_string(w.cols()) + ")");
-  std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
+  if (out.size() / rb != static_cast<std::size_t>(w.rows()) || out.size() % rb != 0)
+    throw error(errc::shape_mismatch, "ggml quantize " + tn + ": " + std::to_string(w.rows()) + " rows of " +
+                                          std::string(to_string(t)) + " need " + std::to_string(rb) + " bytes each, the output has " +
+                                          std::to_string(out.size()));
   for (index_t r = 0; r < w.rows(); ++r) {
     const std::span<const float> row(w.data() + r * w.outerStride(), static_cast<std::size_t>(w.cols()));
     try {
-      quantize_row(t, row, std::span<std::byte>(out.data() + static_cast<std::size_t>(r) * rb, rb), importance);
+      quantize_row(t, row, out.subspan(static_cast<std::size_t>(r) * rb, rb), importance);
     } catch (const error& e) {
       throw error(e.code(), "ggml quantize " + tn + ", row " + std::to_string(r) + ": " + e.message());
     }
   }
+}
+
+// quantize_into a new buffer of rows * row_bytes(t, cols) bytes.
+[[nodiscard]] inline std::vector<std::byte> quantize(ggml_type t, const row_matrix_ref& w,
+                                                     std::optional<std::span<const float>> importance = std::nullopt,
+                                                     std::string_view name = "tensor") {
+  std::size_t rb = 0;
+  try {
+    rb = row_bytes(t, w.cols());
+  } catch (const error& e) {
+    throw error(e.code(), "ggml quantize '" + std::string(name) + "' (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
+                              "): " + e.message());
+  }
+  std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
+  quantize_into(t, w, out, importance, name);
   return out;
 }
 
