@@ -80,6 +80,21 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
     CHECK(q8.sqnr_db > q4.sqnr_db + 15.0);
     CHECK(q4.bytes == static_cast<std::uint64_t>(a.rows) * mixprec::ggml::row_bytes(mixprec::ggml_type::q4_0, a.cols));
   }
+  // Threads change nothing: every error and SQNR is the same double (fixed row chunks, summed in order),
+  // and the bytes quantize writes are the same.
+  const auto threaded = mixprec_cli::analyze(f, types, {}, {}, false, 3);
+  REQUIRE(threaded.size() == analysis.size());
+  for (std::size_t i = 0; i < analysis.size(); ++i)
+    for (std::size_t k = 0; k < analysis[i].candidates.size(); ++k) {
+      CHECK(threaded[i].candidates[k].error == analysis[i].candidates[k].error);
+      CHECK(threaded[i].candidates[k].sqnr_db == analysis[i].candidates[k].sqnr_db);
+    }
+  {
+    const mixprec::row_matrix w = f.to_float("blk.0.ffn_down.weight");
+    const std::vector<const float*> none(1, nullptr);
+    for (auto t : {mixprec::ggml_type::q4_k, mixprec::ggml_type::q8_0})
+      CHECK(mixprec_cli::quantize_stack(t, w, none, "x", 3) == mixprec::ggml::quantize(t, w));
+  }
   double weights = 0.0;
   for (const auto& a : analysis) weights += static_cast<double>(a.rows * a.cols);
   const double budget = mixprec::parse_byte_budget("5.5", weights);

@@ -3,6 +3,7 @@
 //   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
+// analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // Every argument is checked before any tensor is read (types, budget, overrides, policy, outputs, the
 // imatrix, and for quantize the plan against the file), and a budget below the smallest size any plan
@@ -76,6 +77,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
   std::string file, types = "q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
               plan_out = "plan.json", plan_in, out_path;
   std::vector<std::string> overrides;
+  unsigned threads = 0;
   auto* inspect = app.add_subcommand("inspect", "list tensors: name, shape, type, bytes, role");
   inspect->add_option("FILE", file, "GGUF or safetensors file")->required();
   auto* analyze = app.add_subcommand("analyze", "per tensor and candidate type: bytes, SQNR, weighted squared error");
@@ -84,6 +86,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
   analyze->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat) to weight the error and the scale search");
   analyze->add_option("--tensor-type", overrides, "REGEX=TYPE: also analyse tensors matching REGEX that are kept in float by default");
   analyze->add_option("--json", json_path, "write the analysis as JSON");
+  analyze->add_option("--threads", threads, "threads (0: every core); the results do not depend on it")->capture_default_str();
   auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
   plan->add_option("FILE", file, "GGUF or safetensors file")->required();
   plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
@@ -92,11 +95,13 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
   plan->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat)");
   plan->add_option("--tensor-type", overrides, "REGEX=TYPE: tensors matching REGEX get TYPE (llama.cpp's form; first match wins); repeatable");
   plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
+  plan->add_option("--threads", threads, "threads for the analysis (0: every core); the plan does not depend on it")->capture_default_str();
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
   quantize->add_option("--plan", plan_in, "plan.json from `mixprec plan`")->required();
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
+  quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -140,7 +145,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
       const auto p = load_plan(plan_in);
       const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
       (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
-      const auto s = quantize_gguf(f, p, out_path, true, importance);
+      const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
       std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
                   "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
                   file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
@@ -187,7 +192,7 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
       if (const auto it = importance.values.find(t.name); it != importance.values.end() && plannable(t, rules))
         check_importance_length(it->second, t);
     // 3. The work.
-    const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules);
+    const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) {
       std::printf("| tensor | shape | type | bytes | bits/weight | SQNR (dB) | error |\n|---|---|---|---:|---:|---:|---:|\n");

@@ -13,15 +13,20 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
-#include <cstring>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <exception>
 #include <fstream>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <sys/mman.h>
@@ -126,30 +131,78 @@ class model_file {
 
 // ---- progress ----
 
-// A one-line progress bar on stderr when it is a terminal, else a line every 10 %.
+// A one-line progress bar on stderr when it is a terminal, else a line every 10 %: share done, rate in
+// weights per second, and the time left at that rate.
 class progress {
  public:
-  progress(std::string what, std::size_t total) : what_(std::move(what)), total_(std::max<std::size_t>(total, 1)), tty_(isatty(2) != 0) {}
-  void step(const std::string& item) {
-    ++done_;
-    const int pct = static_cast<int>(100 * done_ / total_);
+  // total: the weights to process (the rate and ETA count weights, so a big tensor weighs more).
+  progress(std::string what, double total)
+      : what_(std::move(what)), total_(std::max(total, 1.0)), tty_(isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
+  void step(const std::string& item, double weights) {
+    done_ += weights;
+    const int pct = static_cast<int>(std::min(100.0, 100.0 * done_ / total_));
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = secs > 0 ? done_ / secs : 0.0;
+    const double left = rate > 0 ? (total_ - done_) / rate : 0.0;
+    char tail[96];
+    std::snprintf(tail, sizeof tail, "%5.1f M weights/s, %s left", rate / 1e6, clock(left).c_str());
+    const bool last = done_ >= total_;
     if (tty_) {
       const int filled = pct / 4;
-      std::fprintf(stderr, "\r%s [%s%s] %3d %% %-40.40s", what_.c_str(), std::string(static_cast<std::size_t>(filled), '#').c_str(),
-                   std::string(static_cast<std::size_t>(25 - filled), ' ').c_str(), pct, item.c_str());
-      if (done_ == total_) std::fprintf(stderr, "\n");
-    } else if (pct / 10 != last_ / 10 || done_ == total_) {
-      std::fprintf(stderr, "%s: %zu/%zu (%d %%) %s\n", what_.c_str(), done_, total_, pct, item.c_str());
+      std::fprintf(stderr, "\r%s [%s%s] %3d %% %s  %-32.32s", what_.c_str(), std::string(static_cast<std::size_t>(filled), '#').c_str(),
+                   std::string(static_cast<std::size_t>(25 - filled), ' ').c_str(), pct, tail, item.c_str());
+      if (last) std::fprintf(stderr, "\n");
+    } else if (pct / 10 != last_ / 10 || last) {
+      std::fprintf(stderr, "%s: %d %%, %s, %s\n", what_.c_str(), pct, tail, item.c_str());
     }
     last_ = pct;
   }
 
  private:
+  static std::string clock(double s) {
+    const auto t = static_cast<long>(s + 0.5);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    return buf;
+  }
   std::string what_;
-  std::size_t total_, done_ = 0;
+  double total_, done_ = 0;
   bool tty_;
   int last_ = -1;
+  std::chrono::steady_clock::time_point start_;
 };
+
+// ---- threads ----
+
+// Runs fn(k) for every k in [0, n) on `threads` threads (the caller's included; 0: all the CPU has),
+// each taking the next k. The first exception thrown stops the others from taking more and is
+// rethrown here once all have stopped.
+template <class Fn>
+void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
+  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(n, 1)));
+  std::atomic<std::size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::exception_ptr first;
+  std::mutex m;
+  auto work = [&] {
+    for (std::size_t k; !failed.load() && (k = next.fetch_add(1)) < n;) {
+      try {
+        fn(k);
+      } catch (...) {
+        const std::lock_guard<std::mutex> lock(m);
+        if (!first) first = std::current_exception();
+        failed = true;
+      }
+    }
+  };
+  {
+    std::vector<std::jthread> pool;
+    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+  }
+  if (first) std::rethrow_exception(first);
+}
 
 // ---- tensor roles ----
 
@@ -372,47 +425,94 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
                                           std::to_string(r) + ", column " + std::to_string(c) + ": the input is damaged");
 }
 
-// Quantizes w (n_mat stacked matrices of rows / n_mat rows each: MoE experts) to t, matrix by matrix,
-// so that each expert is searched with its own slice of the importance (search[m]: cols values or null),
-// as llama-quantize does. The bytes are ggml's: analyze measures exactly what quantize writes.
-[[nodiscard]] inline std::vector<std::byte> quantize_stack(ggml_type t, const row_matrix& w, const std::vector<const float*>& search,
-                                                           const std::string& name) {
-  const auto n_mat = static_cast<index_t>(search.size());
-  const index_t per = w.rows() / n_mat, cols = w.cols();
-  std::vector<std::byte> out;
-  out.reserve(static_cast<std::size_t>(w.rows()) * mixprec::ggml::row_bytes(t, cols));
-  for (index_t m = 0; m < n_mat; ++m) {
-    std::optional<std::span<const float>> qw;
-    if (const float* p = search[static_cast<std::size_t>(m)]; p && mixprec::ggml::traits(t).takes_weights)
-      qw = std::span<const float>(p, static_cast<std::size_t>(cols));
-    const auto q = mixprec::ggml::quantize(t, w.middleRows(m * per, per), qw, name);
-    out.insert(out.end(), q.begin(), q.end());
-  }
+// Rows per unit of parallel work. Fixed, so that the error sums (added chunk by chunk, in order) and
+// hence the plan do not depend on the thread count.
+inline constexpr index_t chunk_rows = 32;
+
+// The chunks of an n_mat-stack of matrices with `per` rows each: (matrix, first row, end row).
+struct row_chunk {
+  index_t m, r0, r1;
+};
+[[nodiscard]] inline std::vector<row_chunk> row_chunks(index_t rows, index_t n_mat) {
+  const index_t per = rows / n_mat;
+  std::vector<row_chunk> out;
+  for (index_t m = 0; m < n_mat; ++m)
+    for (index_t r = 0; r < per; r += chunk_rows) out.push_back({m, m * per + r, m * per + std::min(per, r + chunk_rows)});
   return out;
 }
 
-// quantize_stack, measured: bytes, SQNR, and the squared error weighted by imp.error (unweighted when
-// the tensor has no entry). A type that leaves nothing of a non-zero tensor (SQNR <= 0 dB: its values
-// are below what the type's FP16 scales resolve, and round to 0) cannot represent it:
-// errc::not_representable.
-[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, const tensor_importance& imp, const std::string& name) {
-  const auto n_mat = static_cast<index_t>(imp.search.size());
-  const index_t per = w.rows() / n_mat, cols = w.cols();
-  const auto q = quantize_stack(t, w, imp.search, name);
-  const row_matrix back = mixprec::ggml::dequantize(t, q, w.rows(), cols, name);
-  double err = 0.0;
-  for (index_t m = 0; m < n_mat; ++m) {
-    const Eigen::MatrixXd e = (back.middleRows(m * per, per) - w.middleRows(m * per, per)).cast<double>();
-    if (imp.error.size() > 0)
-      err += (e.array().square().rowwise() * imp.error.segment(m * cols, cols).transpose().array()).sum();
-    else
-      err += e.squaredNorm();
-  }
-  const double sqnr = mixprec::sqnr_db(w, back);
-  if (w.cwiseAbs().maxCoeff() > 0.0f && !(sqnr > 0.0))
+// Quantizes w (n_mat stacked matrices of rows / n_mat rows each: MoE experts) to t into out (rows *
+// row_bytes(t, cols) bytes), matrix by matrix so that each expert is searched with its own slice of
+// the importance (search[m]: cols values, or null), as llama-quantize does; rows are split over
+// `threads`. The bytes are ggml's whatever the thread count: analyze measures what quantize writes.
+inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vector<const float*>& search, std::span<std::byte> out,
+                                const std::string& name, unsigned threads = 1) {
+  const std::size_t rb = mixprec::ggml::row_bytes(t, w.cols());
+  const auto chunks = row_chunks(w.rows(), static_cast<index_t>(search.size()));
+  parallel_for(chunks.size(), threads, [&](std::size_t k) {
+    const row_chunk& c = chunks[k];
+    std::optional<std::span<const float>> qw;
+    if (const float* p = search[static_cast<std::size_t>(c.m)]; p && mixprec::ggml::traits(t).takes_weights)
+      qw = std::span<const float>(p, static_cast<std::size_t>(w.cols()));
+    mixprec::ggml::quantize_into(t, w.middleRows(c.r0, c.r1 - c.r0),
+                                 out.subspan(static_cast<std::size_t>(c.r0) * rb, static_cast<std::size_t>(c.r1 - c.r0) * rb), qw, name);
+  });
+}
+
+[[nodiscard]] inline std::vector<std::byte> quantize_stack(ggml_type t, const row_matrix& w, const std::vector<const float*>& search,
+                                                           const std::string& name, unsigned threads = 1) {
+  std::vector<std::byte> out(static_cast<std::size_t>(w.rows()) * mixprec::ggml::row_bytes(t, w.cols()));
+  quantize_stack_into(t, w, search, out, name, threads);
+  return out;
+}
+
+// quantize_stack, measured chunk by chunk (quantized, decoded and compared without a whole decoded
+// copy): bytes, SQNR, and the squared error weighted by imp.error (unweighted when the tensor has no
+// entry). A type that leaves nothing of a non-zero tensor (SQNR <= 0 dB: its values are below what
+// the type's FP16 scales resolve, and round to 0) cannot represent it: errc::not_representable.
+[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, const tensor_importance& imp, const std::string& name,
+                                              unsigned threads = 1) {
+  const index_t cols = w.cols();
+  const std::size_t rb = mixprec::ggml::row_bytes(t, cols);
+  const auto chunks = row_chunks(w.rows(), static_cast<index_t>(imp.search.size()));
+  std::vector<double> signal(chunks.size()), noise(chunks.size()), weighted(chunks.size());
+  parallel_for(chunks.size(), threads, [&](std::size_t k) {
+    const row_chunk& c = chunks[k];
+    const auto block = w.middleRows(c.r0, c.r1 - c.r0);
+    std::vector<std::byte> q(static_cast<std::size_t>(c.r1 - c.r0) * rb);
+    std::optional<std::span<const float>> qw;
+    if (const float* p = imp.search[static_cast<std::size_t>(c.m)]; p && mixprec::ggml::traits(t).takes_weights)
+      qw = std::span<const float>(p, static_cast<std::size_t>(cols));
+    mixprec::ggml::quantize_into(t, block, q, qw, name);
+    std::vector<float> back(static_cast<std::size_t>(cols));
+    const double* iw = imp.error.size() > 0 ? imp.error.data() + c.m * cols : nullptr;
+    double sig = 0, err = 0, werr = 0;
+    for (index_t r = 0; r < block.rows(); ++r) {
+      mixprec::ggml::dequantize_row(t, std::span<const std::byte>(q).subspan(static_cast<std::size_t>(r) * rb, rb), back);
+      for (index_t j = 0; j < cols; ++j) {
+        const double x = block(r, j), d = static_cast<double>(back[static_cast<std::size_t>(j)]) - x;
+        sig += x * x;
+        err += d * d;
+        werr += (iw ? iw[j] : 1.0) * d * d;
+      }
+    }
+    signal[k] = sig, noise[k] = err, weighted[k] = werr;
+  });
+  double sig = 0, err = 0, werr = 0;
+  for (std::size_t k = 0; k < chunks.size(); ++k) sig += signal[k], err += noise[k], werr += weighted[k];
+  const double sqnr = err > 0 ? 10.0 * std::log10(sig / err) : std::numeric_limits<double>::infinity();
+  if (sig > 0 && !(sqnr > 0.0))
     throw error(errc::not_representable, "its values are below what the type's scales resolve: they round to 0 (SQNR " +
                                              std::to_string(sqnr) + " dB)");
-  return {t, q.size(), sqnr, err, false};
+  return {t, static_cast<std::uint64_t>(w.rows()) * rb, sqnr, werr, false};
+}
+
+// Total weights of the tensors analyse() would plan (for a bits-per-weight budget), from the header only.
+[[nodiscard]] inline double plannable_weights(const model_file& f, const std::vector<override_rule>& overrides = {}) {
+  double n = 0.0;
+  for (const auto& t : f.tensors())
+    if (plannable(t, overrides)) n += static_cast<double>(t.rows) * static_cast<double>(t.cols);
+  return n;
 }
 
 // Quantizes every plannable tensor to every requested type and measures it. A type that cannot
@@ -424,13 +524,13 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
 [[nodiscard]] inline std::vector<tensor_analysis> analyze(const model_file& f, const std::vector<ggml_type>& types,
                                                           const importance_set& importance = {},
                                                           const std::vector<override_rule>& overrides = {},
-                                                          bool show_progress = true) {
+                                                          bool show_progress = true, unsigned threads = 1) {
   std::vector<std::string> names;
   for (const auto& t : f.tensors())
     if (plannable(t, overrides)) names.push_back(t.name);
   const importance_view view(importance, f, names);
   std::vector<tensor_analysis> out;
-  progress bar("analyze", names.size());
+  progress bar("analyze", plannable_weights(f, overrides));
   for (const auto& t : f.tensors()) {
     if (!plannable(t, overrides)) continue;
     const row_matrix w = f.to_float(t.name);
@@ -446,7 +546,7 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
         return std::nullopt;
       }
       try {
-        return measure(type, w, imp, t.name);
+        return measure(type, w, imp, t.name, threads);
       } catch (const error& e) {
         if (e.code() != errc::not_representable) throw;
         a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: " + e.message());
@@ -477,18 +577,11 @@ inline void check_finite(const row_matrix& w, const std::string& name) {
       a.notes.push_back("no requested type can represent it: the plan chooses among the fallback types " + chosen);
     }
     out.push_back(std::move(a));
-    if (show_progress) bar.step(t.name);
+    if (show_progress) bar.step(t.name, static_cast<double>(w.size()));
   }
   return out;
 }
 
-// Total weights of the tensors analyse() would plan (for a bits-per-weight budget), from the header only.
-[[nodiscard]] inline double plannable_weights(const model_file& f, const std::vector<override_rule>& overrides = {}) {
-  double n = 0.0;
-  for (const auto& t : f.tensors())
-    if (plannable(t, overrides)) n += static_cast<double>(t.rows) * static_cast<double>(t.cols);
-  return n;
-}
 
 // The smallest size any plan can have, from the header only (before any tensor is read): per tensor,
 // the smallest requested (or overriding) type whose block divides the row, else the smallest fallback
@@ -724,7 +817,8 @@ struct quantize_summary {
 // With importance (an imatrix), each tensor is searched with its entry as analyze did (quantize_stack),
 // so the file holds the bytes the plan measured; tensors without an entry are quantized without.
 inline quantize_summary quantize_gguf(const model_file& src, const std::map<std::string, ggml_type>& plan,
-                                      const std::string& out_path, bool show_progress = true, const importance_set& importance = {}) {
+                                      const std::string& out_path, bool show_progress = true, const importance_set& importance = {},
+                                      unsigned threads = 1) {
   for (const auto& w : check_plan(src, plan, importance)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
   std::map<std::string, const tensor_entry*> entries;
   for (const auto& t : src.tensors()) entries.emplace(t.name, &t);
@@ -747,7 +841,9 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   kvs.set("general.quantization_version", mixprec::gguf::value(std::uint32_t{2}));  // GGML_QNT_VERSION, as llama-quantize writes it
   // Written beside out_path and renamed over it only when complete; refused if it is the input.
   mixprec::output_file out(out_path, {g.path()});
-  progress bar("quantize", plan.size());
+  double planned_weights = 0;
+  for (const auto& [name, type] : plan) planned_weights += static_cast<double>(entries.at(name)->rows) * static_cast<double>(entries.at(name)->cols);
+  progress bar("quantize", planned_weights);
   mixprec::gguf::rewrite(
       g, kvs, out.stream(),
       [&](const mixprec::gguf::tensor_info& t) {
@@ -758,8 +854,8 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
         const row_matrix w = g.to_float(t.name);
         drop_pages(t.bytes);
         check_finite(w, t.name);
-        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, view.of(*entries.at(t.name)).search, t.name);
-        if (show_progress) bar.step(t.name);
+        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, view.of(*entries.at(t.name)).search, t.name, threads);
+        if (show_progress) bar.step(t.name, static_cast<double>(w.size()));
         ++s.converted;
         return bytes;
       });
