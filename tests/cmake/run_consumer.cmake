@@ -25,3 +25,16 @@ else()
 endif()
 run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
 run(${WORK_DIR}/build/consumer)
+
+# ggml's bytes do not depend on the user's flags: the -march=native -ffp-contract=fast build and the
+# strict one print the same digests.
+foreach(variant user strict)
+  execute_process(COMMAND ${WORK_DIR}/build/ggml_digest_${variant} RESULT_VARIABLE rc OUTPUT_VARIABLE digest_${variant})
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "ggml_digest_${variant} failed (${rc})")
+  endif()
+endforeach()
+if(NOT digest_user STREQUAL digest_strict)
+  message(FATAL_ERROR "ggml bytes depend on the compiler flags:\n-march=native -ffp-contract=fast:\n${digest_user}\nstrict:\n${digest_strict}")
+endif()
+message(STATUS "ggml digests equal across flag sets:\n${digest_user}")

@@ -39,9 +39,9 @@
 //         8 blocks of 32 with 6-bit scales ls_j; x = d*(ls_j - 32)*kvalues_iq4nl[q]
 //   F32 / F16 / BF16: one value per element (formats/float_convert.hpp conversions, round to nearest even)
 //
-// Numerics of the references (ggml's, reproduced exactly; everything in FP32, no FMA contraction:
-// mixprec's own targets build with -ffp-contract=off, and a ggml built with contraction enabled may
-// differ from these bytes in rare rounding ties):
+// Numerics of the references (ggml's, reproduced exactly; everything in FP32, no FMA contraction in
+// any build that includes this header: the namespace is a strict region, detail/strict_fp.hpp, so a
+// user's -march=native GNU-mode build gets the same bytes; tests/cmake/consumer checks it):
 // - Q8_0: amax = max |x|; d = amax / 127; id = d ? 1/d : 0; q = roundf(x * id) (half away from zero).
 // - Q4_0: max = the value of largest magnitude WITH its sign (first one on ties); d = max / -8;
 //   id = d ? 1/d : 0; q = min(15, trunc(x * id + 8.5)). The extreme lands exactly on code 0 (= -8 d).
@@ -99,6 +99,7 @@
 #include <vector>
 
 #include "mixprec/config.hpp"
+#include "mixprec/detail/strict_fp.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 
@@ -178,6 +179,10 @@ inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16, 
 }
 
 namespace ggml {
+
+// Every function of this namespace is compiled without FMA contraction (detail/strict_fp.hpp): the
+// bytes are ggml's in any user build, -march=native and GCC's GNU modes included.
+MIXPREC_STRICT_FP_BEGIN
 
 inline constexpr int qk4_0 = 32;
 inline constexpr int qk4_1 = 32;
@@ -1472,7 +1477,7 @@ void store_block(const Block& b, std::byte* p) noexcept {
 
 // Quantizes the row x (length a multiple of block_size(t)) into out (exactly row_bytes(t, x.size())
 // bytes). weights: optional per-element importance (x.size() finite, non-negative values), see the top.
-inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::byte> out,
+MIXPREC_STRICT_FP_ENTRY inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::byte> out,
                          std::optional<std::span<const float>> weights = std::nullopt) {
   const type_traits tr = traits(t);
   const auto n = static_cast<std::int64_t>(x.size());
@@ -1667,7 +1672,7 @@ inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::b
 }
 
 // Decodes one row: in holds row_bytes(t, y.size()) bytes.
-inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span<float> y) {
+MIXPREC_STRICT_FP_ENTRY inline void dequantize_row(ggml_type t, std::span<const std::byte> in, std::span<float> y) {
   const type_traits tr = traits(t);
   const auto n = static_cast<std::int64_t>(y.size());
   const std::size_t bytes = row_bytes(t, n);
@@ -1791,5 +1796,6 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
   return m;
 }
 
+MIXPREC_STRICT_FP_END
 }  // namespace ggml
 }  // namespace mixprec
