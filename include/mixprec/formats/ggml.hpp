@@ -96,6 +96,8 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mixprec/config.hpp"
@@ -356,15 +358,32 @@ inline void quantize_q8_0(const float* x, block_q8_0& y) noexcept {
     y.qs[j] = to_int8(std::roundf(x[j] * id));
 }
 
-inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
+// The value of largest magnitude among x[0..n), with its sign (the first one on ties), as Q4_0/Q5_0 take it.
+inline float signed_absmax(const float* x, int n) noexcept {
   float amax = 0.0f;
   float max = 0.0f;
-  for (int j = 0; j < qk4_0; ++j) {
+  for (int j = 0; j < n; ++j) {
     if (amax < std::fabs(x[j])) {
       amax = std::fabs(x[j]);
       max = x[j];
     }
   }
+  return max;
+}
+
+// The smallest and largest of x[0..n), as Q4_1/Q5_1 take them.
+inline std::pair<float, float> min_max(const float* x, int n) noexcept {
+  float min = 3.40282347e+38f;
+  float max = -3.40282347e+38f;
+  for (int j = 0; j < n; ++j) {
+    if (x[j] < min) min = x[j];
+    if (x[j] > max) max = x[j];
+  }
+  return {min, max};
+}
+
+inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
+  const float max = signed_absmax(x, qk4_0);
   const float d = max / -8.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
@@ -377,12 +396,7 @@ inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
 }
 
 inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
-  float min = 3.40282347e+38f;
-  float max = -3.40282347e+38f;
-  for (int j = 0; j < qk4_1; ++j) {
-    if (x[j] < min) min = x[j];
-    if (x[j] > max) max = x[j];
-  }
+  const auto [min, max] = min_max(x, qk4_1);
   const float d = (max - min) / 15.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
@@ -394,8 +408,6 @@ inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
   }
 }
 
-// ggml's make_qx_quants with rmse_type 1: codes L in [0, 2 nmax) and the returned scale (x ~ scale *
-// (L - nmax)). Weights qw (n of them) or, when null, x^2.
 // Q5_0/Q5_1 store the low nibbles like Q4_0 (element j low, j + 16 high) and the fifth bits in qh.
 inline void pack_q5(const std::uint8_t* L, std::uint8_t* qs, std::uint8_t* qh) noexcept {
   std::uint32_t h = 0;
@@ -409,14 +421,7 @@ inline void pack_q5(const std::uint8_t* L, std::uint8_t* qs, std::uint8_t* qh) n
 
 // ggml's quantize_row_q5_0_ref: as Q4_0 with 32 levels, d = max / -16.
 inline void quantize_q5_0(const float* x, block_q5_0& y) noexcept {
-  float amax = 0.0f;
-  float max = 0.0f;
-  for (int j = 0; j < qk5_0; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
+  const float max = signed_absmax(x, qk5_0);
   const float d = max / -16.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
@@ -427,12 +432,7 @@ inline void quantize_q5_0(const float* x, block_q5_0& y) noexcept {
 
 // ggml's quantize_row_q5_1_ref: as Q4_1 with 32 levels, d = (max - min) / 31; no clamp (ggml has none).
 inline void quantize_q5_1(const float* x, block_q5_1& y) noexcept {
-  float min = 3.40282347e+38f;
-  float max = -3.40282347e+38f;
-  for (int j = 0; j < qk5_1; ++j) {
-    if (x[j] < min) min = x[j];
-    if (x[j] > max) max = x[j];
-  }
+  const auto [min, max] = min_max(x, qk5_1);
   const float d = (max - min) / 31.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   y.d = fp32_to_fp16(d);
@@ -442,17 +442,11 @@ inline void quantize_q5_1(const float* x, block_q5_1& y) noexcept {
   pack_q5(L, y.qs, y.qh);
 }
 
+// ggml's make_qx_quants with rmse_type 1: codes L in [0, 2 nmax) and the returned scale (x ~ scale *
+// (L - nmax)). Weights qw (n of them) or, when null, x^2.
 inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
-  float max = 0.0f;
-  float amax = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < group_max_eps) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < group_max_eps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
@@ -696,9 +690,44 @@ inline void finish_q4_k(const float* x, std::uint8_t* L, block_q4_k& y) noexcept
   }
 }
 
-// ggml's quantize_row_q4_K_impl for one super-block with importance qw (256).
-inline void quantize_q4_k_weighted(const float* x, const float* qw, block_q4_k& y) noexcept {
-  std::uint8_t L[qk_k];
+// Q4_K's and Q5_K's scale search without importance (ggml's quantize_row_q{4,5}_K_ref): each sub-block
+// of 32 fitted by make_qkx2_quants with weights av_x + |x| (nmax 15 or 31, each type's search grid),
+// then 6-bit scales and mins against the two FP16 super-block scales. The search's codes are left in L.
+template <class Block>
+void fit_scales_k4(const float* x, int nmax, float rmin, float rdelta, int nstep, std::uint8_t* L, Block& y) noexcept {
+  std::uint8_t Laux[32];
+  float weights[32];
+  float mins[qk_k / 32];
+  float scales[qk_k / 32];
+  float max_scale = 0;
+  float max_min = 0;
+  for (int j = 0; j < qk_k / 32; ++j) {
+    float sum_x2 = 0;
+    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+    const float av_x = std::sqrt(sum_x2 / 32);
+    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin, rdelta, nstep);
+    if (scales[j] > max_scale) max_scale = scales[j];
+    if (mins[j] > max_min) max_min = mins[j];
+  }
+  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+  std::uint8_t ls[qk_k / 32], lm[qk_k / 32];
+  for (int j = 0; j < qk_k / 32; ++j) {
+    // ggml stores nearest_int into a uint8_t (modular), then takes min(63, .).
+    ls[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j])));
+    lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
+  }
+  pack_scales_k4(ls, lm, y.scales);
+  y.d = fp32_to_fp16(max_scale / 63.f);
+  y.dmin = fp32_to_fp16(max_min / 63.f);
+}
+
+// The same with importance qw (256; ggml's quantize_row_q{4,5}_K_impl): weights qw * sqrt(sigma2 + x^2)
+// with sigma2 = 2 mean x^2 of the super-block, make_qkx3_quants per sub-block, then the scales and
+// mins by make_qp_quants weighted by each sub-block's sum of weights.
+template <class Block>
+void fit_scales_k4_weighted(const float* x, const float* qw, int nmax, std::uint8_t* L, Block& y) noexcept {
   std::uint8_t Laux[32];
   std::uint8_t Ls[qk_k / 32];
   std::uint8_t Lm[qk_k / 32];
@@ -714,44 +743,24 @@ inline void quantize_q4_k_weighted(const float* x, const float* qw, block_q4_k& 
     float sumw = 0;
     for (int l = 0; l < 32; ++l) sumw += weights[l];
     sw[j] = sumw;
-    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
   }
   const float d_block = make_qp_quants(qk_k / 32, 63, scales, Ls, sw);
   const float m_block = make_qp_quants(qk_k / 32, 63, mins, Lm, sw);
-  pack_scales_k4(Ls, Lm, y.scales);
+  pack_scales_k4(Ls, Lm, y.scales);  // make_qp_quants keeps them <= 63 (ggml's min(63, .) is a no-op)
   y.d = fp32_to_fp16(d_block);
   y.dmin = fp32_to_fp16(m_block);
+}
+
+inline void quantize_q4_k_weighted(const float* x, const float* qw, block_q4_k& y) noexcept {
+  std::uint8_t L[qk_k];
+  fit_scales_k4_weighted(x, qw, 15, L, y);
   finish_q4_k(x, L, y);
 }
 
 inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
   std::uint8_t L[qk_k];
-  std::uint8_t Laux[32];
-  float weights[32];
-  float mins[qk_k / 32];
-  float scales[qk_k / 32];
-  float max_scale = 0;
-  float max_min = 0;
-  for (int j = 0; j < qk_k / 32; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  std::uint8_t ls[qk_k / 32], lm[qk_k / 32];
-  for (int j = 0; j < qk_k / 32; ++j) {
-    // ggml stores nearest_int into a uint8_t (modular), then takes min(63, .).
-    ls[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j])));
-    lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
-  }
-  pack_scales_k4(ls, lm, y.scales);
-  y.d = fp32_to_fp16(max_scale / 63.f);
-  y.dmin = fp32_to_fp16(max_min / 63.f);
+  fit_scales_k4(x, 15, -1.f, 0.1f, 20, L, y);
   finish_q4_k(x, L, y);
 }
 
@@ -784,64 +793,14 @@ inline void finish_q5_k(const float* x, std::uint8_t* L, block_q5_k& y) noexcept
 // ggml's quantize_row_q5_K_ref for one super-block: Q4_K's steps with 32 levels and a shorter search.
 inline void quantize_q5_k(const float* x, block_q5_k& y) noexcept {
   std::uint8_t L[qk_k];
-  std::uint8_t Laux[32];
-  float weights[32];
-  float mins[qk_k / 32];
-  float scales[qk_k / 32];
-  float max_scale = 0;
-  float max_min = 0;
-  for (int j = 0; j < qk_k / 32; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f, 0.1f, 15);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  std::uint8_t ls[qk_k / 32], lm[qk_k / 32];
-  for (int j = 0; j < qk_k / 32; ++j) {
-    ls[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_scale * scales[j])));
-    lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
-  }
-  pack_scales_k4(ls, lm, y.scales);
-  y.d = fp32_to_fp16(max_scale / 63.f);
-  y.dmin = fp32_to_fp16(max_min / 63.f);
+  fit_scales_k4(x, 31, -0.5f, 0.1f, 15, L, y);
   finish_q5_k(x, L, y);
 }
 
-// ggml's quantize_row_q5_K_impl for one super-block with importance qw (256): Q4_K's weighted search
-// with 32 levels.
+// ggml's quantize_row_q5_K_impl for one super-block with importance qw (256).
 inline void quantize_q5_k_weighted(const float* x, const float* qw, block_q5_k& y) noexcept {
   std::uint8_t L[qk_k];
-  std::uint8_t Laux[32];
-  std::uint8_t Ls[qk_k / 32];
-  std::uint8_t Lm[qk_k / 32];
-  float weights[32];
-  float sw[qk_k / 32];
-  float mins[qk_k / 32];
-  float scales[qk_k / 32];
-  float sum_x2 = 0;
-  for (int l = 0; l < qk_k; ++l) sum_x2 += x[l] * x[l];
-  const float sigma2 = 2 * sum_x2 / qk_k;
-  for (int j = 0; j < qk_k / 32; ++j) {
-    for (int l = 0; l < 32; ++l) weights[l] = qw[32 * j + l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-    float sumw = 0;
-    for (int l = 0; l < 32; ++l) sumw += weights[l];
-    sw[j] = sumw;
-    scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.9f, 0.05f, 36);
-  }
-  const float d_block = make_qp_quants(qk_k / 32, 63, scales, Ls, sw);
-  const float m_block = make_qp_quants(qk_k / 32, 63, mins, Lm, sw);
-  for (int j = 0; j < qk_k / 32; ++j) {
-    Ls[j] = std::min<std::uint8_t>(63, Ls[j]);
-    Lm[j] = std::min<std::uint8_t>(63, Lm[j]);
-  }
-  pack_scales_k4(Ls, Lm, y.scales);
-  y.d = fp32_to_fp16(d_block);
-  y.dmin = fp32_to_fp16(m_block);
+  fit_scales_k4_weighted(x, qw, 31, L, y);
   finish_q5_k(x, L, y);
 }
 
@@ -927,15 +886,8 @@ inline void quantize_q2_k_weighted(const float* x, const float* qw, block_q2_k& 
 // ggml's make_q3_quants with do_rmse: signed codes in [-nmax, nmax - 1] fitted by weighted least
 // squares (weights x^2), returned as L + nmax.
 inline float make_q3_quants(int n, int nmax, const float* x, std::int8_t* L) noexcept {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < group_max_eps) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < group_max_eps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -1146,15 +1098,8 @@ inline void quantize_iq4_nl_impl(int super_block, const float* x, std::uint16_t&
     const float* xb = x + ib * block;
     std::uint8_t* Lb = L + ib * block;
     for (int j = 0; j < block; ++j) weight[j] = qw ? qw[ib * block + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
-    float amax = 0, max = 0;
-    for (int j = 0; j < block; ++j) {
-      const float ax = std::fabs(xb[j]);
-      if (ax > amax) {
-        amax = ax;
-        max = xb[j];
-      }
-    }
-    if (amax < group_max_eps) {
+    const float max = signed_absmax(xb, block);
+    if (std::fabs(max) < group_max_eps) {
       scales[ib] = 0;
       continue;
     }
@@ -1473,6 +1418,43 @@ void store_block(const Block& b, std::byte* p) noexcept {
   std::memcpy(p, &b, sizeof b);
 }
 
+// A block's FP16 fields must stay finite: ggml would store Inf, mixprec refuses (errc::not_representable).
+template <class Block>
+void check_halves(const Block& k, ggml_type t, std::size_t b) {
+  if (half_overflows(k.d)) throw_scale_overflow(t, b, "scale d");
+  if constexpr (requires { k.m; })
+    if (half_overflows(k.m)) throw_scale_overflow(t, b, "minimum m");
+  if constexpr (requires { k.dmin; })
+    if (half_overflows(k.dmin)) throw_scale_overflow(t, b, "min scale dmin");
+}
+
+// Quantizes nb blocks of Block from px into po: plain(x, block) without importance, weighted(x, qw,
+// block) with (qw: the importance of the row, or null); each block checked and stored.
+template <class Block, class Plain, class Weighted>
+void quantize_blocks(ggml_type t, const float* px, const float* qw, std::byte* po, std::size_t nb, Plain plain, Weighted weighted) {
+  const auto bs = static_cast<std::size_t>(traits(t).block_size);
+  for (std::size_t b = 0; b < nb; ++b) {
+    Block blk{};
+    if constexpr (!std::is_same_v<Weighted, std::nullptr_t>) {
+      if (qw) weighted(px + b * bs, qw + b * bs, blk);
+      else plain(px + b * bs, blk);
+    } else {
+      plain(px + b * bs, blk);
+    }
+    check_halves(blk, t, b);
+    store_block(blk, po + b * sizeof blk);
+  }
+}
+
+// quantize_blocks for the 32-element types whose weighted search (ggml's quantize_row_q{4,5}_{0,1}_impl)
+// also takes sigma2, the mean x^2 of the whole row of n elements.
+template <class Block, class Plain, class Weighted>
+void quantize_blocks_row_sigma2(ggml_type t, const float* px, const float* qw, std::byte* po, std::size_t nb, std::int64_t n, Plain plain,
+                                Weighted weighted) {
+  const float sigma2 = qw ? row_sigma2(px, n) : 0.0f;
+  quantize_blocks<Block>(t, px, qw, po, nb, plain, [&](const float* xb, const float* wb, Block& y) { weighted(xb, wb, sigma2, y); });
+}
+
 }  // namespace detail
 
 // Quantizes the row x (length a multiple of block_size(t)) into out (exactly row_bytes(t, x.size())
@@ -1535,139 +1517,29 @@ MIXPREC_STRICT_FP_ENTRY inline void quantize_row(ggml_type t, std::span<const fl
         std::memcpy(po + 2 * i, &h, 2);
       }
       return;
-    case ggml_type::q8_0:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q8_0 blk{};
-        ref::quantize_q8_0(px + b * qk8_0, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::q4_0: {
-      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q4_0 blk{};
-        if (qw)
-          ref::quantize_q4_0_weighted(px + b * qk4_0, qw + b * qk4_0, sigma2, blk);
-        else
-          ref::quantize_q4_0(px + b * qk4_0, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    }
-    case ggml_type::q4_1: {
-      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q4_1 blk{};
-        if (qw)
-          ref::quantize_q4_1_weighted(px + b * qk4_1, qw + b * qk4_1, sigma2, blk);
-        else
-          ref::quantize_q4_1(px + b * qk4_1, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        if (detail::half_overflows(blk.m)) detail::throw_scale_overflow(t, b, "minimum m");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    }
-    case ggml_type::q5_0: {
-      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q5_0 blk{};
-        if (qw)
-          ref::quantize_q5_0_weighted(px + b * qk5_0, qw + b * qk5_0, sigma2, blk);
-        else
-          ref::quantize_q5_0(px + b * qk5_0, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    }
-    case ggml_type::q5_1: {
-      const float sigma2 = qw ? detail::row_sigma2(px, n) : 0.0f;
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q5_1 blk{};
-        if (qw)
-          ref::quantize_q5_1_weighted(px + b * qk5_1, qw + b * qk5_1, sigma2, blk);
-        else
-          ref::quantize_q5_1(px + b * qk5_1, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        if (detail::half_overflows(blk.m)) detail::throw_scale_overflow(t, b, "minimum m");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    }
-    case ggml_type::q4_k:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q4_k blk{};
-        if (qw)
-          ref::quantize_q4_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
-        else
-          ref::quantize_q4_k(px + b * qk_k, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::q5_k:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q5_k blk{};
-        if (qw)
-          ref::quantize_q5_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
-        else
-          ref::quantize_q5_k(px + b * qk_k, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::q2_k:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q2_k blk{};
-        if (qw)
-          ref::quantize_q2_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
-        else
-          ref::quantize_q2_k(px + b * qk_k, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        if (detail::half_overflows(blk.dmin)) detail::throw_scale_overflow(t, b, "super-block min scale dmin");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::q3_k:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q3_k blk{};
-        if (qw)
-          ref::quantize_q3_k_weighted(px + b * qk_k, qw + b * qk_k, blk);
-        else
-          ref::quantize_q3_k(px + b * qk_k, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::iq4_nl:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_iq4_nl blk{};
-        ref::quantize_iq4_nl(px + b * 32, qw ? qw + b * 32 : nullptr, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
-    case ggml_type::iq4_xs:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_iq4_xs blk{};
-        ref::quantize_iq4_xs(px + b * qk_k, qw ? qw + b * qk_k : nullptr, blk);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
+    case ggml_type::q8_0: return detail::quantize_blocks<block_q8_0>(t, px, nullptr, po, nb, ref::quantize_q8_0, nullptr);
+    case ggml_type::q4_0:
+      return detail::quantize_blocks_row_sigma2<block_q4_0>(t, px, qw, po, nb, n, ref::quantize_q4_0, ref::quantize_q4_0_weighted);
+    case ggml_type::q4_1:
+      return detail::quantize_blocks_row_sigma2<block_q4_1>(t, px, qw, po, nb, n, ref::quantize_q4_1, ref::quantize_q4_1_weighted);
+    case ggml_type::q5_0:
+      return detail::quantize_blocks_row_sigma2<block_q5_0>(t, px, qw, po, nb, n, ref::quantize_q5_0, ref::quantize_q5_0_weighted);
+    case ggml_type::q5_1:
+      return detail::quantize_blocks_row_sigma2<block_q5_1>(t, px, qw, po, nb, n, ref::quantize_q5_1, ref::quantize_q5_1_weighted);
+    case ggml_type::q2_k: return detail::quantize_blocks<block_q2_k>(t, px, qw, po, nb, ref::quantize_q2_k, ref::quantize_q2_k_weighted);
+    case ggml_type::q3_k: return detail::quantize_blocks<block_q3_k>(t, px, qw, po, nb, ref::quantize_q3_k, ref::quantize_q3_k_weighted);
+    case ggml_type::q4_k: return detail::quantize_blocks<block_q4_k>(t, px, qw, po, nb, ref::quantize_q4_k, ref::quantize_q4_k_weighted);
+    case ggml_type::q5_k: return detail::quantize_blocks<block_q5_k>(t, px, qw, po, nb, ref::quantize_q5_k, ref::quantize_q5_k_weighted);
     case ggml_type::q6_k:
-      for (std::size_t b = 0; b < nb; ++b) {
-        ggml::block_q6_k blk{};
-        ref::quantize_q6_k(px + b * qk_k, blk, qw ? qw + b * qk_k : nullptr);
-        if (detail::half_overflows(blk.d)) detail::throw_scale_overflow(t, b, "super-block scale d");
-        detail::store_block(blk, po + b * sizeof blk);
-      }
-      return;
+      return detail::quantize_blocks<block_q6_k>(
+          t, px, qw, po, nb, [](const float* xb, block_q6_k& y) { ref::quantize_q6_k(xb, y); },
+          [](const float* xb, const float* wb, block_q6_k& y) { ref::quantize_q6_k(xb, y, wb); });
+    case ggml_type::iq4_nl:
+      return detail::quantize_blocks<block_iq4_nl>(
+          t, px, qw, po, nb, [](const float* xb, block_iq4_nl& y) { ref::quantize_iq4_nl(xb, nullptr, y); }, ref::quantize_iq4_nl);
+    case ggml_type::iq4_xs:
+      return detail::quantize_blocks<block_iq4_xs>(
+          t, px, qw, po, nb, [](const float* xb, block_iq4_xs& y) { ref::quantize_iq4_xs(xb, nullptr, y); }, ref::quantize_iq4_xs);
   }
 }
 
