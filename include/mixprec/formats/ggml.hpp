@@ -104,6 +104,7 @@
 #include "mixprec/detail/strict_fp.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
+#include "mixprec/formats/ggml_types.hpp"
 
 namespace mixprec {
 
@@ -128,26 +129,10 @@ enum class ggml_type : std::uint32_t {
   bf16 = 30,
 };
 
-// llama.cpp's name of t ("q4_K" keeps its capital K), or "unknown".
+// llama.cpp's name of t ("q4_K" keeps its capital K), from formats/ggml_types.hpp, or "unknown".
 [[nodiscard]] constexpr std::string_view to_string(ggml_type t) noexcept {
-  switch (t) {
-    case ggml_type::f32: return "f32";
-    case ggml_type::f16: return "f16";
-    case ggml_type::q4_0: return "q4_0";
-    case ggml_type::q4_1: return "q4_1";
-    case ggml_type::q5_0: return "q5_0";
-    case ggml_type::q5_1: return "q5_1";
-    case ggml_type::q8_0: return "q8_0";
-    case ggml_type::q2_k: return "q2_K";
-    case ggml_type::q3_k: return "q3_K";
-    case ggml_type::q4_k: return "q4_K";
-    case ggml_type::q5_k: return "q5_K";
-    case ggml_type::q6_k: return "q6_K";
-    case ggml_type::iq4_nl: return "iq4_nl";
-    case ggml_type::iq4_xs: return "iq4_xs";
-    case ggml_type::bf16: return "bf16";
-  }
-  return "unknown";
+  const ggml::type_info* info = ggml::find_type(static_cast<std::uint32_t>(t));
+  return info ? info->name : "unknown";
 }
 
 // Every type mixprec implements, in code order.
@@ -261,6 +246,13 @@ struct block_q6_k {
   std::int8_t scales[qk_k / 16];
   std::uint16_t d;
 };
+// The blocks' sizes are the table's (formats/ggml_types.hpp).
+static_assert(sizeof(block_q8_0) == find_type(8)->type_size && sizeof(block_q4_0) == find_type(2)->type_size &&
+              sizeof(block_q4_1) == find_type(3)->type_size && sizeof(block_q5_0) == find_type(6)->type_size &&
+              sizeof(block_q5_1) == find_type(7)->type_size && sizeof(block_q2_k) == find_type(10)->type_size &&
+              sizeof(block_q3_k) == find_type(11)->type_size && sizeof(block_q4_k) == find_type(12)->type_size &&
+              sizeof(block_q5_k) == find_type(13)->type_size && sizeof(block_q6_k) == find_type(14)->type_size &&
+              sizeof(block_iq4_nl) == find_type(20)->type_size && sizeof(block_iq4_xs) == find_type(23)->type_size);
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);
@@ -281,27 +273,20 @@ struct type_traits {
   bool takes_weights;   // quantize_row uses importance weights (float types ignore them)
 };
 
-// Block size, block bytes and weight support of t; throws errc::unsupported for a code mixprec lacks.
+// Block size, block bytes (formats/ggml_types.hpp) and weight support of t; throws errc::unsupported
+// for a code mixprec does not implement.
 [[nodiscard]] inline type_traits traits(ggml_type t) {
-  switch (t) {
-    case ggml_type::f32: return {1, 4, false};
-    case ggml_type::f16: return {1, 2, false};
-    case ggml_type::bf16: return {1, 2, false};
-    case ggml_type::q8_0: return {qk8_0, int(sizeof(block_q8_0)), false};  // ggml's Q8_0 ignores importance
-    case ggml_type::q4_0: return {qk4_0, int(sizeof(block_q4_0)), true};
-    case ggml_type::q4_1: return {qk4_1, int(sizeof(block_q4_1)), true};
-    case ggml_type::q5_0: return {qk5_0, int(sizeof(block_q5_0)), true};
-    case ggml_type::q5_1: return {qk5_1, int(sizeof(block_q5_1)), true};
-    case ggml_type::q2_k: return {qk_k, int(sizeof(block_q2_k)), true};
-    case ggml_type::q3_k: return {qk_k, int(sizeof(block_q3_k)), true};
-    case ggml_type::q4_k: return {qk_k, int(sizeof(block_q4_k)), true};
-    case ggml_type::q5_k: return {qk_k, int(sizeof(block_q5_k)), true};
-    case ggml_type::q6_k: return {qk_k, int(sizeof(block_q6_k)), true};
-    case ggml_type::iq4_nl: return {32, int(sizeof(block_iq4_nl)), true};
-    case ggml_type::iq4_xs: return {qk_k, int(sizeof(block_iq4_xs)), true};
+  const type_info* info = find_type(static_cast<std::uint32_t>(t));
+  if (!info || !is_supported_ggml_type(static_cast<std::uint32_t>(t))) {
+    std::string known;
+    for (ggml_type k : all_ggml_types) known += (known.empty() ? "" : ", ") + std::string(to_string(k));
+    throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
+                                       (info ? " (" + std::string(info->name) + ")" : std::string()) + " is not implemented (supported: " +
+                                       known + ")");
   }
-  throw error(errc::unsupported, "ggml type code " + std::to_string(static_cast<std::uint32_t>(t)) +
-                                     " is not implemented (supported: f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_K, q3_K, q4_K, q5_K, q6_K, iq4_nl, iq4_xs)");
+  // ggml's quantizers search with importance weights except Q8_0's and the float conversions.
+  const bool weighted = t != ggml_type::f32 && t != ggml_type::f16 && t != ggml_type::bf16 && t != ggml_type::q8_0;
+  return {static_cast<int>(info->block_size), static_cast<int>(info->type_size), weighted};
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }

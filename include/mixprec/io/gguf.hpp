@@ -30,9 +30,8 @@
 // an element type and items. Construct with the exact C++ type: value(std::uint32_t{32}), value("text"),
 // value(array{value_type::string, {value("a"), value("b")}}).
 //
-// Type table (ggml type code -> block size, bytes per block) for every type of ggml's GGUF constants
-// except the activation-only Q8_1 and the ternary/FP4 types: see type_traits_of(); an unknown code is
-// errc::unsupported naming the tensor. ne0 must be a multiple of the type's block size.
+// Type table (ggml type code -> block size, bytes per block): formats/ggml_types.hpp, through
+// type_traits_of(); an unknown code is errc::unsupported naming the tensor. ne0 must be a multiple of the type's block size.
 //
 // Bad input is a mixprec::error (errc::parse_error unless said otherwise) naming the file and what was
 // expected: wrong magic, version other than 2/3 (big-endian files are recognised and refused), counts
@@ -69,6 +68,7 @@
 #include "mixprec/config.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/formats/ggml_types.hpp"
 #include "mixprec/io/output_file.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/io/mapped_file.hpp"
@@ -90,39 +90,11 @@ struct type_traits {
   std::uint32_t type_size;   // bytes per block
 };
 
-// Block size and bytes per block of ggml type `code` (ggml's GGML_QUANT_SIZES), or nullopt if unknown.
+// Block size and bytes per block of ggml type `code` (the one table, formats/ggml_types.hpp), or
+// nullopt if unknown.
 [[nodiscard]] constexpr std::optional<type_traits> type_traits_of(std::uint32_t code) noexcept {
-  switch (code) {
-    case 0: return type_traits{"f32", 1, 4};
-    case 1: return type_traits{"f16", 1, 2};
-    case 2: return type_traits{"q4_0", 32, 18};
-    case 3: return type_traits{"q4_1", 32, 20};
-    case 6: return type_traits{"q5_0", 32, 22};
-    case 7: return type_traits{"q5_1", 32, 24};
-    case 8: return type_traits{"q8_0", 32, 34};
-    case 10: return type_traits{"q2_K", 256, 84};
-    case 11: return type_traits{"q3_K", 256, 110};
-    case 12: return type_traits{"q4_K", 256, 144};
-    case 13: return type_traits{"q5_K", 256, 176};
-    case 14: return type_traits{"q6_K", 256, 210};
-    case 15: return type_traits{"q8_K", 256, 292};
-    case 16: return type_traits{"iq2_xxs", 256, 66};
-    case 17: return type_traits{"iq2_xs", 256, 74};
-    case 18: return type_traits{"iq3_xxs", 256, 98};
-    case 19: return type_traits{"iq1_s", 256, 50};
-    case 20: return type_traits{"iq4_nl", 32, 18};
-    case 21: return type_traits{"iq3_s", 256, 110};
-    case 22: return type_traits{"iq2_s", 256, 82};
-    case 23: return type_traits{"iq4_xs", 256, 136};
-    case 24: return type_traits{"i8", 1, 1};
-    case 25: return type_traits{"i16", 1, 2};
-    case 26: return type_traits{"i32", 1, 4};
-    case 27: return type_traits{"i64", 1, 8};
-    case 28: return type_traits{"f64", 1, 8};
-    case 29: return type_traits{"iq1_m", 256, 56};
-    case 30: return type_traits{"bf16", 1, 2};
-    default: return std::nullopt;
-  }
+  if (const ggml::type_info* t = ggml::find_type(code)) return type_traits{t->name, t->block_size, t->type_size};
+  return std::nullopt;
 }
 
 // ---- metadata values ----
