@@ -69,6 +69,76 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     for (const auto& n : a.notes) std::fprintf(stderr, "mixprec: note: '%s': %s\n", a.name.c_str(), n.c_str());
 }
 
+inline int print_inspection(const model_file& f) {
+  std::printf("| tensor | shape | type | bytes | role |\n|---|---|---|---:|---|\n");
+  std::uint64_t total = 0;
+  for (const auto& t : f.tensors()) {
+    std::printf("| %s | %s | %s | %llu | %s |\n", t.name.c_str(), shape_text(t.dims).c_str(), t.type.c_str(),
+                static_cast<unsigned long long>(t.bytes), to_string(role_of(t)));
+    total += t.bytes;
+  }
+  std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
+              f.is_gguf() ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
+                             " metadata keys").c_str()
+                          : "safetensors");
+  return 0;
+}
+
+inline int run_quantize(const model_file& f, const std::string& file, const std::string& plan_in, const std::string& imatrix_path,
+                        const std::string& out_path, unsigned threads) {
+  const auto p = load_plan(plan_in);
+  const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
+  (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
+  const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
+  std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
+              "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
+              file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
+              static_cast<unsigned long long>(s.bytes_out), s.file_type);
+  return 0;
+}
+
+inline int print_analysis(const std::vector<tensor_analysis>& analysis, const std::string& json_path) {
+  std::printf("| tensor | shape | type | bytes | bits/weight | SQNR (dB) | error |\n|---|---|---|---:|---:|---:|---:|\n");
+  nlohmann::json j = nlohmann::json::array();
+  for (const auto& a : analysis)
+    for (const auto& c : a.candidates) {
+      const double bpw = 8.0 * static_cast<double>(c.bytes) / static_cast<double>(a.rows * a.cols);
+      std::printf("| %s | %ldx%ld | %s%s | %llu | %.3f | %.2f | %.4g |\n", a.name.c_str(), static_cast<long>(a.rows),
+                  static_cast<long>(a.cols), std::string(mixprec::to_string(c.type)).c_str(), c.fallback ? " (fallback)" : "",
+                  static_cast<unsigned long long>(c.bytes), bpw, c.sqnr_db, c.error);
+      j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", std::string(mixprec::to_string(c.type))},
+                   {"bytes", c.bytes}, {"sqnr_db", c.sqnr_db}, {"error", c.error}, {"importance", a.has_importance},
+                   {"fallback", c.fallback}});
+    }
+  if (!json_path.empty()) {
+    mixprec::output_file out(json_path);
+    out.stream() << j.dump(2) << "\n";
+    out.commit();
+  }
+  return 0;
+}
+
+inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysis, const std::string& file, const std::string& plan_out) {
+  double weights = 0.0;
+  for (const auto& a : analysis) weights += static_cast<double>(a.rows) * static_cast<double>(a.cols);
+  std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
+  double err = 0.0;
+  for (const auto& e : p.entries) {
+    std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.name.c_str(), std::string(mixprec::to_string(e.type)).c_str(),
+                e.overridden ? " (override)" : e.fallback ? " (fallback)" : "", static_cast<unsigned long long>(e.bytes), e.sqnr_db,
+                e.error);
+    err += e.error;
+  }
+  std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
+              p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
+              8.0 * static_cast<double>(p.bytes()) / weights, p.entries.size(), p.budget_bytes, err);
+  mixprec::output_file out(plan_out, {file});
+  out.stream() << to_json(p).dump(2) << "\n";
+  out.commit();
+  std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
+  return 0;
+}
+
 }  // namespace detail
 
 [[nodiscard]] inline int run(int argc, const char* const* argv) {
@@ -127,31 +197,8 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     });
     // 2. The inputs' headers (no tensor data yet), and the request against them.
     const model_file f(file);
-    if (inspect->parsed()) {
-      std::printf("| tensor | shape | type | bytes | role |\n|---|---|---|---:|---|\n");
-      std::uint64_t total = 0;
-      for (const auto& t : f.tensors()) {
-        std::printf("| %s | %s | %s | %llu | %s |\n", t.name.c_str(), detail::shape_text(t.dims).c_str(), t.type.c_str(),
-                    static_cast<unsigned long long>(t.bytes), to_string(role_of(t)));
-        total += t.bytes;
-      }
-      std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
-                  f.is_gguf() ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
-                                 " metadata keys").c_str()
-                              : "safetensors");
-      return 0;
-    }
-    if (quantize->parsed()) {
-      const auto p = load_plan(plan_in);
-      const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-      (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
-      const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
-      std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
-                  "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
-                  file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
-                  static_cast<unsigned long long>(s.bytes_out), s.file_type);
-      return 0;
-    }
+    if (inspect->parsed()) return detail::print_inspection(f);
+    if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads);
     std::size_t planned = 0;
     for (const auto& t : f.tensors()) planned += plannable(t, rules) ? 1 : 0;
     if (planned == 0) throw error(errc::empty_input, "'" + file + "' has no weight matrix to quantize (see `mixprec inspect`)");
@@ -194,45 +241,8 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     // 3. The work.
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
-    if (analyze->parsed()) {
-      std::printf("| tensor | shape | type | bytes | bits/weight | SQNR (dB) | error |\n|---|---|---|---:|---:|---:|---:|\n");
-      nlohmann::json j = nlohmann::json::array();
-      for (const auto& a : analysis)
-        for (const auto& c : a.candidates) {
-          const double bpw = 8.0 * static_cast<double>(c.bytes) / static_cast<double>(a.rows * a.cols);
-          std::printf("| %s | %ldx%ld | %s%s | %llu | %.3f | %.2f | %.4g |\n", a.name.c_str(), static_cast<long>(a.rows),
-                      static_cast<long>(a.cols), std::string(mixprec::to_string(c.type)).c_str(), c.fallback ? " (fallback)" : "",
-                      static_cast<unsigned long long>(c.bytes), bpw, c.sqnr_db, c.error);
-          j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", std::string(mixprec::to_string(c.type))},
-                       {"bytes", c.bytes}, {"sqnr_db", c.sqnr_db}, {"error", c.error}, {"importance", a.has_importance},
-                       {"fallback", c.fallback}});
-        }
-      if (!json_path.empty()) {
-        mixprec::output_file out(json_path);
-        out.stream() << j.dump(2) << "\n";
-        out.commit();
-      }
-      return 0;
-    }
-    double weights = 0.0;
-    for (const auto& a : analysis) weights += static_cast<double>(a.rows) * static_cast<double>(a.cols);
-    const auto p = make_plan(analysis, budget_bytes, policy, rules);
-    std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
-    double err = 0.0;
-    for (const auto& e : p.entries) {
-      std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.name.c_str(), std::string(mixprec::to_string(e.type)).c_str(),
-                  e.overridden ? " (override)" : e.fallback ? " (fallback)" : "", static_cast<unsigned long long>(e.bytes), e.sqnr_db,
-                  e.error);
-      err += e.error;
-    }
-    std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
-                p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
-                8.0 * static_cast<double>(p.bytes()) / weights, p.entries.size(), p.budget_bytes, err);
-    mixprec::output_file out(plan_out, {file});
-    out.stream() << to_json(p).dump(2) << "\n";
-    out.commit();
-    std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
-    return 0;
+    if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, file, plan_out);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());
