@@ -88,7 +88,6 @@ inline int run_quantize(const model_file& f, const std::string& file, const std:
                         const std::string& out_path, unsigned threads) {
   const auto p = load_plan(plan_in);
   const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-  (void)check_plan(f, p, importance);  // before the output is opened; quantize_gguf prints its warnings
   const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
   std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
               "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
@@ -235,10 +234,7 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
                                           std::to_string(static_cast<long long>(floor)) + " bytes");
     }
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-    for (const auto& t : f.tensors())
-      if (const auto it = importance.values.find(t.name); it != importance.values.end() && plannable(t, rules))
-        check_importance_length(it->second, t);
-    // 3. The work.
+    // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
