@@ -580,8 +580,13 @@ TEST_CASE("name patterns: glob and regex", "[plan][rules]") {
   CHECK(glob_match("**a", "bba"));
   const name_pattern re = name_pattern::regex(R"(blk\.\d+\.attn_v)");
   CHECK(re.matches("blk.12.attn_v"));
-  CHECK_FALSE(re.matches("blk.12.attn_v.bias"));  // the whole name must match
-  CHECK_FALSE(re.matches("xblk.1.attn_v"));
+  CHECK(re.matches("blk.12.attn_v.bias"));  // searched in the name, as llama.cpp's --tensor-type
+  CHECK(re.matches("xblk.1.attn_v"));
+  CHECK_FALSE(re.matches("blk.x.attn_v"));
+  const name_pattern anchored = name_pattern::regex(R"(^blk\.\d+\.attn_v$)");
+  CHECK(anchored.matches("blk.12.attn_v"));
+  CHECK_FALSE(anchored.matches("blk.12.attn_v.bias"));  // anchors make it a whole-name match
+  CHECK_FALSE(anchored.matches("xblk.1.attn_v"));
   CHECK(re.type() == name_pattern::kind::regex);
   const name_pattern g = "blk.*";
   CHECK(g.type() == name_pattern::kind::glob);

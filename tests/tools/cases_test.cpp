@@ -82,14 +82,26 @@ nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(std::
 std::map<std::string, std::string> plan_types(const fs::path& p) {
   std::map<std::string, std::string> out;
   const nlohmann::json j = read_json(p);  // named: a temporary's member would dangle in the loop
-  for (const auto& t : j["tensors"]) out[t["name"].get<std::string>()] = t["type"].get<std::string>();
+  for (const auto& t : j["layers"]) out[t["layer"].get<std::string>()] = t["spec"].get<std::string>();
   return out;
 }
 
-void write_plan(const fs::path& p, const std::map<std::string, std::string>& types) {
-  nlohmann::json j = {{"format", "mixprec-ggml-plan"}, {"tensors", nlohmann::json::array()}};
-  for (const auto& [n, t] : types) j["tensors"].push_back({{"name", n}, {"type", t}});
-  std::ofstream(p) << j.dump();
+// A hand-written plan (the library's plan JSON) giving tensors of `model` these types; shapes from the
+// file (a tensor it does not have: 32x256; an empty one: 1 row, which the tool refuses by role).
+void write_plan(const fs::path& p, const std::string& model, const std::map<std::string, std::string>& types) {
+  const auto f = gguf::file::open(model);
+  mixprec::plan plan;
+  plan.policy = "hand";
+  plan.unit = "bytes";
+  for (const auto& [name, type] : types) {
+    const auto* t = f.find(name);
+    const auto rows = t ? std::max<mixprec::index_t>(1, static_cast<mixprec::index_t>(t->rows())) : 32;
+    const auto cols = t ? std::max<mixprec::index_t>(1, static_cast<mixprec::index_t>(t->row_length())) : 256;
+    const mixprec::quant_spec s = mixprec::parse_spec(type);
+    const std::size_t bytes = mixprec::fits(s, cols) ? mixprec::quantized_bytes(s, rows, cols) : 0;
+    plan.entries.push_back({name, s, rows, cols, bytes, 0.0, 0.0, ""});
+  }
+  std::ofstream(p) << nlohmann::json(plan).dump();
 }
 
 }  // namespace
@@ -125,9 +137,9 @@ TEST_CASE("cases 05/19: exit codes by cause, and the request checked before any 
 
   // quantize: a NaN ends with 3 and leaves no output; a plan naming a missing tensor is a bad request.
   const fs::path plan = dir / "hand.json";
-  write_plan(plan, {{"blk.0.attn_q.weight", "q8_0"}, {"blk.1.ffn_down.weight", "q8_0"}});
+  write_plan(plan, model, {{"blk.0.attn_q.weight", "q8_0"}, {"blk.1.ffn_down.weight", "q8_0"}});
   CHECK(run({"quantize", model, "--plan", plan.string(), "-o", (dir / "out.gguf").string()}) == 3);
-  write_plan(plan, {{"blk.9.nope.weight", "q8_0"}});
+  write_plan(plan, model, {{"blk.9.nope.weight", "q8_0"}});
   CHECK(run({"quantize", model, "--plan", plan.string(), "-o", (dir / "out.gguf").string()}) == 2);
   CHECK_FALSE(fs::exists(dir / "out.gguf"));
 }
@@ -155,11 +167,10 @@ TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it
   REQUIRE(run({"plan", falcon, "--types", "q4_K,q6_K", "--budget", "6", "-o", p.string()}) == 0);
   const auto plan = read_json(p);
   std::uint64_t sum = 0;
-  for (const auto& t : plan["tensors"]) {
+  for (const auto& t : plan["layers"]) {
     sum += t["bytes"].get<std::uint64_t>();
-    if (t["name"] == "blk.0.ffn_down.weight") {
-      CHECK(t["fallback"].get<bool>());
-      const auto type = t["type"].get<std::string>();
+    if (t["layer"] == "blk.0.ffn_down.weight") {
+      const auto type = t["spec"].get<std::string>();  // a fallback: neither q4_K nor q6_K fits rows of 4544
       CHECK((type == "q4_0" || type == "q4_1" || type == "q5_0" || type == "q5_1" || type == "q8_0"));
     }
   }
@@ -173,7 +184,7 @@ TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it
   CHECK(written == sum);
   // An override or a hand plan that asks for q4_K on those rows is refused before any work (exit 2).
   CHECK(run({"plan", falcon, "--budget", "6", "--tensor-type", "ffn_down=q4_K", "-o", p.string()}) == 2);
-  write_plan(dir / "hand.json", {{"blk.0.ffn_down.weight", "q4_K"}});
+  write_plan(dir / "hand.json", falcon, {{"blk.0.ffn_down.weight", "q4_K"}});
   CHECK(run({"quantize", falcon, "--plan", (dir / "hand.json").string(), "-o", (dir / "bad.gguf").string()}) == 2);
   CHECK_FALSE(fs::exists(dir / "bad.gguf"));
 }
@@ -203,7 +214,7 @@ TEST_CASE("cases 09/23: only matrices are planned; vectors, routers and empty te
   CHECK(plan_types(p)["blk.0.ffn_gate_inp.weight"] == "q8_0");
   for (const char* name : {"blk.0.attn_norm.weight", "blk.0.unused.weight"}) {
     INFO(name);
-    write_plan(dir / "hand.json", {{name, "q8_0"}});
+    write_plan(dir / "hand.json", moe, {{name, "q8_0"}});
     CHECK(run({"quantize", moe, "--plan", (dir / "hand.json").string(), "-o", (dir / "bad.gguf").string()}) == 2);
     CHECK_FALSE(fs::exists(dir / "bad.gguf"));
   }
@@ -264,7 +275,7 @@ TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file f
   CHECK(plan_types(p3) == plan_types(p1));
   // quantize --imatrix writes the bytes that analysis measured: each tensor searched with its entry
   // (each expert with its own slice), like llama-quantize; without --imatrix the weighted types differ.
-  write_plan(dir / "q4.json", {{"blk.0.attn_q.weight", "q4_0"}, {"blk.0.ffn_gate_exps.weight", "q4_K"}, {"blk.0.ffn_down.weight", "q4_1"}});
+  write_plan(dir / "q4.json", moe, {{"blk.0.attn_q.weight", "q4_0"}, {"blk.0.ffn_gate_exps.weight", "q4_K"}, {"blk.0.ffn_down.weight", "q4_1"}});
   REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", im1, "-o", (dir / "w.gguf").string()}) == 0);
   REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "-o", (dir / "u.gguf").string()}) == 0);
   {
@@ -359,7 +370,7 @@ TEST_CASE("found by breaking the tool: device and FIFO paths, tiny weights, over
     REQUIRE(run({"plan", moe, "--types", "q4_0,q4_1,q4_K,q8_0", "--budget", "5.5", "--imatrix", im, "-o", out.string()}) == 0);
   CHECK(plan_types(pa) == plan_types(pb));
   CHECK(plan_types(pa) == plan_types(pc));
-  write_plan(dir / "q4.json", {{"blk.0.attn_q.weight", "q4_0"}});
+  write_plan(dir / "q4.json", moe, {{"blk.0.attn_q.weight", "q4_0"}});
   REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", a, "-o", (dir / "w.gguf").string()}) == 0);
   const auto w = gguf::file::open((dir / "w.gguf").string());
   const auto* t = w.find("blk.0.attn_q.weight");

@@ -103,28 +103,31 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
   CHECK(p.proven_optimal);
   // The greedy plan fits too and has no less error than the exact one.
   const auto g = mixprec_cli::make_plan(analysis, budget, "greedy");
-  double ep = 0, eg = 0;
-  for (const auto& e : p.entries) ep += e.error;
-  for (const auto& e : g.entries) eg += e.error;
-  CHECK(ep <= eg + 1e-12);
+  CHECK(p.predicted_loss() <= g.predicted_loss() + 1e-12);
+  // The plan's losses are the analysis' errors.
+  for (const auto& e : p.entries) {
+    const auto& a = *std::find_if(analysis.begin(), analysis.end(), [&](const auto& x) { return x.name == e.layer; });
+    const auto& c = *std::find_if(a.candidates.begin(), a.candidates.end(), [&](const auto& x) { return x.spec == e.spec; });
+    CHECK(e.loss == c.error);
+    CHECK(e.bytes == c.bytes);
+  }
   // The FFN matrices (3x the scale, so 9x the squared error at any type) get the precision first.
-  std::map<std::string, mixprec::ggml_type> by_name;
-  for (const auto& e : p.entries) by_name[e.name] = e.type;
-  CHECK(mixprec::ggml::bits_per_weight(by_name["blk.0.ffn_down.weight"]) >= mixprec::ggml::bits_per_weight(by_name["blk.0.attn_q.weight"]));
+  CHECK(p.at("blk.0.ffn_down.weight").bytes * p.at("blk.0.attn_q.weight").cols * p.at("blk.0.attn_q.weight").rows >=
+        p.at("blk.0.attn_q.weight").bytes * p.at("blk.0.ffn_down.weight").cols * p.at("blk.0.ffn_down.weight").rows);
 
-  // An override pins every attn_v, as llama.cpp's --tensor-type does.
+  // An override pins every attn_v, as llama.cpp's --tensor-type does (the regex is searched in the name).
   const auto po = mixprec_cli::make_plan(analysis, budget, "knapsack", {mixprec_cli::parse_override(R"(blk\..*\.attn_v=q8_0)")});
   for (const auto& e : po.entries)
-    if (e.name.find("attn_v") != std::string::npos) {
-      CHECK(e.type == mixprec::ggml_type::q8_0);
-      CHECK(e.overridden);
-    }
+    if (e.layer.find("attn_v") != std::string::npos) CHECK(mixprec::to_string(e.spec) == "q8_0");
+  // llama-quantize lower-cases the pattern; so does the tool.
+  CHECK(mixprec_cli::parse_override("ATTN_V=q8_0").pattern.matches("blk.0.attn_v.weight"));
 
-  // plan.json round trip, then quantize.
+  // The plan file is the library's versioned plan JSON; it reads back equal, then quantize.
   const std::string plan_path = (dir / "plan.json").string();
-  std::ofstream(plan_path) << mixprec_cli::to_json(p).dump(2);
-  const auto plan = mixprec_cli::load_plan(plan_path);
-  REQUIRE(plan.size() == 6);
+  std::ofstream(plan_path) << nlohmann::json(p).dump(2);
+  const mixprec::plan plan = mixprec_cli::load_plan(plan_path);
+  CHECK(plan == p);
+  REQUIRE(plan.entries.size() == 6);
   const std::string out = (dir / "out.gguf").string();
   const auto s = mixprec_cli::quantize_gguf(f, plan, out, false);
   CHECK(s.converted == 6);
@@ -137,7 +140,7 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
       continue;
     }
     INFO(t.name);
-    CHECK(t.type == static_cast<std::uint32_t>(plan.at(t.name)));
+    CHECK(t.type == static_cast<std::uint32_t>(*mixprec::ggml_type_of(plan.spec_of(t.name))));
     planned_bytes += t.size;
     const auto type = static_cast<mixprec::ggml_type>(t.type);
     const mixprec::row_matrix back = mixprec::ggml::dequantize(type, t.bytes, static_cast<mixprec::index_t>(t.rows()),
@@ -177,14 +180,32 @@ TEST_CASE("cli: bad requests are typed errors", "[cli]") {
   CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "simplex"); }) == mixprec::errc::invalid_argument);
   CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn_v"); }) == mixprec::errc::parse_error);
   CHECK(code_of([&] { (void)mixprec_cli::parse_override("[=q8_0"); }) == mixprec::errc::parse_error);
-  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::invalid_argument);
+  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::parse_error);
+  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=int4/g32"); }) == mixprec::errc::invalid_argument);  // no GGUF type
   CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "knapsack", {mixprec_cli::parse_override("attn=f16")}); }) ==
         mixprec::errc::invalid_argument);  // f16 is not among the candidates analysed
   CHECK(code_of([&] { (void)mixprec::parse_byte_budget("lots", 1e6); }) == mixprec::errc::parse_error);
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, {{"nope", mixprec::ggml_type::q4_0}}, (dir / "x.gguf").string(), false); }) ==
-        mixprec::errc::invalid_argument);
+  mixprec::plan nope;
+  nope.entries.push_back({"nope", mixprec::parse_spec("q4_0"), 32, 64, mixprec::quantized_bytes(mixprec::parse_spec("q4_0"), 32, 64), 0, 0, ""});
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, nope, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
+  // A plan of another file (shapes differ) and one with a spec GGUF cannot store are refused before writing.
+  mixprec::plan other = mixprec_cli::make_plan(analysis, 1e9, "knapsack");
+  other.entries[0].rows *= 2;
+  other.entries[0].bytes *= 2;
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, other, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
+  mixprec::plan own = mixprec_cli::make_plan(analysis, 1e9, "knapsack");
+  own.entries[0].spec = mixprec::parse_spec("int4/g32");
+  own.entries[0].bytes = mixprec::quantized_bytes(own.entries[0].spec, own.entries[0].rows, own.entries[0].cols);
+  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, own, (dir / "x.gguf").string(), false); }) == mixprec::errc::unsupported);
+  CHECK_FALSE(std::filesystem::exists(dir / "x.gguf"));
   std::ofstream(dir / "bad.json") << R"({"format": "something else", "tensors": []})";
   CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "bad.json").string()); }) == mixprec::errc::parse_error);
+  std::ofstream(dir / "old.json") << R"({"format": "mixprec-ggml-plan", "tensors": []})";  // the tool's old format
+  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "old.json").string()); }) == mixprec::errc::parse_error);
+  std::ofstream(dir / "new.json") << R"({"format": "mixprec-plan", "version": 2, "layers": []})";
+  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "new.json").string()); }) == mixprec::errc::unsupported);
+  std::ofstream(dir / "junk.json") << R"({"policy": 3})";
+  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "junk.json").string()); }) == mixprec::errc::parse_error);
   std::ofstream(dir / "trunc.gguf") << "GGUF\x03";
   CHECK(code_of([&] { mixprec_cli::model_file bad((dir / "trunc.gguf").string()); }) == mixprec::errc::parse_error);
   std::filesystem::remove_all(dir);

@@ -65,6 +65,18 @@ mixprec::errc code_of(const std::function<void()>& fn) {
   return mixprec::errc::unsupported;  // no error: the tests below expect one
 }
 
+// A plan giving each named tensor of `path` a type (shapes from the file's header).
+mixprec::plan plan_of(const std::string& path, const std::map<std::string, std::string>& types) {
+  const mixprec_cli::model_file f(path);
+  mixprec::plan p;
+  for (const auto& t : f.tensors())
+    if (const auto it = types.find(t.name); it != types.end()) {
+      const mixprec::quant_spec s = mixprec::parse_spec(it->second);
+      p.entries.push_back({t.name, s, t.rows, t.cols, mixprec::quantized_bytes(s, t.rows, t.cols), 0.0, 0.0, ""});
+    }
+  return p;
+}
+
 }  // namespace
 
 TEST_CASE("quantize refuses an output that is its input, however named, and leaves the input intact",
@@ -74,7 +86,7 @@ TEST_CASE("quantize refuses an output that is its input, however named, and leav
   fs::create_directories(dir);
   const std::string path = make_model(dir, false);
   const auto before = read_all(path);
-  const std::map<std::string, mixprec::ggml_type> plan = {{"blk.0.attn_q.weight", mixprec::ggml_type::q8_0}};
+  const mixprec::plan plan = plan_of(path, {{"blk.0.attn_q.weight", "q8_0"}});
   fs::create_symlink(path, dir / "link.gguf");
   fs::create_hard_link(path, dir / "hard.gguf");
   {
@@ -102,8 +114,7 @@ TEST_CASE("a quantize that fails half-way leaves no output, and an older output 
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string path = make_model(dir, true);
-  const std::map<std::string, mixprec::ggml_type> plan = {{"blk.0.attn_q.weight", mixprec::ggml_type::q8_0},
-                                                          {"blk.0.ffn_down.weight", mixprec::ggml_type::q8_0}};
+  const mixprec::plan plan = plan_of(path, {{"blk.0.attn_q.weight", "q8_0"}, {"blk.0.ffn_down.weight", "q8_0"}});
   const mixprec_cli::model_file f(path);
   const std::string out = (dir / "out.gguf").string();
   CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);

@@ -1,9 +1,19 @@
 // The `mixprec` command line (main.cpp calls run(); tests call it in-process):
 //   mixprec inspect FILE
-//   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... [--json OUT]
-//   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type REGEX=TYPE]... -o plan.json
+//   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type RULE]... [--json OUT]
+//   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
+//   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
+//
+// --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
+// the pattern: a regex searched in the tensor name, lower-cased first.
+//   PATTERN=TYPE    the first such rule whose pattern is found in a tensor's name sets its type
+//                   (`attn_v=q8_0`, `output\.weight=q6_K`; TYPE f32 keeps it in float)
+//   PATTERN>=BITS   every matching tensor gets a type of at least BITS bits (q8_0 8, q6_K 6, q4_K 4...)
+//   PATTERN<=BITS   ... of at most BITS bits
+// Unlike llama-quantize, a forced type whose block does not divide a tensor's rows is an error (exit 2),
+// not a silent fallback. The plan file is the library's versioned plan JSON (plan/plan_json.hpp).
 //
 // Every argument is checked before any tensor is read (types, budget, overrides, policy, outputs, the
 // imatrix, and for quantize the plan against the file), and a budget below the smallest size any plan
@@ -25,6 +35,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "convert.hpp"
 #include "tool.hpp"
 
 namespace mixprec_cli {
@@ -86,7 +97,7 @@ inline int print_inspection(const model_file& f) {
 
 inline int run_quantize(const model_file& f, const std::string& file, const std::string& plan_in, const std::string& imatrix_path,
                         const std::string& out_path, unsigned threads) {
-  const auto p = load_plan(plan_in);
+  const mixprec::plan p = load_plan(plan_in);
   const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
   const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
   std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
@@ -103,9 +114,9 @@ inline int print_analysis(const std::vector<tensor_analysis>& analysis, const st
     for (const auto& c : a.candidates) {
       const double bpw = 8.0 * static_cast<double>(c.bytes) / static_cast<double>(a.rows * a.cols);
       std::printf("| %s | %ldx%ld | %s%s | %llu | %.3f | %.2f | %.4g |\n", a.name.c_str(), static_cast<long>(a.rows),
-                  static_cast<long>(a.cols), std::string(mixprec::to_string(c.type)).c_str(), c.fallback ? " (fallback)" : "",
+                  static_cast<long>(a.cols), mixprec::to_string(c.spec).c_str(), c.fallback ? " (fallback)" : "",
                   static_cast<unsigned long long>(c.bytes), bpw, c.sqnr_db, c.error);
-      j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", std::string(mixprec::to_string(c.type))},
+      j.push_back({{"tensor", a.name}, {"rows", a.rows}, {"cols", a.cols}, {"type", mixprec::to_string(c.spec)},
                    {"bytes", c.bytes}, {"sqnr_db", c.sqnr_db}, {"error", c.error}, {"importance", a.has_importance},
                    {"fallback", c.fallback}});
     }
@@ -117,24 +128,32 @@ inline int print_analysis(const std::vector<tensor_analysis>& analysis, const st
   return 0;
 }
 
-inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysis, const std::string& file, const std::string& plan_out) {
-  double weights = 0.0;
-  for (const auto& a : analysis) weights += static_cast<double>(a.rows) * static_cast<double>(a.cols);
+inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>& analysis, const std::vector<plan_rule>& rules,
+                      const std::string& file, const std::string& plan_out) {
+  std::map<std::string, const tensor_analysis*> by_name;
+  for (const auto& a : analysis) by_name.emplace(a.name, &a);
   std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
-  double err = 0.0;
   for (const auto& e : p.entries) {
-    std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.name.c_str(), std::string(mixprec::to_string(e.type)).c_str(),
-                e.overridden ? " (override)" : e.fallback ? " (fallback)" : "", static_cast<unsigned long long>(e.bytes), e.sqnr_db,
-                e.error);
-    err += e.error;
+    const tensor_analysis& a = *by_name.at(e.layer);
+    const auto c = std::find_if(a.candidates.begin(), a.candidates.end(), [&](const candidate_result& r) { return r.spec == e.spec; });
+    const char* why = find_override(rules, e.layer) ? " (override)" : c != a.candidates.end() && c->fallback ? " (fallback)" : "";
+    std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
+                static_cast<unsigned long long>(e.bytes), c != a.candidates.end() ? c->sqnr_db : 0.0, e.loss);
   }
   std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
               p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
-              8.0 * static_cast<double>(p.bytes()) / weights, p.entries.size(), p.budget_bytes, err);
+              p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
   mixprec::output_file out(plan_out, {file});
-  out.stream() << to_json(p).dump(2) << "\n";
+  out.stream() << nlohmann::json(p).dump(2) << "\n";
   out.commit();
   std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
+  return 0;
+}
+
+inline int run_convert(const std::string& checkpoint, const std::string& tokenizer, const std::string& out_path) {
+  const convert_summary s = convert_llama2c(checkpoint, tokenizer, out_path);
+  std::printf("wrote %s: %zu tensors (F32), %llu bytes; architecture llama, dim %d, %d layers, vocabulary %d\n", out_path.c_str(),
+              s.tensors, static_cast<unsigned long long>(s.file_bytes), s.config.dim, s.config.n_layers, s.config.vocab_size);
   return 0;
 }
 
@@ -144,7 +163,7 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
   CLI::App app{"mixprec: mixed-precision quantization of GGUF and safetensors checkpoints"};
   app.require_subcommand(1);
   std::string file, types = "q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
-              plan_out = "plan.json", plan_in, out_path;
+              plan_out = "plan.json", plan_in, out_path, tokenizer;
   std::vector<std::string> overrides;
   unsigned threads = 0;
   auto* inspect = app.add_subcommand("inspect", "list tensors: name, shape, type, bytes, role");
@@ -153,7 +172,7 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
   analyze->add_option("FILE", file, "GGUF or safetensors file")->required();
   analyze->add_option("--types", types, "candidate ggml types")->capture_default_str();
   analyze->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat) to weight the error and the scale search");
-  analyze->add_option("--tensor-type", overrides, "REGEX=TYPE: also analyse tensors matching REGEX that are kept in float by default");
+  analyze->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
   analyze->add_option("--json", json_path, "write the analysis as JSON");
   analyze->add_option("--threads", threads, "threads (0: every core); the results do not depend on it")->capture_default_str();
   auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
@@ -162,7 +181,7 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
   plan->add_option("--policy", policy, "knapsack (exact) or greedy")->capture_default_str();
   plan->add_option("--types", types, "candidate ggml types")->capture_default_str();
   plan->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat)");
-  plan->add_option("--tensor-type", overrides, "REGEX=TYPE: tensors matching REGEX get TYPE (llama.cpp's form; first match wins); repeatable");
+  plan->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
   plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
   plan->add_option("--threads", threads, "threads for the analysis (0: every core); the plan does not depend on it")->capture_default_str();
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
@@ -171,6 +190,10 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
+  auto* convert = app.add_subcommand("convert", "llama2.c checkpoint + tokenizer -> GGUF (F32) that llama.cpp loads");
+  convert->add_option("CHECKPOINT", file, "llama2.c checkpoint (.bin)")->required();
+  convert->add_option("TOKENIZER", tokenizer, "llama2.c tokenizer (tokenizer.bin)")->required();
+  convert->add_option("-o,--output", out_path, "output GGUF")->required();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -180,8 +203,9 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
 
   try {
     // 1. The request itself: text the user typed, and the outputs (never an input, in a folder that exists).
-    std::vector<ggml_type> type_list;
-    std::vector<override_rule> rules;
+    if (convert->parsed()) return detail::run_convert(file, tokenizer, out_path);
+    std::vector<quant_spec> type_list;
+    std::vector<plan_rule> rules;
     if (analyze->parsed() || plan->parsed()) {
       type_list = detail::request([&] { return parse_types(types); });
       for (const auto& o : overrides) rules.push_back(detail::request([&] { return parse_override(o); }));
@@ -204,12 +228,12 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
     for (const auto& r : rules) {
       bool any = false, kept = false;
       for (const auto& t : f.tensors()) {
-        if (!std::regex_search(t.name, r.re)) continue;
+        if (!r.pattern.matches(t.name)) continue;
         any = any || plannable(t, rules);
         kept = kept || !plannable(t, rules);
       }
       if (!any)
-        std::fprintf(stderr, "mixprec: warning: override '%s' matches no tensor that can be quantized%s\n", r.pattern.c_str(),
+        std::fprintf(stderr, "mixprec: warning: override %s matches no tensor that can be quantized%s\n", r.describe().c_str(),
                      kept ? " (only 1-D, empty or non-float tensors, which stay as they are, as in llama.cpp)" : "");
     }
     check_overrides(f, rules);
@@ -238,7 +262,7 @@ inline int write_plan(const plan& p, const std::vector<tensor_analysis>& analysi
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, file, plan_out);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

@@ -2,8 +2,9 @@
 //   inspect   tensors of a GGUF or safetensors file: name, shape, type, bytes
 //   analyze   per float weight matrix and candidate ggml type: bytes, SQNR, and the (importance-weighted)
 //             squared error, the additive loss the plan minimises
-//   plan      a ggml type per tensor within a byte budget (exact knapsack or greedy over the analysis),
-//             llama.cpp-style overrides `--tensor-type REGEX=TYPE`; written as plan.json
+//   plan      a ggml type per tensor within a byte budget: the library's planner (mixed_precision_plan,
+//             exact knapsack or greedy) over a sensitivity_table of the analysis, with the library's
+//             rules (--tensor-type, llama.cpp's semantics); written as the library's plan JSON
 //   quantize  rewrites a GGUF tensor by tensor by the plan (F32/F16/BF16 in), every metadata key kept,
 //             general.file_type set to the type that holds most of the weights
 // The loss of a tensor at a type is sum_rows sum_j imp_j (w_ij - q_ij)^2, with imp the llama.cpp
@@ -26,6 +27,7 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,9 +42,8 @@
 #include <mixprec/io/imatrix.hpp>
 #include <mixprec/io/mapped_file.hpp>
 #include <mixprec/io/safetensors.hpp>
-#include <mixprec/plan/constraints.hpp>
-#include <mixprec/plan/greedy.hpp>
-#include <mixprec/plan/knapsack.hpp>
+#include <mixprec/plan/plan.hpp>
+#include <mixprec/plan/plan_json.hpp>
 #include <mixprec/sensitivity/metrics.hpp>
 
 namespace mixprec_cli {
@@ -51,6 +52,8 @@ using mixprec::errc;
 using mixprec::error;
 using mixprec::ggml_type;
 using mixprec::index_t;
+using mixprec::plan_rule;
+using mixprec::quant_spec;
 using mixprec::row_matrix;
 
 // ---- files ----
@@ -76,8 +79,11 @@ struct tensor_entry {
   index_t n_mat = 1;                // matrices stacked in a 3-D tensor (MoE experts: GGUF ne2, safetensors dim 0)
 };
 
-// F32, F16 or BF16: the GGUF types quantize reads.
-[[nodiscard]] inline bool is_float_type(std::uint32_t code) noexcept { return code == 0 || code == 1 || code == 30; }
+// F32, F16 or BF16: the GGUF types quantize reads (those whose spec is one of mixprec's float formats).
+[[nodiscard]] inline bool is_float_type(std::uint32_t code) noexcept {
+  return mixprec::is_supported_ggml_type(code) &&
+         mixprec::ggml_spec(static_cast<ggml_type>(code)).format != mixprec::format_id::ggml_block;
+}
 
 // A GGUF or safetensors file, chosen by its first bytes.
 class model_file {
@@ -241,7 +247,7 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
 // ---- analyze ----
 
 struct candidate_result {
-  ggml_type type;
+  quant_spec spec;                  // a spec GGUF can store (ggml_type_of(spec) has a value)
   std::uint64_t bytes = 0;
   double sqnr_db = 0.0;
   double error = 0.0;     // sum_ij imp_j (w - q)^2, imp on the file's common scale (see analyze)
@@ -258,16 +264,24 @@ struct tensor_analysis {
   std::vector<std::string> notes;            // why a requested type was left out, or a fallback chosen
 };
 
-// The types as llama.cpp names them, comma-separated ("q4_0,q8_0,f16").
-[[nodiscard]] inline std::vector<ggml_type> parse_types(const std::string& list) {
-  std::vector<ggml_type> out;
+// The GGUF type a spec stores as; errc::invalid_argument for a spec GGUF cannot hold (mixprec's own
+// int4/g32... formats: the tool writes llama.cpp's types).
+[[nodiscard]] inline ggml_type storage_type(const quant_spec& s) {
+  if (const auto t = mixprec::ggml_type_of(s)) return *t;
+  throw error(errc::invalid_argument, "'" + mixprec::to_string(s) + "' has no GGUF type; the tool writes llama.cpp's types (q4_0, q4_K, q8_0, f16...)");
+}
+
+// The types as llama.cpp names them, comma-separated ("q4_0,q8_0,f16"), as specs (parse_spec).
+[[nodiscard]] inline std::vector<quant_spec> parse_types(const std::string& list) {
+  std::vector<quant_spec> out;
   std::size_t start = 0;
   while (start <= list.size()) {
     const std::size_t comma = list.find(',', start);
     const std::string item = list.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (!item.empty()) {
-      const ggml_type t = mixprec::parse_ggml_type(item);
-      if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+      const quant_spec s = mixprec::parse_spec(item);
+      (void)storage_type(s);
+      if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
     }
     if (comma == std::string::npos) break;
     start = comma + 1;
@@ -277,27 +291,43 @@ struct tensor_analysis {
 }
 
 // For a tensor none of the requested types can represent (llama.cpp falls back too, to a type whose
-// block fits the row): the planner chooses among the fallback_types that can, and when none can, the
-// tensor takes the first of last_resort_types that can (f32 holds any float tensor).
-inline constexpr ggml_type fallback_types[] = {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q5_0, ggml_type::q5_1, ggml_type::q8_0};
-inline constexpr ggml_type last_resort_types[] = {ggml_type::f16, ggml_type::bf16, ggml_type::f32};
-
-struct override_rule {
-  std::string pattern;  // ECMAScript regex, searched in the tensor name (llama.cpp --tensor-type)
-  std::regex re;        // pattern, compiled once
-  ggml_type type;
-};
-
-// The first rule whose pattern is found in name, or null.
-[[nodiscard]] inline const override_rule* find_override(const std::vector<override_rule>& rules, const std::string& name) {
-  for (const auto& r : rules)
-    if (std::regex_search(name, r.re)) return &r;
-  return nullptr;
+// block fits the row): the planner chooses among the fallback types that can, and when none can, the
+// tensor takes the first of the last-resort types that can (f32 holds any float tensor).
+[[nodiscard]] inline std::vector<quant_spec> fallback_types() {
+  return {mixprec::parse_spec("q4_0"), mixprec::parse_spec("q4_1"), mixprec::parse_spec("q5_0"), mixprec::parse_spec("q5_1"),
+          mixprec::parse_spec("q8_0")};
+}
+[[nodiscard]] inline std::vector<quant_spec> last_resort_types() {
+  return {mixprec::parse_spec("f16"), mixprec::parse_spec("bf16"), mixprec::parse_spec("f32")};
 }
 
+// One --tensor-type: the library's rule grammar (plan/rules.hpp) with the pattern a regex searched in
+// the name and lower-cased first, as llama-quantize reads --tensor-type: PATTERN=TYPE (the first
+// matching one decides a tensor's type), PATTERN>=BITS, PATTERN<=BITS. A forced type must be one GGUF
+// stores. Throws errc::parse_error / invalid_argument naming the text.
+[[nodiscard]] inline plan_rule parse_override(const std::string& text) {
+  std::size_t end = text.rfind('=');  // the pattern ends where parse_plan_rule's does
+  if (end != std::string::npos && end > 0 && (text[end - 1] == '<' || text[end - 1] == '>')) --end;
+  std::string lowered = text;
+  for (std::size_t i = 0; end != std::string::npos && i < end; ++i)
+    lowered[i] = static_cast<char>(std::tolower(static_cast<unsigned char>(lowered[i])));
+  plan_rule r = mixprec::parse_plan_rule(lowered, mixprec::name_pattern::kind::regex);
+  if (r.force) (void)storage_type(*r.force);
+  return r;
+}
+
+// The first forcing rule (PATTERN=TYPE) whose pattern is found in name, or null.
+[[nodiscard]] inline const plan_rule* find_override(const std::vector<plan_rule>& rules, const std::string& name) {
+  for (const auto& r : rules)
+    if (r.forces() && r.pattern.matches(name)) return &r;
+  return nullptr;
+}
+// The spec a forcing rule gives (fp32 for "never quantize").
+[[nodiscard]] inline quant_spec forced_spec(const plan_rule& r) { return r.force ? *r.force : mixprec::parse_spec("fp32"); }
+
 // Whether t is analysed and planned: weight matrices and expert stacks, and any other non-empty
-// float tensor of 2+ dimensions that an override names (a rule forces it).
-[[nodiscard]] inline bool plannable(const tensor_entry& t, const std::vector<override_rule>& overrides = {}) {
+// float tensor of 2+ dimensions that a forcing override names.
+[[nodiscard]] inline bool plannable(const tensor_entry& t, const std::vector<plan_rule>& overrides = {}) {
   if (!t.is_float) return false;
   const tensor_role r = role_of(t);
   if (r == tensor_role::matrix || r == tensor_role::experts) return true;
@@ -475,8 +505,9 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
 // copy): bytes, SQNR, and the squared error weighted by imp.error (unweighted when the tensor has no
 // entry). A type that leaves nothing of a non-zero tensor (SQNR <= 0 dB: its values are below what
 // the type's FP16 scales resolve, and round to 0) cannot represent it: errc::not_representable.
-[[nodiscard]] inline candidate_result measure(ggml_type t, const row_matrix& w, const tensor_importance& imp, const std::string& name,
-                                              unsigned threads = 1) {
+[[nodiscard]] inline candidate_result measure(const quant_spec& spec, const row_matrix& w, const tensor_importance& imp,
+                                              const std::string& name, unsigned threads = 1) {
+  const ggml_type t = storage_type(spec);
   const index_t cols = w.cols();
   const std::size_t rb = mixprec::ggml::row_bytes(t, cols);
   const auto chunks = row_chunks(w.rows(), static_cast<index_t>(imp.search.size()));
@@ -515,26 +546,34 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
   if (sig > 0 && !(sqnr > 0.0))
     throw error(errc::not_representable, "its values are below what the type's scales resolve: they round to 0 (SQNR " +
                                              std::to_string(sqnr) + " dB)");
-  return {t, static_cast<std::uint64_t>(w.rows()) * rb, sqnr, werr, false};
+  return {spec, static_cast<std::uint64_t>(w.rows()) * rb, sqnr, werr, false};
 }
 
 // Total weights of the tensors analyse() would plan (for a bits-per-weight budget), from the header only.
-[[nodiscard]] inline double plannable_weights(const model_file& f, const std::vector<override_rule>& overrides = {}) {
+[[nodiscard]] inline double plannable_weights(const model_file& f, const std::vector<plan_rule>& overrides = {}) {
   double n = 0.0;
   for (const auto& t : f.tensors())
     if (plannable(t, overrides)) n += static_cast<double>(t.rows) * static_cast<double>(t.cols);
   return n;
 }
 
+// The specs analysed for t: the forcing override's alone when one names it (the planner could choose
+// nothing else), else the requested ones.
+[[nodiscard]] inline std::vector<quant_spec> wanted_types(const tensor_entry& t, const std::vector<quant_spec>& types,
+                                                          const std::vector<plan_rule>& overrides) {
+  if (const plan_rule* o = find_override(overrides, t.name)) return {forced_spec(*o)};
+  return types;
+}
+
 // Quantizes every plannable tensor to every requested type and measures it. A type that cannot
 // represent a tensor (its block does not divide the row, or a value overflows the type's scale) is
-// left out for that tensor with a note; a tensor no requested type represents gets the first of
-// fallback_types that does, marked as such (the plan counts its bytes like any other). NaN/Inf in a
+// left out for that tensor with a note; a tensor no requested type represents gets the
+// fallback_types that do, marked as such (the plan counts their bytes like any other). NaN/Inf in a
 // weight is an error naming it (errc::non_finite). Importance (optional) is divided by
 // importance_set::common_scale; each analysed tensor without an entry is named in a note.
-[[nodiscard]] inline std::vector<tensor_analysis> analyze(const model_file& f, const std::vector<ggml_type>& types,
+[[nodiscard]] inline std::vector<tensor_analysis> analyze(const model_file& f, const std::vector<quant_spec>& types,
                                                           const importance_set& importance = {},
-                                                          const std::vector<override_rule>& overrides = {},
+                                                          const std::vector<plan_rule>& overrides = {},
                                                           bool show_progress = true, unsigned threads = 1) {
   std::vector<std::string> names;
   for (const auto& t : f.tensors())
@@ -549,40 +588,36 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
     check_finite(w, t.name);
     const tensor_importance imp = view.of(t);
     tensor_analysis a{t.name, w.rows(), w.cols(), t.n_mat, t.bytes, imp.any, {}, imp.notes};
-    auto try_type = [&](ggml_type type) -> std::optional<candidate_result> {
-      const int bs = mixprec::ggml::block_size(type);
-      if (w.cols() % bs != 0) {
-        a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: row length " + std::to_string(w.cols()) +
-                          " is not a multiple of its block of " + std::to_string(bs));
+    auto try_type = [&](const quant_spec& spec) -> std::optional<candidate_result> {
+      if (!mixprec::fits(spec, w.cols())) {
+        a.notes.push_back(mixprec::to_string(spec) + " left out: row length " + std::to_string(w.cols()) +
+                          " is not a multiple of its block of " + std::to_string(mixprec::ggml::block_size(spec.ggml)));
         return std::nullopt;
       }
       try {
-        return measure(type, w, imp, t.name, threads);
+        return measure(spec, w, imp, t.name, threads);
       } catch (const error& e) {
         if (e.code() != errc::not_representable) throw;
-        a.notes.push_back(std::string(mixprec::to_string(type)) + " left out: " + e.message());
+        a.notes.push_back(mixprec::to_string(spec) + " left out: " + e.message());
         return std::nullopt;
       }
     };
-    std::vector<ggml_type> wanted = types;  // an override's type is a candidate too (llama.cpp's --tensor-type takes any type)
-    if (const override_rule* o = find_override(overrides, t.name); o && std::find(wanted.begin(), wanted.end(), o->type) == wanted.end())
-      wanted.push_back(o->type);
-    for (ggml_type type : wanted)
-      if (auto c = try_type(type)) a.candidates.push_back(*c);
+    for (const quant_spec& spec : wanted_types(t, types, overrides))
+      if (auto c = try_type(spec)) a.candidates.push_back(*c);
     if (a.candidates.empty()) {
       std::string chosen;
-      for (ggml_type type : fallback_types)
-        if (auto c = try_type(type)) {
+      for (const quant_spec& spec : fallback_types())
+        if (auto c = try_type(spec)) {
           c->fallback = true;
           a.candidates.push_back(*c);
-          chosen += (chosen.empty() ? "" : ", ") + std::string(mixprec::to_string(type));
+          chosen += (chosen.empty() ? "" : ", ") + mixprec::to_string(spec);
         }
-      for (ggml_type type : last_resort_types) {
+      for (const quant_spec& spec : last_resort_types()) {
         if (!a.candidates.empty()) break;
-        if (auto c = try_type(type)) {
+        if (auto c = try_type(spec)) {
           c->fallback = true;
           a.candidates.push_back(*c);
-          chosen = std::string(mixprec::to_string(type));
+          chosen = mixprec::to_string(spec);
         }
       }
       a.notes.push_back("no requested type can represent it: the plan chooses among the fallback types " + chosen);
@@ -593,29 +628,27 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
   return out;
 }
 
-
 // The smallest size any plan can have, from the header only (before any tensor is read): per tensor,
 // the smallest requested (or overriding) type whose block divides the row, else the smallest fallback
 // that does. A budget below it is out of reach whatever the analysis finds.
-[[nodiscard]] inline double size_floor(const model_file& f, const std::vector<ggml_type>& types,
-                                       const std::vector<override_rule>& overrides = {}) {
+[[nodiscard]] inline double size_floor(const model_file& f, const std::vector<quant_spec>& types,
+                                       const std::vector<plan_rule>& overrides = {}) {
   double total = 0.0;
   for (const auto& t : f.tensors()) {
     if (!plannable(t, overrides)) continue;
-    auto bytes_of = [&](ggml_type type) -> std::optional<double> {
-      if (t.cols % mixprec::ggml::block_size(type) != 0) return std::nullopt;
-      return static_cast<double>(t.rows) * static_cast<double>(mixprec::ggml::row_bytes(type, t.cols));
+    auto bytes_of = [&](const quant_spec& spec) -> std::optional<double> {
+      if (!mixprec::fits(spec, t.cols)) return std::nullopt;
+      return static_cast<double>(mixprec::quantized_bytes(spec, t.rows, t.cols));
     };
     std::optional<double> best;
-    const override_rule* o = find_override(overrides, t.name);
-    for (ggml_type type : o ? std::vector<ggml_type>{o->type} : types)
-      if (auto b = bytes_of(type)) best = best ? std::min(*best, *b) : *b;
+    for (const quant_spec& spec : wanted_types(t, types, overrides))
+      if (auto b = bytes_of(spec)) best = best ? std::min(*best, *b) : *b;
     if (!best)
-      for (ggml_type type : fallback_types)
-        if (auto b = bytes_of(type)) best = best ? std::min(*best, *b) : *b;
+      for (const quant_spec& spec : fallback_types())
+        if (auto b = bytes_of(spec)) best = best ? std::min(*best, *b) : *b;
     if (!best)
-      for (ggml_type type : last_resort_types)
-        if ((best = bytes_of(type))) break;
+      for (const quant_spec& spec : last_resort_types())
+        if ((best = bytes_of(spec))) break;
     total += best.value_or(0.0);
   }
   return total;
@@ -623,140 +656,63 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
 
 // Checks the overrides against the file's header before any tensor is read: a rule whose type's block
 // does not divide the row length of a tensor it names is a bad request (errc::invalid_argument).
-inline void check_overrides(const model_file& f, const std::vector<override_rule>& overrides) {
+inline void check_overrides(const model_file& f, const std::vector<plan_rule>& overrides) {
   for (const auto& t : f.tensors()) {
     if (!plannable(t, overrides)) continue;
-    if (const override_rule* o = find_override(overrides, t.name); o && t.cols % mixprec::ggml::block_size(o->type) != 0)
-      throw error(errc::invalid_argument, "override '" + o->pattern + "=" + std::string(mixprec::to_string(o->type)) + "': tensor '" + t.name +
-                                              "' has rows of " + std::to_string(t.cols) + " values, not a multiple of the type's block of " +
-                                              std::to_string(mixprec::ggml::block_size(o->type)));
+    if (const plan_rule* o = find_override(overrides, t.name); o && !mixprec::fits(forced_spec(*o), t.cols))
+      throw error(errc::invalid_argument, "override " + o->describe() + ": tensor '" + t.name + "' has rows of " +
+                                              std::to_string(t.cols) + " values, not a multiple of the type's block of " +
+                                              std::to_string(mixprec::ggml::block_size(o->force->ggml)));
   }
 }
 
 // ---- plan ----
 
-// "blk\..*\.attn_v=q8_0".
-[[nodiscard]] inline override_rule parse_override(const std::string& text) {
-  const auto eq = text.rfind('=');
-  if (eq == std::string::npos || eq == 0 || eq + 1 == text.size())
-    throw error(errc::parse_error, "override '" + text + "': expected PATTERN=TYPE");
-  std::regex re;
-  try {
-    re = std::regex(text.substr(0, eq));
-  } catch (const std::regex_error& e) {
-    throw error(errc::parse_error, "override '" + text + "': bad regular expression (" + e.what() + ")");
-  }
-  return {text.substr(0, eq), std::move(re), mixprec::parse_ggml_type(text.substr(eq + 1))};
+// The analysis as the library's sensitivity table: per tensor, each measured type with its weighted
+// squared error as the loss (sums over tensors compare: see the top of this file).
+[[nodiscard]] inline mixprec::sensitivity_table to_table(const std::vector<tensor_analysis>& analysis) {
+  mixprec::sensitivity_table t;
+  for (const auto& a : analysis)
+    for (const auto& c : a.candidates) t.add(a.name, a.rows, a.cols, c.spec, c.error);
+  return t;
 }
 
-struct plan_entry {
-  std::string name;
-  ggml_type type;
-  std::uint64_t bytes = 0;
-  double error = 0.0;
-  double sqnr_db = 0.0;
-  bool overridden = false;
-  bool fallback = false;
-};
-
-struct plan {
-  std::string policy;
-  double budget_bytes = 0.0;
-  bool proven_optimal = false;
-  std::vector<plan_entry> entries;
-
-  [[nodiscard]] std::uint64_t bytes() const {
-    std::uint64_t b = 0;
-    for (const auto& e : entries) b += e.bytes;
-    return b;
-  }
-  [[nodiscard]] double weights(const std::vector<tensor_analysis>& a) const {
-    double n = 0;
-    for (const auto& t : a) n += static_cast<double>(t.rows) * static_cast<double>(t.cols);
-    return n;
-  }
-};
-
-// The least total error within budget_bytes over the analysed tensors; overrides pin a tensor's type
-// (the first matching rule wins; the type must fit the tensor). policy: "knapsack" or "greedy".
-[[nodiscard]] inline plan make_plan(const std::vector<tensor_analysis>& a, double budget_bytes, const std::string& policy,
-                                    const std::vector<override_rule>& overrides = {}) {
+// The least total error within budget_bytes: the library's planner (policy "knapsack", exact, or
+// "greedy") over the analysis, with the overrides as its rules. Overrides that name no analysed tensor
+// are left out (llama.cpp ignores them too; run() warns about them).
+[[nodiscard]] inline mixprec::plan make_plan(const std::vector<tensor_analysis>& analysis, double budget_bytes,
+                                             const std::string& policy, const std::vector<plan_rule>& overrides = {}) {
   if (policy != "knapsack" && policy != "greedy")
     throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
-  mixprec::allocation_problem problem;
-  problem.budget = budget_bytes;
-  std::vector<std::vector<std::size_t>> option_index;  // per tensor: candidate index of each option
-  std::vector<bool> pinned;
-  for (const auto& t : a) {
-    auto& item = problem.items.emplace_back();
-    auto& idx = option_index.emplace_back();
-    const override_rule* forced = find_override(overrides, t.name);
-    for (std::size_t k = 0; k < t.candidates.size(); ++k) {
-      const auto& c = t.candidates[k];
-      if (forced && c.type != forced->type) continue;
-      item.push_back({static_cast<double>(c.bytes), c.error, static_cast<int>(8 * mixprec::ggml::type_size(c.type) / mixprec::ggml::block_size(c.type))});
-      idx.push_back(k);
-    }
-    if (item.empty()) {
-      if (forced)
-        throw error(errc::invalid_argument, "override '" + forced->pattern + "': type " + std::string(mixprec::to_string(forced->type)) +
-                                                " is not a candidate for '" + t.name + "' (see --types; its row length must be a multiple of the block, and its values must fit the type)");
-      throw error(errc::invalid_argument, "tensor '" + t.name + "': no type can represent it");
-    }
-    pinned.push_back(forced != nullptr);
-  }
-  const auto [lo, hi] = mixprec::cost_range(problem);
-  if (budget_bytes < lo)
-    throw error(errc::infeasible, "budget " + std::to_string(static_cast<long long>(budget_bytes)) +
-                                      " bytes cannot be met: the smallest reachable size is " + std::to_string(static_cast<long long>(lo)) +
-                                      " bytes (largest " + std::to_string(static_cast<long long>(hi)) + ")");
-  mixprec::allocation_result r;
-  if (policy == "knapsack") r = mixprec::knapsack_policy{}.allocate(problem);
-  else r = mixprec::greedy_policy{}.allocate(problem);
-  plan p{policy, budget_bytes, r.proven_optimal, {}};
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto& c = a[i].candidates[option_index[i][r.choice[i]]];
-    p.entries.push_back({a[i].name, c.type, c.bytes, c.error, c.sqnr_db, pinned[i], c.fallback});
-  }
-  return p;
+  auto with_rules = [&](auto planner) {
+    for (const auto& r : overrides)
+      if (std::any_of(analysis.begin(), analysis.end(), [&](const tensor_analysis& a) { return r.pattern.matches(a.name); }))
+        planner.rule(r);
+    return planner.build();
+  };
+  const mixprec::byte_budget budget{budget_bytes};
+  if (policy == "knapsack") return with_rules(mixprec::mixed_precision_plan{to_table(analysis), mixprec::knapsack_policy{}, budget});
+  return with_rules(mixprec::mixed_precision_plan{to_table(analysis), mixprec::greedy_policy{}, budget});
 }
 
-[[nodiscard]] inline nlohmann::json to_json(const plan& p) {
-  nlohmann::json j;
-  j["format"] = "mixprec-ggml-plan";
-  j["policy"] = p.policy;
-  j["budget_bytes"] = p.budget_bytes;
-  j["bytes"] = p.bytes();
-  j["proven_optimal"] = p.proven_optimal;
-  j["tensors"] = nlohmann::json::array();
-  for (const auto& e : p.entries)
-    j["tensors"].push_back({{"name", e.name}, {"type", std::string(mixprec::to_string(e.type))}, {"bytes", e.bytes},
-                            {"error", e.error}, {"sqnr_db", e.sqnr_db}, {"overridden", e.overridden}, {"fallback", e.fallback}});
-  return j;
-}
-
-// Reads a plan.json (name -> type; the other fields are informational).
-[[nodiscard]] inline std::map<std::string, ggml_type> load_plan(const std::string& path) {
+// Reads a plan file (plan/plan_json.hpp: the one versioned plan format of the library and the tool);
+// errc::parse_error for a file that is not one, errc::unsupported for a newer version.
+[[nodiscard]] inline mixprec::plan load_plan(const std::string& path) {
   const mixprec::mapped_file bytes(path);  // a regular file (a FIFO or a device would block or never end)
-  nlohmann::json j;
   try {
-    j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data().data()),
-                              reinterpret_cast<const char*>(bytes.data().data()) + bytes.data().size());
+    const auto j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data().data()),
+                                         reinterpret_cast<const char*>(bytes.data().data()) + bytes.data().size());
+    mixprec::plan p;
+    mixprec::from_json(j, p);
+    std::set<std::string> seen;
+    for (const auto& e : p.entries)
+      if (!seen.insert(e.layer).second) throw error(errc::parse_error, "tensor '" + e.layer + "' appears twice");
+    return p;
   } catch (const nlohmann::json::exception& e) {
     throw error(errc::parse_error, "plan '" + path + "': " + e.what());
+  } catch (const error& e) {
+    throw error(e.code(), "plan '" + path + "': " + e.message() + " (see `mixprec plan`)");
   }
-  const auto is = [&](const char* key, auto check) { return j.is_object() && j.contains(key) && (j[key].*check)(); };
-  if (!is("format", &nlohmann::json::is_string) || j["format"].get<std::string>() != "mixprec-ggml-plan" ||
-      !is("tensors", &nlohmann::json::is_array))
-    throw error(errc::parse_error, "plan '" + path + "': not a mixprec ggml plan (see `mixprec plan`)");
-  std::map<std::string, ggml_type> out;
-  for (const auto& t : j["tensors"]) {
-    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("type") || !t["type"].is_string())
-      throw error(errc::parse_error, "plan '" + path + "': every tensor needs a string name and type");
-    if (!out.emplace(t["name"].get<std::string>(), mixprec::parse_ggml_type(t["type"].get<std::string>())).second)
-      throw error(errc::parse_error, "plan '" + path + "': tensor '" + t["name"].get<std::string>() + "' appears twice");
-  }
-  return out;
 }
 
 // ---- quantize ----
@@ -790,17 +746,20 @@ struct quantize_summary {
 };
 
 // Checks a plan against the file before anything is written: every tensor it names exists, is float,
-// has elements and 2+ dimensions, and has a row length the type's block divides (errc::invalid_argument
-// naming the tensor; errc::unsupported for an input that is not GGUF or a tensor already quantized).
-// An importance entry must have ne0 or ne0 x n_mat values (errc::shape_mismatch naming the tensor).
-// Returns a warning for each tensor the plan quantizes that llama.cpp keeps in float (a router, ...).
-[[nodiscard]] inline std::vector<std::string> check_plan(const model_file& src, const std::map<std::string, ggml_type>& plan,
-                                                         const importance_set& importance = {}) {
+// has elements and 2+ dimensions, has the plan's shape, a type GGUF stores (errc::unsupported
+// otherwise) and a row length the type's block divides (errc::invalid_argument naming the tensor;
+// errc::unsupported for an input that is not GGUF or a tensor already quantized). An importance entry
+// must have ne0 or ne0 x n_mat values (errc::shape_mismatch naming the tensor). Returns the GGUF type
+// of each planned tensor, and a warning for each that llama.cpp keeps in float (a router, ...).
+[[nodiscard]] inline std::map<std::string, ggml_type> check_plan(const model_file& src, const mixprec::plan& plan,
+                                                                 std::vector<std::string>* warnings = nullptr,
+                                                                 const importance_set& importance = {}) {
   if (!src.is_gguf()) throw error(errc::unsupported, "quantize: the input must be a GGUF file (F32/F16/BF16 tensors)");
   std::map<std::string, const tensor_entry*> by_name;
   for (const auto& t : src.tensors()) by_name.emplace(t.name, &t);
-  std::vector<std::string> warnings;
-  for (const auto& [name, type] : plan) {
+  std::map<std::string, ggml_type> types;
+  for (const auto& e : plan.entries) {
+    const std::string& name = e.layer;
     const auto it = by_name.find(name);
     if (it == by_name.end()) throw error(errc::invalid_argument, "plan names tensor '" + name + "', which is not in " + src.gguf().path());
     const tensor_entry& t = *it->second;
@@ -809,16 +768,23 @@ struct quantize_summary {
     if (!t.is_float) throw error(errc::unsupported, what + " is already " + t.type + "; quantize reads F32/F16/BF16 tensors");
     if (role == tensor_role::empty || role == tensor_role::vector)
       throw error(errc::invalid_argument, what + " cannot be quantized; remove it from the plan");
-    const int bs = mixprec::ggml::block_size(type);
-    if (t.cols % bs != 0)
+    if (e.rows != t.rows || e.cols != t.cols)
+      throw error(errc::invalid_argument, "plan: tensor '" + name + "' is " + std::to_string(e.rows) + "x" + std::to_string(e.cols) +
+                                              " in the plan, " + std::to_string(t.rows) + "x" + std::to_string(t.cols) +
+                                              " in the file: the plan was made for another file");
+    const auto type = mixprec::ggml_type_of(e.spec);
+    if (!type)
+      throw error(errc::unsupported, "plan: tensor '" + name + "': " + mixprec::to_string(e.spec) +
+                                         " has no GGUF type (the tool writes llama.cpp's types)");
+    if (!mixprec::fits(e.spec, t.cols))
       throw error(errc::invalid_argument, "plan: tensor '" + name + "' has rows of " + std::to_string(t.cols) + " values, not a multiple of " +
-                                              std::string(mixprec::to_string(type)) + "'s block of " + std::to_string(bs));
-    if (const auto e = importance.values.find(name); e != importance.values.end())
-      check_importance_length(e->second, t);
-    if (role == tensor_role::router || role == tensor_role::kept_float)
-      warnings.push_back(what + ": quantized to " + std::string(mixprec::to_string(type)) + " as the plan says");
+                                              mixprec::to_string(e.spec) + "'s block of " + std::to_string(mixprec::ggml::block_size(*type)));
+    if (const auto imp = importance.values.find(name); imp != importance.values.end()) check_importance_length(imp->second, t);
+    if (warnings && (role == tensor_role::router || role == tensor_role::kept_float))
+      warnings->push_back(what + ": quantized to " + mixprec::to_string(e.spec) + " as the plan says");
+    types.emplace(name, *type);
   }
-  return warnings;
+  return types;
 }
 
 // Writes `out_path`: `src` with the planned tensors re-encoded (others copied), every KV kept and
@@ -827,20 +793,21 @@ struct quantize_summary {
 // nothing is left at out_path (io/output_file.hpp); an out_path that is the input is refused.
 // With importance (an imatrix), each tensor is searched with its entry as analyze did (quantize_stack),
 // so the file holds the bytes the plan measured; tensors without an entry are quantized without.
-inline quantize_summary quantize_gguf(const model_file& src, const std::map<std::string, ggml_type>& plan,
-                                      const std::string& out_path, bool show_progress = true, const importance_set& importance = {},
-                                      unsigned threads = 1) {
-  for (const auto& w : check_plan(src, plan, importance)) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
+inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan& plan, const std::string& out_path,
+                                      bool show_progress = true, const importance_set& importance = {}, unsigned threads = 1) {
+  std::vector<std::string> warnings;
+  const std::map<std::string, ggml_type> types = check_plan(src, plan, &warnings, importance);
+  for (const auto& w : warnings) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
   std::map<std::string, const tensor_entry*> entries;
   for (const auto& t : src.tensors()) entries.emplace(t.name, &t);
   std::vector<std::string> planned;
-  for (const auto& [name, type] : plan) planned.push_back(name);
+  for (const auto& [name, type] : types) planned.push_back(name);
   const importance_view view(importance, src, planned);
   const auto& g = src.gguf();
   // The type holding most of the weights sets general.file_type.
   std::map<ggml_type, std::uint64_t> weights_by_type;
   for (const auto& t : g.tensors())
-    if (const auto it = plan.find(t.name); it != plan.end()) weights_by_type[it->second] += t.count();
+    if (const auto it = types.find(t.name); it != types.end()) weights_by_type[it->second] += t.count();
   ggml_type dominant = ggml_type::f32;
   std::uint64_t most = 0;
   for (const auto& [type, n] : weights_by_type)
@@ -852,14 +819,12 @@ inline quantize_summary quantize_gguf(const model_file& src, const std::map<std:
   kvs.set("general.quantization_version", mixprec::gguf::value(std::uint32_t{2}));  // GGML_QNT_VERSION, as llama-quantize writes it
   // Written beside out_path and renamed over it only when complete; refused if it is the input.
   mixprec::output_file out(out_path, {g.path()});
-  double planned_weights = 0;
-  for (const auto& [name, type] : plan) planned_weights += static_cast<double>(entries.at(name)->rows) * static_cast<double>(entries.at(name)->cols);
-  progress bar("quantize", planned_weights);
+  progress bar("quantize", plan.weights());
   mixprec::gguf::rewrite(
       g, kvs, out.stream(),
       [&](const mixprec::gguf::tensor_info& t) {
-        const auto it = plan.find(t.name);
-        return it == plan.end() ? t.type : static_cast<std::uint32_t>(it->second);
+        const auto it = types.find(t.name);
+        return it == types.end() ? t.type : static_cast<std::uint32_t>(it->second);
       },
       [&](const mixprec::gguf::tensor_info& t, std::uint32_t type) {
         const row_matrix w = g.to_float(t.name);

@@ -5,6 +5,11 @@
 // INT2 puts element 4i+k at bits 2k..2k+1. Every row starts on a byte boundary. The value of a code u
 // is scale * (u - zero_point); a symmetric scheme fixes zero_point = 2^(Bits-1), so INT4 symmetric
 // codes are ggml's Q4_0 offset-binary codes and INT8 symmetric code u is the int8 value u ^ 0x80.
+//
+// ggml_block stands for llama.cpp's block formats (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS): the quant_spec
+// names which one (quantize/spec.hpp), formats/ggml.hpp lays them out and quantizes them. Their
+// scales live inside the blocks, so the format has no element width of its own (bits_of: 0; a spec's
+// nominal_bits gives the type's).
 #pragma once
 
 #include <concepts>
@@ -13,7 +18,7 @@
 
 namespace mixprec {
 
-enum class format_id : std::uint8_t { int2, int4, int8, fp8_e4m3, fp16, bf16, fp32 };
+enum class format_id : std::uint8_t { int2, int4, int8, fp8_e4m3, fp16, bf16, fp32, ggml_block };
 
 // An integer format of Bits bits, codes 0 .. 2^Bits - 1.
 template <int Bits>
@@ -59,6 +64,14 @@ struct fp32 {
   static constexpr bool needs_scale = false;
 };
 
+// One of llama.cpp's block formats (which one: quant_spec::ggml); scales are inside the blocks.
+struct ggml_block {
+  static constexpr format_id id = format_id::ggml_block;
+  static constexpr int bits = 0;  // no fixed element width: see quant_spec's nominal_bits
+  static constexpr bool is_integer = false;
+  static constexpr bool needs_scale = false;
+};
+
 template <class F>
 concept Format = requires {
   { F::id } -> std::convertible_to<format_id>;
@@ -85,6 +98,7 @@ static_assert(int4::codes_per_byte == 2 && int2::codes_per_byte == 4 && int8::ma
     case format_id::fp16: return 16;
     case format_id::bf16: return 16;
     case format_id::fp32: return 32;
+    case format_id::ggml_block: return 0;
   }
   return 0;
 }
@@ -103,6 +117,7 @@ static_assert(int4::codes_per_byte == 2 && int2::codes_per_byte == 4 && int8::ma
     case format_id::fp16: return "fp16";
     case format_id::bf16: return "bf16";
     case format_id::fp32: return "fp32";
+    case format_id::ggml_block: return "ggml";
   }
   return "?";
 }
@@ -118,6 +133,7 @@ decltype(auto) visit_format(format_id id, F&& f) {
     case format_id::fp8_e4m3: return f(fp8_e4m3{});
     case format_id::fp16: return f(fp16{});
     case format_id::bf16: return f(bf16{});
+    case format_id::ggml_block: return f(ggml_block{});
     case format_id::fp32: break;
   }
   return f(fp32{});

@@ -216,8 +216,9 @@ class mixed_precision_plan {
     }
     for (const quant_spec& q : candidates_) validate(q);
 
-    // Rules: which layers each matches (every rule must match one), then each layer's allowed specs:
-    // its candidates plus what a matching rule forces, filtered by every matching rule.
+    // Rules: which layers each matches (every rule must match one), then each layer's allowed specs.
+    // The first matching forcing rule decides (llama.cpp's --tensor-type: first match wins); bounds
+    // intersect (rules.hpp).
     std::vector<std::vector<const plan_rule*>> matching(n);
     for (const plan_rule& r : rules_) {
       if (r.force) validate(*r.force);
@@ -237,21 +238,34 @@ class mixed_precision_plan {
     std::vector<std::vector<quant_spec>> allowed(n);
     std::vector<bool> unquantized(n, false);
     for (std::size_t i = 0; i < n; ++i) {
-      std::vector<quant_spec> universe = base_candidates(layers[i]);
-      for (const plan_rule* r : matching[i]) {
-        if (r->keep_fp32) universe.push_back(parse_spec("fp32"));
-        if (r->force) universe.push_back(*r->force);
-        unquantized[i] = unquantized[i] || r->keep_fp32;
+      const auto first_forcing = std::find_if(matching[i].begin(), matching[i].end(), [](const plan_rule* r) { return r->forces(); });
+      const plan_rule* forced = first_forcing == matching[i].end() ? nullptr : *first_forcing;
+      std::vector<quant_spec> universe;
+      if (forced) {
+        universe.push_back(forced->keep_fp32 ? parse_spec("fp32") : *forced->force);
+        unquantized[i] = forced->keep_fp32;
+        if (!fits(universe.back(), layers[i].cols))
+          throw error(errc::invalid_argument, "plan: layer '" + layers[i].name + "': " + forced->describe() + ": " +
+                                            to_string(universe.back()) + " needs rows whose length is a multiple of " +
+                                            std::to_string(ggml::block_size(universe.back().ggml)) + ", the layer's have " +
+                                            std::to_string(layers[i].cols));
+      } else {
+        for (const quant_spec& q : base_candidates(layers[i]))
+          if (fits(q, layers[i].cols)) universe.push_back(q);
       }
       for (const quant_spec& q : universe) {
         if (std::find(allowed[i].begin(), allowed[i].end(), q) != allowed[i].end()) continue;
-        if (std::all_of(matching[i].begin(), matching[i].end(), [&](const plan_rule* r) { return r->allows(q); }))
+        if (std::all_of(matching[i].begin(), matching[i].end(), [&](const plan_rule* r) { return r->forces() || r->allows(q); }))
           allowed[i].push_back(q);
       }
       if (allowed[i].empty()) {
         std::string which;
-        for (const plan_rule* r : matching[i]) which += (which.empty() ? "" : ", ") + r->describe();
-        throw error(errc::infeasible, "plan: layer '" + layers[i].name + "' has no candidate left after " + which);
+        for (const plan_rule* r : matching[i])
+          if (!r->forces() || r == forced) which += (which.empty() ? "" : ", ") + r->describe();
+        throw error(errc::infeasible, "plan: layer '" + layers[i].name + "' has no candidate left" +
+                                          (which.empty() ? std::string(" (no candidate quantizer fits its rows of ") +
+                                                               std::to_string(layers[i].cols) + " values)"
+                                                         : " after " + which));
       }
     }
 
@@ -289,7 +303,7 @@ class mixed_precision_plan {
       auto& options = pr.problem.items.emplace_back();
       for (const quant_spec& q : item.specs) {
         allocation_option o;
-        o.bits = bits_of(q.format);
+        o.bits = nominal_bits(q);
         auto& values = item.member_values.emplace_back();
         for (std::size_t m : item.members) {
           const double cost = static_cast<double>(constraint_.cost(layers[m], q));

@@ -1,5 +1,11 @@
 // JSON for plans and sensitivity tables (optional header: needs nlohmann-json; the rest of plan/ does
-// not). Specs are stored in their text form (parse_spec), plus "seed" for stochastic rounding.
+// not). Specs are stored in their text form (parse_spec: "int4/g32/sym/minmax/s16", "q4_K"...), plus
+// "seed" for stochastic rounding.
+//
+// The plan format is versioned: {"format": "mixprec-plan", "version": 1, ...}. The library, the
+// examples and the mixprec tool read and write this one format. Reading refuses another "format"
+// (errc::parse_error) and a version newer than plan_format_version (errc::unsupported); a file without
+// the two keys (written before they existed) reads as version 1. Unknown keys are ignored (room for tools' notes).
 // Round trip: plan -> JSON -> plan gives an equal plan (doubles are written with 17 digits). Infinite
 // limits and bounds are written as null. Reading checks every entry's bytes against its spec and shape,
 // so a hand-edited file that no longer adds up is rejected (mixprec::error, parse_error).
@@ -22,6 +28,9 @@
 #include "mixprec/quantize/spec.hpp"
 
 namespace mixprec {
+
+// The plan JSON format this header writes and the newest it reads.
+inline constexpr int plan_format_version = 1;
 
 namespace detail {
 inline nlohmann::json finite_or_null(double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr); }
@@ -71,7 +80,9 @@ inline void from_json(const nlohmann::json& j, plan_entry& e) {
 }
 
 inline void to_json(nlohmann::json& j, const plan& p) {
-  j = {{"policy", p.policy},
+  j = {{"format", "mixprec-plan"},
+       {"version", plan_format_version},
+       {"policy", p.policy},
        {"solver", p.solver},
        {"goal", p.goal == plan_goal::least_loss ? "least_loss" : "least_cost"},
        {"unit", p.unit},
@@ -87,6 +98,16 @@ inline void to_json(nlohmann::json& j, const plan& p) {
 }
 inline void from_json(const nlohmann::json& j, plan& p) {
   detail::parse_json("plan", [&] {
+    if (!j.is_object()) throw error(errc::parse_error, "plan JSON: expected an object");
+    if (j.contains("format") && j.at("format") != "mixprec-plan")
+      throw error(errc::parse_error, "plan JSON: format " + j.at("format").dump() + ", expected \"mixprec-plan\"" +
+                                         (j.at("format") == "mixprec-ggml-plan" ? " (a plan of mixprec's tool before 0.2: run `mixprec plan` again)" : ""));
+    if (j.contains("version")) {
+      const auto v = detail::json_integer<int>(j.at("version"), "plan JSON: version");
+      if (v < 1 || v > plan_format_version)
+        throw error(errc::unsupported, "plan JSON: version " + std::to_string(v) + "; this mixprec reads versions 1.." +
+                                           std::to_string(plan_format_version));
+    }
     p.policy = j.at("policy").get<std::string>();
     p.solver = j.value("solver", std::string());
     const std::string goal = j.value("goal", std::string("least_loss"));

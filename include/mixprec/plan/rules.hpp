@@ -1,15 +1,24 @@
 // Plan rules: per-layer overrides selected by name pattern. A rule forces a quantizer, bounds the
-// precision (storage bits of one element: int2 2, int4 4, int8 and fp8 8, fp16 and bf16 16, fp32 32),
-// or keeps a layer unquantized (fp32). Rules apply in order and intersect: a layer's candidates are
-// those every matching rule allows. Every rule must match at least one layer (a typo fails at once).
+// precision (nominal_bits: int2 2, int4 4, int8 and fp8 8, fp16 and bf16 16, fp32 32; llama.cpp's
+// types by their code width, q4_K 4, q6_K 6, q8_0 8), or keeps a layer unquantized (fp32).
+//
+//
+// How rules combine (llama.cpp's `--tensor-type` semantics for the forcing ones):
+// - forcing rules (PATTERN=SPEC, and PATTERN=fp32, never quantize): the FIRST one whose pattern
+//   matches a layer decides its quantizer; later forcing rules that also match it are ignored there;
+// - bounds (PATTERN>=BITS, PATTERN<=BITS) all apply: a layer's candidates are those every matching
+//   bound allows (and a forced quantizer must be within them too, or the plan fails naming both).
+// Every rule must match at least one layer (a typo fails at once).
 //
 // Patterns: a glob (`*` any run of characters, `?` exactly one; a plain name matches only itself), or an
-// ECMAScript regex matching the whole name (llama.cpp-style overrides such as `blk\.[0-9]+\.attn_v`):
+// ECMAScript regex SEARCHED in the name, as llama.cpp's `--tensor-type` does (`attn_v` matches
+// blk.0.attn_v.weight; anchor with ^...$ to match a whole name):
 //   plan_rule::at_least("*.attn.*", 8)                         // glob: the default for a string
-//   plan_rule::use(name_pattern::regex(R"(blk\.\d+\.attn_v)"), parse_spec("int8"))
-// Text form (command lines, config files), parse_plan_rule:
-//   "lm_head=fp16"   "*.attn.*>=8"   "*.ffn.*<=4"   "blk.0.*=fp32" (never quantized)
-//   "re:blk\.\d+\.attn_v=int8/channel"                 // `re:` makes the pattern a whole-name regex
+//   plan_rule::use(name_pattern::regex(R"(blk\.\d+\.attn_v)"), parse_spec("q8_0"))
+// Text form (command lines, config files), parse_plan_rule; the one override grammar of the library,
+// the examples and the mixprec tool (whose --tensor-type reads patterns as regexes, as llama.cpp):
+//   "lm_head=fp16"   "*.attn.*>=8"   "*.ffn.*<=4"   "blk.0.*=fp32" (never quantized)   "output.weight=q6_K"
+//   "re:attn_v=q8_0"                                   // `re:` makes the pattern a regex
 #pragma once
 
 #include <charconv>
@@ -45,7 +54,7 @@ namespace mixprec {
   return p == pattern.size();
 }
 
-// A layer-name pattern: a glob or a whole-name regex.
+// A layer-name pattern: a glob (whole name) or a regex (searched in the name).
 class name_pattern {
  public:
   enum class kind { glob, regex };
@@ -67,9 +76,10 @@ class name_pattern {
     return p;
   }
 
+  // Globs match the whole name; regexes are searched in it (std::regex_search, as llama.cpp).
   [[nodiscard]] bool matches(std::string_view name) const {
     if (kind_ == kind::glob) return glob_match(text_, name);
-    return std::regex_match(name.begin(), name.end(), *regex_);
+    return std::regex_search(name.begin(), name.end(), *regex_);
   }
   [[nodiscard]] kind type() const noexcept { return kind_; }
   [[nodiscard]] const std::string& text() const noexcept { return text_; }
@@ -102,11 +112,13 @@ struct plan_rule {
   [[nodiscard]] static plan_rule use(name_pattern p, const quant_spec& spec) { return {std::move(p), spec, 0, 32, false}; }
   [[nodiscard]] static plan_rule never_quantize(name_pattern p) { return {std::move(p), std::nullopt, 0, 32, true}; }
 
+  // Whether the rule decides a layer's quantizer (use, never_quantize) rather than bounding it.
+  [[nodiscard]] bool forces() const noexcept { return keep_fp32 || force.has_value(); }
   // Whether the rule lets a layer take spec q.
   [[nodiscard]] bool allows(const quant_spec& q) const {
     if (keep_fp32) return q.format == format_id::fp32;
     if (force) return q == *force;
-    return bits_of(q.format) >= min_bits && bits_of(q.format) <= max_bits;
+    return nominal_bits(q) >= min_bits && nominal_bits(q) <= max_bits;
   }
   // E.g. "rule 'lm_head' (use fp16)".
   [[nodiscard]] std::string describe() const {
@@ -119,9 +131,10 @@ struct plan_rule {
 };
 
 // A rule from its text form (see the banner): PATTERN=SPEC uses that quantizer (fp32: never quantize),
-// PATTERN>=BITS and PATTERN<=BITS bound the precision; a `re:` prefix makes PATTERN a regex, else it is a
-// glob. Throws mixprec::error(parse_error) naming the text for anything else.
-[[nodiscard]] inline plan_rule parse_plan_rule(std::string_view text) {
+// PATTERN>=BITS and PATTERN<=BITS bound the precision; a `re:` prefix makes PATTERN a regex, else it is
+// of kind `patterns` (a glob by default; the mixprec tool's --tensor-type passes regex, as llama.cpp).
+// Throws mixprec::error(parse_error) naming the text for anything else.
+[[nodiscard]] inline plan_rule parse_plan_rule(std::string_view text, name_pattern::kind patterns = name_pattern::kind::glob) {
   const auto fail = [&](const std::string& why) {
     return error(errc::parse_error, "plan rule '" + std::string(text) + "': " + why);
   };
@@ -130,8 +143,11 @@ struct plan_rule {
   const bool bound = eq > 0 && (text[eq - 1] == '>' || text[eq - 1] == '<');
   std::string_view pat = text.substr(0, bound ? eq - 1 : eq);
   const std::string_view rhs = text.substr(eq + 1);
-  const bool is_regex = pat.substr(0, 3) == "re:";
-  if (is_regex) pat.remove_prefix(3);
+  bool is_regex = patterns == name_pattern::kind::regex;
+  if (pat.substr(0, 3) == "re:") {
+    is_regex = true;
+    pat.remove_prefix(3);
+  }
   if (pat.empty()) throw fail("empty pattern");
   if (rhs.empty()) throw fail(bound ? "missing bits" : "missing spec");
   name_pattern pattern = is_regex ? name_pattern::regex(std::string(pat)) : name_pattern::glob(std::string(pat));

@@ -4,12 +4,18 @@
 // The drivers here are written once over a kernel set (kernels/kernel_set.hpp): quantize() uses the
 // SIMD kernels of the best instruction set this CPU has (kernels/isa.hpp), quantize_with<K>() a set
 // you name, quantize_reference() the scalar reference. All give identical bytes.
+//
+// llama.cpp's block types (parse_spec("q4_K")...) go through formats/ggml.hpp, ggml's reference
+// quantizers and importance-weighted searches: the bytes are llama.cpp's. `importance` (optional, one
+// non-negative value per column: an imatrix vector, or a layer's diag(X X^T)) steers the search of the
+// types whose ggml search takes it (every block type but q8_0); other specs ignore it.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -169,7 +175,8 @@ void unpack_row(format_id f, const std::uint8_t* packed, index_t n, std::uint8_t
 // loop re-quantizing the same weight every step, or a benchmark, pays no page faults).
 template <class K>
 [[nodiscard]] quantized_tensor quantize_with(const row_matrix_ref& w, const quant_spec& s,
-                                             std::string_view name = "tensor", quantized_tensor* reuse = nullptr) {
+                                             std::string_view name = "tensor", quantized_tensor* reuse = nullptr,
+                                             std::span<const float> importance = {}) {
   validate(s);
   const index_t rows = w.rows(), cols = w.cols();
   if (rows == 0 || cols == 0)
@@ -177,6 +184,19 @@ template <class K>
                                        "x" + std::to_string(cols) + ")");
   std::vector<std::uint8_t> codes, scales, zeros;
   if (reuse) reuse->release_buffers(codes, scales, zeros);
+  if (s.format == format_id::ggml_block) {
+    if (!fits(s, cols))
+      throw error(errc::invalid_argument, "quantize '" + std::string(name) + "' (" + std::to_string(rows) + "x" +
+                                              std::to_string(cols) + "): " + to_string(s) + " needs rows whose length is a multiple of " +
+                                              std::to_string(ggml::block_size(s.ggml)));
+    codes.resize(static_cast<std::size_t>(rows) * row_bytes(s, cols));
+    std::optional<std::span<const float>> qw;
+    if (!importance.empty() && ggml::traits(s.ggml).takes_weights) qw = importance;
+    ggml::quantize_into(s.ggml, w, std::as_writable_bytes(std::span<std::uint8_t>(codes)), qw, name);
+    scales.clear();
+    zeros.clear();
+    return {s, rows, cols, std::move(codes), std::move(scales), std::move(zeros)};
+  }
   const std::size_t row_bytes = row_code_bytes(s.format, cols);
   codes.resize(static_cast<std::size_t>(rows) * row_bytes);
 
@@ -278,6 +298,12 @@ void dequantize_into_with(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
                                           std::to_string(q.cols()));
   const quant_spec& s = q.spec();
   const index_t cols = q.cols();
+  if (s.format == format_id::ggml_block) {
+    for (index_t r = 0; r < q.rows(); ++r)
+      ggml::dequantize_row(s.ggml, std::as_bytes(std::span<const std::uint8_t>(q.row_codes(r), q.row_bytes())),
+                           std::span<float>(&y(r, 0), static_cast<std::size_t>(cols)));
+    return;
+  }
   if (!needs_scale(s.format)) {
     for (index_t r = 0; r < q.rows(); ++r) {
       const std::uint8_t* in = q.row_codes(r);
@@ -314,10 +340,14 @@ template <class K>
   return y;
 }
 
-// Quantizes with the SIMD kernels of the level in use (active_isa()).
+// Quantizes with the SIMD kernels of the level in use (active_isa()); importance: see the banner.
 [[nodiscard]] inline quantized_tensor quantize(const row_matrix_ref& w, const quant_spec& s,
-                                               std::string_view name = "tensor") {
-  return with_kernels(active_isa(), [&]<class K>() { return quantize_with<K>(w, s, name); });
+                                               std::string_view name = "tensor", std::span<const float> importance = {}) {
+  if (!importance.empty() && static_cast<index_t>(importance.size()) != w.cols())
+    throw error(errc::shape_mismatch, "quantize '" + std::string(name) + "': importance has " +
+                                          std::to_string(importance.size()) + " values, expected one per column (" +
+                                          std::to_string(w.cols()) + ")");
+  return with_kernels(active_isa(), [&]<class K>() { return quantize_with<K>(w, s, name, nullptr, importance); });
 }
 // Quantizes w into out, reusing out's buffers (see quantize_with).
 inline void quantize_into(const row_matrix_ref& w, const quant_spec& s, quantized_tensor& out,

@@ -2,7 +2,9 @@
 //
 // Storage (all counted by bytes()):
 // - codes: rows * row_code_bytes(format, cols) bytes; each row packed as formats/formats.hpp describes
-//   (FP16/BF16: little-endian uint16 per element; FP32: the float bytes).
+//   (FP16/BF16: little-endian uint16 per element; FP32: the float bytes). llama.cpp's block types
+//   (format_id::ggml_block): each row is its ggml blocks, exactly as ggml and GGUF store them, scales
+//   inside; no separate scales or zero points.
 // - scales: scale_count(spec, rows, cols) values in the spec's scale type (little-endian), row-major
 //   over (row, group); one value for per_tensor.
 // - zero points: one byte per scale for asymmetric integer formats, none otherwise.
@@ -56,6 +58,7 @@ class quantized_tensor {
     validate(spec_);
     if (rows <= 0 || cols <= 0)
       throw error(errc::empty_input, "quantized_tensor: shape " + std::to_string(rows) + "x" + std::to_string(cols));
+    (void)mixprec::row_bytes(spec_, cols);  // throws when a ggml block type does not tile the rows
     const auto n_scales = static_cast<std::size_t>(scale_count(spec_, rows, cols));
     const bool has_zero = spec_.scheme == scheme_id::asymmetric && is_integer(spec_.format);
     if (codes_.size() != static_cast<std::size_t>(rows) * row_bytes() ||
@@ -71,7 +74,11 @@ class quantized_tensor {
   [[nodiscard]] index_t size() const noexcept { return rows_ * cols_; }
 
   // Bytes of packed codes per row.
-  [[nodiscard]] std::size_t row_bytes() const noexcept { return row_code_bytes(spec_.format, cols_); }
+  [[nodiscard]] std::size_t row_bytes() const noexcept {
+    return spec_.format == format_id::ggml_block ? static_cast<std::size_t>(cols_ / ggml::block_size(spec_.ggml)) *
+                                                       static_cast<std::size_t>(ggml::type_size(spec_.ggml))
+                                                 : row_code_bytes(spec_.format, cols_);
+  }
   // Scales per row (1 for per_channel, ceil(cols / group) for per_group; per_tensor shares one).
   [[nodiscard]] index_t groups_per_row() const noexcept {
     return spec_.granularity == granularity_id::per_group ? (cols_ + spec_.group_size - 1) / spec_.group_size : 1;

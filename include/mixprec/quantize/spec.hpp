@@ -10,12 +10,20 @@
 //   scale type  s32 | s16 | sbf16                   (FP32, FP16 or BF16 scales; default: s32)
 // e.g. "int4/g32/sym/minmax/s16" is ggml's Q4_0 layout budget (4.5 bits per weight).
 // Unscaled float formats (fp16, bf16, fp32) take no other token.
+//
+// llama.cpp's block types are specs too, named as llama.cpp names them and taking no other token:
+//   q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs   (case-insensitive on input)
+// (format_id::ggml_block, the type in quant_spec::ggml; bytes, search and layout: formats/ggml.hpp,
+// byte-identical to llama.cpp's quantizer). llama.cpp's float names f32, f16 and bf16 are read as
+// fp32, fp16 and bf16, which store exactly what ggml's F32, F16 and BF16 store.
 #pragma once
 
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <cctype>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -24,6 +32,7 @@
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"
+#include "mixprec/formats/ggml.hpp"
 
 namespace mixprec {
 
@@ -45,12 +54,47 @@ struct quant_spec {
   scale_type scales = scale_type::fp32;
   rounding_id rounding = rounding_id::nearest_even;
   std::uint64_t seed = 0;  // stochastic rounding only
+  ggml_type ggml = ggml_type::f32;  // format_id::ggml_block only: which block type (f32 = none)
 
   friend bool operator==(const quant_spec&, const quant_spec&) = default;
 };
 
+// The spec of llama.cpp's type t: a ggml_block spec for the block types, fp32 / fp16 / bf16 for F32,
+// F16 and BF16 (the same bytes).
+[[nodiscard]] inline quant_spec ggml_spec(ggml_type t) noexcept {
+  quant_spec s;
+  switch (t) {
+    case ggml_type::f32: s.format = format_id::fp32; break;
+    case ggml_type::f16: s.format = format_id::fp16; break;
+    case ggml_type::bf16: s.format = format_id::bf16; break;
+    default:
+      s.format = format_id::ggml_block;
+      s.ggml = t;
+      break;
+  }
+  return s;
+}
+
+// llama.cpp's type that stores exactly what spec s stores (a block type, or F32/F16/BF16), if any:
+// what a GGUF file can hold.
+[[nodiscard]] inline std::optional<ggml_type> ggml_type_of(const quant_spec& s) noexcept {
+  switch (s.format) {
+    case format_id::ggml_block: return s.ggml;
+    case format_id::fp32: return ggml_type::f32;
+    case format_id::fp16: return ggml_type::f16;
+    case format_id::bf16: return ggml_type::bf16;
+    default: return std::nullopt;
+  }
+}
+
 // Throws mixprec::error when the spec is inconsistent (e.g. per_group without a positive group size).
 inline void validate(const quant_spec& s) {
+  if (s.format == format_id::ggml_block) {
+    if (!is_supported_ggml_type(static_cast<std::uint32_t>(s.ggml)) || ggml_spec(s.ggml).format != format_id::ggml_block)
+      throw error(errc::invalid_argument, "a ggml_block spec needs one of llama.cpp's block types, not '" +
+                                              std::string(to_string(s.ggml)) + "'");
+    return;
+  }
   if (!needs_scale(s.format)) return;
   if (s.granularity == granularity_id::per_group && s.group_size <= 0)
     throw error(errc::invalid_argument, "per_group granularity needs a positive group size, got " +
@@ -78,9 +122,45 @@ inline void validate(const quant_spec& s) {
   return 0;
 }
 
-// Bytes of packed codes in one row (rows start on a byte boundary).
+// Bytes of packed codes in one row (rows start on a byte boundary); not for ggml_block (see row_bytes).
 [[nodiscard]] inline std::size_t row_code_bytes(format_id f, index_t cols) noexcept {
   return (static_cast<std::size_t>(cols) * static_cast<std::size_t>(bits_of(f)) + 7) / 8;
+}
+
+// The precision rules compare (plan/rules.hpp): bits of one element for mixprec's formats (int4 4,
+// fp16 16...), and for llama.cpp's block types their code width: q2_K 2, q3_K 3, q4_* / iq4_* 4,
+// q5_* 5, q6_K 6, q8_0 8 (the scales inside the blocks add 0.25-1 bit, which bits_per_weight counts).
+[[nodiscard]] inline int nominal_bits(const quant_spec& s) noexcept {
+  if (s.format != format_id::ggml_block) return bits_of(s.format);
+  switch (s.ggml) {
+    case ggml_type::q2_k: return 2;
+    case ggml_type::q3_k: return 3;
+    case ggml_type::q5_0:
+    case ggml_type::q5_1:
+    case ggml_type::q5_k: return 5;
+    case ggml_type::q6_k: return 6;
+    case ggml_type::q8_0: return 8;
+    default: return 4;
+  }
+}
+
+// Whether spec s can store a tensor whose rows have `cols` values: always, except for llama.cpp's
+// block types, whose blocks must tile a row (q4_K needs a multiple of 256; llama.cpp falls back to
+// another type for such tensors).
+[[nodiscard]] inline bool fits(const quant_spec& s, index_t cols) noexcept {
+  return s.format != format_id::ggml_block || (cols > 0 && cols % ggml::block_size(s.ggml) == 0);
+}
+
+namespace detail {
+[[noreturn]] inline void throw_does_not_fit(const quant_spec& s, index_t cols);
+}
+
+// Bytes of one row of `cols` values in spec s (codes only: per-row scales are counted by
+// quantized_bytes); throws errc::invalid_argument when s does not fit rows of this length.
+[[nodiscard]] inline std::size_t row_bytes(const quant_spec& s, index_t cols) {
+  if (s.format != format_id::ggml_block) return row_code_bytes(s.format, cols);
+  if (!fits(s, cols)) detail::throw_does_not_fit(s, cols);
+  return ggml::row_bytes(s.ggml, cols);
 }
 
 // Exact storage of a rows x cols tensor quantized with s: codes + scales + zero points (one byte each).
@@ -90,6 +170,16 @@ inline void validate(const quant_spec& s) {
   validate(s);
   if (rows < 0 || cols < 0) throw error(errc::invalid_argument, "quantized_bytes: negative shape");
   using detail::checked_u64;
+  if (s.format == format_id::ggml_block) {
+    if (!fits(s, cols)) detail::throw_does_not_fit(s, cols);
+    const checked_u64 total = checked_u64(static_cast<std::uint64_t>(rows)) *
+                              static_cast<std::uint64_t>(cols / ggml::block_size(s.ggml)) *
+                              static_cast<std::uint64_t>(ggml::type_size(s.ggml));
+    if (!total.ok() || total.value() > std::numeric_limits<std::size_t>::max())
+      throw error(errc::invalid_argument, "quantized_bytes: a " + std::to_string(rows) + "x" + std::to_string(cols) +
+                                              " tensor's size does not fit 64 bits");
+    return static_cast<std::size_t>(total.value());
+  }
   const auto r = static_cast<std::uint64_t>(rows), c = static_cast<std::uint64_t>(cols);
   checked_u64 n_scales = 0;
   if (needs_scale(s.format)) {
@@ -120,6 +210,7 @@ inline void validate(const quant_spec& s) {
 
 // Canonical text form; parse_spec(to_string(s)) == s for every valid spec (seed excluded).
 [[nodiscard]] inline std::string to_string(const quant_spec& s) {
+  if (s.format == format_id::ggml_block) return std::string(to_string(s.ggml));
   std::string out(to_string(s.format));
   if (!needs_scale(s.format)) return out;
   switch (s.granularity) {
@@ -157,6 +248,16 @@ inline void validate(const quant_spec& s) {
                                         std::string(token) + "', expected " + std::string(what));
   };
   quant_spec s;
+  // llama.cpp's names: block types, and f32 / f16 / bf16 for the float formats.
+  for (ggml_type t : all_ggml_types) {
+    std::string lower(tokens[0]);
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    std::string name(to_string(t));
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (lower != name) continue;
+    if (tokens.size() > 1) throw fail(tokens[1], "nothing after llama.cpp's type " + std::string(to_string(t)));
+    return ggml_spec(t);
+  }
   bool found = false;
   for (format_id f : {format_id::int2, format_id::int4, format_id::int8, format_id::fp8_e4m3, format_id::fp16,
                       format_id::bf16, format_id::fp32}) {
@@ -165,7 +266,8 @@ inline void validate(const quant_spec& s) {
       found = true;
     }
   }
-  if (!found) throw fail(tokens[0], "a format (int2, int4, int8, fp8_e4m3, fp16, bf16, fp32)");
+  if (!found)
+    throw fail(tokens[0], "a format (int2, int4, int8, fp8_e4m3, fp16, bf16, fp32) or llama.cpp type (q4_0, q4_K, q8_0...)");
   if (!needs_scale(s.format)) {
     if (tokens.size() > 1) throw fail(tokens[1], "nothing after an unscaled float format");
     return s;
@@ -213,5 +315,13 @@ inline void validate(const quant_spec& s) {
   }
   return s;
 }
+
+namespace detail {
+inline void throw_does_not_fit(const quant_spec& s, index_t cols) {
+  throw error(errc::invalid_argument, to_string(s) + " stores rows whose length is a multiple of its block of " +
+                                          std::to_string(ggml::block_size(s.ggml)) + " values; these rows have " +
+                                          std::to_string(cols));
+}
+}  // namespace detail
 
 }  // namespace mixprec

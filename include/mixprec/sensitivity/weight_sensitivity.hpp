@@ -4,6 +4,10 @@
 // ways to give X). No evaluation of the model is needed and the weights are only read, so the
 // (layer, candidate) pairs run on a pool of threads.
 //
+// llama.cpp's block types (q4_K, ...) are searched with the layer's importance when it carries one
+// (layer_statistic::importance: the imatrix vector), as llama-quantize --imatrix does, so the error
+// measured is that of the bytes such a file holds.
+//
 // Each pair is processed in blocks of rows (quantize, dequantize into a cache-sized buffer, accumulate
 // the metrics), which gives exactly the values of quantizing the whole matrix at once, because rows
 // are quantized independently; per-tensor scales and stochastic rounding (whose random stream follows
@@ -54,6 +58,7 @@ struct weight_workspace {
   Eigen::MatrixXd e, eg;
   Eigen::MatrixXd x;  // a layer's activations in double (converted once, reused across blocks and candidates)
   const float* x_source = nullptr;
+  std::vector<float> importance;  // a layer's importance in FP32, for ggml's searches
 };
 
 // ||E_b X||^2 (the proxy's share of a row block) for E_b = back - w_b with the layer's statistic.
@@ -110,11 +115,16 @@ weight_score score_pair(const layer& l, const quant_spec& spec, weight_workspace
   ws.back.resize(static_cast<std::size_t>(block * l.cols));
   error_stats stats;
   double output = l.statistic() == layer_statistic::none ? std::numeric_limits<double>::quiet_NaN() : 0.0;
+  std::span<const float> importance;
+  if (spec.format == format_id::ggml_block && l.statistic() == layer_statistic::importance) {
+    ws.importance.assign(l.importance->data(), l.importance->data() + l.importance->size());  // exact for imatrix values
+    importance = ws.importance;
+  }
   for (index_t r0 = 0; r0 < l.rows; r0 += block) {
     const index_t n = std::min(block, l.rows - r0);
     const auto w_b = w.middleRows(r0, n);
     try {
-      ws.q = quantize_with<K>(w_b, spec, l.name, &ws.q);
+      ws.q = quantize_with<K>(w_b, spec, l.name, &ws.q, importance);
     } catch (const error& e) {
       if (e.code() == errc::non_finite) throw_non_finite_weight(l);  // with the row in the whole matrix
       if (block == l.rows) throw;

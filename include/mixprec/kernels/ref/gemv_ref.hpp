@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "mixprec/kernels/ref/quantize_ref.hpp"
@@ -21,6 +22,10 @@ inline void dequantize_row(const quantized_tensor& w, index_t r, float* out) {
   const index_t cols = w.cols();
   const std::uint8_t* p = w.row_codes(r);
   switch (s.format) {
+    case format_id::ggml_block:  // ggml's own decoding (formats/ggml.hpp), the values llama.cpp computes with
+      ggml::dequantize_row(s.ggml, std::as_bytes(std::span<const std::uint8_t>(p, w.row_bytes())),
+                           std::span<float>(out, static_cast<std::size_t>(cols)));
+      return;
     case format_id::fp32:
       for (index_t j = 0; j < cols; ++j) std::memcpy(out + j, p + 4 * j, 4);
       return;

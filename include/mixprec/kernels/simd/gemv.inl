@@ -53,7 +53,8 @@ void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8
     case format_id::fp16: simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
     case format_id::bf16: simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
     case format_id::fp32:
-    case format_id::fp8_e4m3: ref::dequantize_row(w, r, out); return;
+    case format_id::fp8_e4m3:
+    case format_id::ggml_block: ref::dequantize_row(w, r, out); return;  // ggml blocks: formats/ggml.hpp's decoding
     case format_id::int4: simd::unpack<4>(A{}, p, cols, codes); break;
     case format_id::int2: simd::unpack<2>(A{}, p, cols, codes); break;
     case format_id::int8: codes = const_cast<std::uint8_t*>(p); break;

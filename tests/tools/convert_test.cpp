@@ -1,0 +1,391 @@
+// `convert` (tools/mixprec/convert.hpp): llama2.c checkpoint + tokenizer -> GGUF as llama.cpp's
+// convert-llama2c-to-ggml lays it out. On the real shared model: tensor names, order, shapes and types,
+// the F32 bytes against the checkpoint's weights, the KVs, the vocabulary (texts, scores, types) and a
+// decode of the reference token ids through it; on generated checkpoints: a separate classifier,
+// grouped-query attention, the older tokenizer schema; and the errors, none of which leaves a file.
+// Whether llama.cpp itself loads the result and runs it: tests/interop/llama_generate_test.cpp.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <fstream>
+#include <iterator>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "../../tools/mixprec/convert.hpp"
+#include "support/data.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace gguf = mixprec::gguf;
+using mixprec_cli::convert_llama2c;
+using mixprec_cli::llama_token_type;
+
+const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
+const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
+
+fs::path fresh_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_convert_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir;
+}
+
+std::vector<char> read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+void write_all(const fs::path& p, const std::vector<char>& bytes) {
+  std::ofstream out(p, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+std::size_t file_count(const fs::path& dir) {
+  return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
+}
+
+mixprec::errc code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const mixprec::error& e) {
+    INFO(e.what());
+    return e.code();
+  }
+  FAIL("no mixprec::error thrown");
+  return mixprec::errc::invalid_argument;
+}
+
+// The bytes of a row-major float matrix or vector.
+template <class M>
+bool same_floats(const gguf::tensor_info& t, const M& m) {
+  return t.size == static_cast<std::uint64_t>(m.size()) * 4 && std::memcmp(t.bytes.data(), m.data(), t.size) == 0;
+}
+
+// A llama2.c tokenizer file of the given pieces (scores -i).
+void write_tokenizer(const fs::path& p, const std::vector<std::string>& pieces) {
+  std::ofstream out(p, std::ios::binary);
+  std::int32_t max_len = 1;
+  for (const auto& s : pieces) max_len = std::max(max_len, static_cast<std::int32_t>(s.size()));
+  out.write(reinterpret_cast<const char*>(&max_len), 4);
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const float score = -static_cast<float>(i);
+    const auto len = static_cast<std::int32_t>(pieces[i].size());
+    out.write(reinterpret_cast<const char*>(&score), 4);
+    out.write(reinterpret_cast<const char*>(&len), 4);
+    out.write(pieces[i].data(), len);
+  }
+}
+
+// A small random checkpoint: dim 16, hidden 24, 2 layers, vocab `vocab`.
+mixprec::llama2c::checkpoint tiny_model(int vocab, int n_heads, int n_kv_heads, bool shared) {
+  mixprec::llama2c::checkpoint ck;
+  ck.cfg = {16, 24, 2, n_heads, n_kv_heads, vocab, 8, shared};
+  std::uint32_t seed = 7;
+  auto g = [&](int r, int c) { return mixprec::test::gaussian(r, c, 0.3f, seed++); };
+  ck.token_embedding = g(vocab, 16);
+  for (int l = 0; l < 2; ++l) {
+    mixprec::llama2c::layer_weights w;
+    w.rms_att = Eigen::VectorXf::Ones(16) + g(16, 1).col(0);
+    w.rms_ffn = Eigen::VectorXf::Ones(16) + g(16, 1).col(0);
+    const int kv = ck.cfg.kv_dim();
+    w.wq = g(16, 16), w.wk = g(kv, 16), w.wv = g(kv, 16), w.wo = g(16, 16);
+    w.w1 = g(24, 16), w.w2 = g(16, 24), w.w3 = g(24, 16);
+    ck.layers.push_back(w);
+  }
+  ck.rms_final = Eigen::VectorXf::Ones(16) + g(16, 1).col(0);
+  ck.classifier = shared ? ck.token_embedding : g(vocab, 16);
+  return ck;
+}
+
+// Pieces of the current schema: <unk>, <s>, </s>, the 256 "<0xHH>" bytes, then `extra` words.
+std::vector<std::string> current_pieces(int extra) {
+  std::vector<std::string> p = {"<unk>", "\n<s>\n", "\n</s>\n"};
+  for (unsigned b = 0; b < 256; ++b) p.push_back(mixprec_cli::convert_detail::byte_piece(b));
+  for (int i = 0; i < extra; ++i) p.push_back(" w" + std::to_string(i));
+  return p;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s.compare(i, 3, "\xe2\x96\x81") == 0) {
+      out += ' ';
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes and bytes", "[convert]") {
+  const fs::path dir = fresh_dir("real");
+  const std::string out = (dir / "aidreams260K.gguf").string();
+  const auto s = convert_llama2c(model_path, tokenizer_path, out);
+  const auto ck = mixprec::llama2c::load_checkpoint(model_path);
+  const auto g = gguf::file::open(out);
+
+  REQUIRE(s.tensors == 3 + 9 * 4);
+  CHECK(s.config.dim == 64);
+  CHECK(s.config.hidden_dim == 172);
+  CHECK(s.byte_tokens == 256);
+  CHECK_FALSE(s.legacy_tokenizer);
+  CHECK(s.file_bytes == fs::file_size(out));
+  CHECK(g.version() == 3);
+  CHECK(g.alignment() == 32);
+  CHECK(file_count(dir) == 1);  // no temporary left beside it
+
+  // Names and order as convert-llama2c-to-ggml adds them; dims ne0 first (the row length).
+  std::vector<std::string> names = {"token_embd.weight", "output_norm.weight", "output.weight"};
+  std::vector<std::vector<std::uint64_t>> dims = {{64, 512}, {64}, {64, 512}};
+  for (int l = 0; l < 4; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "attn_norm", "ffn_gate", "ffn_down", "ffn_up", "ffn_norm"})
+      names.push_back(p + n + ".weight");
+    for (std::vector<std::uint64_t> d : {std::vector<std::uint64_t>{64, 64}, {64, 64}, {64, 64}, {64, 64}, {64}, {64, 172}, {172, 64}, {64, 172}, {64}})
+      dims.push_back(d);
+  }
+  REQUIRE(g.tensors().size() == names.size());
+  std::uint64_t bytes = 0;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& t = g.tensors()[i];
+    INFO(t.name);
+    CHECK(t.name == names[i]);
+    CHECK(t.dims == dims[i]);
+    CHECK(t.type == 0);
+    CHECK(t.offset % 32 == 0);
+    bytes += t.size;
+  }
+  CHECK(bytes == s.bytes);
+  CHECK(bytes == (512 * 64 * 2 + 64 + 4 * (4 * 64 * 64 + 2 * 64 + 3 * 64 * 172)) * 4);
+
+  // The F32 bytes are the checkpoint's floats, unchanged; output.weight is a copy of the shared embedding.
+  CHECK(same_floats(g.at("token_embd.weight"), ck.token_embedding));
+  CHECK(same_floats(g.at("output.weight"), ck.token_embedding));
+  CHECK(same_floats(g.at("output_norm.weight"), ck.rms_final));
+  for (int l = 0; l < 4; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    const auto& w = ck.layers[static_cast<std::size_t>(l)];
+    INFO("layer " << l);
+    CHECK(same_floats(g.at(p + "attn_q.weight"), w.wq));
+    CHECK(same_floats(g.at(p + "attn_k.weight"), w.wk));
+    CHECK(same_floats(g.at(p + "attn_v.weight"), w.wv));
+    CHECK(same_floats(g.at(p + "attn_output.weight"), w.wo));
+    CHECK(same_floats(g.at(p + "attn_norm.weight"), w.rms_att));
+    CHECK(same_floats(g.at(p + "ffn_gate.weight"), w.w1));
+    CHECK(same_floats(g.at(p + "ffn_down.weight"), w.w2));
+    CHECK(same_floats(g.at(p + "ffn_up.weight"), w.w3));
+    CHECK(same_floats(g.at(p + "ffn_norm.weight"), w.rms_ffn));
+  }
+  // to_float gives (out x in) back: the matrix llama2.c multiplies by.
+  CHECK(g.to_float("blk.2.ffn_down.weight") == ck.layers[2].w2);
+
+  // KVs.
+  const auto& kv = g.kvs();
+  CHECK(kv.get_string("general.architecture") == "llama");
+  CHECK(kv.get_string("general.name") == "aidreams260K");
+  CHECK(kv.get_u32("general.file_type") == 0);
+  CHECK(kv.get_u32("llama.context_length") == 128);
+  CHECK(kv.get_u32("llama.embedding_length") == 64);
+  CHECK(kv.get_u32("llama.feed_forward_length") == 172);
+  CHECK(kv.get_u32("llama.block_count") == 4);
+  CHECK(kv.get_u32("llama.attention.head_count") == 4);
+  CHECK(kv.get_u32("llama.attention.head_count_kv") == 4);
+  CHECK(kv.get_u32("llama.rope.dimension_count") == 16);
+  CHECK(kv.get_f32("llama.attention.layer_norm_rms_epsilon") == 1e-5f);
+  CHECK(kv.get_string("tokenizer.ggml.model") == "llama");
+  CHECK(kv.get_u32("tokenizer.ggml.unknown_token_id") == 0);
+  CHECK(kv.get_u32("tokenizer.ggml.bos_token_id") == 1);
+  CHECK(kv.get_u32("tokenizer.ggml.eos_token_id") == 2);
+  CHECK(kv.find("tokenizer.ggml.seperator_token_id") == nullptr);
+  CHECK(kv.find("tokenizer.ggml.padding_token_id") == nullptr);
+  CHECK(kv.find("general.alignment") == nullptr);
+}
+
+TEST_CASE("convert: the vocabulary round-trips and decodes the reference generation", "[convert]") {
+  const fs::path dir = fresh_dir("vocab");
+  const std::string out = (dir / "m.gguf").string();
+  convert_llama2c(model_path, tokenizer_path, out);
+  const auto g = gguf::file::open(out);
+  const auto tok = mixprec::llama2c::load_tokenizer(tokenizer_path, 512);
+
+  const auto& tokens = g.kvs().get_array("tokenizer.ggml.tokens");
+  const auto& scores = g.kvs().get_array("tokenizer.ggml.scores");
+  const auto& types = g.kvs().get_array("tokenizer.ggml.token_type");
+  REQUIRE(tokens.type == gguf::value_type::string);
+  REQUIRE(scores.type == gguf::value_type::f32);
+  REQUIRE(types.type == gguf::value_type::i32);
+  REQUIRE(tokens.items.size() == 512);
+  REQUIRE(scores.items.size() == 512);
+  REQUIRE(types.items.size() == 512);
+
+  auto text = [&](std::size_t i) { return *tokens.items[i].get_if<std::string>(); };
+  auto type = [&](std::size_t i) { return static_cast<llama_token_type>(*types.items[i].get_if<std::int32_t>()); };
+  CHECK(text(0) == "<unk>");
+  CHECK(text(1) == "<s>");
+  CHECK(text(2) == "</s>");
+  CHECK(type(0) == llama_token_type::unknown);
+  CHECK(type(1) == llama_token_type::control);
+  CHECK(type(2) == llama_token_type::control);
+  CHECK(text(3) == "<0x00>");
+  CHECK(text(258) == "<0xFF>");
+  CHECK(text(262) == "\xe2\x96\x81" "a");  // " a": SentencePiece's space
+  mixprec::llama2c::tokenizer back;  // the tokenizer rebuilt from the GGUF
+  for (std::size_t i = 0; i < 512; ++i) {
+    INFO("token " << i);
+    CHECK(std::memcmp(scores.items[i].get_if<float>(), &tok.scores[i], 4) == 0);
+    const std::string t = unescape(text(i));
+    if (i >= 3) CHECK(t == tok.vocab[i]);
+    if (i >= 3 && i < 259)
+      CHECK(type(i) == llama_token_type::byte);
+    else if (i >= 259)
+      CHECK(type(i) == llama_token_type::normal);
+    back.vocab.push_back(t);
+    back.scores.push_back(*scores.items[i].get_if<float>());
+  }
+  // The reference greedy generation of ../shared/models/README.md decodes to its text through it.
+  const std::vector<int> ids = {319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283,
+                                446, 299, 303, 266, 358, 430, 312, 379, 441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
+  std::string decoded;
+  int prev = 1;
+  for (int id : ids) decoded += back.decode(prev, id), prev = id;
+  CHECK(decoded ==
+        "\"Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes, a gentle hum of precision");
+}
+
+TEST_CASE("convert: a separate classifier, grouped-query attention and the older tokenizer schema", "[convert]") {
+  const fs::path dir = fresh_dir("generated");
+  const int vocab = 259 + 5;
+  const auto ck = tiny_model(vocab, 4, 2, /*shared=*/false);
+  const std::string ck_path = (dir / "tiny.bin").string();
+  mixprec::llama2c::save_checkpoint(ck, ck_path);
+
+  SECTION("current schema, separate classifier, n_kv_heads < n_heads") {
+    const std::string tok_path = (dir / "tok.bin").string();
+    write_tokenizer(tok_path, current_pieces(5));
+    const std::string out = (dir / "tiny.gguf").string();
+    const auto s = convert_llama2c(ck_path, tok_path, out);
+    CHECK_FALSE(s.legacy_tokenizer);
+    const auto g = gguf::file::open(out);
+    CHECK(same_floats(g.at("output.weight"), ck.classifier));
+    CHECK(same_floats(g.at("token_embd.weight"), ck.token_embedding));
+    CHECK(g.at("blk.1.attn_k.weight").dims == std::vector<std::uint64_t>{16, 8});
+    CHECK(g.at("blk.1.attn_v.weight").dims == std::vector<std::uint64_t>{16, 8});
+    CHECK(same_floats(g.at("blk.1.attn_k.weight"), ck.layers[1].wk));
+    CHECK(g.kvs().get_u32("llama.attention.head_count") == 4);
+    CHECK(g.kvs().get_u32("llama.attention.head_count_kv") == 2);
+    CHECK(g.kvs().get_u32("llama.rope.dimension_count") == 4);
+    CHECK(g.kvs().get_u32("llama.context_length") == 8);
+    CHECK(g.kvs().get_string("general.name") == "tiny");
+  }
+  SECTION("older schema: byte tokens as characters (stories15M's) or raw bytes become <0xHH> of type BYTE") {
+    const bool utf8 = GENERATE(true, false);
+    INFO((utf8 ? "U+0000..U+00FF in UTF-8" : "raw bytes"));
+    auto pieces = current_pieces(5);
+    for (unsigned b = 0; b < 256; ++b)
+      pieces[3 + b] = utf8 ? mixprec_cli::convert_detail::latin1_piece(b) : std::string(1, static_cast<char>(b));
+    if (utf8) CHECK(pieces[3 + 0xFC] == "\xc3\xbc");
+    pieces[259] = "a";  // a word equal to a byte token's old form: a duplicate unless the bytes are rewritten
+    const std::string tok_path = (dir / "tok_old.bin").string();
+    write_tokenizer(tok_path, pieces);
+    const std::string out = (dir / "tiny_old.gguf").string();
+    const auto s = convert_llama2c(ck_path, tok_path, out);
+    CHECK(s.legacy_tokenizer);
+    CHECK(s.byte_tokens == 256);
+    const auto g = gguf::file::open(out);
+    const auto& tokens = g.kvs().get_array("tokenizer.ggml.tokens");
+    const auto& types = g.kvs().get_array("tokenizer.ggml.token_type");
+    CHECK(*tokens.items[3].get_if<std::string>() == "<0x00>");
+    CHECK(*tokens.items[3 + 0x0A].get_if<std::string>() == "<0x0A>");
+    CHECK(*tokens.items[3 + 0x61].get_if<std::string>() == "<0x61>");
+    CHECK(*tokens.items[3 + 0x20].get_if<std::string>() == "<0x20>");
+    CHECK(*tokens.items[259].get_if<std::string>() == "a");
+    CHECK(*types.items[3 + 0xFF].get_if<std::int32_t>() == static_cast<std::int32_t>(llama_token_type::byte));
+    CHECK(*types.items[259].get_if<std::int32_t>() == static_cast<std::int32_t>(llama_token_type::normal));
+  }
+  SECTION("two tokens with one text: llama.cpp cannot load that, refused") {
+    auto pieces = current_pieces(5);
+    pieces[263] = pieces[262];
+    const std::string tok_path = (dir / "tok_dup.bin").string();
+    write_tokenizer(tok_path, pieces);
+    CHECK(code_of([&] { convert_llama2c(ck_path, tok_path, (dir / "dup.gguf").string()); }) == mixprec::errc::unsupported);
+    CHECK_FALSE(fs::exists(dir / "dup.gguf"));
+  }
+}
+
+TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert][errors]") {
+  const fs::path dir = fresh_dir("errors");
+  const auto model = read_all(model_path);
+  const auto tokenizer = read_all(tokenizer_path);
+  const fs::path out = dir / "out.gguf";
+  const std::size_t before = 0;
+  REQUIRE(file_count(dir) == before);
+
+  SECTION("a truncated checkpoint") {
+    for (std::size_t keep : {std::size_t{0}, std::size_t{27}, std::size_t{28}, model.size() / 2, model.size() - 4}) {
+      INFO("kept " << keep << " bytes");
+      write_all(dir / "cut.bin", std::vector<char>(model.begin(), model.begin() + static_cast<std::ptrdiff_t>(keep)));
+      CHECK(code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
+      CHECK(file_count(dir) == 1);  // only cut.bin: no output, no temporary
+    }
+  }
+  SECTION("a tokenizer with fewer or more tokens than vocab_size") {
+    auto tiny = tiny_model(259 + 5, 4, 4, true);
+    mixprec::llama2c::save_checkpoint(tiny, (dir / "tiny.bin").string());
+    for (int extra : {4, 6}) {
+      INFO(259 + extra << " tokens for vocab_size " << 259 + 5);
+      write_tokenizer(dir / "tok.bin", current_pieces(extra));
+      CHECK(code_of([&] { convert_llama2c((dir / "tiny.bin").string(), (dir / "tok.bin").string(), out.string()); }) ==
+            mixprec::errc::shape_mismatch);
+    }
+    // tok512 against its own checkpoint but with the last entry cut in half: malformed, not mismatched.
+    write_all(dir / "tok_cut.bin", std::vector<char>(tokenizer.begin(), tokenizer.end() - 2));
+    CHECK(code_of([&] { convert_llama2c(model_path, (dir / "tok_cut.bin").string(), out.string()); }) == mixprec::errc::parse_error);
+    CHECK_FALSE(fs::exists(out));
+    CHECK(file_count(dir) == 3);
+  }
+  SECTION("non-finite weights") {
+    auto bad = model;
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    std::memcpy(bad.data() + 28 + 4 * 1000, &nan, 4);
+    write_all(dir / "nan.bin", bad);
+    CHECK(code_of([&] { convert_llama2c((dir / "nan.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::non_finite);
+    CHECK(file_count(dir) == 1);
+  }
+  SECTION("an output that is one of the inputs, by any name") {
+    write_all(dir / "model.bin", model);
+    write_all(dir / "tok.bin", tokenizer);
+    fs::create_symlink(dir / "model.bin", dir / "link.gguf");
+    fs::create_hard_link(dir / "tok.bin", dir / "hard.gguf");
+    for (const fs::path& target : {dir / "model.bin", dir / "tok.bin", dir / "link.gguf", dir / "hard.gguf"}) {
+      INFO(target);
+      CHECK(code_of([&] { convert_llama2c((dir / "model.bin").string(), (dir / "tok.bin").string(), target.string()); }) ==
+            mixprec::errc::invalid_argument);
+    }
+    CHECK(read_all(dir / "model.bin") == model);
+    CHECK(read_all(dir / "tok.bin") == tokenizer);
+    CHECK(file_count(dir) == 4);
+  }
+  SECTION("a failure keeps an existing output as it was") {
+    const std::vector<char> old = {'o', 'l', 'd'};
+    write_all(out, old);
+    write_all(dir / "cut.bin", std::vector<char>(model.begin(), model.end() - 1));
+    CHECK(code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
+    CHECK(read_all(out) == old);
+    CHECK(file_count(dir) == 2);
+  }
+  SECTION("missing inputs and an output folder that does not exist") {
+    CHECK(code_of([&] { convert_llama2c((dir / "none.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::io_error);
+    CHECK(code_of([&] { convert_llama2c(model_path, (dir / "none.bin").string(), out.string()); }) == mixprec::errc::io_error);
+    CHECK(code_of([&] { convert_llama2c(model_path, tokenizer_path, (dir / "no" / "out.gguf").string()); }) == mixprec::errc::io_error);
+    CHECK(file_count(dir) == 0);
+  }
+}
