@@ -46,4 +46,5 @@ if [ ! -f "$lib" ] || [ ! -f "$dir/.verified-$version" ]; then
   tar -xzf "$tgz" -C "$dir"
   touch "$dir/.verified-$version"
 fi
-MIXPREC_GGML_BASE="$lib" exec "$binary" "$@"
+# libllama of the same package, for the tests that run llama.cpp itself (it finds its libggml*.so beside it).
+MIXPREC_GGML_BASE="$lib" MIXPREC_LLAMA_LIB="$(dirname "$lib")/libllama.v0.5.0.so" exec "$binary" "$@"
