@@ -12,6 +12,7 @@
 #include "mixprec/plan/knapsack.hpp"
 #include "mixprec/plan/lagrangian.hpp"
 #include "mixprec/plan/pareto.hpp"
+#include "mixprec/plan/plan.hpp"
 #include "mixprec/plan/threshold.hpp"
 
 using namespace mixprec;
@@ -315,12 +316,39 @@ TEST_CASE("threshold policy follows the class table", "[plan][threshold]") {
   // Nothing precise enough: the most precise option there is.
   q.items = {{{66, 0.5, 4}, {132, 0.01, 8}}};
   CHECK(threshold_policy{}.allocate(q).choice == std::vector<std::size_t>{1});
-  CHECK(classify_drop(0.0) == drop_class::insensitive);
-  CHECK(classify_drop(0.0005) == drop_class::insensitive);
-  CHECK(classify_drop(0.0006) == drop_class::low);
-  CHECK(classify_drop(0.021) == drop_class::high);
-  CHECK_THROWS_AS(classify_drop(std::nan("")), error);
-  CHECK_THROWS_AS(classify_drop(0.1, {0.01, 0.02, 0.0}), error);
+  CHECK(classify(0.0) == sensitivity_class::insensitive);
+  CHECK(classify(0.0005) == sensitivity_class::insensitive);
+  CHECK(classify(0.0006) == sensitivity_class::low);
+  CHECK(classify(0.021) == sensitivity_class::high);
+  CHECK_THROWS_AS(classify(std::nan("")), error);
+  CHECK_THROWS_AS(classify(0.1, {0.01, 0.02, 0.0}), error);
+  CHECK_THROWS_AS((threshold_policy{.thresholds = {0.01, 0.02, 0.0}}.allocate(p)), error);
+}
+
+TEST_CASE("the threshold policy and the sensitivity report classify a drop the same way", "[plan][threshold]") {
+  // Drops within 1e-9 of a boundary count as on it (plan/drop_classes.hpp). The policy once had its own
+  // table without that slack: 0.02 (1 + 1e-12) was medium in the report and high in the policy, and
+  // 0.005 (1 - 1e-12) medium and low.
+  const int bits_of_class[] = {16, 8, 4, 2};  // high, medium, low, insensitive
+  for (double drop : {0.02 * (1 + 1e-12), 0.02 * (1 + 1e-6), 0.005 * (1 - 1e-12), 0.005 * (1 - 1e-6), 0.0005 * (1 + 1e-12),
+                      0.0005 * (1 + 1e-6), 0.0, 0.3, -0.02 * (1 + 1e-12)}) {
+    INFO(drop);
+    allocation_problem p;
+    p.items = {{{34, 4 * drop, 2}, {66, drop, 4}, {132, drop / 16, 8}, {256, 0.0, 16}}};
+    const allocation_result r = threshold_policy{}.allocate(p);
+    CHECK(p.items[0][r.choice[0]].bits == bits_of_class[static_cast<int>(classify(drop))]);
+  }
+  CHECK(classify(0.02 * (1 + 1e-12)) == sensitivity_class::medium);
+  CHECK(classify(0.005 * (1 - 1e-12)) == sensitivity_class::medium);
+  // A threshold plan over the budget says so in its tables.
+  sensitivity_table t;
+  t.add("a", 4, 64, "int4/g32", 0.5).add("a", 4, 64, "fp16", 0.0);
+  const plan over = mixed_precision_plan{t, threshold_policy{}, byte_budget{200}}.build();
+  CHECK_FALSE(over.within_limit());
+  CHECK_THAT(over.table(), Catch::Contains("Over the limit"));
+  CHECK_THAT(strategy_table({{"threshold", &over}}), Catch::Contains("threshold (over the limit)"));
+  const plan fits = mixed_precision_plan{t, knapsack_policy{}, byte_budget{200}}.build();
+  CHECK_THAT(fits.table(), !Catch::Contains("Over the limit"));
 }
 
 TEST_CASE("knapsack breaks ties on loss towards the cheapest choice", "[plan][knapsack]") {

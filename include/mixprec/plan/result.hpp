@@ -107,7 +107,14 @@ struct plan {
       out += buf;
     }
     std::snprintf(buf, sizeof buf, "%.6g | |\n", predicted_loss());
-    return out + buf;
+    out += buf;
+    if (!within_limit()) {  // threshold plans ignore budgets, custom policies may miss them
+      std::snprintf(buf, sizeof buf, "\n**Over the limit**: %.6g %s against a limit of %.6g.\n",
+                    goal == plan_goal::least_loss ? cost() : predicted_loss(),
+                    goal == plan_goal::least_loss ? unit.c_str() : "(predicted loss)", limit);
+      out += buf;
+    }
+    return out;
   }
 };
 
@@ -121,6 +128,7 @@ struct strategy_row {
 // The strategy comparison (Markdown): size (exact bytes), average bits per weight (all overhead
 // counted), speed proxy (FP32 bytes / bytes: the speed-up of memory-bound decoding over FP32 weights),
 // predicted loss, whether it is proven optimal, and the measured accuracy column when any row has one.
+// A plan over its limit (a threshold plan ignores budgets) is marked so after its name.
 [[nodiscard]] inline std::string strategy_table(const std::vector<strategy_row>& rows) {
   bool accuracy = false;
   for (const auto& r : rows) {
@@ -136,7 +144,7 @@ struct strategy_row {
     std::snprintf(buf, sizeof buf, " | %zu | %.4f | %.2fx | %.6g | %s |", r.p->bytes(), r.p->bits_per_weight(),
                   4.0 * r.p->weights() / static_cast<double>(r.p->bytes()), r.p->predicted_loss(),
                   r.p->proven_optimal ? "yes" : "no");
-    out += "| " + r.name + buf;
+    out += "| " + r.name + (r.p->within_limit() ? "" : " (over the limit)") + buf;
     if (accuracy) {
       if (r.accuracy == r.accuracy) {
         std::snprintf(buf, sizeof buf, " %.2f %% |", 100.0 * r.accuracy);

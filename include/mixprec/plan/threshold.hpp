@@ -1,7 +1,9 @@
-// threshold_policy: the seed's class table, as the baseline every budgeted policy is compared with.
+// threshold_policy: a precision per accuracy-drop class (a fixed table), the baseline every budgeted
+// policy is compared with.
 //
 // Each item's drop at a reference precision (its loss at the cheapest option with `reference_bits`, by
-// default the cheapest INT4 candidate; the cheapest option when there is none) sets its class, and the
+// default the cheapest INT4 candidate; the cheapest option when there is none) sets its class by
+// plan/drop_classes.hpp's classify (the table the sensitivity report uses, boundaries and all), and the
 // class asks for a precision (drops are fractions: 0.02 is 2 %; negative drops count by magnitude):
 //   class        drop d                    precision asked           option taken
 //   high         d > 2 %                   16 bits (fp16/bf16)       least loss among those bits
@@ -10,7 +12,8 @@
 //   insensitive  d <= eps (eps = 0.05 %)   2 bits: int2, else int4   the cheapest among those bits
 // "Those bits" is the smallest bit width at or above the one asked for that the item offers; an item
 // offering nothing that precise takes its most precise option. The budget is not looked at (the plan
-// reports whether the result fits); a tied group's drop is the sum of its members' drops.
+// reports whether the result fits: plan::within_limit, and plan::table() says so); a tied group's drop
+// is the sum of its members' drops.
 #pragma once
 
 #include <algorithm>
@@ -21,52 +24,22 @@
 
 #include "mixprec/error.hpp"
 #include "mixprec/plan/allocation.hpp"
+#include "mixprec/plan/drop_classes.hpp"
 
 namespace mixprec {
-
-enum class drop_class { high, medium, low, insensitive };
-
-[[nodiscard]] constexpr std::string_view to_string(drop_class c) noexcept {
-  switch (c) {
-    case drop_class::high: return "high";
-    case drop_class::medium: return "medium";
-    case drop_class::low: return "low";
-    case drop_class::insensitive: return "insensitive";
-  }
-  return "?";
-}
-
-// Class boundaries, as fractions; must satisfy high > medium > insensitive >= 0.
-struct drop_thresholds {
-  double high = 0.02;
-  double medium = 0.005;
-  double insensitive = 0.0005;
-};
-
-// The class of a drop (see the table above); throws for NaN drops or disordered thresholds.
-[[nodiscard]] inline drop_class classify_drop(double drop, const drop_thresholds& t = {}) {
-  if (!(t.high > t.medium && t.medium > t.insensitive && t.insensitive >= 0.0))
-    throw error(errc::invalid_argument, "threshold policy: thresholds must satisfy high > medium > insensitive >= 0");
-  if (std::isnan(drop)) throw error(errc::non_finite, "threshold policy: a drop is NaN");
-  const double d = std::fabs(drop);
-  if (d > t.high) return drop_class::high;
-  if (d >= t.medium) return drop_class::medium;
-  if (d > t.insensitive) return drop_class::low;
-  return drop_class::insensitive;
-}
 
 // See the banner.
 struct threshold_policy {
   static constexpr std::string_view name = "threshold";
-  drop_thresholds thresholds{};
+  class_thresholds thresholds{};
   int reference_bits = 4;
 
-  [[nodiscard]] static int bits_for(drop_class c) noexcept {
+  [[nodiscard]] static int bits_for(sensitivity_class c) noexcept {
     switch (c) {
-      case drop_class::high: return 16;
-      case drop_class::medium: return 8;
-      case drop_class::low: return 4;
-      case drop_class::insensitive: return 2;
+      case sensitivity_class::high: return 16;
+      case sensitivity_class::medium: return 8;
+      case sensitivity_class::low: return 4;
+      case sensitivity_class::insensitive: return 2;
     }
     return 16;
   }
@@ -90,7 +63,7 @@ struct threshold_policy {
         if (item[k].bits == reference_bits && (ref == item.size() || cheaper(k, ref))) ref = k;
       }
       if (ref == item.size()) ref = cheapest;
-      const drop_class c = classify_drop(item[ref].loss, thresholds);
+      const sensitivity_class c = classify(item[ref].loss, thresholds);
       const int want = bits_for(c);
       int level = 0;  // the smallest bit width >= want on offer (0: none)
       int most = item[0].bits;
@@ -102,7 +75,7 @@ struct threshold_policy {
       std::size_t pick = item.size();
       for (std::size_t k = 0; k < item.size(); ++k) {
         if (item[k].bits != level) continue;
-        if (pick == item.size() || (c == drop_class::insensitive ? cheaper(k, pick) : better(k, pick))) pick = k;
+        if (pick == item.size() || (c == sensitivity_class::insensitive ? cheaper(k, pick) : better(k, pick))) pick = k;
       }
       r.choice[i] = pick;
     }
