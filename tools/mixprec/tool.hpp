@@ -14,22 +14,18 @@
 #pragma once
 
 #include <algorithm>
-#include <atomic>
 #include <bit>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <exception>
 #include <fstream>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <optional>
 #include <regex>
 #include <set>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <sys/mman.h>
@@ -37,6 +33,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mixprec/detail/parallel.hpp>
 #include <mixprec/formats/ggml.hpp>
 #include <mixprec/io/gguf.hpp>
 #include <mixprec/io/imatrix.hpp>
@@ -181,34 +178,11 @@ class progress {
 
 // ---- threads ----
 
-// Runs fn(k) for every k in [0, n) on `threads` threads (the caller's included; 0: all the CPU has),
-// each taking the next k. The first exception thrown stops the others from taking more and is
-// rethrown here once all have stopped.
+// Runs fn(k) for every k in [0, n) on `threads` threads (0: every core): the library's pool
+// (detail/parallel.hpp), which rethrows the first exception here once every worker has stopped.
 template <class Fn>
 void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(n, 1)));
-  std::atomic<std::size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::exception_ptr first;
-  std::mutex m;
-  auto work = [&] {
-    for (std::size_t k; !failed.load() && (k = next.fetch_add(1)) < n;) {
-      try {
-        fn(k);
-      } catch (...) {
-        const std::lock_guard<std::mutex> lock(m);
-        if (!first) first = std::current_exception();
-        failed = true;
-      }
-    }
-  };
-  {
-    std::vector<std::jthread> pool;
-    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work);
-    work();
-  }
-  if (first) std::rethrow_exception(first);
+  mixprec::detail::parallel_for(n, mixprec::detail::worker_count(threads, n), [&](std::size_t k, unsigned) { fn(k); });
 }
 
 // ---- tensor roles ----

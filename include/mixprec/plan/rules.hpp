@@ -163,7 +163,7 @@ struct plan_rule {
   try {
     spec = parse_spec(rhs);
   } catch (const error& e) {
-    throw fail(e.what());
+    throw fail(e.message());
   }
   if (spec.format == format_id::fp32) return plan_rule::never_quantize(std::move(pattern));
   return plan_rule::use(std::move(pattern), spec);
