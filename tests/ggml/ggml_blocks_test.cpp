@@ -9,6 +9,7 @@
 
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/quantize/quantize.hpp"
+#include "support/errors.hpp"
 
 using mixprec::ggml_type;
 using mixprec::index_t;
@@ -51,15 +52,7 @@ double sqnr_db(const std::vector<float>& x, const std::vector<float>& y) {
   return 10.0 * std::log10(s / e);
 }
 
-mixprec::errc code_of(auto&& f) {
-  try {
-    f();
-  } catch (const mixprec::error& e) {
-    return e.code();
-  }
-  FAIL("no mixprec::error thrown");
-  return mixprec::errc::unsupported;
-}
+using mixprec::test::error_code_of;
 
 }  // namespace
 
@@ -83,7 +76,7 @@ TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   CHECK(mixprec::parse_ggml_type("Q6_K") == ggml_type::q6_k);
   CHECK(mixprec::parse_ggml_type("BF16") == ggml_type::bf16);
   CHECK(mixprec::to_string(ggml_type::q4_k) == "q4_K");
-  CHECK(code_of([] { (void)mixprec::parse_ggml_type("iq2_xxs"); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([] { (void)mixprec::parse_ggml_type("iq2_xxs"); }) == mixprec::errc::invalid_argument);
   CHECK_THROWS_WITH(mixprec::parse_ggml_type("int4"), Catch::Contains("q8_0"));
 
   CHECK(ggml::row_bytes(ggml_type::f32, 7) == 28);
@@ -102,11 +95,11 @@ TEST_CASE("ggml types: names, sizes and row bytes", "[ggml]") {
   CHECK(ggml::block_size(ggml_type::q6_k) == 256);
   CHECK(ggml::type_size(ggml_type::q4_1) == 20);
 
-  CHECK(code_of([] { (void)ggml::row_bytes(ggml_type::q4_0, 33); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([] { (void)ggml::row_bytes(ggml_type::q4_0, 33); }) == mixprec::errc::invalid_argument);
   CHECK_THROWS_WITH(ggml::row_bytes(ggml_type::q4_0, 33), Catch::Contains("32") && Catch::Contains("33"));
   CHECK_THROWS_WITH(ggml::row_bytes(ggml_type::q6_k, 128), Catch::Contains("256"));
-  CHECK(code_of([] { (void)ggml::row_bytes(ggml_type::q8_0, 0); }) == mixprec::errc::invalid_argument);
-  CHECK(code_of([] { (void)ggml::row_bytes(static_cast<ggml_type>(16), 256); }) == mixprec::errc::unsupported);
+  CHECK(error_code_of([] { (void)ggml::row_bytes(ggml_type::q8_0, 0); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([] { (void)ggml::row_bytes(static_cast<ggml_type>(16), 256); }) == mixprec::errc::unsupported);
 }
 
 TEST_CASE("Q8_0 by hand: d = amax/127, roundf rounds half away from zero", "[ggml][q8_0]") {
@@ -221,7 +214,7 @@ TEST_CASE("float rows: f32 copies, f16 and bf16 round to nearest even", "[ggml]"
   const auto bf = q_row(ggml_type::bf16, x);
   for (std::size_t i = 0; i < x.size(); ++i) CHECK(u16(bf, 2 * i) == mixprec::fp32_to_bf16(x[i]));
   CHECK(u16(bf, 2) == 0xC020);  // -2.5
-  CHECK(code_of([] { (void)q_row(ggml_type::f16, std::vector<float>{70000.0f}); }) ==
+  CHECK(error_code_of([] { (void)q_row(ggml_type::f16, std::vector<float>{70000.0f}); }) ==
         mixprec::errc::not_representable);
   CHECK(dq_row(ggml_type::bf16, q_row(ggml_type::bf16, {1e30f}), 1)[0] == Approx(1e30f).epsilon(0.01));
 }
@@ -349,39 +342,39 @@ TEST_CASE("adversarial blocks: zeros, constants, an outlier, denormals", "[ggml]
 TEST_CASE("bad input: sizes, NaN/Inf, scales beyond FP16", "[ggml]") {
   std::vector<float> x(64, 0.5f);
   std::vector<std::byte> out(36);
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q4_0, std::span<const float>(x).first(33), out); }) ==
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q4_0, std::span<const float>(x).first(33), out); }) ==
         mixprec::errc::invalid_argument);
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, std::span<std::byte>(out).first(35)); }) ==
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, std::span<std::byte>(out).first(35)); }) ==
         mixprec::errc::shape_mismatch);
   x[40] = std::nanf("");
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, out); }) == mixprec::errc::non_finite);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, out); }) == mixprec::errc::non_finite);
   CHECK_THROWS_WITH(ggml::quantize_row(ggml_type::q4_0, x, out), Catch::Contains("element 40"));
   x[40] = INFINITY;
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::f32, x, std::span<std::byte>(out).first(0)); }) ==
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::f32, x, std::span<std::byte>(out).first(0)); }) ==
         mixprec::errc::shape_mismatch);
   std::vector<std::byte> f32out(256);
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::f32, x, f32out); }) == mixprec::errc::non_finite);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::f32, x, f32out); }) == mixprec::errc::non_finite);
   x[40] = 0.5f;
   x[0] = 1e6f;  // Q4_0: d = 1e6 / 8 > 65504; Q8_0: d = 1e6 / 127 still fits
   std::vector<std::byte> q8(68);
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, out); }) == mixprec::errc::not_representable);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q4_0, x, out); }) == mixprec::errc::not_representable);
   CHECK_NOTHROW(ggml::quantize_row(ggml_type::q8_0, x, q8));
   x[0] = 1e7f;  // Q8_0: d = 1e7 / 127 > 65504
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q8_0, x, q8); }) == mixprec::errc::not_representable);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q8_0, x, q8); }) == mixprec::errc::not_representable);
   x[0] = 1e30f;
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q4_1, x, std::span<std::byte>(f32out).first(40)); }) ==
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q4_1, x, std::span<std::byte>(f32out).first(40)); }) ==
         mixprec::errc::not_representable);
   std::vector<float> big(256, 1.0f);
   big[0] = 1e20f;
   std::vector<std::byte> q6(210);
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q6_k, big, q6); }) == mixprec::errc::not_representable);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q6_k, big, q6); }) == mixprec::errc::not_representable);
   big[0] = 1e8f;  // d = ~1e8 / 4096 fits
   CHECK_NOTHROW(ggml::quantize_row(ggml_type::q6_k, big, q6));
   big[0] = 1e9f;  // finite FP32 sums, but d = ~1e9 / 4096 > 65504
-  CHECK(code_of([&] { ggml::quantize_row(ggml_type::q6_k, big, q6); }) == mixprec::errc::not_representable);
+  CHECK(error_code_of([&] { ggml::quantize_row(ggml_type::q6_k, big, q6); }) == mixprec::errc::not_representable);
 
   std::vector<float> back(64);
-  CHECK(code_of([&] { ggml::dequantize_row(ggml_type::q4_0, std::span<const std::byte>(out).first(30), back); }) ==
+  CHECK(error_code_of([&] { ggml::dequantize_row(ggml_type::q4_0, std::span<const std::byte>(out).first(30), back); }) ==
         mixprec::errc::shape_mismatch);
 }
 
@@ -400,11 +393,11 @@ TEST_CASE("matrix quantize: rows along ne1, strided input, errors name the tenso
     }
     const mixprec::row_matrix back = ggml::dequantize(t, bytes, 3, 64);
     CHECK((back - block).cwiseAbs().maxCoeff() < 0.5f);
-    CHECK(code_of([&] { (void)ggml::dequantize(t, std::span<const std::byte>(bytes).first(bytes.size() - 1), 3, 64); }) ==
+    CHECK(error_code_of([&] { (void)ggml::dequantize(t, std::span<const std::byte>(bytes).first(bytes.size() - 1), 3, 64); }) ==
           mixprec::errc::shape_mismatch);
   }
   const mixprec::row_matrix odd = mixprec::row_matrix::Ones(2, 33);
-  CHECK(code_of([&] { (void)ggml::quantize(ggml_type::q4_0, odd, std::nullopt, "blk.0.ffn_down.weight"); }) ==
+  CHECK(error_code_of([&] { (void)ggml::quantize(ggml_type::q4_0, odd, std::nullopt, "blk.0.ffn_down.weight"); }) ==
         mixprec::errc::invalid_argument);
   CHECK_THROWS_WITH(ggml::quantize(ggml_type::q4_0, odd, std::nullopt, "blk.0.ffn_down.weight"),
                     Catch::Contains("blk.0.ffn_down.weight") && Catch::Contains("multiple of 32") &&
@@ -413,8 +406,8 @@ TEST_CASE("matrix quantize: rows along ne1, strided input, errors name the tenso
   m(2, 5) = std::nanf("");
   CHECK_THROWS_WITH(ggml::quantize(ggml_type::q8_0, m, std::nullopt, "w"), Catch::Contains("row 2"));
   const std::vector<float> imp(63, 1.0f);
-  CHECK(code_of([&] { (void)ggml::quantize(ggml_type::q4_0, mixprec::row_matrix::Ones(2, 64), imp); }) ==
+  CHECK(error_code_of([&] { (void)ggml::quantize(ggml_type::q4_0, mixprec::row_matrix::Ones(2, 64), imp); }) ==
         mixprec::errc::shape_mismatch);
-  CHECK(code_of([&] { (void)ggml::quantize(ggml_type::q4_0, mixprec::row_matrix(0, 64)); }) ==
+  CHECK(error_code_of([&] { (void)ggml::quantize(ggml_type::q4_0, mixprec::row_matrix(0, 64)); }) ==
         mixprec::errc::empty_input);
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "mixprec/io/gguf.hpp"
+#include "support/errors.hpp"
 
 namespace gguf = mixprec::gguf;
 using mixprec::errc;
@@ -311,34 +312,26 @@ TEST_CASE("GGUF rewrite keeps KVs and untouched tensors, re-encodes the chosen o
 
 TEST_CASE("GGUF writer refuses inconsistent input", "[io][gguf]") {
   std::ostringstream out;
-  auto code_of = [](auto&& fn) {
-    try {
-      fn();
-    } catch (const mixprec::error& e) {
-      return e.code();
-    }
-    FAIL("no error");
-    return errc::empty_input;
-  };
+  using mixprec::test::error_code_of;
   gguf::writer w(out, {});
-  CHECK(code_of([&] { w.add_tensor(std::string(64, 'n'), 0, {1}); }) == errc::invalid_argument);
-  CHECK(code_of([&] { w.add_tensor("u", 5, {32}); }) == errc::unsupported);
-  CHECK(code_of([&] { w.add_tensor("r", 2, {48}); }) == errc::invalid_argument);  // not a multiple of 32
-  CHECK(code_of([&] { w.add_tensor("d", 0, {1, 1, 1, 1, 1}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.add_tensor(std::string(64, 'n'), 0, {1}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.add_tensor("u", 5, {32}); }) == errc::unsupported);
+  CHECK(error_code_of([&] { w.add_tensor("r", 2, {48}); }) == errc::invalid_argument);  // not a multiple of 32
+  CHECK(error_code_of([&] { w.add_tensor("d", 0, {1, 1, 1, 1, 1}); }) == errc::invalid_argument);
   CHECK(w.add_tensor("ok", 0, {2}) == 8);
-  CHECK(code_of([&] { w.add_tensor("ok", 0, {2}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.add_tensor("ok", 0, {2}); }) == errc::invalid_argument);
   w.write_header();
-  CHECK(code_of([&] { w.write_tensor_data(std::vector<std::byte>(7)); }) == errc::invalid_argument);
-  CHECK(code_of([&] { w.finish(); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.write_tensor_data(std::vector<std::byte>(7)); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.finish(); }) == errc::invalid_argument);
   w.write_tensor_data(std::vector<std::byte>(8));
-  CHECK(code_of([&] { w.write_tensor_data(std::vector<std::byte>(8)); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { w.write_tensor_data(std::vector<std::byte>(8)); }) == errc::invalid_argument);
   w.finish();
 
   std::ostringstream o2;
   const gguf::metadata bad = {{"a", gguf::value(gguf::array{gguf::value_type::u8, {gguf::value(std::uint32_t{1})}})}};
   gguf::writer w2(o2, bad);
-  CHECK(code_of([&] { w2.write_header(); }) == errc::invalid_argument);
-  CHECK(code_of([&] { gguf::writer(o2, {{"a", gguf::value(true)}, {"a", gguf::value(false)}}); }) ==
+  CHECK(error_code_of([&] { w2.write_header(); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { gguf::writer(o2, {{"a", gguf::value(true)}, {"a", gguf::value(false)}}); }) ==
         errc::invalid_argument);
 }
 

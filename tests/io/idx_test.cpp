@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include "mixprec/io/idx.hpp"
+#include "support/errors.hpp"
 
 namespace {
 std::vector<std::uint8_t> make_idx(std::vector<std::uint32_t> dims, std::vector<std::uint8_t> data) {
@@ -31,14 +32,7 @@ TEST_CASE("IDX parses images and labels and rejects corrupt input", "[io][idx]")
   const auto a = mixprec::idx::parse(img);
   CHECK(a.dims == std::vector<std::uint32_t>{2, 2, 3});
   CHECK(a.data[1] == 255);
-  auto code_of = [](std::vector<std::uint8_t> b) {
-    try {
-      (void)mixprec::idx::parse(b, "t");
-    } catch (const mixprec::error& e) {
-      return e.code();
-    }
-    return mixprec::errc::unsupported;
-  };
+  auto code_of = [](std::vector<std::uint8_t> b) { return mixprec::test::error_code_of([&] { (void)mixprec::idx::parse(b, "t"); }); };
   CHECK(code_of({0, 0}) == mixprec::errc::parse_error);
   auto bad = img;
   bad[0] = 1;

@@ -8,6 +8,7 @@
 
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/io/llama2c.hpp"
+#include "support/errors.hpp"
 
 namespace {
 
@@ -17,13 +18,8 @@ std::vector<std::uint8_t> header(std::vector<std::int32_t> fields, std::size_t e
   return b;
 }
 
-mixprec::errc code_of(const std::vector<std::uint8_t>& b) {
-  try {
-    (void)mixprec::llama2c::parse_checkpoint(b.data(), b.size(), "t.bin");
-  } catch (const mixprec::error& e) {
-    return e.code();
-  }
-  return mixprec::errc::unsupported;  // parsed: not what these inputs should do
+std::optional<mixprec::errc> code_of(const std::vector<std::uint8_t>& b) {
+  return mixprec::test::error_code_of([&] { (void)mixprec::llama2c::parse_checkpoint(b.data(), b.size(), "t.bin"); });
 }
 
 }  // namespace

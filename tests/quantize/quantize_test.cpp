@@ -7,6 +7,7 @@
 
 #include "mixprec/quantize/quantize.hpp"
 #include "support/data.hpp"
+#include "support/errors.hpp"
 
 using namespace mixprec;
 
@@ -112,12 +113,7 @@ TEST_CASE("a shorter last group is quantized by its own scale", "[quantize][grou
 
 TEST_CASE("bad input gets a typed error", "[quantize][errors]") {
   auto code_of = [](const row_matrix& w, const char* spec) {
-    try {
-      (void)quantize(w, parse_spec(spec), "layers.0.wq");
-    } catch (const error& e) {
-      return e.code();
-    }
-    return errc::unsupported;
+    return test::error_code_of([&] { (void)quantize(w, parse_spec(spec), "layers.0.wq"); });
   };
   row_matrix w = test::gaussian(3, 8, 1.0f, 1);
   w(1, 5) = std::numeric_limits<float>::quiet_NaN();

@@ -3,6 +3,7 @@
 
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/quantize/spec.hpp"
+#include "support/errors.hpp"
 
 using namespace mixprec;
 
@@ -19,14 +20,7 @@ TEST_CASE("spec text form round-trips", "[spec]") {
 }
 
 TEST_CASE("bad spec text is a parse_error naming the token", "[spec][errors]") {
-  auto code_of = [](const char* text) {
-    try {
-      (void)parse_spec(text);
-    } catch (const error& e) {
-      return e.code();
-    }
-    return errc::unsupported;
-  };
+  auto code_of = [](const char* text) { return test::error_code_of([&] { (void)parse_spec(text); }); };
   CHECK(code_of("int5") == errc::parse_error);
   CHECK(code_of("int4/g0") == errc::parse_error);
   CHECK(code_of("int4/gx") == errc::parse_error);

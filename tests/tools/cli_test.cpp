@@ -6,6 +6,7 @@
 #include <random>
 
 #include "../../tools/mixprec/tool.hpp"
+#include "support/errors.hpp"
 
 namespace {
 
@@ -167,46 +168,38 @@ TEST_CASE("cli: bad requests are typed errors", "[cli]") {
   const std::string path = make_model(dir);
   const mixprec_cli::model_file f(path);
   const auto analysis = mixprec_cli::analyze(f, mixprec_cli::parse_types("q4_0,q8_0"), {}, {}, false);
-  auto code_of = [](auto&& fn) {
-    try {
-      fn();
-    } catch (const mixprec::error& e) {
-      return e.code();
-    }
-    FAIL("no error");
-    return mixprec::errc::invalid_argument;
-  };
-  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1000.0, "knapsack"); }) == mixprec::errc::infeasible);
-  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "simplex"); }) == mixprec::errc::invalid_argument);
-  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn_v"); }) == mixprec::errc::parse_error);
-  CHECK(code_of([&] { (void)mixprec_cli::parse_override("[=q8_0"); }) == mixprec::errc::parse_error);
-  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::parse_error);
-  CHECK(code_of([&] { (void)mixprec_cli::parse_override("attn=int4/g32"); }) == mixprec::errc::invalid_argument);  // no GGUF type
-  CHECK(code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "knapsack", {mixprec_cli::parse_override("attn=f16")}); }) ==
+  using mixprec::test::error_code_of;
+  CHECK(error_code_of([&] { (void)mixprec_cli::make_plan(analysis, 1000.0, "knapsack"); }) == mixprec::errc::infeasible);
+  CHECK(error_code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "simplex"); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)mixprec_cli::parse_override("attn_v"); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::parse_override("[=q8_0"); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::parse_override("attn=q9_0"); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::parse_override("attn=int4/g32"); }) == mixprec::errc::invalid_argument);  // no GGUF type
+  CHECK(error_code_of([&] { (void)mixprec_cli::make_plan(analysis, 1e9, "knapsack", {mixprec_cli::parse_override("attn=f16")}); }) ==
         mixprec::errc::invalid_argument);  // f16 is not among the candidates analysed
-  CHECK(code_of([&] { (void)mixprec::parse_byte_budget("lots", 1e6); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec::parse_byte_budget("lots", 1e6); }) == mixprec::errc::parse_error);
   mixprec::plan nope;
   nope.entries.push_back({"nope", mixprec::parse_spec("q4_0"), 32, 64, mixprec::quantized_bytes(mixprec::parse_spec("q4_0"), 32, 64), 0, 0, ""});
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, nope, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, nope, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
   // A plan of another file (shapes differ) and one with a spec GGUF cannot store are refused before writing.
   mixprec::plan other = mixprec_cli::make_plan(analysis, 1e9, "knapsack");
   other.entries[0].rows *= 2;
   other.entries[0].bytes *= 2;
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, other, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, other, (dir / "x.gguf").string(), false); }) == mixprec::errc::invalid_argument);
   mixprec::plan own = mixprec_cli::make_plan(analysis, 1e9, "knapsack");
   own.entries[0].spec = mixprec::parse_spec("int4/g32");
   own.entries[0].bytes = mixprec::quantized_bytes(own.entries[0].spec, own.entries[0].rows, own.entries[0].cols);
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, own, (dir / "x.gguf").string(), false); }) == mixprec::errc::unsupported);
+  CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, own, (dir / "x.gguf").string(), false); }) == mixprec::errc::unsupported);
   CHECK_FALSE(std::filesystem::exists(dir / "x.gguf"));
   std::ofstream(dir / "bad.json") << R"({"format": "something else", "tensors": []})";
-  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "bad.json").string()); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::load_plan((dir / "bad.json").string()); }) == mixprec::errc::parse_error);
   std::ofstream(dir / "old.json") << R"({"format": "mixprec-ggml-plan", "tensors": []})";  // the tool's old format
-  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "old.json").string()); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::load_plan((dir / "old.json").string()); }) == mixprec::errc::parse_error);
   std::ofstream(dir / "new.json") << R"({"format": "mixprec-plan", "version": 2, "layers": []})";
-  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "new.json").string()); }) == mixprec::errc::unsupported);
+  CHECK(error_code_of([&] { (void)mixprec_cli::load_plan((dir / "new.json").string()); }) == mixprec::errc::unsupported);
   std::ofstream(dir / "junk.json") << R"({"policy": 3})";
-  CHECK(code_of([&] { (void)mixprec_cli::load_plan((dir / "junk.json").string()); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)mixprec_cli::load_plan((dir / "junk.json").string()); }) == mixprec::errc::parse_error);
   std::ofstream(dir / "trunc.gguf") << "GGUF\x03";
-  CHECK(code_of([&] { mixprec_cli::model_file bad((dir / "trunc.gguf").string()); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { mixprec_cli::model_file bad((dir / "trunc.gguf").string()); }) == mixprec::errc::parse_error);
   std::filesystem::remove_all(dir);
 }

@@ -20,6 +20,7 @@
 
 #include "../../tools/mixprec/convert.hpp"
 #include "support/data.hpp"
+#include "support/errors.hpp"
 
 namespace {
 
@@ -50,16 +51,7 @@ std::size_t file_count(const fs::path& dir) {
   return static_cast<std::size_t>(std::distance(fs::directory_iterator(dir), fs::directory_iterator()));
 }
 
-mixprec::errc code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const mixprec::error& e) {
-    INFO(e.what());
-    return e.code();
-  }
-  FAIL("no mixprec::error thrown");
-  return mixprec::errc::invalid_argument;
-}
+using mixprec::test::error_code_of;
 
 // The bytes of a row-major float matrix or vector.
 template <class M>
@@ -316,7 +308,7 @@ TEST_CASE("convert: a separate classifier, grouped-query attention and the older
     pieces[263] = pieces[262];
     const std::string tok_path = (dir / "tok_dup.bin").string();
     write_tokenizer(tok_path, pieces);
-    CHECK(code_of([&] { convert_llama2c(ck_path, tok_path, (dir / "dup.gguf").string()); }) == mixprec::errc::unsupported);
+    CHECK(error_code_of([&] { convert_llama2c(ck_path, tok_path, (dir / "dup.gguf").string()); }) == mixprec::errc::unsupported);
     CHECK_FALSE(fs::exists(dir / "dup.gguf"));
   }
 }
@@ -333,7 +325,7 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     for (std::size_t keep : {std::size_t{0}, std::size_t{27}, std::size_t{28}, model.size() / 2, model.size() - 4}) {
       INFO("kept " << keep << " bytes");
       write_all(dir / "cut.bin", std::vector<char>(model.begin(), model.begin() + static_cast<std::ptrdiff_t>(keep)));
-      CHECK(code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
+      CHECK(error_code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
       CHECK(file_count(dir) == 1);  // only cut.bin: no output, no temporary
     }
   }
@@ -343,12 +335,12 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     for (int extra : {4, 6}) {
       INFO(259 + extra << " tokens for vocab_size " << 259 + 5);
       write_tokenizer(dir / "tok.bin", current_pieces(extra));
-      CHECK(code_of([&] { convert_llama2c((dir / "tiny.bin").string(), (dir / "tok.bin").string(), out.string()); }) ==
+      CHECK(error_code_of([&] { convert_llama2c((dir / "tiny.bin").string(), (dir / "tok.bin").string(), out.string()); }) ==
             mixprec::errc::shape_mismatch);
     }
     // tok512 against its own checkpoint but with the last entry cut in half: malformed, not mismatched.
     write_all(dir / "tok_cut.bin", std::vector<char>(tokenizer.begin(), tokenizer.end() - 2));
-    CHECK(code_of([&] { convert_llama2c(model_path, (dir / "tok_cut.bin").string(), out.string()); }) == mixprec::errc::parse_error);
+    CHECK(error_code_of([&] { convert_llama2c(model_path, (dir / "tok_cut.bin").string(), out.string()); }) == mixprec::errc::parse_error);
     CHECK_FALSE(fs::exists(out));
     CHECK(file_count(dir) == 3);
   }
@@ -357,7 +349,7 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     const float nan = std::numeric_limits<float>::quiet_NaN();
     std::memcpy(bad.data() + 28 + 4 * 1000, &nan, 4);
     write_all(dir / "nan.bin", bad);
-    CHECK(code_of([&] { convert_llama2c((dir / "nan.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::non_finite);
+    CHECK(error_code_of([&] { convert_llama2c((dir / "nan.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::non_finite);
     CHECK(file_count(dir) == 1);
   }
   SECTION("an output that is one of the inputs, by any name") {
@@ -367,7 +359,7 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     fs::create_hard_link(dir / "tok.bin", dir / "hard.gguf");
     for (const fs::path& target : {dir / "model.bin", dir / "tok.bin", dir / "link.gguf", dir / "hard.gguf"}) {
       INFO(target);
-      CHECK(code_of([&] { convert_llama2c((dir / "model.bin").string(), (dir / "tok.bin").string(), target.string()); }) ==
+      CHECK(error_code_of([&] { convert_llama2c((dir / "model.bin").string(), (dir / "tok.bin").string(), target.string()); }) ==
             mixprec::errc::invalid_argument);
     }
     CHECK(read_all(dir / "model.bin") == model);
@@ -378,14 +370,14 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     const std::vector<char> old = {'o', 'l', 'd'};
     write_all(out, old);
     write_all(dir / "cut.bin", std::vector<char>(model.begin(), model.end() - 1));
-    CHECK(code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
+    CHECK(error_code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
     CHECK(read_all(out) == old);
     CHECK(file_count(dir) == 2);
   }
   SECTION("missing inputs and an output folder that does not exist") {
-    CHECK(code_of([&] { convert_llama2c((dir / "none.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::io_error);
-    CHECK(code_of([&] { convert_llama2c(model_path, (dir / "none.bin").string(), out.string()); }) == mixprec::errc::io_error);
-    CHECK(code_of([&] { convert_llama2c(model_path, tokenizer_path, (dir / "no" / "out.gguf").string()); }) == mixprec::errc::io_error);
+    CHECK(error_code_of([&] { convert_llama2c((dir / "none.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::io_error);
+    CHECK(error_code_of([&] { convert_llama2c(model_path, (dir / "none.bin").string(), out.string()); }) == mixprec::errc::io_error);
+    CHECK(error_code_of([&] { convert_llama2c(model_path, tokenizer_path, (dir / "no" / "out.gguf").string()); }) == mixprec::errc::io_error);
     CHECK(file_count(dir) == 0);
   }
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 
 #include "../../tools/mixprec/tool.hpp"
+#include "support/errors.hpp"
 
 namespace {
 
@@ -56,14 +57,7 @@ std::string make_model(const fs::path& dir, bool nan) {
   return path;
 }
 
-mixprec::errc code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const mixprec::error& e) {
-    return e.code();
-  }
-  return mixprec::errc::unsupported;  // no error: the tests below expect one
-}
+using mixprec::test::error_code_of;
 
 // A plan giving each named tensor of `path` a type (shapes from the file's header).
 mixprec::plan plan_of(const std::string& path, const std::map<std::string, std::string>& types) {
@@ -94,7 +88,7 @@ TEST_CASE("quantize refuses an output that is its input, however named, and leav
     for (const std::string& out : {path, (dir / "." / "model.gguf").string(), (dir / "link.gguf").string(),
                                   (dir / "hard.gguf").string()}) {
       INFO(out);
-      CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::invalid_argument);
+      CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::invalid_argument);
     }
   }
   CHECK(read_all(path) == before);
@@ -117,11 +111,11 @@ TEST_CASE("a quantize that fails half-way leaves no output, and an older output 
   const mixprec::plan plan = plan_of(path, {{"blk.0.attn_q.weight", "q8_0"}, {"blk.0.ffn_down.weight", "q8_0"}});
   const mixprec_cli::model_file f(path);
   const std::string out = (dir / "out.gguf").string();
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
+  CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
   CHECK_FALSE(fs::exists(out));
   CHECK(others(dir, {"model.gguf"}).empty());
   std::ofstream(out) << "an older output";
-  CHECK(code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
+  CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
   const auto kept = read_all(out);
   CHECK(std::string(kept.begin(), kept.end()) == "an older output");
   CHECK(others(dir, {"model.gguf", "out.gguf"}).empty());
@@ -159,8 +153,8 @@ TEST_CASE("output_file: commit renames, anything else removes the temporary file
     mixprec::remove_pending_outputs();  // what the tool's SIGINT/SIGTERM handler does
     CHECK_FALSE(fs::exists(out.temporary_path()));
   }
-  CHECK(code_of([&] { mixprec::output_file out((dir / "no" / "such" / "x.bin").string()); }) == mixprec::errc::io_error);
-  CHECK(code_of([&] { mixprec::output_file out(dir.string()); }) == mixprec::errc::io_error);
-  CHECK(code_of([&] { mixprec::output_file out(target, {target}); }) == mixprec::errc::invalid_argument);
+  CHECK(error_code_of([&] { mixprec::output_file out((dir / "no" / "such" / "x.bin").string()); }) == mixprec::errc::io_error);
+  CHECK(error_code_of([&] { mixprec::output_file out(dir.string()); }) == mixprec::errc::io_error);
+  CHECK(error_code_of([&] { mixprec::output_file out(target, {target}); }) == mixprec::errc::invalid_argument);
   fs::remove_all(dir);
 }
