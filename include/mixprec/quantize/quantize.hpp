@@ -25,6 +25,7 @@
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"
 #include "mixprec/kernels/kernel_set.hpp"
+#include "mixprec/kernels/ref/row_codec.hpp"
 #include "mixprec/quantize/calibration.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
 #include "mixprec/quantize/spec.hpp"
@@ -154,15 +155,6 @@ void pack_row(format_id f, const std::uint8_t* codes, index_t n, std::uint8_t* o
     case format_id::int2: K::template pack<2>(codes, n, out); break;
     case format_id::int4: K::template pack<4>(codes, n, out); break;
     default: std::copy(codes, codes + n, out); break;
-  }
-}
-
-template <class K>
-void unpack_row(format_id f, const std::uint8_t* packed, index_t n, std::uint8_t* codes) {
-  switch (f) {
-    case format_id::int2: K::template unpack<2>(packed, n, codes); break;
-    case format_id::int4: K::template unpack<4>(packed, n, codes); break;
-    default: std::copy(packed, packed + n, codes); break;
   }
 }
 
@@ -296,40 +288,8 @@ void dequantize_into_with(const quantized_tensor& q, Eigen::Ref<row_matrix> y) {
     throw error(errc::shape_mismatch, "dequantize: output is " + std::to_string(y.rows()) + "x" +
                                           std::to_string(y.cols()) + ", tensor is " + std::to_string(q.rows()) + "x" +
                                           std::to_string(q.cols()));
-  const quant_spec& s = q.spec();
-  const index_t cols = q.cols();
-  if (s.format == format_id::ggml_block) {
-    for (index_t r = 0; r < q.rows(); ++r)
-      ggml::dequantize_row(s.ggml, std::as_bytes(std::span<const std::uint8_t>(q.row_codes(r), q.row_bytes())),
-                           std::span<float>(&y(r, 0), static_cast<std::size_t>(cols)));
-    return;
-  }
-  if (!needs_scale(s.format)) {
-    for (index_t r = 0; r < q.rows(); ++r) {
-      const std::uint8_t* in = q.row_codes(r);
-      if (s.format == format_id::fp32)
-        std::memcpy(&y(r, 0), in, q.row_bytes());
-      else if (s.format == format_id::fp16)
-        K::from_fp16(reinterpret_cast<const std::uint16_t*>(in), cols, &y(r, 0));
-      else
-        K::from_bf16(reinterpret_cast<const std::uint16_t*>(in), cols, &y(r, 0));
-    }
-    return;
-  }
-  std::vector<std::uint8_t> tmp(static_cast<std::size_t>(cols));
-  const index_t seg = q.group_length();
-  for (index_t r = 0; r < q.rows(); ++r) {
-    const std::uint8_t* codes = q.row_codes(r);
-    if (bits_of(s.format) != 8) {
-      detail::unpack_row<K>(s.format, codes, cols, tmp.data());
-      codes = tmp.data();
-    }
-    for (index_t g = 0; g < q.groups_per_row(); ++g) {
-      const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-      const segment_params p{q.scale(r, g), 0.0f, q.zero_point(r, g)};
-      detail::dequantize_segment<K>(s.format, codes + c0, n, p, &y(r, c0));
-    }
-  }
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(q.cols()));
+  for (index_t r = 0; r < q.rows(); ++r) decode_row<K>(q, r, &y(r, 0), codes.data());  // kernels/ref/row_codec.hpp
 }
 
 // Back to FP32 with kernel set K.

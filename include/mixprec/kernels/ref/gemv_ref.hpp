@@ -11,49 +11,17 @@
 #include <vector>
 
 #include "mixprec/kernels/ref/quantize_ref.hpp"
+#include "mixprec/kernels/ref/reference_kernels.hpp"
+#include "mixprec/kernels/ref/row_codec.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
 
 namespace mixprec::ref {
 
-// The FP32 weights of row r of w (exactly dequantize()'s values).
+// The FP32 weights of row r of w (exactly dequantize()'s values): the row codec with the scalar kernels.
 inline void dequantize_row(const quantized_tensor& w, index_t r, float* out) {
-  const quant_spec& s = w.spec();
-  const index_t cols = w.cols();
-  const std::uint8_t* p = w.row_codes(r);
-  switch (s.format) {
-    case format_id::ggml_block:  // ggml's own decoding (formats/ggml.hpp), the values llama.cpp computes with
-      ggml::dequantize_row(s.ggml, std::as_bytes(std::span<const std::uint8_t>(p, w.row_bytes())),
-                           std::span<float>(out, static_cast<std::size_t>(cols)));
-      return;
-    case format_id::fp32:
-      for (index_t j = 0; j < cols; ++j) std::memcpy(out + j, p + 4 * j, 4);
-      return;
-    case format_id::fp16:
-    case format_id::bf16:
-      for (index_t j = 0; j < cols; ++j) {
-        std::uint16_t h;
-        std::memcpy(&h, p + 2 * j, 2);
-        out[j] = s.format == format_id::fp16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-      }
-      return;
-    default: break;
-  }
-  std::vector<std::uint8_t> codes(static_cast<std::size_t>(cols));
-  if (s.format == format_id::int4)
-    unpack<4>(p, cols, codes.data());
-  else if (s.format == format_id::int2)
-    unpack<2>(p, cols, codes.data());
-  else
-    std::copy(p, p + cols, codes.begin());
-  const index_t seg = w.group_length();
-  for (index_t g = 0; g < w.groups_per_row(); ++g) {
-    const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-    if (s.format == format_id::fp8_e4m3)
-      from_fp8(codes.data() + c0, n, w.scale(r, g), out + c0);
-    else
-      dequantize_codes(codes.data() + c0, n, w.scale(r, g), w.zero_point(r, g), out + c0);
-  }
+  std::vector<std::uint8_t> codes(static_cast<std::size_t>(w.cols()));
+  decode_row<reference_kernels>(w, r, out, codes.data());
 }
 
 // y[r] = sum_j Q(W)[r, j] * x[j], in double, rounded once to float.

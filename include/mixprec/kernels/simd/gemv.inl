@@ -2,6 +2,9 @@
 // namespace; the public entry points and the paths they take are described in kernels/gemv.hpp).
 
 template <class A>
+struct kernels;  // this target's kernel set (entry.inl), which the row codec decodes with
+
+template <class A>
 inline float hsum(fbatch<A> v) noexcept {
   return sx::hadd(v);
 }
@@ -43,29 +46,6 @@ inline void dot4(const float* a, const float* b, index_t stride, index_t n, floa
     for (int k = 0; k < 4; ++k) out[k] += a[j] * b[k * stride + j];
 }
 
-// Row r of w dequantized into out with the SIMD kernels (same values as dequantize()).
-template <class A>
-void dequantize_row(const quantized_tensor& w, index_t r, float* out, std::uint8_t* codes) {
-  const quant_spec& s = w.spec();
-  const index_t cols = w.cols();
-  const std::uint8_t* p = w.row_codes(r);
-  switch (s.format) {
-    case format_id::fp16: simd::from_fp16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
-    case format_id::bf16: simd::from_bf16(A{}, reinterpret_cast<const std::uint16_t*>(p), cols, out); return;
-    case format_id::fp32:
-    case format_id::fp8_e4m3:
-    case format_id::ggml_block: ref::dequantize_row(w, r, out); return;  // ggml blocks: formats/ggml.hpp's decoding
-    case format_id::int4: simd::unpack<4>(A{}, p, cols, codes); break;
-    case format_id::int2: simd::unpack<2>(A{}, p, cols, codes); break;
-    case format_id::int8: codes = const_cast<std::uint8_t*>(p); break;
-  }
-  const index_t seg = w.group_length();
-  for (index_t g = 0; g < w.groups_per_row(); ++g) {
-    const index_t c0 = g * seg, n = std::min(cols, c0 + seg) - c0;
-    simd::dequantize_codes(A{}, codes + c0, n, w.scale(r, g), w.zero_point(r, g), out + c0);
-  }
-}
-
 // Calls fn(r, row) for every row of w, the row dequantized into an L1-resident buffer (row-decode path).
 template <class A, class Fn>
 void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
@@ -75,7 +55,7 @@ void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
     row.resize(static_cast<std::size_t>(w.cols()));
     codes.resize(static_cast<std::size_t>(w.cols()));
     for (index_t r = r0; r < r1; ++r) {
-      dequantize_row<A>(w, r, row.data(), codes.data());
+      decode_row<kernels<A>>(w, r, row.data(), codes.data());  // the row codec (kernels/ref/row_codec.hpp)
       fn(r, row.data());
     }
   });
