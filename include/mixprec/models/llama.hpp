@@ -1,0 +1,724 @@
+// A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
+// of architecture "llama" (as llama.cpp writes it) or a llama2.c checkpoint, and runs the forward pass
+// token by token with a KV cache, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
+// llama.cpp's block types straight from their bytes by mixprec::gemv's row-decode path, no FP32 copy)
+// or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
+//
+// The forward pass (llama2.c's run.c and llama.cpp's "llama" graph compute the same thing), per layer:
+//   h  = x + Wo attention(RoPE(Wq n), RoPE(Wk n), Wv n),    n = rmsnorm(x) * attn_norm
+//   x' = h + Wdown (silu(Wgate m) * (Wup m)),                m = rmsnorm(h) * ffn_norm
+//   rmsnorm(x) = x / sqrt(mean(x^2) + eps)                   eps: llama.attention.layer_norm_rms_epsilon
+// then logits = Woutput (rmsnorm(x) * output_norm). Attention: grouped-query (head h reads KV head
+// h / (n_heads / n_kv_heads)), scores q.k / sqrt(head_size), causal softmax in FP32.
+// RoPE: llama.cpp's NORM mode, which arch "llama" uses: within each head, the pairs (2i, 2i+1) for
+// 2i < rope_dim are rotated by the angle p * s / f_i * theta^(-2i / rope_dim) (p the position, s the
+// linear scaling 1 / llama.rope.scaling.factor, f_i rope_freqs.weight[i] when the file has it, else 1);
+// the remaining head_size - rope_dim values pass unchanged. llama2.c's RoPE on interleaved pairs is the
+// same rotation (its converter does not permute wq/wk, llama.cpp's convert_hf_to_gguf permutes HF's
+// half-split q/k into this order), so one engine runs both kinds of file.
+//
+// Matrices are (out x in) row-major; a GGUF tensor of dims {ne0, ne1} is ne1 rows of ne0 inputs.
+// Numerics: FP32 throughout; the FP32 path is the previous examples/llama engine operation for operation
+// (same results, bit for bit).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "mixprec/config.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/float_convert.hpp"
+#include "mixprec/formats/ggml.hpp"
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/io/llama2c.hpp"
+#include "mixprec/kernels/quantized_linear.hpp"
+#include "mixprec/quantize/quantize.hpp"
+
+namespace mixprec::models {
+
+// The hyper-parameters of a LLaMA-family model (GGUF keys "llama.*"; llama2.c's header).
+struct llama_config {
+  int dim = 0;             // embedding length (llama.embedding_length)
+  int hidden_dim = 0;      // feed-forward length (llama.feed_forward_length)
+  int n_layers = 0;        // llama.block_count
+  int n_heads = 0;         // llama.attention.head_count
+  int n_kv_heads = 0;      // llama.attention.head_count_kv (GQA; = n_heads when absent)
+  int vocab_size = 0;      // rows of token_embd
+  int context_length = 0;  // llama.context_length: the positions the KV cache holds at most
+  int rope_dim = 0;        // llama.rope.dimension_count (even, <= head_size; default head_size)
+  float rope_theta = 10000.0f;      // llama.rope.freq_base
+  float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor for scaling type "linear"
+  float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
+
+  [[nodiscard]] int head_size() const noexcept { return n_heads > 0 ? dim / n_heads : 0; }
+  [[nodiscard]] int kv_dim() const noexcept { return head_size() * n_kv_heads; }
+};
+
+// One weight matrix (out x in) as the model stores it: FP32, or a quantized_tensor holding the file's
+// bytes unchanged (F16, BF16: spec fp16 / bf16; llama.cpp's block types: spec format ggml_block).
+class llama_matrix {
+ public:
+  llama_matrix() = default;
+  llama_matrix(std::string name, row_matrix w) : name_(std::move(name)), fp32_(std::move(w)) {}
+  llama_matrix(std::string name, quantized_tensor q) : name_(std::move(name)), stored_(std::move(q)) {}
+
+  // The name plans, specs and observers use: the GGUF tensor name ("blk.0.attn_q.weight") or the
+  // llama2.c name ("layers.0.wq", "classifier").
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+  [[nodiscard]] index_t rows() const noexcept { return stored_ ? stored_->rows() : fp32_.rows(); }
+  [[nodiscard]] index_t cols() const noexcept { return stored_ ? stored_->cols() : fp32_.cols(); }
+  [[nodiscard]] bool is_fp32() const noexcept { return !stored_; }
+  [[nodiscard]] const row_matrix& fp32() const {
+    if (stored_) throw error(errc::invalid_argument, "llama_matrix '" + name_ + "' is stored as " + to_string(stored_->spec()));
+    return fp32_;
+  }
+  // The stored tensor (throws errc::invalid_argument for an FP32 matrix).
+  [[nodiscard]] const quantized_tensor& stored() const {
+    if (!stored_) throw error(errc::invalid_argument, "llama_matrix '" + name_ + "' is FP32");
+    return *stored_;
+  }
+  // The storage format: fp32, fp16, bf16 or a ggml_block spec.
+  [[nodiscard]] quant_spec spec() const noexcept { return stored_ ? stored_->spec() : ggml_spec(ggml_type::f32); }
+  // Bytes as stored.
+  [[nodiscard]] std::size_t bytes() const noexcept {
+    return stored_ ? stored_->bytes() : static_cast<std::size_t>(fp32_.size()) * sizeof(float);
+  }
+  // The values as FP32 (exact for FP32/F16/BF16; ggml's dequantization for blocks).
+  [[nodiscard]] row_matrix to_float() const { return stored_ ? dequantize(*stored_) : fp32_; }
+  // Row r as FP32 into out (cols() floats): the embedding lookup.
+  void row(index_t r, float* out) const {
+    if (r < 0 || r >= rows()) throw error(errc::invalid_argument, "llama_matrix '" + name_ + "': row " + std::to_string(r) + " out of range");
+    if (!stored_) {
+      std::memcpy(out, fp32_.row(r).data(), static_cast<std::size_t>(cols()) * sizeof(float));
+      return;
+    }
+    const quant_spec s = stored_->spec();
+    const std::uint8_t* p = stored_->row_codes(r);
+    if (s.format == format_id::ggml_block) {
+      ggml::dequantize_row(s.ggml, std::span<const std::byte>(reinterpret_cast<const std::byte*>(p), stored_->row_bytes()),
+                           std::span<float>(out, static_cast<std::size_t>(cols())));
+      return;
+    }
+    for (index_t i = 0; i < cols(); ++i) {
+      std::uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      out[i] = s.format == format_id::fp16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
+    }
+  }
+
+ private:
+  std::string name_;
+  row_matrix fp32_;
+  std::optional<quantized_tensor> stored_;
+};
+
+struct llama_layer {
+  Eigen::VectorXf attn_norm, ffn_norm;  // dim each
+  // wq: (n_heads * head_size) x dim, wk / wv: kv_dim x dim, wo: dim x dim, gate / up: hidden x dim,
+  // down: dim x hidden.
+  llama_matrix wq, wk, wv, wo, gate, up, down;
+};
+
+// The weights and hyper-parameters of a model. Build with load_llama / load_gguf / from_llama2c, or by
+// hand (then call validate()).
+struct llama_model {
+  llama_config config;
+  llama_matrix token_embd;  // vocab x dim (looked up as stored)
+  std::vector<llama_layer> layers;
+  Eigen::VectorXf output_norm;        // dim
+  std::optional<llama_matrix> output;  // vocab x dim; absent: tied to token_embd (run as the classifier)
+  Eigen::VectorXf rope_freq_factors;   // rope_dim / 2 divisors of the rotation frequencies, or empty
+
+  [[nodiscard]] const llama_matrix& classifier() const noexcept { return output ? *output : token_embd; }
+
+  // Every matrix a product runs with (layer by layer: wq, wk, wv, wo, gate, up, down; then the
+  // classifier), the ones a plan assigns specs to.
+  [[nodiscard]] std::vector<const llama_matrix*> matrices() const {
+    std::vector<const llama_matrix*> out;
+    for (const llama_layer& l : layers)
+      for (const llama_matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) out.push_back(m);
+    out.push_back(&classifier());
+    return out;
+  }
+
+  // Checks the hyper-parameters and every shape; throws errc::invalid_argument (hyper-parameters) or
+  // errc::shape_mismatch naming the matrix.
+  void validate() const {
+    const llama_config& c = config;
+    auto bad = [](const std::string& what) { throw error(errc::invalid_argument, "llama model: " + what); };
+    if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.vocab_size <= 0 ||
+        c.context_length <= 0)
+      bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size and context_length must be positive");
+    if (c.dim % c.n_heads != 0) bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads " + std::to_string(c.n_heads));
+    if (c.n_heads % c.n_kv_heads != 0) bad("n_heads " + std::to_string(c.n_heads) + " is not a multiple of n_kv_heads " + std::to_string(c.n_kv_heads));
+    if (c.rope_dim <= 0 || c.rope_dim % 2 != 0 || c.rope_dim > c.head_size())
+      bad("rope dimension count " + std::to_string(c.rope_dim) + " must be even and in (0, head size " + std::to_string(c.head_size()) + "]");
+    if (!(c.rms_eps > 0.0f) || !std::isfinite(c.rope_theta) || !(c.rope_theta > 0.0f) || !(c.rope_freq_scale > 0.0f))
+      bad("rms_eps, rope_theta and rope_freq_scale must be positive");
+    if (static_cast<int>(layers.size()) != c.n_layers)
+      bad(std::to_string(layers.size()) + " layers, the config says " + std::to_string(c.n_layers));
+    auto shape = [](const llama_matrix& m, index_t rows, index_t cols) {
+      if (m.rows() != rows || m.cols() != cols)
+        throw error(errc::shape_mismatch, "llama model: matrix '" + m.name() + "' is " + std::to_string(m.rows()) + "x" +
+                                              std::to_string(m.cols()) + ", expected " + std::to_string(rows) + "x" + std::to_string(cols));
+    };
+    auto vec = [&](const Eigen::VectorXf& v, const std::string& what) {
+      if (v.size() != c.dim)
+        throw error(errc::shape_mismatch, "llama model: " + what + " has " + std::to_string(v.size()) + " entries, expected " +
+                                              std::to_string(c.dim));
+    };
+    shape(token_embd, c.vocab_size, c.dim);
+    if (output) shape(*output, c.vocab_size, c.dim);
+    vec(output_norm, "the output norm");
+    for (std::size_t i = 0; i < layers.size(); ++i) {
+      const llama_layer& l = layers[i];
+      shape(l.wq, c.dim, c.dim);
+      shape(l.wk, c.kv_dim(), c.dim);
+      shape(l.wv, c.kv_dim(), c.dim);
+      shape(l.wo, c.dim, c.dim);
+      shape(l.gate, c.hidden_dim, c.dim);
+      shape(l.up, c.hidden_dim, c.dim);
+      shape(l.down, c.dim, c.hidden_dim);
+      vec(l.attn_norm, "layer " + std::to_string(i) + "'s attention norm");
+      vec(l.ffn_norm, "layer " + std::to_string(i) + "'s FFN norm");
+    }
+    if (rope_freq_factors.size() != 0 && rope_freq_factors.size() != c.rope_dim / 2)
+      throw error(errc::shape_mismatch, "llama model: rope_freqs has " + std::to_string(rope_freq_factors.size()) +
+                                            " entries, expected rope_dim / 2 = " + std::to_string(c.rope_dim / 2));
+  }
+};
+
+// ---- loading ----
+
+// A llama2.c checkpoint as a model: matrices named "layers.N.wq" ... "layers.N.w3" and "classifier"
+// (always present, a copy of the embedding when llama2.c shares it, as llama2c::checkpoint holds it),
+// the embedding "token_embedding"; RMSNorm eps 1e-5, RoPE theta 10000 on the whole head (run.c's).
+[[nodiscard]] inline llama_model from_llama2c(llama2c::checkpoint ck) {
+  llama_model m;
+  const llama2c::config& c = ck.cfg;
+  m.config = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, c.head_size(), 10000.0f, 1.0f, 1e-5f};
+  m.token_embd = llama_matrix("token_embedding", std::move(ck.token_embedding));
+  for (std::size_t i = 0; i < ck.layers.size(); ++i) {
+    auto& w = ck.layers[i];
+    const std::string p = "layers." + std::to_string(i) + ".";
+    llama_layer l;
+    l.attn_norm = std::move(w.rms_att);
+    l.ffn_norm = std::move(w.rms_ffn);
+    l.wq = llama_matrix(p + "wq", std::move(w.wq));
+    l.wk = llama_matrix(p + "wk", std::move(w.wk));
+    l.wv = llama_matrix(p + "wv", std::move(w.wv));
+    l.wo = llama_matrix(p + "wo", std::move(w.wo));
+    l.gate = llama_matrix(p + "w1", std::move(w.w1));
+    l.down = llama_matrix(p + "w2", std::move(w.w2));
+    l.up = llama_matrix(p + "w3", std::move(w.w3));
+    m.layers.push_back(std::move(l));
+  }
+  m.output_norm = std::move(ck.rms_final);
+  m.output = llama_matrix("classifier", std::move(ck.classifier));
+  m.validate();
+  return m;
+}
+
+namespace detail {
+
+// An unsigned integer KV of any integer type; nullopt when absent. Negative values and non-integers
+// are errc::parse_error naming the key.
+inline std::optional<std::uint64_t> kv_uint(const gguf::file& g, const std::string& key) {
+  const gguf::value* v = g.kvs().find(key);
+  if (!v) return std::nullopt;
+  std::optional<std::uint64_t> out;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          if (x >= 0) out = static_cast<std::uint64_t>(x);
+        }
+      },
+      v->v);
+  if (!out)
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' is " + std::string(gguf::to_string(v->type())) +
+                                       "; a non-negative integer is expected");
+  return out;
+}
+
+inline std::optional<double> kv_float(const gguf::file& g, const std::string& key) {
+  const gguf::value* v = g.kvs().find(key);
+  if (!v) return std::nullopt;
+  if (const float* f = v->get_if<float>()) return *f;
+  if (const double* d = v->get_if<double>()) return *d;
+  throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' is " + std::string(gguf::to_string(v->type())) +
+                                     "; f32 or f64 is expected");
+}
+
+// A required integer KV in [1, 2^30].
+inline int kv_int(const gguf::file& g, const std::string& key, std::optional<int> fallback = std::nullopt) {
+  const auto v = kv_uint(g, key);
+  if (!v) {
+    if (fallback) return *fallback;
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': the llama model needs the key '" + key + "'");
+  }
+  if (*v == 0 || *v > (1u << 30))
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' = " + std::to_string(*v) + " is out of range");
+  return static_cast<int>(*v);
+}
+
+inline std::string dims_text(const std::vector<std::uint64_t>& d) {
+  std::string s = "{";
+  for (std::size_t i = 0; i < d.size(); ++i) s += (i ? ", " : "") + std::to_string(d[i]);
+  return s + "}";
+}
+
+// The tensor `name`, checked to be `dims` (ne0 first; trailing 1s allowed) and of a type mixprec reads.
+inline const gguf::tensor_info& gguf_tensor(const gguf::file& g, const std::string& name, std::vector<std::uint64_t> dims) {
+  const gguf::tensor_info* t = g.find(name);
+  if (!t) throw error(errc::parse_error, "GGUF '" + g.path() + "': the llama model needs the tensor '" + name + "'");
+  std::vector<std::uint64_t> have = t->dims;
+  while (have.size() > dims.size() && have.back() == 1) have.pop_back();
+  if (have != dims)
+    throw error(errc::shape_mismatch, "GGUF '" + g.path() + "': tensor '" + name + "' has dims " + dims_text(t->dims) + ", expected " +
+                                          dims_text(dims) + " (ne0 = input features)");
+  if (!is_supported_ggml_type(t->type)) {
+    const auto tt = gguf::type_traits_of(t->type);
+    throw error(errc::unsupported, "GGUF '" + g.path() + "': tensor '" + name + "' has type " +
+                                       (tt ? std::string(tt->name) : std::to_string(t->type)) + ", which mixprec does not implement");
+  }
+  return *t;
+}
+
+// A tensor's values as FP32 (rows x ne0).
+inline row_matrix gguf_floats(const gguf::file& g, const gguf::tensor_info& t) {
+  if (t.type == 0 || t.type == 1 || t.type == 30) return g.to_float(t.name);
+  return ggml::dequantize(static_cast<ggml_type>(t.type), t.bytes, static_cast<index_t>(t.rows()), static_cast<index_t>(t.row_length()),
+                          t.name);
+}
+
+inline Eigen::VectorXf gguf_vector(const gguf::file& g, const std::string& name, std::uint64_t n) {
+  const row_matrix m = gguf_floats(g, gguf_tensor(g, name, {n}));
+  return Eigen::Map<const Eigen::VectorXf>(m.data(), m.size());
+}
+
+// A matrix of `rows` x `cols` (GGUF dims {cols, rows}) kept as stored: F32 as FP32, the others as a
+// quantized_tensor holding the file's bytes.
+inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, int rows, int cols) {
+  const gguf::tensor_info& t = gguf_tensor(g, name, {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)});
+  if (t.type == 0) return llama_matrix(name, g.to_float(name));
+  const auto* p = reinterpret_cast<const std::uint8_t*>(t.bytes.data());
+  return llama_matrix(name, quantized_tensor(ggml_spec(static_cast<ggml_type>(t.type)), rows, cols, std::vector<std::uint8_t>(p, p + t.size), {}, {}));
+}
+
+}  // namespace detail
+
+// A GGUF of general.architecture "llama" as a model, matrices kept as stored (see llama_matrix) and
+// named by their tensor names. Reads llama.embedding_length, feed_forward_length, block_count,
+// attention.head_count, context_length, attention.layer_norm_rms_epsilon (required), attention.head_count_kv
+// (default head_count), rope.dimension_count (default head size), rope.freq_base (default 10000),
+// rope.scaling.type ("none", or "linear" with rope.scaling.factor; also the older rope.scale_linear),
+// vocab_size (optional, checked). Tensors: token_embd, output_norm, output (absent: tied), rope_freqs
+// (optional), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up,
+// ffn_down}, each ".weight"; types F32, F16, BF16 and every ggml block type mixprec implements.
+// Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other than
+// none/linear, experts (llama.expert_count > 0), key/value head sizes other than dim / head_count, a
+// tensor type mixprec does not implement, or a tensor the engine would not use (e.g. biases);
+// errc::parse_error for a missing key or tensor or a malformed value; errc::shape_mismatch for a tensor
+// of other dims. Every message names the file and the key or tensor.
+[[nodiscard]] inline llama_model load_gguf(const gguf::file& g) {
+  const std::string file = "GGUF '" + g.path() + "': ";
+  const gguf::value* arch = g.kvs().find("general.architecture");
+  if (!arch) throw error(errc::parse_error, file + "no key 'general.architecture'");
+  const std::string* arch_name = arch->get_if<std::string>();
+  if (!arch_name) throw error(errc::parse_error, file + "key 'general.architecture' is not a string");
+  if (*arch_name != "llama")
+    throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama' only");
+
+  llama_model m;
+  llama_config& c = m.config;
+  c.dim = detail::kv_int(g, "llama.embedding_length");
+  c.hidden_dim = detail::kv_int(g, "llama.feed_forward_length");
+  c.n_layers = detail::kv_int(g, "llama.block_count");
+  c.n_heads = detail::kv_int(g, "llama.attention.head_count");
+  c.n_kv_heads = detail::kv_int(g, "llama.attention.head_count_kv", c.n_heads);
+  c.context_length = detail::kv_int(g, "llama.context_length");
+  if (c.dim % c.n_heads != 0)
+    throw error(errc::parse_error, file + "llama.embedding_length " + std::to_string(c.dim) + " is not a multiple of llama.attention.head_count " +
+                                       std::to_string(c.n_heads));
+  if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
+    throw error(errc::parse_error, file + "llama.attention.head_count " + std::to_string(c.n_heads) +
+                                       " is not a multiple of llama.attention.head_count_kv " + std::to_string(c.n_kv_heads));
+  for (const char* key : {"llama.attention.key_length", "llama.attention.value_length"})
+    if (const auto v = detail::kv_uint(g, key); v && *v != static_cast<std::uint64_t>(c.head_size()))
+      throw error(errc::unsupported, file + "key '" + key + "' = " + std::to_string(*v) + "; this engine needs the head size dim / head_count = " +
+                                         std::to_string(c.head_size()));
+  if (const auto e = detail::kv_uint(g, "llama.expert_count"); e && *e > 0)
+    throw error(errc::unsupported, file + "key 'llama.expert_count' = " + std::to_string(*e) + ": mixture-of-experts models are not implemented");
+  c.rope_dim = detail::kv_int(g, "llama.rope.dimension_count", c.head_size());
+  if (c.rope_dim % 2 != 0 || c.rope_dim > c.head_size())
+    throw error(errc::parse_error, file + "llama.rope.dimension_count " + std::to_string(c.rope_dim) + " must be even and at most the head size " +
+                                       std::to_string(c.head_size()));
+  const auto eps = detail::kv_float(g, "llama.attention.layer_norm_rms_epsilon");
+  if (!eps) throw error(errc::parse_error, file + "the llama model needs the key 'llama.attention.layer_norm_rms_epsilon'");
+  if (!(*eps > 0.0 && *eps < 1.0)) throw error(errc::parse_error, file + "llama.attention.layer_norm_rms_epsilon must be in (0, 1)");
+  c.rms_eps = static_cast<float>(*eps);
+  const auto base = detail::kv_float(g, "llama.rope.freq_base");
+  if (base && !(*base > 0.0 && std::isfinite(*base))) throw error(errc::parse_error, file + "llama.rope.freq_base must be positive");
+  c.rope_theta = base ? static_cast<float>(*base) : 10000.0f;
+  std::string scaling = "none";
+  if (const gguf::value* v = g.kvs().find("llama.rope.scaling.type")) {
+    const std::string* s = v->get_if<std::string>();
+    if (!s) throw error(errc::parse_error, file + "key 'llama.rope.scaling.type' is not a string");
+    scaling = *s;
+  }
+  if (scaling == "linear") {
+    const auto f = detail::kv_float(g, "llama.rope.scaling.factor");
+    if (!f) throw error(errc::parse_error, file + "llama.rope.scaling.type 'linear' needs the key 'llama.rope.scaling.factor'");
+    if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + "llama.rope.scaling.factor must be positive");
+    c.rope_freq_scale = static_cast<float>(1.0 / *f);
+  } else if (scaling != "none") {
+    throw error(errc::unsupported, file + "llama.rope.scaling.type '" + scaling + "' is not implemented (none and linear are)");
+  }
+  if (scaling == "none")
+    if (const auto f = detail::kv_float(g, "llama.rope.scale_linear"); f && *f != 1.0) {  // the older key
+      if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + "llama.rope.scale_linear must be positive");
+      c.rope_freq_scale = static_cast<float>(1.0 / *f);
+    }
+
+  const gguf::tensor_info* embd = g.find("token_embd.weight");
+  if (!embd) throw error(errc::parse_error, file + "the llama model needs the tensor 'token_embd.weight'");
+  if (embd->dims.size() < 2 || embd->rows() > (1u << 30))
+    throw error(errc::shape_mismatch, file + "tensor 'token_embd.weight' has dims " + detail::dims_text(embd->dims) + ", expected {" +
+                                          std::to_string(c.dim) + ", vocab}");
+  c.vocab_size = static_cast<int>(embd->rows());
+  if (const auto v = detail::kv_uint(g, "llama.vocab_size"); v && *v != static_cast<std::uint64_t>(c.vocab_size))
+    throw error(errc::shape_mismatch, file + "llama.vocab_size " + std::to_string(*v) + " differs from token_embd.weight's " +
+                                          std::to_string(c.vocab_size) + " rows");
+
+  std::vector<std::string> used = {"token_embd.weight", "output_norm.weight"};
+  m.token_embd = detail::gguf_matrix(g, "token_embd.weight", c.vocab_size, c.dim);
+  m.output_norm = detail::gguf_vector(g, "output_norm.weight", static_cast<std::uint64_t>(c.dim));
+  if (g.find("output.weight")) {
+    m.output = detail::gguf_matrix(g, "output.weight", c.vocab_size, c.dim);
+    used.emplace_back("output.weight");
+  }
+  if (g.find("rope_freqs.weight")) {
+    m.rope_freq_factors = detail::gguf_vector(g, "rope_freqs.weight", static_cast<std::uint64_t>(c.rope_dim / 2));
+    if (!(m.rope_freq_factors.array() > 0.0f).all() || !m.rope_freq_factors.allFinite())
+      throw error(errc::parse_error, file + "tensor 'rope_freqs.weight' must hold positive factors");
+    used.emplace_back("rope_freqs.weight");
+  }
+  for (int i = 0; i < c.n_layers; ++i) {
+    const std::string p = "blk." + std::to_string(i) + ".";
+    llama_layer l;
+    l.attn_norm = detail::gguf_vector(g, p + "attn_norm.weight", static_cast<std::uint64_t>(c.dim));
+    l.ffn_norm = detail::gguf_vector(g, p + "ffn_norm.weight", static_cast<std::uint64_t>(c.dim));
+    l.wq = detail::gguf_matrix(g, p + "attn_q.weight", c.dim, c.dim);
+    l.wk = detail::gguf_matrix(g, p + "attn_k.weight", c.kv_dim(), c.dim);
+    l.wv = detail::gguf_matrix(g, p + "attn_v.weight", c.kv_dim(), c.dim);
+    l.wo = detail::gguf_matrix(g, p + "attn_output.weight", c.dim, c.dim);
+    l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
+    l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
+    l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
+    for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
+      used.push_back(p + n + ".weight");
+    m.layers.push_back(std::move(l));
+  }
+  std::sort(used.begin(), used.end());
+  for (const gguf::tensor_info& t : g.tensors())
+    if (!std::binary_search(used.begin(), used.end(), t.name))
+      throw error(errc::unsupported, file + "tensor '" + t.name + "' is not part of the llama graph this engine runs");
+  const auto finite = [&](const Eigen::VectorXf& v, const std::string& n) {
+    if (!v.allFinite()) throw error(errc::non_finite, file + "tensor '" + n + "' has non-finite values");
+  };
+  finite(m.output_norm, "output_norm.weight");
+  for (int i = 0; i < c.n_layers; ++i) {
+    finite(m.layers[static_cast<std::size_t>(i)].attn_norm, "blk." + std::to_string(i) + ".attn_norm.weight");
+    finite(m.layers[static_cast<std::size_t>(i)].ffn_norm, "blk." + std::to_string(i) + ".ffn_norm.weight");
+  }
+  m.validate();
+  return m;
+}
+
+[[nodiscard]] inline llama_model load_gguf(const std::string& path) { return load_gguf(gguf::file::open(path)); }
+
+// A GGUF (by its magic "GGUF") or a llama2.c checkpoint; the errors of load_gguf or
+// llama2c::load_checkpoint (errc::io_error for a file that cannot be read).
+[[nodiscard]] inline llama_model load_llama(const std::string& path) {
+  char magic[4] = {};
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw error(errc::io_error, "cannot open '" + path + "'");
+    in.read(magic, 4);
+  }
+  if (std::memcmp(magic, "GGUF", 4) == 0) return load_gguf(path);
+  return from_llama2c(llama2c::load_checkpoint(path));
+}
+
+// ---- running ----
+
+// Called with the input of every matrix-vector product: the matrix's name, the vector, its length.
+using activation_observer = std::function<void(const std::string& name, const float* x, index_t n)>;
+
+struct engine_options {
+  activation_type activations = activation_type::fp32;  // INT4/INT8 re-quantized matrices: their input path
+  unsigned threads = 1;    // rows of each quantized product over this many threads (gemv_options)
+  int max_context = 0;     // positions the cache may hold; 0: the model's context_length
+};
+
+// The forward pass over a model, with per-matrix specs and a KV cache. Holds a reference to the model,
+// which must outlive it; an engine runs one sequence at a time (reset() starts another).
+class llama_engine {
+ public:
+  // `specs` maps matrix names (llama_matrix::name) to the spec that matrix runs at: re-quantized from
+  // its FP32 values by that spec (a ggml_block spec gives ggml's bytes); spec fp32 runs it in FP32
+  // (decoded once if stored quantized); absent: as stored. Throws errc::invalid_argument for a name no
+  // matrix has, and the quantizer's errors (e.g. a ggml block that does not tile the rows).
+  explicit llama_engine(const llama_model& model, const std::map<std::string, quant_spec>& specs = {}, engine_options o = {})
+      : model_(model), cfg_(model.config) {
+    model.validate();
+    if (o.max_context < 0) throw error(errc::invalid_argument, "llama_engine: max_context must be >= 0");
+    max_context_ = o.max_context > 0 ? std::min(o.max_context, cfg_.context_length) : cfg_.context_length;
+    std::size_t found = 0;
+    auto make = [&](const llama_matrix& m) {
+      linear l;
+      l.source = &m;
+      l.observer = &observer_;
+      l.options.threads = o.threads;
+      const auto it = specs.find(m.name());
+      if (it == specs.end()) return l;
+      ++found;
+      const quant_spec& s = it->second;
+      if (s.format == format_id::fp32) {
+        if (!m.is_fp32()) l.decoded = m.to_float();
+        return l;
+      }
+      l.quantized.emplace(m.is_fp32() ? m.fp32() : m.to_float(), s, std::nullopt, m.name());
+      if ((s.format == format_id::int4 || s.format == format_id::int8) && o.activations == activation_type::int8)
+        l.quantized->set_activations(o.activations);
+      return l;
+    };
+    for (const llama_layer& w : model.layers)
+      layers_.push_back({make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down)});
+    classifier_ = make(model.classifier());
+    if (found != specs.size())
+      for (const auto& [name, s] : specs) {
+        const auto ms = model.matrices();
+        if (std::none_of(ms.begin(), ms.end(), [&](const llama_matrix* m) { return m->name() == name; }))
+          throw error(errc::invalid_argument, "llama_engine: a spec names '" + name + "', which is no matrix of the model");
+      }
+    key_cache_.resize(model.layers.size());
+    value_cache_.resize(model.layers.size());
+    rope_freq_.resize(static_cast<std::size_t>(cfg_.rope_dim / 2));
+    for (int i = 0; i < cfg_.rope_dim; i += 2) {
+      float f = 1.0f / std::pow(cfg_.rope_theta, static_cast<float>(i) / static_cast<float>(cfg_.rope_dim));
+      if (model.rope_freq_factors.size() != 0) f /= model.rope_freq_factors[i / 2];
+      rope_freq_[static_cast<std::size_t>(i / 2)] = f;
+    }
+  }
+
+  llama_engine(const llama_engine&) = delete;  // the linears point at this object's observer
+  llama_engine& operator=(const llama_engine&) = delete;
+
+  [[nodiscard]] const llama_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] const llama_model& model() const noexcept { return model_; }
+  // Positions in the KV cache (the next forward() position when decoding in order).
+  [[nodiscard]] int position() const noexcept { return n_cached_; }
+  // The most positions this engine holds (max_context, or the model's context_length).
+  [[nodiscard]] int max_context() const noexcept { return max_context_; }
+
+  // Sees the input of every matrix-vector product; empty by default.
+  void observe(activation_observer fn) { observer_ = std::move(fn); }
+
+  // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' seven and the
+  // classifier; norms and the embedding lookup excluded.
+  [[nodiscard]] std::size_t matrix_bytes() const {
+    std::size_t b = classifier_.bytes();
+    for (const auto& l : layers_)
+      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) b += m->bytes();
+    return b;
+  }
+
+  // Forgets the cached positions (a new sequence starts at position 0).
+  void reset() noexcept { n_cached_ = 0; }
+
+  // Logits (vocab_size) for `token` at position `pos`, which must be at most position(): pos ==
+  // position() extends the sequence, a smaller pos drops the cached positions from pos on. The
+  // reference stays valid until the next call. Throws errc::invalid_argument for a token or position
+  // out of range (pos < max_context()).
+  const Eigen::VectorXf& forward(int token, int pos) {
+    if (token < 0 || token >= cfg_.vocab_size)
+      throw error(errc::invalid_argument, "llama_engine: token " + std::to_string(token) + " is outside the vocabulary of " +
+                                              std::to_string(cfg_.vocab_size));
+    if (pos < 0 || pos > n_cached_ || pos >= max_context_)
+      throw error(errc::invalid_argument, "llama_engine: position " + std::to_string(pos) + " (cached " + std::to_string(n_cached_) +
+                                              ", context " + std::to_string(max_context_) + ")");
+    n_cached_ = pos + 1;
+    const int dim = cfg_.dim, hs = cfg_.head_size(), kv_dim = cfg_.kv_dim(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
+    x_.resize(dim);
+    model_.token_embd.row(token, x_.data());
+    xb_.resize(dim);
+    xb2_.resize(dim);
+    q_.resize(dim);
+    hb_.resize(cfg_.hidden_dim);
+    hb2_.resize(cfg_.hidden_dim);
+    att_.resize(n_cached_);
+    // The rotation of pair i at this position, shared by every head and layer.
+    const std::size_t n_pairs = rope_freq_.size();
+    rope_cos_.resize(n_pairs);
+    rope_sin_.resize(n_pairs);
+    for (std::size_t i = 0; i < n_pairs; ++i) {
+      const float val = static_cast<float>(pos) * cfg_.rope_freq_scale * rope_freq_[i];
+      rope_cos_[i] = std::cos(val);
+      rope_sin_[i] = std::sin(val);
+    }
+    const auto kvd = static_cast<std::size_t>(kv_dim);
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      const auto li = static_cast<std::size_t>(l);
+      const llama_layer& w = model_.layers[li];
+      const layer_linears& lin = layers_[li];
+      std::vector<float>& kc = key_cache_[li];
+      std::vector<float>& vc = value_cache_[li];
+      if (kc.size() < static_cast<std::size_t>(n_cached_) * kvd) {
+        kc.resize(static_cast<std::size_t>(n_cached_) * kvd);
+        vc.resize(static_cast<std::size_t>(n_cached_) * kvd);
+      }
+      rmsnorm(xb_, x_, w.attn_norm);
+      float* k = kc.data() + static_cast<std::size_t>(pos) * kvd;
+      float* v = vc.data() + static_cast<std::size_t>(pos) * kvd;
+      lin.wq.apply(xb_.data(), q_.data());
+      lin.wk.apply(xb_.data(), k);
+      lin.wv.apply(xb_.data(), v);
+      rope(q_.data(), cfg_.n_heads, hs);
+      rope(k, cfg_.n_kv_heads, hs);
+      for (int h = 0; h < cfg_.n_heads; ++h) {
+        const float* qh = q_.data() + h * hs;
+        const auto kv_head = static_cast<std::size_t>((h / kv_mul) * hs);
+        for (int t = 0; t <= pos; ++t) {
+          const float* kt = kc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
+          float score = 0.0f;
+          for (int i = 0; i < hs; ++i) score += qh[i] * kt[i];
+          att_[t] = score / std::sqrt(static_cast<float>(hs));
+        }
+        softmax(att_.data(), pos + 1);
+        float* out = xb_.data() + h * hs;
+        std::fill(out, out + hs, 0.0f);
+        for (int t = 0; t <= pos; ++t) {
+          const float* vt = vc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
+          for (int i = 0; i < hs; ++i) out[i] += att_[t] * vt[i];
+        }
+      }
+      lin.wo.apply(xb_.data(), xb2_.data());
+      x_ += xb2_;
+      rmsnorm(xb_, x_, w.ffn_norm);
+      lin.gate.apply(xb_.data(), hb_.data());
+      lin.up.apply(xb_.data(), hb2_.data());
+      for (int i = 0; i < cfg_.hidden_dim; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];  // SwiGLU
+      lin.down.apply(hb_.data(), xb_.data());
+      x_ += xb_;
+    }
+    rmsnorm(xb_, x_, model_.output_norm);
+    logits_.resize(cfg_.vocab_size);
+    classifier_.apply(xb_.data(), logits_.data());
+    return logits_;
+  }
+
+  // Teacher forcing from position 0 (the cache is reset first): row p holds the logits after
+  // tokens[0..p]; tokens.size() x vocab_size.
+  [[nodiscard]] row_matrix logits(std::span<const int> tokens) {
+    reset();
+    row_matrix out(static_cast<index_t>(tokens.size()), cfg_.vocab_size);
+    for (std::size_t p = 0; p < tokens.size(); ++p) out.row(static_cast<index_t>(p)) = forward(tokens[p], static_cast<int>(p)).transpose();
+    return out;
+  }
+
+ private:
+  // One matrix-vector product y = W x as configured.
+  struct linear {
+    const llama_matrix* source = nullptr;
+    std::optional<quantized_linear> quantized;  // re-quantized by a spec
+    row_matrix decoded;                         // spec fp32 for a stored-quantized matrix
+    const activation_observer* observer = nullptr;
+    gemv_options options;
+
+    void apply(const float* x, float* y) const {
+      if (observer && *observer) (*observer)(source->name(), x, source->cols());
+      if (quantized) {
+        quantized->forward(x, y, options);
+        return;
+      }
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
+      if (!w) {
+        gemv(source->stored(), x, y, options);
+        return;
+      }
+      Eigen::Map<Eigen::VectorXf>(y, w->rows()).noalias() = *w * Eigen::Map<const Eigen::VectorXf>(x, w->cols());
+    }
+    [[nodiscard]] std::size_t bytes() const noexcept {
+      if (quantized) return quantized->weight().bytes();
+      if (decoded.size()) return static_cast<std::size_t>(decoded.size()) * sizeof(float);
+      return source->bytes();
+    }
+  };
+  struct layer_linears {
+    linear wq, wk, wv, wo, gate, up, down;
+  };
+
+  void rope(float* vec, int heads, int hs) const {
+    const auto n_pairs = rope_freq_.size();
+    for (int h = 0; h < heads; ++h) {
+      float* p = vec + h * hs;
+      for (std::size_t i = 0; i < n_pairs; ++i) {
+        const float v0 = p[2 * i], v1 = p[2 * i + 1];
+        p[2 * i] = v0 * rope_cos_[i] - v1 * rope_sin_[i];
+        p[2 * i + 1] = v0 * rope_sin_[i] + v1 * rope_cos_[i];
+      }
+    }
+  }
+  void rmsnorm(Eigen::VectorXf& out, const Eigen::VectorXf& x, const Eigen::VectorXf& weight) const {
+    const float ss = x.squaredNorm() / static_cast<float>(x.size()) + cfg_.rms_eps;
+    out = x.cwiseProduct(weight) / std::sqrt(ss);
+  }
+  static void softmax(float* x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; ++i) mx = std::max(mx, x[i]);
+    float sum = 0.0f;
+    for (int i = 0; i < n; ++i) sum += (x[i] = std::exp(x[i] - mx));
+    for (int i = 0; i < n; ++i) x[i] /= sum;
+  }
+
+  const llama_model& model_;
+  llama_config cfg_;
+  int max_context_ = 0;
+  int n_cached_ = 0;
+  activation_observer observer_;
+  std::vector<layer_linears> layers_;
+  linear classifier_;
+  std::vector<std::vector<float>> key_cache_, value_cache_;  // per layer: positions x kv_dim
+  std::vector<float> rope_freq_, rope_cos_, rope_sin_;
+  Eigen::VectorXf x_, xb_, xb2_, q_, hb_, hb2_, att_, logits_;
+};
+
+// Greedy decoding from `first` (default BOS, id 1) at position 0: the next `steps` ids (argmax; ties to
+// the lower id). Resets the engine first.
+inline std::vector<int> greedy(llama_engine& engine, int steps, int first = 1) {
+  engine.reset();
+  std::vector<int> out;
+  int token = first;
+  for (int pos = 0; pos < steps; ++pos) {
+    Eigen::Index next = 0;
+    engine.forward(token, pos).maxCoeff(&next);
+    token = static_cast<int>(next);
+    out.push_back(token);
+  }
+  return out;
+}
+
+}  // namespace mixprec::models

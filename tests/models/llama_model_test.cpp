@@ -1,0 +1,438 @@
+// The library's LLaMA engine (mixprec/models/llama.hpp) on the real aidreams260K model through both
+// loaders: the llama2.c checkpoint and the GGUF that `mixprec convert` (tools/mixprec/convert.hpp, as
+// llama.cpp's convert-llama2c-to-ggml writes it) makes of it; quantized GGUFs run from their ggml bytes;
+// malformed GGUFs give typed errors.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include "../../tools/mixprec/convert.hpp"
+#include "mixprec/formats/ggml.hpp"
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/models/llama.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace gguf = mixprec::gguf;
+namespace models = mixprec::models;
+using mixprec::errc;
+using mixprec::ggml_type;
+
+const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
+const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
+// ../shared/models/README.md: greedy decoding from BOS by an independent NumPy forward pass.
+const std::vector<int> reference_ids = {319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421, 392,
+                                        275, 280, 269, 440, 270, 283, 446, 299, 303, 266, 358, 430, 312, 379,
+                                        441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
+
+bool have_model() { return fs::exists(model_path) && fs::exists(tokenizer_path); }
+
+// A scratch folder for this process, removed at exit.
+const fs::path& work_dir() {
+  static const struct dir {
+    fs::path p = fs::temp_directory_path() / ("mixprec_models_test_" + std::to_string(::getpid()));
+    dir() { fs::create_directories(p); }
+    ~dir() { fs::remove_all(p); }
+  } d;
+  return d.p;
+}
+
+// The converted F32 GGUF (made once).
+const std::string& f32_gguf() {
+  static const std::string path = [] {
+    const std::string p = (work_dir() / "aidreams260K-f32.gguf").string();
+    mixprec_cli::convert_llama2c(model_path, tokenizer_path, p);
+    return p;
+  }();
+  return path;
+}
+
+// `src` re-encoded: every 2-D tensor whose rows `type` tiles becomes `type` (ggml's bytes, by mixprec's
+// quantizer); the rest (norms, ffn_down's 172-long rows) is copied.
+std::string quantized_gguf(const std::string& src, ggml_type type, const std::string& name) {
+  const auto g = gguf::file::open(src);
+  const std::string out = (work_dir() / name).string();
+  std::ofstream os(out, std::ios::binary);
+  gguf::rewrite(
+      g, g.kvs(), os,
+      [&](const gguf::tensor_info& t) {
+        const bool fits = t.dims.size() == 2 && t.row_length() % static_cast<std::uint64_t>(mixprec::ggml::block_size(type)) == 0;
+        return fits ? static_cast<std::uint32_t>(type) : t.type;
+      },
+      [&](const gguf::tensor_info& t, std::uint32_t to) { return mixprec::ggml::quantize(static_cast<ggml_type>(to), g.to_float(t.name), std::nullopt, t.name); });
+  os.close();
+  return out;
+}
+
+// A copy of `src` with edited metadata and tensors: `edit_kvs` changes the KVs, `keep` drops tensors,
+// `edit` may change a tensor's declared dims/type (its bytes must then be given by `bytes_of`).
+struct edits {
+  std::function<void(gguf::metadata&)> kvs = {};
+  std::function<bool(const gguf::tensor_info&)> keep = {};
+  std::function<void(gguf::tensor_source&)> tensor = {};
+  std::vector<gguf::tensor_source> extra = {};
+};
+std::string edited_gguf(const std::string& src, const edits& e, const std::string& name) {
+  const auto g = gguf::file::open(src);
+  gguf::metadata kvs = g.kvs();
+  if (e.kvs) e.kvs(kvs);
+  std::vector<gguf::tensor_source> ts;
+  for (const auto& t : g.tensors()) {
+    if (e.keep && !e.keep(t)) continue;
+    gguf::tensor_source s;
+    s.name = t.name;
+    s.type = t.type;
+    s.dims = t.dims;
+    s.bytes = t.bytes;
+    if (e.tensor) e.tensor(s);
+    ts.push_back(std::move(s));
+  }
+  for (const auto& x : e.extra) ts.push_back(x);
+  const std::string out = (work_dir() / name).string();
+  gguf::write(out, kvs, ts);
+  return out;
+}
+
+// The model with every matrix decoded to FP32 (the reference for a quantized file).
+models::llama_model decoded(const models::llama_model& m) {
+  models::llama_model d = m;
+  auto fp = [](models::llama_matrix& x) { x = models::llama_matrix(x.name(), x.to_float()); };
+  fp(d.token_embd);
+  if (d.output) fp(*d.output);
+  for (auto& l : d.layers)
+    for (auto* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) fp(*x);
+  return d;
+}
+
+// The first `n` reference ids as a teacher-forcing input: BOS then the reference continuation.
+std::vector<int> forced_input(std::size_t n) {
+  std::vector<int> in = {1};
+  in.insert(in.end(), reference_ids.begin(), reference_ids.begin() + static_cast<std::ptrdiff_t>(n - 1));
+  return in;
+}
+
+}  // namespace
+
+TEST_CASE("llama2.c checkpoint and its GGUF give the reference ids and the same logits", "[models][llama]") {
+  if (!have_model()) {
+    WARN("skipped: " << model_path << " not found (shared/models)");
+    return;
+  }
+  const models::llama_model a = models::from_llama2c(mixprec::llama2c::load_checkpoint(model_path));
+  const models::llama_model b = models::load_gguf(f32_gguf());
+  const models::llama_model c = models::load_llama(f32_gguf());  // by the magic
+  CHECK(b.config.dim == 64);
+  CHECK(b.config.hidden_dim == 172);
+  CHECK(b.config.n_layers == 4);
+  CHECK(b.config.n_heads == 4);
+  CHECK(b.config.n_kv_heads == 4);
+  CHECK(b.config.vocab_size == 512);
+  CHECK(b.config.context_length == 128);
+  CHECK(b.config.rope_dim == 16);
+  CHECK(b.config.rope_theta == 10000.0f);
+  CHECK(b.config.rms_eps == 1e-5f);
+  CHECK(b.output.has_value());  // the converter always writes output.weight
+  CHECK(b.layers[2].wk.name() == "blk.2.attn_k.weight");
+  CHECK(a.layers[2].wk.name() == "layers.2.wk");
+  CHECK(c.layers[0].down.is_fp32());
+
+  models::llama_engine ea(a), eb(b);
+  const std::vector<int> ids_a = models::greedy(ea, 40), ids_b = models::greedy(eb, 40);
+  CHECK(ids_a == reference_ids);
+  CHECK(ids_b == reference_ids);
+  // Teacher-forced over the whole context (128 positions): the same logits, bit for bit.
+  std::vector<int> in = forced_input(40);
+  for (int p = 40; p < 128; ++p) in.push_back((p * 37) % 512);
+  const mixprec::row_matrix la = ea.logits(in), lb = eb.logits(in);
+  CHECK(la.rows() == 128);
+  CHECK(la == lb);
+  CHECK(ea.matrix_bytes() == eb.matrix_bytes());
+  // Loading the checkpoint by path: the same engine.
+  const models::llama_model a2 = models::load_llama(model_path);
+  models::llama_engine ea2(a2);
+  CHECK(ea2.logits(in) == la);
+  // The context is the model's: position 128 does not exist.
+  CHECK_THROWS_AS(ea.forward(1, 128), mixprec::error);
+  CHECK_THROWS_AS(ea.forward(512, 0), mixprec::error);
+}
+
+TEST_CASE("a GGUF without output.weight runs the tied token embedding as the classifier", "[models][llama]") {
+  if (!have_model()) return;
+  const std::string tied = edited_gguf(f32_gguf(), {.keep = [](const gguf::tensor_info& t) { return t.name != "output.weight"; }}, "tied.gguf");
+  const models::llama_model m = models::load_gguf(tied);
+  CHECK_FALSE(m.output.has_value());
+  CHECK(m.classifier().name() == "token_embd.weight");
+  CHECK(m.matrices().back()->name() == "token_embd.weight");
+  models::llama_engine e(m);
+  CHECK(models::greedy(e, 40) == reference_ids);  // aidreams260K shares its classifier
+  // A spec for the tied tensor quantizes the classifier (the embedding lookup stays as stored).
+  models::llama_engine q(m, {{"token_embd.weight", mixprec::parse_spec("q8_0")}});
+  CHECK(q.matrix_bytes() < e.matrix_bytes());
+}
+
+TEST_CASE("q8_0 and q4_0 GGUFs run from their ggml bytes and match FP32 on the decoded weights", "[models][llama][ggml]") {
+  if (!have_model()) return;
+  const std::vector<int> in = forced_input(40);
+  models::llama_model f32 = models::load_gguf(f32_gguf());
+  models::llama_engine ef(f32);
+  const mixprec::row_matrix lf = ef.logits(in);
+  for (const ggml_type type : {ggml_type::q8_0, ggml_type::q4_0, ggml_type::f16, ggml_type::bf16}) {
+    const std::string name = std::string(mixprec::to_string(type));
+    INFO(name);
+    const models::llama_model q = models::load_gguf(quantized_gguf(f32_gguf(), type, "aidreams260K-" + name + ".gguf"));
+    CHECK(q.layers[0].wq.spec() == mixprec::ggml_spec(type));  // kept as ggml blocks, not decoded
+    CHECK(q.token_embd.spec() == mixprec::ggml_spec(type));
+    const bool block = mixprec::ggml::block_size(type) > 1;
+    CHECK(q.layers[0].down.is_fp32() == block);  // 172-long rows: no 32-block fits, left F32
+    models::llama_engine eq(q);
+    const models::llama_model d = decoded(q);
+    models::llama_engine ed(d);
+    const mixprec::row_matrix lq = eq.logits(in), ld = ed.logits(in);
+    const double diff = (lq - ld).cwiseAbs().maxCoeff();
+    const double drift = (lq - lf).cwiseAbs().maxCoeff();
+    std::printf("%s: largest |logit difference| row-decode GEMV vs FP32 on the decoded weights %.3g; vs the FP32 model %.3g; "
+                "matrix bytes %zu (FP32 %zu)\n",
+                name.c_str(), diff, drift, eq.matrix_bytes(), ef.matrix_bytes());
+    CHECK(diff < 1e-4);  // the same weights; only the summation order differs
+    CHECK(eq.matrix_bytes() < ef.matrix_bytes() / (type == ggml_type::q4_0 ? 3 : 1) * (block ? 1 : 0.51));
+    const std::vector<int> ids = models::greedy(eq, 40);
+    std::size_t same = 0;
+    while (same < ids.size() && ids[same] == reference_ids[same]) ++same;
+    std::printf("%s: greedy ids agree with the FP32 reference for the first %zu of 40\n", name.c_str(), same);
+    if (type == ggml_type::q4_0) CHECK(same >= 5);
+    else CHECK(ids == reference_ids);
+
+    // The same tensor re-quantized by a spec on the F32 model: the same bytes, so the same logits.
+    std::map<std::string, mixprec::quant_spec> specs;
+    for (const models::llama_matrix* m : f32.matrices())
+      if (mixprec::fits(mixprec::ggml_spec(type), m->cols())) specs[m->name()] = mixprec::ggml_spec(type);
+    models::llama_engine es(f32, specs);
+    CHECK(es.matrix_bytes() == eq.matrix_bytes());
+    const mixprec::row_matrix ls = es.logits(in);
+    // The embedding lookup differs (F32 here, decoded blocks there): compare with the quantized file run on
+    // the F32 embedding.
+    models::llama_model mixed = q;
+    mixed.token_embd = f32.token_embd;
+    models::llama_engine em(mixed);
+    CHECK(em.logits(in) == ls);
+  }
+}
+
+TEST_CASE("engine options: specs, observers, cache positions", "[models][llama]") {
+  if (!have_model()) return;
+  const models::llama_model m = models::load_gguf(f32_gguf());
+  CHECK_THROWS_WITH(models::llama_engine(m, {{"blk.9.attn_q.weight", mixprec::parse_spec("int8")}}), Catch::Contains("blk.9.attn_q.weight"));
+  // fp32 spec: as stored for an F32 matrix.
+  models::llama_engine e(m, {{"blk.0.attn_q.weight", mixprec::parse_spec("fp32")}}, {.max_context = 16});
+  CHECK(e.max_context() == 16);
+  std::map<std::string, int> seen;
+  e.observe([&](const std::string& name, const float*, mixprec::index_t n) {
+    ++seen[name];
+    if (name == "blk.1.ffn_down.weight") CHECK(n == 172);
+  });
+  const Eigen::VectorXf first = e.forward(1, 0);
+  e.forward(319, 1);
+  CHECK(e.position() == 2);
+  CHECK(seen.size() == 29);
+  CHECK(seen["output.weight"] == 2);
+  // Going back to position 0 recomputes the same logits; skipping ahead is refused.
+  CHECK(e.forward(1, 0) == first);
+  CHECK(e.position() == 1);
+  CHECK_THROWS_AS(e.forward(1, 2), mixprec::error);
+  CHECK_THROWS_AS(e.forward(1, 16), mixprec::error);
+}
+
+TEST_CASE("malformed or unsupported GGUFs are typed errors naming the key or tensor", "[models][llama][errors]") {
+  if (!have_model()) return;
+  auto code_of = [](const std::string& path) {
+    try {
+      (void)models::load_gguf(path);
+    } catch (const mixprec::error& e) {
+      return std::pair{e.code(), std::string(e.what())};
+    }
+    return std::pair{errc::invalid_argument, std::string("no error")};
+  };
+  struct case_ {
+    const char* name;
+    edits e;
+    errc code;
+    const char* names;
+  };
+  const std::vector<case_> cases = {
+      {"arch", {.kvs = [](gguf::metadata& k) { k.set("general.architecture", gguf::value("gpt2")); }}, errc::unsupported, "general.architecture"},
+      {"yarn", {.kvs = [](gguf::metadata& k) { k.set("llama.rope.scaling.type", gguf::value("yarn")); }}, errc::unsupported, "llama.rope.scaling.type"},
+      {"linear-no-factor", {.kvs = [](gguf::metadata& k) { k.set("llama.rope.scaling.type", gguf::value("linear")); }}, errc::parse_error,
+       "llama.rope.scaling.factor"},
+      {"no-eps", {.kvs = [](gguf::metadata& k) { k.erase("llama.attention.layer_norm_rms_epsilon"); }}, errc::parse_error,
+       "llama.attention.layer_norm_rms_epsilon"},
+      {"no-blocks", {.kvs = [](gguf::metadata& k) { k.erase("llama.block_count"); }}, errc::parse_error, "llama.block_count"},
+      {"eps-type", {.kvs = [](gguf::metadata& k) { k.set("llama.attention.layer_norm_rms_epsilon", gguf::value("1e-5")); }}, errc::parse_error,
+       "llama.attention.layer_norm_rms_epsilon"},
+      {"experts", {.kvs = [](gguf::metadata& k) { k.set("llama.expert_count", gguf::value(std::uint32_t{8})); }}, errc::unsupported,
+       "llama.expert_count"},
+      {"heads", {.kvs = [](gguf::metadata& k) { k.set("llama.attention.head_count_kv", gguf::value(std::uint32_t{3})); }}, errc::parse_error,
+       "head_count_kv"},
+      {"missing-tensor", {.keep = [](const gguf::tensor_info& t) { return t.name != "blk.1.ffn_up.weight"; }}, errc::parse_error,
+       "blk.1.ffn_up.weight"},
+      {"shape",
+       {.tensor = [](gguf::tensor_source& s) {
+          if (s.name == "blk.2.attn_k.weight") s.dims = {32, 128};  // the same bytes, other dims
+        }},
+       errc::shape_mismatch, "blk.2.attn_k.weight"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto [code, what] = code_of(edited_gguf(f32_gguf(), c.e, std::string(c.name) + ".gguf"));
+    INFO(what);
+    CHECK(code == c.code);
+    CHECK_THAT(what, Catch::Contains(c.names));
+  }
+  // A bias the graph does not use: refused rather than ignored.
+  static const std::vector<float> bias(64, 0.0f);
+  gguf::tensor_source b;
+  b.name = "blk.0.attn_q.bias";
+  b.dims = {64};
+  b.bytes = std::as_bytes(std::span<const float>(bias));
+  const auto [code, what] = code_of(edited_gguf(f32_gguf(), {.extra = {b}}, "bias.gguf"));
+  CHECK(code == errc::unsupported);
+  CHECK_THAT(what, Catch::Contains("blk.0.attn_q.bias"));
+  // Linear RoPE scaling with factor 1 is the unscaled model.
+  const std::string lin = edited_gguf(f32_gguf(), {.kvs = [](gguf::metadata& k) {
+                                        k.set("llama.rope.scaling.type", gguf::value("linear"));
+                                        k.set("llama.rope.scaling.factor", gguf::value(1.0f));
+                                      }},
+                                      "linear1.gguf");
+  const models::llama_model ml = models::load_gguf(lin);
+  models::llama_engine el(ml);
+  CHECK(models::greedy(el, 40) == reference_ids);
+  // A llama2.c file that is not one: the checkpoint loader's error.
+  CHECK_THROWS_AS(models::load_llama(tokenizer_path), mixprec::error);
+  CHECK_THROWS_AS(models::load_llama("/nonexistent/model.gguf"), mixprec::error);
+}
+
+TEST_CASE("GQA, partial rotary dimensions and RoPE factors on a small random model", "[models][llama][rope]") {
+  // Hand-built: dim 16, 4 heads of 4, 2 KV heads; rope on the first 2 of every head's 4 values.
+  models::llama_model m;
+  m.config = {16, 24, 2, 4, 2, 32, 8, 4, 10000.0f, 1.0f, 1e-5f};
+  std::uint32_t seed = 7;
+  auto g = [&](int r, int c) {
+    mixprec::row_matrix x(r, c);
+    for (int i = 0; i < x.size(); ++i) x.data()[i] = 0.3f * std::sin(static_cast<float>(seed * 131 + static_cast<std::uint32_t>(i)) * 0.7f);
+    ++seed;
+    return x;
+  };
+  m.token_embd = models::llama_matrix("token_embd.weight", g(32, 16));
+  for (int l = 0; l < 2; ++l) {
+    models::llama_layer w;
+    w.attn_norm = w.ffn_norm = Eigen::VectorXf::Ones(16);
+    w.wq = models::llama_matrix("q", g(16, 16));
+    w.wk = models::llama_matrix("k", g(8, 16));
+    w.wv = models::llama_matrix("v", g(8, 16));
+    w.wo = models::llama_matrix("o", g(16, 16));
+    w.gate = models::llama_matrix("g", g(24, 16));
+    w.up = models::llama_matrix("u", g(24, 16));
+    w.down = models::llama_matrix("d", g(16, 24));
+    m.layers.push_back(w);
+  }
+  m.output_norm = Eigen::VectorXf::Ones(16);
+  REQUIRE_NOTHROW(m.validate());
+  const std::vector<int> in = {1, 5, 9, 3, 7, 7};
+  models::llama_engine e4(m);
+  const mixprec::row_matrix l4 = e4.logits(in);
+  // rope_dim 2 rotates pair 0 only, by theta^0 = 1 radian per position; factors [1] change nothing.
+  models::llama_model m2 = m;
+  m2.config.rope_dim = 2;
+  models::llama_engine e2(m2);
+  const mixprec::row_matrix l2 = e2.logits(in);
+  CHECK(l2.row(0) == l4.row(0));  // position 0: no rotation at all
+  CHECK_FALSE(l2 == l4);
+  models::llama_model m2f = m2;
+  m2f.rope_freq_factors = Eigen::VectorXf::Ones(1);
+  models::llama_engine e2f(m2f);
+  CHECK(e2f.logits(in) == l2);
+  m2f.rope_freq_factors = Eigen::VectorXf::Ones(2);
+  CHECK_THROWS_AS(m2f.validate(), mixprec::error);
+  // Doubling the factor halves the frequency: the same as linear scaling by 2.
+  m2f.rope_freq_factors = Eigen::VectorXf::Constant(1, 2.0f);
+  models::llama_model m2s = m2;
+  m2s.config.rope_freq_scale = 0.5f;
+  models::llama_engine a(m2f), b(m2s);
+  CHECK(a.logits(in).isApprox(b.logits(in), 1e-5f));
+  // Odd or too large rope dims, and wrong shapes, are refused.
+  models::llama_model bad = m;
+  bad.config.rope_dim = 3;
+  CHECK_THROWS_AS(models::llama_engine(bad), mixprec::error);
+  bad = m;
+  bad.layers[1].wk = models::llama_matrix("k", g(16, 16));
+  try {
+    bad.validate();
+    FAIL("no error");
+  } catch (const mixprec::error& e) {
+    CHECK(e.code() == errc::shape_mismatch);
+  }
+}
+
+TEST_CASE("every ggml block type runs as stored by row-decode GEMV, as FP32 on its decoded values", "[models][llama][ggml]") {
+  // A random model whose rows are 256 long, so that the K-quant super-blocks fit too.
+  const int dim = 256, hidden = 256, vocab = 40;
+  models::llama_model m;
+  m.config = {dim, hidden, 1, 4, 2, vocab, 16, 64, 10000.0f, 1.0f, 1e-5f};
+  std::mt19937 gen(3);
+  std::normal_distribution<float> n(0.0f, 0.05f);
+  auto g = [&](int r, int c) {
+    mixprec::row_matrix x(r, c);
+    for (int i = 0; i < x.size(); ++i) x.data()[i] = n(gen);
+    return x;
+  };
+  m.token_embd = models::llama_matrix("token_embd.weight", g(vocab, dim));
+  models::llama_layer l;
+  l.attn_norm = l.ffn_norm = Eigen::VectorXf::Ones(dim);
+  l.wq = models::llama_matrix("q", g(dim, dim));
+  l.wk = models::llama_matrix("k", g(128, dim));
+  l.wv = models::llama_matrix("v", g(128, dim));
+  l.wo = models::llama_matrix("o", g(dim, dim));
+  l.gate = models::llama_matrix("g", g(hidden, dim));
+  l.up = models::llama_matrix("u", g(hidden, dim));
+  l.down = models::llama_matrix("d", g(dim, hidden));
+  m.layers.push_back(l);
+  m.output_norm = Eigen::VectorXf::Ones(dim);
+  const std::vector<int> in = {1, 7, 30, 2, 2, 11, 39, 0};
+  for (const ggml_type type : mixprec::all_ggml_types) {
+    if (type == ggml_type::f32) continue;
+    const std::string name(mixprec::to_string(type));
+    INFO(name);
+    models::llama_model q = m;
+    auto store = [&](models::llama_matrix& x) {
+      const auto bytes = mixprec::ggml::quantize(type, x.fp32(), std::nullopt, x.name());
+      const auto* p = reinterpret_cast<const std::uint8_t*>(bytes.data());
+      x = models::llama_matrix(x.name(), mixprec::quantized_tensor(mixprec::ggml_spec(type), x.rows(), x.cols(),
+                                                                   std::vector<std::uint8_t>(p, p + bytes.size()), {}, {}));
+    };
+    store(q.token_embd);
+    for (auto* x : {&q.layers[0].wq, &q.layers[0].wk, &q.layers[0].wv, &q.layers[0].wo, &q.layers[0].gate, &q.layers[0].up, &q.layers[0].down})
+      store(*x);
+    REQUIRE(q.layers[0].wq.spec() == mixprec::ggml_spec(type));
+    models::llama_engine eq(q);
+    const models::llama_model d = decoded(q);
+    models::llama_engine ed(d);
+    const mixprec::row_matrix lq = eq.logits(in), ld = ed.logits(in);
+    const double diff = (lq - ld).cwiseAbs().maxCoeff(), scale = ld.cwiseAbs().maxCoeff();
+    CHECK(diff <= 1e-5 * std::max(1.0, scale));
+    CHECK(eq.matrix_bytes() == q.classifier().bytes() + [&] {
+      std::size_t b = 0;
+      for (const auto* x : q.matrices()) b += x->bytes();
+      return b - q.classifier().bytes();
+    }());
+  }
+}
