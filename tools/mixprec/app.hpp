@@ -4,6 +4,8 @@
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
+//   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] -o measure.json
+//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|proxy|weight_error] --budget ... -o plan.json
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
@@ -36,6 +38,7 @@
 #include <CLI/CLI.hpp>
 
 #include "convert.hpp"
+#include "measure.hpp"
 #include "tool.hpp"
 
 namespace mixprec_cli {
@@ -134,13 +137,15 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
   for (const auto& a : analysis) by_name.emplace(a.name, &a);
   std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
   for (const auto& e : p.entries) {
-    const tensor_analysis& a = *by_name.at(e.layer);
-    const auto c = std::find_if(a.candidates.begin(), a.candidates.end(), [&](const candidate_result& r) { return r.spec == e.spec; });
-    const char* why = find_override(rules, e.layer) ? " (override)" : c != a.candidates.end() && c->fallback ? " (fallback)" : "";
+    const candidate_result* c = nullptr;  // the analysis' result, when the plan came from one
+    if (const auto it = by_name.find(e.layer); it != by_name.end())
+      for (const auto& r : it->second->candidates)
+        if (r.spec == e.spec) c = &r;
+    const char* why = find_override(rules, e.layer) ? " (override)" : c && c->fallback ? " (fallback)" : "";
     std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
-                static_cast<unsigned long long>(e.bytes), c != a.candidates.end() ? c->sqnr_db : 0.0, e.loss);
+                static_cast<unsigned long long>(e.bytes), c ? c->sqnr_db : std::nan(""), e.loss);
   }
-  std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), total error %.4g\n",
+  std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
               p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
               p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
   mixprec::output_file out(plan_out, {file});
@@ -190,6 +195,24 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
+  std::string measured, metric = "kl", text_path, tokens_path, sample, imatrix_out, imatrix_dat_out, measure_out = "measure.json";
+  int ctx = 64, max_streams = 8;
+  std::uint64_t seed = 1;
+  plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
+  plan->add_option("--metric", metric, "with --measured: kl (measured), proxy (imatrix-weighted error) or weight_error")->capture_default_str();
+  auto* measure = app.add_subcommand("measure", "per tensor and type: KL of the model's output with only that tensor quantized, the imatrix proxy, SQNR; writes the imatrix");
+  measure->add_option("FILE", file, "LLaMA-family GGUF (F32/F16/BF16 or quantized tensors)")->required();
+  measure->add_option("--types", types, "candidate ggml types")->capture_default_str();
+  measure->add_option("--text", text_path, "calibration text, tokenized with the model's vocabulary");
+  measure->add_option("--tokens", tokens_path, "calibration token ids (one stream per line)");
+  measure->add_option("--sample", sample, "N:LEN: N streams of LEN tokens sampled from the model (seed --seed)");
+  measure->add_option("--ctx", ctx, "tokens per calibration stream (--text, --tokens)")->capture_default_str();
+  measure->add_option("--streams", max_streams, "calibration streams used at most (--text, --tokens)")->capture_default_str();
+  measure->add_option("--seed", seed, "seed of --sample")->capture_default_str();
+  measure->add_option("--imatrix-out", imatrix_out, "write the importance matrix (llama.cpp's GGUF imatrix format)");
+  measure->add_option("--imatrix-dat-out", imatrix_dat_out, "write the importance matrix in llama.cpp's legacy .dat format");
+  measure->add_option("-o,--output", measure_out, "measure file")->capture_default_str();
+  measure->add_option("--threads", threads, "threads for each product (0: every core)")->capture_default_str();
   auto* convert = app.add_subcommand("convert", "llama2.c checkpoint + tokenizer -> GGUF (F32) that llama.cpp loads");
   convert->add_option("CHECKPOINT", file, "llama2.c checkpoint (.bin)")->required();
   convert->add_option("TOKENIZER", tokenizer, "llama2.c tokenizer (tokenizer.bin)")->required();
@@ -204,6 +227,45 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   try {
     // 1. The request itself: text the user typed, and the outputs (never an input, in a folder that exists).
     if (convert->parsed()) return detail::run_convert(file, tokenizer, out_path);
+    if (measure->parsed()) {
+      measure_options mo;
+      detail::request([&] {
+        mo.types = parse_types(types);
+        mixprec::check_output_path(measure_out, std::vector<std::string>{file, text_path, tokens_path});
+        for (const auto& extra : {imatrix_out, imatrix_dat_out})
+          if (!extra.empty()) mixprec::check_output_path(extra, std::vector<std::string>{file, text_path, tokens_path, measure_out});
+        if (!sample.empty()) {
+          const auto colon = sample.find(':');
+          std::size_t used = 0;
+          if (colon == std::string::npos) throw error(errc::invalid_argument, "--sample '" + sample + "': expected N:LEN");
+          mo.sample_streams = std::stoi(sample.substr(0, colon), &used);
+          mo.sample_length = std::stoi(sample.substr(colon + 1));
+          if (mo.sample_streams <= 0 || mo.sample_length < 2) throw error(errc::invalid_argument, "--sample '" + sample + "': N >= 1, LEN >= 2");
+        }
+        if (ctx < 2 || max_streams < 1) throw error(errc::invalid_argument, "--ctx must be >= 2 and --streams >= 1");
+        return 0;
+      });
+      mo.text = text_path;
+      mo.tokens = tokens_path;
+      mo.ctx = ctx;
+      mo.max_streams = max_streams;
+      mo.seed = seed;
+      mo.imatrix_out = imatrix_out;
+      mo.imatrix_dat_out = imatrix_dat_out;
+      mo.threads = threads == 0 ? 1 : threads;
+      nlohmann::json meta;
+      const auto tensors = measure_model(file, mo, &meta);
+      std::printf("| tensor | type | bytes | KL (nats) | proxy | SQNR (dB) |\n|---|---|---:|---:|---:|---:|\n");
+      for (const auto& t : tensors)
+        for (const auto& r : t.types)
+          std::printf("| %s | %s | %llu | %.6g | %.4g | %.2f |\n", t.name.c_str(), mixprec::to_string(r.spec).c_str(),
+                      static_cast<unsigned long long>(r.bytes), r.kl, r.proxy, r.sqnr_db);
+      mixprec::output_file out(measure_out, {file});
+      out.stream() << measure_json(tensors, meta).dump(1) << "\n";
+      out.commit();
+      std::fprintf(stderr, "wrote %s\n", measure_out.c_str());
+      return 0;
+    }
     std::vector<quant_spec> type_list;
     std::vector<plan_rule> rules;
     if (analyze->parsed() || plan->parsed()) {
@@ -251,12 +313,14 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
     if (plan->parsed()) {
       const double weights = plannable_weights(f, rules);
       budget_bytes = detail::request([&] { return mixprec::parse_byte_budget(budget, weights); });
-      const double floor = size_floor(f, type_list, rules);
+      const double floor = measured.empty() ? size_floor(f, type_list, rules) : 0.0;  // measured: the planner says
       if (budget_bytes < floor)
         throw error(errc::infeasible, "budget " + budget + " (" + std::to_string(static_cast<long long>(budget_bytes)) +
                                           " bytes) cannot be met: the smallest plan of these tensors takes " +
                                           std::to_string(static_cast<long long>(floor)) + " bytes");
     }
+    if (plan->parsed() && !measured.empty())  // from a measure.json: no analysis of the weights
+      return detail::write_plan(plan_table(measured_table(measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out);
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);

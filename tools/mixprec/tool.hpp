@@ -651,22 +651,29 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
   return t;
 }
 
-// The least total error within budget_bytes: the library's planner (policy "knapsack", exact, or
-// "greedy") over the analysis, with the overrides as its rules. Overrides that name no analysed tensor
-// are left out (llama.cpp ignores them too; run() warns about them).
-[[nodiscard]] inline mixprec::plan make_plan(const std::vector<tensor_analysis>& analysis, double budget_bytes,
-                                             const std::string& policy, const std::vector<plan_rule>& overrides = {}) {
+// The least total loss within budget_bytes: the library's planner (policy "knapsack", exact, or
+// "greedy") over a sensitivity table, with the overrides as its rules. Overrides that name no tensor of
+// the table are left out (llama.cpp ignores them too; run() warns about them).
+[[nodiscard]] inline mixprec::plan plan_table(const mixprec::sensitivity_table& table, double budget_bytes, const std::string& policy,
+                                              const std::vector<plan_rule>& overrides = {}) {
   if (policy != "knapsack" && policy != "greedy")
     throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
+  const auto layers = table.layers();
   auto with_rules = [&](auto planner) {
     for (const auto& r : overrides)
-      if (std::any_of(analysis.begin(), analysis.end(), [&](const tensor_analysis& a) { return r.pattern.matches(a.name); }))
+      if (std::any_of(layers.begin(), layers.end(), [&](const mixprec::layer_shape& l) { return r.pattern.matches(l.name); }))
         planner.rule(r);
     return planner.build();
   };
   const mixprec::byte_budget budget{budget_bytes};
-  if (policy == "knapsack") return with_rules(mixprec::mixed_precision_plan{to_table(analysis), mixprec::knapsack_policy{}, budget});
-  return with_rules(mixprec::mixed_precision_plan{to_table(analysis), mixprec::greedy_policy{}, budget});
+  if (policy == "knapsack") return with_rules(mixprec::mixed_precision_plan{table, mixprec::knapsack_policy{}, budget});
+  return with_rules(mixprec::mixed_precision_plan{table, mixprec::greedy_policy{}, budget});
+}
+
+// plan_table over the analysis (its weighted squared errors as the losses).
+[[nodiscard]] inline mixprec::plan make_plan(const std::vector<tensor_analysis>& analysis, double budget_bytes,
+                                             const std::string& policy, const std::vector<plan_rule>& overrides = {}) {
+  return plan_table(to_table(analysis), budget_bytes, policy, overrides);
 }
 
 // Reads a plan file (plan/plan_json.hpp: the one versioned plan format of the library and the tool);
