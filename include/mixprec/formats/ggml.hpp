@@ -56,6 +56,22 @@
 // Bad input is an error, never silent garbage: NaN/Inf anywhere in x -> errc::non_finite; a scale (or
 // an F16 value) beyond FP16's range -> errc::not_representable (ggml would store Inf).
 //
+// Speed (at least ggml_quantize_chunk's rate, one thread; benchmarks/ggml_bench.cpp measures both in one
+// run) without changing a bit. Each is exact, and tests/ggml/ggml_fast_paths_test.cpp compares it with
+// the one-candidate-at-a-time code it replaced on adversarial blocks, on every instruction-set level:
+// - One pass per row does the NaN/Inf/range check (integer compares on |x|'s bits, vectorised), and
+//   the F16/BF16 conversions report overflow and NaN/Inf from their own results; the importance is
+//   checked once per matrix. These row passes are compiled per level (detail/simd/target.hpp's rule)
+//   and picked by active_isa().
+// - Max/min searches run as integer max/min over the bits (then the first occurrence, as ggml's scans
+//   take it; ties of +-0 and non-finite values fall back to ggml's scan); roundf and the (int) casts
+//   are plain conversions where 1/d is finite (the only case where they are defined and equal).
+// - The search loops try candidate grids that do not depend on each other (make_qx_quants' 19,
+//   make_qkx2_quants' nstep + 1, IQ4's 16) side by side, one lane per grid: every lane sums in ggml's
+//   order, and the best grid is then taken in ggml's order. make_qkx2_quants' grids after a win that
+//   moves the minimum are recomputed from it, as ggml's loop uses the new minimum.
+// - Packing loops without a branch per element (Q3_K's and Q5_K's high bits).
+//
 // Importance weights (llama.cpp's --imatrix; io/imatrix.hpp reads them), per element of the row:
 // - Q4_0: ggml's quantize_row_q4_0_impl: search weights w_j = qw_j * sqrt(sigma2 + x_j^2), sigma2 =
 //   mean x^2 over the whole row; make_qx_quants(32, 8, ..., rmse_type 1, w): from the RTN grid, 18
@@ -105,8 +121,169 @@
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/formats/ggml_types.hpp"
+#include "mixprec/kernels/isa.hpp"
+#include "mixprec/detail/simd/target.hpp"
+
+// The row passes every type makes once per row (range check, F16/BF16 conversion): plain
+// loops the compiler vectorises, compiled once per instruction-set level (detail/simd/target.hpp's
+// rule: each level's copy in its own namespace inside its target region) and chosen at run time by
+// active_isa(), as the kernels are. Integer and exact operations only: every level gives the same bytes.
+//   row_exceeds(x, n, limit)        some |x[i]| beyond the float whose bits are `limit`, or NaN
+//   half_row(x, n, out)             fp32_to_fp16 of the row; true when a result has the top exponent
+//                                   (NaN/Inf input or overflow)
+//   bfloat_row(x, n, out)           fp32_to_bf16's rounding; true when the input has NaN/Inf (whose
+//                                   output does not matter: the row is an error)
+// half_bits is fp32_to_fp16 (formats/float_convert.hpp), the same operations, with its NaN test as a
+// mask (a branch keeps the loop scalar) and defined here so that it inlines (GCC does not inline a
+// function compiled with other options).
+// Small helpers the compiler leaves out of line in the block loops (a call per block scale costs
+// more than the conversion): inlined always where the compiler offers it.
+// And the searches kept out of line: inlined into their callers' loops they vectorise worse.
+#if defined(__GNUC__) || defined(__clang__)
+#define MIXPREC_GGML_INLINE_ [[gnu::always_inline]] inline
+#define MIXPREC_GGML_OUTLINE_ [[gnu::noinline]] inline
+#else
+#define MIXPREC_GGML_INLINE_ inline
+#define MIXPREC_GGML_OUTLINE_ inline
+#endif
+
+#define MIXPREC_GGML_ROW_PASSES_                                                                          \
+  inline std::int32_t abs_bits(float x) noexcept { return std::bit_cast<std::int32_t>(x) & 0x7fffffff; } \
+  inline bool row_exceeds(const float* x, std::size_t n, std::int32_t limit) noexcept {                  \
+    std::int32_t bad = 0;                                                                                 \
+    for (std::size_t i = 0; i < n; ++i) bad |= -static_cast<std::int32_t>(abs_bits(x[i]) > limit);      \
+    return bad != 0;                                                                                      \
+  }                                                                                                       \
+  MIXPREC_GGML_INLINE_ std::uint16_t half_bits(float f) noexcept {                                       \
+    float base = (std::bit_cast<float>(std::bit_cast<std::uint32_t>(f) & 0x7fffffffu) * 0x1.0p+112f) * 0x1.0p-110f; \
+    const std::uint32_t w = std::bit_cast<std::uint32_t>(f);                                              \
+    const std::uint32_t shl1_w = w + w;                                                                   \
+    const std::uint32_t sign = w & 0x80000000u;                                                           \
+    const std::uint32_t bias = std::max(shl1_w & 0xFF000000u, 0x71000000u);                               \
+    base = std::bit_cast<float>((bias >> 1) + 0x07800000u) + base;                                        \
+    const std::uint32_t bits = std::bit_cast<std::uint32_t>(base);                                        \
+    const std::uint32_t nonsign = ((bits >> 13) & 0x00007C00u) + (bits & 0x00000FFFu);                    \
+    const std::uint32_t nan = 0u - static_cast<std::uint32_t>(shl1_w > 0xFF000000u);                      \
+    return static_cast<std::uint16_t>((sign >> 16) | (nan & 0x7E00u) | (~nan & nonsign));                 \
+  }                                                                                                       \
+  inline bool half_row(const float* x, std::size_t n, std::byte* out) noexcept {                         \
+    std::uint32_t special = 0;                                                                            \
+    for (std::size_t i = 0; i < n; ++i) {                                                                 \
+      const std::uint16_t h = half_bits(x[i]);                                                            \
+      std::memcpy(out + 2 * i, &h, 2);                                                                    \
+      special |= static_cast<std::uint32_t>((h & 0x7C00u) == 0x7C00u);                                    \
+    }                                                                                                     \
+    return special != 0;                                                                                  \
+  }                                                                                                       \
+  inline bool bfloat_row(const float* x, std::size_t n, std::byte* out) noexcept {                       \
+    std::int32_t bad = 0;                                                                                 \
+    for (std::size_t i = 0; i < n; ++i) {                                                                 \
+      const auto u = std::bit_cast<std::uint32_t>(x[i]);                                                  \
+      const auto h = static_cast<std::uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);                  \
+      std::memcpy(out + 2 * i, &h, 2);                                                                    \
+      bad |= -static_cast<std::int32_t>(abs_bits(x[i]) > 0x7f7fffff);                                     \
+    }                                                                                                     \
+    return bad != 0;                                                                                      \
+  }
+
+namespace mixprec::ggml::detail::isa_baseline {
+MIXPREC_STRICT_FP_BEGIN
+MIXPREC_GGML_ROW_PASSES_
+MIXPREC_STRICT_FP_END
+}  // namespace mixprec::ggml::detail::isa_baseline
+
+#if MIXPREC_X86_TARGETS
+MIXPREC_TARGET_AVX2_BEGIN
+namespace mixprec::ggml::detail::isa_avx2 {
+MIXPREC_GGML_ROW_PASSES_
+// make_qkx2_quants' candidate grids, 8 side by side (ref::make_qkx2_quants_lanes states the method):
+// for grid k (iscale isc[k]) over x[0..n), n <= 32, with the minimum `min`, ggml's sums in ggml's
+// order, its refitted scale and minimum, and its error (absolute with UseMad). Lane for lane the
+// operations of the scalar loop (this region does not contract a*b+c), so the results are its bits.
+// The AVX-512 level runs it too: 16 lanes were slower, as more of them are redone after a win.
+template <bool UseMad>
+inline void qkx2_grids(int n, const float* x, const float* w, float min, float fnmax, const float* isc, float sum_w, float sum_x,
+                       float* D, float* this_scale, float* this_min, float* error) noexcept {
+  const __m256 vis = _mm256_loadu_ps(isc);
+  const __m256 magic = _mm256_set1_ps(12582912.f);
+  const __m256i mantissa = _mm256_set1_epi32(0x007fffff), half = _mm256_set1_epi32(0x00400000);
+  const __m256 zero = _mm256_setzero_ps(), top = _mm256_set1_ps(fnmax), sign = _mm256_set1_ps(-0.0f);
+  __m256 sl = zero, sl2 = zero, sxl = zero;
+  __m256 codes[32];
+  for (int i = 0; i < n; ++i) {
+    const __m256 v = _mm256_add_ps(_mm256_mul_ps(vis, _mm256_set1_ps(x[i] - min)), magic);
+    const __m256i l = _mm256_sub_epi32(_mm256_and_si256(_mm256_castps_si256(v), mantissa), half);
+    const __m256 fl = _mm256_min_ps(top, _mm256_max_ps(zero, _mm256_cvtepi32_ps(l)));
+    codes[i] = fl;
+    const __m256 wfl = _mm256_mul_ps(_mm256_set1_ps(w[i]), fl);
+    sl = _mm256_add_ps(sl, wfl);
+    sl2 = _mm256_add_ps(sl2, _mm256_mul_ps(wfl, fl));
+    sxl = _mm256_add_ps(sxl, _mm256_mul_ps(wfl, _mm256_set1_ps(x[i])));
+  }
+  const __m256 sw = _mm256_set1_ps(sum_w), sx = _mm256_set1_ps(sum_x);
+  const __m256 d = _mm256_sub_ps(_mm256_mul_ps(sw, sl2), _mm256_mul_ps(sl, sl));
+  __m256 ts = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sw, sxl), _mm256_mul_ps(sx, sl)), d);
+  __m256 tm = _mm256_div_ps(_mm256_sub_ps(_mm256_mul_ps(sl2, sx), _mm256_mul_ps(sl, sxl)), d);
+  const __m256 positive = _mm256_cmp_ps(tm, zero, _CMP_GT_OQ);
+  tm = _mm256_blendv_ps(tm, zero, positive);
+  ts = _mm256_blendv_ps(ts, _mm256_div_ps(sxl, sl2), positive);
+  __m256 e = zero;
+  for (int i = 0; i < n; ++i) {
+    __m256 diff = _mm256_sub_ps(_mm256_add_ps(_mm256_mul_ps(ts, codes[i]), tm), _mm256_set1_ps(x[i]));
+    diff = UseMad ? _mm256_andnot_ps(sign, diff) : _mm256_mul_ps(diff, diff);
+    e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_set1_ps(w[i]), diff));
+  }
+  _mm256_storeu_ps(D, d);
+  _mm256_storeu_ps(this_scale, ts);
+  _mm256_storeu_ps(this_min, tm);
+  _mm256_storeu_ps(error, e);
+}
+}  // namespace mixprec::ggml::detail::isa_avx2
+MIXPREC_TARGET_END
+
+MIXPREC_TARGET_AVX512_BEGIN
+namespace mixprec::ggml::detail::isa_avx512 {
+MIXPREC_GGML_ROW_PASSES_
+// row_exceeds in 512-bit steps with two accumulators (the compiler's loop uses 256-bit vectors and one):
+// the F32 copy's only work besides the memcpy.
+inline bool row_exceeds_zmm(const float* x, std::size_t n, std::int32_t limit) noexcept {
+  const __m512i magnitude = _mm512_set1_epi32(0x7fffffff);
+  __m512i m0 = _mm512_setzero_si512(), m1 = _mm512_setzero_si512();
+  std::size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    m0 = _mm512_max_epi32(m0, _mm512_and_si512(_mm512_loadu_si512(x + i), magnitude));
+    m1 = _mm512_max_epi32(m1, _mm512_and_si512(_mm512_loadu_si512(x + i + 16), magnitude));
+  }
+  const bool bad = _mm512_cmpgt_epi32_mask(_mm512_max_epi32(m0, m1), _mm512_set1_epi32(limit)) != 0;
+  return bad || row_exceeds(x + i, n - i, limit);
+}
+}  // namespace mixprec::ggml::detail::isa_avx512
+MIXPREC_TARGET_END
+#endif
+#undef MIXPREC_GGML_ROW_PASSES_
 
 namespace mixprec {
+namespace ggml::detail {
+
+// The row passes of the level in use (active_isa()).
+struct row_passes {
+  bool (*exceeds)(const float*, std::size_t, std::int32_t) noexcept;
+  bool (*half)(const float*, std::size_t, std::byte*) noexcept;
+  bool (*bfloat)(const float*, std::size_t, std::byte*) noexcept;
+};
+
+inline row_passes active_row_passes() {
+#if MIXPREC_X86_TARGETS
+  const isa level = active_isa();
+  if (level == isa::avx512 || level == isa::avx512_vnni)
+    return {isa_avx512::row_exceeds_zmm, isa_avx512::half_row, isa_avx512::bfloat_row};
+  if (level == isa::avx2) return {isa_avx2::row_exceeds, isa_avx2::half_row, isa_avx2::bfloat_row};
+#endif
+  return {isa_baseline::row_exceeds, isa_baseline::half_row, isa_baseline::bfloat_row};
+}
+
+}  // namespace ggml::detail
+
 
 static_assert(std::endian::native == std::endian::little, "ggml blocks are little-endian; so is this code");
 
@@ -284,9 +461,7 @@ struct type_traits {
                                        (info ? " (" + std::string(info->name) + ")" : std::string()) + " is not implemented (supported: " +
                                        known + ")");
   }
-  // ggml's quantizers search with importance weights except Q8_0's and the float conversions.
-  const bool weighted = t != ggml_type::f32 && t != ggml_type::f16 && t != ggml_type::bf16 && t != ggml_type::q8_0;
-  return {static_cast<int>(info->block_size), static_cast<int>(info->type_size), weighted};
+  return {static_cast<int>(info->block_size), static_cast<int>(info->type_size), info->weighted};
 }
 
 [[nodiscard]] inline int block_size(ggml_type t) { return traits(t).block_size; }
@@ -311,6 +486,10 @@ struct type_traits {
 // The scalar references, one block at a time (ggml's numerics; see the top of the file).
 namespace ref {
 
+// fp32_to_fp16 (formats/float_convert.hpp) for the block scales: the same operations, compiled in
+// this region so that they inline (MIXPREC_GGML_ROW_PASSES_ says why that matters).
+[[nodiscard]] MIXPREC_GGML_INLINE_ std::uint16_t to_half(float f) noexcept { return detail::isa_baseline::half_bits(f); }
+
 // ggml's nearest_int: round half to even through the FP32 adder. Defined for every float: where ggml
 // asserts |fval| <= 4194303 (debug builds only; only reached with a denormal-small scale, when 1/d is
 // Inf or huge) this returns what ggml's release builds compute, the same bit arithmetic.
@@ -333,18 +512,49 @@ namespace ref {
   return static_cast<std::int8_t>(static_cast<std::uint8_t>(static_cast<std::uint32_t>(to_int(v)) & 0xffu));
 }
 
+// |x| as its bit pattern: for non-negative floats the integer order is the float order (NaN above
+// Inf), and integer max/min reductions vectorise where float comparison reductions do not.
+[[nodiscard]] inline std::int32_t abs_bits(float x) noexcept { return std::bit_cast<std::int32_t>(x) & 0x7fffffff; }
+
+// The largest |x[j]| (+0 for all zeros); exact for non-NaN input (ggml's max(amax, fabsf(x)) loops).
+[[nodiscard]] inline float max_abs(const float* x, int n) noexcept {
+  std::int32_t m = 0;
+  for (int j = 0; j < n; ++j) m = std::max(m, abs_bits(x[j]));
+  return std::bit_cast<float>(m);
+}
+
+// C's roundf (half away from zero) for |v| < 2^23: the truncation's remainder v - trunc(v) is exact.
+[[nodiscard]] inline int round_away(float v) noexcept {
+  const int t = static_cast<int>(v);
+  const float f = v - static_cast<float>(t);
+  return t + static_cast<int>(f >= 0.5f) - static_cast<int>(f <= -0.5f);
+}
+
 inline void quantize_q8_0(const float* x, block_q8_0& y) noexcept {
-  float amax = 0.0f;
-  for (int j = 0; j < qk8_0; ++j) amax = std::max(amax, std::fabs(x[j]));
+  const float amax = max_abs(x, qk8_0);  // the input is finite (checked by the row)
   const float d = amax / 127.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = fp32_to_fp16(d);
-  for (int j = 0; j < qk8_0; ++j)
-    y.qs[j] = to_int8(std::roundf(x[j] * id));
+  y.d = to_half(d);
+  if (id <= std::numeric_limits<float>::max()) {
+    // |x * id| <= 127 (1 + a few ulps): roundf without a libm call, vectorisable.
+    for (int j = 0; j < qk8_0; ++j) y.qs[j] = static_cast<std::int8_t>(round_away(x[j] * id));
+  } else {  // 1/d overflowed (denormal d): the casts C leaves undefined, as x86-64 computes them
+    for (int j = 0; j < qk8_0; ++j) y.qs[j] = to_int8(std::roundf(x[j] * id));
+  }
 }
 
 // The value of largest magnitude among x[0..n), with its sign (the first one on ties), as Q4_0/Q5_0 take it.
 inline float signed_absmax(const float* x, int n) noexcept {
+  // The largest magnitude first (an integer max, vectorised), then its first occurrence: the same
+  // value as ggml's sequential scan for finite x; Inf/NaN (only ever in scales computed from extreme
+  // importance weights) take ggml's scan itself.
+  std::int32_t m = 0;
+  for (int j = 0; j < n; ++j) m = std::max(m, abs_bits(x[j]));
+  if (m == 0) return 0.0f;
+  if (m < 0x7f800000) {
+    for (int j = 0; j < n; ++j)
+      if (abs_bits(x[j]) == m) return x[j];
+  }
   float amax = 0.0f;
   float max = 0.0f;
   for (int j = 0; j < n; ++j) {
@@ -356,8 +566,16 @@ inline float signed_absmax(const float* x, int n) noexcept {
   return max;
 }
 
-// The smallest and largest of x[0..n), as Q4_1/Q5_1 take them.
-inline std::pair<float, float> min_max(const float* x, int n) noexcept {
+// A float's bits as an integer that orders like the float (-0 before +0; NaN outside): min/max
+// reductions over it vectorise.
+[[nodiscard]] inline std::int32_t order_key(float x) noexcept {
+  const auto b = std::bit_cast<std::int32_t>(x);
+  return b ^ ((b >> 31) & 0x7fffffff);
+}
+[[nodiscard]] inline float from_order_key(std::int32_t k) noexcept { return std::bit_cast<float>(k ^ ((k >> 31) & 0x7fffffff)); }
+
+// ggml's scan for the smallest and largest of x[0..n) (the first of equal values).
+inline std::pair<float, float> min_max_seq(const float* x, int n) noexcept {
   float min = 3.40282347e+38f;
   float max = -3.40282347e+38f;
   for (int j = 0; j < n; ++j) {
@@ -367,13 +585,37 @@ inline std::pair<float, float> min_max(const float* x, int n) noexcept {
   return {min, max};
 }
 
+// The smallest and largest of x[0..n), as Q4_1/Q5_1 take them.
+MIXPREC_GGML_INLINE_ std::pair<float, float> min_max(const float* x, int n) noexcept {
+  std::int32_t kmin = std::numeric_limits<std::int32_t>::max();
+  std::int32_t kmax = std::numeric_limits<std::int32_t>::min();
+  for (int j = 0; j < n; ++j) {
+    const std::int32_t k = order_key(x[j]);
+    kmin = std::min(kmin, k);
+    kmax = std::max(kmax, k);
+  }
+  const float lo = from_order_key(kmin);
+  const float hi = from_order_key(kmax);
+  // Exact unless a zero is the extreme (ggml keeps the first of -0/+0) or the row is not finite.
+  if (lo != 0.0f && hi != 0.0f && std::isfinite(lo) && std::isfinite(hi)) return {lo, hi};
+  return min_max_seq(x, n);
+}
+
 inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
   const float max = signed_absmax(x, qk4_0);
   const float d = max / -8.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = fp32_to_fp16(d);
-  for (int j = 0; j < qk4_0 / 2; ++j) {
-    // x * id is in [-8, 8] (up to rounding): the truncation sees [0.5, 16.5] (see to_int8 for Inf).
+  y.d = to_half(d);
+  if (id <= std::numeric_limits<float>::max()) {
+    // x * id is in [-8, 8] (up to rounding): the truncation sees [0.5, 16.5], a plain int cast.
+    for (int j = 0; j < qk4_0 / 2; ++j) {
+      const int q0 = std::min(15, static_cast<int>(x[j] * id + 8.5f));
+      const int q1 = std::min(15, static_cast<int>(x[j + qk4_0 / 2] * id + 8.5f));
+      y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+    }
+    return;
+  }
+  for (int j = 0; j < qk4_0 / 2; ++j) {  // 1/d overflowed: see to_int8
     const auto q0 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8(x[j] * id + 8.5f))));
     const auto q1 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8(x[j + qk4_0 / 2] * id + 8.5f))));
     y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
@@ -384,8 +626,16 @@ inline void quantize_q4_1(const float* x, block_q4_1& y) noexcept {
   const auto [min, max] = min_max(x, qk4_1);
   const float d = (max - min) / 15.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = fp32_to_fp16(d);
-  y.m = fp32_to_fp16(min);
+  y.d = to_half(d);
+  y.m = to_half(min);
+  if (id <= std::numeric_limits<float>::max()) {
+    for (int j = 0; j < qk4_1 / 2; ++j) {
+      const int q0 = std::min(15, static_cast<int>((x[j] - min) * id + 0.5f));
+      const int q1 = std::min(15, static_cast<int>((x[j + qk4_1 / 2] - min) * id + 0.5f));
+      y.qs[j] = static_cast<std::uint8_t>(q0 | (q1 << 4));
+    }
+    return;
+  }
   for (int j = 0; j < qk4_1 / 2; ++j) {
     const auto q0 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8((x[j] - min) * id + 0.5f))));
     const auto q1 = static_cast<std::uint8_t>(std::min(15, static_cast<int>(to_int8((x[j + qk4_1 / 2] - min) * id + 0.5f))));
@@ -409,9 +659,13 @@ inline void quantize_q5_0(const float* x, block_q5_0& y) noexcept {
   const float max = signed_absmax(x, qk5_0);
   const float d = max / -16.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = fp32_to_fp16(d);
+  y.d = to_half(d);
   std::uint8_t L[qk5_0];
-  for (int j = 0; j < qk5_0; ++j) L[j] = static_cast<std::uint8_t>(std::min(31, static_cast<int>(to_int8(x[j] * id + 16.5f))));
+  if (id <= std::numeric_limits<float>::max()) {
+    for (int j = 0; j < qk5_0; ++j) L[j] = static_cast<std::uint8_t>(std::min(31, static_cast<int>(x[j] * id + 16.5f)));
+  } else {
+    for (int j = 0; j < qk5_0; ++j) L[j] = static_cast<std::uint8_t>(std::min(31, static_cast<int>(to_int8(x[j] * id + 16.5f))));
+  }
   pack_q5(L, y.qs, y.qh);
 }
 
@@ -420,21 +674,25 @@ inline void quantize_q5_1(const float* x, block_q5_1& y) noexcept {
   const auto [min, max] = min_max(x, qk5_1);
   const float d = (max - min) / 31.0f;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
-  y.d = fp32_to_fp16(d);
-  y.m = fp32_to_fp16(min);
+  y.d = to_half(d);
+  y.m = to_half(min);
   std::uint8_t L[qk5_1];
-  for (int j = 0; j < qk5_1; ++j) L[j] = static_cast<std::uint8_t>(to_int8((x[j] - min) * id + 0.5f));
+  if (id <= std::numeric_limits<float>::max()) {
+    for (int j = 0; j < qk5_1; ++j) L[j] = static_cast<std::uint8_t>(static_cast<int>((x[j] - min) * id + 0.5f));
+  } else {
+    for (int j = 0; j < qk5_1; ++j) L[j] = static_cast<std::uint8_t>(to_int8((x[j] - min) * id + 0.5f));
+  }
   pack_q5(L, y.qs, y.qh);
 }
 
 // ggml's make_qx_quants with rmse_type 1: codes L in [0, 2 nmax) and the returned scale (x ~ scale *
-// (L - nmax)). Weights qw (n of them) or, when null, x^2.
-inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
-  const float max = signed_absmax(x, n);
-  if (std::fabs(max) < group_max_eps) {
-    for (int i = 0; i < n; ++i) L[i] = 0;
-    return 0.0f;
-  }
+// (L - nmax)). Weights qw (n of them) or, when null, x^2. n <= 32.
+// The 18 candidate grids are independent until the choice: they are computed side by side (one lane
+// per grid, each lane summing in ggml's order, so every sum is ggml's bit for bit) and then chosen in
+// ggml's order. Values in a lane are rounded as ggml's nearest_int and clamped as floats, the same
+// thing because |iscale x| <= nmax + 1 when every x is finite (|x| <= |max|); anything else takes
+// make_qx_quants_seq, ggml's loop as written.
+inline float make_qx_quants_seq(int n, int nmax, const float* x, std::int8_t* L, const float* qw, float max) noexcept {
   const auto fnmax = static_cast<float>(nmax);
   auto weight = [&](int i) { return qw ? qw[i] : x[i] * x[i]; };
   auto clamp_l = [&](int l) { return std::max(-nmax, std::min(nmax - 1, l)); };
@@ -470,10 +728,117 @@ inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, con
   return scale;
 }
 
-// ggml's make_qkx2_quants (squared error, or absolute error with use_mad): codes L in [0, nmax], returns the scale and sets *the_min
-// (x ~ scale * L - the_min).
-inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min,
-                              std::uint8_t* Laux, float rmin, float rdelta, int nstep, bool use_mad = false) noexcept {
+MIXPREC_GGML_OUTLINE_ float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < group_max_eps) {
+    for (int i = 0; i < n; ++i) L[i] = 0;
+    return 0.0f;
+  }
+  constexpr int lanes = 19;  // the RTN grid (is = 0) and ggml's 18 others, is = -9..9
+  float w[32], wx[32];
+  std::int32_t bad = 0;
+  for (int i = 0; i < n; ++i) {
+    w[i] = qw ? qw[i] : x[i] * x[i];
+    wx[i] = w[i] * x[i];  // ggml's w * x[i] * l is (w * x[i]) * l
+    bad |= -static_cast<std::int32_t>(abs_bits(x[i]) >= 0x7f800000);
+  }
+  if (bad || n > 32 || !std::isfinite(max)) return make_qx_quants_seq(n, nmax, x, L, qw, max);
+  const auto fnmax = static_cast<float>(nmax);
+  const float lo = -fnmax, hi = fnmax - 1.0f;
+  float iscale[lanes];
+  iscale[0] = -fnmax / max;
+  for (int k = 1; k < lanes; ++k) {
+    const int is = k <= 9 ? k - 10 : k - 9;
+    iscale[k] = -(fnmax + 0.1f * static_cast<float>(is)) / max;
+  }
+  float sumlx[lanes] = {}, suml2[lanes] = {};
+  for (int i = 0; i < n; ++i) {
+    const float xi = x[i], wi = w[i], wxi = wx[i];
+    for (int k = 0; k < lanes; ++k) {
+      const float fl = std::min(hi, std::max(lo, static_cast<float>(nearest_int(iscale[k] * xi))));
+      sumlx[k] += wxi * fl;
+      suml2[k] += wi * fl * fl;
+    }
+  }
+  float scale = suml2[0] != 0.0f ? sumlx[0] / suml2[0] : 0.0f;
+  float best = scale * sumlx[0];
+  int chosen = 0;
+  for (int k = 1; k < lanes; ++k) {
+    if (suml2[k] > 0.0f && sumlx[k] * sumlx[k] > best * suml2[k]) {
+      chosen = k;
+      scale = sumlx[k] / suml2[k];
+      best = scale * sumlx[k];
+    }
+  }
+  for (int i = 0; i < n; ++i)
+    L[i] = static_cast<std::int8_t>(nmax + std::max(-nmax, std::min(nmax - 1, nearest_int(iscale[chosen] * x[i]))));
+  return scale;
+}
+
+// ggml's make_qkx2_quants (squared error, or absolute error with use_mad): codes L in [0, nmax], returns
+// the scale and sets *the_min (x ~ scale * L - the_min). n <= 32.
+// The nstep + 1 candidate grids are computed `lanes` at a time, side by side (each lane summing in
+// ggml's order: every sum is ggml's bit for bit), then taken in ggml's order. ggml's loop updates `min`
+// when a candidate wins and the later candidates use the new one: the lanes after a win that moved
+// the minimum are recomputed from it. Codes are rounded by nearest_int (always an integer of
+// magnitude < 2^22, exact as a float) and clamped as floats: the same values as ggml's int clamp.
+// Grids: qkx2_grids_scalar (any CPU, 4 lanes in plain loops) or qkx2_grids_avx2 (8 in a register, on
+// the avx2 level and above), by active_isa().
+template <bool UseMad>
+struct qkx2_grids_scalar {
+  static constexpr int lanes = 4;
+  static void run(int n, const float* x, const float* weights, float min, float fnmax, const float* isc, float sum_w, float sum_x,
+                  float* D, float* this_scale, float* this_min, float* cur_error) noexcept {
+    float sum_l[lanes] = {}, sum_l2[lanes] = {}, sum_xl[lanes] = {};
+    float codes[32][lanes];  // the lanes' codes (ggml's Laux), for the error pass
+    for (int i = 0; i < n; ++i) {
+      const float xm = x[i] - min, w = weights[i], xi = x[i];
+      for (int k = 0; k < lanes; ++k) {
+        const float fl = std::min(fnmax, std::max(0.0f, static_cast<float>(nearest_int(isc[k] * xm))));
+        codes[i][k] = fl;
+        const float wfl = w * fl;  // ggml: w*l, w*l*l, w*l*x[i], left to right
+        sum_l[k] += wfl;
+        sum_l2[k] += wfl * fl;
+        sum_xl[k] += wfl * xi;
+      }
+    }
+    for (int k = 0; k < lanes; ++k) {
+      D[k] = sum_w * sum_l2[k] - sum_l[k] * sum_l[k];
+      this_scale[k] = (sum_w * sum_xl[k] - sum_x * sum_l[k]) / D[k];
+      this_min[k] = (sum_l2[k] * sum_x - sum_l[k] * sum_xl[k]) / D[k];
+      if (this_min[k] > 0) {
+        this_min[k] = 0;
+        this_scale[k] = sum_xl[k] / sum_l2[k];
+      }
+      cur_error[k] = 0;
+    }
+    for (int i = 0; i < n; ++i) {
+      const float w = weights[i], xi = x[i];
+      for (int k = 0; k < lanes; ++k) {
+        float diff = this_scale[k] * codes[i][k] + this_min[k] - xi;
+        diff = UseMad ? std::fabs(diff) : diff * diff;
+        cur_error[k] += w * diff;
+      }
+    }
+  }
+};
+
+#if MIXPREC_X86_TARGETS
+// The AVX2 lanes: 8 grids in one register (detail::isa_avx2::qkx2_grids).
+template <bool UseMad>
+struct qkx2_grids_avx2 {
+  static constexpr int lanes = 8;
+  static void run(int n, const float* x, const float* weights, float min, float fnmax, const float* isc, float sum_w, float sum_x,
+                  float* D, float* this_scale, float* this_min, float* cur_error) noexcept {
+    detail::isa_avx2::qkx2_grids<UseMad>(n, x, weights, min, fnmax, isc, sum_w, sum_x, D, this_scale, this_min, cur_error);
+  }
+};
+#endif
+
+template <bool UseMad, class Grids>
+float make_qkx2_quants_lanes(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min, float rmin,
+                             float rdelta, int nstep) noexcept {
+  constexpr int lanes = Grids::lanes;
   float min = x[0];
   float max = x[0];
   float sum_w = weights[0];
@@ -499,45 +864,51 @@ inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weig
     const int l = nearest_int(iscale * (x[i] - min));
     L[i] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, l)));
     float diff = scale * static_cast<float>(L[i]) + min - x[i];
-    diff = use_mad ? std::fabs(diff) : diff * diff;
+    diff = UseMad ? std::fabs(diff) : diff * diff;
     best_error += weights[i] * diff;
   }
-  for (int is = 0; is <= nstep; ++is) {
-    iscale = (rmin + rdelta * static_cast<float>(is) + fnmax) / (max - min);
-    float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-    for (int i = 0; i < n; ++i) {
-      const int l = std::max(0, std::min(nmax, nearest_int(iscale * (x[i] - min))));
-      Laux[i] = static_cast<std::uint8_t>(l);
-      const float w = weights[i];
-      const auto fl = static_cast<float>(l);
-      sum_l += w * fl;
-      sum_l2 += w * fl * fl;
-      sum_xl += w * fl * x[i];
-    }
-    const float D = sum_w * sum_l2 - sum_l * sum_l;
-    if (D > 0) {
-      float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-      float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-      if (this_min > 0) {
-        this_min = 0;
-        this_scale = sum_xl / sum_l2;
-      }
-      float cur_error = 0;
-      for (int i = 0; i < n; ++i) {
-        float diff = this_scale * static_cast<float>(Laux[i]) + this_min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        cur_error += weights[i] * diff;
-      }
-      if (cur_error < best_error) {
-        for (int i = 0; i < n; ++i) L[i] = Laux[i];
-        best_error = cur_error;
-        scale = this_scale;
-        min = this_min;
+  bool won = false;
+  float won_iscale = 0, won_min = 0;  // the grid of the last winner, and the minimum it was computed with
+  int is = 0;
+  while (is <= nstep) {
+    const int m = std::min(lanes, nstep + 1 - is);
+    float isc[lanes];
+    for (int k = 0; k < lanes; ++k) isc[k] = (rmin + rdelta * static_cast<float>(is + std::min(k, m - 1)) + fnmax) / (max - min);
+    float D[lanes], this_scale[lanes], this_min[lanes], cur_error[lanes];
+    Grids::run(n, x, weights, min, fnmax, isc, sum_w, sum_x, D, this_scale, this_min, cur_error);
+    int next = is + m;
+    for (int k = 0; k < m; ++k) {
+      if (D[k] > 0 && cur_error[k] < best_error) {
+        best_error = cur_error[k];
+        scale = this_scale[k];
+        won = true;
+        won_iscale = isc[k];
+        won_min = min;
+        if (this_min[k] != min) {  // the later grids depend on the new minimum: redo them
+          min = this_min[k];
+          next = is + k + 1;
+          break;
+        }
+        min = this_min[k];
       }
     }
+    is = next;
   }
+  if (won)
+    for (int i = 0; i < n; ++i) L[i] = static_cast<std::uint8_t>(std::max(0, std::min(nmax, nearest_int(won_iscale * (x[i] - won_min)))));
   *the_min = -min;
   return scale;
+}
+
+inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min,
+                              std::uint8_t* /*Laux*/, float rmin, float rdelta, int nstep, bool use_mad = false) noexcept {
+#if MIXPREC_X86_TARGETS
+  if (active_isa() != isa::baseline)  // avx2 and above
+    return use_mad ? make_qkx2_quants_lanes<true, qkx2_grids_avx2<true>>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep)
+                   : make_qkx2_quants_lanes<false, qkx2_grids_avx2<false>>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep);
+#endif
+  return use_mad ? make_qkx2_quants_lanes<true, qkx2_grids_scalar<true>>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep)
+                 : make_qkx2_quants_lanes<false, qkx2_grids_scalar<false>>(n, nmax, x, weights, L, the_min, rmin, rdelta, nstep);
 }
 
 // Q4_K's 6-bit scale and min of sub-block j from the 12 packed bytes.
@@ -629,8 +1000,8 @@ inline void quantize_q4_1_weighted(const float* x, const float* qw, float sigma2
   for (int j = 0; j < qk4_1; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
   float min = 0;
   const float d = make_qkx2_quants(qk4_1, 15, x, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-  y.d = fp32_to_fp16(d);
-  y.m = fp32_to_fp16(-min);
+  y.d = to_half(d);
+  y.m = to_half(-min);
   for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
@@ -704,8 +1075,8 @@ void fit_scales_k4(const float* x, int nmax, float rmin, float rdelta, int nstep
     lm[j] = std::min<std::uint8_t>(63, static_cast<std::uint8_t>(nearest_int(inv_min * mins[j])));
   }
   pack_scales_k4(ls, lm, y.scales);
-  y.d = fp32_to_fp16(max_scale / 63.f);
-  y.dmin = fp32_to_fp16(max_min / 63.f);
+  y.d = to_half(max_scale / 63.f);
+  y.dmin = to_half(max_min / 63.f);
 }
 
 // The same with importance qw (256; ggml's quantize_row_q{4,5}_K_impl): weights qw * sqrt(sigma2 + x^2)
@@ -733,8 +1104,8 @@ void fit_scales_k4_weighted(const float* x, const float* qw, int nmax, std::uint
   const float d_block = make_qp_quants(qk_k / 32, 63, scales, Ls, sw);
   const float m_block = make_qp_quants(qk_k / 32, 63, mins, Lm, sw);
   pack_scales_k4(Ls, Lm, y.scales);  // make_qp_quants keeps them <= 63 (ggml's min(63, .) is a no-op)
-  y.d = fp32_to_fp16(d_block);
-  y.dmin = fp32_to_fp16(m_block);
+  y.d = to_half(d_block);
+  y.dmin = to_half(m_block);
 }
 
 inline void quantize_q4_k_weighted(const float* x, const float* qw, block_q4_k& y) noexcept {
@@ -752,27 +1123,19 @@ inline void quantize_q4_k(const float* x, block_q4_k& y) noexcept {
 // Q5_K's last step: codes 0..31 from the stored scales; low nibbles as Q4_K, fifth bits in qh.
 inline void finish_q5_k(const float* x, std::uint8_t* L, block_q5_k& y) noexcept {
   requantize_k4(x, L, y, 31);
-  std::memset(y.qh, 0, sizeof y.qh);
-  std::uint8_t* ql = y.qs;
-  std::uint8_t m1 = 1, m2 = 2;
-  for (int n = 0; n < qk_k; n += 64) {
-    for (int j = 0; j < 32; ++j) {
-      int l1 = L[n + j];
-      if (l1 > 15) {
-        l1 -= 16;
-        y.qh[j] = static_cast<std::uint8_t>(y.qh[j] | m1);
-      }
-      int l2 = L[n + j + 32];
-      if (l2 > 15) {
-        l2 -= 16;
-        y.qh[j] = static_cast<std::uint8_t>(y.qh[j] | m2);
-      }
-      ql[j] = static_cast<std::uint8_t>(l1 | (l2 << 4));
+  // Codes are 0..31: ggml's "if > 15: set the bit, subtract 16" is bit 4 and the low nibble, written
+  // without a branch per element so that the loop vectorises.
+  for (int j = 0; j < 32; ++j) {
+    unsigned h = 0;
+    for (int g = 0; g < 4; ++g) {
+      h |= ((L[64 * g + j] >> 4) & 1u) << (2 * g);
+      h |= ((L[64 * g + j + 32] >> 4) & 1u) << (2 * g + 1);
     }
-    m1 = static_cast<std::uint8_t>(m1 << 2);
-    m2 = static_cast<std::uint8_t>(m2 << 2);
-    ql += 32;
+    y.qh[j] = static_cast<std::uint8_t>(h);
   }
+  for (int g = 0; g < 4; ++g)
+    for (int j = 0; j < 32; ++j)
+      y.qs[32 * g + j] = static_cast<std::uint8_t>((L[64 * g + j] & 0xFu) | ((L[64 * g + j + 32] & 0xFu) << 4));
 }
 
 // ggml's quantize_row_q5_K_ref for one super-block: Q4_K's steps with 32 levels and a shorter search.
@@ -828,17 +1191,17 @@ inline void quantize_q2_k(const float* x, block_q2_k& y) noexcept {
   if (max_scale > 0) {
     const float iscale = q4scale / max_scale;
     for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(nearest_int(iscale * scales[j]));
-    y.d = fp32_to_fp16(max_scale / q4scale);
+    y.d = to_half(max_scale / q4scale);
   } else {
     for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = 0;
-    y.d = fp32_to_fp16(0.f);
+    y.d = to_half(0.f);
   }
   if (max_min > 0) {
     const float iscale = q4scale / max_min;
     for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(y.scales[j] | (nearest_int(iscale * mins[j]) << 4));
-    y.dmin = fp32_to_fp16(max_min / q4scale);
+    y.dmin = to_half(max_min / q4scale);
   } else {
-    y.dmin = fp32_to_fp16(0.f);
+    y.dmin = to_half(0.f);
   }
   finish_q2_k(x, L, y);
 }
@@ -862,8 +1225,8 @@ inline void quantize_q2_k_weighted(const float* x, const float* qw, block_q2_k& 
   }
   const float dm = make_qp_quants(qk_k / 16, 15, scales, Ls, sw);
   const float mm = make_qp_quants(qk_k / 16, 15, mins, Lm, sw);
-  y.d = fp32_to_fp16(dm);
-  y.dmin = fp32_to_fp16(mm);
+  y.d = to_half(dm);
+  y.dmin = to_half(mm);
   for (int j = 0; j < qk_k / 16; ++j) y.scales[j] = static_cast<std::uint8_t>(Ls[j] | (Lm[j] << 4));
   finish_q2_k(x, L, y);
 }
@@ -935,21 +1298,16 @@ inline void finish_q3_k(const float* x, std::int8_t* L, block_q3_k& y) noexcept 
     for (int ii = 0; ii < 16; ++ii)
       L[16 * j + ii] = static_cast<std::int8_t>(std::max(-4, std::min(3, nearest_int(x[16 * j + ii] / d))) + 4);
   }
-  std::memset(y.hmask, 0, sizeof y.hmask);
-  int m = 0;
-  std::uint8_t hm = 1;
+  // Codes are 0..7 here: the high bit is bit 2 and the rest L & 3 (ggml's "if > 3: set, subtract 4"),
+  // written without a branch per element so that the loops vectorise.
   std::uint8_t U[qk_k];
-  for (int j = 0; j < qk_k; ++j) {
-    if (L[j] > 3) {
-      y.hmask[m] = static_cast<std::uint8_t>(y.hmask[m] | hm);
-      L[j] = static_cast<std::int8_t>(L[j] - 4);
-    }
-    if (++m == qk_k / 8) {
-      m = 0;
-      hm = static_cast<std::uint8_t>(hm << 1);
-    }
-    U[j] = static_cast<std::uint8_t>(L[j]);
+  for (int j = 0; j < qk_k; ++j) U[j] = static_cast<std::uint8_t>(L[j]);
+  for (int m = 0; m < qk_k / 8; ++m) {
+    unsigned h = 0;
+    for (int b = 0; b < 8; ++b) h |= ((U[32 * b + m] >> 2) & 1u) << b;
+    y.hmask[m] = static_cast<std::uint8_t>(h);
   }
+  for (int j = 0; j < qk_k; ++j) U[j] = static_cast<std::uint8_t>(U[j] & 3u);
   pack_2bit(U, y.qs);
 }
 
@@ -974,9 +1332,9 @@ inline void quantize_q3_k(const float* x, block_q3_k& y) noexcept {
       l = static_cast<std::int8_t>(std::max<int>(-32, std::min<int>(31, l)) + 32);
       pack_scales_q3_k(j, l, y.scales);
     }
-    y.d = fp32_to_fp16(1 / iscale);
+    y.d = to_half(1 / iscale);
   } else {
-    y.d = fp32_to_fp16(0.f);
+    y.d = to_half(0.f);
   }
   finish_q3_k(x, L, y);
 }
@@ -1001,7 +1359,7 @@ inline void quantize_q3_k_weighted(const float* x, const float* qw, block_q3_k& 
   std::memset(y.scales, 0, sizeof y.scales);
   const float d_block = make_qx_quants(qk_k / 16, 32, scales, Ls, sw);
   for (int j = 0; j < qk_k / 16; ++j) pack_scales_q3_k(j, Ls[j], y.scales);
-  y.d = fp32_to_fp16(d_block);
+  y.d = to_half(d_block);
   finish_q3_k(x, L, y);
 }
 
@@ -1062,6 +1420,19 @@ inline int best_index_int8(int n, const std::int8_t* val, float x) noexcept {
   return x - static_cast<float>(val[mu - 1]) < static_cast<float>(val[mu]) - x ? mu - 1 : mu;
 }
 
+// kvalues_iq4nl[best_index_int8(16, kvalues_iq4nl, x)] for finite x, without a branch: lo/hi are the
+// grid values around x (x >= each value counted, the integer steps summed: exact in FP32), then
+// best_index_int8's own comparison picks one (the ends come out right: below the grid lo wins, above hi).
+inline float iq4nl_value(float x) noexcept {
+  float lo = kvalues_iq4nl[0], hi = kvalues_iq4nl[1];
+  for (int j = 1; j < 15; ++j) {
+    const bool ge = x >= static_cast<float>(kvalues_iq4nl[j]);
+    lo += ge ? static_cast<float>(kvalues_iq4nl[j] - kvalues_iq4nl[j - 1]) : 0.0f;
+    hi += ge ? static_cast<float>(kvalues_iq4nl[j + 1] - kvalues_iq4nl[j]) : 0.0f;
+  }
+  return x - lo < hi - x ? lo : hi;
+}
+
 // ggml's quantize_row_iq4_nl_impl with ntry 7, the search ggml_quantize_chunk runs for IQ4_NL (one
 // block of 32: super_block 32) and IQ4_XS (super_block 256, eight 6-bit block scales), with importance
 // qw (null: the weights x^2). Writes d (FP16 bits), the packed indices q4, and for IQ4_XS the scales.
@@ -1077,43 +1448,40 @@ inline void quantize_iq4_nl_impl(int super_block, const float* x, std::uint16_t&
   sigma2 *= 2.f / static_cast<float>(super_block);
   std::memset(q4, 0, static_cast<std::size_t>(super_block / 2));
   std::memset(L, 0, sizeof L);
-  dh = fp32_to_fp16(0.f);
+  dh = to_half(0.f);
   float max_scale = 0, amax_scale = 0;
   for (int ib = 0; ib < super_block / block; ++ib) {
     const float* xb = x + ib * block;
-    std::uint8_t* Lb = L + ib * block;
     for (int j = 0; j < block; ++j) weight[j] = qw ? qw[ib * block + j] * std::sqrt(sigma2 + xb[j] * xb[j]) : xb[j] * xb[j];
     const float max = signed_absmax(xb, block);
     if (std::fabs(max) < group_max_eps) {
       scales[ib] = 0;
       continue;
     }
-    float d = -max / static_cast<float>(values[0]);
-    float id = 1 / d;
-    float sumqx = 0, sumq2 = 0;
+    // The first grid and ggml's 2 ntry + 1 tries are independent until the choice: computed side by
+    // side (each lane summing in ggml's order), then taken in ggml's order. Every id * x here is finite
+    // (|x| <= |max|, |max| >= 1e-15), where iq4nl_value is best_index_int8's value. The first grid's
+    // codes are not kept: the codes are recomputed from the final scales below, as in ggml.
+    constexpr int lanes = 2 * ntry + 2;
+    float ids[lanes];
+    ids[0] = 1 / (-max / static_cast<float>(values[0]));
+    for (int k = 1; k < lanes; ++k) ids[k] = static_cast<float>(k - 1 - ntry + values[0]) / max;
+    float sqx[lanes] = {}, sq2[lanes] = {};
     for (int j = 0; j < block; ++j) {
-      const int l = best_index_int8(16, values, id * xb[j]);
-      Lb[j] = static_cast<std::uint8_t>(l);
-      const auto q = static_cast<float>(values[l]);
-      const float w = weight[j];
-      sumqx += w * q * xb[j];
-      sumq2 += w * q * q;
-    }
-    d = sumq2 > 0 ? sumqx / sumq2 : 0.f;
-    float best = d * sumqx;
-    for (int itry = -ntry; itry <= ntry; ++itry) {
-      id = static_cast<float>(itry + values[0]) / max;
-      sumqx = sumq2 = 0;
-      for (int j = 0; j < block; ++j) {
-        const int l = best_index_int8(16, values, id * xb[j]);
-        const auto q = static_cast<float>(values[l]);
-        const float w = weight[j];
-        sumqx += w * q * xb[j];
-        sumq2 += w * q * q;
+      const float xj = xb[j], w = weight[j];
+      for (int k = 0; k < lanes; ++k) {
+        const float q = iq4nl_value(ids[k] * xj);
+        const float wq = w * q;  // ggml: w*q*x[j] and w*q*q, left to right
+        sqx[k] += wq * xj;
+        sq2[k] += wq * q;
       }
-      if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-        d = sumqx / sumq2;
-        best = d * sumqx;
+    }
+    float d = sq2[0] > 0 ? sqx[0] / sq2[0] : 0.f;
+    float best = d * sqx[0];
+    for (int k = 1; k < lanes; ++k) {
+      if (sq2[k] > 0 && sqx[k] * sqx[k] > best * sq2[k]) {
+        d = sqx[k] / sq2[k];
+        best = d * sqx[k];
       }
     }
     scales[ib] = d;
@@ -1126,7 +1494,7 @@ inline void quantize_iq4_nl_impl(int super_block, const float* x, std::uint16_t&
   if (super_block / block > 1) {
     *scales_h = 0;
     const float d = -max_scale / 32;
-    dh = fp32_to_fp16(d);
+    dh = to_half(d);
     const float id = d != 0.0f ? 1 / d : 0.f;
     for (int ib = 0; ib < super_block / block; ++ib) {
       int l = std::max(-32, std::min(31, nearest_int(id * scales[ib])));
@@ -1143,7 +1511,7 @@ inline void quantize_iq4_nl_impl(int super_block, const float* x, std::uint16_t&
       *scales_h = static_cast<std::uint16_t>(*scales_h | (l_h << 2 * (ib % 8)));
     }
   } else {
-    dh = fp32_to_fp16(scales[0]);
+    dh = to_half(scales[0]);
     const float id = scales[0] != 0.0f ? 1 / scales[0] : 0;
     for (int j = 0; j < super_block; ++j) L[j] = static_cast<std::uint8_t>(best_index_int8(16, values, id * x[j]));
   }
@@ -1198,11 +1566,11 @@ inline void quantize_q6_k(const float* x, block_q6_k& y, const float* qw = nullp
   }
   if (max_abs_scale < group_max_eps) {
     std::memset(&y, 0, sizeof y);
-    y.d = fp32_to_fp16(0.f);
+    y.d = to_half(0.f);
     return;
   }
   const float iscale = -128.f / max_scale;
-  y.d = fp32_to_fp16(1 / iscale);
+  y.d = to_half(1 / iscale);
   for (int ib = 0; ib < qk_k / 16; ++ib)
     y.scales[ib] = static_cast<std::int8_t>(std::min(127, nearest_int(iscale * scales[ib])));
   for (int j = 0; j < qk_k / 16; ++j) {
@@ -1233,7 +1601,7 @@ inline void quantize_q4_0_weighted(const float* x, const float* qw, float sigma2
   std::int8_t L[qk4_0];
   for (int j = 0; j < qk4_0; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
   const float d = make_qx_quants(qk4_0, 8, x, L, weight);
-  y.d = fp32_to_fp16(d);
+  y.d = to_half(d);
   for (int j = 0; j < 16; ++j) y.qs[j] = static_cast<std::uint8_t>(L[j] | (L[j + 16] << 4));
 }
 
@@ -1243,7 +1611,7 @@ inline void quantize_q5_0_weighted(const float* x, const float* qw, float sigma2
   std::int8_t L[qk5_0];
   for (int j = 0; j < qk5_0; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
   const float d = make_qx_quants(qk5_0, 16, x, L, weight);
-  y.d = fp32_to_fp16(d);
+  y.d = to_half(d);
   std::uint8_t U[qk5_0];
   for (int j = 0; j < qk5_0; ++j) U[j] = static_cast<std::uint8_t>(L[j]);
   pack_q5(U, y.qs, y.qh);
@@ -1256,8 +1624,8 @@ inline void quantize_q5_1_weighted(const float* x, const float* qw, float sigma2
   for (int j = 0; j < qk5_1; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + x[j] * x[j]);
   float min = 0;
   const float d = make_qkx2_quants(qk5_1, 31, x, weight, L, &min, Laux, -0.9f, 0.05f, 36);
-  y.d = fp32_to_fp16(d);
-  y.m = fp32_to_fp16(-min);
+  y.d = to_half(d);
+  y.m = to_half(-min);
   pack_q5(L, y.qs, y.qh);
 }
 
@@ -1417,7 +1785,12 @@ void check_halves(const Block& k, ggml_type t, std::size_t b) {
 // block) with (qw: the importance of the row, or null); each block checked and stored.
 template <class Block, class Plain, class Weighted>
 void quantize_blocks(ggml_type t, const float* px, const float* qw, std::byte* po, std::size_t nb, Plain plain, Weighted weighted) {
-  const auto bs = static_cast<std::size_t>(traits(t).block_size);
+  // Weights per block (the K-quants' and IQ4_XS's super-block of 256, else 32), known at compile time.
+  constexpr std::size_t bs = std::is_same_v<Block, block_q2_k> || std::is_same_v<Block, block_q3_k> || std::is_same_v<Block, block_q4_k> ||
+                                     std::is_same_v<Block, block_q5_k> || std::is_same_v<Block, block_q6_k> ||
+                                     std::is_same_v<Block, block_iq4_xs>
+                                 ? qk_k
+                                 : 32;
   for (std::size_t b = 0; b < nb; ++b) {
     Block blk{};
     if constexpr (!std::is_same_v<Weighted, std::nullptr_t>) {
@@ -1442,6 +1815,110 @@ void quantize_blocks_row_sigma2(ggml_type t, const float* px, const float* qw, s
 
 }  // namespace detail
 
+namespace detail {
+
+// The error a row whose values fail the range check gets: the first NaN/Inf, else the first element
+// beyond `limit` (block types: 1e12, beyond what an FP16 block scale can reach).
+[[noreturn]] inline void throw_row_values(ggml_type t, const float* x, std::size_t n, float limit) {
+  const std::string tn(to_string(t));
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(x[i]))
+      throw error(errc::non_finite, tn + " quantization: " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at element " + std::to_string(i) +
+                                        " of the row");
+  for (std::size_t i = 0; i < n; ++i)
+    if (std::fabs(x[i]) > limit)
+      throw error(errc::not_representable, tn + " quantization: element " + std::to_string(i) + " (" + std::to_string(x[i]) +
+                                               ") is far beyond what an FP16 block scale can reach");
+  throw error(errc::non_finite, tn + " quantization: a value failed the range check");  // not reached
+}
+
+// True when the importance weights are all finite and non-negative (one vectorised pass: a negative
+// value has the sign bit, NaN/Inf the top exponent).
+inline bool weights_valid(const float* w, std::size_t n) noexcept {
+  std::uint32_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto b = std::bit_cast<std::uint32_t>(w[i]);
+    bad |= static_cast<std::uint32_t>(b >= 0x7f800000u) & static_cast<std::uint32_t>(b != 0x80000000u);  // -0 is fine
+  }
+  return bad == 0;
+}
+
+[[noreturn]] inline void throw_weights(ggml_type t, const float* w, std::size_t n) {
+  for (std::size_t i = 0; i < n; ++i)
+    if (!std::isfinite(w[i]) || w[i] < 0.0f)
+      throw error(errc::invalid_argument, std::string(to_string(t)) + " quantization: importance weight " + std::to_string(i) +
+                                              " is negative or not finite");
+  throw error(errc::invalid_argument, std::string(to_string(t)) + " quantization: an importance weight is invalid");  // not reached
+}
+
+// quantize_row after its argument checks: x finite values are checked here, fused with a pass the
+// type makes anyway where it can; qw: validated importance, or null.
+MIXPREC_STRICT_FP_ENTRY inline void quantize_row_body(ggml_type t, const float* px, std::size_t n, std::byte* po, const float* qw) {
+  constexpr std::int32_t finite_limit = 0x7f7fffff;  // FLT_MAX
+  const std::int32_t block_limit = std::bit_cast<std::int32_t>(1e12f);
+  const row_passes rp = active_row_passes();
+  switch (t) {
+    case ggml_type::f32:
+      // One memcpy per row first (glibc's `rep movsb` for rows this long, which reads and writes at
+      // once, as ggml's single memcpy of the tensor does), then the check on the row it left in L1.
+      std::memcpy(po, px, n * sizeof(float));
+      if (rp.exceeds(px, n, finite_limit)) throw_row_values(t, px, n, std::numeric_limits<float>::max());
+      return;
+    case ggml_type::f16:
+      // NaN/Inf input and overflow all come out with FP16's top exponent: one conversion pass finds them.
+      if (rp.half(px, n, po)) {
+        if (rp.exceeds(px, n, finite_limit)) throw_row_values(t, px, n, std::numeric_limits<float>::max());
+        for (std::size_t i = 0; i < n; ++i)
+          if (half_overflows(fp32_to_fp16(px[i])))
+            throw error(errc::not_representable, "f16: element " + std::to_string(i) + " (" + std::to_string(px[i]) +
+                                                     ") is beyond FP16's range (max 65504)");
+      }
+      return;
+    case ggml_type::bf16:
+      // Rounding up to Inf is BF16's (and ggml's) answer for values near FLT_MAX; NaN/Inf input is an error.
+      if (rp.bfloat(px, n, po)) throw_row_values(t, px, n, std::numeric_limits<float>::max());
+      return;
+    default: break;
+  }
+  if (rp.exceeds(px, n, block_limit)) throw_row_values(t, px, n, 1e12f);
+  const std::size_t nb = n / (t == ggml_type::q8_0 || t == ggml_type::q4_0 || t == ggml_type::q4_1 || t == ggml_type::q5_0 ||
+                                      t == ggml_type::q5_1 || t == ggml_type::iq4_nl
+                                  ? std::size_t{32}
+                                  : static_cast<std::size_t>(qk_k));
+  switch (t) {
+    case ggml_type::q8_0: return quantize_blocks<block_q8_0>(t, px, nullptr, po, nb, ref::quantize_q8_0, nullptr);
+    case ggml_type::q4_0:
+      return quantize_blocks_row_sigma2<block_q4_0>(t, px, qw, po, nb, static_cast<std::int64_t>(n), ref::quantize_q4_0,
+                                                    ref::quantize_q4_0_weighted);
+    case ggml_type::q4_1:
+      return quantize_blocks_row_sigma2<block_q4_1>(t, px, qw, po, nb, static_cast<std::int64_t>(n), ref::quantize_q4_1,
+                                                    ref::quantize_q4_1_weighted);
+    case ggml_type::q5_0:
+      return quantize_blocks_row_sigma2<block_q5_0>(t, px, qw, po, nb, static_cast<std::int64_t>(n), ref::quantize_q5_0,
+                                                    ref::quantize_q5_0_weighted);
+    case ggml_type::q5_1:
+      return quantize_blocks_row_sigma2<block_q5_1>(t, px, qw, po, nb, static_cast<std::int64_t>(n), ref::quantize_q5_1,
+                                                    ref::quantize_q5_1_weighted);
+    case ggml_type::q2_k: return quantize_blocks<block_q2_k>(t, px, qw, po, nb, ref::quantize_q2_k, ref::quantize_q2_k_weighted);
+    case ggml_type::q3_k: return quantize_blocks<block_q3_k>(t, px, qw, po, nb, ref::quantize_q3_k, ref::quantize_q3_k_weighted);
+    case ggml_type::q4_k: return quantize_blocks<block_q4_k>(t, px, qw, po, nb, ref::quantize_q4_k, ref::quantize_q4_k_weighted);
+    case ggml_type::q5_k: return quantize_blocks<block_q5_k>(t, px, qw, po, nb, ref::quantize_q5_k, ref::quantize_q5_k_weighted);
+    case ggml_type::q6_k:
+      return quantize_blocks<block_q6_k>(
+          t, px, qw, po, nb, [](const float* xb, block_q6_k& y) { ref::quantize_q6_k(xb, y); },
+          [](const float* xb, const float* wb, block_q6_k& y) { ref::quantize_q6_k(xb, y, wb); });
+    case ggml_type::iq4_nl:
+      return quantize_blocks<block_iq4_nl>(
+          t, px, qw, po, nb, [](const float* xb, block_iq4_nl& y) { ref::quantize_iq4_nl(xb, nullptr, y); }, ref::quantize_iq4_nl);
+    case ggml_type::iq4_xs:
+      return quantize_blocks<block_iq4_xs>(
+          t, px, qw, po, nb, [](const float* xb, block_iq4_xs& y) { ref::quantize_iq4_xs(xb, nullptr, y); }, ref::quantize_iq4_xs);
+    default: return;
+  }
+}
+
+}  // namespace detail
+
 // Quantizes the row x (length a multiple of block_size(t)) into out (exactly row_bytes(t, x.size())
 // bytes). weights: optional per-element importance (x.size() finite, non-negative values), see the top.
 MIXPREC_STRICT_FP_ENTRY inline void quantize_row(ggml_type t, std::span<const float> x, std::span<std::byte> out,
@@ -1449,83 +1926,25 @@ MIXPREC_STRICT_FP_ENTRY inline void quantize_row(ggml_type t, std::span<const fl
   const type_traits tr = traits(t);
   const auto n = static_cast<std::int64_t>(x.size());
   const std::size_t bytes = row_bytes(t, n);
-  const std::string tn(to_string(t));
   if (out.size() != bytes)
-    throw error(errc::shape_mismatch, tn + " row of " + std::to_string(n) + " elements needs " + std::to_string(bytes) +
-                                          " output bytes, got " + std::to_string(out.size()));
-  // Block types: every block scale would overflow FP16 long before 1e12 (and FP32 sums of squares stay
-  // finite). One branch-free pass (NaN fails the comparison too); the slow loops only name the element.
-  const bool is_float = t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::bf16;
-  const float limit = is_float ? std::numeric_limits<float>::max() : 1e12f;
-  bool in_range = true;
-  for (const float v : x) in_range &= std::fabs(v) <= limit;
-  if (!in_range) {
-    for (std::size_t i = 0; i < x.size(); ++i)
-      if (!std::isfinite(x[i]))
-        throw error(errc::non_finite, tn + " quantization: " + (std::isnan(x[i]) ? "NaN" : "Inf") + " at element " +
-                                          std::to_string(i) + " of the row");
-    for (std::size_t i = 0; i < x.size(); ++i)
-      if (std::fabs(x[i]) > limit)
-        throw error(errc::not_representable, tn + " quantization: element " + std::to_string(i) + " (" +
-                                                 std::to_string(x[i]) + ") is far beyond what an FP16 block scale can reach");
-  }
+    throw error(errc::shape_mismatch, std::string(to_string(t)) + " row of " + std::to_string(n) + " elements needs " +
+                                          std::to_string(bytes) + " output bytes, got " + std::to_string(out.size()));
   const float* qw = nullptr;
   if (weights) {
     if (weights->size() != x.size())
-      throw error(errc::shape_mismatch, tn + " quantization: " + std::to_string(weights->size()) +
+      throw error(errc::shape_mismatch, std::string(to_string(t)) + " quantization: " + std::to_string(weights->size()) +
                                             " importance weights for a row of " + std::to_string(n));
-    for (std::size_t i = 0; i < weights->size(); ++i)
-      if (!std::isfinite((*weights)[i]) || (*weights)[i] < 0.0f)
-        throw error(errc::invalid_argument, tn + " quantization: importance weight " + std::to_string(i) +
-                                                " is negative or not finite");
+    // The values come first: a row with NaN reports the NaN, as before the weights were looked at.
+    if (!detail::weights_valid(weights->data(), weights->size())) {
+      const bool is_float = t == ggml_type::f32 || t == ggml_type::f16 || t == ggml_type::bf16;
+      const float limit = is_float ? std::numeric_limits<float>::max() : 1e12f;
+      if (detail::isa_baseline::row_exceeds(x.data(), x.size(), std::bit_cast<std::int32_t>(limit)))
+        detail::throw_row_values(t, x.data(), x.size(), limit);
+      detail::throw_weights(t, weights->data(), weights->size());
+    }
     if (tr.takes_weights) qw = weights->data();
   }
-  const float* px = x.data();
-  std::byte* po = out.data();
-  const auto nb = static_cast<std::size_t>(n / tr.block_size);
-  switch (t) {
-    case ggml_type::f32:
-      std::memcpy(po, px, x.size() * sizeof(float));
-      return;
-    case ggml_type::f16:
-      for (std::size_t i = 0; i < x.size(); ++i) {
-        const std::uint16_t h = fp32_to_fp16(px[i]);
-        if (detail::half_overflows(h))
-          throw error(errc::not_representable, "f16: element " + std::to_string(i) + " (" + std::to_string(px[i]) +
-                                                   ") is beyond FP16's range (max 65504)");
-        std::memcpy(po + 2 * i, &h, 2);
-      }
-      return;
-    case ggml_type::bf16:
-      for (std::size_t i = 0; i < x.size(); ++i) {
-        const std::uint16_t h = fp32_to_bf16(px[i]);
-        std::memcpy(po + 2 * i, &h, 2);
-      }
-      return;
-    case ggml_type::q8_0: return detail::quantize_blocks<block_q8_0>(t, px, nullptr, po, nb, ref::quantize_q8_0, nullptr);
-    case ggml_type::q4_0:
-      return detail::quantize_blocks_row_sigma2<block_q4_0>(t, px, qw, po, nb, n, ref::quantize_q4_0, ref::quantize_q4_0_weighted);
-    case ggml_type::q4_1:
-      return detail::quantize_blocks_row_sigma2<block_q4_1>(t, px, qw, po, nb, n, ref::quantize_q4_1, ref::quantize_q4_1_weighted);
-    case ggml_type::q5_0:
-      return detail::quantize_blocks_row_sigma2<block_q5_0>(t, px, qw, po, nb, n, ref::quantize_q5_0, ref::quantize_q5_0_weighted);
-    case ggml_type::q5_1:
-      return detail::quantize_blocks_row_sigma2<block_q5_1>(t, px, qw, po, nb, n, ref::quantize_q5_1, ref::quantize_q5_1_weighted);
-    case ggml_type::q2_k: return detail::quantize_blocks<block_q2_k>(t, px, qw, po, nb, ref::quantize_q2_k, ref::quantize_q2_k_weighted);
-    case ggml_type::q3_k: return detail::quantize_blocks<block_q3_k>(t, px, qw, po, nb, ref::quantize_q3_k, ref::quantize_q3_k_weighted);
-    case ggml_type::q4_k: return detail::quantize_blocks<block_q4_k>(t, px, qw, po, nb, ref::quantize_q4_k, ref::quantize_q4_k_weighted);
-    case ggml_type::q5_k: return detail::quantize_blocks<block_q5_k>(t, px, qw, po, nb, ref::quantize_q5_k, ref::quantize_q5_k_weighted);
-    case ggml_type::q6_k:
-      return detail::quantize_blocks<block_q6_k>(
-          t, px, qw, po, nb, [](const float* xb, block_q6_k& y) { ref::quantize_q6_k(xb, y); },
-          [](const float* xb, const float* wb, block_q6_k& y) { ref::quantize_q6_k(xb, y, wb); });
-    case ggml_type::iq4_nl:
-      return detail::quantize_blocks<block_iq4_nl>(
-          t, px, qw, po, nb, [](const float* xb, block_iq4_nl& y) { ref::quantize_iq4_nl(xb, nullptr, y); }, ref::quantize_iq4_nl);
-    case ggml_type::iq4_xs:
-      return detail::quantize_blocks<block_iq4_xs>(
-          t, px, qw, po, nb, [](const float* xb, block_iq4_xs& y) { ref::quantize_iq4_xs(xb, nullptr, y); }, ref::quantize_iq4_xs);
-  }
+  detail::quantize_row_body(t, x.data(), x.size(), out.data(), qw);
 }
 
 // Decodes one row: in holds row_bytes(t, y.size()) bytes.
@@ -1610,10 +2029,16 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
     throw error(errc::shape_mismatch, "ggml quantize " + tn + ": " + std::to_string(w.rows()) + " rows of " +
                                           std::string(to_string(t)) + " need " + std::to_string(rb) + " bytes each, the output has " +
                                           std::to_string(out.size()));
+  // The importance is checked once here, not per row; a bad one takes quantize_row's checks, which
+  // report it (or row 0's bad values) exactly as they did.
+  const bool fast = !importance || detail::weights_valid(importance->data(), importance->size());
+  const float* qw = importance && traits(t).takes_weights ? importance->data() : nullptr;
+  const auto n = static_cast<std::size_t>(w.cols());
   for (index_t r = 0; r < w.rows(); ++r) {
-    const std::span<const float> row(w.data() + r * w.outerStride(), static_cast<std::size_t>(w.cols()));
+    const std::span<const float> row(w.data() + r * w.outerStride(), n);
     try {
-      quantize_row(t, row, out.subspan(static_cast<std::size_t>(r) * rb, rb), importance);
+      if (fast) detail::quantize_row_body(t, row.data(), n, out.data() + static_cast<std::size_t>(r) * rb, qw);
+      else quantize_row(t, row, out.subspan(static_cast<std::size_t>(r) * rb, rb), importance);
     } catch (const error& e) {
       throw error(e.code(), "ggml quantize " + tn + ", row " + std::to_string(r) + ": " + e.message());
     }
@@ -1656,3 +2081,6 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
 MIXPREC_STRICT_FP_END
 }  // namespace ggml
 }  // namespace mixprec
+
+#undef MIXPREC_GGML_INLINE_
+#undef MIXPREC_GGML_OUTLINE_
