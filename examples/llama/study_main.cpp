@@ -67,7 +67,7 @@ int main(int argc, char** argv) try {
                           .candidates({int4, int8}).build(layers);
   const auto knapsack = mixprec::mixed_precision_plan{source, mixprec::knapsack_policy{}, mixprec::byte_budget{budget}}
                             .candidates({int4, int8}).build(layers);
-  run("threshold", llama::specs_of(threshold));
+  run(threshold.within_limit() ? "threshold" : "threshold (over the limit)", llama::specs_of(threshold));  // it ignores budgets
   run("greedy", llama::specs_of(greedy));
   run("knapsack", llama::specs_of(knapsack));
   // The same plan with INT8 activations (per token, integer dot products): what activation rounding costs.

@@ -213,3 +213,24 @@ TEST_CASE("the replica-parallel probe gives the sequential results", "[sensitivi
   CHECK_THROWS_WITH(probe_layers_parallel(throwing, cand, {2, {}}), "worker failed");
   CHECK_THROWS_AS(probe_layers_parallel(nullptr, cand), error);
 }
+
+TEST_CASE("the probe takes llama.cpp's block types like any spec", "[probe][ggml]") {
+  mlp net;
+  const mlp before = net;
+  const auto labels = argmax_cols(net.logits());
+  auto layers = net.layers();
+  const std::vector<quant_spec> candidates{parse_spec("q4_0"), parse_spec("q8_0")};
+  const probe_report rep = probe_layers(layers, candidates, [&] { return accuracy(net, labels); });
+  REQUIRE(rep.results.size() == 6);
+  CHECK(same_bits(net.w1, before.w1));  // restored exactly
+  CHECK(same_bits(net.w2, before.w2));
+  // Each metric is that of the model with this one layer at ggml's bytes (formats/ggml.hpp).
+  for (std::size_t i = 0; i < rep.results.size(); ++i) {
+    const auto& r = rep.results[i];
+    mlp by_hand = before;
+    row_matrix& w = r.layer == "fc1" ? by_hand.w1 : r.layer == "fc2" ? by_hand.w2 : by_hand.w3;
+    w = ggml::dequantize(r.spec.ggml, ggml::quantize(r.spec.ggml, w), w.rows(), w.cols());
+    INFO(r.layer << " " << to_string(r.spec));
+    CHECK(r.metric == accuracy(by_hand, labels));
+  }
+}
