@@ -127,7 +127,9 @@ TEST_CASE("sampled calibration streams are reproducible from the seed", "[models
   CHECK(s1[0] != s1[1]);
   // The logits each draw saw are those of teacher forcing the stream.
   const mixprec::row_matrix forced = e.logits(std::vector<int>(s1[0].begin(), s1[0].end() - 1));
-  for (std::size_t p = 0; p < seen.size(); ++p) CHECK(forced.row(static_cast<mixprec::index_t>(p)).transpose() == seen[p]);
+  // (logits() runs the sequence at once: the same values summed in another order.)
+  for (std::size_t p = 0; p < seen.size(); ++p)
+    CHECK((forced.row(static_cast<mixprec::index_t>(p)).transpose() - seen[p]).cwiseAbs().maxCoeff() <= 1e-4f * (1.0f + seen[p].cwiseAbs().maxCoeff()));
   // Pinned: the first stream of seed 5 (std::mt19937_64, inversion sampling); it decodes to
   // ' "\xc6 delicate guiding my chores of de' (the model drew a lone byte token, 201 = <0xC6>).
   CHECK(s1[0] == std::vector<int>{1, 319, 201, 281, 430, 274, 440, 363, 316, 444, 361, 264, 360, 273, 439, 284, 260, 275, 281, 430});

@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "support/errors.hpp"
+
 #include <unistd.h>
 
 #include "../../tools/mixprec/convert.hpp"
@@ -253,6 +255,61 @@ TEST_CASE("engine options: specs, observers, cache positions", "[models][llama]"
   CHECK_THROWS_AS(e.forward(1, 16), mixprec::error);
 }
 
+namespace {
+
+// The token-by-token pass (forward with the KV cache) over a sequence, as a T x vocab matrix.
+mixprec::row_matrix stepped_logits(models::llama_engine& e, const std::vector<int>& in) {
+  e.reset();
+  mixprec::row_matrix out(static_cast<mixprec::index_t>(in.size()), e.config().vocab_size);
+  for (std::size_t p = 0; p < in.size(); ++p) out.row(static_cast<mixprec::index_t>(p)) = e.forward(in[p], static_cast<int>(p)).transpose();
+  return out;
+}
+
+// Largest |a - b| relative to the largest |b|.
+double relative_gap(const mixprec::row_matrix& a, const mixprec::row_matrix& b) {
+  return static_cast<double>((a - b).cwiseAbs().maxCoeff()) / std::max(1e-30, static_cast<double>(b.cwiseAbs().maxCoeff()));
+}
+
+}  // namespace
+
+TEST_CASE("a sequence at once (prefill) computes the token-by-token pass; restarts from a cached layer input", "[models][llama]") {
+  if (!have_model()) return;
+  std::vector<int> in = forced_input(40);
+  for (int p = 40; p < 128; ++p) in.push_back((p * 37) % 512);
+  const models::llama_model m = models::load_gguf(f32_gguf());
+  models::llama_engine e(m);
+  const mixprec::row_matrix all = e.logits(in), stepped = stepped_logits(e, in);
+  INFO("relative gap " << relative_gap(all, stepped));
+  CHECK(relative_gap(all, stepped) < 1e-5);
+  // A stored q8_0 matrix (gemm's row decode) and a re-quantized one (quantized_linear) alike.
+  models::llama_model q = m;
+  q.layers[1].wv = models::llama_matrix(q.layers[1].wv.name(), mixprec::quantize(m.layers[1].wv.fp32(), mixprec::parse_spec("q8_0")));
+  models::llama_engine eq(q), es(m, {{"blk.3.attn_output.weight", mixprec::parse_spec("int4/g32/sym")}});
+  CHECK(relative_gap(eq.logits(in), stepped_logits(eq, in)) < 1e-5);
+  CHECK(relative_gap(es.logits(in), stepped_logits(es, in)) < 1e-5);
+  CHECK_FALSE(eq.logits(in) == all);
+  // The residual stream kept between layers: restarting at layer 3 from its cached input gives the same
+  // logits, bit for bit, and so does another thread count.
+  models::llama_engine e2(m, {}, {.threads = 2});
+  mixprec::row_matrix x = e.embed(in);
+  std::vector<mixprec::row_matrix> entering;
+  for (int l = 0; l < m.config.n_layers; ++l) {
+    entering.push_back(x);
+    e.run_layer(l, x);
+  }
+  CHECK(e.head(x) == all);
+  mixprec::row_matrix y = entering[3];
+  for (int l = 3; l < m.config.n_layers; ++l) e2.run_layer(l, y);
+  CHECK(e2.head(y) == all);
+  // Bad input: a token outside the vocabulary, a stream of the wrong width or length, a layer that does not exist.
+  CHECK(mixprec::test::error_code_of([&] { (void)e.embed(std::vector<int>{1, 512}); }) == errc::invalid_argument);
+  mixprec::row_matrix narrow(4, m.config.dim - 1), too_long(m.config.context_length + 1, m.config.dim);
+  CHECK(mixprec::test::error_code_of([&] { e.run_layer(0, narrow); }) == errc::shape_mismatch);
+  CHECK(mixprec::test::error_code_of([&] { e.run_layer(0, too_long); }) == errc::shape_mismatch);
+  CHECK(mixprec::test::error_code_of([&] { e.run_layer(m.config.n_layers, x); }) == errc::invalid_argument);
+  CHECK(mixprec::test::error_code_of([&] { (void)e.head(narrow); }) == errc::shape_mismatch);
+}
+
 TEST_CASE("malformed or unsupported GGUFs are typed errors naming the key or tensor", "[models][llama][errors]") {
   if (!have_model()) return;
   auto code_of = [](const std::string& path) {
@@ -350,6 +407,7 @@ TEST_CASE("GQA, partial rotary dimensions and RoPE factors on a small random mod
   const std::vector<int> in = {1, 5, 9, 3, 7, 7};
   models::llama_engine e4(m);
   const mixprec::row_matrix l4 = e4.logits(in);
+  CHECK(relative_gap(l4, stepped_logits(e4, in)) < 1e-5);  // grouped-query attention at once, too
   // rope_dim 2 rotates pair 0 only, by theta^0 = 1 radian per position; factors [1] change nothing.
   models::llama_model m2 = m;
   m2.config.rope_dim = 2;

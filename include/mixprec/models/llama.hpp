@@ -1,6 +1,6 @@
 // A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
 // of architecture "llama" (as llama.cpp writes it) or a llama2.c checkpoint, and runs the forward pass
-// token by token with a KV cache, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
+// token by token with a KV cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
 // llama.cpp's block types straight from their bytes by mixprec::gemv's row-decode path, no FP32 copy)
 // or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
 //
@@ -18,8 +18,8 @@
 // half-split q/k into this order), so one engine runs both kinds of file.
 //
 // Matrices are (out x in) row-major; a GGUF tensor of dims {ne0, ne1} is ne1 rows of ne0 inputs.
-// Numerics: FP32 throughout; the FP32 path is the previous examples/llama engine operation for operation
-// (same results, bit for bit).
+// Numerics: FP32 throughout; forward() is the previous examples/llama engine operation for operation
+// (same results, bit for bit); logits() runs a whole sequence with matrix-matrix products (prefill).
 #pragma once
 
 #include <algorithm>
@@ -40,6 +40,7 @@
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/formats/ggml.hpp"
+#include "mixprec/detail/parallel.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
 #include "mixprec/kernels/quantized_linear.hpp"
@@ -554,9 +555,7 @@ class llama_engine {
   // reference stays valid until the next call. Throws errc::invalid_argument for a token or position
   // out of range (pos < max_context()).
   const Eigen::VectorXf& forward(int token, int pos) {
-    if (token < 0 || token >= cfg_.vocab_size)
-      throw error(errc::invalid_argument, "llama_engine: token " + std::to_string(token) + " is outside the vocabulary of " +
-                                              std::to_string(cfg_.vocab_size));
+    check_token(token);
     if (pos < 0 || pos > n_cached_ || pos >= max_context_)
       throw error(errc::invalid_argument, "llama_engine: position " + std::to_string(pos) + " (cached " + std::to_string(n_cached_) +
                                               ", context " + std::to_string(max_context_) + ")");
@@ -570,15 +569,7 @@ class llama_engine {
     hb_.resize(cfg_.hidden_dim);
     hb2_.resize(cfg_.hidden_dim);
     att_.resize(n_cached_);
-    // The rotation of pair i at this position, shared by every head and layer.
-    const std::size_t n_pairs = rope_freq_.size();
-    rope_cos_.resize(n_pairs);
-    rope_sin_.resize(n_pairs);
-    for (std::size_t i = 0; i < n_pairs; ++i) {
-      const float val = static_cast<float>(pos) * cfg_.rope_freq_scale * rope_freq_[i];
-      rope_cos_[i] = std::cos(val);
-      rope_sin_[i] = std::sin(val);
-    }
+    set_rope(pos);
     const auto kvd = static_cast<std::size_t>(kv_dim);
     for (int l = 0; l < cfg_.n_layers; ++l) {
       const auto li = static_cast<std::size_t>(l);
@@ -630,13 +621,90 @@ class llama_engine {
     return logits_;
   }
 
-  // Teacher forcing from position 0 (the cache is reset first): row p holds the logits after
-  // tokens[0..p]; tokens.size() x vocab_size.
+  // ---- a whole sequence at once (prefill) ----
+  // The same forward pass over positions 0..T-1 of one sequence with matrix-matrix products (T rows of
+  // activations per product), in three steps that let a caller keep the residual stream between layers
+  // and restart from it (mixprec measure probes one tensor from the cached input of its layer):
+  //   x = embed(tokens); for l in [0, n_layers): run_layer(l, x); logits = head(x)
+  // Numerics: FP32 as forward(), summed in another order (per value |difference| ~ 1e-6 relative); the
+  // results do not depend on engine_options::threads. The KV cache is not used or changed.
+
+  // The embedding rows of `tokens` (T x dim). Throws errc::invalid_argument for an id outside the
+  // vocabulary or a sequence longer than max_context().
+  [[nodiscard]] row_matrix embed(std::span<const int> tokens) const {
+    if (static_cast<std::size_t>(max_context_) < tokens.size())
+      throw error(errc::invalid_argument, "llama_engine: " + std::to_string(tokens.size()) + " positions, context " + std::to_string(max_context_));
+    row_matrix x(static_cast<index_t>(tokens.size()), cfg_.dim);
+    for (std::size_t p = 0; p < tokens.size(); ++p) {
+      check_token(tokens[p]);
+      model_.token_embd.row(tokens[p], &x(static_cast<index_t>(p), 0));
+    }
+    return x;
+  }
+
+  // x (T x dim): the residual stream entering layer `layer` at positions 0..T-1 becomes the stream
+  // leaving it. Throws errc::invalid_argument for a layer out of range, errc::shape_mismatch for x.
+  void run_layer(int layer, row_matrix& x) {
+    if (layer < 0 || layer >= cfg_.n_layers)
+      throw error(errc::invalid_argument, "llama_engine: layer " + std::to_string(layer) + " of " + std::to_string(cfg_.n_layers));
+    check_stream(x);
+    const index_t T = x.rows();
+    const int hs = cfg_.head_size(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
+    const llama_layer& w = model_.layers[static_cast<std::size_t>(layer)];
+    const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
+    row_matrix n = rmsnorm_rows(x, w.attn_norm);
+    row_matrix q(T, cfg_.dim), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
+    lin.wq.apply_rows(n, q);
+    lin.wk.apply_rows(n, k);
+    lin.wv.apply_rows(n, v);
+    for (index_t p = 0; p < T; ++p) {
+      set_rope(static_cast<int>(p));
+      rope(&q(p, 0), cfg_.n_heads, hs);
+      rope(&k(p, 0), cfg_.n_kv_heads, hs);
+    }
+    // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p attending to positions 0..p.
+    row_matrix att(T, cfg_.dim);
+    row_matrix scores(T, T);
+    const float scale = std::sqrt(static_cast<float>(hs));
+    for (int h = 0; h < cfg_.n_heads; ++h) {
+      const index_t kv_head = static_cast<index_t>((h / kv_mul) * hs);
+      scores.noalias() = q.middleCols(h * hs, hs) * k.middleCols(kv_head, hs).transpose();
+      for (index_t p = 0; p < T; ++p) {
+        float* row = &scores(p, 0);
+        for (index_t t = 0; t <= p; ++t) row[t] /= scale;
+        softmax(row, static_cast<int>(p + 1));
+        std::fill(row + p + 1, row + T, 0.0f);
+      }
+      att.middleCols(h * hs, hs).noalias() = scores * v.middleCols(kv_head, hs);
+    }
+    row_matrix o(T, cfg_.dim);
+    lin.wo.apply_rows(att, o);
+    x += o;
+    n = rmsnorm_rows(x, w.ffn_norm);
+    row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
+    lin.gate.apply_rows(n, g);
+    lin.up.apply_rows(n, u);
+    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
+    lin.down.apply_rows(g, o);
+    x += o;
+  }
+
+  // Logits (T x vocab_size) of the residual stream x leaving the last layer.
+  [[nodiscard]] row_matrix head(const row_matrix& x) {
+    check_stream(x);
+    const row_matrix n = rmsnorm_rows(x, model_.output_norm);
+    row_matrix out(x.rows(), cfg_.vocab_size);
+    classifier_.apply_rows(n, out);
+    return out;
+  }
+
+  // Teacher forcing from position 0: row p holds the logits after tokens[0..p]; tokens.size() x
+  // vocab_size. Runs the sequence at once (embed, run_layer, head above); the KV cache is reset.
   [[nodiscard]] row_matrix logits(std::span<const int> tokens) {
     reset();
-    row_matrix out(static_cast<index_t>(tokens.size()), cfg_.vocab_size);
-    for (std::size_t p = 0; p < tokens.size(); ++p) out.row(static_cast<index_t>(p)) = forward(tokens[p], static_cast<int>(p)).transpose();
-    return out;
+    row_matrix x = embed(tokens);
+    for (int l = 0; l < cfg_.n_layers; ++l) run_layer(l, x);
+    return head(x);
   }
 
  private:
@@ -661,6 +729,28 @@ class llama_engine {
       }
       Eigen::Map<Eigen::VectorXf>(y, w->rows()).noalias() = *w * Eigen::Map<const Eigen::VectorXf>(x, w->cols());
     }
+    // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller).
+    void apply_rows(const row_matrix& x, row_matrix& y) const {
+      if (observer && *observer)
+        for (index_t p = 0; p < x.rows(); ++p) (*observer)(source->name(), &x(p, 0), source->cols());
+      if (quantized) {
+        y = quantized->forward(x, options);
+        return;
+      }
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
+      if (!w) {
+        gemm(source->stored(), x, y, options);
+        return;
+      }
+      // Fixed blocks of output columns, so that no value depends on the thread count.
+      constexpr index_t block = 256;
+      const index_t rows = w->rows();
+      const auto blocks = static_cast<std::size_t>((rows + block - 1) / block);
+      mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
+        const index_t r0 = static_cast<index_t>(b) * block, n = std::min(block, rows - r0);
+        y.middleCols(r0, n).noalias() = x * w->middleRows(r0, n).transpose();
+      });
+    }
     [[nodiscard]] std::size_t bytes() const noexcept {
       if (quantized) return quantized->weight().bytes();
       if (decoded.size()) return static_cast<std::size_t>(decoded.size()) * sizeof(float);
@@ -671,6 +761,35 @@ class llama_engine {
     linear wq, wk, wv, wo, gate, up, down;
   };
 
+  void check_token(int token) const {
+    if (token < 0 || token >= cfg_.vocab_size)
+      throw error(errc::invalid_argument, "llama_engine: token " + std::to_string(token) + " is outside the vocabulary of " +
+                                              std::to_string(cfg_.vocab_size));
+  }
+  void check_stream(const row_matrix& x) const {
+    if (x.cols() != cfg_.dim || x.rows() > max_context_)
+      throw error(errc::shape_mismatch, "llama_engine: a residual stream of " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
+                                            ", expected at most " + std::to_string(max_context_) + " positions of " + std::to_string(cfg_.dim));
+  }
+  // The rotation of pair i at position pos, shared by every head and layer.
+  void set_rope(int pos) {
+    const std::size_t n_pairs = rope_freq_.size();
+    rope_cos_.resize(n_pairs);
+    rope_sin_.resize(n_pairs);
+    for (std::size_t i = 0; i < n_pairs; ++i) {
+      const float val = static_cast<float>(pos) * cfg_.rope_freq_scale * rope_freq_[i];
+      rope_cos_[i] = std::cos(val);
+      rope_sin_[i] = std::sin(val);
+    }
+  }
+  row_matrix rmsnorm_rows(const row_matrix& x, const Eigen::VectorXf& weight) const {
+    row_matrix out(x.rows(), x.cols());
+    for (index_t p = 0; p < x.rows(); ++p) {
+      const float ss = x.row(p).squaredNorm() / static_cast<float>(x.cols()) + cfg_.rms_eps;
+      out.row(p) = x.row(p).cwiseProduct(weight.transpose()) / std::sqrt(ss);
+    }
+    return out;
+  }
   void rope(float* vec, int heads, int hs) const {
     const auto n_pairs = rope_freq_.size();
     for (int h = 0; h < heads; ++h) {
