@@ -93,6 +93,25 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
   REQUIRE(tool({"plan", gguf, "--measured", m1, "--metric", "proxy", "--budget", "7", "-o", plan}) == 0);
   CHECK(mixprec_cli::load_plan(plan).bits_per_weight() <= 7.0);
 
+  // Shards: two partial files, merged in either order, are the single-process file; so is another thread count.
+  const std::string s0 = (dir / "s0.json").string(), s1 = (dir / "s1.json").string(), merged = (dir / "merged.json").string();
+  REQUIRE(tool(with({"--shard", "1/2", "--threads", "2", "-o", s1})) == 0);
+  REQUIRE(tool(with({"--shard", "0/2", "-o", s0})) == 0);
+  CHECK(read_json(s0).at("tensors").size() == (matrices + 1) / 2);
+  CHECK(read_json(s0).at("shard") == nlohmann::json{{"index", 0}, {"count", 2}});
+  REQUIRE(tool({"merge", s1, s0, "-o", merged}) == 0);
+  CHECK(read_json(merged) == j);
+  CHECK(tool({"plan", gguf, "--measured", s0, "--budget", "7", "-o", plan}) == 2);  // a part: merge first
+  CHECK(tool({"merge", s0, "-o", merged}) == 2);                                      // a shard missing
+  CHECK(tool({"merge", s0, s0, "-o", merged}) == 2);                                  // one given twice
+  const std::string other = (dir / "other.json").string();
+  REQUIRE(tool({"measure", gguf, "--types", "q4_0,q8_0,f16", "--sample", "4:32", "--seed", "8", "--shard", "1/2", "-o", other}) == 0);
+  CHECK(tool({"merge", s0, other, "-o", merged}) == 2);                               // another calibration
+  CHECK(tool({"merge", s0, gguf, "-o", merged}) == 3);                                // not a measure file
+  CHECK(tool({"measure", gguf, "--sample", "4:32", "--shard", "2/2", "-o", m2}) == 2);
+  CHECK(tool({"measure", gguf, "--sample", "4:32", "--shard", "x/2", "-o", m2}) == 2);
+  CHECK(tool({"measure", gguf, "--sample", "x:32", "-o", m2}) == 2);
+
   // Bad requests, refused before any work.
   CHECK(tool({"measure", gguf, "-o", m2}) == 2);                                                // no calibration
   CHECK(tool({"measure", gguf, "--sample", "4:32", "--tokens", m1, "-o", m2}) == 2);              // two
@@ -118,5 +137,58 @@ TEST_CASE("measure: calibration text tokenized with the model's vocabulary", "[c
   CHECK(j.at("calibration").at("source") == "text");
   CHECK(j.at("calibration").at("streams") == 2);
   CHECK(j.at("calibration").at("positions") == 32);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tensor's own inputs", "[cli][measure]") {
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_measure_gram_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string gguf = (dir / "a.gguf").string(), tokens = (dir / "ids.txt").string(), m = (dir / "m.json").string();
+  REQUIRE(tool({"convert", model_path, tokenizer_path, "-o", gguf}) == 0);
+  std::vector<std::vector<int>> streams = {{1, 319, 201, 281, 430, 274, 440, 363, 316, 444}, {1, 260, 275, 281, 430, 7, 9, 300}};
+  {
+    std::ofstream f(tokens);
+    for (const auto& s : streams) {
+      for (int id : s) f << id << ' ';
+      f << '\n';
+    }
+  }
+  REQUIRE(tool({"measure", gguf, "--types", "q4_0,q8_0", "--tokens", tokens, "-o", m}) == 0);
+  const nlohmann::json j = read_json(m);
+  // The inputs of blk.1.attn_v.weight and of the classifier, taken independently with the engine's observer.
+  const auto model = mixprec::models::load_gguf(gguf);
+  mixprec::models::llama_engine e(model);
+  std::map<std::string, std::vector<Eigen::VectorXd>> inputs;
+  e.observe([&](const std::string& name, const float* x, mixprec::index_t n) {
+    inputs[name].push_back(Eigen::Map<const Eigen::VectorXf>(x, n).cast<double>());
+  });
+  for (const auto& s : streams) (void)e.logits(s);
+  for (const std::string name : {"blk.1.attn_v.weight", "output.weight"}) {
+    INFO(name);
+    const auto& xs = inputs.at(name);
+    REQUIRE(xs.size() == 18);
+    Eigen::VectorXf imp = Eigen::VectorXf::Zero(xs[0].size());
+    for (const auto& x : xs) imp += x.array().square().matrix().cast<float>();
+    imp /= static_cast<float>(xs.size());
+    const mixprec::row_matrix w = model.layers[1].wv.name() == name ? model.layers[1].wv.fp32() : model.output->fp32();
+    nlohmann::json row;
+    for (const auto& t : j.at("tensors"))
+      if (t.at("name") == name) row = t;
+    REQUIRE(row.is_object());
+    for (const auto& r : row.at("results")) {
+      const auto spec = mixprec::parse_spec(r.at("spec").get<std::string>());
+      const auto q = mixprec::quantize(w, spec, name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size())));
+      const Eigen::MatrixXd d = mixprec::dequantize(q).cast<double>() - w.cast<double>();
+      double direct = 0.0;
+      for (const auto& x : xs) direct += (d * x).squaredNorm();
+      direct /= static_cast<double>(xs.size());
+      CHECK(r.at("gram_proxy").get<double>() == Approx(direct).epsilon(1e-6));
+      CHECK(r.at("bytes").get<std::size_t>() == q.bytes());
+      // The imatrix proxy keeps only G's diagonal: a different number from the same errors.
+      CHECK(r.at("proxy").get<double>() != Approx(direct).epsilon(1e-3));
+    }
+  }
+  REQUIRE(tool({"plan", gguf, "--measured", m, "--metric", "gram_proxy", "--budget", "7", "-o", (dir / "p.json").string()}) == 0);
   fs::remove_all(dir);
 }

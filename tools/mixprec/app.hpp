@@ -4,8 +4,9 @@
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
-//   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] -o measure.json
-//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|proxy|weight_error] --budget ... -o plan.json
+//   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] [--shard I/N] -o measure.json
+//   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
+//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|gram_proxy|proxy|weight_error] --budget ... -o plan.json
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
@@ -32,6 +33,7 @@
 #pragma once
 
 #include <cstdio>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -69,6 +71,8 @@ auto request(F&& f) {
     return f();
   } catch (const error& e) {
     throw error(errc::invalid_argument, e.message());
+  } catch (const std::logic_error& e) {  // std::stoi on text that is no number, or out of range
+    throw error(errc::invalid_argument, std::string("not a number: ") + e.what());
   }
 }
 
@@ -142,8 +146,10 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
       for (const auto& r : it->second->candidates)
         if (r.spec == e.spec) c = &r;
     const char* why = find_override(rules, e.layer) ? " (override)" : c && c->fallback ? " (fallback)" : "";
-    std::printf("| %s | %s%s | %llu | %.2f | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
-                static_cast<unsigned long long>(e.bytes), c ? c->sqnr_db : std::nan(""), e.loss);
+    char sqnr[32] = "-";  // a plan from measure.json: its SQNR is in that file
+    if (c) std::snprintf(sqnr, sizeof sqnr, "%.2f", c->sqnr_db);
+    std::printf("| %s | %s%s | %llu | %s | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
+                static_cast<unsigned long long>(e.bytes), sqnr, e.loss);
   }
   std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
               p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
@@ -195,11 +201,12 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
-  std::string measured, metric = "kl", text_path, tokens_path, sample, imatrix_out, imatrix_dat_out, measure_out = "measure.json";
+  std::string measured, metric = "kl", text_path, tokens_path, sample, shard, imatrix_out, imatrix_dat_out, measure_out = "measure.json";
   int ctx = 64, max_streams = 8;
   std::uint64_t seed = 1;
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
-  plan->add_option("--metric", metric, "with --measured: kl (measured), proxy (imatrix-weighted error) or weight_error")->capture_default_str();
+  plan->add_option("--metric", metric, "with --measured: kl (measured), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
+      ->capture_default_str();
   auto* measure = app.add_subcommand("measure", "per tensor and type: KL of the model's output with only that tensor quantized, the imatrix proxy, SQNR; writes the imatrix");
   measure->add_option("FILE", file, "LLaMA-family GGUF (F32/F16/BF16 or quantized tensors)")->required();
   measure->add_option("--types", types, "candidate ggml types")->capture_default_str();
@@ -212,7 +219,12 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   measure->add_option("--imatrix-out", imatrix_out, "write the importance matrix (llama.cpp's GGUF imatrix format)");
   measure->add_option("--imatrix-dat-out", imatrix_dat_out, "write the importance matrix in llama.cpp's legacy .dat format");
   measure->add_option("-o,--output", measure_out, "measure file")->capture_default_str();
-  measure->add_option("--threads", threads, "threads for each product (0: every core)")->capture_default_str();
+  measure->add_option("--threads", threads, "threads for each product (0: every core); the numbers do not depend on it")->capture_default_str();
+  measure->add_option("--shard", shard, "I/N: probe only the tensors k with k % N == I (a partial file for `mixprec merge`)");
+  std::vector<std::string> parts;
+  auto* merge = app.add_subcommand("merge", "join the partial files of `mixprec measure --shard I/N` into one measure file");
+  merge->add_option("PARTS", parts, "the N partial measure files, any order")->required();
+  merge->add_option("-o,--output", measure_out, "measure file")->capture_default_str();
   auto* convert = app.add_subcommand("convert", "llama2.c checkpoint + tokenizer -> GGUF (F32) that llama.cpp loads");
   convert->add_option("CHECKPOINT", file, "llama2.c checkpoint (.bin)")->required();
   convert->add_option("TOKENIZER", tokenizer, "llama2.c tokenizer (tokenizer.bin)")->required();
@@ -227,6 +239,20 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   try {
     // 1. The request itself: text the user typed, and the outputs (never an input, in a folder that exists).
     if (convert->parsed()) return detail::run_convert(file, tokenizer, out_path);
+    if (merge->parsed()) {
+      detail::request([&] {
+        mixprec::check_output_path(measure_out, parts);
+        return 0;
+      });
+      std::vector<nlohmann::json> files;
+      for (const auto& p : parts) files.push_back(read_measure_file(p));
+      const nlohmann::json merged = merge_measures(files, parts);
+      mixprec::output_file out(measure_out, parts);
+      out.stream() << merged.dump(1) << "\n";
+      out.commit();
+      std::fprintf(stderr, "wrote %s (%zu shards, %zu tensors)\n", measure_out.c_str(), parts.size(), merged.at("tensors").size());
+      return 0;
+    }
     if (measure->parsed()) {
       measure_options mo;
       detail::request([&] {
@@ -243,6 +269,15 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
           if (mo.sample_streams <= 0 || mo.sample_length < 2) throw error(errc::invalid_argument, "--sample '" + sample + "': N >= 1, LEN >= 2");
         }
         if (ctx < 2 || max_streams < 1) throw error(errc::invalid_argument, "--ctx must be >= 2 and --streams >= 1");
+        if (!shard.empty()) {
+          const auto slash = shard.find('/');
+          std::size_t used_i = 0, used_n = 0;
+          if (slash == std::string::npos) throw error(errc::invalid_argument, "--shard '" + shard + "': expected I/N");
+          mo.shard_index = std::stoi(shard.substr(0, slash), &used_i);
+          mo.shard_count = std::stoi(shard.substr(slash + 1), &used_n);
+          if (used_i != slash || used_n != shard.size() - slash - 1 || mo.shard_count < 1 || mo.shard_index < 0 || mo.shard_index >= mo.shard_count)
+            throw error(errc::invalid_argument, "--shard '" + shard + "': expected I/N with 0 <= I < N");
+        }
         return 0;
       });
       mo.text = text_path;
@@ -252,7 +287,7 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
       mo.seed = seed;
       mo.imatrix_out = imatrix_out;
       mo.imatrix_dat_out = imatrix_dat_out;
-      mo.threads = threads == 0 ? 1 : threads;
+      mo.threads = threads;
       nlohmann::json meta;
       const auto tensors = measure_model(file, mo, &meta);
       std::printf("| tensor | type | bytes | KL (nats) | proxy | SQNR (dB) |\n|---|---|---:|---:|---:|---:|\n");

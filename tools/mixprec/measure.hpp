@@ -3,10 +3,14 @@
 // candidate type:
 //   kl            mean over the calibration positions of KL(P_fp || P_q), nats: the model run with only
 //                 this tensor quantized to this type (its one-tensor sensitivity S(i), with KL as the
-//                 metric) against the model as stored
-//   proxy         sum_ij imp_j (W - Q(W))_ij^2 with imp_j the mean x_j^2 of the tensor's inputs over the
-//                 calibration tokens (the imatrix's diagonal output proxy; the type searched with imp,
-//                 as llama-quantize --imatrix does)
+//                 metric) against the model as stored. Each probe restarts from the residual stream
+//                 the full-precision pass cached at the tensor's layer (the classifier: the head only).
+//   gram_proxy    |(W - Q(W)) X|_F^2 per position = sum_r d_r G d_r^T / positions, G = X^T X the Gram
+//                 matrix of the tensor's inputs over the calibration positions (the output error of
+//                 GPTQ's objective; for the embedding lookup X is one-hot, G the token counts)
+//   proxy         sum_ij imp_j (W - Q(W))_ij^2 with imp_j the mean x_j^2 of the tensor's inputs (the
+//                 imatrix: G's diagonal, per position; the type searched with imp, as llama-quantize
+//                 --imatrix does; the untied embedding lookup has no imatrix: its weight_error)
 //   weight_error  |W - Q(W)|_F^2, and sqnr_db
 // The same full-precision pass writes the importance matrix in llama.cpp's GGUF imatrix format (and
 // optionally the legacy .dat), which llama-quantize reads. `mixprec plan --measured measure.json`
@@ -19,9 +23,14 @@
 // Tensors measured: every weight matrix of the model, token_embd included. Each probe runs the model
 // with that one tensor replaced by the bytes a quantize with this plan would write (searched with the
 // imatrix where the type's search takes it), so kl, proxy and the written file agree.
+// Shards: --shard i/N probes the tensors k (in the model's order) with k % N == i and writes a partial
+// file; merge_measures joins N of them into the single-process file, number for number (the numbers
+// depend neither on the thread count nor on the shard).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <map>
 #include <string>
@@ -48,19 +57,20 @@ struct measure_options {
   std::uint64_t seed = 1;
   std::string imatrix_out;      // GGUF imatrix written from the FP pass ("" = none)
   std::string imatrix_dat_out;  // legacy .dat ("" = none)
-  unsigned threads = 1;
+  unsigned threads = 1;         // per matrix product (0: every core); the numbers do not depend on it
+  int shard_index = 0, shard_count = 1;  // --shard i/N: probe the tensors k with k % N == i
 };
 
 struct measured_type {
   quant_spec spec;
   std::uint64_t bytes = 0;
-  double kl = 0.0, proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
+  double kl = 0.0, proxy = 0.0, gram_proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
 };
 struct measured_tensor {
   std::string name;
   index_t rows = 0, cols = 0;
-  bool probed = true;   // kl measured
   std::vector<measured_type> types;
+  std::size_t index = 0;  // position among the model's matrices (the order of measure.json)
   std::vector<std::string> notes;
 };
 
@@ -70,20 +80,41 @@ struct measured_tensor {
   return h;
 }
 
-// log-softmax of each row of logits.
-[[nodiscard]] inline Eigen::MatrixXd log_probs(const row_matrix& logits) {
-  Eigen::MatrixXd out = logits.cast<double>();
-  for (index_t r = 0; r < out.rows(); ++r) {
-    const double m = out.row(r).maxCoeff();
-    const double lse = m + std::log((out.row(r).array() - m).exp().sum());
-    out.row(r).array() -= lse;
-  }
-  return out;
+// The full-precision model's next-token distributions over one stream, kept for KL(P || Q) against
+// any probe: P (positions x vocab, row-major) and sum_v P log P per position.
+struct reference_distribution {
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> p;
+  Eigen::VectorXd p_log_p;
+};
+
+// log(sum_v exp(l_v)) of one row of logits, in double.
+[[nodiscard]] inline double log_sum_exp(const Eigen::Ref<const Eigen::RowVectorXf>& l) {
+  const Eigen::ArrayXd x = l.transpose().cast<double>().array();
+  const double m = x.maxCoeff();
+  return m + std::log((x - m).exp().sum());
 }
 
-// Mean over rows of KL(P || Q) for log-probabilities lp (reference) and lq, in nats.
-[[nodiscard]] inline double mean_kl(const Eigen::MatrixXd& lp, const Eigen::MatrixXd& lq) {
-  return (lp.array().exp() * (lp - lq).array()).rowwise().sum().mean();
+[[nodiscard]] inline reference_distribution reference_of(const row_matrix& logits) {
+  reference_distribution r{decltype(reference_distribution::p)(logits.rows(), logits.cols()), Eigen::VectorXd(logits.rows())};
+  for (index_t t = 0; t < logits.rows(); ++t) {
+    const Eigen::ArrayXd lp = logits.row(t).transpose().cast<double>().array() - log_sum_exp(logits.row(t));
+    r.p.row(t) = lp.exp().matrix().transpose();
+    r.p_log_p[t] = (lp.exp() * lp).sum();
+  }
+  return r;
+}
+
+// Sum over positions of KL(P || Q) in nats, Q = softmax(logits): per position
+// sum_v P log P - sum_v P l_v + logsumexp(l) (sum_v P = 1), in double; rows over `threads` workers,
+// summed in position order (the result does not depend on the thread count).
+[[nodiscard]] inline double kl_sum(const reference_distribution& ref, const row_matrix& logits, unsigned threads) {
+  Eigen::VectorXd per(logits.rows());
+  mixprec::detail::parallel_for(static_cast<std::size_t>(logits.rows()), mixprec::detail::worker_count(threads, static_cast<std::size_t>(logits.rows())),
+                                [&](std::size_t i, unsigned) {
+                                  const auto t = static_cast<index_t>(i);
+                                  per[t] = ref.p_log_p[t] - ref.p.row(t).dot(logits.row(t).cast<double>()) + log_sum_exp(logits.row(t));
+                                });
+  return per.sum();
 }
 
 // The calibration streams of o for model m (see the banner).
@@ -112,29 +143,53 @@ struct measured_tensor {
   return streams;
 }
 
-// Measures every tensor x type (see the banner); writes the imatrix files the options name.
+// The calibration's identity: FNV-1a over the ids of every stream, as 16 hex digits.
+[[nodiscard]] inline std::string calibration_hash(const std::vector<std::vector<int>>& streams) {
+  std::uint64_t h = 0xcbf29ce484222325ull;
+  for (const auto& s : streams) h = fnv1a(std::as_bytes(std::span(s)), h);
+  char text[32];
+  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
+  return text;
+}
+
+// Measures every tensor x type (see the banner); writes the imatrix files the options name. With
+// o.shard_count > 1 only the tensors k (in the model's order) with k % shard_count == shard_index are
+// probed; every shard runs the same full-precision pass.
 [[nodiscard]] inline std::vector<measured_tensor> measure_model(const std::string& model_path, const measure_options& o,
                                                                  nlohmann::json* meta = nullptr, bool show_progress = true) {
   namespace mm = mixprec::models;
   if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
+  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
+    throw error(errc::invalid_argument, "measure: shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count));
   mm::llama_model m = mm::load_gguf(model_path);
   const auto streams = calibration_streams(model_path, m, o);
   std::size_t positions = 0;
   for (const auto& s : streams) positions += s.size();
+  const int n_layers = m.config.n_layers;
 
-  // The full-precision pass: reference log-probabilities, and sum x^2 / token count per matrix input.
+  // The full-precision pass: reference log-probabilities, the residual stream entering every layer
+  // (probes restart there), and sum x^2 / token count per matrix input (the imatrix).
   std::map<std::string, Eigen::VectorXd> sum2;
   std::map<std::string, double> count;
-  std::vector<Eigen::MatrixXd> reference;
+  std::vector<reference_distribution> reference;
+  std::vector<std::vector<row_matrix>> entering(streams.size());  // [stream][layer 0..n_layers]
   {
-    mm::llama_engine fp(m);
+    mm::llama_engine fp(m, {}, {.threads = o.threads});
     fp.observe([&](const std::string& name, const float* x, index_t n) {
       auto& s = sum2[name];
       if (s.size() == 0) s = Eigen::VectorXd::Zero(n);
       s.array() += Eigen::Map<const Eigen::VectorXf>(x, n).cast<double>().array().square();
       count[name] += 1.0;
     });
-    for (const auto& s : streams) reference.push_back(log_probs(fp.logits(s)));
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      row_matrix x = fp.embed(streams[s]);
+      for (int l = 0; l < n_layers; ++l) {
+        entering[s].push_back(x);
+        fp.run_layer(l, x);
+      }
+      entering[s].push_back(x);
+      reference.push_back(reference_of(fp.head(x)));
+    }
   }
   if (!o.imatrix_out.empty() || !o.imatrix_dat_out.empty()) {
     mixprec::imatrix::file im;
@@ -157,21 +212,60 @@ struct measured_tensor {
     }
   }
 
-  std::vector<mm::llama_matrix*> matrices;  // every weight matrix, in the file's order of layers
-  matrices.push_back(&m.token_embd);
-  for (auto& l : m.layers)
-    for (mm::llama_matrix* x : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) matrices.push_back(x);
-  if (m.output) matrices.push_back(&*m.output);
+  // Every weight matrix in the file's order of layers, with the layer its probe restarts at (0 for the
+  // embedding lookup, n_layers for the classifier: the head only).
+  struct probed_matrix {
+    mm::llama_matrix* matrix;
+    int layer;
+  };
+  std::vector<probed_matrix> matrices{{&m.token_embd, 0}};
+  for (int l = 0; l < n_layers; ++l) {
+    auto& w = m.layers[static_cast<std::size_t>(l)];
+    for (mm::llama_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) matrices.push_back({x, l});
+  }
+  if (m.output) matrices.push_back({&*m.output, n_layers});
+  const bool tied = !m.output;
+
   std::vector<measured_tensor> out;
   double total = 0.0;
-  for (const auto* mat : matrices) total += static_cast<double>(mat->rows()) * static_cast<double>(mat->cols()) * static_cast<double>(o.types.size());
+  for (std::size_t k = 0; k < matrices.size(); ++k)
+    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) == o.shard_index)
+      total += static_cast<double>(matrices[k].matrix->rows()) * static_cast<double>(matrices[k].matrix->cols()) * static_cast<double>(o.types.size());
   progress bar("measure", total);
-  for (mm::llama_matrix* mat : matrices) {
-    measured_tensor t{mat->name(), mat->rows(), mat->cols(), true, {}, {}};
+  for (std::size_t k = 0; k < matrices.size(); ++k) {
+    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) != o.shard_index) continue;
+    mm::llama_matrix* mat = matrices[k].matrix;
+    const int first_layer = matrices[k].layer;
+    measured_tensor t{mat->name(), mat->rows(), mat->cols(), {}, k, {}};
     const row_matrix w = mat->to_float();
     const auto it = sum2.find(mat->name());
     Eigen::VectorXf imp;  // none for an untied token_embd (a lookup, no product input)
     if (it != sum2.end()) imp = (it->second / count[mat->name()]).cast<float>();
+    // The Gram matrix G = sum over positions of x x^T of the matrix's input (for the embedding lookup,
+    // x is one-hot: G = diag(token counts), plus the classifier's input when tied).
+    Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(w.cols(), w.cols());
+    Eigen::VectorXd lookups;
+    if (mat == &m.token_embd) {
+      lookups = Eigen::VectorXd::Zero(w.rows());
+      for (const auto& s : streams)
+        for (int id : s) lookups[id] += 1.0;
+    }
+    if (mat != &m.token_embd || tied) {
+      const int layer = mat == &m.token_embd ? n_layers : first_layer;
+      mm::llama_engine fp(m, {}, {.threads = o.threads});
+      fp.observe([&](const std::string& name, const float* x, index_t n) {
+        if (name != t.name) return;
+        const Eigen::Map<const Eigen::VectorXf> v(x, n);
+        gram.selfadjointView<Eigen::Lower>().rankUpdate(v.cast<double>());
+      });
+      for (std::size_t s = 0; s < streams.size(); ++s) {
+        row_matrix x = entering[s][static_cast<std::size_t>(layer)];
+        if (layer < n_layers) fp.run_layer(layer, x);
+        else (void)fp.head(x);
+      }
+      const Eigen::MatrixXd full = gram.selfadjointView<Eigen::Lower>();
+      gram = full;
+    }
     for (const quant_spec& spec : o.types) {
       if (!mixprec::fits(spec, w.cols())) {
         t.notes.push_back(mixprec::to_string(spec) + " left out: rows of " + std::to_string(w.cols()) + " values");
@@ -189,25 +283,34 @@ struct measured_tensor {
         continue;
       }
       r.bytes = q.bytes();
-      const Eigen::ArrayXXd d = (mixprec::dequantize(q).cast<double>() - w.cast<double>()).array();
-      r.weight_error = (d * d).sum();
+      const Eigen::MatrixXd d = mixprec::dequantize(q).cast<double>() - w.cast<double>();
+      const Eigen::ArrayXXd d2 = d.array().square();
+      r.weight_error = d2.sum();
       r.sqnr_db = 10.0 * std::log10(w.cast<double>().squaredNorm() / std::max(r.weight_error, 1e-300));
-      r.proxy = imp.size() ? ((d * d).rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
+      r.proxy = imp.size() ? (d2.rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
+      // |(W - Q(W)) X|^2 per position = sum over rows of d_r G d_r^T / positions.
+      double gram_sum = (d * gram).cwiseProduct(d).sum();
+      if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
+      r.gram_proxy = gram_sum / static_cast<double>(positions);
       {
-        // Only this tensor swapped for its quantized bytes (run as stored by the engine), then restored.
+        // Only this tensor swapped for its quantized bytes (run as stored by the engine), then restored;
+        // the probe restarts from the cached residual stream entering the tensor's layer.
         mm::llama_matrix saved = std::move(*mat);
         *mat = spec.format == mixprec::format_id::fp32 ? mm::llama_matrix(t.name, w) : mm::llama_matrix(t.name, q);
         double kl = 0.0;
         try {
           mm::llama_engine probe(m, {}, {.threads = o.threads});
-          for (std::size_t s = 0; s < streams.size(); ++s)
-            kl += mean_kl(reference[s], log_probs(probe.logits(streams[s]))) * static_cast<double>(streams[s].size());
+          for (std::size_t s = 0; s < streams.size(); ++s) {
+            row_matrix x = first_layer == 0 && mat == &m.token_embd ? probe.embed(streams[s]) : entering[s][static_cast<std::size_t>(first_layer)];
+            for (int l = first_layer; l < n_layers; ++l) probe.run_layer(l, x);
+            kl += kl_sum(reference[s], probe.head(x), o.threads);
+          }
         } catch (...) {
           *mat = std::move(saved);
           throw;
         }
         *mat = std::move(saved);
-        r.kl = kl / static_cast<double>(positions);
+        r.kl = std::max(0.0, kl / static_cast<double>(positions));  // >= 0 but for rounding
       }
       t.types.push_back(r);
       if (show_progress) bar.step(t.name + " " + mixprec::to_string(spec), static_cast<double>(w.size()));
@@ -216,27 +319,27 @@ struct measured_tensor {
   }
   if (meta) {
     const mixprec::mapped_file mf(model_path);
-    std::uint64_t ids_hash = 0xcbf29ce484222325ull;
-    for (const auto& s : streams) ids_hash = fnv1a(std::as_bytes(std::span(s)), ids_hash);
-    char model_hash[32], calib_hash[32];
+    char model_hash[32];
     std::snprintf(model_hash, sizeof model_hash, "%016llx", static_cast<unsigned long long>(fnv1a(mf.data())));
-    std::snprintf(calib_hash, sizeof calib_hash, "%016llx", static_cast<unsigned long long>(ids_hash));
     nlohmann::json types = nlohmann::json::array();
     for (const auto& s : o.types) types.push_back(mixprec::to_string(s));
-    *meta = {{"model", {{"path", model_path}, {"fnv1a64", model_hash}, {"bytes", mf.data().size()}}},
+    *meta = {{"model", {{"path", model_path}, {"fnv1a64", model_hash}, {"bytes", mf.data().size()}, {"matrices", matrices.size()}}},
              {"calibration",
               {{"source", !o.text.empty() ? "text" : !o.tokens.empty() ? "tokens" : "sample"},
                {"file", !o.text.empty() ? o.text : o.tokens},
                {"seed", o.seed},
                {"streams", streams.size()},
                {"positions", positions},
-               {"ids_fnv1a64", calib_hash}}},
+               {"ids_fnv1a64", calibration_hash(streams)}}},
              {"types", types}};
+    if (o.shard_count > 1) (*meta)["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   }
   return out;
 }
 
-// measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, "tensors": [...]}.
+// measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
+// "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, proxy, gram_proxy, weight_error,
+// sqnr_db}], notes}]}.
 [[nodiscard]] inline nlohmann::json measure_json(const std::vector<measured_tensor>& tensors, const nlohmann::json& meta) {
   nlohmann::json j = meta;
   j["format"] = "mixprec-measure";
@@ -245,18 +348,16 @@ struct measured_tensor {
   for (const auto& t : tensors) {
     nlohmann::json r = nlohmann::json::array();
     for (const auto& m : t.types)
-      r.push_back({{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes}, {"kl", t.probed ? nlohmann::json(m.kl) : nlohmann::json(nullptr)},
-                   {"proxy", m.proxy}, {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}});
-    j["tensors"].push_back({{"name", t.name}, {"rows", t.rows}, {"cols", t.cols}, {"results", r}, {"notes", t.notes}});
+      r.push_back({{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes}, {"kl", m.kl}, {"proxy", m.proxy}, {"gram_proxy", m.gram_proxy},
+                   {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}});
+    j["tensors"].push_back({{"name", t.name}, {"index", t.index}, {"rows", t.rows}, {"cols", t.cols}, {"results", r}, {"notes", t.notes}});
   }
   return j;
 }
 
-// The sensitivity table of a measure.json by one metric ("kl", "proxy" or "weight_error"); a tensor
-// without kl (token_embd of an untied model) takes its proxy scaled to the file's kl per unit of proxy.
-[[nodiscard]] inline mixprec::sensitivity_table measured_table(const std::string& path, const std::string& metric) {
-  if (metric != "kl" && metric != "proxy" && metric != "weight_error")
-    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, proxy or weight_error");
+// A measure file, read and checked for its format and version (errc::parse_error: not JSON or not a
+// measure file; errc::unsupported: another version).
+[[nodiscard]] inline nlohmann::json read_measure_file(const std::string& path) {
   const mixprec::mapped_file f(path);
   nlohmann::json j;
   try {
@@ -267,23 +368,67 @@ struct measured_tensor {
   if (!j.is_object() || j.value("format", std::string()) != "mixprec-measure")
     throw error(errc::parse_error, "'" + path + "' is not a measure file (see `mixprec measure`)");
   if (j.value("version", 0) != 1) throw error(errc::unsupported, "measure file '" + path + "': version " + j.value("version", nlohmann::json()).dump());
+  return j;
+}
+
+// Joins the partial files of `mixprec measure --shard i/N` (any order) into the file one process would
+// have written. Throws errc::invalid_argument when the parts are not the N shards of one measurement:
+// another model, calibration or candidate list, a shard missing or given twice, a tensor missing;
+// errc::parse_error for a part without the fields a shard has.
+[[nodiscard]] inline nlohmann::json merge_measures(const std::vector<nlohmann::json>& parts, const std::vector<std::string>& names) {
+  if (parts.empty()) throw error(errc::invalid_argument, "merge: no measure files");
+  try {
+    const nlohmann::json& first = parts.front();
+    const auto count = first.at("shard").at("count").get<int>();
+    if (count != static_cast<int>(parts.size()))
+      throw error(errc::invalid_argument, "merge: " + std::to_string(parts.size()) + " files for " + std::to_string(count) + " shards");
+    std::vector<bool> seen(static_cast<std::size_t>(count), false);
+    std::vector<nlohmann::json> tensors;
+    for (std::size_t i = 0; i < parts.size(); ++i) {
+      const nlohmann::json& p = parts[i];
+      const std::string what = "merge: '" + names[i] + "'";
+      for (const char* key : {"model", "calibration", "types"})
+        if (p.at(key) != first.at(key)) throw error(errc::invalid_argument, what + " measured another " + key + " than '" + names[0] + "'");
+      const auto index = p.at("shard").at("index").get<int>();
+      if (p.at("shard").at("count").get<int>() != count || index < 0 || index >= count || seen[static_cast<std::size_t>(index)])
+        throw error(errc::invalid_argument, what + " is shard " + p.at("shard").dump() + ", given twice or out of " + std::to_string(count));
+      seen[static_cast<std::size_t>(index)] = true;
+      for (const auto& t : p.at("tensors")) tensors.push_back(t);
+    }
+    std::sort(tensors.begin(), tensors.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
+      return a.at("index").get<std::size_t>() < b.at("index").get<std::size_t>();
+    });
+    const auto matrices = first.at("model").at("matrices").get<std::size_t>();
+    for (std::size_t k = 0; k < matrices; ++k)
+      if (k >= tensors.size() || tensors[k].at("index").get<std::size_t>() != k)
+        throw error(errc::invalid_argument, "merge: tensor " + std::to_string(k) + " of " + std::to_string(matrices) + " is missing or given twice");
+    if (tensors.size() != matrices) throw error(errc::invalid_argument, "merge: more tensors than the model's " + std::to_string(matrices));
+    nlohmann::json out = first;
+    out.erase("shard");
+    out["tensors"] = tensors;
+    return out;
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, std::string("merge: a part lacks a shard's fields: ") + e.what());
+  }
+}
+
+// The sensitivity table of a measure.json by one metric ("kl", "proxy", "gram_proxy" or
+// "weight_error"). A partial file (--shard) is refused: merge the shards first.
+[[nodiscard]] inline mixprec::sensitivity_table measured_table(const std::string& path, const std::string& metric) {
+  if (metric != "kl" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
+    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, proxy, gram_proxy or weight_error");
+  const nlohmann::json j = read_measure_file(path);
+  if (j.contains("shard"))
+    throw error(errc::invalid_argument, "measure file '" + path + "' is shard " + j.at("shard").dump() + ": `mixprec merge` the shards first");
   mixprec::sensitivity_table t;
   try {
-    double kl_sum = 0.0, proxy_sum = 0.0;
-    for (const auto& x : j.at("tensors"))
-      for (const auto& r : x.at("results"))
-        if (!r.at("kl").is_null()) kl_sum += r.at("kl").get<double>(), proxy_sum += r.at("proxy").get<double>();
-    const double per_proxy = proxy_sum > 0.0 ? kl_sum / proxy_sum : 1.0;
     for (const auto& x : j.at("tensors")) {
       const auto name = x.at("name").get<std::string>();
       const auto rows = mixprec::detail::json_integer<index_t>(x.at("rows"), "measure: rows");
       const auto cols = mixprec::detail::json_integer<index_t>(x.at("cols"), "measure: cols");
       for (const auto& r : x.at("results")) {
-        double loss = 0.0;
-        if (metric == "kl")
-          loss = r.at("kl").is_null() ? r.at("proxy").get<double>() * per_proxy : r.at("kl").get<double>();
-        else
-          loss = r.at(metric).get<double>();
+        const double loss = r.at(metric).get<double>();
+        if (!std::isfinite(loss) || loss < 0.0) throw error(errc::parse_error, "measure file '" + path + "': " + name + " " + metric + " = " + r.at(metric).dump());
         t.add(name, rows, cols, mixprec::parse_spec(r.at("spec").get<std::string>()), loss);
       }
     }
