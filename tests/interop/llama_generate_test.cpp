@@ -16,17 +16,15 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
-#include <dlfcn.h>
 #include <unistd.h>
 
 #include "../../examples/llama/llama.hpp"
+#include "../../apps/llm_study/llama_cpp.hpp"
 #include "../../tools/mixprec/app.hpp"
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/io/gguf.hpp"
@@ -47,136 +45,9 @@ const std::vector<int> reference_ids = {319, 459, 355, 260, 275, 429, 339, 315, 
 const std::string reference_text =
     " \"Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes, a gentle hum of precision";
 
-// ---- llama.cpp's C API, as include/llama.h of node-llama-cpp@3.22.1's llama/gitRelease.bundle declares
-// it (the structs are passed and returned by value: their layouts must match field for field) ----
-
-struct llama_model_params_abi {
-  void* devices;
-  const void* tensor_buft_overrides;
-  std::int32_t n_gpu_layers;
-  std::int32_t split_mode;  // enum llama_split_mode
-  std::int32_t load_mode;   // enum llama_load_mode
-  std::int32_t lazy_mode;   // enum llama_lazy_mode
-  std::int32_t main_gpu;
-  const float* tensor_split;
-  void* progress_callback;
-  void* progress_callback_user_data;
-  const void* kv_overrides;
-  bool vocab_only, check_tensors, use_extra_bufts, no_host, no_alloc, load_mtp;
-};
-
-struct llama_context_params_abi {
-  std::uint32_t n_ctx, n_batch, n_ubatch, n_seq_max, n_rs_seq, n_outputs_max, n_outputs_max_per_seq;
-  std::int32_t n_threads, n_threads_batch;
-  std::int32_t ctx_type, rope_scaling_type, pooling_type, attention_type, flash_attn_type;  // enums
-  float rope_freq_base, rope_freq_scale, yarn_ext_factor, yarn_attn_factor, yarn_beta_fast, yarn_beta_slow;
-  std::uint32_t yarn_orig_ctx;
-  float defrag_thold;
-  void* cb_eval;
-  void* cb_eval_user_data;
-  std::int32_t type_k, type_v;  // enum ggml_type
-  void* abort_callback;
-  void* abort_callback_data;
-  bool embeddings, offload_kqv, no_perf, op_offload, swa_full, kv_unified;
-  void* samplers;
-  std::size_t n_samplers;
-  void* ctx_other;
-};
-
-struct llama_batch_abi {
-  std::int32_t n_tokens;
-  std::int32_t* token;
-  float* embd;
-  std::int32_t* pos;
-  std::int32_t* n_seq_id;
-  std::int32_t** seq_id;
-  std::int8_t* logits;
-};
-
-using log_callback = void (*)(int level, const char* text, void* user_data);  // level: enum ggml_log_level
-
-struct llama_api {
-  void (*backend_init)();
-  void (*load_all_from_path)(const char*);  // ggml_backend_load_all_from_path (libggml)
-  void (*log_set)(log_callback, void*);
-  llama_model_params_abi (*model_default_params)();
-  llama_context_params_abi (*context_default_params)();
-  void* (*model_load_from_file)(const char*, llama_model_params_abi);
-  void (*model_free)(void*);
-  void* (*init_from_model)(void*, llama_context_params_abi);
-  void (*free)(void*);
-  const void* (*model_get_vocab)(const void*);
-  std::int32_t (*vocab_n_tokens)(const void*);
-  llama_batch_abi (*batch_get_one)(std::int32_t*, std::int32_t);
-  std::int32_t (*decode)(void*, llama_batch_abi);
-  float* (*get_logits_ith)(void*, std::int32_t);
-  std::int32_t (*token_to_piece)(const void*, std::int32_t, char*, std::int32_t, std::int32_t, bool);
-};
-
-// Warnings and errors llama.cpp logged (kept to print, and to check that a load logged none), and the
-// line naming the CPU backend it chose.
-std::string& llama_log() {
-  static std::string log;
-  return log;
-}
-std::string& cpu_backend() {
-  static std::string line;
-  return line;
-}
-extern "C" void keep_warnings(int level, const char* text, void*) {
-  if (level == 3 || level == 4) llama_log() += text;  // GGML_LOG_LEVEL_WARN, _ERROR
-  if (level == 2 && std::strstr(text, "loaded CPU backend")) cpu_backend() = text;
-}
-
-const llama_api& llama() {
-  static const llama_api api = [] {
-    const char* path = std::getenv("MIXPREC_LLAMA_LIB");
-    if (!path) FAIL("MIXPREC_LLAMA_LIB is not set: run this binary through tests/interop/run.sh");
-    void* h = dlopen(path, RTLD_NOW | RTLD_LOCAL);  // finds libggml*.so beside it (RUNPATH $ORIGIN)
-    if (!h) FAIL("cannot load " << path << ": " << dlerror());
-    llama_api a{};
-    auto sym = [&](auto& fn, const char* name) {
-      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));  // h and its dependencies
-      if (!fn) FAIL(path << " lacks " << name);
-    };
-    sym(a.backend_init, "llama_backend_init");
-    sym(a.load_all_from_path, "ggml_backend_load_all_from_path");
-    sym(a.log_set, "llama_log_set");
-    sym(a.model_default_params, "llama_model_default_params");
-    sym(a.context_default_params, "llama_context_default_params");
-    sym(a.model_load_from_file, "llama_model_load_from_file");
-    sym(a.model_free, "llama_model_free");
-    sym(a.init_from_model, "llama_init_from_model");
-    sym(a.free, "llama_free");
-    sym(a.model_get_vocab, "llama_model_get_vocab");
-    sym(a.vocab_n_tokens, "llama_vocab_n_tokens");
-    sym(a.batch_get_one, "llama_batch_get_one");
-    sym(a.decode, "llama_decode");
-    sym(a.get_logits_ith, "llama_get_logits_ith");
-    sym(a.token_to_piece, "llama_token_to_piece");
-    a.log_set(keep_warnings, nullptr);
-    a.backend_init();
-    // The CPU backends (libggml-cpu-<level>.so, the best for this CPU) are loaded at run time from the
-    // package's folder, as node-llama-cpp's addon does.
-    a.load_all_from_path(fs::path(path).parent_path().c_str());
-    // The defaults of that release (src/llama-model.cpp, src/llama-context.cpp): a field read at the
-    // wrong offset would show here before anything runs with it.
-    const auto mp = a.model_default_params();
-    const auto cp = a.context_default_params();
-    const bool model_layout = mp.devices == nullptr && mp.n_gpu_layers == -1 && mp.split_mode == 1 && mp.load_mode == -1 &&
-                              mp.lazy_mode == 1 && mp.main_gpu == 0 && mp.kv_overrides == nullptr && !mp.vocab_only &&
-                              !mp.check_tensors && mp.use_extra_bufts && !mp.no_host && !mp.no_alloc && !mp.load_mtp;
-    const bool context_layout = cp.n_ctx == 512 && cp.n_batch == 2048 && cp.n_ubatch == 512 && cp.n_seq_max == 1 &&
-                                cp.n_outputs_max_per_seq == 1 && cp.flash_attn_type == -1 && cp.yarn_ext_factor == -1.0f &&
-                                cp.defrag_thold == -1.0f && cp.type_k == 1 && cp.type_v == 1 && !cp.embeddings &&
-                                cp.offload_kqv && cp.no_perf && cp.op_offload && cp.swa_full && !cp.kv_unified &&
-                                cp.samplers == nullptr && cp.n_samplers == 0 && cp.ctx_other == nullptr;
-    if (!model_layout || !context_layout)
-      FAIL("llama_model_params / llama_context_params defaults do not match the declared layout (another llama.cpp release?)");
-    return a;
-  }();
-  return api;
-}
+// llama.cpp's C API: apps/llm_study/llama_cpp.hpp binds libllama (from $MIXPREC_LLAMA_LIB) and checks
+// its struct layouts against that release's defaults.
+namespace llama_cpp = mixprec_apps::llama_cpp;
 
 // Logits at each position and the token chosen there (argmax; ties to the lower id, as both engines).
 struct run {
@@ -196,56 +67,49 @@ float top2_gap(const std::vector<float>& v) {
 // Decodes `steps` positions from BOS in llama.cpp: greedy, or, when `forced` is given, feeding forced[p]
 // at position p + 1 (teacher forcing) so that the logits compare position by position with another run.
 run llama_cpp_run(const std::string& gguf_path, const std::vector<int>* forced = nullptr) {
-  const llama_api& a = llama();
+  const llama_cpp::api& a = llama_cpp::library();
   auto mp = a.model_default_params();
   mp.n_gpu_layers = 0;
   mp.check_tensors = true;  // llama.cpp validates every tensor's data (NaN/Inf, bad scales) while loading
-  llama_log().clear();
-  void* model = a.model_load_from_file(gguf_path.c_str(), mp);
-  INFO(llama_log());
-  REQUIRE(model != nullptr);
-  CHECK(llama_log().empty());  // no warning: every KV, token and tensor as llama.cpp expects
+  const llama_cpp::model model(gguf_path, mp);
+  const std::string warnings = llama_cpp::take_log();
+  INFO(warnings);
+  CHECK(warnings.empty());  // no warning: every KV, token and tensor as llama.cpp expects
   auto cp = a.context_default_params();
   cp.n_ctx = 128;
   cp.n_batch = cp.n_ubatch = 128;
   cp.n_threads = cp.n_threads_batch = 2;
   cp.type_k = cp.type_v = 0;  // an F32 KV cache (F16 by default): one rounding less against mixprec's FP32 cache
   cp.flash_attn_type = 0;     // disabled: the plain attention graph, softmax in FP32
-  void* ctx = a.init_from_model(model, cp);
-  REQUIRE(ctx != nullptr);
-  const int n_vocab = a.vocab_n_tokens(a.model_get_vocab(model));
+  llama_cpp::context ctx(model, cp);
+  const int n_vocab = model.n_vocab();
   REQUIRE(n_vocab == 512);
   run r;
   std::int32_t token = 1;  // BOS
   for (int pos = 0; pos < steps; ++pos) {
-    const llama_batch_abi batch = a.batch_get_one(&token, 1);  // positions follow the cache
-    REQUIRE(a.decode(ctx, batch) == 0);
-    const float* l = a.get_logits_ith(ctx, -1);
+    ctx.decode(a.batch_get_one(&token, 1));  // positions follow the cache
+    const float* l = a.get_logits_ith(ctx.get(), -1);
     REQUIRE(l != nullptr);
     r.logits.emplace_back(l, l + n_vocab);
     r.ids.push_back(argmax(r.logits.back()));
     token = forced ? (*forced)[static_cast<std::size_t>(pos)] : r.ids.back();
   }
-  a.free(ctx);
-  a.model_free(model);
   return r;
 }
 
 // llama.cpp's text for the ids (its SentencePiece vocabulary read from the GGUF: U+2581 -> space, bytes).
 std::string llama_cpp_text(const std::string& gguf_path, const std::vector<int>& ids) {
-  const llama_api& a = llama();
+  const llama_cpp::api& a = llama_cpp::library();
   auto mp = a.model_default_params();
   mp.vocab_only = true;
-  void* model = a.model_load_from_file(gguf_path.c_str(), mp);
-  REQUIRE(model != nullptr);
+  const llama_cpp::model model(gguf_path, mp);
   std::string text;
   for (int id : ids) {
     char buf[64];
-    const std::int32_t n = a.token_to_piece(a.model_get_vocab(model), id, buf, sizeof buf, 0, false);
+    const std::int32_t n = a.token_to_piece(model.vocab(), id, buf, sizeof buf, 0, false);
     REQUIRE(n >= 0);
     text.append(buf, static_cast<std::size_t>(n));
   }
-  a.model_free(model);
   return text;
 }
 
@@ -333,7 +197,7 @@ TEST_CASE("llama.cpp loads the converted F32 GGUF and reproduces the reference g
 
   const run cpp = llama_cpp_run(f32);
   const run mine = mixprec_run(checkpoint_from_gguf(f32));
-  std::printf("llama.cpp %s", cpu_backend().c_str());
+  std::printf("llama.cpp %s", llama_cpp::cpu_backend().c_str());
   std::printf("F32   llama.cpp: %s\nF32   mixprec:   %s\n", ids_text(cpp.ids).c_str(), ids_text(mine.ids).c_str());
   CHECK(cpp.ids == reference_ids);
   CHECK(mine.ids == reference_ids);
