@@ -111,6 +111,8 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
   CHECK(tool({"measure", gguf, "--sample", "4:32", "--shard", "2/2", "-o", m2}) == 2);
   CHECK(tool({"measure", gguf, "--sample", "4:32", "--shard", "x/2", "-o", m2}) == 2);
   CHECK(tool({"measure", gguf, "--sample", "x:32", "-o", m2}) == 2);
+  CHECK(tool({"measure", gguf, "--sample", "4x:32", "-o", m2}) == 2);
+  CHECK(tool({"measure", gguf, "--sample", "4:32", "--shard", "1/2x", "-o", m2}) == 2);
 
   // Bad requests, refused before any work.
   CHECK(tool({"measure", gguf, "-o", m2}) == 2);                                                // no calibration
@@ -183,7 +185,7 @@ TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tenso
       double direct = 0.0;
       for (const auto& x : xs) direct += (d * x).squaredNorm();
       direct /= static_cast<double>(xs.size());
-      CHECK(r.at("gram_proxy").get<double>() == Approx(direct).epsilon(1e-6));
+      CHECK(r.at("gram_proxy").get<double>() == Approx(direct).epsilon(1e-5));  // FP32 products
       CHECK(r.at("bytes").get<std::size_t>() == q.bytes());
       // The imatrix proxy keeps only G's diagonal: a different number from the same errors.
       CHECK(r.at("proxy").get<double>() != Approx(direct).epsilon(1e-3));

@@ -35,6 +35,8 @@
 #include <cstdio>
 #include <stdexcept>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -168,6 +170,91 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   return 0;
 }
 
+// `mixprec measure`'s command line, shared with mixprec-mpi (mpi_main.cpp, where the rank is the shard).
+struct measure_command {
+  std::string file, types = "q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16", text, tokens, sample, shard, imatrix_out, imatrix_dat_out,
+                    output = "measure.json";
+  int ctx = 64, max_streams = 8;
+  std::uint64_t seed = 1;
+  unsigned threads = 0;
+};
+
+inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool with_shard) {
+  auto* m = app.add_subcommand("measure", "per tensor and type: KL of the model's output with only that tensor quantized, the Gram and imatrix proxies, SQNR; writes the imatrix");
+  m->add_option("FILE", c.file, "LLaMA-family GGUF (F32/F16/BF16 or quantized tensors)")->required();
+  m->add_option("--types", c.types, "candidate ggml types")->capture_default_str();
+  m->add_option("--text", c.text, "calibration text, tokenized with the model's vocabulary");
+  m->add_option("--tokens", c.tokens, "calibration token ids (one stream per line)");
+  m->add_option("--sample", c.sample, "N:LEN: N streams of LEN tokens sampled from the model (seed --seed)");
+  m->add_option("--ctx", c.ctx, "tokens per calibration stream (--text, --tokens)")->capture_default_str();
+  m->add_option("--streams", c.max_streams, "calibration streams used at most (--text, --tokens)")->capture_default_str();
+  m->add_option("--seed", c.seed, "seed of --sample")->capture_default_str();
+  m->add_option("--imatrix-out", c.imatrix_out, "write the importance matrix (llama.cpp's GGUF imatrix format)");
+  m->add_option("--imatrix-dat-out", c.imatrix_dat_out, "write the importance matrix in llama.cpp's legacy .dat format");
+  m->add_option("-o,--output", c.output, "measure file")->capture_default_str();
+  m->add_option("--threads", c.threads, "threads for each product (0: every core); the numbers do not depend on it")->capture_default_str();
+  if (with_shard) m->add_option("--shard", c.shard, "I/N: probe only the tensors k with k % N == I (a partial file for `mixprec merge`)");
+  return m;
+}
+
+// "A:B" with both parts whole decimal numbers, or errc::invalid_argument naming the option.
+inline std::pair<int, int> int_pair(const std::string& text, char sep, const char* option, const char* form) {
+  const auto at = text.find(sep);
+  std::size_t used_a = 0, used_b = 0;
+  std::pair<int, int> v{0, 0};
+  if (at != std::string::npos) {
+    v.first = std::stoi(text.substr(0, at), &used_a);
+    v.second = std::stoi(text.substr(at + 1), &used_b);
+  }
+  if (at == std::string::npos || used_a != at || used_b != text.size() - at - 1)
+    throw error(errc::invalid_argument, std::string(option) + " '" + text + "': expected " + form);
+  return v;
+}
+
+// The measure options of a command line, checked as a request (exit 2); the outputs are checked
+// (never an input, in a folder that exists) when check_outputs.
+inline measure_options measure_request(const measure_command& c, bool check_outputs) {
+  measure_options mo;
+  request([&] {
+    mo.types = parse_types(c.types);
+    if (check_outputs) {
+      mixprec::check_output_path(c.output, std::vector<std::string>{c.file, c.text, c.tokens});
+      for (const auto& extra : {c.imatrix_out, c.imatrix_dat_out})
+        if (!extra.empty()) mixprec::check_output_path(extra, std::vector<std::string>{c.file, c.text, c.tokens, c.output});
+    }
+    if (!c.sample.empty()) {
+      std::tie(mo.sample_streams, mo.sample_length) = int_pair(c.sample, ':', "--sample", "N:LEN");
+      if (mo.sample_streams <= 0 || mo.sample_length < 2) throw error(errc::invalid_argument, "--sample '" + c.sample + "': N >= 1, LEN >= 2");
+    }
+    if (c.ctx < 2 || c.max_streams < 1) throw error(errc::invalid_argument, "--ctx must be >= 2 and --streams >= 1");
+    if (!c.shard.empty()) {
+      std::tie(mo.shard_index, mo.shard_count) = int_pair(c.shard, '/', "--shard", "I/N");
+      if (mo.shard_count < 1 || mo.shard_index < 0 || mo.shard_index >= mo.shard_count)
+        throw error(errc::invalid_argument, "--shard '" + c.shard + "': expected I/N with 0 <= I < N");
+    }
+    return 0;
+  });
+  mo.text = c.text;
+  mo.tokens = c.tokens;
+  mo.ctx = c.ctx;
+  mo.max_streams = c.max_streams;
+  mo.seed = c.seed;
+  mo.imatrix_out = c.imatrix_out;
+  mo.imatrix_dat_out = c.imatrix_dat_out;
+  mo.threads = c.threads;
+  return mo;
+}
+
+// The table `measure` prints, from a measure file's JSON.
+inline void print_measure_table(const nlohmann::json& measured) {
+  std::printf("| tensor | type | bytes | KL (nats) | Gram proxy | imatrix proxy | SQNR (dB) |\n|---|---|---:|---:|---:|---:|---:|\n");
+  for (const auto& t : measured.at("tensors"))
+    for (const auto& r : t.at("results"))
+      std::printf("| %s | %s | %llu | %.6g | %.4g | %.4g | %.2f |\n", t.at("name").get<std::string>().c_str(), r.at("spec").get<std::string>().c_str(),
+                  r.at("bytes").get<unsigned long long>(), r.at("kl").get<double>(), r.at("gram_proxy").get<double>(), r.at("proxy").get<double>(),
+                  r.at("sqnr_db").get<double>());
+}
+
 }  // namespace detail
 
 [[nodiscard]] inline int run(int argc, const char* const* argv) {
@@ -201,30 +288,16 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
-  std::string measured, metric = "kl", text_path, tokens_path, sample, shard, imatrix_out, imatrix_dat_out, measure_out = "measure.json";
-  int ctx = 64, max_streams = 8;
-  std::uint64_t seed = 1;
+  std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
   plan->add_option("--metric", metric, "with --measured: kl (measured), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
       ->capture_default_str();
-  auto* measure = app.add_subcommand("measure", "per tensor and type: KL of the model's output with only that tensor quantized, the imatrix proxy, SQNR; writes the imatrix");
-  measure->add_option("FILE", file, "LLaMA-family GGUF (F32/F16/BF16 or quantized tensors)")->required();
-  measure->add_option("--types", types, "candidate ggml types")->capture_default_str();
-  measure->add_option("--text", text_path, "calibration text, tokenized with the model's vocabulary");
-  measure->add_option("--tokens", tokens_path, "calibration token ids (one stream per line)");
-  measure->add_option("--sample", sample, "N:LEN: N streams of LEN tokens sampled from the model (seed --seed)");
-  measure->add_option("--ctx", ctx, "tokens per calibration stream (--text, --tokens)")->capture_default_str();
-  measure->add_option("--streams", max_streams, "calibration streams used at most (--text, --tokens)")->capture_default_str();
-  measure->add_option("--seed", seed, "seed of --sample")->capture_default_str();
-  measure->add_option("--imatrix-out", imatrix_out, "write the importance matrix (llama.cpp's GGUF imatrix format)");
-  measure->add_option("--imatrix-dat-out", imatrix_dat_out, "write the importance matrix in llama.cpp's legacy .dat format");
-  measure->add_option("-o,--output", measure_out, "measure file")->capture_default_str();
-  measure->add_option("--threads", threads, "threads for each product (0: every core); the numbers do not depend on it")->capture_default_str();
-  measure->add_option("--shard", shard, "I/N: probe only the tensors k with k % N == I (a partial file for `mixprec merge`)");
+  detail::measure_command mc;
+  auto* measure = detail::add_measure_command(app, mc, true);
   std::vector<std::string> parts;
   auto* merge = app.add_subcommand("merge", "join the partial files of `mixprec measure --shard I/N` into one measure file");
   merge->add_option("PARTS", parts, "the N partial measure files, any order")->required();
-  merge->add_option("-o,--output", measure_out, "measure file")->capture_default_str();
+  merge->add_option("-o,--output", mc.output, "measure file")->capture_default_str();
   auto* convert = app.add_subcommand("convert", "llama2.c checkpoint + tokenizer -> GGUF (F32) that llama.cpp loads");
   convert->add_option("CHECKPOINT", file, "llama2.c checkpoint (.bin)")->required();
   convert->add_option("TOKENIZER", tokenizer, "llama2.c tokenizer (tokenizer.bin)")->required();
@@ -241,64 +314,28 @@ inline int run_convert(const std::string& checkpoint, const std::string& tokeniz
     if (convert->parsed()) return detail::run_convert(file, tokenizer, out_path);
     if (merge->parsed()) {
       detail::request([&] {
-        mixprec::check_output_path(measure_out, parts);
+        mixprec::check_output_path(mc.output, parts);
         return 0;
       });
       std::vector<nlohmann::json> files;
       for (const auto& p : parts) files.push_back(read_measure_file(p));
       const nlohmann::json merged = merge_measures(files, parts);
-      mixprec::output_file out(measure_out, parts);
+      mixprec::output_file out(mc.output, parts);
       out.stream() << merged.dump(1) << "\n";
       out.commit();
-      std::fprintf(stderr, "wrote %s (%zu shards, %zu tensors)\n", measure_out.c_str(), parts.size(), merged.at("tensors").size());
+      std::fprintf(stderr, "wrote %s (%zu shards, %zu tensors)\n", mc.output.c_str(), parts.size(), merged.at("tensors").size());
       return 0;
     }
     if (measure->parsed()) {
-      measure_options mo;
-      detail::request([&] {
-        mo.types = parse_types(types);
-        mixprec::check_output_path(measure_out, std::vector<std::string>{file, text_path, tokens_path});
-        for (const auto& extra : {imatrix_out, imatrix_dat_out})
-          if (!extra.empty()) mixprec::check_output_path(extra, std::vector<std::string>{file, text_path, tokens_path, measure_out});
-        if (!sample.empty()) {
-          const auto colon = sample.find(':');
-          std::size_t used = 0;
-          if (colon == std::string::npos) throw error(errc::invalid_argument, "--sample '" + sample + "': expected N:LEN");
-          mo.sample_streams = std::stoi(sample.substr(0, colon), &used);
-          mo.sample_length = std::stoi(sample.substr(colon + 1));
-          if (mo.sample_streams <= 0 || mo.sample_length < 2) throw error(errc::invalid_argument, "--sample '" + sample + "': N >= 1, LEN >= 2");
-        }
-        if (ctx < 2 || max_streams < 1) throw error(errc::invalid_argument, "--ctx must be >= 2 and --streams >= 1");
-        if (!shard.empty()) {
-          const auto slash = shard.find('/');
-          std::size_t used_i = 0, used_n = 0;
-          if (slash == std::string::npos) throw error(errc::invalid_argument, "--shard '" + shard + "': expected I/N");
-          mo.shard_index = std::stoi(shard.substr(0, slash), &used_i);
-          mo.shard_count = std::stoi(shard.substr(slash + 1), &used_n);
-          if (used_i != slash || used_n != shard.size() - slash - 1 || mo.shard_count < 1 || mo.shard_index < 0 || mo.shard_index >= mo.shard_count)
-            throw error(errc::invalid_argument, "--shard '" + shard + "': expected I/N with 0 <= I < N");
-        }
-        return 0;
-      });
-      mo.text = text_path;
-      mo.tokens = tokens_path;
-      mo.ctx = ctx;
-      mo.max_streams = max_streams;
-      mo.seed = seed;
-      mo.imatrix_out = imatrix_out;
-      mo.imatrix_dat_out = imatrix_dat_out;
-      mo.threads = threads;
+      const measure_options mo = detail::measure_request(mc, true);
       nlohmann::json meta;
-      const auto tensors = measure_model(file, mo, &meta);
-      std::printf("| tensor | type | bytes | KL (nats) | proxy | SQNR (dB) |\n|---|---|---:|---:|---:|---:|\n");
-      for (const auto& t : tensors)
-        for (const auto& r : t.types)
-          std::printf("| %s | %s | %llu | %.6g | %.4g | %.2f |\n", t.name.c_str(), mixprec::to_string(r.spec).c_str(),
-                      static_cast<unsigned long long>(r.bytes), r.kl, r.proxy, r.sqnr_db);
-      mixprec::output_file out(measure_out, {file});
-      out.stream() << measure_json(tensors, meta).dump(1) << "\n";
+      const auto tensors = measure_model(mc.file, mo, &meta);
+      const nlohmann::json measured = measure_json(tensors, meta);
+      detail::print_measure_table(measured);
+      mixprec::output_file out(mc.output, {mc.file});
+      out.stream() << measured.dump(1) << "\n";
       out.commit();
-      std::fprintf(stderr, "wrote %s\n", measure_out.c_str());
+      std::fprintf(stderr, "wrote %s\n", mc.output.c_str());
       return 0;
     }
     std::vector<quant_spec> type_list;

@@ -5,9 +5,10 @@
 //                 this tensor quantized to this type (its one-tensor sensitivity S(i), with KL as the
 //                 metric) against the model as stored. Each probe restarts from the residual stream
 //                 the full-precision pass cached at the tensor's layer (the classifier: the head only).
-//   gram_proxy    |(W - Q(W)) X|_F^2 per position = sum_r d_r G d_r^T / positions, G = X^T X the Gram
-//                 matrix of the tensor's inputs over the calibration positions (the output error of
-//                 GPTQ's objective; for the embedding lookup X is one-hot, G the token counts)
+//   gram_proxy    |(W - Q(W)) X^T|_F^2 per position = sum_r d_r G d_r^T / positions, G = X^T X the Gram
+//                 matrix of the tensor's inputs X over the calibration positions (the output error of
+//                 GPTQ's objective; computed through X; for the embedding lookup X is one-hot, G the
+//                 token counts)
 //   proxy         sum_ij imp_j (W - Q(W))_ij^2 with imp_j the mean x_j^2 of the tensor's inputs (the
 //                 imatrix: G's diagonal, per position; the type searched with imp, as llama-quantize
 //                 --imatrix does; the untied embedding lookup has no imatrix: its weight_error)
@@ -241,9 +242,11 @@ struct reference_distribution {
     const auto it = sum2.find(mat->name());
     Eigen::VectorXf imp;  // none for an untied token_embd (a lookup, no product input)
     if (it != sum2.end()) imp = (it->second / count[mat->name()]).cast<float>();
-    // The Gram matrix G = sum over positions of x x^T of the matrix's input (for the embedding lookup,
-    // x is one-hot: G = diag(token counts), plus the classifier's input when tied).
-    Eigen::MatrixXd gram = Eigen::MatrixXd::Zero(w.cols(), w.cols());
+    // The matrix's inputs X (positions x cols) over the calibration, for |(W - Q(W)) X^T|^2 = sum over rows
+    // of d_r G d_r^T with G = X^T X the Gram matrix (computed through X: rows x cols x positions per type,
+    // not cols^2 of memory and rows x cols^2 of work). The embedding lookup's x is one-hot: G = diag(token
+    // counts), plus the classifier's inputs when the embedding is tied.
+    row_matrix inputs(0, w.cols());
     Eigen::VectorXd lookups;
     if (mat == &m.token_embd) {
       lookups = Eigen::VectorXd::Zero(w.rows());
@@ -252,19 +255,17 @@ struct reference_distribution {
     }
     if (mat != &m.token_embd || tied) {
       const int layer = mat == &m.token_embd ? n_layers : first_layer;
+      inputs.resize(static_cast<index_t>(positions), w.cols());
+      index_t row = 0;
       mm::llama_engine fp(m, {}, {.threads = o.threads});
       fp.observe([&](const std::string& name, const float* x, index_t n) {
-        if (name != t.name) return;
-        const Eigen::Map<const Eigen::VectorXf> v(x, n);
-        gram.selfadjointView<Eigen::Lower>().rankUpdate(v.cast<double>());
+        if (name == t.name) inputs.row(row++) = Eigen::Map<const Eigen::RowVectorXf>(x, n);
       });
       for (std::size_t s = 0; s < streams.size(); ++s) {
         row_matrix x = entering[s][static_cast<std::size_t>(layer)];
         if (layer < n_layers) fp.run_layer(layer, x);
         else (void)fp.head(x);
       }
-      const Eigen::MatrixXd full = gram.selfadjointView<Eigen::Lower>();
-      gram = full;
     }
     for (const quant_spec& spec : o.types) {
       if (!mixprec::fits(spec, w.cols())) {
@@ -288,8 +289,9 @@ struct reference_distribution {
       r.weight_error = d2.sum();
       r.sqnr_db = 10.0 * std::log10(w.cast<double>().squaredNorm() / std::max(r.weight_error, 1e-300));
       r.proxy = imp.size() ? (d2.rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
-      // |(W - Q(W)) X|^2 per position = sum over rows of d_r G d_r^T / positions.
-      double gram_sum = (d * gram).cwiseProduct(d).sum();
+      // |(W - Q(W)) X^T|^2 per position (FP32 products, summed in double).
+      const row_matrix error_out = inputs * d.cast<float>().transpose();
+      double gram_sum = error_out.cast<double>().squaredNorm();
       if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
       r.gram_proxy = gram_sum / static_cast<double>(positions);
       {
