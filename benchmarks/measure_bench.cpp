@@ -1,0 +1,132 @@
+// What one `mixprec measure` probe costs on a LLaMA-7B-shaped model (dim 4096, hidden 11008, 32 heads,
+// vocabulary 32000; one layer of random N(0, 0.02^2) weights, FP32), per calibration position:
+//   BM_run_layer/T   llama_engine::run_layer over T positions (one layer: 7 products, attention)
+//   BM_head/T        llama_engine::head over T positions (output norm + the 32000 x 4096 classifier)
+//   BM_kl/T          the KL of T positions' logits against kept reference distributions (measure.hpp)
+//   BM_quantize_q4_K a 4096 x 4096 matrix to q4_K with an importance vector, and back (per probe)
+//   BM_eigen_gemm/T  the baseline: Eigen's FP32 X W^T for one 4096 x 4096 matrix, T rows, one call
+// Counter us_per_token = time / T. A probe of a tensor in layer L of an n-layer model costs about
+// T * ((n - L) * run_layer + head + kl) + quantize; the full-precision pass T * (n * run_layer + head).
+//   ./build/benchmarks/measure_bench --benchmark_min_time=1
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <vector>
+
+#include "../tools/mixprec/measure.hpp"
+#include "mixprec/models/llama.hpp"
+
+namespace {
+
+namespace mm = mixprec::models;
+
+// Cheap reproducible N(0, sigma^2)-like values (sum of 4 uniforms), enough for timing.
+mixprec::row_matrix random_matrix(mixprec::index_t rows, mixprec::index_t cols, float sigma, std::uint64_t seed) {
+  mixprec::row_matrix m(rows, cols);
+  std::uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+  for (mixprec::index_t i = 0; i < m.size(); ++i) {
+    float u = 0.0f;
+    for (int k = 0; k < 4; ++k) {
+      s = s * 6364136223846793005ull + 1442695040888963407ull;
+      u += static_cast<float>(s >> 40) / 16777216.0f - 0.5f;
+    }
+    m.data()[i] = u * sigma * 1.732f;
+  }
+  return m;
+}
+
+const mm::llama_model& model_7b_layer() {
+  static const mm::llama_model m = [] {
+    mm::llama_model x;
+    x.config = {4096, 11008, 1, 32, 32, 32000, 512, 128, 10000.0f, 1.0f, 1e-5f};
+    x.token_embd = mm::llama_matrix("token_embd.weight", random_matrix(32000, 4096, 0.02f, 1));
+    mm::llama_layer l;
+    l.attn_norm = l.ffn_norm = Eigen::VectorXf::Ones(4096);
+    l.wq = mm::llama_matrix("blk.0.attn_q.weight", random_matrix(4096, 4096, 0.02f, 2));
+    l.wk = mm::llama_matrix("blk.0.attn_k.weight", random_matrix(4096, 4096, 0.02f, 3));
+    l.wv = mm::llama_matrix("blk.0.attn_v.weight", random_matrix(4096, 4096, 0.02f, 4));
+    l.wo = mm::llama_matrix("blk.0.attn_output.weight", random_matrix(4096, 4096, 0.02f, 5));
+    l.gate = mm::llama_matrix("blk.0.ffn_gate.weight", random_matrix(11008, 4096, 0.02f, 6));
+    l.up = mm::llama_matrix("blk.0.ffn_up.weight", random_matrix(11008, 4096, 0.02f, 7));
+    l.down = mm::llama_matrix("blk.0.ffn_down.weight", random_matrix(4096, 11008, 0.02f, 8));
+    x.layers.push_back(std::move(l));
+    x.output_norm = Eigen::VectorXf::Ones(4096);
+    x.output = mm::llama_matrix("output.weight", random_matrix(32000, 4096, 0.02f, 9));
+    x.validate();
+    return x;
+  }();
+  return m;
+}
+
+std::vector<int> tokens(int n) {
+  std::vector<int> t(static_cast<std::size_t>(n));
+  for (int i = 0; i < n; ++i) t[static_cast<std::size_t>(i)] = (i * 7919 + 1) % 32000;
+  return t;
+}
+
+void per_token(benchmark::State& state, int T) {
+  state.counters["us_per_token"] = benchmark::Counter(static_cast<double>(T) * 1e-6, benchmark::Counter::kIsIterationInvariantRate |
+                                                                                          benchmark::Counter::kInvert);
+}
+
+void BM_run_layer(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
+  const mixprec::row_matrix x0 = e.embed(tokens(T));
+  for (auto _ : state) {
+    mixprec::row_matrix x = x0;
+    e.run_layer(0, x);
+    benchmark::DoNotOptimize(x.data());
+  }
+  per_token(state, T);
+}
+
+void BM_head(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
+  const mixprec::row_matrix x = e.embed(tokens(T));
+  for (auto _ : state) benchmark::DoNotOptimize(e.head(x).data());
+  per_token(state, T);
+}
+
+void BM_kl(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
+  const mixprec::row_matrix logits = e.head(e.embed(tokens(T)));
+  const auto ref = mixprec_cli::reference_of(logits);
+  const mixprec::row_matrix other = logits * 1.01f;
+  for (auto _ : state) benchmark::DoNotOptimize(mixprec_cli::kl_sum(ref, other, 2));
+  per_token(state, T);
+}
+
+void BM_quantize_q4_K(benchmark::State& state) {
+  const auto& w = model_7b_layer().layers[0].wq.fp32();
+  const Eigen::VectorXf imp = Eigen::VectorXf::Ones(4096);
+  const auto spec = mixprec::parse_spec("q4_K");
+  for (auto _ : state) {
+    const auto q = mixprec::quantize(w, spec, "wq", std::span<const float>(imp.data(), 4096));
+    benchmark::DoNotOptimize(mixprec::dequantize(q).data());
+  }
+}
+
+void BM_eigen_gemm(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  const auto& w = model_7b_layer().layers[0].wq.fp32();
+  const mixprec::row_matrix x = random_matrix(T, 4096, 1.0f, 11);
+  mixprec::row_matrix y(T, 4096);
+  for (auto _ : state) {
+    y.noalias() = x * w.transpose();
+    benchmark::DoNotOptimize(y.data());
+  }
+  per_token(state, T);
+}
+
+BENCHMARK(BM_eigen_gemm)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_run_layer)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_head)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_kl)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_quantize_q4_K)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
