@@ -74,20 +74,29 @@ std::pair<int, int> streams_of(const std::string& text) {
   return {std::stoi(parts[0]), std::stoi(parts[1])};
 }
 
-// Runs the mixprec tool in-process with its stdout appended to `log`; returns its exit code.
+// Runs the mixprec tool in-process with its stdout and stderr appended to `log`; returns its exit code.
 int mixprec_tool(std::vector<std::string> args, const std::string& log) {
   args.insert(args.begin(), "mixprec");
   std::vector<const char*> argv;
   for (const auto& a : args) argv.push_back(a.c_str());
   std::fflush(stdout);
-  const int saved = ::dup(1);
+  std::fflush(stderr);
+  const int saved_out = ::dup(1), saved_err = ::dup(2);
   FILE* f = std::fopen(log.c_str(), "a");
-  if (!f || saved < 0) throw mixprec::error(errc::io_error, "cannot open '" + log + "'");
+  if (!f || saved_out < 0 || saved_err < 0) throw mixprec::error(errc::io_error, "cannot open '" + log + "'");
+  std::fprintf(f, "\n$");
+  for (const auto& a : args) std::fprintf(f, " %s", a.c_str());
+  std::fprintf(f, "\n");
+  std::fflush(f);
   ::dup2(::fileno(f), 1);
+  ::dup2(::fileno(f), 2);
   const int rc = mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
   std::fflush(stdout);
-  ::dup2(saved, 1);
-  ::close(saved);
+  std::fflush(stderr);
+  ::dup2(saved_out, 1);
+  ::dup2(saved_err, 2);
+  ::close(saved_out);
+  ::close(saved_err);
   std::fclose(f);
   return rc;
 }

@@ -34,6 +34,7 @@
 #include <cmath>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -267,10 +268,11 @@ struct reference_distribution {
         else (void)fp.head(x);
       }
     }
-    for (const quant_spec& spec : o.types) {
+    // One candidate measured (nullopt, with a note, when the type cannot hold the tensor).
+    auto measure_type = [&](const quant_spec& spec) -> std::optional<measured_type> {
       if (!mixprec::fits(spec, w.cols())) {
         t.notes.push_back(mixprec::to_string(spec) + " left out: rows of " + std::to_string(w.cols()) + " values");
-        continue;
+        return std::nullopt;
       }
       measured_type r;
       r.spec = spec;
@@ -281,7 +283,7 @@ struct reference_distribution {
       } catch (const error& e) {
         if (e.code() != errc::not_representable) throw;
         t.notes.push_back(mixprec::to_string(spec) + " left out: " + e.message());
-        continue;
+        return std::nullopt;
       }
       r.bytes = q.bytes();
       const Eigen::MatrixXd d = mixprec::dequantize(q).cast<double>() - w.cast<double>();
@@ -314,8 +316,19 @@ struct reference_distribution {
         *mat = std::move(saved);
         r.kl = std::max(0.0, kl / static_cast<double>(positions));  // >= 0 but for rounding
       }
-      t.types.push_back(r);
       if (show_progress) bar.step(t.name + " " + mixprec::to_string(spec), static_cast<double>(w.size()));
+      return r;
+    };
+    for (const quant_spec& spec : o.types)
+      if (auto r = measure_type(spec)) t.types.push_back(*r);
+    if (t.types.empty()) {  // as `mixprec analyze`: the fallback types that fit, else the first last resort
+      std::string chosen;
+      for (const quant_spec& spec : fallback_types())
+        if (auto r = measure_type(spec)) t.types.push_back(*r), chosen += (chosen.empty() ? "" : ", ") + mixprec::to_string(spec);
+      for (const quant_spec& spec : last_resort_types())
+        if (t.types.empty())
+          if (auto r = measure_type(spec)) t.types.push_back(*r), chosen = mixprec::to_string(spec);
+      t.notes.push_back("no requested type can represent it: measured the fallback types " + chosen);
     }
     out.push_back(std::move(t));
   }

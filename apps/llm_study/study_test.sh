@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# llm_study end to end on the shared aidreams260K model (small settings; tests/interop/run.sh supplies
+# llama.cpp's library, or the test is skipped without the network): every recipe and plan is written,
+# loads and is scored in llama.cpp, and the plans keep their budgets.
+#   bash apps/llm_study/study_test.sh BUILD_DIR SHARED_MODELS_DIR
+set -euo pipefail
+build=$(cd "$1" && pwd)
+models=$2
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$build/apps/llm_study/study_test
+rm -rf "$work"
+mkdir -p "$work"
+"$build/tools/mixprec/mixprec" convert "$models/aidreams260K.bin" "$models/tok512.bin" -o "$work/a.gguf" >/dev/null
+bash "$root/tests/interop/run.sh" "$build/apps/llm_study/llama.cpp" "$build/apps/llm_study/llm_study" "$work/a.gguf" "$work/study" \
+  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M >"$work/out.txt" 2>"$work/err.txt" || {
+  rc=$?
+  cat "$work/err.txt"
+  exit "$rc"
+}
+python3 - "$work/study" <<'PY'
+import json, os, sys
+d = sys.argv[1]
+j = json.load(open(os.path.join(d, "results.json")))
+rows = {(r["method"], r["budget"]): r for r in j["results"]}
+fail = []
+def check(ok, what):
+    if not ok: fail.append(what)
+for recipe in ["Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]:
+    for m in ["llama.cpp", "llama.cpp + imatrix"]:
+        r = rows.get((m, recipe))
+        check(r is not None and r["kl"] >= 0 and 0 < r["top1"] <= 100 and r["ppl"] > 1, f"{m} {recipe} scored")
+check(rows[("llama.cpp", "Q8_0")]["kl"] < rows[("llama.cpp", "Q4_0")]["kl"], "Q8_0 closer to F32 than Q4_0")
+weights = None
+for metric in ["kl", "gram_proxy", "imatrix_error", "weight_error"]:
+    check("note" in rows[(metric, "4.0")], f"{metric} 4.0: refused (no type under 4.5 bits)")
+    r = rows[(metric, "8.0")]
+    check(r.get("matrix_bpw", 99) <= 8.0 + 1e-9, f"{metric} 8.0 within its budget ({r.get('matrix_bpw')})")
+    q = rows[(metric, "q4_K_M")]
+    check(q.get("matrix_bpw", 99) <= rows[("llama.cpp + imatrix", "Q4_K_M")]["matrix_bpw"] + 1e-9, f"{metric} at Q4_K_M's matrix bytes")
+    check(q["kl"] >= 0 and q["ppl"] > 1, f"{metric} q4_K_M scored")
+for f in ["results.md", "pareto.svg"]:
+    check(os.path.getsize(os.path.join(d, f)) > 0, f)
+if fail:
+    print("FAILED:", *fail, sep="\n  ")
+    sys.exit(1)
+print(open(os.path.join(d, "results.md")).read())
+PY
