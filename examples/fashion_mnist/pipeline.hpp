@@ -1,7 +1,7 @@
-// The seed's pipeline on a real model: Fashion-MNIST, the CNN of cnn.hpp, and mixprec end to end.
+// The whole method on a real model: Fashion-MNIST, the CNN of cnn.hpp, and mixprec end to end.
 //   1. FP32, all-INT8 and all-INT4 accuracy and size;
 //   2. per-layer sensitivity: accuracy drop with only that layer quantized (INT4, INT8, ...), SQNR,
-//      Hutchinson's Hessian trace and the HAWQ score, the seed's classes, and how well the cheap metrics
+//      Hutchinson's Hessian trace and the HAWQ score, the accuracy-drop classes (plan/drop_classes.hpp), and how well the cheap metrics
 //      rank the layers (Spearman / Kendall against the drop);
 //   3. threshold, greedy and knapsack plans at one byte budget, and the knapsack Pareto frontier;
 //   4. precision-aware training (fake quantization, STE or learned step size) of all-INT4 and of the
@@ -443,7 +443,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   add_strategy("int4", quantize_network(p, uniform(int4)), uniform(int4));
 
   // 3. Plans at one budget. Greedy and knapsack minimise the summed validation KL; the threshold policy
-  // is the seed's class table on the accuracy drops.
+  // is the accuracy-drop class table (high > 2 %, medium, low < 0.5 %).
   mixprec::sensitivity_table drop_table;
   for (const auto& lr : r.layers)
     for (const auto& c : candidates) drop_table.add(lr.name, lr.rows, lr.cols, c, lr.drop.at(mixprec::to_string(c)));

@@ -1,4 +1,4 @@
-// The seed's LLaMA study on a real model: per-matrix sensitivity and strategies compared by size,
+// A LLaMA study on a real model: per-matrix sensitivity and strategies compared by size,
 // speed and quality, measured the way llama.cpp measures quantized models (KL divergence to FP32 on
 // reference token streams, top-1 agreement, perplexity of those streams).
 #pragma once

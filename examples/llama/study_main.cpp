@@ -1,4 +1,4 @@
-// The seed's LLaMA study: which matrices are sensitive, and how strategies compare in size, speed and
+// A LLaMA study: which matrices are sensitive, and how strategies compare in size, speed and
 // quality (KL to FP32, top-1 agreement, perplexity on FP32-sampled streams).
 //   llama_study [--model PATH] [--streams N] [--length N] [--seed N] [--quick] [--json PATH]
 #include <cstdio>

@@ -58,7 +58,7 @@ TEST_CASE("a plan over ggml types meets its budget and apply writes exactly its 
     CHECK(p.bits_per_weight() <= bpw + 1e-12);
     CHECK(p.proven_optimal);
     CHECK(p.at("blk.0.ffn_down.weight").spec.ggml != ggml_type::q4_k);  // rows of 96 fit no 256-block type
-    const quantized_model q = apply(p, m.view());
+    const quantized_model q = quantize_model(p, m.view());
     CHECK(q.bytes() == p.bytes());
     for (const auto& e : p.entries) CHECK(q.at(e.layer).spec() == e.spec);
     // The versioned JSON reads back to the same plan.

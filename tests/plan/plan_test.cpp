@@ -184,7 +184,7 @@ TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied group
     CHECK(p.at("blk.0.attn.v").group == "blk.0.attn.q+blk.0.attn.k+blk.0.attn.v");
     CHECK(p.at("lm_head").group.empty());
     // apply: the quantized model's exact bytes are the plan's prediction, layer by layer.
-    const quantized_model q = apply(p, m.views);  // unqualified: named_weights keeps std::apply out
+    const quantized_model q = quantize_model(p, m.views);
     REQUIRE(q.layers.size() == m.views.size());
     CHECK(q.bytes() == p.bytes());
     for (const auto& e : p.entries) {
@@ -507,19 +507,19 @@ TEST_CASE("apply: checks the model against the plan first; any WeightView works"
   const plan p = mixed_precision_plan{m.table, knapsack_policy{}, bits_budget{6.0}}.build();
   plan other = p;
   other.entries[0].layer = "ghost";
-  CHECK_THROWS_WITH(mixprec::apply(other, m.views), Catch::Contains("'ghost' is not in the model"));
+  CHECK_THROWS_WITH(mixprec::quantize_model(other, m.views), Catch::Contains("'ghost' is not in the model"));
   other = p;
   other.entries[0].rows = 3;
-  CHECK_THROWS_AS(mixprec::apply(other, m.views), error);
+  CHECK_THROWS_AS(mixprec::quantize_model(other, m.views), error);
   other = p;
   other.entries.pop_back();
-  CHECK_THROWS_WITH(mixprec::apply(other, m.views), Catch::Contains("'lm_head' is not in the plan"));
+  CHECK_THROWS_WITH(mixprec::quantize_model(other, m.views), Catch::Contains("'lm_head' is not in the plan"));
   named_weights twice = m.views;
   twice.push_back(m.views[0]);
-  CHECK_THROWS_WITH(mixprec::apply(p, twice), Catch::Contains("appears twice"));
+  CHECK_THROWS_WITH(mixprec::quantize_model(p, twice), Catch::Contains("appears twice"));
   named_weights empty = m.views;
   empty[1].data = nullptr;
-  CHECK_THROWS_AS(mixprec::apply(p, empty), error);
+  CHECK_THROWS_AS(mixprec::quantize_model(p, empty), error);
   // A user's own view type, strided into a bigger buffer.
   struct my_layer {
     std::string name;
@@ -536,7 +536,7 @@ TEST_CASE("apply: checks the model against the plan first; any WeightView works"
   const std::vector<layer_shape> shapes = shapes_of(mine);
   REQUIRE(shapes == std::vector<layer_shape>{{"slice", 40, 64}});
   const plan one = mixed_precision_plan{weight_error_source{&mine}, knapsack_policy{}}.candidates(candidates).build(shapes);
-  const quantized_model q = mixprec::apply(one, mine);
+  const quantized_model q = mixprec::quantize_model(one, mine);
   CHECK(q.bytes() == one.bytes());
   const quantized_tensor ref = quantize(dense, one.entries[0].spec);
   CHECK(std::equal(q.at("slice").codes().begin(), q.at("slice").codes().end(), ref.codes().begin(), ref.codes().end()));

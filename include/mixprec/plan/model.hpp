@@ -48,9 +48,7 @@ struct named_weight {
 };
 static_assert(WeightView<named_weight>);
 
-// A model as a list of named weights. A class of its own rather than a std::vector alias, so that an
-// unqualified apply(plan, model) finds only mixprec::apply (a std::vector argument would bring std::apply
-// in through argument-dependent lookup, and that fails to compile).
+// A model as a list of named weights (views), what analyze_weights, shapes_of and quantize_model take.
 class named_weights {
  public:
   using value_type = named_weight;

@@ -8,7 +8,7 @@
 //          .tie({"blk.0.attn_q", "blk.0.attn_k", "blk.0.attn_v"});
 //   mixprec::plan p = planner.build();                   // fails at once, with the reachable range
 //   std::cout << p.table();                              // if the budget cannot be met
-//   auto q = mixprec::apply(p, weights);                 // q.bytes() == p.bytes(), exactly
+//   auto q = mixprec::quantize_model(p, weights);                 // q.bytes() == p.bytes(), exactly
 //
 // The planner composes three policies, each a C++20 concept:
 // - SensitivitySource (sources.hpp): loss(layer, spec); sensitivity_table, weight_error_source, or yours;
@@ -33,7 +33,7 @@
 
 #include "mixprec/error.hpp"
 #include "mixprec/plan/allocation.hpp"
-#include "mixprec/plan/apply.hpp"
+#include "mixprec/plan/quantize_model.hpp"
 #include "mixprec/plan/constraints.hpp"
 #include "mixprec/plan/greedy.hpp"
 #include "mixprec/plan/knapsack.hpp"

@@ -1,4 +1,4 @@
-// The seed's sensitivity: S(i) = |M(full precision) - M(only layer i quantized)| for a user-supplied
+// One-at-a-time sensitivity: S(i) = |M(full precision) - M(only layer i quantized)| for a user-supplied
 // evaluation M of the whole model (accuracy, loss, perplexity...), for every layer x candidate.
 // Each layer is quantized in place (its weights replaced by dequantize(quantize(W))), the model is
 // evaluated, and the layer is restored bit for bit, also when the evaluation throws (scoped_quantization).

@@ -1,4 +1,4 @@
-// A sensitivity report: the seed's table (layer | metric with the layer quantized | drop | class |
+// A sensitivity report: the accuracy-drop table (layer | metric with the layer quantized | drop | class |
 // suggestion), one row per layer x probed quantizer, built from a probe and printable as Markdown.
 // JSON: sensitivity/report_json.hpp (needs nlohmann-json).
 #pragma once

@@ -1,4 +1,5 @@
-// apply: quantizes every layer of a model by a plan and returns the quantized model with its exact size.
+// quantize_model: quantizes every layer of a model by a plan and returns the quantized model with its
+// exact size. (Called apply before 0.3: that name met std::apply by argument-dependent lookup.)
 #pragma once
 
 #include <map>
@@ -39,32 +40,30 @@ struct quantized_model {
 // Quantizes every layer of `model` (a range of WeightView, e.g. named_weights) with the plan's spec.
 // Checks first, before any work: every plan layer is in the model with the plan's shape, every model
 // layer is in the plan, no name twice, no null weight. Throws mixprec::error naming the layer.
-// With named_weights an unqualified apply(p, model) works; with a std::vector of views call it as
-// mixprec::apply (argument-dependent lookup would also find std::apply, which does not compile).
 template <class Model>
   requires WeightView<typename Model::value_type>
-[[nodiscard]] quantized_model apply(const plan& p, const Model& model) {
+[[nodiscard]] quantized_model quantize_model(const plan& p, const Model& model) {
   std::map<std::string, const typename Model::value_type*, std::less<>> by_name;
   for (const auto& l : model) {
     const std::string name(std::string_view(l.name));
-    if (!by_name.emplace(name, &l).second) throw error(errc::invalid_argument, "apply: model layer '" + name + "' appears twice");
+    if (!by_name.emplace(name, &l).second) throw error(errc::invalid_argument, "quantize_model: model layer '" + name + "' appears twice");
     const auto w = l.weight();
     if (w.data() == nullptr || w.rows() <= 0 || w.cols() <= 0)
-      throw error(errc::empty_input, "apply: model layer '" + name + "' has no weight data");
+      throw error(errc::empty_input, "quantize_model: model layer '" + name + "' has no weight data");
   }
   std::set<std::string_view> planned;
   for (const auto& e : p.entries) {
     const auto it = by_name.find(e.layer);
-    if (it == by_name.end()) throw error(errc::invalid_argument, "apply: plan layer '" + e.layer + "' is not in the model");
-    if (!planned.insert(e.layer).second) throw error(errc::invalid_argument, "apply: plan layer '" + e.layer + "' appears twice");
+    if (it == by_name.end()) throw error(errc::invalid_argument, "quantize_model: plan layer '" + e.layer + "' is not in the model");
+    if (!planned.insert(e.layer).second) throw error(errc::invalid_argument, "quantize_model: plan layer '" + e.layer + "' appears twice");
     const auto w = it->second->weight();
     if (w.rows() != e.rows || w.cols() != e.cols)
-      throw error(errc::shape_mismatch, "apply: layer '" + e.layer + "' is " + std::to_string(w.rows()) + "x" +
+      throw error(errc::shape_mismatch, "quantize_model: layer '" + e.layer + "' is " + std::to_string(w.rows()) + "x" +
                                             std::to_string(w.cols()) + " in the model, " + std::to_string(e.rows) +
                                             "x" + std::to_string(e.cols) + " in the plan");
   }
   for (const auto& [name, l] : by_name)
-    if (!planned.contains(name)) throw error(errc::invalid_argument, "apply: model layer '" + name + "' is not in the plan");
+    if (!planned.contains(name)) throw error(errc::invalid_argument, "quantize_model: model layer '" + name + "' is not in the plan");
   quantized_model out;
   out.layers.reserve(p.entries.size());
   for (const auto& e : p.entries) out.layers.push_back({e.layer, quantize(by_name.find(e.layer)->second->weight(), e.spec, e.layer)});
