@@ -57,7 +57,7 @@ void report(benchmark::State& state, const mixprec::plan& p) {
 template <class Policy>
 void BM_plan(benchmark::State& state) {
   const instance& inst = problem(static_cast<int>(state.range(0)));
-  const auto planner = mixprec::mixed_precision_plan{inst.table, Policy{}, mixprec::byte_budget{inst.budget}};
+  const auto planner = mixprec::plan_builder{inst.table, Policy{}, mixprec::byte_budget{inst.budget}};
   mixprec::plan p;
   for (auto _ : state) {
     p = planner.build();
@@ -69,7 +69,7 @@ void BM_plan(benchmark::State& state) {
 template <class Policy>
 void BM_allocate(benchmark::State& state) {
   const instance& inst = problem(static_cast<int>(state.range(0)));
-  const auto problem_ = mixprec::mixed_precision_plan{inst.table, Policy{}, mixprec::byte_budget{inst.budget}}.problem(
+  const auto problem_ = mixprec::plan_builder{inst.table, Policy{}, mixprec::byte_budget{inst.budget}}.problem(
       inst.table.layers());
   mixprec::allocation_result r;
   for (auto _ : state) {

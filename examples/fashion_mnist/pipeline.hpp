@@ -454,9 +454,9 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   else
     r.budget_bytes = mixprec::parse_byte_budget(o.budget, static_cast<double>(r.weights));
   const mixprec::byte_budget budget{r.budget_bytes};
-  const auto threshold = mixprec::mixed_precision_plan{drop_table, mixprec::threshold_policy{}, budget}.candidates(candidates).build(shapes);
-  const auto greedy = mixprec::mixed_precision_plan{kl_table, mixprec::greedy_policy{}, budget}.candidates(candidates).build(shapes);
-  const auto knapsack = mixprec::mixed_precision_plan{kl_table, mixprec::knapsack_policy{}, budget}.candidates(candidates).build(shapes);
+  const auto threshold = mixprec::plan_builder{drop_table, mixprec::threshold_policy{}, budget}.candidates(candidates).build(shapes);
+  const auto greedy = mixprec::plan_builder{kl_table, mixprec::greedy_policy{}, budget}.candidates(candidates).build(shapes);
+  const auto knapsack = mixprec::plan_builder{kl_table, mixprec::knapsack_policy{}, budget}.candidates(candidates).build(shapes);
   for (const auto* pl : {&threshold, &greedy, &knapsack}) {
     const spec_map s = specs_of(*pl);
     add_strategy(pl->policy, quantize_network(p, s), s);
@@ -464,7 +464,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   lap("plans");
 
   // The frontier: knapsack plans over budgets from the cheapest to the most precise choice.
-  const auto front = mixprec::mixed_precision_plan{kl_table, mixprec::knapsack_policy{}, budget}
+  const auto front = mixprec::plan_builder{kl_table, mixprec::knapsack_policy{}, budget}
                          .candidates(candidates)
                          .pareto(shapes, o.quick ? 8 : o.pareto_points);
   for (const auto& pl : front) {

@@ -61,11 +61,11 @@ int main(int argc, char** argv) try {
   const double budget = 0.5 * static_cast<double>(results[1].q.bytes + results[2].q.bytes);  // between INT4 and INT8
   const auto source = llama::kl_source(matrices, int4, int8);
   const auto layers = llama::infos(matrices);
-  const auto threshold = mixprec::mixed_precision_plan{source, mixprec::threshold_policy{}, mixprec::byte_budget{budget}}
+  const auto threshold = mixprec::plan_builder{source, mixprec::threshold_policy{}, mixprec::byte_budget{budget}}
                              .candidates({int4, int8}).build(layers);
-  const auto greedy = mixprec::mixed_precision_plan{source, mixprec::greedy_policy{}, mixprec::byte_budget{budget}}
+  const auto greedy = mixprec::plan_builder{source, mixprec::greedy_policy{}, mixprec::byte_budget{budget}}
                           .candidates({int4, int8}).build(layers);
-  const auto knapsack = mixprec::mixed_precision_plan{source, mixprec::knapsack_policy{}, mixprec::byte_budget{budget}}
+  const auto knapsack = mixprec::plan_builder{source, mixprec::knapsack_policy{}, mixprec::byte_budget{budget}}
                             .candidates({int4, int8}).build(layers);
   run(threshold.within_limit() ? "threshold" : "threshold (over the limit)", llama::specs_of(threshold));  // it ignores budgets
   run("greedy", llama::specs_of(greedy));

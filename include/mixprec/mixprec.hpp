@@ -1,7 +1,7 @@
 // Umbrella header: everything in mixprec that needs only Eigen and xsimd.
 #pragma once
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/formats/formats.hpp"

@@ -115,14 +115,14 @@ int main(int argc, char** argv) {
   mixprec::sensitivity_table t;
   t.add("fc1", 8, 64, "int4/g32/sym/mse/s16", 0.02).add("fc1", 8, 64, "int8", 0.001);
   t.add("fc2", 4, 64, "int4/g32/sym/mse/s16", 0.01).add("fc2", 4, 64, "int8", 0.0005);
-  const mixprec::plan p = mixprec::mixed_precision_plan{t, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
+  const mixprec::plan p = mixprec::plan_builder{t, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
   std::ofstream(root / "plan_json" / "plan.json") << nlohmann::json(p).dump(1);
   std::ofstream(root / "plan_json" / "table.json") << nlohmann::json(t).dump(1);
   // ... and one over llama.cpp's block types (whose blocks must tile the rows).
   mixprec::sensitivity_table tg;
   tg.add("blk.0.attn_q.weight", 4, 256, "q4_K", 0.02).add("blk.0.attn_q.weight", 4, 256, "q8_0", 0.001);
   tg.add("blk.0.ffn_down.weight", 4, 96, "q4_0", 0.01).add("blk.0.ffn_down.weight", 4, 96, "f16", 0.0);
-  const mixprec::plan pg = mixprec::mixed_precision_plan{tg, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
+  const mixprec::plan pg = mixprec::plan_builder{tg, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
   std::ofstream(root / "plan_json" / "ggml_plan.json") << nlohmann::json(pg).dump(1);
 
   // Headers whose size arithmetic overflows 64 bits (each field alone is in range).

@@ -25,7 +25,7 @@ TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up"
   const auto q4 = llama::evaluate(ck, llama::uniform(ck, int4), ref);
   const auto q8 = llama::evaluate(ck, llama::uniform(ck, int8), ref);
   const double budget = 0.5 * static_cast<double>(q4.bytes + q8.bytes);
-  const auto plan = mixprec::mixed_precision_plan{llama::kl_source(matrices, int4, int8), mixprec::knapsack_policy{},
+  const auto plan = mixprec::plan_builder{llama::kl_source(matrices, int4, int8), mixprec::knapsack_policy{},
                                                   mixprec::byte_budget{budget}}
                         .candidates({int4, int8})
                         .build(llama::infos(matrices));

@@ -343,11 +343,11 @@ TEST_CASE("the threshold policy and the sensitivity report classify a drop the s
   // A threshold plan over the budget says so in its tables.
   sensitivity_table t;
   t.add("a", 4, 64, "int4/g32", 0.5).add("a", 4, 64, "fp16", 0.0);
-  const plan over = mixed_precision_plan{t, threshold_policy{}, byte_budget{200}}.build();
+  const plan over = plan_builder{t, threshold_policy{}, byte_budget{200}}.build();
   CHECK_FALSE(over.within_limit());
   CHECK_THAT(over.table(), Catch::Contains("Over the limit"));
   CHECK_THAT(strategy_table({{"threshold", &over}}), Catch::Contains("threshold (over the limit)"));
-  const plan fits = mixed_precision_plan{t, knapsack_policy{}, byte_budget{200}}.build();
+  const plan fits = plan_builder{t, knapsack_policy{}, byte_budget{200}}.build();
   CHECK_THAT(fits.table(), !Catch::Contains("Over the limit"));
 }
 

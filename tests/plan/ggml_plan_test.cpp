@@ -54,7 +54,7 @@ TEST_CASE("a plan over ggml types meets its budget and apply writes exactly its 
   const sensitivity_table t = m.table(ladder());
   for (double bpw : {3.0, 4.6, 6.0, 9.0}) {
     INFO(bpw << " bits/weight");
-    const plan p = mixed_precision_plan{t, knapsack_policy{}, bits_budget{bpw}}.build();
+    const plan p = plan_builder{t, knapsack_policy{}, bits_budget{bpw}}.build();
     CHECK(p.bits_per_weight() <= bpw + 1e-12);
     CHECK(p.proven_optimal);
     CHECK(p.at("blk.0.ffn_down.weight").spec.ggml != ggml_type::q4_k);  // rows of 96 fit no 256-block type
@@ -68,14 +68,14 @@ TEST_CASE("a plan over ggml types meets its budget and apply writes exactly its 
     CHECK(nlohmann::json::parse(j.dump()).get<plan>() == p);
   }
   // More bits never predict more loss.
-  const double lo = mixed_precision_plan{t, knapsack_policy{}, bits_budget{3.5}}.build().predicted_loss();
-  const double hi = mixed_precision_plan{t, knapsack_policy{}, bits_budget{6.5}}.build().predicted_loss();
+  const double lo = plan_builder{t, knapsack_policy{}, bits_budget{3.5}}.build().predicted_loss();
+  const double hi = plan_builder{t, knapsack_policy{}, bits_budget{6.5}}.build().predicted_loss();
   CHECK(hi < lo);
 }
 
 TEST_CASE("plan JSON refuses other formats and newer versions", "[plan][ggml][json]") {
   toy_model m;
-  nlohmann::json j = mixed_precision_plan{m.table(ladder()), knapsack_policy{}, bits_budget{5.0}}.build();
+  nlohmann::json j = plan_builder{m.table(ladder()), knapsack_policy{}, bits_budget{5.0}}.build();
   j.erase("format");
   j.erase("version");
   CHECK_NOTHROW(j.get<plan>());  // a file from before the keys existed reads as version 1
@@ -98,14 +98,14 @@ TEST_CASE("rules follow llama.cpp's --tensor-type: regexes searched, first forci
   using kind = name_pattern::kind;
   {
     // `attn_v` is found inside blk.0.attn_v.weight (a glob or whole-name match would not).
-    const plan p = mixed_precision_plan{t, knapsack_policy{}, bits_budget{5.0}}
+    const plan p = plan_builder{t, knapsack_policy{}, bits_budget{5.0}}
                        .rule(parse_plan_rule("attn_v=q8_0", kind::regex))
                        .build();
     CHECK(to_string(p.spec_of("blk.0.attn_v.weight")) == "q8_0");
   }
   {
     // Two forcing rules match attn_v: the first decides, as llama.cpp's first matching pattern does.
-    const plan p = mixed_precision_plan{t, knapsack_policy{}, bits_budget{9.0}}
+    const plan p = plan_builder{t, knapsack_policy{}, bits_budget{9.0}}
                        .rule(parse_plan_rule("attn=q6_K", kind::regex))
                        .rule(parse_plan_rule("attn_v=q8_0", kind::regex))
                        .build();
@@ -114,7 +114,7 @@ TEST_CASE("rules follow llama.cpp's --tensor-type: regexes searched, first forci
   }
   {
     // A bound applies with everything else: nothing under 6 bits for ffn, even at a tight budget.
-    const plan p = mixed_precision_plan{t, knapsack_policy{}, bits_budget{5.5}}
+    const plan p = plan_builder{t, knapsack_policy{}, bits_budget{5.5}}
                        .rule(parse_plan_rule("re:ffn>=6"))
                        .build();
     CHECK(nominal_bits(p.spec_of("blk.0.ffn_down.weight")) >= 6);
@@ -127,7 +127,7 @@ TEST_CASE("rules follow llama.cpp's --tensor-type: regexes searched, first forci
   }
   // A forced type whose blocks do not tile the layer's rows is a bad request, named.
   try {
-    (void)mixed_precision_plan{t, knapsack_policy{}, bits_budget{9.0}}.rule(parse_plan_rule("ffn_down=q4_K", kind::regex)).build();
+    (void)plan_builder{t, knapsack_policy{}, bits_budget{9.0}}.rule(parse_plan_rule("ffn_down=q4_K", kind::regex)).build();
     FAIL("q4_K was forced on rows of 96");
   } catch (const error& e) {
     CHECK(e.code() == errc::invalid_argument);

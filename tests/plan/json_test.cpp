@@ -34,19 +34,19 @@ plan round_trip(const plan& p) { return nlohmann::json::parse(nlohmann::json(p).
 TEST_CASE("plan JSON round trip", "[plan][json]") {
   const sensitivity_table t = toy_table();
   std::vector<plan> plans;
-  plans.push_back(mixed_precision_plan{t, knapsack_policy{}, bits_budget{7.3}}.tie({"blk.0.attn_q", "blk.0.attn_k"}).build());
-  plans.push_back(mixed_precision_plan{t}.rule(plan_rule::never_quantize("output")).build());  // no limit: null
-  plans.push_back(mixed_precision_plan{t, greedy_policy{}}.build_for_loss(0.01));
-  plans.push_back(mixed_precision_plan{t, threshold_policy{}}.build());
+  plans.push_back(plan_builder{t, knapsack_policy{}, bits_budget{7.3}}.tie({"blk.0.attn_q", "blk.0.attn_k"}).build());
+  plans.push_back(plan_builder{t}.rule(plan_rule::never_quantize("output")).build());  // no limit: null
+  plans.push_back(plan_builder{t, greedy_policy{}}.build_for_loss(0.01));
+  plans.push_back(plan_builder{t, threshold_policy{}}.build());
   latency_table lt;
   for (const auto& l : t.layers())
     for (auto f : {format_id::int2, format_id::int4, format_id::int8, format_id::fp16})
       lt.add(f, l.rows, l.cols, 1e-9 * static_cast<double>(l.size()) * (1 + bits_of(f)));
-  plans.push_back(mixed_precision_plan{t, lagrangian_policy{}, latency_budget{lt, 1e-4}}.build());
+  plans.push_back(plan_builder{t, lagrangian_policy{}, latency_budget{lt, 1e-4}}.build());
   // A stochastic-rounding spec carries its seed.
   quant_spec sr = parse_spec("int4/g32/sym/minmax/s16/stochastic");
   sr.seed = 0xfeedbeefcafe1234ull;
-  plans.push_back(mixed_precision_plan{loss_function_source{[](const layer_shape&, const quant_spec&) { return 0.25; }}}
+  plans.push_back(plan_builder{loss_function_source{[](const layer_shape&, const quant_spec&) { return 0.25; }}}
                       .candidates({sr})
                       .build(t.layers()));
   for (const plan& p : plans) {
@@ -65,7 +65,7 @@ TEST_CASE("plan JSON round trip", "[plan][json]") {
 }
 
 TEST_CASE("plan JSON that does not add up is rejected", "[plan][json]") {
-  const plan p = mixed_precision_plan{toy_table(), knapsack_policy{}, bits_budget{6.0}}.build();
+  const plan p = plan_builder{toy_table(), knapsack_policy{}, bits_budget{6.0}}.build();
   const nlohmann::json j = p;
   auto rejects = [](const nlohmann::json& bad, const char* what) {
     try {
@@ -137,8 +137,8 @@ TEST_CASE("sensitivity table JSON round trip", "[plan][json]") {
     }
   }
   // Plans from the original and the reloaded table agree.
-  CHECK(mixed_precision_plan{back, knapsack_policy{}, bits_budget{5.0}}.build() ==
-        mixed_precision_plan{t, knapsack_policy{}, bits_budget{5.0}}.build());
+  CHECK(plan_builder{back, knapsack_policy{}, bits_budget{5.0}}.build() ==
+        plan_builder{t, knapsack_policy{}, bits_budget{5.0}}.build());
   nlohmann::json bad = t;
   bad["layers"][0]["losses"][1]["loss"] = "high";
   CHECK_THROWS_AS(bad.get<sensitivity_table>(), error);

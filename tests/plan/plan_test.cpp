@@ -160,7 +160,7 @@ TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied group
   for (double f : {0.0, 0.1, 0.35, 0.6, 1.0}) {
     const double budget = std::floor(static_cast<double>(lo) + f * static_cast<double>(hi - lo));
     INFO("budget " << budget);
-    const plan p = mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{budget}}.tie(qkv).tie(gate_up).build();
+    const plan p = plan_builder{m.table, knapsack_policy{}, byte_budget{budget}}.tie(qkv).tie(gate_up).build();
     const brute_result best = brute_force(m, {qkv, gate_up}, budget, bytes_cost);
     CHECK(p.proven_optimal);
     CHECK(p.policy == "knapsack");
@@ -192,9 +192,9 @@ TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied group
       CHECK(q.at(e.layer).bytes() == e.bytes);
     }
   }
-  const plan all_int2 = mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{static_cast<double>(lo)}}.build();
+  const plan all_int2 = plan_builder{m.table, knapsack_policy{}, byte_budget{static_cast<double>(lo)}}.build();
   for (const auto& e : all_int2.entries) CHECK(e.spec == candidates[0]);
-  const plan all_best = mixed_precision_plan{m.table}.build();  // no budget: least loss everywhere
+  const plan all_best = plan_builder{m.table}.build();  // no budget: least loss everywhere
   for (const auto& e : all_best.entries) CHECK(e.spec == candidates[3]);
   CHECK(all_best.limit == std::numeric_limits<double>::infinity());
 }
@@ -212,12 +212,12 @@ TEST_CASE("knapsack plans are never worse than greedy or threshold plans at the 
     for (std::size_t k = 0; k < candidates.size(); ++k)
       t.add(name, rows, cols, candidates[k], drop * std::pow(0.2 + 0.1 * u(gen), static_cast<double>(k)));
   }
-  const plan th = mixed_precision_plan{t, threshold_policy{}}.build();
+  const plan th = plan_builder{t, threshold_policy{}}.build();
   CHECK(th.policy == "threshold");
   for (double bits : {2.8, 3.5, 4.5, 6.0, 9.0, th.bits_per_weight()}) {
-    const plan k = mixed_precision_plan{t, knapsack_policy{}, bits_budget{bits}}.build();
-    const plan g = mixed_precision_plan{t, greedy_policy{}, bits_budget{bits}}.build();
-    const plan l = mixed_precision_plan{t, lagrangian_policy{}, bits_budget{bits}}.build();
+    const plan k = plan_builder{t, knapsack_policy{}, bits_budget{bits}}.build();
+    const plan g = plan_builder{t, greedy_policy{}, bits_budget{bits}}.build();
+    const plan l = plan_builder{t, lagrangian_policy{}, bits_budget{bits}}.build();
     INFO(bits << " bits/weight");
     CHECK(k.proven_optimal);
     CHECK(k.bits_per_weight() <= bits);
@@ -228,14 +228,14 @@ TEST_CASE("knapsack plans are never worse than greedy or threshold plans at the 
     CHECK(g.lower_bound <= k.predicted_loss() * (1 + 1e-12));
   }
   // At the threshold plan's own size, the knapsack loses no more than it.
-  const plan k = mixed_precision_plan{t, knapsack_policy{}, byte_budget{static_cast<double>(th.bytes())}}.build();
+  const plan k = plan_builder{t, knapsack_policy{}, byte_budget{static_cast<double>(th.bytes())}}.build();
   CHECK(k.bytes() <= th.bytes());
   CHECK(k.predicted_loss() <= th.predicted_loss() * (1 + 1e-12));
 }
 
 TEST_CASE("rules: overrides by glob and regex, precision bounds, never-quantized layers", "[plan][rules]") {
   const toy_model m;
-  const plan p = mixed_precision_plan{m.table, knapsack_policy{}}
+  const plan p = plan_builder{m.table, knapsack_policy{}}
                      .candidates({candidates[0], candidates[1], candidates[2]})  // no fp16 by default
                      .rule(plan_rule::at_least("*.attn.*", 8))
                      .rule(plan_rule::use("lm_head", parse_spec("fp16")))
@@ -252,7 +252,7 @@ TEST_CASE("rules: overrides by glob and regex, precision bounds, never-quantized
   // With a budget the rules still hold; the smallest reachable size includes what they force.
   const auto cost_of = [&](const plan& x) { return static_cast<double>(x.bytes()); };
   const double forced = cost_of(p) - 1.0;
-  CHECK_THROWS_AS((mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{forced}}
+  CHECK_THROWS_AS((plan_builder{m.table, knapsack_policy{}, byte_budget{forced}}
                        .candidates({candidates[0], candidates[1], candidates[2]})
                        .rule(plan_rule::at_least("*.attn.*", 8))
                        .rule(plan_rule::use("lm_head", parse_spec("fp16")))
@@ -261,10 +261,10 @@ TEST_CASE("rules: overrides by glob and regex, precision bounds, never-quantized
                        .build(m.shapes)),
                     error);
   // A range rule.
-  const plan mid = mixed_precision_plan{m.table}.rule(plan_rule::between("*", 4, 8)).build();
+  const plan mid = plan_builder{m.table}.rule(plan_rule::between("*", 4, 8)).build();
   for (const auto& e : mid.entries) CHECK(e.spec == candidates[2]);
 
-  auto base = [&] { return mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{1e9}}; };
+  auto base = [&] { return plan_builder{m.table, knapsack_policy{}, byte_budget{1e9}}; };
   try {
     (void)base().rule(plan_rule::use("lm_haed", parse_spec("fp16"))).build();
     FAIL("no error");
@@ -304,14 +304,14 @@ TEST_CASE("rules from text: PATTERN=SPEC, bounds, re: regexes; typed errors", "[
 
   // Parsed rules plan exactly like the ones built in code (the test above).
   const toy_model m;
-  const plan from_text = mixed_precision_plan{m.table, knapsack_policy{}}
+  const plan from_text = plan_builder{m.table, knapsack_policy{}}
                              .candidates({candidates[0], candidates[1], candidates[2]})
                              .rule(parse_plan_rule("*.attn.*>=8"))
                              .rule(parse_plan_rule("lm_head=fp16"))
                              .rule(parse_plan_rule("blk.0.ffn.down=fp32"))
                              .rule(parse_plan_rule(R"(re:blk\.\d+\.ffn\.(gate|up)<=2)"))
                              .build(m.shapes);
-  const plan in_code = mixed_precision_plan{m.table, knapsack_policy{}}
+  const plan in_code = plan_builder{m.table, knapsack_policy{}}
                            .candidates({candidates[0], candidates[1], candidates[2]})
                            .rule(plan_rule::at_least("*.attn.*", 8))
                            .rule(plan_rule::use("lm_head", parse_spec("fp16")))
@@ -338,9 +338,9 @@ TEST_CASE("tied groups: one choice, validated", "[plan][ties]") {
   const toy_model m;
   // Under a tight budget the group's cost and loss are the members' sums: compare with brute force.
   const double budget = 0.3 * static_cast<double>(total_bytes(m, candidates[0]) + total_bytes(m, candidates[2]));
-  const plan p = mixed_precision_plan{m.table, greedy_policy{}, byte_budget{budget}}.tie(qkv).build();
+  const plan p = plan_builder{m.table, greedy_policy{}, byte_budget{budget}}.tie(qkv).build();
   CHECK(p.spec_of("blk.0.attn.q") == p.spec_of("blk.0.attn.v"));
-  const allocation_problem prob = mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{budget}}.tie(qkv).problem(m.shapes);
+  const allocation_problem prob = plan_builder{m.table, knapsack_policy{}, byte_budget{budget}}.tie(qkv).problem(m.shapes);
   REQUIRE(prob.items.size() == 5);  // the group + 4 untied layers
   double group_bytes = 0.0, group_loss = 0.0;
   for (const auto& name : qkv) {
@@ -351,7 +351,7 @@ TEST_CASE("tied groups: one choice, validated", "[plan][ties]") {
   CHECK(prob.items[0][1].cost == group_bytes);
   CHECK(prob.items[0][1].loss == Approx(group_loss).epsilon(1e-15));
 
-  auto base = [&] { return mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{1e9}}; };
+  auto base = [&] { return plan_builder{m.table, knapsack_policy{}, byte_budget{1e9}}; };
   CHECK_THROWS_WITH(base().tie({"blk.0.attn.q", "blk.9.attn.k"}).build(), Catch::Contains("'blk.9.attn.k' is not in the model"));
   CHECK_THROWS_WITH(base().tie(qkv).tie({"blk.0.attn.q", "lm_head"}).build(), Catch::Contains("tied twice"));
   CHECK_THROWS_WITH(base().tie({}).build(), Catch::Contains("empty tied group"));
@@ -368,7 +368,7 @@ TEST_CASE("impossible budgets fail at once, before any loss is asked for, with t
   const toy_model m;
   const std::size_t lo = total_bytes(m, candidates[0]), hi = total_bytes(m, candidates[3]);
   try {
-    (void)mixed_precision_plan{untouchable_source{}, knapsack_policy{}, byte_budget{static_cast<double>(lo - 1)}}
+    (void)plan_builder{untouchable_source{}, knapsack_policy{}, byte_budget{static_cast<double>(lo - 1)}}
         .candidates(candidates)
         .build(m.shapes);
     FAIL("no error");
@@ -380,19 +380,19 @@ TEST_CASE("impossible budgets fail at once, before any loss is asked for, with t
   // The same budget in bits per weight, and for every policy (threshold included).
   const double weights = 64 * 64 + 2 * 32 * 64 + 2 * 96 * 64 + 64 * 96 + 100 * 70;
   const double min_bits = 8.0 * static_cast<double>(lo) / weights;
-  CHECK_THROWS_WITH((mixed_precision_plan{m.table, threshold_policy{}, bits_budget{min_bits * 0.99}}.build()),
+  CHECK_THROWS_WITH((plan_builder{m.table, threshold_policy{}, bits_budget{min_bits * 0.99}}.build()),
                     Catch::Contains("bits/weight") && Catch::Contains("smallest reachable size is " +
                                                                       detail::format_number(min_bits) + " bits/weight"));
-  CHECK_THROWS_AS((mixed_precision_plan{m.table, greedy_policy{}, byte_budget{-1.0}}.build()), error);
-  CHECK_THROWS_AS((mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{std::nan("")}}.build()), error);
+  CHECK_THROWS_AS((plan_builder{m.table, greedy_policy{}, byte_budget{-1.0}}.build()), error);
+  CHECK_THROWS_AS((plan_builder{m.table, knapsack_policy{}, byte_budget{std::nan("")}}.build()), error);
   // The smallest reachable budget itself is fine.
-  CHECK(mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{static_cast<double>(lo)}}.build().bytes() == lo);
+  CHECK(plan_builder{m.table, knapsack_policy{}, byte_budget{static_cast<double>(lo)}}.build().bytes() == lo);
 }
 
 TEST_CASE("other constraints: bits per weight, a latency table, a custom cost", "[plan][constraints]") {
   const toy_model m;
   // Bits per weight, every scale and zero point counted.
-  const plan b = mixed_precision_plan{m.table, knapsack_policy{}, bits_budget{5.0}}.build();
+  const plan b = plan_builder{m.table, knapsack_policy{}, bits_budget{5.0}}.build();
   CHECK(b.bits_per_weight() <= 5.0);
   CHECK(b.unit == "bits");
   CHECK(b.predicted_loss() == Approx(brute_force(m, {}, 5.0 * b.weights() / 8.0, bytes_cost).loss).epsilon(1e-12));
@@ -410,16 +410,16 @@ TEST_CASE("other constraints: bits per weight, a latency table, a custom cost", 
   CHECK(lt(parse_spec("int8/tensor"), 100, 70) == 1.0e-9 * 7000);
   CHECK_THROWS_WITH(lt(parse_spec("bf16"), 64, 64), Catch::Contains("bf16 at 64x64"));
   const latency_budget lat{lt, 40e-6};
-  const plan t = mixed_precision_plan{m.table, knapsack_policy{}, lat}.build();
+  const plan t = plan_builder{m.table, knapsack_policy{}, lat}.build();
   CHECK(t.unit == "s");
   CHECK(t.cost() <= 40e-6);
   CHECK(t.proven_optimal);
   const auto latency_cost = [&](const layer_shape& l, const quant_spec& q) { return lt(q, l.rows, l.cols); };
   CHECK(t.predicted_loss() == Approx(brute_force(m, {}, 40e-6, latency_cost).loss).epsilon(1e-12));
   CHECK(t.table().find("cost (s)") != std::string::npos);
-  CHECK_THROWS_AS((mixed_precision_plan{m.table, knapsack_policy{}, latency_budget{}}.build()), error);
+  CHECK_THROWS_AS((plan_builder{m.table, knapsack_policy{}, latency_budget{}}.build()), error);
   // A user's constraint and source, with candidates from the planner.
-  const plan c = mixed_precision_plan{bits_source{}, knapsack_policy{}, weight_bits_constraint{6.0 * 64 * 64}}
+  const plan c = plan_builder{bits_source{}, knapsack_policy{}, weight_bits_constraint{6.0 * 64 * 64}}
                      .candidates(candidates)
                      .build({{"a", 64, 64}, {"b", 64, 64}});
   CHECK(c.unit == "weight-bits");
@@ -427,53 +427,53 @@ TEST_CASE("other constraints: bits per weight, a latency table, a custom cost", 
   // At 6 bits per weight over two equal layers: int2 + int4 (either way round) is the best split.
   CHECK(bits_of(c.spec_of("a").format) + bits_of(c.spec_of("b").format) == 6);
   CHECK(c.predicted_loss() == Approx(64.0 * 64.0 * (0.25 + 0.0625)));
-  CHECK_THROWS_WITH((mixed_precision_plan{bits_source{}}.build({{"a", 64, 64}})), Catch::Contains("no candidate quantizers"));
+  CHECK_THROWS_WITH((plan_builder{bits_source{}}.build({{"a", 64, 64}})), Catch::Contains("no candidate quantizers"));
 }
 
 TEST_CASE("a custom policy plugs in; a broken one is caught", "[plan][policy]") {
   const toy_model m;
-  const plan big = mixed_precision_plan{m.table, most_expensive_policy{}}.tie(qkv).build();
+  const plan big = plan_builder{m.table, most_expensive_policy{}}.tie(qkv).build();
   CHECK(big.policy == "custom");
   for (const auto& e : big.entries) CHECK(e.spec == parse_spec("fp16"));
   CHECK(big.bytes() == total_bytes(m, parse_spec("fp16")));
-  CHECK_THROWS_WITH((mixed_precision_plan{m.table, broken_policy{}}.build()), Catch::Contains("invalid choice"));
+  CHECK_THROWS_WITH((plan_builder{m.table, broken_policy{}}.build()), Catch::Contains("invalid choice"));
   static_assert(policy_name<knapsack_policy>() == "knapsack" && policy_name<most_expensive_policy>() == "custom");
 }
 
 TEST_CASE("least cost within a loss limit (cost as the objective)", "[plan][objective]") {
   const toy_model m;
-  const double least = mixed_precision_plan{m.table}.build().predicted_loss();
-  const double most = mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{static_cast<double>(total_bytes(m, candidates[0]))}}
+  const double least = plan_builder{m.table}.build().predicted_loss();
+  const double most = plan_builder{m.table, knapsack_policy{}, byte_budget{static_cast<double>(total_bytes(m, candidates[0]))}}
                           .build()
                           .predicted_loss();
   for (double f : {0.0, 0.01, 0.2, 0.7, 1.0}) {
     const double limit = (least + f * (most - least)) * (1 + 1e-9);  // sums in another order may round up
-    const plan p = mixed_precision_plan{m.table}.tie(gate_up).build_for_loss(limit);
+    const plan p = plan_builder{m.table}.tie(gate_up).build_for_loss(limit);
     CHECK(p.goal == plan_goal::least_cost);
     CHECK(p.predicted_loss() <= limit);
     CHECK(p.within_limit());
     CHECK(p.proven_optimal);
     // No plan is smaller with a loss within the limit: the byte budget one byte below finds none.
     if (p.bytes() > total_bytes(m, candidates[0])) {
-      const plan smaller = mixed_precision_plan{m.table, knapsack_policy{}, byte_budget{static_cast<double>(p.bytes() - 1)}}
+      const plan smaller = plan_builder{m.table, knapsack_policy{}, byte_budget{static_cast<double>(p.bytes() - 1)}}
                                .tie(gate_up)
                                .build();
       CHECK(smaller.predicted_loss() > limit);
     }
   }
-  CHECK_THROWS_WITH(mixed_precision_plan{m.table}.build_for_loss(least * 0.5), Catch::Contains("smallest reachable predicted loss"));
+  CHECK_THROWS_WITH(plan_builder{m.table}.build_for_loss(least * 0.5), Catch::Contains("smallest reachable predicted loss"));
 }
 
 TEST_CASE("Pareto plans: sorted by size, strictly better loss, both ends", "[plan][pareto]") {
   const toy_model m;
-  const auto front = mixed_precision_plan{m.table}.tie(qkv).pareto(20);
+  const auto front = plan_builder{m.table}.tie(qkv).pareto(20);
   REQUIRE(front.size() >= 3);
   for (std::size_t i = 1; i < front.size(); ++i) {
     CHECK(front[i].bytes() > front[i - 1].bytes());
     CHECK(front[i].predicted_loss() < front[i - 1].predicted_loss());
   }
   CHECK(front.front().bytes() == total_bytes(m, candidates[0]));
-  CHECK(front.back().predicted_loss() == Approx(mixed_precision_plan{m.table}.build().predicted_loss()).epsilon(1e-12));
+  CHECK(front.back().predicted_loss() == Approx(plan_builder{m.table}.build().predicted_loss()).epsilon(1e-12));
   for (const auto& p : front) CHECK(p.proven_optimal);
   std::vector<strategy_row> rows;
   for (std::size_t i = 0; i < front.size(); ++i) rows.push_back({"pareto " + std::to_string(i), &front[i]});
@@ -488,7 +488,7 @@ TEST_CASE("threshold plan from measured drops", "[plan][threshold]") {
     for (const auto& c : candidates)
       drops.add(m.shapes[i].name, m.shapes[i].rows, m.shapes[i].cols, c,
                 int4_drop[i] * std::ldexp(1.0, 4 - bits_of(c.format)));
-  const plan p = mixed_precision_plan{drops, threshold_policy{}}.build();
+  const plan p = plan_builder{drops, threshold_policy{}}.build();
   CHECK(p.spec_of("blk.0.attn.q").format == format_id::fp16);  // high
   CHECK(p.spec_of("blk.0.attn.k").format == format_id::int8);  // medium
   CHECK(p.spec_of("blk.0.attn.v") == candidates[1]);           // low: int4
@@ -497,14 +497,14 @@ TEST_CASE("threshold plan from measured drops", "[plan][threshold]") {
   CHECK(p.spec_of("blk.0.ffn.down") == candidates[1]);
   CHECK(p.spec_of("lm_head").format == format_id::fp16);
   // A budget below the threshold plan's size: the plan says it does not fit.
-  const plan over = mixed_precision_plan{drops, threshold_policy{}, byte_budget{static_cast<double>(p.bytes() - 1)}}.build();
+  const plan over = plan_builder{drops, threshold_policy{}, byte_budget{static_cast<double>(p.bytes() - 1)}}.build();
   CHECK(over == [&] { plan x = p; x.limit = static_cast<double>(p.bytes() - 1); return x; }());
   CHECK_FALSE(over.within_limit());
 }
 
 TEST_CASE("apply: checks the model against the plan first; any WeightView works", "[plan][apply]") {
   const toy_model m;
-  const plan p = mixed_precision_plan{m.table, knapsack_policy{}, bits_budget{6.0}}.build();
+  const plan p = plan_builder{m.table, knapsack_policy{}, bits_budget{6.0}}.build();
   plan other = p;
   other.entries[0].layer = "ghost";
   CHECK_THROWS_WITH(mixprec::quantize_model(other, m.views), Catch::Contains("'ghost' is not in the model"));
@@ -535,7 +535,7 @@ TEST_CASE("apply: checks the model against the plan first; any WeightView works"
   const std::vector<my_layer> mine = {{"slice", &big, 10, 64}};
   const std::vector<layer_shape> shapes = shapes_of(mine);
   REQUIRE(shapes == std::vector<layer_shape>{{"slice", 40, 64}});
-  const plan one = mixed_precision_plan{weight_error_source{&mine}, knapsack_policy{}}.candidates(candidates).build(shapes);
+  const plan one = plan_builder{weight_error_source{&mine}, knapsack_policy{}}.candidates(candidates).build(shapes);
   const quantized_model q = mixprec::quantize_model(one, mine);
   CHECK(q.bytes() == one.bytes());
   const quantized_tensor ref = quantize(dense, one.entries[0].spec);
@@ -562,9 +562,9 @@ TEST_CASE("sensitivity table: validation and lookups", "[plan][sources]") {
   CHECK_THROWS_AS(t.add("z", 0, 8, "int2/g32", 0.0), error);
   CHECK_THROWS_AS(t.add("z", 1, 8, "int3", 0.0), error);
   // A layer list with a different shape than the table's is caught by the planner.
-  CHECK_THROWS_AS(mixed_precision_plan{t}.build({{"a", 4, 9}}), error);
-  CHECK_THROWS_WITH(mixed_precision_plan{t}.build({{"a", 4, 8}, {"a", 4, 8}}), Catch::Contains("appears twice"));
-  CHECK_THROWS_AS(mixed_precision_plan{t}.build({}), error);
+  CHECK_THROWS_AS(plan_builder{t}.build({{"a", 4, 9}}), error);
+  CHECK_THROWS_WITH(plan_builder{t}.build({{"a", 4, 8}, {"a", 4, 8}}), Catch::Contains("appears twice"));
+  CHECK_THROWS_AS(plan_builder{t}.build({}), error);
 }
 
 TEST_CASE("name patterns: glob and regex", "[plan][rules]") {

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 
 namespace mixprec::test {
 

@@ -2,7 +2,7 @@
 //   inspect   tensors of a GGUF or safetensors file: name, shape, type, bytes
 //   analyze   per float weight matrix and candidate ggml type: bytes, SQNR, and the (importance-weighted)
 //             squared error, the additive loss the plan minimises
-//   plan      a ggml type per tensor within a byte budget: the library's planner (mixed_precision_plan,
+//   plan      a ggml type per tensor within a byte budget: the library's planner (plan_builder,
 //             exact knapsack or greedy) over a sensitivity_table of the analysis, with the library's
 //             rules (--tensor-type, llama.cpp's semantics); written as the library's plan JSON
 //   quantize  rewrites a GGUF tensor by tensor by the plan (F32/F16/BF16 in), every metadata key kept,
@@ -666,8 +666,8 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
     return planner.build();
   };
   const mixprec::byte_budget budget{budget_bytes};
-  if (policy == "knapsack") return with_rules(mixprec::mixed_precision_plan{table, mixprec::knapsack_policy{}, budget});
-  return with_rules(mixprec::mixed_precision_plan{table, mixprec::greedy_policy{}, budget});
+  if (policy == "knapsack") return with_rules(mixprec::plan_builder{table, mixprec::knapsack_policy{}, budget});
+  return with_rules(mixprec::plan_builder{table, mixprec::greedy_policy{}, budget});
 }
 
 // plan_table over the analysis (its weighted squared errors as the losses).

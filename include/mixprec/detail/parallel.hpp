@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 
 namespace mixprec::detail {
 

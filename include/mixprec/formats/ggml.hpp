@@ -116,7 +116,7 @@
 #include <utility>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/strict_fp.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"

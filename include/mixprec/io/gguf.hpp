@@ -65,7 +65,7 @@
 #include <variant>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/ggml_types.hpp"

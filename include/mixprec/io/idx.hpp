@@ -12,7 +12,7 @@
 
 #include <zlib.h>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 

@@ -57,7 +57,7 @@
 
 #include <Eigen/Core>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/io/gguf.hpp"

@@ -20,7 +20,7 @@
 #include <string>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 

@@ -47,7 +47,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/detail/json_number.hpp"
 #include "mixprec/error.hpp"

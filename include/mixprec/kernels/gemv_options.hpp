@@ -1,7 +1,7 @@
 // Options of the quantized matrix products (kernels/gemv.hpp), and the row split they use.
 #pragma once
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/parallel.hpp"  // detail::for_row_chunks
 
 namespace mixprec {

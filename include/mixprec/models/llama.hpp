@@ -36,7 +36,7 @@
 #include <utility>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/formats/ggml.hpp"

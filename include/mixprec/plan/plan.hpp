@@ -1,8 +1,8 @@
-// MixedPrecisionPlan: a quantizer per layer, chosen from predicted sensitivities under a budget.
+// plan_builder: builds a plan, a quantizer per layer, chosen from predicted sensitivities under a budget.
 //
 //   mixprec::sensitivity_table t;                        // any metric: (layer, rows, cols, spec) -> loss
 //   t.add("blk.0.attn_q", 4096, 4096, "int4/g128/sym/minmax/s16", 0.012).add(...);
-//   mixprec::mixed_precision_plan planner{t, mixprec::knapsack_policy{}, mixprec::byte_budget{3.9e9}};
+//   mixprec::plan_builder planner{t, mixprec::knapsack_policy{}, mixprec::byte_budget{3.9e9}};
 //   planner.rule(mixprec::plan_rule::at_least("*.attn_*", 8))
 //          .rule(mixprec::plan_rule::use("output", mixprec::parse_spec("fp16")))
 //          .tie({"blk.0.attn_q", "blk.0.attn_k", "blk.0.attn_v"});
@@ -59,22 +59,22 @@ template <class P>
 
 // See the banner.
 template <SensitivitySource Source, AllocationPolicy Policy = knapsack_policy, Constraint Cons = byte_budget>
-class mixed_precision_plan {
+class plan_builder {
  public:
-  explicit mixed_precision_plan(Source source, Policy policy = {}, Cons constraint = {})
+  explicit plan_builder(Source source, Policy policy = {}, Cons constraint = {})
       : source_(std::move(source)), policy_(std::move(policy)), constraint_(std::move(constraint)) {}
 
   // The quantizers every layer may take (default: the source's own per layer, if it lists them).
-  mixed_precision_plan& candidates(std::vector<quant_spec> specs) {
+  plan_builder& candidates(std::vector<quant_spec> specs) {
     candidates_ = std::move(specs);
     return *this;
   }
-  mixed_precision_plan& rule(plan_rule r) {
+  plan_builder& rule(plan_rule r) {
     rules_.push_back(std::move(r));
     return *this;
   }
   // Layers that must share one quantizer (q/k/v projections, gate/up): one choice in the allocation.
-  mixed_precision_plan& tie(std::vector<std::string> layers) {
+  plan_builder& tie(std::vector<std::string> layers) {
     groups_.push_back(std::move(layers));
     return *this;
   }

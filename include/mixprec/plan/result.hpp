@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/quantize/spec.hpp"
 

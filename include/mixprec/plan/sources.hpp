@@ -17,7 +17,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/plan/model.hpp"
 #include "mixprec/quantize/quantize.hpp"

@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/kernels/ref/quantize_ref.hpp"

@@ -21,7 +21,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"
 #include "mixprec/kernels/kernel_set.hpp"

@@ -28,7 +28,7 @@
 #include <string_view>
 #include <vector>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"

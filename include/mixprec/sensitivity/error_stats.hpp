@@ -6,7 +6,7 @@
 #include <cmath>
 #include <limits>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 
 namespace mixprec {
 

@@ -24,7 +24,7 @@
 
 #include <Eigen/Core>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 
 namespace mixprec {

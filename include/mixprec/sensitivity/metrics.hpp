@@ -18,7 +18,7 @@
 
 #include <Eigen/Core>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/kernels/kernel_set.hpp"
 #include "mixprec/sensitivity/error_stats.hpp"

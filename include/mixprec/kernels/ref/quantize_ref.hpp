@@ -20,7 +20,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/formats/float_convert.hpp"
 
 namespace mixprec::ref {

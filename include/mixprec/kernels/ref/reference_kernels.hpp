@@ -4,7 +4,7 @@
 
 #include <cstdint>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/kernels/ref/quantize_ref.hpp"
 
 namespace mixprec {

@@ -30,7 +30,7 @@
 #include <Eigen/Core>
 #include <xsimd/xsimd.hpp>
 
-#include "mixprec/config.hpp"
+#include "mixprec/types.hpp"
 #include "mixprec/detail/simd.hpp"
 #include "mixprec/detail/simd/target.hpp"
 #include "mixprec/detail/simd/x86_batch.hpp"
