@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-command set-up for a fresh Debian 12 machine: installs what is missing (as root, via apt-get),
-# configures and builds, then runs the main example (`run`) or the whole test suite (`test`).
-#   bash scripts/quickstart.sh run     # the end-to-end example: Fashion-MNIST sensitivity, plans, QAT
+# configures and builds, then runs the main job (`run`, apps/fashion_mnist) or the whole test suite (`test`).
+#   bash scripts/quickstart.sh run     # the main job end to end: Fashion-MNIST sensitivity, plans, QAT
 #   bash scripts/quickstart.sh test    # every test (ctest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +37,7 @@ case "${1:-}" in
     cmake --build "$build_dir" -j "$jobs" --target fashion_mnist
     # Fashion-MNIST end to end (Debian's dataset-fashion-mnist): trains the CNN once (cached in
     # fashion_out/), then sensitivity, plans, Pareto frontier, QAT; tables on stdout, files in fashion_out/.
-    "$build_dir/examples/fashion_mnist/fashion_mnist" --out fashion_out --json fashion_out/report.json "${@:2}"
+    "$build_dir/apps/fashion_mnist/fashion_mnist" --out fashion_out --json fashion_out/report.json "${@:2}"
     ;;
   test)
     install_missing

@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "../../examples/fashion_mnist/report.hpp"
+#include "report.hpp"
 
 TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache", "[fashion][pipeline]") {
   const auto out = std::filesystem::temp_directory_path() / ("mixprec_fashion_pipeline_test_" + std::to_string(::getpid()));

@@ -1,4 +1,4 @@
-// The example CNN's calculus: backward against finite differences of the loss, the Hessian-vector
+// The CNN's calculus: backward against finite differences of the loss, the Hessian-vector
 // product against finite differences of the gradient, im2col against its adjoint; and that training
 // on real Fashion-MNIST images learns.
 #include <catch2/catch.hpp>
@@ -8,7 +8,7 @@
 
 #include <unistd.h>
 
-#include "../../examples/fashion_mnist/pipeline.hpp"
+#include "pipeline.hpp"
 
 namespace {
 

@@ -1,5 +1,5 @@
 // A small convolutional network for 28x28 grey images, trained in C++ on Eigen: the model of the
-// Fashion-MNIST example. Six quantizable layers of two kinds:
+// Fashion-MNIST app. Six quantizable layers of two kinds:
 //   conv1 (1 -> c1) relu pool2 | conv2 (c1 -> c2) relu pool2 | conv3 (c2 -> c3) relu
 //   | fc1 (c3*(side/4)^2 -> f1) relu | fc2 (f1 -> f2) relu | fc3 (f2 -> classes)
 // Convolutions are 3x3, stride 1, zero padding 1, computed as im2col + GEMM.
