@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "mixprec/sensitivity/model.hpp"
+#include "mixprec/model.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
 
 namespace {

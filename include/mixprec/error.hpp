@@ -3,6 +3,7 @@
 
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace mixprec {
 
@@ -34,6 +35,10 @@ inline const char* to_string(errc c) noexcept {
 }
 
 // Thrown for bad input; what() names the tensor/file and what was expected.
+//
+// An error on its way up gains context with in_context, the one way the library wraps a message:
+//   catch (const error& e) { throw e.in_context("plan '" + path + "'"); }
+// gives "mixprec: plan 'p.json': <the inner message>" with the inner code (or the one given).
 class error : public std::runtime_error {
  public:
   error(errc code, const std::string& message)
@@ -41,6 +46,11 @@ class error : public std::runtime_error {
   [[nodiscard]] errc code() const noexcept { return code_; }
   // The message without the "mixprec: " prefix (for wrapping into another error's message).
   [[nodiscard]] const std::string& message() const noexcept { return message_; }
+  // This error with "context: " before its message; the code stays unless another is given.
+  [[nodiscard]] error in_context(std::string_view context) const { return in_context(context, code_); }
+  [[nodiscard]] error in_context(std::string_view context, errc code) const {
+    return error(code, std::string(context) + ": " + message_);
+  }
 
  private:
   errc code_;

@@ -23,8 +23,8 @@ struct toy_model {
     weights.emplace("blk.0.ffn_down.weight", test::gaussian(64, 96, 0.02f, 3));  // fits 32-blocks, not 256
     weights.emplace("output.weight", test::gaussian(48, 256, 0.01f, 4));
   }
-  [[nodiscard]] named_weights view() {
-    named_weights out;
+  [[nodiscard]] model view() {
+    model out;
     for (auto& [name, w] : weights) out.add(name, w);
     return out;
   }

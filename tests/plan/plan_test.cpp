@@ -22,7 +22,7 @@ const std::vector<quant_spec> candidates = {parse_spec("int2/g32/asym/minmax/s16
 // Seven layers of a toy decoder block (awkward shapes included) with their weights.
 struct toy_model {
   std::vector<row_matrix> w;
-  named_weights views;
+  std::vector<layer> views;  // the library's one model view (a mixprec::model works alike)
   std::vector<layer_shape> shapes;
   sensitivity_table table;  // the weight's squared quantization error, computed here independently
 
@@ -38,7 +38,7 @@ struct toy_model {
     std::uint32_t seed = 1;
     for (const auto& l : layers) {
       w.push_back(test::gaussian(l.rows, l.cols, l.sigma, seed++));
-      views.push_back(weight_view(l.name, w.back()));
+      views.push_back(make_layer(l.name, w.back()));
       shapes.push_back({l.name, l.rows, l.cols});
       for (const quant_spec& q : candidates) {
         const row_matrix back = dequantize(quantize(w.back(), q));
@@ -514,10 +514,10 @@ TEST_CASE("apply: checks the model against the plan first; any WeightView works"
   other = p;
   other.entries.pop_back();
   CHECK_THROWS_WITH(mixprec::quantize_model(other, m.views), Catch::Contains("'lm_head' is not in the plan"));
-  named_weights twice = m.views;
+  std::vector<layer> twice = m.views;
   twice.push_back(m.views[0]);
   CHECK_THROWS_WITH(mixprec::quantize_model(p, twice), Catch::Contains("appears twice"));
-  named_weights empty = m.views;
+  std::vector<layer> empty = m.views;
   empty[1].data = nullptr;
   CHECK_THROWS_AS(mixprec::quantize_model(p, empty), error);
   // A user's own view type, strided into a bigger buffer.

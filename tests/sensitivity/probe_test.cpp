@@ -7,10 +7,14 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <span>
 #include <stdexcept>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
-#include "mixprec/sensitivity/model.hpp"
+#include "mixprec/model.hpp"
+#include "mixprec/plan/quantize_model.hpp"
 #include "mixprec/sensitivity/probe.hpp"
 #include "mixprec/sensitivity/report.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
@@ -71,7 +75,7 @@ TEST_CASE("the probe ranks the fragile layer first and restores every weight bit
   mlp net;
   const auto labels = argmax_cols(net.logits());
   const mlp before = net;
-  const auto layers = net.layers();
+  auto layers = net.layers();
   std::size_t calls = 0;
   bool in_order = true;
   const probe_report rep = probe_layers(layers, candidates, [&] { return accuracy(net, labels); },
@@ -131,7 +135,7 @@ TEST_CASE("weight-only scores: the output proxy flags the fragile layer, the wei
 TEST_CASE("weights are restored when the evaluation or the quantizer throws", "[sensitivity][probe]") {
   mlp net;
   const mlp before = net;
-  const auto layers = net.layers();
+  auto layers = net.layers();
   int n = 0;
   auto failing = [&]() -> double {
     if (++n == 3) throw std::runtime_error("evaluation failed");
@@ -147,13 +151,14 @@ TEST_CASE("weights are restored when the evaluation or the quantizer throws", "[
   CHECK(same_bits(with_nan, net));
   // Bad arguments.
   CHECK_THROWS_AS(probe_layers(layers, std::vector<quant_spec>{}, [] { return 1.0; }), error);
-  CHECK_THROWS_AS(probe_layers(std::vector<layer>{}, candidates, [] { return 1.0; }), error);
+  std::vector<layer> none;
+  CHECK_THROWS_AS(probe_layers(none, candidates, [] { return 1.0; }), error);
   CHECK_THROWS_AS(probe_layers(layers, candidates, [] { return std::nan(""); }), error);  // baseline
 }
 
 TEST_CASE("a NaN metric is an infinite drop", "[sensitivity][probe]") {
   mlp net;
-  const auto layers = net.layers();
+  auto layers = net.layers();
   const float* fc2 = net.w2.data();
   // The evaluation "breaks" whenever fc2 holds quantized values.
   const float original = fc2[1];
@@ -170,7 +175,8 @@ TEST_CASE("the replica-parallel probe gives the sequential results", "[sensitivi
   const auto labels = argmax_cols(original.logits());
   const std::vector<quant_spec> cand = {parse_spec("int4/tensor"), parse_spec("int4/g8"), parse_spec("int8/channel")};
   mlp seq = original;
-  const probe_report expected = probe_layers(seq.layers(), cand, [&] { return accuracy(seq, labels); });
+  auto seq_layers = seq.layers();
+  const probe_report expected = probe_layers(seq_layers, cand, [&] { return accuracy(seq, labels); });
   int made = 0;
   auto factory = [&] {
     ++made;
@@ -233,4 +239,40 @@ TEST_CASE("the probe takes llama.cpp's block types like any spec", "[probe][ggml
     INFO(r.layer << " " << to_string(r.spec));
     CHECK(r.metric == accuracy(by_hand, labels));
   }
+}
+
+// The one view: a const layer or model only reads (so analyses cannot write), a mutable one is what
+// the probe needs; the planner's functions take the same model.
+static_assert(!std::is_assignable_v<decltype(std::declval<const layer&>().weight()(0, 0)), float>);
+static_assert(std::is_assignable_v<decltype(std::declval<layer&>().weight()(0, 0)), float>);
+static_assert(std::is_convertible_v<model&, std::span<layer>>);
+static_assert(!std::is_convertible_v<const model&, std::span<layer>>);
+static_assert(std::is_convertible_v<const model&, std::span<const layer>>);
+static_assert(!std::is_convertible_v<const std::vector<layer>&, std::span<layer>>);
+
+TEST_CASE("one model view serves the probe, shapes_of and quantize_model", "[sensitivity][probe][plan]") {
+  mlp net;
+  const auto labels = argmax_cols(net.logits());
+  model m;
+  m.add("fc1", net.w1);
+  m.add("fc2", net.w2);
+  m.add("fc3", net.w3);
+  const probe_report rep = probe_layers(m, {parse_spec("int8/channel")}, [&] { return accuracy(net, labels); });
+  CHECK(rep.results.size() == 3);
+  const std::vector<layer_shape> shapes = shapes_of(m);
+  REQUIRE(shapes.size() == 3);
+  CHECK(shapes[2] == layer_shape{"fc3", 8, 32});
+  plan p;
+  for (const layer_shape& s : shapes) {
+    plan_entry e;
+    e.layer = s.name;
+    e.spec = parse_spec("int4/g8");
+    e.rows = s.rows;
+    e.cols = s.cols;
+    p.entries.push_back(e);
+  }
+  const quantized_model q = quantize_model(p, m);
+  REQUIRE(q.layers.size() == 3);
+  CHECK(q.at("fc2").bytes() == quantize(net.w2, parse_spec("int4/g8")).bytes());
+  CHECK(dequantize(q.at("fc1")) == dequantize(quantize(net.w1, parse_spec("int4/g8"))));
 }

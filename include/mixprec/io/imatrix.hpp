@@ -26,7 +26,7 @@
 //
 // entry::importance() returns what llama-quantize uses, in both formats: ne0 * n_mat values, expert m's
 // ne0 values at [m*ne0, (m+1)*ne0) (entry::importance(m) slices one).
-// The layer proxy of sensitivity/layer.hpp wants diag(X X^T) = tokens * that mean: a common factor for
+// The output proxy of a mixprec::layer (layer.hpp) wants diag(X X^T) = tokens * that mean: a common factor for
 // all layers does not change which candidate or which layer is worse, so attach_importance() uses the
 // mean as it is.
 //
@@ -63,7 +63,7 @@
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/mapped_file.hpp"
 #include "mixprec/io/output_file.hpp"
-#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/layer.hpp"
 
 namespace mixprec::imatrix {
 
@@ -253,7 +253,7 @@ inline constexpr std::int32_t max_name_length = 1 << 16;
   } catch (const error& e) {
     // gguf.hpp calls an unknown tensor type "unsupported"; in an imatrix it is just a malformed file.
     if (e.code() == errc::parse_error) throw;
-    throw error(errc::parse_error, "imatrix " + e.message());
+    throw e.in_context("imatrix", errc::parse_error);
   }
   file f;
   const gguf::metadata& kv = g.kvs();

@@ -22,7 +22,7 @@
 
 #include "mixprec/error.hpp"
 #include "mixprec/plan/allocation.hpp"
-#include "mixprec/plan/model.hpp"
+#include "mixprec/plan/layer_shape.hpp"
 #include "mixprec/quantize/spec.hpp"
 
 namespace mixprec {

@@ -38,7 +38,7 @@
 #include "mixprec/plan/greedy.hpp"
 #include "mixprec/plan/knapsack.hpp"
 #include "mixprec/plan/lagrangian.hpp"
-#include "mixprec/plan/model.hpp"
+#include "mixprec/plan/layer_shape.hpp"
 #include "mixprec/plan/pareto.hpp"
 #include "mixprec/plan/result.hpp"
 #include "mixprec/plan/rules.hpp"

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "mixprec/error.hpp"
-#include "mixprec/plan/model.hpp"
+#include "mixprec/plan/layer_shape.hpp"
 #include "mixprec/plan/result.hpp"
 #include "mixprec/quantize/quantize.hpp"
 
@@ -37,7 +37,7 @@ struct quantized_model {
   }
 };
 
-// Quantizes every layer of `model` (a range of WeightView, e.g. named_weights) with the plan's spec.
+// Quantizes every layer of `model` (a range of WeightView: a mixprec::model, a std::vector<layer>, ...) with the plan's spec.
 // Checks first, before any work: every plan layer is in the model with the plan's shape, every model
 // layer is in the plan, no name twice, no null weight. Throws mixprec::error naming the layer.
 template <class Model>

@@ -135,9 +135,8 @@ struct plan_rule {
 // of kind `patterns` (a glob by default; the mixprec tool's --tensor-type passes regex, as llama.cpp).
 // Throws mixprec::error(parse_error) naming the text for anything else.
 [[nodiscard]] inline plan_rule parse_plan_rule(std::string_view text, name_pattern::kind patterns = name_pattern::kind::glob) {
-  const auto fail = [&](const std::string& why) {
-    return error(errc::parse_error, "plan rule '" + std::string(text) + "': " + why);
-  };
+  const std::string context = "plan rule '" + std::string(text) + "'";
+  const auto fail = [&](const std::string& why) { return error(errc::parse_error, why).in_context(context); };
   const std::size_t eq = text.rfind('=');
   if (eq == std::string_view::npos) throw fail("expected PATTERN=SPEC, PATTERN>=BITS or PATTERN<=BITS");
   const bool bound = eq > 0 && (text[eq - 1] == '>' || text[eq - 1] == '<');
@@ -163,7 +162,7 @@ struct plan_rule {
   try {
     spec = parse_spec(rhs);
   } catch (const error& e) {
-    throw fail(e.message());
+    throw e.in_context(context, errc::parse_error);
   }
   if (spec.format == format_id::fp32) return plan_rule::never_quantize(std::move(pattern));
   return plan_rule::use(std::move(pattern), spec);

@@ -19,7 +19,7 @@
 
 #include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
-#include "mixprec/plan/model.hpp"
+#include "mixprec/plan/layer_shape.hpp"
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/quantize/spec.hpp"
 

@@ -311,7 +311,7 @@ namespace detail {
   try {
     validate(s);
   } catch (const error& e) {
-    throw error(errc::parse_error, "quantizer spec '" + std::string(text) + "': " + e.message());
+    throw e.in_context("quantizer spec '" + std::string(text) + "'", errc::parse_error);
   }
   return s;
 }

@@ -24,7 +24,7 @@
 
 #include "mixprec/error.hpp"
 #include "mixprec/quantize/quantize.hpp"
-#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/layer.hpp"
 #include "mixprec/sensitivity/metrics.hpp"
 #include "mixprec/sensitivity/progress.hpp"
 

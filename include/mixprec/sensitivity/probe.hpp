@@ -19,10 +19,11 @@
 #include <span>
 #include <string>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "mixprec/quantize/quantize.hpp"
-#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/layer.hpp"
 #include "mixprec/sensitivity/progress.hpp"
 
 namespace mixprec {
@@ -59,7 +60,7 @@ struct probe_report {
 class scoped_quantization {
  public:
   // Throws mixprec::error (leaving the weights untouched) if the quantizer rejects them.
-  scoped_quantization(const layer& l, const quant_spec& spec) : layer_(l), saved_(l.weight()) {
+  scoped_quantization(layer& l, const quant_spec& spec) : layer_(l), saved_(std::as_const(l).weight()) {
     const quantized_tensor q = quantize(saved_, spec, l.name);
     try {
       dequantize_into(q, layer_.weight());
@@ -79,7 +80,7 @@ class scoped_quantization {
       std::memcpy(layer_.data + r * layer_.row_stride(), saved_.data() + r * layer_.cols, row_bytes);
   }
 
-  const layer& layer_;
+  layer& layer_;
   row_matrix saved_;
 };
 
@@ -91,7 +92,7 @@ inline double checked_baseline(double m) {
   return m;
 }
 
-inline probe_result probe_one(const layer& l, const quant_spec& spec, double baseline,
+inline probe_result probe_one(layer& l, const quant_spec& spec, double baseline,
                               const std::function<double()>& evaluate) {
   double m = 0.0;
   {
@@ -105,12 +106,13 @@ inline probe_result probe_one(const layer& l, const quant_spec& spec, double bas
 }  // namespace detail
 
 // Evaluates the model once at full precision, then with each layer x candidate quantized alone.
-// `evaluate` reads the weights the layer views point to. Weights are bit-identical afterwards, also
+// `evaluate` reads the weights the layer views point to; the probe writes them, so it takes mutable
+// layers (a mixprec::model or std::vector<layer> converts). Weights are bit-identical afterwards, also
 // when an evaluation or a quantization throws (the exception propagates).
 template <Evaluation Eval>
-[[nodiscard]] probe_report probe_layers(std::span<const layer> layers, const std::vector<quant_spec>& candidates,
+[[nodiscard]] probe_report probe_layers(std::span<layer> layers, const std::vector<quant_spec>& candidates,
                                         Eval&& evaluate, const progress_callback& progress = {}) {
-  validate(layers);
+  validate(std::span<const layer>(layers));
   if (layers.empty()) throw error(errc::empty_input, "probe_layers: no layers");
   if (candidates.empty()) throw error(errc::invalid_argument, "probe_layers: no candidate quantizers");
   for (const quant_spec& s : candidates) validate(s);
@@ -118,7 +120,7 @@ template <Evaluation Eval>
   probe_report report;
   report.baseline = detail::checked_baseline(eval());
   detail::progress_counter counter(progress, layers.size() * candidates.size());
-  for (const layer& l : layers)
+  for (layer& l : layers)
     for (const quant_spec& spec : candidates) {
       report.results.push_back(detail::probe_one(l, spec, report.baseline, eval));
       counter.tick(l.name);
@@ -189,8 +191,8 @@ struct parallel_probe_options {
   detail::progress_counter counter(options.progress, total);
   const std::size_t nc = candidates.size();
   detail::parallel_for(total, workers, [&](std::size_t k, unsigned worker) {
-    const probe_replica& r = replicas[worker];
-    const layer& l = r.layers[k / nc];
+    probe_replica& r = replicas[worker];
+    layer& l = r.layers[k / nc];
     report.results[k] = detail::probe_one(l, candidates[k % nc], report.baseline, r.evaluate);
     counter.tick(l.name);
   });

@@ -25,7 +25,7 @@
 #include <vector>
 
 #include "mixprec/quantize/quantize.hpp"
-#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/layer.hpp"
 #include "mixprec/sensitivity/metrics.hpp"
 #include "mixprec/sensitivity/progress.hpp"
 

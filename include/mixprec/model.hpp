@@ -1,6 +1,8 @@
-// model: an ordered list of layer views that a user builds over their own weights (nothing is copied),
-// the input of every sensitivity analysis. Any std::vector<layer> works too: both convert to
-// std::span<const layer>, which is what the analyses take.
+// model: an ordered list of layer views (layer.hpp) that a user builds over their own weights (nothing
+// is copied): the input of every sensitivity analysis, of the probe, of shapes_of and of quantize_model.
+// Any std::vector<layer> works too. Analyses take std::span<const layer> (they only read); the probe,
+// which quantizes each layer in place and restores it, takes std::span<layer>: a const model converts
+// only to the first.
 //
 //   mixprec::model m;
 //   for (auto& [name, tensor] : my_checkpoint) m.add(name, tensor.data(), tensor.rows(), tensor.cols());
@@ -15,12 +17,14 @@
 #include <vector>
 
 #include "mixprec/error.hpp"
-#include "mixprec/sensitivity/layer.hpp"
+#include "mixprec/layer.hpp"
 
 namespace mixprec {
 
 class model {
  public:
+  using value_type = layer;
+
   model() = default;
   explicit model(std::vector<layer> layers) : layers_(std::move(layers)) { validate(layers_); }
 
@@ -54,7 +58,9 @@ class model {
   [[nodiscard]] const layer& operator[](std::string_view name) const { return const_cast<model&>(*this)[name]; }
 
   [[nodiscard]] std::span<const layer> layers() const noexcept { return layers_; }
+  [[nodiscard]] std::span<layer> layers() noexcept { return layers_; }
   operator std::span<const layer>() const noexcept { return layers_; }  // NOLINT: implicit on purpose
+  operator std::span<layer>() noexcept { return layers_; }              // NOLINT: for the probe
   [[nodiscard]] std::size_t size() const noexcept { return layers_.size(); }
   [[nodiscard]] bool empty() const noexcept { return layers_.empty(); }
   [[nodiscard]] auto begin() const noexcept { return layers_.begin(); }

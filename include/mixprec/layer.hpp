@@ -1,5 +1,10 @@
-// A view of one quantizable layer of a user's model: a name, the user's row-major FP32 weight (no copy)
-// and optional calibration statistics of the layer's input for the output-aware error proxy
+// layer: the one view of a quantizable layer of a user's model, shared by every part of the library
+// (sensitivity/ analyses and the probe, plan/'s shapes_of and quantize_model, io/imatrix's importance):
+// a name, the user's row-major FP32 weight (no copy) and optional calibration statistics of the layer's
+// input. A const layer only reads the weight (weight() const is a read-only map); only code given a
+// mutable layer (the probe, through std::span<layer>) may write it. model.hpp lists layers.
+//
+// The statistics serve the output-aware error proxy
 //   ||W X - Q(W) X||_F^2 = trace(E G E^T),  E = Q(W) - W,  G = X X^T.
 //
 // Activations X are in_features x tokens, one token per column, column-major (W X is the layer's
@@ -34,6 +39,7 @@ enum class layer_statistic { none, gram, activations, importance };
 
 struct layer {
   using weight_map = Eigen::Map<row_matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
+  using const_weight_map = Eigen::Map<const row_matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
   using activation_map = Eigen::Map<const Eigen::MatrixXf>;
 
   std::string name;
@@ -47,8 +53,9 @@ struct layer {
   const float* activations = nullptr;                 // X, cols x tokens, column-major (user-owned)
   index_t tokens = 0;
 
-  // The weight, mapped onto the user's memory.
-  [[nodiscard]] weight_map weight() const { return {data, rows, cols, Eigen::OuterStride<>(row_stride())}; }
+  // The weight, mapped onto the user's memory: read-only through a const layer, writable otherwise.
+  [[nodiscard]] const_weight_map weight() const { return {data, rows, cols, Eigen::OuterStride<>(row_stride())}; }
+  [[nodiscard]] weight_map weight() { return {data, rows, cols, Eigen::OuterStride<>(row_stride())}; }
   // X mapped onto the user's memory (0 x 0 when the layer has no activations).
   [[nodiscard]] activation_map activation_matrix() const {
     return activations ? activation_map(activations, cols, tokens) : activation_map(nullptr, 0, 0);
@@ -92,9 +99,6 @@ struct layer {
   layer& with_activations(const Eigen::MatrixXf& x) { return with_activations(activation_map(x.data(), x.rows(), x.cols())); }
   layer& with_activations(Eigen::MatrixXf&&) = delete;  // a view of a temporary would dangle
 };
-
-// The name other modules (plan/) use for the view.
-using layer_ref = layer;
 
 // A view of w (which must outlive the view); throws on an empty matrix.
 [[nodiscard]] inline layer make_layer(std::string name, Eigen::Ref<row_matrix> w) {
