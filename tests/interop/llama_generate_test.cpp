@@ -2,7 +2,7 @@
 // is converted to GGUF by `convert` (tools/mixprec/convert.hpp), quantized with a mix of ggml types by
 // mixprec, loaded by llama.cpp's own libllama (the prebuilt CPU build of the npm package
 // @node-llama-cpp/linux-x64@3.22.1, llama.cpp 0.5.0, dlopen'ed from $MIXPREC_LLAMA_LIB; run.sh fetches it)
-// and greedy-decoded there; mixprec's engine (examples/llama/llama.hpp, FP32 arithmetic) decodes the same
+// and greedy-decoded there; mixprec's engine (mixprec/models/llama.hpp, FP32 arithmetic) decodes the same
 // quantized weights, dequantized by mixprec. Checked:
 //   - F32 file: llama.cpp reproduces the reference ids of ../shared/models/README.md, and its text;
 //   - mixed file (Q8_0 attention, Q4_0/Q4_1/IQ4_NL FFN, Q5_1 embedding, Q5_0 output, F16/F32 ffn_down):
@@ -23,11 +23,12 @@
 
 #include <unistd.h>
 
-#include "../../examples/llama/llama.hpp"
 #include "../../apps/llm_study/llama_cpp.hpp"
 #include "../../tools/mixprec/app.hpp"
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/io/llama2c.hpp"
+#include "mixprec/models/llama.hpp"
 
 namespace {
 
@@ -164,7 +165,8 @@ mixprec::llama2c::checkpoint checkpoint_from_gguf(const std::string& path) {
 
 // mixprec's engine: greedy from BOS, or teacher-forced as llama_cpp_run.
 run mixprec_run(const mixprec::llama2c::checkpoint& ck, const std::vector<int>* forced = nullptr) {
-  llama::transformer model(ck);
+  const mixprec::models::llama_model m = mixprec::models::from_llama2c(ck);
+  mixprec::models::llama_engine model(m);
   run r;
   int token = 1;
   for (int pos = 0; pos < steps; ++pos) {

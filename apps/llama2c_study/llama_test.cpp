@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <fstream>
 
-#include "../../examples/llama/llama.hpp"
+#include "llama.hpp"
 #include "support/data.hpp"
 
 namespace {

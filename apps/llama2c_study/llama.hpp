@@ -1,5 +1,5 @@
-// The examples' LLaMA engine: a thin wrapper over the library's (mixprec/models/llama.hpp) for a
-// llama2.c checkpoint, keeping the examples' names ("layers.0.wq", ..., "classifier") and interface.
+// The study's LLaMA engine: a thin wrapper over the library's (mixprec/models/llama.hpp) for a
+// llama2.c checkpoint, keeping the study's names ("layers.0.wq", ..., "classifier") and interface.
 // Every matrix runs FP32 (Eigen) or as a mixprec::quantized_linear built from a plan entry.
 #pragma once
 

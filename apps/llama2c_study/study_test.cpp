@@ -4,7 +4,7 @@
 
 #include <filesystem>
 
-#include "../../examples/llama/study.hpp"
+#include "study.hpp"
 
 TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up", "[llama][study]") {
   const std::string path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
