@@ -62,7 +62,7 @@ void quant_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, 
   mixprec::row_matrix y(batch, rows);
   for (auto _ : state) {
     if (batch == 1)
-      mixprec::gemv(q, x.data(), y.data());
+      mixprec::gemv(q, {x.data(), static_cast<std::size_t>(cols)}, {y.data(), static_cast<std::size_t>(rows)});
     else
       mixprec::gemm(q, x, y);
     benchmark::DoNotOptimize(y.data());
@@ -74,14 +74,15 @@ void quant_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, 
 
 void quant_a8_bm(benchmark::State& state, const char* spec, mixprec::index_t rows, mixprec::index_t cols,
                  mixprec::index_t batch) {
+  const mixprec::gemv_options a8{.activations = mixprec::activation_type::int8};
   const mixprec::quantized_tensor q = mixprec::quantize(random_matrix(rows, cols, 0.02f, 1), mixprec::parse_spec(spec));
   const mixprec::row_matrix x = random_matrix(batch, cols, 1.0f, 2);
   mixprec::row_matrix y(batch, rows);
   for (auto _ : state) {
     if (batch == 1)
-      mixprec::gemv_int8(q, x.data(), y.data());
+      mixprec::gemv(q, {x.data(), static_cast<std::size_t>(cols)}, {y.data(), static_cast<std::size_t>(rows)}, a8);
     else
-      mixprec::gemm_int8(q, x, y);
+      mixprec::gemm(q, x, y, a8);
     benchmark::DoNotOptimize(y.data());
     benchmark::ClobberMemory();
   }

@@ -110,6 +110,7 @@ TEST_CASE("each level runs its own kernel set", "[kernels][dispatch]") {
 }
 
 TEST_CASE("dispatched kernels match the scalar references on every level", "[kernels][dispatch]") {
+  constexpr auto int8 = mixprec::activation_type::int8;
   mixprec::test::for_each_isa([&](isa level) {
     const mixprec::kernel_dispatch k(level);
     for (const char* text : {"int4/g128/sym/minmax/s16", "int4/g32/asym", "int8/channel/sym", "fp16", "bf16"}) {
@@ -120,7 +121,7 @@ TEST_CASE("dispatched kernels match the scalar references on every level", "[ker
       const auto n = static_cast<std::size_t>(rows);
       std::vector<float> y(n), ref(n);
       std::vector<double> mag(n);
-      k.gemv(q, x.data(), y.data());
+      k.gemv(q, {x.data(), static_cast<std::size_t>(cols)}, y);
       mixprec::ref::gemv(q, x.data(), ref.data());
       mixprec::ref::gemv_magnitude(q, x.data(), mag.data());
       for (std::size_t r = 0; r < n; ++r)
@@ -130,15 +131,15 @@ TEST_CASE("dispatched kernels match the scalar references on every level", "[ker
       const mixprec::row_matrix eigen = x * mixprec::dequantize(q).transpose();
       REQUIRE(ym.isApprox(eigen, 1e-5f));
       if (q.spec().format == mixprec::format_id::fp16 || q.spec().format == mixprec::format_id::bf16) {
-        REQUIRE_THROWS_AS(k.gemv_int8(q, x.data(), y.data()), mixprec::error);
+        REQUIRE_THROWS_AS(k.gemv(q, {x.data(), static_cast<std::size_t>(cols)}, y, {.activations = int8}), mixprec::error);
         continue;
       }
       std::vector<float> yq(n), yr(n);
-      k.gemv_int8(q, x.data(), yq.data());
+      k.gemv(q, {x.data(), static_cast<std::size_t>(cols)}, yq, {.activations = int8});
       mixprec::ref::gemv_int8(q, x.data(), yr.data());
       REQUIRE(yq == yr);
       mixprec::row_matrix y8(3, rows);
-      k.gemm_int8(q, x, y8);
+      k.gemm(q, x, y8, {.activations = int8});
       for (mixprec::index_t t = 0; t < 3; ++t) {
         mixprec::ref::gemv_int8(q, x.row(t).data(), yr.data());
         for (mixprec::index_t r = 0; r < rows; ++r) REQUIRE(y8(t, r) == yr[static_cast<std::size_t>(r)]);

@@ -9,6 +9,7 @@
 // that includes the headers (kernels/simd/targets.hpp says how that stays safe to link).
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "mixprec/kernels/gemv.hpp"
@@ -28,19 +29,12 @@ class kernel_dispatch {
   [[nodiscard]] isa level() const noexcept { return isa_; }
   [[nodiscard]] std::string name() const { return isa_name(isa_); }
 
-  void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) const {
+  void gemv(const quantized_tensor& w, std::span<const float> x, std::span<float> y, const gemv_options& o = {}) const {
     mixprec::gemv(isa_, w, x, y, o);
   }
   void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
             const gemv_options& o = {}) const {
     mixprec::gemm(isa_, w, x, y, o);
-  }
-  void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) const {
-    mixprec::gemv_int8(isa_, w, x, y, o);
-  }
-  void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
-                 const gemv_options& o = {}) const {
-    mixprec::gemm_int8(isa_, w, x, y, o);
   }
 
  private:

@@ -11,14 +11,15 @@
 // - FP16 / BF16 (batch 1): converted in registers (F16C where available, else exact bit operations);
 // - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
 //   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
-// - gemv_int8 / gemm_int8: activations quantized to INT8 per token, exact integer dot products
-//   (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; simd/gemv_q8.inl), bit-identical to
-//   ref::gemv_int8 on every instruction set.
+// - INT8 activations (gemv_options::activations = activation_type::int8): quantized per token, exact
+//   integer dot products (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; simd/gemv_q8.inl),
+//   bit-identical to ref::gemv_int8 on every instruction set.
 // Accuracy (FP32 activations): exact products summed in FP32 in an order other than the double
 // reference's; per output |y - Q(W)x| <= cols * 2^-23 * ref::gemv_magnitude(W, x) (sum |w x| for float
 // formats, sum |s| (u + z) |x| for integer ones); the tests check this bound on every instruction set.
 #pragma once
 
+#include <span>
 #include <string>
 
 #include "mixprec/error.hpp"
@@ -31,60 +32,56 @@ namespace mixprec {
 
 namespace detail {
 
-inline void check_gemm_shapes(const char* what, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x,
+inline std::string shape_text(index_t rows, index_t cols) { return std::to_string(rows) + "x" + std::to_string(cols); }
+
+inline void check_gemm_shapes(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x,
                               const Eigen::Ref<row_matrix>& y) {
   if (x.cols() != w.cols() || y.rows() != x.rows() || y.cols() != w.rows())
-    throw error(errc::shape_mismatch, std::string(what) + ": X is " + std::to_string(x.rows()) + "x" +
-                                          std::to_string(x.cols()) + ", W " + std::to_string(w.rows()) + "x" +
-                                          std::to_string(w.cols()) + ", Y " + std::to_string(y.rows()) + "x" +
-                                          std::to_string(y.cols()));
+    throw error(errc::shape_mismatch, "gemm: X is " + shape_text(x.rows(), x.cols()) + ", W " +
+                                          shape_text(w.rows(), w.cols()) + ", Y " + shape_text(y.rows(), y.cols()) +
+                                          " (expected X batch x " + std::to_string(w.cols()) + ", Y batch x " +
+                                          std::to_string(w.rows()) + ")");
 }
 
 }  // namespace detail
 
-// y = Q(W) x with the kernels of level i: x has w.cols() floats, y w.rows().
-inline void gemv(isa i, const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
-  detail::with_isa(i, [&]<class K>() { K::gemv(w, x, y, o); });
+// y = Q(W) x with the kernels of level i. x has w.cols() floats and y w.rows(), else mixprec::error
+// (shape_mismatch); o.activations int8 needs INT4/INT8 weights (else unsupported) and finite x (else
+// non_finite); it is bit-identical to ref::gemv_int8 (kernels/ref/gemv_q8_ref.hpp states the numerics).
+inline void gemv(isa i, const quantized_tensor& w, std::span<const float> x, std::span<float> y,
+                 const gemv_options& o = {}) {
+  if (x.size() != static_cast<std::size_t>(w.cols()) || y.size() != static_cast<std::size_t>(w.rows()))
+    throw error(errc::shape_mismatch, "gemv: x has " + std::to_string(x.size()) + " floats and y " +
+                                          std::to_string(y.size()) + ", W is " + detail::shape_text(w.rows(), w.cols()) +
+                                          " (x needs " + std::to_string(w.cols()) + ", y " + std::to_string(w.rows()) + ")");
+  if (o.activations == activation_type::int8)
+    detail::with_isa(i, [&]<class K>() {
+      K::gemm_int8(w, x.data(), w.cols(), 1, y.data(), w.rows(), o, i == isa::avx512_vnni);
+    });
+  else
+    detail::with_isa(i, [&]<class K>() { K::gemv(w, x.data(), y.data(), o); });
 }
-inline void gemv(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
+inline void gemv(const quantized_tensor& w, std::span<const float> x, std::span<float> y, const gemv_options& o = {}) {
   gemv(active_isa(), w, x, y, o);
 }
 
-// Y = X Q(W)^T: X is batch x w.cols() (one activation row per token), Y batch x w.rows(); other shapes
-// throw mixprec::error (shape_mismatch).
+// Y = X Q(W)^T with the kernels of level i: X is batch x w.cols() (one activation row per token), Y
+// batch x w.rows(); other shapes throw mixprec::error (shape_mismatch). With o.activations int8 every
+// token is quantized on its own, so row k of Y is bit-identical to gemv of row k of X (each row of codes
+// is loaded once for up to four tokens).
 inline void gemm(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
                  const gemv_options& o = {}) {
-  detail::check_gemm_shapes("gemm", w, x, y);
-  detail::with_isa(i, [&]<class K>() { K::gemm(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o); });
+  detail::check_gemm_shapes(w, x, y);
+  if (o.activations == activation_type::int8)
+    detail::with_isa(i, [&]<class K>() {
+      K::gemm_int8(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o, i == isa::avx512_vnni);
+    });
+  else
+    detail::with_isa(i, [&]<class K>() { K::gemm(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o); });
 }
 inline void gemm(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
                  const gemv_options& o = {}) {
   gemm(active_isa(), w, x, y, o);
-}
-
-// y = Q(W) x with x quantized to INT8 per call (symmetric, one scale max|x| / 127, nearest-even) and
-// exact integer dot products (AVX-512 VNNI at level avx512_vnni); INT8 and INT4 weights only (others:
-// mixprec::error). Bit-identical to ref::gemv_int8 (kernels/ref/gemv_q8_ref.hpp states the numerics).
-inline void gemv_int8(isa i, const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
-  detail::with_isa(i, [&]<class K>() { K::gemm_int8(w, x, w.cols(), 1, y, w.rows(), o, i == isa::avx512_vnni); });
-}
-inline void gemv_int8(const quantized_tensor& w, const float* x, float* y, const gemv_options& o = {}) {
-  gemv_int8(active_isa(), w, x, y, o);
-}
-
-// Y = X Q(W)^T with every activation row (token) quantized to INT8 on its own, as gemv_int8 does: row k
-// of Y is bit-identical to gemv_int8 of row k of X. Each row of codes is loaded once for up to four
-// tokens.
-inline void gemm_int8(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x,
-                      Eigen::Ref<row_matrix> y, const gemv_options& o = {}) {
-  detail::check_gemm_shapes("gemm_int8", w, x, y);
-  detail::with_isa(i, [&]<class K>() {
-    K::gemm_int8(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o, i == isa::avx512_vnni);
-  });
-}
-inline void gemm_int8(const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
-                      const gemv_options& o = {}) {
-  gemm_int8(active_isa(), w, x, y, o);
 }
 
 }  // namespace mixprec

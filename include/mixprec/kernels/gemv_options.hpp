@@ -1,4 +1,6 @@
-// Options of the quantized matrix products (kernels/gemv.hpp), and the row split they use.
+// Options of the quantized matrix products (kernels/gemv.hpp, quantized_linear.hpp): the one place where
+// a caller says how many threads and which activation path. The row split they use is
+// detail::for_row_chunks (detail/parallel.hpp, the library's one worker pool).
 #pragma once
 
 #include "mixprec/types.hpp"
@@ -6,8 +8,16 @@
 
 namespace mixprec {
 
+// How the products take their activations.
+enum class activation_type {
+  fp32,  // as given: FP32 products (every weight format)
+  int8,  // quantized to INT8 per token (symmetric, scale max|x| / 127, nearest-even), exact integer dot
+         // products; INT4 and INT8 weights only (others: mixprec::error, unsupported)
+};
+
 struct gemv_options {
-  unsigned threads = 1;  // output rows are split over this many threads (0: hardware concurrency)
+  unsigned threads = 1;                             // output rows are split over this many threads (0: all)
+  activation_type activations = activation_type::fp32;
 };
 
 }  // namespace mixprec

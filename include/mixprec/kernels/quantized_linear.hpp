@@ -1,10 +1,12 @@
-// quantized_linear: a linear layer y = Q(W) x + b run by the fused kernels, built from a weight and
-// one quantizer spec (what one entry of a mixed-precision plan says). Activations are FP32 by default;
-// INT4/INT8 weights can instead take them quantized to INT8 per token with integer dot products
-// (gemv_int8 / gemm_int8: faster, at the cost of an activation rounding error).
+// quantized_linear: a linear layer y = Q(W) x + b run by the fused kernels (gemv.hpp), built from a
+// weight and one quantizer spec (what one entry of a mixed-precision plan says). Its gemv_options
+// (threads, activations) are set once per layer: activations are FP32 by default; INT4/INT8 weights can
+// instead take them quantized to INT8 per token with integer dot products (faster, at the cost of an
+// activation rounding error).
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 
@@ -12,12 +14,6 @@
 #include "mixprec/quantize/quantize.hpp"
 
 namespace mixprec {
-
-// How a quantized_linear feeds its activations to the kernels.
-enum class activation_type {
-  fp32,  // as given (gemv / gemm)
-  int8,  // quantized to INT8 per token, integer dot products (gemv_int8 / gemm_int8)
-};
 
 class quantized_linear {
  public:
@@ -39,11 +35,12 @@ class quantized_linear {
   [[nodiscard]] index_t out_features() const noexcept { return weight_.rows(); }
   [[nodiscard]] const quantized_tensor& weight() const noexcept { return weight_; }
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
-  [[nodiscard]] activation_type activations() const noexcept { return activations_; }
-  // Chooses the activation path; int8 needs INT4 or INT8 weights (else mixprec::error, unsupported).
-  quantized_linear& set_activations(activation_type a) {
-    if (a == activation_type::int8) (void)make_q8_layout(weight_);  // throws for other formats
-    activations_ = a;
+  [[nodiscard]] const gemv_options& options() const noexcept { return options_; }
+  // Sets the threads and the activation path of every forward; activations int8 needs INT4 or INT8
+  // weights (else mixprec::error, unsupported, and the options stay as they were).
+  quantized_linear& set_options(const gemv_options& o) {
+    if (o.activations == activation_type::int8) (void)make_q8_layout(weight_);  // throws for other formats
+    options_ = o;
     return *this;
   }
   // Storage of the weight (codes, scales, zero points) plus the FP32 bias.
@@ -51,25 +48,19 @@ class quantized_linear {
     return weight_.bytes() + (bias_ ? static_cast<std::size_t>(bias_->size()) * sizeof(float) : 0);
   }
 
-  // y = Q(W) x + b for one vector (x: in_features floats, y: out_features).
-  void forward(const float* x, float* y, const gemv_options& o = {}) const {
-    if (activations_ == activation_type::int8)
-      gemv_int8(weight_, x, y, o);
-    else
-      gemv(weight_, x, y, o);
+  // y = Q(W) x + b for one vector (x: in_features floats, y: out_features; else mixprec::error).
+  void forward(std::span<const float> x, std::span<float> y) const {
+    gemv(weight_, x, y, options_);
     if (bias_)
       for (index_t r = 0; r < out_features(); ++r) y[r] += (*bias_)[r];
   }
   // Y = X Q(W)^T + b for a batch (one activation row per token).
-  [[nodiscard]] row_matrix forward(const Eigen::Ref<const row_matrix>& x, const gemv_options& o = {}) const {
+  [[nodiscard]] row_matrix forward(const Eigen::Ref<const row_matrix>& x) const {
     if (x.cols() != in_features())
       throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': input has " + std::to_string(x.cols()) +
                                             " features, expected " + std::to_string(in_features()));
     row_matrix y(x.rows(), out_features());
-    if (activations_ == activation_type::int8)
-      gemm_int8(weight_, x, y, o);
-    else
-      gemm(weight_, x, y, o);
+    gemm(weight_, x, y, options_);
     if (bias_) y.rowwise() += bias_->transpose();
     return y;
   }
@@ -78,7 +69,7 @@ class quantized_linear {
   std::string name_;
   quantized_tensor weight_;
   std::optional<Eigen::VectorXf> bias_;
-  activation_type activations_ = activation_type::fp32;
+  gemv_options options_;
 };
 
 }  // namespace mixprec

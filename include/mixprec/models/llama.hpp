@@ -503,7 +503,8 @@ class llama_engine {
       }
       l.quantized.emplace(m.is_fp32() ? m.fp32() : m.to_float(), s, std::nullopt, m.name());
       if ((s.format == format_id::int4 || s.format == format_id::int8) && o.activations == activation_type::int8)
-        l.quantized->set_activations(o.activations);
+        l.options.activations = o.activations;
+      l.quantized->set_options(l.options);
       return l;
     };
     for (const llama_layer& w : model.layers)
@@ -719,12 +720,13 @@ class llama_engine {
     void apply(const float* x, float* y) const {
       if (observer && *observer) (*observer)(source->name(), x, source->cols());
       if (quantized) {
-        quantized->forward(x, y, options);
+        quantized->forward({x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())});
         return;
       }
       const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
       if (!w) {
-        gemv(source->stored(), x, y, options);
+        gemv(source->stored(), {x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())},
+             options);
         return;
       }
       Eigen::Map<Eigen::VectorXf>(y, w->rows()).noalias() = *w * Eigen::Map<const Eigen::VectorXf>(x, w->cols());
@@ -734,7 +736,7 @@ class llama_engine {
       if (observer && *observer)
         for (index_t p = 0; p < x.rows(); ++p) (*observer)(source->name(), &x(p, 0), source->cols());
       if (quantized) {
-        y = quantized->forward(x, options);
+        y = quantized->forward(x);
         return;
       }
       const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;

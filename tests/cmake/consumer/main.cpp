@@ -15,7 +15,7 @@ int main() {
   const auto levels = mixprec::supported_isas();
   const bool best = mixprec::active_isa() == levels.back() || std::getenv("MIXPREC_ISA");
   std::vector<float> x(256, 0.5f), y(8), yr(8);
-  mixprec::gemv_int8(q, x.data(), y.data());
+  mixprec::gemv(q, x, y, {.activations = mixprec::activation_type::int8});
   mixprec::ref::gemv_int8(q, x.data(), yr.data());
   std::printf("mixprec %s: %zu bytes, max error %g, kernels %s\n", mixprec::version_string, q.bytes(), err,
               mixprec::kernel_dispatch().name().c_str());
