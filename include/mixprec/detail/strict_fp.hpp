@@ -1,7 +1,7 @@
 // Strict floating-point regions: code between MIXPREC_STRICT_FP_BEGIN and MIXPREC_STRICT_FP_END is
 // compiled without contracting a*b+c into a fused multiply-add, whatever the including translation
 // unit's flags, so reference arithmetic that must match another implementation bit for bit (ggml's
-// quantizers, formats/ggml.hpp) gives the same bytes in a user's -march=native build as in mixprec's
+// quantizers, kernels/ref/ggml_ref.hpp) gives the same bytes in a user's -march=native build as in mixprec's
 // own. GCC contracts by default in its GNU modes (-std=gnu++20, -ffp-contract=fast) as soon as FMA is
 // enabled (-march=native, -mfma).
 // - GCC: the region's functions get optimize("fp-contract=off") (#pragma GCC optimize). A function

@@ -7,7 +7,8 @@
 // codes are ggml's Q4_0 offset-binary codes and INT8 symmetric code u is the int8 value u ^ 0x80.
 //
 // ggml_block stands for llama.cpp's block formats (Q4_0 ... Q6_K, IQ4_NL, IQ4_XS): the quant_spec
-// names which one (quantize/spec.hpp), formats/ggml.hpp lays them out and quantizes them. Their
+// names which one (quantize/spec.hpp), formats/ggml.hpp lays them out and quantizes them (its pieces:
+// formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, kernels/ggml_row.hpp, quantize/ggml.hpp). Their
 // scales live inside the blocks, so the format has no element width of its own (bits_of: 0; a spec's
 // nominal_bits gives the type's).
 #pragma once

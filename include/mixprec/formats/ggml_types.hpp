@@ -2,7 +2,7 @@
 // and whether ggml's quantizer searches with importance
 // (ggml's ggml_type enum and GGML_QUANT_SIZES / type_traits in ggml.c), for every type of ggml's GGUF
 // constants except the activation-only Q8_1 and the ternary/FP4 types. The GGUF reader (io/gguf.hpp)
-// sizes tensors with it, formats/ggml.hpp names and sizes the types it implements with it, and the
+// sizes tensors with it, formats/ggml_blocks.hpp names and sizes the types it implements with it, and the
 // mixprec tool prints it; no other place spells a code or a block size. Depends on nothing.
 #pragma once
 

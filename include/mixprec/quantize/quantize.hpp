@@ -5,7 +5,7 @@
 // SIMD kernels of the best instruction set this CPU has (kernels/isa.hpp), quantize_with<K>() a set
 // you name, quantize_reference() the scalar reference. All give identical bytes.
 //
-// llama.cpp's block types (parse_spec("q4_K")...) go through formats/ggml.hpp, ggml's reference
+// llama.cpp's block types (parse_spec("q4_K")...) go through quantize/ggml.hpp, ggml's reference
 // quantizers and importance-weighted searches: the bytes are llama.cpp's. `importance` (optional, one
 // non-negative value per column: an imatrix vector, or a layer's diag(X X^T)) steers the search of the
 // types whose ggml search takes it (every block type but q8_0); other specs ignore it.
@@ -27,6 +27,7 @@
 #include "mixprec/kernels/kernel_set.hpp"
 #include "mixprec/kernels/ref/row_codec.hpp"
 #include "mixprec/quantize/calibration.hpp"
+#include "mixprec/quantize/ggml.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
 #include "mixprec/quantize/spec.hpp"
 

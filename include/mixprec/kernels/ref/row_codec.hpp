@@ -6,7 +6,7 @@
 //   fp8_e4m3             y = scale * fp8 value per group (ref::from_fp8)
 //   fp16 / bf16          K::from_fp16 / K::from_bf16 (exact)
 //   fp32                 the stored floats
-//   ggml_block           formats/ggml.hpp's decoding of llama.cpp's blocks (ggml's dequantize_row_*)
+//   ggml_block           ggml::dequantize_row (kernels/ggml_row.hpp: ggml's dequantize_row_*)
 // The one switch from the run-time format to the code is visit_format (formats/formats.hpp).
 #pragma once
 
@@ -16,7 +16,7 @@
 #include <span>
 
 #include "mixprec/formats/formats.hpp"
-#include "mixprec/formats/ggml.hpp"
+#include "mixprec/kernels/ggml_row.hpp"
 #include "mixprec/kernels/ref/quantize_ref.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"
 
