@@ -6,7 +6,7 @@
 //                        own, or a tensor's place in a file being written)
 //   ggml::dequantize(t, bytes, rows, cols, name)       back to a row_matrix
 // Errors name the tensor and the row: a row's error comes back as "ggml quantize 'name', row r: ..."
-// with the row's code.
+// with the row's code (error::in_context).
 //
 // Why quantize/: this is the layer of quantize/quantize.hpp, whose quantize() takes the same Eigen
 // matrices to a quantized_tensor and sends llama.cpp's block types (a quant_spec of
@@ -47,8 +47,7 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
   try {
     rb = row_bytes(t, w.cols());
   } catch (const error& e) {
-    throw error(e.code(), "ggml quantize " + tn + " (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
-                              "): " + e.message());
+    throw e.in_context("ggml quantize " + tn + " (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ")");
   }
   if (importance && static_cast<index_t>(importance->size()) != w.cols())
     throw error(errc::shape_mismatch, "ggml quantize " + tn + ": importance has " + std::to_string(importance->size()) +
@@ -68,7 +67,7 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
       if (fast) detail::quantize_row_body(t, row.data(), n, out.data() + static_cast<std::size_t>(r) * rb, qw);
       else quantize_row(t, row, out.subspan(static_cast<std::size_t>(r) * rb, rb), importance);
     } catch (const error& e) {
-      throw error(e.code(), "ggml quantize " + tn + ", row " + std::to_string(r) + ": " + e.message());
+      throw e.in_context("ggml quantize " + tn + ", row " + std::to_string(r));
     }
   }
 }
@@ -81,8 +80,7 @@ inline void quantize_into(ggml_type t, const row_matrix_ref& w, std::span<std::b
   try {
     rb = row_bytes(t, w.cols());
   } catch (const error& e) {
-    throw error(e.code(), "ggml quantize '" + std::string(name) + "' (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) +
-                              "): " + e.message());
+    throw e.in_context("ggml quantize '" + std::string(name) + "' (" + std::to_string(w.rows()) + "x" + std::to_string(w.cols()) + ")");
   }
   std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
   quantize_into(t, w, out, importance, name);
