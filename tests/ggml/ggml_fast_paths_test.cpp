@@ -1,8 +1,11 @@
-// The quantizers' fast paths (formats/ggml.hpp: vectorised checks and conversions, candidate grids
-// computed side by side, branch-free packing) against the sequential code they replaced, on
-// adversarial blocks: the bytes must be the same, bit for bit. `seq` below is mixprec's previous
-// scalar code (one candidate at a time, as ggml's loops run), which tests/interop checked against
-// llama.cpp itself; the interop test checks the new code against llama.cpp too, on fewer matrices.
+// The quantizers' fast paths (kernels/ref/ggml_ref.hpp's block references: integer max/min scans,
+// candidate grids computed side by side, branch-free packing; kernels/ggml_row.hpp's vectorised row
+// checks and conversions) against the sequential code they replaced, on adversarial blocks: the bytes
+// must be the same, bit for bit. The library's references are these fast forms themselves, so they
+// cannot be their own oracle: `seq` below is mixprec's previous scalar code (one candidate at a time,
+// as ggml's loops run), which tests/interop checked against llama.cpp itself; where the library keeps
+// that sequential code as its fallback (ref::min_max_seq, ref::make_qx_quants_seq) `seq` uses it. The
+// interop test checks the new code against llama.cpp too, on fewer matrices.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -12,7 +15,8 @@
 #include <span>
 #include <vector>
 
-#include "mixprec/formats/ggml.hpp"
+#include "mixprec/kernels/ggml_row.hpp"
+#include "mixprec/kernels/ref/ggml_ref.hpp"
 
 namespace ggml = mixprec::ggml;
 using mixprec::ggml_type;
@@ -53,15 +57,8 @@ inline float signed_absmax(const float* x, int n) noexcept {
   return max;
 }
 
-inline std::pair<float, float> min_max(const float* x, int n) noexcept {
-  float min = 3.40282347e+38f;
-  float max = -3.40282347e+38f;
-  for (int j = 0; j < n; ++j) {
-    if (x[j] < min) min = x[j];
-    if (x[j] > max) max = x[j];
-  }
-  return {min, max};
-}
+// ggml's scan for the smallest and largest (the first of equal values): the library's fallback.
+inline std::pair<float, float> min_max(const float* x, int n) noexcept { return ref::min_max_seq(x, n); }
 
 inline void quantize_q4_0(const float* x, block_q4_0& y) noexcept {
   const float max = signed_absmax(x, qk4_0);
@@ -110,45 +107,14 @@ inline void quantize_q5_1(const float* x, block_q5_1& y) noexcept {
   pack_q5(L, y.qs, y.qh);
 }
 
+// ggml's make_qx_quants as its loop runs: the library's fallback after the all-zero check.
 inline float make_qx_quants(int n, int nmax, const float* x, std::int8_t* L, const float* qw) noexcept {
   const float max = signed_absmax(x, n);
   if (std::fabs(max) < group_max_eps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.0f;
   }
-  const auto fnmax = static_cast<float>(nmax);
-  auto weight = [&](int i) { return qw ? qw[i] : x[i] * x[i]; };
-  auto clamp_l = [&](int l) { return std::max(-nmax, std::min(nmax - 1, l)); };
-  float iscale = -fnmax / max;
-  float sumlx = 0.0f;
-  float suml2 = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const int l = clamp_l(nearest_int(iscale * x[i]));
-    L[i] = static_cast<std::int8_t>(l + nmax);
-    const float w = weight(i);
-    const auto fl = static_cast<float>(l);
-    sumlx += w * x[i] * fl;
-    suml2 += w * fl * fl;
-  }
-  float scale = suml2 != 0.0f ? sumlx / suml2 : 0.0f;
-  float best = scale * sumlx;
-  for (int is = -9; is <= 9; ++is) {
-    if (is == 0) continue;
-    iscale = -(fnmax + 0.1f * static_cast<float>(is)) / max;
-    sumlx = suml2 = 0.0f;
-    for (int i = 0; i < n; ++i) {
-      const auto fl = static_cast<float>(clamp_l(nearest_int(iscale * x[i])));
-      const float w = weight(i);
-      sumlx += w * x[i] * fl;
-      suml2 += w * fl * fl;
-    }
-    if (suml2 > 0.0f && sumlx * sumlx > best * suml2) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<std::int8_t>(nmax + clamp_l(nearest_int(iscale * x[i])));
-      scale = sumlx / suml2;
-      best = scale * sumlx;
-    }
-  }
-  return scale;
+  return ref::make_qx_quants_seq(n, nmax, x, L, qw, max);
 }
 
 inline float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, std::uint8_t* L, float* the_min,
