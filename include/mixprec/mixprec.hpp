@@ -1,13 +1,78 @@
-// Umbrella header: everything in mixprec that needs only Eigen and xsimd.
+// Umbrella header: every header of mixprec that needs only Eigen, xsimd and the C++ standard library
+// (plus POSIX for the file readers' mmap and the writers' atomic rename: io/mapped_file.hpp,
+// io/output_file.hpp). Linking mixprec::mixprec is enough for it: every instruction-set level's kernels
+// are compiled inside the including translation unit (kernels/isa.hpp, detail/simd/target.hpp), so no
+// per-ISA source file or -m flag is needed, and nothing here has to be left out for that reason. The
+// worker pool (detail/parallel.hpp) uses std::thread: link Threads::Threads where the platform asks
+// for it (glibc 2.34 and later do not).
+//
+// Included, by part (headers under detail/ and kernels/simd/ come with the parts that use them):
+//   types, error, version, layer, model       vocabulary: Eigen aliases, errors, a user's layers
+//   formats/    number formats and llama.cpp's ggml block types (formats/ggml.hpp: all of ggml)
+//   quantize/   quant_spec, quantize / dequantize, quantized_tensor, calibration, ggml matrices
+//   kernels/    SIMD kernels and their dispatch, GEMV, quantized_linear; kernels/ref/: the scalar truth
+//   sensitivity/  metrics, hessian, probe, reports (sensitivity/sensitivity.hpp)
+//   plan/       plan_builder, policies, constraints, rules, quantize_model, drop classes (plan/plan.hpp)
+//   qat/        fake_quant
+//   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
+//   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams
+//
+// Optional, not included: each needs a library beyond Eigen and xsimd; include it yourself and link
+// that library (mixprec's package does not require them):
+//   mixprec/plan/plan_json.hpp            needs nlohmann/json (plans as JSON)
+//   mixprec/sensitivity/report_json.hpp   needs nlohmann/json (sensitivity reports as JSON)
+//   mixprec/io/safetensors.hpp            needs nlohmann/json (a safetensors header is JSON)
+//   mixprec/detail/json_number.hpp        needs nlohmann/json (the number formatting the three share)
+//   mixprec/io/idx.hpp                    needs zlib (gzip-compressed IDX files)
+// tests/umbrella checks this banner: every header is included here or listed above as optional with
+// a reason it really has, and what is included uses only the standard library, POSIX, Eigen and xsimd.
 #pragma once
 
-#include "mixprec/types.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/layer.hpp"
+#include "mixprec/model.hpp"
+#include "mixprec/types.hpp"
+#include "mixprec/version.hpp"
+
 #include "mixprec/formats/float_convert.hpp"
 #include "mixprec/formats/formats.hpp"
+#include "mixprec/formats/ggml.hpp"
+#include "mixprec/formats/ggml_blocks.hpp"
+#include "mixprec/formats/ggml_types.hpp"
+
+#include "mixprec/quantize/calibration.hpp"
+#include "mixprec/quantize/ggml.hpp"
 #include "mixprec/quantize/quantize.hpp"
+#include "mixprec/quantize/quantized_tensor.hpp"
 #include "mixprec/quantize/spec.hpp"
-#include "mixprec/version.hpp"
+
+#include "mixprec/kernels/dispatch.hpp"
+#include "mixprec/kernels/gemv.hpp"
+#include "mixprec/kernels/gemv_options.hpp"
+#include "mixprec/kernels/ggml_row.hpp"
+#include "mixprec/kernels/isa.hpp"
+#include "mixprec/kernels/kernel_set.hpp"
+#include "mixprec/kernels/quantized_linear.hpp"
+#include "mixprec/kernels/ref/gemv_q8_ref.hpp"
+#include "mixprec/kernels/ref/gemv_ref.hpp"
+#include "mixprec/kernels/ref/ggml_ref.hpp"
+#include "mixprec/kernels/ref/quantize_ref.hpp"
+#include "mixprec/kernels/ref/reference_kernels.hpp"
+#include "mixprec/kernels/ref/row_codec.hpp"
+
 #include "mixprec/sensitivity/sensitivity.hpp"
+
+#include "mixprec/plan/drop_classes.hpp"
 #include "mixprec/plan/plan.hpp"
+
 #include "mixprec/qat/fake_quant.hpp"
+
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/io/imatrix.hpp"
+#include "mixprec/io/llama2c.hpp"
+#include "mixprec/io/mapped_file.hpp"
+#include "mixprec/io/output_file.hpp"
+
+#include "mixprec/models/calibration.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/models/tokenizer.hpp"
