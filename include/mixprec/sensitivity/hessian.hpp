@@ -163,7 +163,7 @@ struct hessian_options {
   hutchinson_options trace{};       // each layer i uses seed trace.seed + i
   bool top_eigenvalue = false;      // also run power iteration (costs up to power.max_iterations HVPs)
   power_iteration_options power{};  // each layer i uses seed power.seed + i
-  progress_callback progress;       // ticks once per layer
+  progress_callback progress{};     // ticks once per layer
 };
 
 struct hawq_entry {

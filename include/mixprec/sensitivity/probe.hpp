@@ -139,7 +139,7 @@ struct probe_replica {
 
 struct parallel_probe_options {
   unsigned threads = 0;  // replicas and workers; 0: one per hardware thread
-  progress_callback progress;
+  progress_callback progress{};
 };
 
 // probe_layers on `threads` replicas made by make_replica (called on the calling thread, once per

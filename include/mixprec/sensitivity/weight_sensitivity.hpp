@@ -46,7 +46,7 @@ struct weight_score {
 
 struct weight_analysis_options {
   unsigned threads = 1;  // workers over (layer, candidate) pairs; 0: one per hardware thread
-  progress_callback progress;
+  progress_callback progress{};
 };
 
 namespace detail {
