@@ -141,15 +141,8 @@ int eval_command(const arguments& a) {
 
 }  // namespace
 
-// SIGINT/SIGTERM/SIGHUP: remove the temporary output being written, then die of the signal as usual.
-extern "C" void on_fatal_signal(int sig) {
-  mixprec::remove_pending_outputs();
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
 int main(int argc, char** argv) {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_fatal_signal);
+  mixprec::remove_pending_outputs_on_signals();
   const std::string command = argc > 1 ? argv[1] : "";
   if (command == "-h" || command == "--help") {
     std::fputs(usage, stdout);

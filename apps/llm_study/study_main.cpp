@@ -68,12 +68,6 @@ std::vector<std::string> split(const std::string& s, char sep) {
   return out;
 }
 
-std::pair<int, int> streams_of(const std::string& text) {
-  const auto parts = split(text, ':');
-  if (parts.size() != 2) throw mixprec::error(errc::invalid_argument, "'" + text + "': expected N:LEN");
-  return {std::stoi(parts[0]), std::stoi(parts[1])};
-}
-
 // Runs the mixprec tool in-process with its stdout and stderr appended to `log`; returns its exit code.
 int mixprec_tool(std::vector<std::string> args, const std::string& log) {
   args.insert(args.begin(), "mixprec");
@@ -168,8 +162,9 @@ void write_svg(const std::string& path, const std::vector<entry>& entries, doubl
 int run_study(const study_options& o) {
   fs::create_directories(o.work);
   const std::string dir = o.work + "/", log = dir + "tools.log", measure = dir + "measure.json", imatrix = dir + "imatrix.gguf";
-  (void)streams_of(o.calibration);  // checked here; `mixprec measure --sample` reads it
-  const auto [eval_n, eval_len] = streams_of(o.eval);
+  // N:LEN, checked as the tool checks --sample (the calibration is read by `mixprec measure --sample`).
+  (void)mixprec_cli::detail::int_pair(o.calibration, ':', "--calibration", "N:LEN");
+  const auto [eval_n, eval_len] = mixprec_cli::detail::int_pair(o.eval, ':', "--eval", "N:LEN");
   const std::string threads = std::to_string(o.threads);
 
   // 1. measure (calibration streams sampled with their own seed)

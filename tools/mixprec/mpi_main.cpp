@@ -18,14 +18,6 @@
 
 #include "app.hpp"
 
-// SIGINT/SIGTERM/SIGHUP (mpirun forwards them to the ranks): remove the temporary output being written,
-// then die of the signal as usual.
-extern "C" void on_fatal_signal(int sig) {
-  mixprec::remove_pending_outputs();
-  std::signal(sig, SIG_DFL);
-  std::raise(sig);
-}
-
 namespace {
 
 using namespace mixprec_cli;
@@ -142,6 +134,6 @@ int run_measure(const mpi_session& mpi, int argc, char** argv) {
 
 int main(int argc, char** argv) {
   const mpi_session mpi(&argc, &argv);
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, on_fatal_signal);
+  mixprec::remove_pending_outputs_on_signals();  // mpirun forwards SIGINT/SIGTERM to the ranks
   return run_measure(mpi, argc, argv);
 }

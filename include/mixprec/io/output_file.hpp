@@ -7,12 +7,14 @@
 //   out.commit();                       // any exception before this leaves no model-q4.gguf behind
 //
 // A process killed by a signal leaves at most its temporary file (".<name>.XXXXXX" beside the target),
-// never a truncated target; a signal handler that calls remove_pending_outputs() (the `mixprec` tool's
-// does, for SIGINT, SIGTERM and SIGHUP) removes that too.
+// never a truncated target; a signal handler that calls remove_pending_outputs() removes that too:
+// remove_pending_outputs_on_signals() installs one for SIGINT, SIGTERM and SIGHUP (every mixprec tool
+// calls it first thing in main).
 #pragma once
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -60,6 +62,21 @@ inline void unregister_pending(const char* p) noexcept {
 inline void remove_pending_outputs() noexcept {
   for (auto& slot : detail::pending_outputs.path)
     if (const char* p = slot.load()) ::unlink(p);
+}
+
+namespace detail {
+// Removes the pending outputs, then dies of the signal as it would have without the handler.
+inline void remove_pending_outputs_and_reraise(int sig) noexcept {
+  remove_pending_outputs();
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+}  // namespace detail
+
+// Installs, for SIGINT, SIGTERM and SIGHUP (which mpirun forwards to its ranks), a handler that removes
+// every pending temporary output and then dies of the signal as usual.
+inline void remove_pending_outputs_on_signals() noexcept {
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, detail::remove_pending_outputs_and_reraise);
 }
 
 // Throws mixprec::error (invalid_argument) if `output` is the same file as one of `inputs`, however it
