@@ -195,17 +195,9 @@ TEST_CASE("imatrix as a layer statistic and as quantization weights", "[imatrix]
   im::file small;
   small.entries["blk.0.ffn_up.weight"] = im::entry{1, Eigen::VectorXf::Ones(128)};
   mixprec::layer l2 = mixprec::make_layer("blk.0.ffn_up.weight", w);
-  CHECK_THROWS_AS(im::attach_importance(l2, small), mixprec::error);
-  try {
-    im::attach_importance(l2, small);
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == mixprec::errc::shape_mismatch);
-  }
-  try {
-    im::attach_importance(l2, small, "blk.9.ffn_up.weight");
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == mixprec::errc::invalid_argument);
-  }
+  CHECK(mixprec::test::error_code_of([&] { im::attach_importance(l2, small); }) == mixprec::errc::shape_mismatch);
+  CHECK(mixprec::test::error_code_of([&] { im::attach_importance(l2, small, "blk.9.ffn_up.weight"); }) ==
+        mixprec::errc::invalid_argument);
 }
 
 // ---- GGUF imatrix files ----
@@ -261,13 +253,9 @@ std::vector<tspec> imatrix_tensors() {
 
 std::optional<mixprec::errc> gguf_code(const gg::metadata& kvs, const std::vector<tspec>& ts) { return code_of(gguf_bytes(kvs, ts)); }
 
-std::string message_of(const std::vector<std::uint8_t>& b, const std::string& name) {
-  try {
-    (void)im::parse(b, name);
-  } catch (const mixprec::error& e) {
-    return e.what();
-  }
-  return "parsed";
+// The error parse refuses b (named `name`) with, or nullopt when it parses.
+std::optional<mixprec::error> parse_error_of(const std::vector<std::uint8_t>& b, const std::string& name) {
+  return mixprec::test::error_of([&] { (void)im::parse(b, name); });
 }
 
 }  // namespace
@@ -491,10 +479,11 @@ TEST_CASE("imatrix GGUF: corrupt files are parse errors naming the file and tens
   for (const bad_case& c : cases) {
     INFO(c.what);
     const auto b = gguf_bytes(kvs, c.tensors);
-    CHECK(code_of(b) == errc::parse_error);
-    const std::string msg = message_of(b, "im.gguf");
-    CHECK_THAT(msg, Catch::Contains("im.gguf") && Catch::Contains(c.names));
-    CHECK_THAT(msg, !Catch::Contains("entry count"));  // not read as a legacy file
+    const auto e = parse_error_of(b, "im.gguf");
+    REQUIRE(e);
+    CHECK(e->code() == errc::parse_error);
+    CHECK_THAT(e->what(), Catch::Contains("im.gguf") && Catch::Contains(c.names));
+    CHECK_THAT(e->what(), !Catch::Contains("entry count"));  // not read as a legacy file
   }
 
   // Metadata of the wrong type or range.
@@ -548,20 +537,20 @@ TEST_CASE("imatrix GGUF: a model file is refused as an importance matrix", "[ima
   const std::string path = (std::filesystem::temp_directory_path() / "mixprec_not_an_imatrix.gguf").string();
   const auto b = gguf_bytes(model, weights);
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-  try {
-    (void)im::load(path);
-    FAIL("a model file was read as an imatrix");
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == mixprec::errc::parse_error);
-    CHECK_THAT(e.what(), Catch::Contains(path) && Catch::Contains("general.type") && Catch::Contains("model"));
-  }
+  const auto model_file = mixprec::test::error_of([&] { (void)im::load(path); });
   std::remove(path.c_str());
+  REQUIRE(model_file);  // a model file is not read as an imatrix
+  CHECK(model_file->code() == mixprec::errc::parse_error);
+  CHECK_THAT(model_file->what(), Catch::Contains(path) && Catch::Contains("general.type") && Catch::Contains("model"));
   // Without general.type: refused by its tensors, the first one named.
-  const auto untyped = gguf_bytes({{"general.architecture", gg::value("llama")}}, weights);
-  CHECK(code_of(untyped) == mixprec::errc::parse_error);
-  CHECK_THAT(message_of(untyped, "m.gguf"), Catch::Contains("token_embd.weight") && Catch::Contains(".in_sum2"));
+  const auto untyped = parse_error_of(gguf_bytes({{"general.architecture", gg::value("llama")}}, weights), "m.gguf");
+  REQUIRE(untyped);
+  CHECK(untyped->code() == mixprec::errc::parse_error);
+  CHECK_THAT(untyped->what(), Catch::Contains("token_embd.weight") && Catch::Contains(".in_sum2"));
   // Imatrix tensors mixed with a weight.
   auto mixed = imatrix_tensors();
   mixed.push_back(weights[1]);
-  CHECK_THAT(message_of(gguf_bytes(imatrix_kvs(), mixed), "m.gguf"), Catch::Contains("'blk.0.attn_q.weight'"));
+  const auto mixed_error = parse_error_of(gguf_bytes(imatrix_kvs(), mixed), "m.gguf");
+  REQUIRE(mixed_error);
+  CHECK_THAT(mixed_error->what(), Catch::Contains("'blk.0.attn_q.weight'"));
 }

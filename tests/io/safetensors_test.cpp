@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "mixprec/io/safetensors.hpp"
+#include "support/errors.hpp"
 
 namespace st = mixprec::safetensors;
 using mixprec::errc;
@@ -37,15 +38,9 @@ std::vector<std::byte> raw_file(std::string json, const std::vector<std::byte>& 
 
 st::file parse(std::vector<std::byte> b) { return st::file::parse(mixprec::mapped_file::from_bytes(std::move(b), "t")); }
 
-// The error code (and message) parsing `b` throws; fails the test if it parses.
-std::pair<errc, std::string> failure(std::vector<std::byte> b) {
-  try {
-    (void)parse(std::move(b));
-  } catch (const mixprec::error& e) {
-    return {e.code(), e.what()};
-  }
-  FAIL("parsed without error");
-  return {};
+// The error parsing `b` throws, or nullopt when it parses.
+std::optional<mixprec::error> failure(std::vector<std::byte> b) {
+  return mixprec::test::error_of([&] { (void)parse(std::move(b)); });
 }
 
 std::string temp_path(const std::string& stem) {
@@ -215,9 +210,10 @@ TEST_CASE("safetensors rejects corrupt files with typed errors", "[io][safetenso
   const auto data8 = bytes_of({0, 0, 0x80, 0x3F, 0, 0, 0, 0x40});  // two F32: 1, 2
   auto with = [&](const std::string& json) { return raw_file(json, data8); };
   auto parse_error = [](std::vector<std::byte> b, const std::string& needle) {
-    const auto [code, msg] = failure(std::move(b));
-    CHECK(code == errc::parse_error);
-    CHECK_THAT(msg, Catch::Matchers::Contains(needle));
+    const auto e = failure(std::move(b));
+    REQUIRE(e);
+    CHECK(e->code() == errc::parse_error);
+    CHECK_THAT(e->what(), Catch::Matchers::Contains(needle));
   };
   // Sanity: the well-formed base case parses.
   CHECK(parse(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})")).at("x").count() == 2);
@@ -264,9 +260,10 @@ TEST_CASE("safetensors rejects corrupt files with typed errors", "[io][safetenso
   parse_error(with(R"({"__metadata__":[1]})"), "not an object");
   parse_error(with(R"({"x":[1]})"), "not an object");
 
-  const auto [code, msg] = failure(with(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})"));
-  CHECK(code == errc::unsupported);
-  CHECK_THAT(msg, Catch::Matchers::Contains("'ids'") && Catch::Matchers::Contains("I64"));
+  const auto e = failure(with(R"({"ids":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}})"));
+  REQUIRE(e);
+  CHECK(e->code() == errc::unsupported);
+  CHECK_THAT(e->what(), Catch::Matchers::Contains("'ids'") && Catch::Matchers::Contains("I64"));
 }
 
 TEST_CASE("mapped_file maps files, owns or borrows buffers, and names the path on failure", "[io][mapped_file]") {
@@ -287,21 +284,14 @@ TEST_CASE("mapped_file maps files, owns or borrows buffers, and names the path o
   const std::string empty = temp_path("empty.bin");
   { std::ofstream out(empty, std::ios::binary); }
   CHECK(mixprec::mapped_file(empty).size() == 0);
-  CHECK(failure(raw_file("", {})).first == errc::parse_error);  // "" is not JSON
+  CHECK(mixprec::test::error_code_of([] { (void)parse(raw_file("", {})); }) == errc::parse_error);  // "" is not JSON
 
-  try {
-    mixprec::mapped_file m("/nonexistent/x.bin");
-    FAIL("opened a missing file");
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == errc::io_error);
-    CHECK_THAT(e.what(), Catch::Matchers::Contains("/nonexistent/x.bin"));
-  }
-  try {
-    mixprec::mapped_file m(std::filesystem::temp_directory_path().string());
-    FAIL("mapped a directory");
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == errc::io_error);
-  }
+  const auto missing = mixprec::test::error_of([] { (void)mixprec::mapped_file("/nonexistent/x.bin"); });
+  REQUIRE(missing);
+  CHECK(missing->code() == errc::io_error);
+  CHECK_THAT(missing->what(), Catch::Matchers::Contains("/nonexistent/x.bin"));
+  CHECK(mixprec::test::error_code_of([] { (void)mixprec::mapped_file(std::filesystem::temp_directory_path().string()); }) ==
+        errc::io_error);  // a directory is not mapped
   CHECK_THROWS_AS(st::file::open("/nonexistent/x.safetensors"), mixprec::error);
 
   auto owned = mixprec::mapped_file::from_bytes(bytes_of({1, 2, 3}));

@@ -14,11 +14,14 @@
 
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/tokenizer.hpp"
+#include "support/errors.hpp"
 
 namespace {
 
 namespace models = mixprec::models;
 namespace fs = std::filesystem;
+using mixprec::test::error_code_of;
+using mixprec::test::error_of;
 
 const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
 const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
@@ -29,15 +32,6 @@ std::string write_file(const std::string& name, const std::string& bytes) {
   return p;
 }
 
-mixprec::error error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const mixprec::error& e) {
-    return e;
-  }
-  return mixprec::error(mixprec::errc::invalid_argument, "no error");
-}
-
 }  // namespace
 
 TEST_CASE("token-id files: text, u16 and i32", "[models][calibration]") {
@@ -45,13 +39,15 @@ TEST_CASE("token-id files: text, u16 and i32", "[models][calibration]") {
   const std::string text = write_file("ids.txt", "1 319 459, 355\n\n# a comment line\n1\t5 6 # trailing comment\r\n7");
   const auto t = models::read_token_streams(text, token_file_format::text, 512);
   CHECK(t == std::vector<std::vector<int>>{{1, 319, 459, 355}, {1, 5, 6}, {7}});
-  auto e = error_of([&] { (void)models::read_token_streams(text, token_file_format::text, 400); });
-  CHECK(e.code() == mixprec::errc::invalid_argument);
-  CHECK_THAT(std::string(e.what()), Catch::Contains("459") && Catch::Contains("line 1"));
+  const auto too_large = error_of([&] { (void)models::read_token_streams(text, token_file_format::text, 400); });
+  REQUIRE(too_large);
+  CHECK(too_large->code() == mixprec::errc::invalid_argument);
+  CHECK_THAT(too_large->what(), Catch::Contains("459") && Catch::Contains("line 1"));
   const std::string bad = write_file("bad.txt", "1 2\n3 x4\n");
-  e = error_of([&] { (void)models::read_token_streams(bad, token_file_format::text); });
-  CHECK(e.code() == mixprec::errc::parse_error);
-  CHECK_THAT(std::string(e.what()), Catch::Contains("line 2"));
+  const auto not_a_number = error_of([&] { (void)models::read_token_streams(bad, token_file_format::text); });
+  REQUIRE(not_a_number);
+  CHECK(not_a_number->code() == mixprec::errc::parse_error);
+  CHECK_THAT(not_a_number->what(), Catch::Contains("line 2"));
 
   // llama2.c's pretokenized shards: uint16, stories delimited by BOS.
   const std::vector<std::uint16_t> u16 = {7, 1, 10, 11, 1, 12, 1};
@@ -59,12 +55,13 @@ TEST_CASE("token-id files: text, u16 and i32", "[models][calibration]") {
   CHECK(models::read_token_streams(shard, token_file_format::u16) == std::vector<std::vector<int>>{{7}, {1, 10, 11}, {1, 12}, {1}});
   const std::vector<std::int32_t> i32 = {1, 300, 2, -4};
   const std::string ints = write_file("ids.i32", std::string(reinterpret_cast<const char*>(i32.data()), i32.size() * 4));
-  e = error_of([&] { (void)models::read_token_streams(ints, token_file_format::i32); });
-  CHECK(e.code() == mixprec::errc::parse_error);
-  CHECK_THAT(std::string(e.what()), Catch::Contains("byte 12"));
+  const auto negative = error_of([&] { (void)models::read_token_streams(ints, token_file_format::i32); });
+  REQUIRE(negative);
+  CHECK(negative->code() == mixprec::errc::parse_error);
+  CHECK_THAT(negative->what(), Catch::Contains("byte 12"));
   const std::string odd = write_file("odd.bin", std::string(3, '\1'));
-  CHECK(error_of([&] { (void)models::read_token_streams(odd, token_file_format::u16); }).code() == mixprec::errc::parse_error);
-  CHECK(error_of([&] { (void)models::read_token_streams("/nonexistent/ids", token_file_format::text); }).code() == mixprec::errc::io_error);
+  CHECK(error_code_of([&] { (void)models::read_token_streams(odd, token_file_format::u16); }) == mixprec::errc::parse_error);
+  CHECK(error_code_of([&] { (void)models::read_token_streams("/nonexistent/ids", token_file_format::text); }) == mixprec::errc::io_error);
   for (const auto& p : {text, bad, shard, ints, odd}) fs::remove(p);
 
   const std::vector<int> corpus = {5, 6, 7, 8, 9, 10, 11};

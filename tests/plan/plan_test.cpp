@@ -11,6 +11,7 @@
 
 #include "mixprec/plan/plan.hpp"
 #include "support/data.hpp"
+#include "support/errors.hpp"
 
 using namespace mixprec;
 
@@ -265,23 +266,18 @@ TEST_CASE("rules: overrides by glob and regex, precision bounds, never-quantized
   for (const auto& e : mid.entries) CHECK(e.spec == candidates[2]);
 
   auto base = [&] { return plan_builder{m.table, knapsack_policy{}, byte_budget{1e9}}; };
-  try {
-    (void)base().rule(plan_rule::use("lm_haed", parse_spec("fp16"))).build();
-    FAIL("no error");
-  } catch (const error& e) {
-    CHECK(e.code() == errc::invalid_argument);
-    CHECK_THAT(e.what(), Catch::Contains("'lm_haed'") && Catch::Contains("matches no layer"));
-  }
+  const auto typo = test::error_of([&] { (void)base().rule(plan_rule::use("lm_haed", parse_spec("fp16"))).build(); });
+  REQUIRE(typo);
+  CHECK(typo->code() == errc::invalid_argument);
+  CHECK_THAT(typo->what(), Catch::Contains("'lm_haed'") && Catch::Contains("matches no layer"));
   CHECK_THROWS_WITH(base().rule(plan_rule::at_least("*.mlp.*", 8)).build(), Catch::Contains("'*.mlp.*'"));
   CHECK_THROWS_WITH(base().rule(plan_rule::at_least(name_pattern::regex("blk\\.1\\..*"), 8)).build(),
                     Catch::Contains("regex 'blk\\.1\\..*'"));
-  try {
-    (void)base().rule(plan_rule::use("lm_head", candidates[1])).rule(plan_rule::at_least("lm_*", 8)).build();
-    FAIL("no error");
-  } catch (const error& e) {
-    CHECK(e.code() == errc::infeasible);
-    CHECK_THAT(e.what(), Catch::Contains("'lm_head' has no candidate left") && Catch::Contains("rule 'lm_*' (8..32 bits)"));
-  }
+  const auto clash = test::error_of(
+      [&] { (void)base().rule(plan_rule::use("lm_head", candidates[1])).rule(plan_rule::at_least("lm_*", 8)).build(); });
+  REQUIRE(clash);
+  CHECK(clash->code() == errc::infeasible);
+  CHECK_THAT(clash->what(), Catch::Contains("'lm_head' has no candidate left") && Catch::Contains("rule 'lm_*' (8..32 bits)"));
   CHECK_THROWS_AS(name_pattern::regex("blk\\.(["), error);
 }
 
@@ -324,12 +320,7 @@ TEST_CASE("rules from text: PATTERN=SPEC, bounds, re: regexes; typed errors", "[
   for (const char* bad : {"lm_head", "=int8", "lm_head=", "lm_head=int9", "x>=0", "x<=33", "x>=8bits", "x>=", "re:=int8",
                           "re:blk\\.([=int8"}) {
     INFO(bad);
-    try {
-      (void)parse_plan_rule(bad);
-      FAIL("no error");
-    } catch (const error& e) {
-      CHECK(e.code() == errc::parse_error);
-    }
+    CHECK(test::error_code_of([&] { (void)parse_plan_rule(bad); }) == errc::parse_error);
   }
   CHECK_THROWS_WITH(parse_plan_rule("lm_head=int9"), Catch::Contains("plan rule 'lm_head=int9'"));
 }
@@ -355,28 +346,26 @@ TEST_CASE("tied groups: one choice, validated", "[plan][ties]") {
   CHECK_THROWS_WITH(base().tie({"blk.0.attn.q", "blk.9.attn.k"}).build(), Catch::Contains("'blk.9.attn.k' is not in the model"));
   CHECK_THROWS_WITH(base().tie(qkv).tie({"blk.0.attn.q", "lm_head"}).build(), Catch::Contains("tied twice"));
   CHECK_THROWS_WITH(base().tie({}).build(), Catch::Contains("empty tied group"));
-  try {
+  const auto e = test::error_of([&] {
     (void)base().tie(gate_up).rule(plan_rule::at_least("blk.0.ffn.gate", 8)).rule(plan_rule::at_most("blk.0.ffn.up", 4)).build();
-    FAIL("no error");
-  } catch (const error& e) {
-    CHECK(e.code() == errc::infeasible);
-    CHECK_THAT(e.what(), Catch::Contains("blk.0.ffn.gate+blk.0.ffn.up allow no common quantizer"));
-  }
+  });
+  REQUIRE(e);
+  CHECK(e->code() == errc::infeasible);
+  CHECK_THAT(e->what(), Catch::Contains("blk.0.ffn.gate+blk.0.ffn.up allow no common quantizer"));
 }
 
 TEST_CASE("impossible budgets fail at once, before any loss is asked for, with the reachable range", "[plan][errors]") {
   const toy_model m;
   const std::size_t lo = total_bytes(m, candidates[0]), hi = total_bytes(m, candidates[3]);
-  try {
+  const auto e = test::error_of([&] {
     (void)plan_builder{untouchable_source{}, knapsack_policy{}, byte_budget{static_cast<double>(lo - 1)}}
         .candidates(candidates)
         .build(m.shapes);
-    FAIL("no error");
-  } catch (const error& e) {
-    CHECK(e.code() == errc::infeasible);
-    CHECK_THAT(e.what(), Catch::Contains("smallest reachable size is " + std::to_string(lo) + " bytes") &&
-                             Catch::Contains("the largest " + std::to_string(hi) + " bytes"));
-  }
+  });
+  REQUIRE(e);
+  CHECK(e->code() == errc::infeasible);
+  CHECK_THAT(e->what(), Catch::Contains("smallest reachable size is " + std::to_string(lo) + " bytes") &&
+                            Catch::Contains("the largest " + std::to_string(hi) + " bytes"));
   // The same budget in bits per weight, and for every policy (threshold included).
   const double weights = 64 * 64 + 2 * 32 * 64 + 2 * 96 * 64 + 64 * 96 + 100 * 70;
   const double min_bits = 8.0 * static_cast<double>(lo) / weights;

@@ -11,6 +11,7 @@
 #include "mixprec/model.hpp"
 #include "mixprec/sensitivity/weight_sensitivity.hpp"
 #include "support/data.hpp"
+#include "support/errors.hpp"
 
 using namespace mixprec;
 
@@ -178,13 +179,8 @@ TEST_CASE("threads give the same scores; progress is counted; errors name the la
 TEST_CASE("invalid views and candidates are rejected", "[sensitivity][weights]") {
   row_matrix w = test::gaussian(4, 8, 1.0f, 1);
   const std::vector<quant_spec> cand = {parse_spec("int8")};
-  auto fails = [&](std::vector<layer> ls, errc code) {
-    try {
-      (void)analyze_weights(ls, cand);
-    } catch (const error& e) {
-      return e.code() == code;
-    }
-    return false;
+  auto fails = [&](const std::vector<layer>& ls, errc code) {
+    return test::error_code_of([&] { (void)analyze_weights(ls, cand); }) == code;
   };
   CHECK(fails({}, errc::empty_input));
   CHECK(fails({make_layer("a", w), make_layer("a", w)}, errc::invalid_argument));
