@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../tools/mixprec/convert.hpp"
+#include "mixprec/models/tokenizer.hpp"
 #include "support/data.hpp"
 #include "support/errors.hpp"
 
@@ -101,19 +102,6 @@ std::vector<std::string> current_pieces(int extra) {
   for (unsigned b = 0; b < 256; ++b) p.push_back(mixprec_cli::convert_detail::byte_piece(b));
   for (int i = 0; i < extra; ++i) p.push_back(" w" + std::to_string(i));
   return p;
-}
-
-std::string unescape(const std::string& s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (s.compare(i, 3, "\xe2\x96\x81") == 0) {
-      out += ' ';
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
 }
 
 }  // namespace
@@ -234,7 +222,7 @@ TEST_CASE("convert: the vocabulary round-trips and decodes the reference generat
   for (std::size_t i = 0; i < 512; ++i) {
     INFO("token " << i);
     CHECK(std::memcmp(scores.items[i].get_if<float>(), &tok.scores[i], 4) == 0);
-    const std::string t = unescape(text(i));
+    const std::string t = mixprec::models::spm_tokenizer::unescape_spaces(text(i));
     if (i >= 3) CHECK(t == tok.vocab[i]);
     if (i >= 3 && i < 259)
       CHECK(type(i) == llama_token_type::byte);
