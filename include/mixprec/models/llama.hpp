@@ -18,7 +18,7 @@
 // half-split q/k into this order), so one engine runs both kinds of file.
 //
 // Matrices are (out x in) row-major; a GGUF tensor of dims {ne0, ne1} is ne1 rows of ne0 inputs.
-// Numerics: FP32 throughout; forward() is the previous examples/llama engine operation for operation
+// Numerics: FP32 throughout; forward() is the first engine of apps/llama2c_study operation for operation
 // (same results, bit for bit); logits() runs a whole sequence with matrix-matrix products (prefill).
 #pragma once
 
