@@ -1,8 +1,11 @@
 // quant_spec: text form, validation, exact byte accounting, compile-time quantizer.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/quantize/spec.hpp"
+#include "support/data.hpp"
 #include "support/errors.hpp"
 
 using namespace mixprec;
@@ -54,4 +57,18 @@ TEST_CASE("compile-time quantizer describes the same spec as its text", "[spec][
   CHECK(quantizer<int8>{}.spec() == parse_spec("int8/channel/sym/minmax/s32"));
   CHECK(quantizer<int2, per_tensor, asymmetric, percentile>{percentile{99.0f}}.spec() ==
         parse_spec("int2/tensor/asym/p99"));
+  // The rounding policy, as the run-time spec has it: stochastic with its seed gives the spec's bytes.
+  STATIC_REQUIRE(Rounding<stochastic>);
+  using sr = quantizer<int4, per_group<32>, symmetric, minmax, scale_type::fp16, stochastic>;
+  quant_spec s = parse_spec("int4/g32/sym/minmax/s16/stochastic");
+  s.seed = 42;
+  CHECK(sr{stochastic{42}}.spec() == s);
+  CHECK(quantizer<int4, per_group<32>, symmetric, minmax, scale_type::fp16>{}.spec().rounding == rounding_id::nearest_even);
+  const row_matrix w = test::gaussian(8, 64, 0.1f, 5);
+  const auto q = sr{stochastic{42}}(w);
+  const auto expected = quantize(w, s);
+  CHECK(std::equal(q.codes().begin(), q.codes().end(), expected.codes().begin(), expected.codes().end()));
+  CHECK_FALSE(std::equal(q.codes().begin(), q.codes().end(), quantize(w, parse_spec("int4/g32/sym/minmax/s16")).codes().begin()));
+  using pr = quantizer<int8, per_channel, symmetric, percentile, scale_type::fp32, stochastic>;
+  CHECK(pr{percentile{99.0f}, stochastic{7}}.spec().seed == 7);
 }

@@ -32,7 +32,7 @@
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/formats.hpp"
-#include "mixprec/formats/ggml.hpp"
+#include "mixprec/formats/ggml_blocks.hpp"
 
 namespace mixprec {
 
