@@ -65,8 +65,8 @@ inline reference make_reference(const mixprec::llama2c::checkpoint& ck, const st
 }
 
 // Runs the model with `specs` over the reference streams (teacher forcing).
-inline quality evaluate(const mixprec::llama2c::checkpoint& ck, const spec_map& specs, const reference& ref,
-                        mixprec::activation_type activations = mixprec::activation_type::fp32) {
+inline quality quality_of(const mixprec::llama2c::checkpoint& ck, const spec_map& specs, const reference& ref,
+                          mixprec::activation_type activations = mixprec::activation_type::fp32) {
   std::vector<double> kls;
   double nll = 0.0;
   std::size_t agree = 0, count = 0;
@@ -145,8 +145,8 @@ inline std::vector<matrix_sensitivity> measure_matrices(mixprec::llama2c::checkp
     m.kind = kind_of(name);
     m.rows = w->rows();
     m.cols = w->cols();
-    m.kl_int4 = evaluate(ck, {{name, int4}}, ref).kl_mean;
-    m.kl_int8 = evaluate(ck, {{name, int8}}, ref).kl_mean;
+    m.kl_int4 = quality_of(ck, {{name, int4}}, ref).kl_mean;
+    m.kl_int8 = quality_of(ck, {{name, int8}}, ref).kl_mean;
     const mixprec::row_matrix back = mixprec::dequantize(mixprec::quantize(*w, int4, name));
     m.sqnr_int4_db = mixprec::sqnr_db(*w, back);
     const Eigen::MatrixXd e = (back - *w).cast<double>();

@@ -45,7 +45,7 @@ int main(int argc, char** argv) try {
   auto run = [&](const std::string& name, const llama::spec_map& specs,
                  mixprec::activation_type act = mixprec::activation_type::fp32) {
     std::fprintf(stderr, "strategy %s...\n", name.c_str());
-    results.push_back({name, specs, llama::evaluate(ck, specs, ref, act), weights});
+    results.push_back({name, specs, llama::quality_of(ck, specs, ref, act), weights});
   };
   run("fp32", {});
   run("int8", llama::uniform(ck, int8));

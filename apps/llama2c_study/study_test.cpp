@@ -22,8 +22,8 @@ TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up"
     CHECK(m.kl_int4 > m.kl_int8);  // fewer bits, more divergence, for every matrix
     CHECK(m.sqnr_int4_db > 15.0);
   }
-  const auto q4 = llama::evaluate(ck, llama::uniform(ck, int4), ref);
-  const auto q8 = llama::evaluate(ck, llama::uniform(ck, int8), ref);
+  const auto q4 = llama::quality_of(ck, llama::uniform(ck, int4), ref);
+  const auto q8 = llama::quality_of(ck, llama::uniform(ck, int8), ref);
   const double budget = 0.5 * static_cast<double>(q4.bytes + q8.bytes);
   const auto plan = mixprec::plan_builder{llama::kl_source(matrices, int4, int8), mixprec::knapsack_policy{},
                                                   mixprec::byte_budget{budget}}
@@ -33,13 +33,13 @@ TEST_CASE("study: knapsack beats all-INT4 below the all-INT8 size; bytes add up"
   llama::transformer engine(ck, llama::specs_of(plan));
   CHECK(engine.matrix_bytes() == plan.bytes());  // every scale counted the same way
   CHECK(static_cast<double>(plan.bytes()) < static_cast<double>(q8.bytes));
-  const auto qk = llama::evaluate(ck, llama::specs_of(plan), ref);
+  const auto qk = llama::quality_of(ck, llama::specs_of(plan), ref);
   INFO("KL knapsack " << qk.kl_mean << " int4 " << q4.kl_mean << " int8 " << q8.kl_mean);
   CHECK(qk.kl_mean <= q4.kl_mean);
   CHECK(q8.kl_mean < q4.kl_mean);
   CHECK(qk.top1 >= q4.top1);
   // The same plan with INT8 activations: same bytes, some extra divergence from rounding the inputs.
-  const auto qa8 = llama::evaluate(ck, llama::specs_of(plan), ref, mixprec::activation_type::int8);
+  const auto qa8 = llama::quality_of(ck, llama::specs_of(plan), ref, mixprec::activation_type::int8);
   INFO("KL knapsack+a8 " << qa8.kl_mean);
   CHECK(qa8.bytes == qk.bytes);
   CHECK(qa8.kl_mean > qk.kl_mean);

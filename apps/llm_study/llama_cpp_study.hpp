@@ -151,9 +151,9 @@ inline std::vector<std::vector<float>> stream_logits(const std::string& path, co
 // log-softmax, KL and NLL are computed in double. `progress`, when set, is called after each model.
 // Throws mixprec::error: invalid_argument for no streams or a stream of fewer than 2 tokens,
 // shape_mismatch for a model whose vocabulary differs, and what llama_cpp.hpp throws.
-[[nodiscard]] inline std::vector<model_score> evaluate(const std::string& reference, const std::vector<std::vector<int>>& streams,
-                                                       std::span<const std::string> models, const eval_options& options = {},
-                                                       const std::function<void(const model_score&)>& progress = {}) {
+[[nodiscard]] inline std::vector<model_score> score_models(const std::string& reference, const std::vector<std::vector<int>>& streams,
+                                                           std::span<const std::string> models, const eval_options& options = {},
+                                                           const std::function<void(const model_score&)>& progress = {}) {
   if (streams.empty()) throw mixprec::error(errc::invalid_argument, "no token streams to evaluate on");
   for (std::size_t i = 0; i < streams.size(); ++i)
     if (streams[i].size() < 2)

@@ -127,7 +127,7 @@ int eval_command(const arguments& a) {
   std::printf("%-40s %12s %12s %8s %10s %10s\n", "model", "bytes", "KL (nats)", "top-1 %", "PPL", "ref PPL");
   lc::eval_options options;
   if (a.threads > 0) options.threads = a.threads;
-  const auto scores = lc::evaluate(ref, streams, models, options, [](const lc::model_score& s) {
+  const auto scores = lc::score_models(ref, streams, models, options, [](const lc::model_score& s) {
     std::printf("%-40s %12ju %12.6g %8.2f %10.4f %10.4f\n", s.path.c_str(), s.bytes, s.kl, s.top1, s.ppl, s.ref_ppl);
     std::fflush(stdout);
   });

@@ -237,7 +237,7 @@ int run_study(const study_options& o) {
     if (!e.path.empty()) files.push_back(e.path);
   std::fprintf(stderr, "llm_study: scoring %zu files in llama.cpp on %s streams (seed %llu)...\n", files.size(), o.eval.c_str(),
                static_cast<unsigned long long>(o.eval_seed));
-  const auto scores = lc::evaluate(o.model, eval_streams, files, {.threads = o.threads});
+  const auto scores = lc::score_models(o.model, eval_streams, files, {.threads = o.threads});
   std::size_t k = 0;
   for (auto& e : entries)
     if (!e.path.empty()) e.score = scores[k++];

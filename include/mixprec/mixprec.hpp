@@ -26,6 +26,17 @@
 //   mixprec/io/idx.hpp                    needs zlib (gzip-compressed IDX files)
 // tests/umbrella checks this banner: every header is included here or listed above as optional with
 // a reason it really has, and what is included uses only the standard library, POSIX, Eigen and xsimd.
+//
+// Shared pieces, one home each (use these rather than writing another):
+//   a user's layers and model        layer.hpp, model.hpp (every analysis, the probe, shapes_of,
+//                                    quantize_model, imatrix); results to the planner: sensitivity/to_table.hpp
+//   an error with a code and context error.hpp (error::in_context wraps one on its way up)
+//   decoding a quantized row         kernels/ref/row_codec.hpp, entered through formats.hpp's visit_format
+//   the accuracy-drop classes        plan/drop_classes.hpp (the report and the threshold policy)
+//   threads                          detail/parallel.hpp (one exception-safe pool: parallel_for, for_row_chunks)
+//   matrix products' options         kernels/gemv_options.hpp (threads, FP32 or INT8 activations)
+//   writing a file                   io/output_file.hpp (temporary + rename; the tools' signal handler)
+//   ggml's block types               formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, quantize/ggml.hpp
 #pragma once
 
 #include "mixprec/error.hpp"

@@ -112,7 +112,7 @@ struct most_expensive_policy {
         if (item[k].cost > item[best].cost) best = k;
       r.choice.push_back(best);
     }
-    evaluate(p, r);
+    sum_choices(p, r);
     return r;
   }
 };

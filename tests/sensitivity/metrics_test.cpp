@@ -26,7 +26,7 @@ TEST_CASE("tensor metrics against hand-computed values", "[sensitivity][metrics]
   CHECK(sqnr_db(a, b) == Approx(10.0 * std::log10(30.0 / 4.0)));
   CHECK(sqnr_db(a, b) == Approx(8.750612633917));
   CHECK(cosine_similarity(a, b) == Approx(22.0 / std::sqrt(30.0 * 18.0)));
-  const error_stats s = compare(a, b);
+  const error_stats s = error_stats_of(a, b);
   CHECK(s.signal == 30.0);
   CHECK(s.test_energy == 18.0);
   CHECK(s.dot == 22.0);
@@ -76,7 +76,7 @@ TEST_CASE("the SIMD pass equals a scalar double reference at awkward sizes", "[s
         sd += x * y;
         mx = std::max(mx, std::fabs(x - y));
       }
-    const error_stats s = compare(a, b);  // float, row-major: the SIMD kernel
+    const error_stats s = error_stats_of(a, b);  // float, row-major: the SIMD kernel
     INFO("n = " << n);
     CHECK(s.count == 3 * n);
     CHECK(s.signal == Approx(sa).epsilon(1e-13));
@@ -85,7 +85,7 @@ TEST_CASE("the SIMD pass equals a scalar double reference at awkward sizes", "[s
     CHECK(s.dot == Approx(sd).epsilon(1e-13));
     CHECK(s.max_abs == mx);
     // Sums of at most 3000 products: double accumulation keeps them far inside float's precision.
-    const error_stats sd_path = compare(a.cast<double>(), b.cast<double>());
+    const error_stats sd_path = error_stats_of(a.cast<double>(), b.cast<double>());
     CHECK(sd_path.noise == Approx(s.noise).epsilon(1e-13));
   }
 }

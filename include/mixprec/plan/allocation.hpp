@@ -87,7 +87,7 @@ inline void validate(const allocation_problem& p) {
 }
 
 // Fills cost and loss of a result from its choices (summed in item order).
-inline void evaluate(const allocation_problem& p, allocation_result& r) {
+inline void sum_choices(const allocation_problem& p, allocation_result& r) {
   r.cost = r.loss = 0.0;
   for (std::size_t i = 0; i < p.items.size(); ++i) {
     r.cost += p.items[i][r.choice[i]].cost;

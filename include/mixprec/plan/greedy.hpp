@@ -42,7 +42,7 @@ inline void greedy_fill(const allocation_problem& p, const std::vector<std::vect
     r.choice[i] = f[j];
     pos[i] = j;
   }
-  evaluate(p, r);
+  sum_choices(p, r);
   auto push_item = [&](std::size_t i) {
     const auto& item = p.items[i];
     const auto& cur = item[front[i][pos[i]]];
@@ -65,7 +65,7 @@ inline void greedy_fill(const allocation_problem& p, const std::vector<std::vect
     ++version[u.item];
     push_item(u.item);
   }
-  evaluate(p, r);
+  sum_choices(p, r);
 }
 
 [[nodiscard]] inline std::vector<std::vector<std::size_t>> pareto_fronts(const allocation_problem& p) {
@@ -93,7 +93,7 @@ struct greedy_policy {
     r.solver = "greedy";
     r.choice.resize(p.items.size());
     for (std::size_t i = 0; i < p.items.size(); ++i) r.choice[i] = front[i][0];
-    evaluate(p, r);
+    sum_choices(p, r);
     detail::greedy_fill(p, front, r);
     detail::attach_bound(p, detail::solve_lp(p, front), r);
     return r;

@@ -100,7 +100,7 @@ namespace detail {
     const double base = p.items[i][front[i][0]].cost;
     c -= static_cast<std::size_t>(static_cast<std::uint64_t>(p.items[i][front[i][j]].cost - base) / g);
   }
-  evaluate(p, r);
+  sum_choices(p, r);
   r.proven_optimal = true;
   r.lower_bound = r.loss;
   r.solver = "table";
@@ -121,7 +121,7 @@ namespace detail {
 
   allocation_result best;
   best.choice = lp.choice;
-  evaluate(p, best);
+  sum_choices(p, best);
   greedy_fill(p, front, best);
   best.lower_bound = lb;
   best.solver = "branch-and-bound";
@@ -317,7 +317,7 @@ namespace detail {
     }
   }
   if (incumbent_stage >= 0) best.choice = rebuild(static_cast<std::size_t>(incumbent_stage), incumbent_index);
-  evaluate(p, best);
+  sum_choices(p, best);
   best.proven_optimal = complete;
   return best;
 }

@@ -37,7 +37,7 @@ struct lagrangian_policy {
     allocation_result r;
     r.choice = lp.choice;
     r.solver = fill ? "hull+greedy" : "hull";
-    evaluate(p, r);
+    sum_choices(p, r);
     if (fill) detail::greedy_fill(p, front, r);
     detail::attach_bound(p, lp, r);
     return r;

@@ -79,7 +79,7 @@ struct threshold_policy {
       }
       r.choice[i] = pick;
     }
-    evaluate(p, r);
+    sum_choices(p, r);
     return r;
   }
 };

@@ -63,8 +63,8 @@ inline constexpr bool float_direct_v =
 
 // All comparison sums of ref and test in one pass (see error_stats; throws as the file header says).
 template <class A, class B>
-[[nodiscard]] error_stats compare(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test,
-                                  const char* what = "compare") {
+[[nodiscard]] error_stats error_stats_of(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test,
+                                         const char* what = "error_stats_of") {
   detail::check_same_shape(ref, test, what);
   error_stats s;
   const A& a = ref.derived();
@@ -92,31 +92,31 @@ template <class A, class B>
 // Sum of squared differences.
 template <class A, class B>
 [[nodiscard]] double squared_error(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
-  return compare(ref, test, "squared_error").noise;
+  return error_stats_of(ref, test, "squared_error").noise;
 }
 
 // Mean squared error.
 template <class A, class B>
 [[nodiscard]] double mse(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
-  return compare(ref, test, "mse").mse();
+  return error_stats_of(ref, test, "mse").mse();
 }
 
 // Signal-to-quantization-noise ratio 10 log10(|ref|^2 / |ref - test|^2) in dB (+inf when equal).
 template <class A, class B>
 [[nodiscard]] double sqnr_db(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
-  return compare(ref, test, "sqnr_db").sqnr_db();
+  return error_stats_of(ref, test, "sqnr_db").sqnr_db();
 }
 
 // Largest absolute difference.
 template <class A, class B>
 [[nodiscard]] double max_abs_error(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
-  return compare(ref, test, "max_abs_error").max_abs;
+  return error_stats_of(ref, test, "max_abs_error").max_abs;
 }
 
 // Cosine similarity of the flattened tensors; 1 when both are zero, 0 when exactly one is.
 template <class A, class B>
 [[nodiscard]] double cosine_similarity(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
-  return compare(ref, test, "cosine_similarity").cosine();
+  return error_stats_of(ref, test, "cosine_similarity").cosine();
 }
 
 namespace detail {
