@@ -1,4 +1,4 @@
-// ggml block quantizers (formats/ggml.hpp: ggml's algorithms, ggml's bytes) on a 1024x4096
+// ggml block quantizers (kernels/ref/ggml_ref.hpp via quantize/ggml.hpp: ggml's algorithms and bytes) on a 1024x4096
 // Gaussian matrix, with and without importance weights, plus dequantization; BM_memcpy of the same
 // FP32 bytes is the same-run baseline. Bytes processed = FP32 input bytes (quantize) or FP32 output
 // bytes (dequantize), so bytes_per_second compares directly with ggml's "fp32 input bytes per second".

@@ -31,6 +31,7 @@
 #include <Eigen/Core>
 
 #include <mixprec/types.hpp>
+#include <mixprec/detail/parallel.hpp>
 #include <mixprec/error.hpp>
 
 namespace fashion {
@@ -375,18 +376,13 @@ class adam {
 };
 
 // Work split into a fixed number of shards (so results do not depend on the core count), run on up to
-// that many threads.
+// that many threads by the library's pool (an exception in a shard reaches the caller).
 inline constexpr int shards = 2;
 
 template <class F>
 void run_shards(int threads, F&& f) {
-  if (threads <= 1) {
-    for (int s = 0; s < shards; ++s) f(s);
-    return;
-  }
-  std::vector<std::jthread> pool;
-  for (int s = 1; s < shards; ++s) pool.emplace_back([&f, s] { f(s); });
-  f(0);
+  const unsigned workers = mixprec::detail::worker_count(static_cast<unsigned>(std::max(1, threads)), shards);
+  mixprec::detail::parallel_for(shards, workers, [&](std::size_t s, unsigned) { f(static_cast<int>(s)); });
 }
 
 [[nodiscard]] inline int default_threads() { return static_cast<int>(std::max(1u, std::min<unsigned>(shards, std::thread::hardware_concurrency()))); }

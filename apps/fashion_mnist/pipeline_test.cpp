@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "report.hpp"
+#include "support/errors.hpp"
 
 TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache", "[fashion][pipeline]") {
   const auto out = std::filesystem::temp_directory_path() / ("mixprec_fashion_pipeline_test_" + std::to_string(::getpid()));
@@ -97,11 +98,8 @@ TEST_CASE("pipeline: quick run on real data; plans, sizes, frontier, JSON, cache
 }
 
 TEST_CASE("pipeline: missing data names the package", "[fashion][pipeline]") {
-  try {
-    (void)fashion::load_dataset("/nonexistent/fashion", 10, 10, 10);
-    FAIL("no error for a missing dataset");
-  } catch (const mixprec::error& e) {
-    CHECK(e.code() == mixprec::errc::io_error);
-    CHECK(std::string(e.what()).find("dataset-fashion-mnist") != std::string::npos);
-  }
+  const auto e = mixprec::test::error_of([] { (void)fashion::load_dataset("/nonexistent/fashion", 10, 10, 10); });
+  REQUIRE(e);
+  CHECK(e->code() == mixprec::errc::io_error);
+  CHECK_THAT(e->what(), Catch::Contains("dataset-fashion-mnist"));
 }

@@ -1,7 +1,7 @@
 // The llama.cpp side of the LLM quantization study, everything measured inside llama.cpp (llama_cpp.hpp):
 //   quantize_file   llama.cpp's own recipes (Q4_0, Q4_K_M, ...) with an optional imatrix, read as
 //                   llama-quantize reads it; the output appears only when complete (temp file + rename)
-//   evaluate        GGUF models against a reference GGUF on token streams: KL, top-1 agreement, perplexity
+//   score_models    GGUF models against a reference GGUF on token streams: KL, top-1 agreement, perplexity
 #pragma once
 
 #include <algorithm>
@@ -84,7 +84,7 @@ inline quantize_report quantize_file(const std::string& in, const std::string& o
   return r;
 }
 
-// ---- evaluate ----
+// ---- score_models ----
 
 // One model against the reference, pooled over every position of every stream.
 struct model_score {

@@ -274,6 +274,7 @@ int run_study(const study_options& o) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  mixprec::remove_pending_outputs_on_signals();  // a stopped study leaves no temporary file behind
   study_options o;
   std::vector<std::string> positional;
   try {

@@ -1,8 +1,9 @@
 // layer: the one view of a quantizable layer of a user's model, shared by every part of the library
 // (sensitivity/ analyses and the probe, plan/'s shapes_of and quantize_model, io/imatrix's importance):
 // a name, the user's row-major FP32 weight (no copy) and optional calibration statistics of the layer's
-// input. A const layer only reads the weight (weight() const is a read-only map); only code given a
-// mutable layer (the probe, through std::span<layer>) may write it. model.hpp lists layers.
+// input. Through a const layer the library only reads the weight (weight() const is a read-only map);
+// only code given a mutable layer (the probe, through std::span<layer>) writes it. (`data` itself is a
+// plain float*, so that a layer can be built over any buffer.) model.hpp lists layers.
 //
 // The statistics serve the output-aware error proxy
 //   ||W X - Q(W) X||_F^2 = trace(E G E^T),  E = Q(W) - W,  G = X X^T.
@@ -130,9 +131,8 @@ struct layer {
 // many tokens never needs all of them in memory at once.
 class gram_accumulator {
  public:
-  explicit gram_accumulator(index_t in_features) : g_(Eigen::MatrixXd::Zero(in_features, in_features)) {
-    if (in_features <= 0) throw error(errc::empty_input, "gram_accumulator: in_features must be positive");
-  }
+  explicit gram_accumulator(index_t in_features)
+      : g_(Eigen::MatrixXd::Zero(checked(in_features), checked(in_features))) {}
   // Adds a batch X (in_features x tokens); throws on a shape mismatch or a non-finite value.
   template <class Derived>
   void add(const Eigen::MatrixBase<Derived>& x) {
@@ -157,6 +157,11 @@ class gram_accumulator {
   [[nodiscard]] Eigen::VectorXd importance() const { return g_.diagonal(); }
 
  private:
+  static index_t checked(index_t in_features) {
+    if (in_features <= 0) throw error(errc::empty_input, "gram_accumulator: in_features must be positive");
+    return in_features;
+  }
+
   Eigen::MatrixXd g_;  // lower triangle valid
   index_t tokens_ = 0;
 };

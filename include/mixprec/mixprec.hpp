@@ -36,7 +36,8 @@
 //   threads                          detail/parallel.hpp (one exception-safe pool: parallel_for, for_row_chunks)
 //   matrix products' options         kernels/gemv_options.hpp (threads, FP32 or INT8 activations)
 //   writing a file                   io/output_file.hpp (temporary + rename; the tools' signal handler)
-//   ggml's block types               formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, quantize/ggml.hpp
+//   ggml's block types               formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, kernels/ggml_row.hpp,
+//                                    quantize/ggml.hpp (formats/ggml.hpp includes the four)
 #pragma once
 
 #include "mixprec/error.hpp"

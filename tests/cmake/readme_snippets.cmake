@@ -4,10 +4,14 @@
 # Each block's #include lines go to the top of the file; the rest of the block becomes the body of a
 # function of its own, after tests/support/readme_context.hpp, which declares the names a snippet uses
 # without defining them in the README (w, x, y, q, p, ...). "= ...;" in a snippet means "your value".
-# CMake lists split at ';', so the text is read with ';' replaced and put back on output.
+# CMake lists split at ';' (but not at an escaped '\;' or inside [...]), so ';', '\', '[' and ']' are
+# read as placeholders and put back on output; every README line is one list element.
 
 file(READ "${README}" text)
+string(REPLACE "\\" "@BACKSLASH@" text "${text}")
 string(REPLACE ";" "@SEMICOLON@" text "${text}")
+string(REPLACE "[" "@LBRACKET@" text "${text}")
+string(REPLACE "]" "@RBRACKET@" text "${text}")
 string(REPLACE "\n" ";" lines "${text}")
 
 set(includes "")
@@ -18,6 +22,9 @@ set(line_no 0)
 foreach(line IN LISTS lines)
   math(EXPR line_no "${line_no} + 1")
   if(NOT in_block)
+    if(line MATCHES "^```(c\\+\\+|cxx|cc|C\\+\\+|hpp)[ ]*$")
+      message(FATAL_ERROR "README.md line ${line_no}: write C++ blocks as ```cpp, so that they are compiled")
+    endif()
     if(line MATCHES "^```cpp")
       set(in_block TRUE)
       math(EXPR block "${block} + 1")
@@ -45,6 +52,9 @@ endif()
 set(out "// Generated from README.md by tests/cmake/readme_snippets.cmake: do not edit.\n${includes}\n")
 string(APPEND out "#include \"support/readme_context.hpp\"\n\nnamespace readme {\n${bodies}\n}  // namespace readme\n")
 string(REPLACE "@SEMICOLON@" ";" out "${out}")
+string(REPLACE "@LBRACKET@" "[" out "${out}")
+string(REPLACE "@RBRACKET@" "]" out "${out}")
+string(REPLACE "@BACKSLASH@" "\\" out "${out}")
 file(WRITE "${OUT}.tmp" "${out}")
 file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)
 file(REMOVE "${OUT}.tmp")

@@ -1,4 +1,4 @@
-// Importance-weighted scale search (ggml's quantize_row_{q4_0,q4_1,q4_K,q6_K}_impl, mixprec's Q8_0 search).
+// Importance-weighted scale search (ggml's quantize_row_{q4_0,q4_1,q4_K,q6_K}_impl; Q8_0 takes no weights).
 #include <catch2/catch.hpp>
 
 #include <cmath>

@@ -78,7 +78,7 @@ TEST_CASE("llama.cpp's Q8_0 and Q4_0 of aidreams260K rank as expected against it
   REQUIRE(streams == sampled);
 
   const std::vector<std::string> models = {f32, q8, q4};
-  const auto scores = llama_cpp::evaluate(f32, streams, models, {.threads = 2});
+  const auto scores = llama_cpp::score_models(f32, streams, models, {.threads = 2});
   REQUIRE(scores.size() == 3);
   for (const auto& s : scores)
     std::printf("%-12s %8ju bytes  KL %.6g nats  top-1 %.2f %%  PPL %.4f (ref %.4f)\n", fs::path(s.path).filename().c_str(), s.bytes,

@@ -35,5 +35,21 @@ TEST_CASE("the tools' signal handler removes the temporary output and dies of th
     CHECK(WTERMSIG(status) == sig);
     CHECK(fs::is_empty(dir));  // no ".model.gguf.XXXXXX" and no model.gguf
   }
+  // A signal the process ignores (nohup's SIGHUP) stays ignored: the write goes on and lands.
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGHUP, SIG_IGN);
+    mixprec::remove_pending_outputs_on_signals();
+    mixprec::output_file out((dir / "model.gguf").string());
+    out.stream() << "a whole model";
+    std::raise(SIGHUP);
+    out.commit();
+    ::_exit(fs::exists(dir / "model.gguf") ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
   fs::remove_all(dir);
 }

@@ -1,5 +1,5 @@
 // Plans over llama.cpp's block types: the planner, rules with llama.cpp's --tensor-type semantics
-// (regex searched, first forcing rule wins), the versioned plan JSON, and apply, whose bytes are the
+// (regex searched, first forcing rule wins), the versioned plan JSON, and quantize_model, whose bytes are the
 // plan's exactly.
 #include <catch2/catch.hpp>
 
@@ -8,7 +8,7 @@
 
 #include "mixprec/plan/plan.hpp"
 #include "mixprec/plan/plan_json.hpp"
-#include "mixprec/sensitivity/weight_sensitivity.hpp"
+#include "mixprec/sensitivity/to_table.hpp"
 #include "support/data.hpp"
 #include "support/errors.hpp"
 
@@ -30,16 +30,12 @@ struct toy_model {
     return out;
   }
   [[nodiscard]] sensitivity_table table(const std::vector<quant_spec>& specs) {
-    std::vector<layer> layers;
-    for (auto& [name, w] : weights) layers.push_back(make_layer(name, w));
-    sensitivity_table t;
-    for (const layer& l : layers)
-      for (const quant_spec& s : specs) {
-        if (!fits(s, l.cols)) continue;
-        const auto score = analyze_weights(std::span<const layer>(&l, 1), {s});
-        t.add(l.name, l.rows, l.cols, s, score[0].weight_error);
-      }
-    return t;
+    const model m = view();
+    std::vector<weight_score> scores;  // each layer at the specs whose blocks tile its rows
+    for (const layer& l : m)
+      for (const quant_spec& s : specs)
+        if (fits(s, l.cols)) scores.push_back(analyze_weights(std::span<const layer>(&l, 1), {s}).at(0));
+    return to_sensitivity_table(scores, m);
   }
 };
 
@@ -50,7 +46,7 @@ std::vector<quant_spec> ladder() {
 
 }  // namespace
 
-TEST_CASE("a plan over ggml types meets its budget and apply writes exactly its bytes", "[plan][ggml]") {
+TEST_CASE("a plan over ggml types meets its budget and quantize_model writes exactly its bytes", "[plan][ggml]") {
   toy_model m;
   const sensitivity_table t = m.table(ladder());
   for (double bpw : {3.0, 4.6, 6.0, 9.0}) {

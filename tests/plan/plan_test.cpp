@@ -1,5 +1,5 @@
 // The planner: optimality of whole plans against an independent brute force over specs, exact bytes,
-// apply, rules, tied groups, constraints (bytes, bits, latency, a custom one), custom sources and
+// quantize_model, rules, tied groups, constraints (bytes, bits, latency, a custom one), custom sources and
 // policies, loss-limited plans, Pareto plans, up-front validation.
 #include <catch2/catch.hpp>
 
@@ -155,7 +155,7 @@ struct untouchable_source {
 
 }  // namespace
 
-TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied groups, apply matches it", "[plan]") {
+TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied groups, quantize_model matches it", "[plan]") {
   const toy_model m;
   const std::size_t lo = total_bytes(m, candidates[0]), hi = total_bytes(m, candidates[3]);
   for (double f : {0.0, 0.1, 0.35, 0.6, 1.0}) {
@@ -184,7 +184,7 @@ TEST_CASE("a knapsack plan under a byte budget: optimal, exact bytes, tied group
     CHECK(p.spec_of("blk.0.ffn.gate") == p.spec_of("blk.0.ffn.up"));
     CHECK(p.at("blk.0.attn.v").group == "blk.0.attn.q+blk.0.attn.k+blk.0.attn.v");
     CHECK(p.at("lm_head").group.empty());
-    // apply: the quantized model's exact bytes are the plan's prediction, layer by layer.
+    // quantize_model: the quantized model's exact bytes are the plan's prediction, layer by layer.
     const quantized_model q = quantize_model(p, m.views);
     REQUIRE(q.layers.size() == m.views.size());
     CHECK(q.bytes() == p.bytes());
@@ -491,7 +491,7 @@ TEST_CASE("threshold plan from measured drops", "[plan][threshold]") {
   CHECK_FALSE(over.within_limit());
 }
 
-TEST_CASE("apply: checks the model against the plan first; any WeightView works", "[plan][apply]") {
+TEST_CASE("quantize_model: checks the model against the plan first; any WeightView works", "[plan][quantize_model]") {
   const toy_model m;
   const plan p = plan_builder{m.table, knapsack_policy{}, bits_budget{6.0}}.build();
   plan other = p;

@@ -238,3 +238,8 @@ TEST_CASE("model: an ordered list of views over the user's weights", "[sensitivi
   CHECK(names == std::vector<std::string>{"a", "b"});
   CHECK_THROWS_AS(model(std::vector<layer>{make_layer("x", a), make_layer("x", b)}), error);
 }
+
+TEST_CASE("a Gram accumulator of no features is refused before anything is allocated", "[sensitivity][weights]") {
+  CHECK(test::error_code_of([] { gram_accumulator a(0); }) == errc::empty_input);
+  CHECK(test::error_code_of([] { gram_accumulator a(-3); }) == errc::empty_input);
+}

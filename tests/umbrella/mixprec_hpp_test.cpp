@@ -67,7 +67,7 @@ void closure(const std::string& start, std::set<std::string>& files, std::set<st
 // POSIX, the compiler's x86 headers, Eigen and xsimd.
 bool allowed_system(const std::string& h) {
   if (h.find('.') == std::string::npos && h.find('/') == std::string::npos) return true;
-  static const std::set<std::string> posix_and_compiler = {"fcntl.h", "unistd.h", "sys/mman.h", "sys/stat.h",
+  static const std::set<std::string> posix_and_compiler = {"fcntl.h", "signal.h", "unistd.h", "sys/mman.h", "sys/stat.h",
                                                            "sys/types.h", "cpuid.h", "immintrin.h"};
   return posix_and_compiler.count(h) || h.rfind("Eigen/", 0) == 0 || h.rfind("xsimd/", 0) == 0;
 }

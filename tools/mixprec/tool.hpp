@@ -692,7 +692,7 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
   } catch (const nlohmann::json::exception& e) {
     throw error(errc::parse_error, "plan '" + path + "': " + e.what());
   } catch (const error& e) {
-    throw error(e.code(), "plan '" + path + "': " + e.message() + " (see `mixprec plan`)");
+    throw error(e.code(), e.message() + " (see `mixprec plan`)").in_context("plan '" + path + "'");
   }
 }
 

@@ -1,6 +1,6 @@
 // Scalar conversions between FP32 and the narrow float formats (FP16, BF16, FP8 E4M3).
 //
-// Numerics, shared bit for bit by the SIMD kernels (kernels/quantize_simd.hpp):
+// Numerics, shared bit for bit by the SIMD kernels (kernels/simd/quantize.inl):
 // - FP32 -> FP16: IEEE round-to-nearest-even; overflow -> +-Inf; subnormals kept; Inf -> Inf;
 //   NaN -> the quiet NaN 0x7E00 with the input's sign (payload dropped).
 // - FP32 -> BF16: round-to-nearest-even on the top 16 bits; NaN stays NaN (quiet bit forced).

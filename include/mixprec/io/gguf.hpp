@@ -19,7 +19,7 @@
 //   g.tensors()             tensor_info: name, type (ggml code), dims (ne0 first), offset, size, bytes
 //   g.find(name) / g.at(name), g.alignment(), g.data_offset(), g.version()
 //   g.to_float(name)        F32 / F16 / BF16 tensor -> row_matrix of (product of dims[1..]) x ne0
-//   (quantized types: pass t.bytes to formats/ggml.hpp's ggml::dequantize when the type is supported
+//   (quantized types: pass t.bytes to quantize/ggml.hpp's ggml::dequantize when the type is supported
 //    there: is_supported_ggml_type(t.type), static_cast<ggml_type>(t.type))
 // Writing (streams tensor data, one tensor at a time; sizes must be known up front for the infos):
 //   gguf::writer w(out, kvs);  w.add_tensor(name, type, dims)...;  w.write_header();
@@ -389,7 +389,7 @@ class file {
   }
 
   // An F32 / F16 / BF16 tensor as an FP32 matrix of rows() x row_length() (exact); other types throw
-  // errc::unsupported (dequantize them with formats/ggml.hpp).
+  // errc::unsupported (dequantize them with quantize/ggml.hpp's ggml::dequantize).
   [[nodiscard]] row_matrix to_float(std::string_view name) const {
     const tensor_info& t = at(name);
     if (t.type != 0 && t.type != 1 && t.type != 30)

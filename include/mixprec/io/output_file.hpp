@@ -25,6 +25,7 @@
 #include <system_error>
 #include <vector>
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -74,9 +75,14 @@ inline void remove_pending_outputs_and_reraise(int sig) noexcept {
 }  // namespace detail
 
 // Installs, for SIGINT, SIGTERM and SIGHUP (which mpirun forwards to its ranks), a handler that removes
-// every pending temporary output and then dies of the signal as usual.
+// every pending temporary output and then dies of the signal as usual. A signal the process ignores
+// (nohup's SIGHUP, a background job's SIGINT) stays ignored.
 inline void remove_pending_outputs_on_signals() noexcept {
-  for (int sig : {SIGINT, SIGTERM, SIGHUP}) std::signal(sig, detail::remove_pending_outputs_and_reraise);
+  for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
+    struct sigaction old{};
+    if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
+    std::signal(sig, detail::remove_pending_outputs_and_reraise);
+  }
 }
 
 // Throws mixprec::error (invalid_argument) if `output` is the same file as one of `inputs`, however it

@@ -22,14 +22,14 @@ class quantized_linear {
   quantized_linear(const row_matrix_ref& w, const quant_spec& spec, std::optional<Eigen::VectorXf> bias = std::nullopt,
                    std::string name = "linear")
       : name_(std::move(name)), weight_(quantize(w, spec, name_)), bias_(std::move(bias)) {
-    if (bias_ && bias_->size() != w.rows())
-      throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': bias has " + std::to_string(bias_->size()) +
-                                            " entries, expected " + std::to_string(w.rows()));
+    check_bias();
   }
   // Wraps an already quantized weight.
   explicit quantized_linear(quantized_tensor w, std::optional<Eigen::VectorXf> bias = std::nullopt,
                             std::string name = "linear")
-      : name_(std::move(name)), weight_(std::move(w)), bias_(std::move(bias)) {}
+      : name_(std::move(name)), weight_(std::move(w)), bias_(std::move(bias)) {
+    check_bias();
+  }
 
   [[nodiscard]] index_t in_features() const noexcept { return weight_.cols(); }
   [[nodiscard]] index_t out_features() const noexcept { return weight_.rows(); }
@@ -37,9 +37,15 @@ class quantized_linear {
   [[nodiscard]] const std::string& name() const noexcept { return name_; }
   [[nodiscard]] const gemv_options& options() const noexcept { return options_; }
   // Sets the threads and the activation path of every forward; activations int8 needs INT4 or INT8
-  // weights (else mixprec::error, unsupported, and the options stay as they were).
+  // weights (else mixprec::error, unsupported, naming the layer; the options stay as they were).
   quantized_linear& set_options(const gemv_options& o) {
-    if (o.activations == activation_type::int8) (void)make_q8_layout(weight_);  // throws for other formats
+    if (o.activations == activation_type::int8) {
+      try {
+        (void)make_q8_layout(weight_);  // throws for other formats
+      } catch (const error& e) {
+        throw e.in_context("quantized_linear '" + name_ + "'");
+      }
+    }
     options_ = o;
     return *this;
   }
@@ -66,6 +72,12 @@ class quantized_linear {
   }
 
  private:
+  void check_bias() const {
+    if (bias_ && bias_->size() != weight_.rows())
+      throw error(errc::shape_mismatch, "quantized_linear '" + name_ + "': bias has " + std::to_string(bias_->size()) +
+                                            " entries, expected " + std::to_string(weight_.rows()));
+  }
+
   std::string name_;
   quantized_tensor weight_;
   std::optional<Eigen::VectorXf> bias_;

@@ -43,6 +43,7 @@
 #include "mixprec/detail/parallel.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
+#include "mixprec/kernels/ref/gemv_ref.hpp"
 #include "mixprec/kernels/quantized_linear.hpp"
 #include "mixprec/quantize/quantize.hpp"
 
@@ -104,18 +105,7 @@ class llama_matrix {
       std::memcpy(out, fp32_.row(r).data(), static_cast<std::size_t>(cols()) * sizeof(float));
       return;
     }
-    const quant_spec s = stored_->spec();
-    const std::uint8_t* p = stored_->row_codes(r);
-    if (s.format == format_id::ggml_block) {
-      ggml::dequantize_row(s.ggml, std::span<const std::byte>(reinterpret_cast<const std::byte*>(p), stored_->row_bytes()),
-                           std::span<float>(out, static_cast<std::size_t>(cols())));
-      return;
-    }
-    for (index_t i = 0; i < cols(); ++i) {
-      std::uint16_t h;
-      std::memcpy(&h, p + 2 * i, 2);
-      out[i] = s.format == format_id::fp16 ? fp16_to_fp32(h) : bf16_to_fp32(h);
-    }
+    ref::dequantize_row(*stored_, r, out);  // the library's one row codec (kernels/ref/row_codec.hpp)
   }
 
  private:
@@ -468,10 +458,11 @@ inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, in
 // Called with the input of every matrix-vector product: the matrix's name, the vector, its length.
 using activation_observer = std::function<void(const std::string& name, const float* x, index_t n)>;
 
+// threads and activations mean what they mean in gemv_options (kernels/gemv_options.hpp), in its order.
 struct engine_options {
+  unsigned threads = 1;                                 // rows of each product over this many threads
   activation_type activations = activation_type::fp32;  // INT4/INT8 re-quantized matrices: their input path
-  unsigned threads = 1;    // rows of each quantized product over this many threads (gemv_options)
-  int max_context = 0;     // positions the cache may hold; 0: the model's context_length
+  int max_context = 0;                                  // positions the cache may hold; 0: context_length
 };
 
 // The forward pass over a model, with per-matrix specs and a KV cache. Holds a reference to the model,

@@ -1,4 +1,4 @@
-// What the planner needs of a model: layer shapes (to plan) and named weights (to quantize by a plan).
+// What the planner needs of a model: layer shapes (to plan) and weights by name (to quantize by a plan).
 //
 // Any type with a `name` member and a `weight()` that converts to row_matrix_ref is a WeightView: the
 // library's own view, mixprec::layer (layer.hpp, listed by mixprec::model in model.hpp), or a user's

@@ -15,8 +15,8 @@
 // blk.0.attn_v.weight; anchor with ^...$ to match a whole name):
 //   plan_rule::at_least("*.attn.*", 8)                         // glob: the default for a string
 //   plan_rule::use(name_pattern::regex(R"(blk\.\d+\.attn_v)"), parse_spec("q8_0"))
-// Text form (command lines, config files), parse_plan_rule; the one override grammar of the library,
-// the examples and the mixprec tool (whose --tensor-type reads patterns as regexes, as llama.cpp):
+// Text form (command lines, config files), parse_plan_rule; the one override grammar of the library
+// and the mixprec tool (whose --tensor-type reads patterns as regexes, as llama.cpp):
 //   "lm_head=fp16"   "*.attn.*>=8"   "*.ffn.*<=4"   "blk.0.*=fp32" (never quantized)   "output.weight=q6_K"
 //   "re:attn_v=q8_0"                                   // `re:` makes the pattern a regex
 #pragma once

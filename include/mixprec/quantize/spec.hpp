@@ -2,19 +2,20 @@
 // text form, and the exact storage it needs for a given shape.
 //
 // Text form (to_string / parse_spec), tokens joined by '/':
-//   <format>[/<granularity>][/<scheme>][/<calibration>][/<scale type>]
+//   <format>[/<granularity>][/<scheme>][/<calibration>][/<scale type>][/stochastic]
 //   format      int2 | int4 | int8 | fp8_e4m3 | fp16 | bf16 | fp32
 //   granularity tensor | channel | g<N>             (default: channel)
 //   scheme      sym | asym                          (default: sym)
 //   calibration minmax | mse | p<percent>           (default: minmax), e.g. p99.9
 //   scale type  s32 | s16 | sbf16                   (FP32, FP16 or BF16 scales; default: s32)
+//   rounding    stochastic                          (default: nearest-even; the seed is quant_spec::seed)
 // e.g. "int4/g32/sym/minmax/s16" is ggml's Q4_0 layout budget (4.5 bits per weight).
 // Unscaled float formats (fp16, bf16, fp32) take no other token.
 //
 // llama.cpp's block types are specs too, named as llama.cpp names them and taking no other token:
 //   q4_0 q4_1 q5_0 q5_1 q8_0 q2_K q3_K q4_K q5_K q6_K iq4_nl iq4_xs   (case-insensitive on input)
-// (format_id::ggml_block, the type in quant_spec::ggml; bytes, search and layout: formats/ggml.hpp,
-// byte-identical to llama.cpp's quantizer). llama.cpp's float names f32, f16 and bf16 are read as
+// (format_id::ggml_block, the type in quant_spec::ggml; layout: formats/ggml_blocks.hpp, searches:
+// kernels/ref/ggml_ref.hpp, byte-identical to llama.cpp's quantizer). llama.cpp's float names f32, f16 and bf16 are read as
 // fp32, fp16 and bf16, which store exactly what ggml's F32, F16 and BF16 store.
 #pragma once
 

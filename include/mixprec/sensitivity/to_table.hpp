@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "mixprec/error.hpp"
@@ -39,20 +40,32 @@ enum class weight_loss { weight_error, output_error };
 
 namespace detail {
 
-inline const layer& analysed_layer(std::span<const layer> layers, std::string_view name, std::string_view what) {
-  for (const layer& l : layers)
-    if (l.name == name) return l;
-  throw error(errc::invalid_argument,
-              "to_sensitivity_table: " + std::string(what) + " layer '" + std::string(name) + "' is not among the layers given");
-}
+// The analysed layers by name (built once: a table of many layers x candidates stays linear).
+class analysed_layers {
+ public:
+  explicit analysed_layers(std::span<const layer> layers) {
+    for (const layer& l : layers) by_name_.emplace(l.name, &l);
+  }
+  [[nodiscard]] const layer& at(std::string_view name, std::string_view what) const {
+    const auto it = by_name_.find(name);
+    if (it == by_name_.end())
+      throw error(errc::invalid_argument, "to_sensitivity_table: " + std::string(what) + " layer '" + std::string(name) +
+                                              "' is not among the layers given");
+    return *it->second;
+  }
+
+ private:
+  std::unordered_map<std::string_view, const layer*> by_name_;
+};
 
 }  // namespace detail
 
 // One row per (layer, candidate) of the probe, loss = drop.
 [[nodiscard]] inline sensitivity_table to_sensitivity_table(const probe_report& report, std::span<const layer> layers) {
+  const detail::analysed_layers by_name(layers);
   sensitivity_table t;
   for (const probe_result& r : report.results) {
-    const layer& l = detail::analysed_layer(layers, r.layer, "probed");
+    const layer& l = by_name.at(r.layer, "probed");
     t.add(r.layer, l.rows, l.cols, r.spec, r.drop);
   }
   return t;
@@ -62,9 +75,10 @@ inline const layer& analysed_layer(std::span<const layer> layers, std::string_vi
 [[nodiscard]] inline sensitivity_table to_sensitivity_table(const std::vector<weight_score>& scores,
                                                             std::span<const layer> layers,
                                                             weight_loss loss = weight_loss::weight_error) {
+  const detail::analysed_layers by_name(layers);
   sensitivity_table t;
   for (const weight_score& s : scores) {
-    const layer& l = detail::analysed_layer(layers, s.layer, "scored");
+    const layer& l = by_name.at(s.layer, "scored");
     t.add(s.layer, l.rows, l.cols, s.spec, loss == weight_loss::weight_error ? s.weight_error : s.output_error);
   }
   return t;
@@ -73,9 +87,10 @@ inline const layer& analysed_layer(std::span<const layer> layers, std::string_vi
 // One row per (layer, candidate) of the Hessian analysis, loss = omega (HAWQ).
 [[nodiscard]] inline sensitivity_table to_sensitivity_table(const std::vector<hessian_score>& scores,
                                                             std::span<const layer> layers) {
+  const detail::analysed_layers by_name(layers);
   sensitivity_table t;
   for (const hessian_score& h : scores) {
-    const layer& l = detail::analysed_layer(layers, h.layer, "Hessian");
+    const layer& l = by_name.at(h.layer, "Hessian");
     for (const hawq_entry& e : h.candidates) t.add(h.layer, l.rows, l.cols, e.spec, e.omega);
   }
   return t;

@@ -1,5 +1,5 @@
 // Scalar reference for y = Q(W) x with dynamically INT8-quantized activations (ground truth of
-// kernels/gemv_q8.hpp, which must match it bit for bit on every architecture).
+// kernels/simd/gemv_q8.inl, which must match it bit for bit on every architecture).
 //
 // Numerics, all spelled out:
 // - activations: sx = max_j |x_j| / 127 (FP32 division), inv = 1 / sx (0 when sx == 0), q_j =
@@ -49,12 +49,12 @@ struct q8_layout {
   }
 };
 
-// The layout of w for gemv_int8; throws mixprec::error for formats other than INT4/INT8 and for
+// The layout of w for the INT8-activation products; throws mixprec::error for formats other than INT4/INT8 and for
 // units whose 32-bit lane sums could overflow.
 inline q8_layout make_q8_layout(const quantized_tensor& w) {
   const quant_spec& s = w.spec();
   if (s.format != format_id::int8 && s.format != format_id::int4)
-    throw error(errc::unsupported, "gemv_int8: weights must be int8 or int4, not " + to_string(s));
+    throw error(errc::unsupported, "INT8 activations: weights must be int8 or int4, not " + to_string(s));
   q8_layout l;
   l.per_lane = s.format == format_id::int4 ? 8 : 4;
   l.block = q8_layout::lanes * l.per_lane;
@@ -73,13 +73,13 @@ inline q8_layout make_q8_layout(const quantized_tensor& w) {
     l.units = blocks;
   } else {
     if (static_cast<double>(l.group) * 255.0 * 127.0 >= 2147483647.0)
-      throw error(errc::unsupported, "gemv_int8: groups of " + std::to_string(l.group) + " could overflow 32-bit sums");
+      throw error(errc::unsupported, "INT8 activations: groups of " + std::to_string(l.group) + " could overflow 32-bit sums");
     return l;  // every column is a tail column
   }
   l.blocks = blocks;
   l.main = blocks * l.block;
   if (static_cast<double>(l.blocks_per_unit) * l.per_lane * 255.0 * 127.0 >= 2147483647.0)
-    throw error(errc::unsupported, "gemv_int8: " + std::to_string(w.cols()) + " columns per group could overflow "
+    throw error(errc::unsupported, "INT8 activations: " + std::to_string(w.cols()) + " columns per group could overflow "
                                    "32-bit lane sums");
   return l;
 }
@@ -94,7 +94,7 @@ inline float quantize_activations(const float* x, index_t n, std::int8_t* q) {
     finite = finite && std::isfinite(x[j]);
     amax = std::max(amax, std::fabs(x[j]));
   }
-  if (!finite) throw error(errc::non_finite, "gemv_int8: non-finite activation");
+  if (!finite) throw error(errc::non_finite, "INT8 activations: non-finite activation");
   const float sx = amax / 127.0f, inv = sx > 0.0f ? 1.0f / sx : 0.0f;
   for (index_t j = 0; j < n; ++j) q[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * inv));
   return sx;

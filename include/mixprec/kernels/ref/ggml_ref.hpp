@@ -47,7 +47,7 @@
 // - F32/F16/BF16 ignore the weights too.
 // Without weights every type gives the reference bytes.
 //
-// Speed (at least ggml_quantize_chunk's rate, one thread, with kernels/ggml_row.hpp's row passes;
+// Speed (at least ggml_quantize_chunk's rate, one thread, with kernels/simd/ggml_row_passes.hpp's row passes;
 // benchmarks/ggml_bench.cpp measures both in one run) without changing a bit. The functions here are
 // these fast forms of ggml's loops; each is exact, and tests/ggml/ggml_fast_paths_test.cpp compares it
 // with the one-candidate-at-a-time code it replaced on adversarial blocks, on every instruction-set level:

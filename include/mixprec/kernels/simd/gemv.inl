@@ -62,7 +62,7 @@ void decoded_rows(const quantized_tensor& w, const gemv_options& o, Fn&& fn) {
 }
 
 // y[c * ldy + r] = (Q(W) X)[r, c] for the n activation columns X[c] = x + c * ldx, by the fused
-// integer kernels (kernels/gemv_int.hpp); returns false, doing nothing, when they do not apply.
+// integer kernels (kernels/simd/gemv_int.inl); returns false, doing nothing, when they do not apply.
 template <class A>
 bool fused_int_product(const quantized_tensor& w, const float* x, index_t ldx, index_t n, float* y, index_t ldy,
                        const gemv_options& o) {
@@ -161,7 +161,7 @@ void gemm(const quantized_tensor& w, const float* x, index_t ldx, index_t batch,
   });
 }
 
-// The INT8-activation product for `batch` tokens (gemv_int8 / gemm_int8); vnni only after the CPU check.
+// The INT8-activation product for `batch` tokens (gemv / gemm with activation_type::int8); vnni only after the CPU check.
 template <class A>
 void gemm_int8(const quantized_tensor& w, const float* x, index_t ldx, index_t batch, float* y, index_t ldy,
                const gemv_options& o, bool vnni) {

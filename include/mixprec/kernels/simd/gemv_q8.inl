@@ -40,7 +40,7 @@ float quantize_activations(const float* x, index_t n, std::int8_t* q) {
     finite = finite && std::isfinite(x[j]);
     amax = std::max(amax, std::fabs(x[j]));
   }
-  if (!finite) throw error(errc::non_finite, "gemv_int8: non-finite activation");
+  if (!finite) throw error(errc::non_finite, "INT8 activations: non-finite activation");
   const float sx = amax / 127.0f, inv = sx > 0.0f ? 1.0f / sx : 0.0f;
   for (index_t j = 0; j < n; ++j) q[j] = static_cast<std::int8_t>(std::nearbyint(x[j] * inv));
   return sx;
