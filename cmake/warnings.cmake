@@ -1,5 +1,10 @@
-# Flags for mixprec's own targets (tests, benchmarks, examples); never for consumers.
+# Flags for mixprec's own targets (tests, benchmarks, examples); never for consumers. With
+# MIXPREC_COMPILED_KERNELS they also link the kernels compiled once (top-level CMakeLists.txt), except
+# the per-header compile check, which checks the headers as a header-only user includes them.
 function(mixprec_set_project_flags target)
+  if(MIXPREC_COMPILED_KERNELS AND NOT target STREQUAL "mixprec_compiled_kernels" AND NOT target STREQUAL "mixprec_header_check")
+    target_link_libraries(${target} PRIVATE mixprec::compiled_kernels)
+  endif()
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror
     # GCC 12 reports false maybe-uninitialized warnings inside its own AVX-512 headers and Eigen's.
     $<$<CXX_COMPILER_ID:GNU>:-Wno-maybe-uninitialized>

@@ -45,6 +45,17 @@
 #include "mixprec/sensitivity/error_stats.hpp"
 
 
+// MIXPREC_COMPILED_KERNELS (opt-in; CMake's mixprec::compiled_kernels sets it): each target's kernel set
+// is declared an explicit instantiation here and instantiated once, in src/compiled_kernels.cpp (which
+// defines MIXPREC_COMPILED_KERNELS_DEFINE), instead of in every translation unit that quantizes or
+// multiplies. Every translation unit of such a program must be compiled with the same -m flags as that
+// one, since the baseline set is xsimd::default_arch of the flags.
+#if defined(MIXPREC_COMPILED_KERNELS_DEFINE)
+#define MIXPREC_KERNELS_INSTANTIATE_ template
+#elif defined(MIXPREC_COMPILED_KERNELS)
+#define MIXPREC_KERNELS_INSTANTIATE_ extern template
+#endif
+
 namespace mixprec::detail::isa_baseline {
 template <class A>
 using fbatch = xsimd::batch<float, A>;
@@ -56,7 +67,9 @@ template <class A>
 using ibatch_bool = xsimd::batch_bool<std::int32_t, A>;
 namespace sx = ::xsimd;
 #define MIXPREC_SIMD_NS isa_baseline
+#define MIXPREC_KERNELS_ARCH_ xsimd::default_arch
 #include "mixprec/kernels/simd/sources.inl"
+#undef MIXPREC_KERNELS_ARCH_
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_baseline
 
@@ -76,7 +89,9 @@ MIXPREC_TARGET_AVX2_BEGIN
 namespace mixprec::detail::isa_avx2 {
 MIXPREC_X86_TARGET_PRELUDE_
 #define MIXPREC_SIMD_NS isa_avx2
+#define MIXPREC_KERNELS_ARCH_ x86::avx2
 #include "mixprec/kernels/simd/sources.inl"
+#undef MIXPREC_KERNELS_ARCH_
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_avx2
 MIXPREC_TARGET_END
@@ -85,12 +100,15 @@ MIXPREC_TARGET_AVX512_BEGIN
 namespace mixprec::detail::isa_avx512 {
 MIXPREC_X86_TARGET_PRELUDE_
 #define MIXPREC_SIMD_NS isa_avx512
+#define MIXPREC_KERNELS_ARCH_ x86::avx512
 #include "mixprec/kernels/simd/sources.inl"
+#undef MIXPREC_KERNELS_ARCH_
 #undef MIXPREC_SIMD_NS
 }  // namespace mixprec::detail::isa_avx512
 MIXPREC_TARGET_END
 #undef MIXPREC_X86_TARGET_PRELUDE_
 #endif
+#undef MIXPREC_KERNELS_INSTANTIATE_
 
 namespace mixprec::detail {
 
