@@ -4,14 +4,14 @@
 #   Nehalem  SSE4.2, no AVX: only the baseline kernels may run
 #   Haswell  AVX2 + FMA + F16C: the baseline and avx2 kernels (tests loop over every level the CPU runs)
 #   bash tests/isa/run_emulated.sh BUILD_DIR [TEST_BINARY_NAME...]
-# Default binaries: test_kernels test_quantize test_formats test_sensitivity test_ggml (its row passes and
-# grid searches are compiled per level too). Exits 0 with a message if
+# Default binaries: test_kernels test_quantize test_formats test_sensitivity (test_kernels holds the
+# ggml row passes and grid searches, which are compiled per level too). Exits 0 with a message if
 # qemu-x86_64 is missing or the machine is not x86-64; non-zero if any run fails.
 set -uo pipefail
 build=$(cd "${1:?usage: run_emulated.sh BUILD_DIR [TEST...]}" && pwd)
 shift
 tests=("$@")
-[ ${#tests[@]} -eq 0 ] && tests=(test_kernels test_quantize test_formats test_sensitivity test_ggml)
+[ ${#tests[@]} -eq 0 ] && tests=(test_kernels test_quantize test_formats test_sensitivity)
 if [ "$(uname -m)" != "x86_64" ]; then echo "run_emulated: not an x86-64 machine, skipped"; exit 0; fi
 if ! command -v qemu-x86_64 >/dev/null; then echo "run_emulated: qemu-x86_64 missing (apt-get install qemu-user), skipped"; exit 0; fi
 status=0

@@ -49,7 +49,7 @@
 //
 // Speed (at least ggml_quantize_chunk's rate, one thread, with kernels/simd/ggml_row_passes.hpp's row passes;
 // benchmarks/ggml_bench.cpp measures both in one run) without changing a bit. The functions here are
-// these fast forms of ggml's loops; each is exact, and tests/ggml/ggml_fast_paths_test.cpp compares it
+// these fast forms of ggml's loops; each is exact, and tests/kernels/ggml_fast_paths_test.cpp compares it
 // with the one-candidate-at-a-time code it replaced on adversarial blocks, on every instruction-set level:
 // - Max/min searches run as integer max/min over the bits (then the first occurrence, as ggml's scans
 //   take it; ties of +-0 and non-finite values fall back to ggml's scan); roundf and the (int) casts
