@@ -1,8 +1,10 @@
 # Flags for mixprec's own targets (tests, benchmarks, examples); never for consumers. With
 # MIXPREC_COMPILED_KERNELS they also link the kernels compiled once (top-level CMakeLists.txt), except
-# the per-header compile check, which checks the headers as a header-only user includes them.
+# targets marked HEADER_ONLY: those compiled with other -m flags than the kernel library, and the
+# per-header compile check, which checks the headers as a header-only user includes them.
+#   mixprec_set_project_flags(target [HEADER_ONLY])
 function(mixprec_set_project_flags target)
-  if(MIXPREC_COMPILED_KERNELS AND NOT target STREQUAL "mixprec_compiled_kernels" AND NOT target STREQUAL "mixprec_header_check")
+  if(MIXPREC_COMPILED_KERNELS AND NOT "HEADER_ONLY" IN_LIST ARGN AND NOT target STREQUAL "mixprec_compiled_kernels")
     target_link_libraries(${target} PRIVATE mixprec::compiled_kernels)
   endif()
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Werror
