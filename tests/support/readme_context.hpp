@@ -1,7 +1,7 @@
-// The names README.md's snippets use without defining them: the reader's own weights, activations,
-// plan and evaluation. tests/cmake/readme_snippets.cmake puts every snippet after this header, each in a
-// function of its own, and the readme_snippets target compiles them (nothing runs: these are
-// declarations of what a reader has, not data).
+// The names the snippets of README.md and docs/*.md use without defining them: the reader's own
+// weights, activations, plan and evaluation. tests/cmake/readme_snippets.cmake puts every snippet after
+// this header, each in a function of its own, and the readme_snippets target compiles them (nothing
+// runs: these are declarations of what a reader has, not data).
 #pragma once
 
 #include <iostream>
