@@ -1,16 +1,24 @@
-// llama2.c loader and the FP32 forward pass on the real shared checkpoint.
+// llama2.c loader and the study's FP32 forward pass, on small hand-made checkpoints and on the seeded
+// synthetic model of support/tiny_llama.hpp, checked against the plain double-precision forward pass of
+// support/naive_llama.hpp.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
 
 #include "llama.hpp"
 #include "support/data.hpp"
+#include "support/naive_llama.hpp"
+#include "support/tiny_llama.hpp"
 
 namespace {
-const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
-const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
 
 mixprec::llama2c::checkpoint tiny_model(int n_heads, int n_kv_heads, bool shared) {
   mixprec::llama2c::checkpoint ck;
@@ -37,7 +45,7 @@ TEST_CASE("llama2.c checkpoints round-trip and corrupt files are rejected", "[ll
   const auto dir = std::filesystem::temp_directory_path();
   for (bool shared : {true, false}) {
     const auto ck = tiny_model(4, 2, shared);
-    const std::string path = (dir / ("mixprec_tiny_" + std::to_string(shared) + ".bin")).string();
+    const std::string path = (dir / ("mixprec_tiny_" + std::to_string(::getpid()) + "_" + std::to_string(shared) + ".bin")).string();
     mixprec::llama2c::save_checkpoint(ck, path);
     const auto back = mixprec::llama2c::load_checkpoint(path);
     CHECK(back.cfg.shared_classifier == shared);
@@ -81,35 +89,49 @@ TEST_CASE("grouped-query attention equals attention with the KV heads repeated",
   }
 }
 
-TEST_CASE("the FP32 forward pass reproduces the reference greedy continuation", "[llama][model]") {
-  if (!std::filesystem::exists(model_path)) {
-    WARN("skipped: " << model_path << " not found (shared/models)");
-    return;
-  }
-  const auto ck = mixprec::llama2c::load_checkpoint(model_path);
+TEST_CASE("the FP32 forward pass matches the naive double-precision reference", "[llama][model]") {
+  // The synthetic model with a separate classifier (with the shared one, each token's own embedding
+  // dominates its logits and greedy decoding repeats BOS), read from its llama2.c file.
+  const auto dir = std::filesystem::temp_directory_path() / ("mixprec_llama_test_" + std::to_string(::getpid()));
+  const auto files = mixprec::test::write_tiny_llama(dir, {.shared_classifier = false});
+  const auto ck = mixprec::llama2c::load_checkpoint(files.model);
+  std::filesystem::remove_all(dir);
   CHECK(ck.cfg.dim == 64);
   CHECK(ck.cfg.vocab_size == 512);
+  CHECK_FALSE(ck.cfg.shared_classifier);
   llama::transformer model(ck);
+  mixprec::test::naive_llama naive(ck);
+  const auto reference = naive.greedy(40);
+  INFO("smallest gap between the two largest logits along the greedy path: " << reference.min_gap);
+  REQUIRE(reference.min_gap > 1e-4);  // far above FP32 rounding: the comparison of ids is meaningful
   const std::vector<int> ids = llama::greedy(model, 40);
-  // From shared/models/README.md: an independent NumPy implementation of the llama2.c forward pass.
-  const std::vector<int> reference = {319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421, 392,
-                                      275, 280, 269, 440, 270, 283, 446, 299, 303, 266, 358, 430, 312, 379,
-                                      441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
-  CHECK(ids == reference);
-  const auto tok = mixprec::llama2c::load_tokenizer(tokenizer_path, ck.cfg.vocab_size);
-  std::string text;
-  int prev = 1;
-  for (int id : ids) {
-    text += tok.decode(prev, id);
-    prev = id;
+  CHECK(ids == reference.ids);
+  // Token by token along that path: the reference's logits up to FP32 rounding.
+  std::vector<int> in = {1};
+  in.insert(in.end(), reference.ids.begin(), reference.ids.end() - 1);
+  const std::vector<std::vector<double>> want = naive.logits(in);
+  double diff = 0.0, scale = 0.0;
+  for (std::size_t p = 0; p < in.size(); ++p) {
+    const Eigen::VectorXf& got = model.forward(in[p], static_cast<int>(p));
+    for (std::size_t v = 0; v < want[p].size(); ++v) {
+      diff = std::max(diff, std::abs(static_cast<double>(got[static_cast<Eigen::Index>(v)]) - want[p][v]));
+      scale = std::max(scale, std::abs(want[p][v]));
+    }
   }
-  CHECK(text.rfind("\"Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes", 0) == 0);
-  // INT8 per-channel everywhere: the same first tokens.
+  INFO("largest |logit difference| " << diff << " of " << scale);
+  CHECK(diff < 1e-4 * scale);
+  // INT8 per-channel everywhere: a third of the bytes, and the reference's top-1 at most positions.
   std::map<std::string, mixprec::quant_spec> specs;
   auto copy = ck;
   for (auto& [name, m] : copy.matrices()) specs[name] = mixprec::parse_spec("int8");
   llama::transformer q8(ck, specs);
   CHECK(q8.matrix_bytes() < model.matrix_bytes() / 3);
-  const std::vector<int> ids8 = llama::greedy(q8, 10);
-  CHECK(std::vector<int>(ids8.begin(), ids8.begin() + 5) == std::vector<int>(reference.begin(), reference.begin() + 5));
+  int agree = 0;
+  for (std::size_t p = 0; p < in.size(); ++p) {
+    Eigen::Index top = 0;
+    q8.forward(in[p], static_cast<int>(p)).maxCoeff(&top);
+    agree += std::max_element(want[p].begin(), want[p].end()) - want[p].begin() == top ? 1 : 0;
+  }
+  std::printf("int8 per channel: the FP32 reference's top-1 at %d of %zu positions\n", agree, in.size());
+  CHECK(agree >= 36);
 }

@@ -1,6 +1,8 @@
 // A LLaMA study: which matrices are sensitive, and how strategies compare in size, speed and
 // quality (KL to FP32, top-1 agreement, perplexity on FP32-sampled streams).
-//   llama_study [--model PATH] [--streams N] [--length N] [--seed N] [--quick] [--json PATH]
+//   llama_study --model PATH [--streams N] [--length N] [--seed N] [--quick] [--json PATH]
+// PATH is a llama2.c checkpoint; `bash scripts/fetch_stories15m.sh` fetches a trained one
+// (data/stories15M/stories15M.bin).
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -9,13 +11,25 @@
 
 #include "study.hpp"
 
+namespace {
+constexpr const char* usage =
+    "usage: llama_study --model PATH [--streams N] [--length N] [--seed N] [--quick] [--json PATH]\n"
+    "  --model PATH  a llama2.c checkpoint (required), e.g. data/stories15M/stories15M.bin from\n"
+    "                `bash scripts/fetch_stories15m.sh`\n";
+
+// A command line that cannot run: main prints it with the usage and exits 2.
+struct usage_error {
+  std::string what;
+};
+}  // namespace
+
 int main(int argc, char** argv) try {
-  std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin", json_path;
+  std::string model_path, json_path;
   llama::study_options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto value = [&]() -> std::string {
-      if (i + 1 >= argc) throw mixprec::error(mixprec::errc::invalid_argument, a + " needs a value");
+      if (i + 1 >= argc) throw usage_error{a + " needs a value"};
       return argv[++i];
     };
     if (a == "--model") model_path = value();
@@ -24,11 +38,14 @@ int main(int argc, char** argv) try {
     else if (a == "--seed") o.seed = std::stoull(value());
     else if (a == "--json") json_path = value();
     else if (a == "--quick") o.streams = 2, o.length = 32;
-    else {
-      std::fprintf(stderr, "usage: llama_study [--model PATH] [--streams N] [--length N] [--seed N] [--quick] [--json PATH]\n");
-      return 2;
+    else if (a == "-h" || a == "--help") {
+      std::fputs(usage, stdout);
+      return 0;
+    } else {
+      throw usage_error{"unknown argument '" + a + "'"};
     }
   }
+  if (model_path.empty()) throw usage_error{"--model is required"};
   auto ck = mixprec::llama2c::load_checkpoint(model_path);
   const auto int4 = mixprec::parse_spec("int4/g32/sym/minmax/s16");
   const auto int8 = mixprec::parse_spec("int8/channel/sym/minmax/s32");
@@ -106,6 +123,9 @@ int main(int argc, char** argv) try {
     std::fprintf(stderr, "wrote %s\n", json_path.c_str());
   }
   return 0;
+} catch (const usage_error& e) {
+  std::fprintf(stderr, "llama_study: %s\n%s", e.what.c_str(), usage);
+  return 2;
 } catch (const std::exception& e) {
   std::fprintf(stderr, "%s\n", e.what());
   return 1;

@@ -31,7 +31,7 @@
 #include <string>
 #include <vector>
 
-#include "../../tools/mixprec/app.hpp"
+#include "tools/mixprec/app.hpp"
 #include "llama_cpp_study.hpp"
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"

@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# llm_study end to end on the shared aidreams260K model (small settings; tests/interop/run.sh supplies
-# llama.cpp's library, or the test is skipped without the network): every recipe and plan is written,
-# loads and is scored in llama.cpp, and the plans keep their budgets.
-#   bash apps/llm_study/study_test.sh BUILD_DIR SHARED_MODELS_DIR
+# llm_study end to end on the seeded synthetic model of tests/support/tiny_llama.hpp (written by the
+# make_tiny_llama binary; small settings; tests/interop/run.sh supplies llama.cpp's library, or the test
+# is skipped without the network): every recipe and plan is written, loads and is scored in llama.cpp,
+# and the plans keep their budgets.
+#   bash apps/llm_study/study_test.sh BUILD_DIR MAKE_TINY_LLAMA_BINARY
 set -euo pipefail
 build=$(cd "$1" && pwd)
-models=$2
+make_tiny_llama=$2
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$build/apps/llm_study/study_test
 rm -rf "$work"
 mkdir -p "$work"
-"$build/tools/mixprec/mixprec" convert "$models/aidreams260K.bin" "$models/tok512.bin" -o "$work/a.gguf" >/dev/null
+"$make_tiny_llama" "$work/model" >/dev/null
+"$build/tools/mixprec/mixprec" convert "$work/model/tiny_llama.bin" "$work/model/tiny_tok.bin" -o "$work/a.gguf" >/dev/null
 bash "$root/tests/interop/run.sh" "$build/apps/llm_study/llama.cpp" "$build/apps/llm_study/llm_study" "$work/a.gguf" "$work/study" \
-  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M >"$work/out.txt" 2>"$work/err.txt" || {
+  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M --threads 1 >"$work/out.txt" 2>"$work/err.txt" || {
   rc=$?
   cat "$work/err.txt"
   exit "$rc"
@@ -29,6 +31,10 @@ for recipe in ["Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"]:
     for m in ["llama.cpp", "llama.cpp + imatrix"]:
         r = rows.get((m, recipe))
         check(r is not None and r["kl"] >= 0 and 0 < r["top1"] <= 100 and r["ppl"] > 1, f"{m} {recipe} scored")
+# The streams are worth scoring on (varied, not one token over and over), and the scores see quantization.
+streams = [line.split() for line in open(os.path.join(d, "eval_tokens.txt")) if line.strip()]
+check(len({t for s in streams for t in s}) >= 32, "eval streams of varied tokens")
+check(rows[("llama.cpp", "Q4_0")]["top1"] < 100, "Q4_0 changes some of the F32 model's picks")
 check(rows[("llama.cpp", "Q8_0")]["kl"] < rows[("llama.cpp", "Q4_0")]["kl"], "Q8_0 closer to F32 than Q4_0")
 weights = None
 for metric in ["kl", "gram_proxy", "imatrix_error", "weight_error"]:

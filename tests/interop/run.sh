@@ -5,6 +5,9 @@
 #   bash tests/interop/run.sh DIR TEST_BINARY [catch2 args]
 # Needs the network once: when registry.npmjs.org cannot be reached it says so and exits 77, which
 # ctest reports as skipped. A tarball whose checksum differs is a failure, never a skip.
+# The binary also gets MIXPREC_INTEROP_CACHE (DIR, which outlives a run) and MIXPREC_FETCH_STORIES15M
+# (scripts/fetch_stories15m.sh): the interop test fetches karpathy's stories15M into DIR/stories15M
+# with it when its stories15M test case runs, so that nothing else run through here downloads it.
 set -euo pipefail
 dir="$1"
 shift
@@ -46,5 +49,7 @@ if [ ! -f "$lib" ] || [ ! -f "$dir/.verified-$version" ]; then
   tar -xzf "$tgz" -C "$dir"
   touch "$dir/.verified-$version"
 fi
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 # libllama of the same package, for the tests that run llama.cpp itself (it finds its libggml*.so beside it).
-MIXPREC_GGML_BASE="$lib" MIXPREC_LLAMA_LIB="$(dirname "$lib")/libllama.v0.5.0.so" exec "$binary" "$@"
+MIXPREC_GGML_BASE="$lib" MIXPREC_LLAMA_LIB="$(dirname "$lib")/libllama.v0.5.0.so" MIXPREC_INTEROP_CACHE="$(cd "$dir" && pwd)" \
+  MIXPREC_FETCH_STORIES15M="$root/scripts/fetch_stories15m.sh" exec "$binary" "$@"

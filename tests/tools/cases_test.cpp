@@ -1,8 +1,9 @@
-// The fault kinds of ../shared/cases (real users' reports against llama.cpp and other quantization
-// tools), run through the `mixprec` command line in-process (mixprec_cli::run): exit codes by cause,
-// every argument checked before a tensor is read, infeasible candidates left out per tensor with a
-// fallback, tensor roles (vectors, routers, empty tensors, expert stacks), and importance matrices in
-// both of llama.cpp's formats on one scale. Inputs are built here, not copied from the cases.
+// Kinds of faults that real users reported against llama.cpp and other quantization tools (the test
+// names carry the numbers those reports were collected under), reproduced through the `mixprec`
+// command line in-process (mixprec_cli::run): exit codes by cause, every argument checked before a
+// tensor is read, infeasible candidates left out per tensor with a fallback, tensor roles (vectors,
+// routers, empty tensors, expert stacks), and importance matrices in both of llama.cpp's formats on one
+// scale. Every input is built by the test itself, small and seeded; none is read from elsewhere.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -17,7 +18,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../../tools/mixprec/app.hpp"
+#include "tools/mixprec/app.hpp"
+#include "support/files.hpp"
 
 namespace {
 
@@ -76,13 +78,14 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
+// A missing or empty file fails with its path (not as JSON that ends too early).
+nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(mixprec::test::read_bytes(p)); }
 
 // The plan's type of each tensor it names.
 std::map<std::string, std::string> plan_types(const fs::path& p) {
   std::map<std::string, std::string> out;
   const nlohmann::json j = read_json(p);  // named: a temporary's member would dangle in the loop
-  for (const auto& t : j["layers"]) out[t["layer"].get<std::string>()] = t["spec"].get<std::string>();
+  for (const auto& t : j.at("layers")) out[t.at("layer").get<std::string>()] = t.at("spec").get<std::string>();
   return out;
 }
 
@@ -155,7 +158,7 @@ TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it
   const fs::path json = dir / "a.json";
   REQUIRE(run({"analyze", huge, "--types", "q8_0,bf16", "--json", json.string()}) == 0);
   std::map<std::string, std::vector<std::string>> seen;
-  for (const auto& c : read_json(json)) seen[c["tensor"].get<std::string>()].push_back(c["type"].get<std::string>());
+  for (const auto& c : read_json(json)) seen[c.at("tensor").get<std::string>()].push_back(c.at("type").get<std::string>());
   CHECK(seen["blk.0.attn_q.weight"] == std::vector<std::string>{"q8_0", "bf16"});
   CHECK(seen["blk.0.ffn_down.weight"] == std::vector<std::string>{"bf16"});
   const fs::path p = dir / "p.json";
@@ -167,14 +170,14 @@ TEST_CASE("cases 06/08: a type that cannot represent a tensor is left out for it
   REQUIRE(run({"plan", falcon, "--types", "q4_K,q6_K", "--budget", "6", "-o", p.string()}) == 0);
   const auto plan = read_json(p);
   std::uint64_t sum = 0;
-  for (const auto& t : plan["layers"]) {
-    sum += t["bytes"].get<std::uint64_t>();
-    if (t["layer"] == "blk.0.ffn_down.weight") {
-      const auto type = t["spec"].get<std::string>();  // a fallback: neither q4_K nor q6_K fits rows of 4544
+  for (const auto& t : plan.at("layers")) {
+    sum += t.at("bytes").get<std::uint64_t>();
+    if (t.at("layer") == "blk.0.ffn_down.weight") {
+      const auto type = t.at("spec").get<std::string>();  // a fallback: neither q4_K nor q6_K fits rows of 4544
       CHECK((type == "q4_0" || type == "q4_1" || type == "q5_0" || type == "q5_1" || type == "q8_0"));
     }
   }
-  CHECK(sum == plan["bytes"].get<std::uint64_t>());
+  CHECK(sum == plan.at("bytes").get<std::uint64_t>());
   CHECK(static_cast<double>(sum) <= 6.0 * (256 * 64 + 4544 * 16) / 8.0);  // the fallback counted in the budget
   // The size the plan promises is the size written.
   REQUIRE(run({"quantize", falcon, "--plan", p.string(), "-o", (dir / "out.gguf").string()}) == 0);
@@ -206,9 +209,9 @@ TEST_CASE("cases 09/23: only matrices are planned; vectors, routers and empty te
   CHECK(types.count("blk.0.ffn_up_exps.weight") == 1);  // the expert stack is planned
   REQUIRE(run({"quantize", moe, "--plan", p.string(), "-o", (dir / "out.gguf").string()}) == 0);
   const auto out = gguf::file::open((dir / "out.gguf").string());
-  CHECK(out.find("blk.0.ffn_gate_inp.weight")->type == 0);  // F32, as llama.cpp leaves a router
-  CHECK(out.find("blk.0.attn_norm.weight")->type == 0);
-  CHECK(out.find("blk.0.unused.weight")->size == 0);
+  CHECK(out.at("blk.0.ffn_gate_inp.weight").type == 0);  // F32, as llama.cpp leaves a router
+  CHECK(out.at("blk.0.attn_norm.weight").type == 0);
+  CHECK(out.at("blk.0.unused.weight").size == 0);
   // A rule can force the router; a hand plan that quantizes a vector or an empty tensor is refused.
   REQUIRE(run({"plan", moe, "--types", "q4_0,q8_0", "--tensor-type", "ffn_gate_inp=q8_0", "--budget", "9", "-o", p.string()}) == 0);
   CHECK(plan_types(p)["blk.0.ffn_gate_inp.weight"] == "q8_0");
@@ -252,7 +255,7 @@ TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file f
   const std::string im1 = imatrix(1.0f, "a.dat"), im1000 = imatrix(1000.0f, "b.dat");
   const fs::path json = dir / "a.json";
   REQUIRE(run({"analyze", moe, "--types", "q4_0,q8_0", "--imatrix", im1, "--json", json.string()}) == 0);
-  for (const auto& c : read_json(json)) CHECK(c["importance"].get<bool>() == (c["tensor"] != "blk.0.ffn_down.weight"));
+  for (const auto& c : read_json(json)) CHECK(c.at("importance").get<bool>() == (c.at("tensor") != "blk.0.ffn_down.weight"));
   // Scaling every value of the imatrix by 1000 gives the same plan: the tensor without an entry is not
   // weighted on another scale than those with one.
   const fs::path p1 = dir / "p1.json", p2 = dir / "p2.json";
@@ -284,8 +287,8 @@ TEST_CASE("cases 02/03/06: imatrix entries of ne0 x n_expert values, both file f
     CHECK(weighted.kvs().get_u32("general.quantization_version") == 2);
     const auto imp = mixprec::imatrix::load_importance(im1);
     auto bytes_of = [](const gguf::file& f, const char* name) {
-      const auto* t = f.find(name);
-      return std::vector<std::byte>(t->bytes.begin(), t->bytes.end());
+      const auto& t = f.at(name);
+      return std::vector<std::byte>(t.bytes.begin(), t.bytes.end());
     };
     const mixprec::row_matrix q = src.to_float("blk.0.attn_q.weight");
     const Eigen::VectorXf& iq = imp.at("blk.0.attn_q.weight");
@@ -345,7 +348,7 @@ TEST_CASE("found by breaking the tool: device and FIFO paths, tiny weights, over
   const fs::path json = dir / "a.json";
   REQUIRE(run({"analyze", tiny, "--types", "q4_0,q8_0,f16,bf16", "--json", json.string()}) == 0);
   std::vector<std::string> kept;
-  for (const auto& c : read_json(json)) kept.push_back(c["type"].get<std::string>());
+  for (const auto& c : read_json(json)) kept.push_back(c.at("type").get<std::string>());
   CHECK(kept == std::vector<std::string>{"bf16"});
   // An imatrix entry of zeros (columns never active) and an expert no token reached (count 0) carry no
   // data: quantized as without an imatrix, and the plan still does not depend on the imatrix's scale.
@@ -373,7 +376,7 @@ TEST_CASE("found by breaking the tool: device and FIFO paths, tiny weights, over
   write_plan(dir / "q4.json", moe, {{"blk.0.attn_q.weight", "q4_0"}});
   REQUIRE(run({"quantize", moe, "--plan", (dir / "q4.json").string(), "--imatrix", a, "-o", (dir / "w.gguf").string()}) == 0);
   const auto w = gguf::file::open((dir / "w.gguf").string());
-  const auto* t = w.find("blk.0.attn_q.weight");
-  CHECK(std::vector<std::byte>(t->bytes.begin(), t->bytes.end()) ==
+  const auto& t = w.at("blk.0.attn_q.weight");
+  CHECK(std::vector<std::byte>(t.bytes.begin(), t.bytes.end()) ==
         mixprec::ggml::quantize(mixprec::ggml_type::q4_0, gguf::file::open(moe).to_float("blk.0.attn_q.weight")));
 }

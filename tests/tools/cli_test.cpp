@@ -4,13 +4,25 @@
 
 #include <filesystem>
 #include <random>
+#include <string>
 
-#include "../../tools/mixprec/tool.hpp"
+#include <unistd.h>
+
+#include "tools/mixprec/tool.hpp"
 #include "support/errors.hpp"
 
 namespace {
 
 namespace gguf = mixprec::gguf;
+
+// An empty folder of the test's own: by name and process (builds run their suites side by side), and
+// without what an earlier, failed run left in it.
+std::filesystem::path fresh_dir(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
 
 // A small llama-like GGUF: two layers' attention and FFN matrices (F32 and F16), a norm vector, and a
 // few KVs of different types.
@@ -62,8 +74,7 @@ std::string make_model(const std::filesystem::path& dir) {
 }  // namespace
 
 TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the plan and keeps the metadata", "[cli]") {
-  const auto dir = std::filesystem::temp_directory_path() / "mixprec_cli_test";
-  std::filesystem::create_directories(dir);
+  const auto dir = fresh_dir("mixprec_cli_test");
   const std::string path = make_model(dir);
   const mixprec_cli::model_file f(path);
   REQUIRE(f.is_gguf());
@@ -163,8 +174,7 @@ TEST_CASE("cli: analyze, plan within a budget, quantize; the output matches the 
 }
 
 TEST_CASE("cli: bad requests are typed errors", "[cli]") {
-  const auto dir = std::filesystem::temp_directory_path() / "mixprec_cli_test_errors";
-  std::filesystem::create_directories(dir);
+  const auto dir = fresh_dir("mixprec_cli_test_errors");
   const std::string path = make_model(dir);
   const mixprec_cli::model_file f(path);
   const auto analysis = mixprec_cli::analyze(f, mixprec_cli::parse_types("q4_0,q8_0"), {}, {}, false);

@@ -1,27 +1,32 @@
 // `convert` (tools/mixprec/convert.hpp): llama2.c checkpoint + tokenizer -> GGUF as llama.cpp's
-// convert-llama2c-to-ggml lays it out. On the real shared model: tensor names, order, shapes and types,
-// the F32 bytes against the checkpoint's weights, the KVs, the vocabulary (texts, scores, types) and a
-// decode of the reference token ids through it; on generated checkpoints: a separate classifier,
-// grouped-query attention, the older tokenizer schema; and the errors, none of which leaves a file.
+// convert-llama2c-to-ggml lays it out. On the seeded synthetic model of support/tiny_llama.hpp (the
+// shapes of llama2.c's 260K example: GQA, rows of 172, a shared classifier, a BPE vocabulary of 512),
+// written into each test's own folder: tensor names, order, shapes and types, the F32 bytes against the
+// generated weights, the KVs, the vocabulary (texts, scores, types against the llama2.c tokenizer's) and
+// text encoded with the GGUF's vocabulary decoding back through llama2.c's; on smaller generated
+// checkpoints: a separate classifier, the older tokenizer schema; and the errors, none of which leaves
+// a file.
 // Whether llama.cpp itself loads the result and runs it: tests/interop/llama_generate_test.cpp.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cstring>
 #include <filesystem>
-#include <functional>
-#include <limits>
 #include <fstream>
+#include <functional>
 #include <iterator>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include <unistd.h>
 
-#include "../../tools/mixprec/convert.hpp"
+#include "tools/mixprec/convert.hpp"
 #include "mixprec/models/tokenizer.hpp"
 #include "support/data.hpp"
 #include "support/errors.hpp"
+#include "support/files.hpp"
+#include "support/tiny_llama.hpp"
 
 namespace {
 
@@ -30,9 +35,6 @@ namespace gguf = mixprec::gguf;
 using mixprec_cli::convert_llama2c;
 using mixprec_cli::llama_token_type;
 
-const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
-const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
-
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("mixprec_convert_" + std::to_string(::getpid())) / name;
   fs::remove_all(dir);
@@ -40,10 +42,35 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-std::vector<char> read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+// The synthetic model and its vocabulary as llama2.c files, in a folder of their own (so the folders
+// whose files the tests count hold none of them).
+// The shared classifier (as llama2.c's 260K model has it) is the layout under test: no wcls, no output.weight.
+const mixprec::test::tiny_llama_options tiny_options{.shared_classifier = true};
+mixprec::test::tiny_llama_files tiny_llama_files(const std::string& name) {
+  return mixprec::test::write_tiny_llama(fresh_dir(name), tiny_options);
 }
+
+// The size of the synthetic model's file: the 7-int32 header, the weights (shared classifier: no wcls),
+// and llama2.c's RoPE tables (seq_len x head_size / 2, twice).
+std::size_t tiny_llama_file_bytes() {
+  const mixprec::test::tiny_llama_options& o = tiny_options;
+  const std::size_t kv = static_cast<std::size_t>(o.dim / o.n_heads * o.n_kv_heads), d = static_cast<std::size_t>(o.dim),
+                    h = static_cast<std::size_t>(o.hidden_dim), L = static_cast<std::size_t>(o.n_layers);
+  const std::size_t floats = static_cast<std::size_t>(o.vocab_size) * d + L * (2 * d + 2 * d * d + 2 * kv * d + 3 * h * d) + d +
+                             static_cast<std::size_t>(o.seq_len) * (d / static_cast<std::size_t>(o.n_heads));
+  return 28 + 4 * floats;
+}
+
+// SentencePiece's text of a llama2.c piece, written out here rather than taken from the converter:
+// every ' ' as U+2581.
+std::string with_u2581(const std::string& piece) {
+  std::string out;
+  for (char c : piece) out += c == ' ' ? std::string("\xe2\x96\x81") : std::string(1, c);
+  return out;
+}
+
+using mixprec::test::read_bytes;
+
 void write_all(const fs::path& p, const std::vector<char>& bytes) {
   std::ofstream out(p, std::ios::binary);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
@@ -106,16 +133,23 @@ std::vector<std::string> current_pieces(int extra) {
 
 }  // namespace
 
-TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes and bytes", "[convert]") {
+TEST_CASE("convert: the synthetic llama2.c model -> GGUF with llama.cpp's names, shapes and bytes", "[convert]") {
+  const auto in = tiny_llama_files("real_in");
   const fs::path dir = fresh_dir("real");
-  const std::string out = (dir / "aidreams260K.gguf").string();
-  const auto s = convert_llama2c(model_path, tokenizer_path, out);
-  const auto ck = mixprec::llama2c::load_checkpoint(model_path);
+  const std::string out = (dir / "tiny_llama.gguf").string();
+  const auto s = convert_llama2c(in.model, in.tokenizer, out);
+  const auto ck = mixprec::test::tiny_llama(tiny_options);  // the weights as generated, not as read back from the file
   const auto g = gguf::file::open(out);
 
   REQUIRE(s.tensors == 3 + 9 * 4);
   CHECK(s.config.dim == 64);
   CHECK(s.config.hidden_dim == 172);
+  CHECK(s.config.n_layers == 4);
+  CHECK(s.config.n_heads == 8);
+  CHECK(s.config.n_kv_heads == 4);
+  CHECK(s.config.vocab_size == 512);
+  CHECK(s.config.seq_len == 256);
+  CHECK(s.config.shared_classifier);
   CHECK(s.byte_tokens == 256);
   CHECK_FALSE(s.legacy_tokenizer);
   CHECK(s.file_bytes == fs::file_size(out));
@@ -123,14 +157,15 @@ TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes
   CHECK(g.alignment() == 32);
   CHECK(file_count(dir) == 1);  // no temporary left beside it
 
-  // Names and order as convert-llama2c-to-ggml adds them; dims ne0 first (the row length).
+  // Names and order as convert-llama2c-to-ggml adds them; dims ne0 first (the row length); attn_k and
+  // attn_v have kv_dim = 64 * 4 / 8 = 32 rows (grouped-query attention).
   std::vector<std::string> names = {"token_embd.weight", "output_norm.weight", "output.weight"};
   std::vector<std::vector<std::uint64_t>> dims = {{64, 512}, {64}, {64, 512}};
   for (int l = 0; l < 4; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "attn_norm", "ffn_gate", "ffn_down", "ffn_up", "ffn_norm"})
       names.push_back(p + n + ".weight");
-    for (std::vector<std::uint64_t> d : {std::vector<std::uint64_t>{64, 64}, {64, 64}, {64, 64}, {64, 64}, {64}, {64, 172}, {172, 64}, {64, 172}, {64}})
+    for (std::vector<std::uint64_t> d : {std::vector<std::uint64_t>{64, 64}, {64, 32}, {64, 32}, {64, 64}, {64}, {64, 172}, {172, 64}, {64, 172}, {64}})
       dims.push_back(d);
   }
   REQUIRE(g.tensors().size() == names.size());
@@ -145,9 +180,9 @@ TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes
     bytes += t.size;
   }
   CHECK(bytes == s.bytes);
-  CHECK(bytes == (512 * 64 * 2 + 64 + 4 * (4 * 64 * 64 + 2 * 64 + 3 * 64 * 172)) * 4);
+  CHECK(bytes == (512 * 64 * 2 + 64 + 4 * (2 * 64 * 64 + 2 * 32 * 64 + 2 * 64 + 3 * 64 * 172)) * 4);
 
-  // The F32 bytes are the checkpoint's floats, unchanged; output.weight is a copy of the shared embedding.
+  // The F32 bytes are the generated floats, unchanged; output.weight is a copy of the shared embedding.
   CHECK(same_floats(g.at("token_embd.weight"), ck.token_embedding));
   CHECK(same_floats(g.at("output.weight"), ck.token_embedding));
   CHECK(same_floats(g.at("output_norm.weight"), ck.rms_final));
@@ -167,19 +202,20 @@ TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes
   }
   // to_float gives (out x in) back: the matrix llama2.c multiplies by.
   CHECK(g.to_float("blk.2.ffn_down.weight") == ck.layers[2].w2);
+  CHECK(g.to_float("blk.3.attn_k.weight") == ck.layers[3].wk);
 
-  // KVs.
+  // KVs: the checkpoint's header (seq_len as the context, the head size as the RoPE dimension).
   const auto& kv = g.kvs();
   CHECK(kv.get_string("general.architecture") == "llama");
-  CHECK(kv.get_string("general.name") == "aidreams260K");
+  CHECK(kv.get_string("general.name") == "tiny_llama");  // the stem of tiny_llama.bin
   CHECK(kv.get_u32("general.file_type") == 0);
-  CHECK(kv.get_u32("llama.context_length") == 128);
+  CHECK(kv.get_u32("llama.context_length") == 256);
   CHECK(kv.get_u32("llama.embedding_length") == 64);
   CHECK(kv.get_u32("llama.feed_forward_length") == 172);
   CHECK(kv.get_u32("llama.block_count") == 4);
-  CHECK(kv.get_u32("llama.attention.head_count") == 4);
+  CHECK(kv.get_u32("llama.attention.head_count") == 8);
   CHECK(kv.get_u32("llama.attention.head_count_kv") == 4);
-  CHECK(kv.get_u32("llama.rope.dimension_count") == 16);
+  CHECK(kv.get_u32("llama.rope.dimension_count") == 8);
   CHECK(kv.get_f32("llama.attention.layer_norm_rms_epsilon") == 1e-5f);
   CHECK(kv.get_string("tokenizer.ggml.model") == "llama");
   CHECK(kv.get_u32("tokenizer.ggml.unknown_token_id") == 0);
@@ -188,14 +224,22 @@ TEST_CASE("convert: aidreams260K + tok512 -> GGUF with llama.cpp's names, shapes
   CHECK(kv.find("tokenizer.ggml.seperator_token_id") == nullptr);
   CHECK(kv.find("tokenizer.ggml.padding_token_id") == nullptr);
   CHECK(kv.find("general.alignment") == nullptr);
+
+  // general.name is the file's stem whatever the name: only the last extension goes.
+  fs::copy_file(in.model, dir / "stories-260K.v2.bin");
+  convert_llama2c((dir / "stories-260K.v2.bin").string(), in.tokenizer, (dir / "renamed.gguf").string());
+  CHECK(gguf::file::open((dir / "renamed.gguf").string()).kvs().get_string("general.name") == "stories-260K.v2");
+  fs::remove_all(dir);
+  fs::remove_all(fs::path(in.model).parent_path());
 }
 
-TEST_CASE("convert: the vocabulary round-trips and decodes the reference generation", "[convert]") {
+TEST_CASE("convert: the vocabulary is the llama2.c tokenizer's, and text encoded with it decodes through llama2.c's", "[convert]") {
+  const auto in = tiny_llama_files("vocab_in");
   const fs::path dir = fresh_dir("vocab");
   const std::string out = (dir / "m.gguf").string();
-  convert_llama2c(model_path, tokenizer_path, out);
+  convert_llama2c(in.model, in.tokenizer, out);
   const auto g = gguf::file::open(out);
-  const auto tok = mixprec::llama2c::load_tokenizer(tokenizer_path, 512);
+  const auto tok = mixprec::test::tiny_tokenizer(512);  // as generated, not as read back from the file
 
   const auto& tokens = g.kvs().get_array("tokenizer.ggml.tokens");
   const auto& scores = g.kvs().get_array("tokenizer.ggml.scores");
@@ -203,6 +247,7 @@ TEST_CASE("convert: the vocabulary round-trips and decodes the reference generat
   REQUIRE(tokens.type == gguf::value_type::string);
   REQUIRE(scores.type == gguf::value_type::f32);
   REQUIRE(types.type == gguf::value_type::i32);
+  REQUIRE(tok.vocab.size() == 512);
   REQUIRE(tokens.items.size() == 512);
   REQUIRE(scores.items.size() == 512);
   REQUIRE(types.items.size() == 512);
@@ -217,28 +262,45 @@ TEST_CASE("convert: the vocabulary round-trips and decodes the reference generat
   CHECK(type(2) == llama_token_type::control);
   CHECK(text(3) == "<0x00>");
   CHECK(text(258) == "<0xFF>");
-  CHECK(text(262) == "\xe2\x96\x81" "a");  // " a": SentencePiece's space
-  mixprec::llama2c::tokenizer back;  // the tokenizer rebuilt from the GGUF
+  std::size_t spaced = 0;  // pieces with a space: where the U+2581 rewrite shows
   for (std::size_t i = 0; i < 512; ++i) {
-    INFO("token " << i);
+    INFO("token " << i << " '" << tok.vocab[i] << "'");
     CHECK(std::memcmp(scores.items[i].get_if<float>(), &tok.scores[i], 4) == 0);
-    const std::string t = mixprec::models::spm_tokenizer::unescape_spaces(text(i));
-    if (i >= 3) CHECK(t == tok.vocab[i]);
+    if (i >= 3) CHECK(text(i) == with_u2581(tok.vocab[i]));
     if (i >= 3 && i < 259)
       CHECK(type(i) == llama_token_type::byte);
     else if (i >= 259)
       CHECK(type(i) == llama_token_type::normal);
-    back.vocab.push_back(t);
-    back.scores.push_back(*scores.items[i].get_if<float>());
+    spaced += tok.vocab[i].find(' ') != std::string::npos ? 1 : 0;
   }
-  // The reference greedy generation of ../shared/models/README.md decodes to its text through it.
-  const std::vector<int> ids = {319, 459, 355, 260, 275, 429, 339, 315, 374, 327, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283,
-                                446, 299, 303, 266, 358, 430, 312, 379, 441, 260, 446, 262, 421, 392, 275, 280, 269, 440, 270, 283};
+  CHECK(spaced >= 100);  // most merges begin a word with its space
+
+  // The vocabulary the library reads back from the GGUF (what `measure --text` tokenizes with) decodes
+  // every token as llama2.c's run.c does: after BOS (its leading space dropped) and after another token.
+  const auto spm = mixprec::models::spm_tokenizer::from_gguf(g);
+  REQUIRE(spm.size() == 512);
+  // (After BOS run.c drops the space a piece begins with, llama.cpp the space the text begins with: the
+  // two differ for the byte token <0x20> alone, so that one is compared after another token only.)
+  for (int id = 3; id < 512; ++id) {
+    INFO("token " << id);
+    CHECK(spm.piece(id) == tok.decode(300, id));
+    if (id != 3 + 0x20) CHECK(spm.decode(std::vector<int>{id}, {.strip_space_prefix = true}) == tok.decode(1, id));
+  }
+  // Text encoded with it, merges and byte fallback (the newline, the digits and the two bytes of 'ë' are
+  // no pieces), decodes back to the text through llama2.c's decode; the llama2.c vocabulary encodes it alike.
+  const std::string sentence = "Once upon a time, Lily and Tom found a shiny stone in the garden.\nZo\xc3\xab said: \"Wow, 42 birds!\"";
+  const std::vector<int> ids = spm.encode(sentence);
+  REQUIRE(ids.size() >= 2);
+  CHECK(ids[0] == 1);
   std::string decoded;
-  int prev = 1;
-  for (int id : ids) decoded += back.decode(prev, id), prev = id;
-  CHECK(decoded ==
-        "\"Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes, a gentle hum of precision");
+  for (std::size_t k = 1; k < ids.size(); ++k) decoded += tok.decode(ids[k - 1], ids[k]);
+  CHECK(decoded == sentence);
+  CHECK(std::count_if(ids.begin(), ids.end(), [](int id) { return id >= 3 && id < 259; }) >= 5);
+  CHECK(std::count_if(ids.begin(), ids.end(), [](int id) { return id >= 259; }) >= 10);
+  CHECK(ids.size() < sentence.size());
+  CHECK(mixprec::models::spm_tokenizer::from_llama2c(tok).encode(sentence) == ids);
+  fs::remove_all(dir);
+  fs::remove_all(fs::path(in.model).parent_path());
 }
 
 TEST_CASE("convert: a separate classifier, grouped-query attention and the older tokenizer schema", "[convert]") {
@@ -283,6 +345,10 @@ TEST_CASE("convert: a separate classifier, grouped-query attention and the older
     const auto g = gguf::file::open(out);
     const auto& tokens = g.kvs().get_array("tokenizer.ggml.tokens");
     const auto& types = g.kvs().get_array("tokenizer.ggml.token_type");
+    REQUIRE(tokens.type == gguf::value_type::string);
+    REQUIRE(types.type == gguf::value_type::i32);
+    REQUIRE(tokens.items.size() == static_cast<std::size_t>(vocab));
+    REQUIRE(types.items.size() == static_cast<std::size_t>(vocab));
     CHECK(*tokens.items[3].get_if<std::string>() == "<0x00>");
     CHECK(*tokens.items[3 + 0x0A].get_if<std::string>() == "<0x0A>");
     CHECK(*tokens.items[3 + 0x61].get_if<std::string>() == "<0x61>");
@@ -302,9 +368,16 @@ TEST_CASE("convert: a separate classifier, grouped-query attention and the older
 }
 
 TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert][errors]") {
+  // Beside `dir`, whose files are counted; written once for all the sections (none writes to it).
+  static const auto in = tiny_llama_files("errors_in");
+  const std::string& model_path = in.model;
+  const std::string& tokenizer_path = in.tokenizer;
   const fs::path dir = fresh_dir("errors");
-  const auto model = read_all(model_path);
-  const auto tokenizer = read_all(tokenizer_path);
+  // The cuts below (at half the size, 4 and 1 bytes short, a NaN at float 1000, the tokenizer 2 bytes
+  // short) are inside these: the whole model file, and a header and 512 entries of at least 8 bytes.
+  const auto model = read_bytes(model_path, tiny_llama_file_bytes());
+  REQUIRE(model.size() == tiny_llama_file_bytes());
+  const auto tokenizer = read_bytes(tokenizer_path, 4 + 512 * 8);
   const fs::path out = dir / "out.gguf";
   const std::size_t before = 0;
   REQUIRE(file_count(dir) == before);
@@ -326,7 +399,7 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
       CHECK(error_code_of([&] { convert_llama2c((dir / "tiny.bin").string(), (dir / "tok.bin").string(), out.string()); }) ==
             mixprec::errc::shape_mismatch);
     }
-    // tok512 against its own checkpoint but with the last entry cut in half: malformed, not mismatched.
+    // The model's own vocabulary with its last entry cut short: malformed, not mismatched.
     write_all(dir / "tok_cut.bin", std::vector<char>(tokenizer.begin(), tokenizer.end() - 2));
     CHECK(error_code_of([&] { convert_llama2c(model_path, (dir / "tok_cut.bin").string(), out.string()); }) == mixprec::errc::parse_error);
     CHECK_FALSE(fs::exists(out));
@@ -350,8 +423,8 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
       CHECK(error_code_of([&] { convert_llama2c((dir / "model.bin").string(), (dir / "tok.bin").string(), target.string()); }) ==
             mixprec::errc::invalid_argument);
     }
-    CHECK(read_all(dir / "model.bin") == model);
-    CHECK(read_all(dir / "tok.bin") == tokenizer);
+    CHECK(read_bytes(dir / "model.bin") == model);
+    CHECK(read_bytes(dir / "tok.bin") == tokenizer);
     CHECK(file_count(dir) == 4);
   }
   SECTION("a failure keeps an existing output as it was") {
@@ -359,7 +432,7 @@ TEST_CASE("convert: bad inputs throw typed errors and leave no file", "[convert]
     write_all(out, old);
     write_all(dir / "cut.bin", std::vector<char>(model.begin(), model.end() - 1));
     CHECK(error_code_of([&] { convert_llama2c((dir / "cut.bin").string(), tokenizer_path, out.string()); }) == mixprec::errc::parse_error);
-    CHECK(read_all(out) == old);
+    CHECK(read_bytes(out) == old);
     CHECK(file_count(dir) == 2);
   }
   SECTION("missing inputs and an output folder that does not exist") {

@@ -1,5 +1,6 @@
-// `mixprec measure` on the shared aidreams260K model converted to GGUF: per tensor and type the KL of
-// the model's output with only that tensor quantized, the imatrix proxy and SQNR; the imatrix it
+// `mixprec measure` on the seeded synthetic model of support/tiny_llama.hpp (llama2.c's 260K shapes,
+// random weights), written into each test's own folder and converted to GGUF: per tensor and type the
+// KL of the model's output with only that tensor quantized, the imatrix proxy and SQNR; the imatrix it
 // writes; reproducibility from the seed; and `mixprec plan --measured` -> `mixprec quantize`.
 #include <catch2/catch.hpp>
 
@@ -10,14 +11,13 @@
 
 #include <unistd.h>
 
-#include "../../tools/mixprec/app.hpp"
+#include "tools/mixprec/app.hpp"
+#include "support/files.hpp"
+#include "support/tiny_llama.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-const std::string model_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/aidreams260K.bin";
-const std::string tokenizer_path = std::string(MIXPREC_SHARED_MODELS_DIR) + "/tok512.bin";
 
 int tool(std::vector<std::string> args) {
   args.insert(args.begin(), "mixprec");
@@ -26,16 +26,32 @@ int tool(std::vector<std::string> args) {
   return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
 }
 
-nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(std::ifstream(p)); }
+// A missing or empty file fails with its path (not as JSON that ends too early).
+nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(mixprec::test::read_bytes(p)); }
+
+// A fresh folder of the test's own (by name and process) holding the synthetic model converted to
+// GGUF as dir/a.gguf. Its classifier is its own (N(0, 1/dim)), not the N(0, 1) embedding: with the
+// embedding as classifier the untrained model gives its input token a logit near |e|^2 = 64 against
+// others spread by |e| = 8, a probability so close to 1 that the KL of any quantization, q4_0 as fp16,
+// is rounding noise (about 3e-14). With its own classifier the logits are about N(0, 1) and the output
+// distributions broad, as a trained model's are: the KL of a quantization is a number that more bits
+// make smaller.
+fs::path dir_with_model(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  mixprec::test::tiny_llama_options o;
+  o.shared_classifier = false;
+  const auto in = mixprec::test::write_tiny_llama(dir / "llama2c", o);
+  REQUIRE(tool({"convert", in.model, in.tokenizer, "-o", (dir / "a.gguf").string()}) == 0);
+  return dir;
+}
 
 }  // namespace
 
 TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans from it", "[cli][measure]") {
-  const fs::path dir = fs::temp_directory_path() / ("mixprec_measure_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = dir_with_model("mixprec_measure");
   const std::string gguf = (dir / "a.gguf").string(), m1 = (dir / "m1.json").string(), m2 = (dir / "m2.json").string();
-  REQUIRE(tool({"convert", model_path, tokenizer_path, "-o", gguf}) == 0);
   const std::vector<std::string> base = {"measure", gguf, "--types", "q4_0,q8_0,f16", "--sample", "4:32", "--seed", "7"};
   auto with = [&](std::vector<std::string> extra) {
     auto a = base;
@@ -65,7 +81,7 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
     // More bits, less damage to the output: strictly, at each step.
     CHECK(r["q4_0"].at("kl").get<double>() > r["q8_0"].at("kl").get<double>());
     CHECK(r["q8_0"].at("kl").get<double>() > r["fp16"].at("kl").get<double>());
-    CHECK(r["fp16"].at("kl").get<double>() >= 0.0);
+    CHECK(r["fp16"].at("kl").get<double>() > 1e-12);  // a measured effect, above rounding (about 1e-14)
     CHECK(r["q4_0"].at("sqnr_db").get<double>() < r["q8_0"].at("sqnr_db").get<double>());
     CHECK(r["q4_0"].at("bytes").get<std::uint64_t>() == mixprec::quantized_bytes(mixprec::parse_spec("q4_0"), t.at("rows"), t.at("cols")));
   }
@@ -126,13 +142,11 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
 }
 
 TEST_CASE("measure: calibration text tokenized with the model's vocabulary", "[cli][measure]") {
-  const fs::path dir = fs::temp_directory_path() / ("mixprec_measure_text_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = dir_with_model("mixprec_measure_text");
   const std::string gguf = (dir / "a.gguf").string();
-  REQUIRE(tool({"convert", model_path, tokenizer_path, "-o", gguf}) == 0);
-  std::ofstream(dir / "text.txt") << "Echoes of vectors unfold, a gentle hum of precision, as I sense the nodes, a gentle hum of "
-                                     "precision. Echoes of vectors unfold, a gentle hum.";
+  // Not the text the vocabulary was learned from: words it has as pieces, characters it lacks (7, ').
+  std::ofstream(dir / "text.txt") << "The little dog ran to the park with his red ball. Lily and Tom played with the dog until the "
+                                     "sun went down, and then they all went home to sleep! It was 7 o'clock.";
   REQUIRE(tool({"measure", gguf, "--types", "q4_0,q8_0", "--text", (dir / "text.txt").string(), "--ctx", "16", "--streams", "2", "-o",
                 (dir / "m.json").string()}) == 0);
   const auto j = read_json(dir / "m.json");
@@ -143,11 +157,8 @@ TEST_CASE("measure: calibration text tokenized with the model's vocabulary", "[c
 }
 
 TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tensor's own inputs", "[cli][measure]") {
-  const fs::path dir = fs::temp_directory_path() / ("mixprec_measure_gram_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
+  const fs::path dir = dir_with_model("mixprec_measure_gram");
   const std::string gguf = (dir / "a.gguf").string(), tokens = (dir / "ids.txt").string(), m = (dir / "m.json").string();
-  REQUIRE(tool({"convert", model_path, tokenizer_path, "-o", gguf}) == 0);
   std::vector<std::vector<int>> streams = {{1, 319, 201, 281, 430, 274, 440, 363, 316, 444}, {1, 260, 275, 281, 430, 7, 9, 300}};
   {
     std::ofstream f(tokens);
@@ -170,9 +181,11 @@ TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tenso
     INFO(name);
     const auto& xs = inputs.at(name);
     REQUIRE(xs.size() == 18);
-    Eigen::VectorXf imp = Eigen::VectorXf::Zero(xs[0].size());
-    for (const auto& x : xs) imp += x.array().square().matrix().cast<float>();
-    imp /= static_cast<float>(xs.size());
+    // The imatrix as measure takes it (sum of x^2 in double, divided, then FP32): a searched type's
+    // scales depend on the last bit of these weights.
+    Eigen::VectorXd sum2 = Eigen::VectorXd::Zero(xs[0].size());
+    for (const auto& x : xs) sum2.array() += x.array().square();
+    const Eigen::VectorXf imp = (sum2 / static_cast<double>(xs.size())).cast<float>();
     const mixprec::row_matrix w = model.layers[1].wv.name() == name ? model.layers[1].wv.fp32() : model.output->fp32();
     nlohmann::json row;
     for (const auto& t : j.at("tensors"))
@@ -198,6 +211,7 @@ TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tenso
     INFO(t.at("name").get<std::string>());
     REQUIRE(t.at("results").size() == 1);
     CHECK(t.at("results")[0].at("spec") == "fp16");
+    REQUIRE_FALSE(t.at("notes").empty());
     CHECK(t.at("notes").back().get<std::string>().find("fallback types fp16") != std::string::npos);
   }
   REQUIRE(tool({"plan", gguf, "--measured", m, "--metric", "gram_proxy", "--budget", "7", "-o", (dir / "p.json").string()}) == 0);

@@ -2,11 +2,22 @@
 # mixprec-mpi against mixprec: `mpirun -np 2 mixprec-mpi measure` (one shard per rank, merged on rank 0)
 # writes byte for byte the file one `mixprec measure` process writes, prints the same table, and a bad
 # request makes every rank exit 2, a failure on one rank alone every rank exit 3 (no rank left waiting).
-#   bash tests/tools/mpi_measure.sh BUILD_DIR SHARED_MODELS_DIR [MPIRUN]
+# The model is the seeded synthetic llama2.c model of tests/support/tiny_llama.hpp, written by the
+# make_tiny_llama binary into this run's own folder under BUILD_DIR/tests (removed when every check
+# passes, kept for a look when one fails).
+#   bash tests/tools/mpi_measure.sh BUILD_DIR MAKE_TINY_LLAMA [MPIRUN]
 set -euo pipefail
+if [[ $# -lt 2 || $# -gt 3 ]]; then
+  echo "usage: bash tests/tools/mpi_measure.sh BUILD_DIR MAKE_TINY_LLAMA [MPIRUN]" >&2
+  exit 2
+fi
 build=$(cd "$1" && pwd)
-models=$2
+make_tiny_llama=$2
 mpirun=${3:-mpirun}
+if [[ ! -x $make_tiny_llama ]]; then
+  echo "FAIL: make_tiny_llama '$make_tiny_llama' is not an executable (build the make_tiny_llama target)" >&2
+  exit 1
+fi
 mixprec=$build/tools/mixprec/mixprec
 mixprec_mpi=$build/tools/mixprec/mixprec-mpi
 # CI runs as root, which Open MPI refuses unless told.
@@ -16,11 +27,12 @@ if [[ -n ${ASAN_OPTIONS:-} ]]; then export ASAN_OPTIONS="$ASAN_OPTIONS:detect_le
 oversubscribe=()  # more ranks than cores (Open MPI's option; MPICH's mpiexec does not need it)
 if "$mpirun" --version 2>&1 | grep -q "Open MPI"; then oversubscribe=(--oversubscribe); fi
 
-work=$build/tests/mpi_measure
-rm -rf "$work"
-mkdir -p "$work"
+mkdir -p "$build/tests"
+work=$(mktemp -d "$build/tests/mpi_measure.XXXXXX")
+trap 'rc=$?; if [[ $rc -eq 0 ]]; then rm -rf "$work"; else echo "(files kept in $work)"; fi' EXIT
 cd "$work"
-"$mixprec" convert "$models/aidreams260K.bin" "$models/tok512.bin" -o a.gguf >/dev/null
+"$make_tiny_llama" model >/dev/null
+"$mixprec" convert model/tiny_llama.bin model/tiny_tok.bin -o a.gguf >/dev/null
 opts=(--types q4_0,q8_0 --sample 4:32 --seed 7)
 
 start=$SECONDS

@@ -1,29 +1,29 @@
 // Outputs never harm an input and never stay half-written (io/output_file.hpp and the `mixprec` tool's
-// quantize): the kind of ../shared/cases/01 (quantize -o onto its own input emptied it) and of the
-// failures that left truncated files behind (cases 05, 08, 09).
+// quantize): faults of the kinds real users reported, reproduced here on files the tests build: a
+// quantize given its own input as -o that emptied the input (case 01), and failures that left
+// truncated files behind (cases 05, 08, 09; cases_test.cpp reproduces those failures themselves).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <string>
 #include <vector>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
-#include "../../tools/mixprec/tool.hpp"
+#include "tools/mixprec/tool.hpp"
 #include "support/errors.hpp"
+#include "support/files.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 namespace gguf = mixprec::gguf;
 
-std::vector<char> read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using mixprec::test::read_bytes;
 
 // Files in dir other than the ones named.
 std::vector<std::string> others(const fs::path& dir, const std::vector<std::string>& known) {
@@ -75,11 +75,11 @@ mixprec::plan plan_of(const std::string& path, const std::map<std::string, std::
 
 TEST_CASE("quantize refuses an output that is its input, however named, and leaves the input intact",
           "[cli][output]") {
-  const fs::path dir = fs::temp_directory_path() / "mixprec_output_inplace";
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_output_inplace_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string path = make_model(dir, false);
-  const auto before = read_all(path);
+  const auto before = read_bytes(path);
   const mixprec::plan plan = plan_of(path, {{"blk.0.attn_q.weight", "q8_0"}});
   fs::create_symlink(path, dir / "link.gguf");
   fs::create_hard_link(path, dir / "hard.gguf");
@@ -91,20 +91,20 @@ TEST_CASE("quantize refuses an output that is its input, however named, and leav
       CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::invalid_argument);
     }
   }
-  CHECK(read_all(path) == before);
+  CHECK(read_bytes(path) == before);
   CHECK(others(dir, {"model.gguf", "link.gguf", "hard.gguf"}).empty());  // no temporary file left
   // And a real output next to it works, with the input still intact.
   {
     const mixprec_cli::model_file f(path);
     (void)mixprec_cli::quantize_gguf(f, plan, (dir / "out.gguf").string(), false);
   }
-  CHECK(read_all(path) == before);
-  CHECK(gguf::file::open((dir / "out.gguf").string()).find("blk.0.attn_q.weight")->type == 8);
+  CHECK(read_bytes(path) == before);
+  CHECK(gguf::file::open((dir / "out.gguf").string()).at("blk.0.attn_q.weight").type == 8);
   fs::remove_all(dir);
 }
 
 TEST_CASE("a quantize that fails half-way leaves no output, and an older output survives", "[cli][output]") {
-  const fs::path dir = fs::temp_directory_path() / "mixprec_output_failure";
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_output_failure_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string path = make_model(dir, true);
@@ -116,14 +116,14 @@ TEST_CASE("a quantize that fails half-way leaves no output, and an older output 
   CHECK(others(dir, {"model.gguf"}).empty());
   std::ofstream(out) << "an older output";
   CHECK(error_code_of([&] { (void)mixprec_cli::quantize_gguf(f, plan, out, false); }) == mixprec::errc::non_finite);
-  const auto kept = read_all(out);
+  const auto kept = read_bytes(out);
   CHECK(std::string(kept.begin(), kept.end()) == "an older output");
   CHECK(others(dir, {"model.gguf", "out.gguf"}).empty());
   fs::remove_all(dir);
 }
 
 TEST_CASE("output_file: commit renames, anything else removes the temporary file", "[io][output]") {
-  const fs::path dir = fs::temp_directory_path() / "mixprec_output_file";
+  const fs::path dir = fs::temp_directory_path() / ("mixprec_output_file_" + std::to_string(::getpid()));
   fs::remove_all(dir);
   fs::create_directories(dir);
   const std::string target = (dir / "a.bin").string();
@@ -141,7 +141,7 @@ TEST_CASE("output_file: commit renames, anything else removes the temporary file
     out.commit();
     CHECK_FALSE(fs::exists(tmp));
   }
-  const auto bytes = read_all(target);
+  const auto bytes = read_bytes(target);
   CHECK(std::string(bytes.begin(), bytes.end()) == "whole");
   struct stat st{};
   REQUIRE(::stat(target.c_str(), &st) == 0);
