@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "../tools/mixprec/measure.hpp"
+#include "tools/mixprec/measure.hpp"
 #include "mixprec/models/llama.hpp"
 
 namespace {
