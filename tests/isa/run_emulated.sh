@@ -21,7 +21,10 @@ for cpu in Nehalem Haswell; do
     [ -x "$bin" ] || { echo "run_emulated: $bin missing"; status=1; continue; }
     start=$(date +%s)
     # TCG warns about host-only CPUID bits it cannot emulate (pcid, x2apic...): not ours, filtered.
-    out=$(cd "$build/tests" && MIXPREC_EMULATED=1 qemu-x86_64 -cpu "$cpu" "$bin" 2>&1)
+    # Test cases tagged [sqnr] measure accuracy; a level's results equal the scalar reference's bit for
+    # bit (what the other cases check here), so on another CPU they would only measure the same numbers
+    # again, 10-20x slower: left out.
+    out=$(cd "$build/tests" && MIXPREC_EMULATED=1 qemu-x86_64 -cpu "$cpu" "$bin" '~[sqnr]' 2>&1)
     rc=$?
     out=$(printf '%s\n' "$out" | grep -v "TCG doesn't support requested feature")
     summary=$(printf '%s\n' "$out" | grep -E "^(All tests passed|test cases:)" | tail -1)
