@@ -5,9 +5,15 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
+
 #include "mixprec/kernels/isa.hpp"
 
 namespace mixprec::test {
+
+// True under CPU emulation (tests/isa/run_emulated.sh sets MIXPREC_EMULATED; qemu runs AVX2 code 10-50x
+// slower): the slowest per-level tests then run reduced sizes that still reach every code path.
+inline bool emulated() noexcept { return std::getenv("MIXPREC_EMULATED") != nullptr; }
 
 template <class Fn>
 void for_each_isa(Fn&& fn) {
