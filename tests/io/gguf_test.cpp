@@ -2,6 +2,7 @@
 // streaming, rewrite, and the corrupt inputs the reader must refuse with typed errors.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -115,7 +116,107 @@ TEST_CASE("GGUF type table matches ggml's block sizes", "[io][gguf]") {
   }
   CHECK(gguf::type_traits_of(2)->name == "q4_0");
   CHECK(gguf::type_traits_of(12)->name == "q4_K");
-  for (std::uint32_t unknown : {4u, 5u, 9u, 31u, 1000u}) CHECK_FALSE(gguf::type_traits_of(unknown).has_value());
+  CHECK(gguf::type_traits_of(2)->implemented);
+  // Types mixprec does not decode are known all the same (tests/formats/ggml_types_test.cpp has them all).
+  for (row r : {row{39, 32, 17}, row{9, 32, 36}, row{16, 256, 66}, row{40, 64, 36}, row{42, 64, 18}}) {
+    const auto t = gguf::type_traits_of(r.code);
+    REQUIRE(t.has_value());
+    CHECK(t->block_size == r.block);
+    CHECK(t->type_size == r.bytes);
+    CHECK_FALSE(t->implemented);
+  }
+  CHECK(gguf::type_traits_of(39)->name == "mxfp4");
+  // Removed from ggml (no sizes) and never defined: no traits.
+  for (std::uint32_t gone : {4u, 5u, 31u, 32u, 33u, 36u, 37u, 38u, 43u, 1000u}) CHECK_FALSE(gguf::type_traits_of(gone).has_value());
+}
+
+TEST_CASE("GGUF reads every type ggml defines, MXFP4 included, and rewrite carries them byte for byte", "[io][gguf]") {
+  // One 3-D tensor per type: two blocks per row, 2 x 3 rows, patterned bytes.
+  std::vector<std::vector<std::byte>> storage;
+  std::vector<gguf::tensor_source> ts;
+  for (const mixprec::ggml::type_info& t : mixprec::ggml::type_table) {
+    if (t.removed()) continue;
+    const std::size_t bytes = 2 * 6 * t.type_size;
+    std::vector<std::byte> b(bytes);
+    for (std::size_t i = 0; i < bytes; ++i) b[i] = static_cast<std::byte>((i * 131 + t.code * 7) & 0xFF);
+    storage.push_back(std::move(b));
+  }
+  std::size_t k = 0;
+  for (const mixprec::ggml::type_info& t : mixprec::ggml::type_table)
+    if (!t.removed())
+      ts.push_back({"t." + std::string(t.name), t.code, {2 * std::uint64_t{t.block_size}, 2, 3}, storage[k++], {}});
+  REQUIRE(ts.size() == 35);
+  const std::string file = write_to_string({{"general.architecture", gguf::value("gpt-oss")}}, ts);
+  const gguf::file g = parse(to_bytes(file));
+  REQUIRE(g.tensors().size() == ts.size());
+  for (std::size_t i = 0; i < ts.size(); ++i) {
+    const gguf::tensor_info& t = g.tensors()[i];
+    INFO(t.name);
+    CHECK(t.type == ts[i].type);
+    CHECK(t.size == storage[i].size());
+    CHECK(std::equal(t.bytes.begin(), t.bytes.end(), storage[i].begin(), storage[i].end()));
+  }
+  // Copied through rewrite unchanged: the same file, byte for byte.
+  std::ostringstream out;
+  gguf::rewrite(g, g.kvs(), out);
+  CHECK(out.str() == file);
+  // Values are another matter: to_float reads f32/f16/bf16 and names what it does not decode.
+  const auto e = mixprec::test::error_of([&] { (void)g.to_float("t.mxfp4"); });
+  REQUIRE(e);
+  CHECK(e->code() == errc::unsupported);
+  CHECK_THAT(e->what(), Catch::Matchers::Contains("'t.mxfp4'") && Catch::Matchers::Contains("mixprec does not decode mxfp4"));
+  // A row that MXFP4's block of 32 does not divide is refused as for any type.
+  CHECK(mixprec::test::error_code_of([] {
+          std::ostringstream o;
+          gguf::writer w(o, {});
+          w.add_tensor("x", 39, {48, 2});
+        }) == errc::invalid_argument);
+}
+
+TEST_CASE("GGUF refuses type codes ggml has removed or never defined, naming the tensor and the type", "[io][gguf]") {
+  auto one_tensor = [](std::uint32_t type) {
+    builder f;
+    f.header(1, 0).str("blk.0.w").put<std::uint32_t>(1).put<std::uint64_t>(32).put(type).put<std::uint64_t>(0).pad(32);
+    f.b.resize(f.b.size() + 64);
+    return f.b;
+  };
+  // ggml.h keeps these codes as comments; ggml.c gives them block size 0 and its gguf.cpp refuses them.
+  for (const auto& [code, name] : std::vector<std::pair<std::uint32_t, std::string>>{{4, "q4_2"}, {5, "q4_3"}, {31, "q4_0_4_4"}, {32, "q4_0_4_8"},
+                                                                                     {33, "q4_0_8_8"}, {36, "iq4_nl_4_4"}, {37, "iq4_nl_4_8"},
+                                                                                     {38, "iq4_nl_8_8"}}) {
+    INFO("code " << code);
+    const auto e = failure(one_tensor(code));
+    REQUIRE(e);
+    CHECK(e->code() == errc::unsupported);
+    CHECK_THAT(e->what(), Catch::Matchers::Contains("'blk.0.w'") && Catch::Matchers::Contains("(" + name + ")") &&
+                              Catch::Matchers::Contains("removed"));
+    std::ostringstream out;
+    gguf::writer w(out, {});
+    const std::uint32_t c = code;
+    CHECK(mixprec::test::error_code_of([&] { w.add_tensor("w", c, {32}); }) == errc::unsupported);
+  }
+  for (std::uint32_t code : {43u, 1000u}) {
+    const auto e = failure(one_tensor(code));
+    REQUIRE(e);
+    CHECK(e->code() == errc::unsupported);
+    CHECK_THAT(e->what(), Catch::Matchers::Contains("'blk.0.w'") &&
+                              Catch::Matchers::Contains("unknown ggml type " + std::to_string(code)));
+  }
+  CHECK(parse(one_tensor(39)).at("blk.0.w").size == 17);  // the same file with MXFP4 reads
+}
+
+TEST_CASE("GGUF refuses duplicate metadata keys and tensor names by name, as ggml's gguf.cpp does", "[io][gguf]") {
+  builder keys;
+  keys.header(0, 3).str("general.name").put<std::uint32_t>(8).str("a").str("general.alignment").put<std::uint32_t>(4).put<std::uint32_t>(32);
+  keys.str("general.name").put<std::uint32_t>(8).str("b");
+  parse_error(keys.b, "duplicate metadata key 'general.name'");
+  builder names;
+  names.header(2, 0);
+  names.str("blk.0.ffn_up_exps.weight").put<std::uint32_t>(1).put<std::uint64_t>(32).put<std::uint32_t>(39).put<std::uint64_t>(0);
+  names.str("blk.0.ffn_up_exps.weight").put<std::uint32_t>(1).put<std::uint64_t>(32).put<std::uint32_t>(39).put<std::uint64_t>(32);
+  names.pad(32);
+  names.b.resize(names.b.size() + 64);
+  parse_error(names.b, "duplicate tensor name 'blk.0.ffn_up_exps.weight'");
 }
 
 TEST_CASE("GGUF reads a hand-built v3 file", "[io][gguf]") {

@@ -5,6 +5,8 @@
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 //   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] [--shard I/N] -o measure.json
+//       (every stream starts with the vocabulary's BOS, tokenizer.ggml.bos_token_id; --text only when it
+//       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
 //   mixprec plan MODEL.gguf --measured measure.json [--metric kl|gram_proxy|proxy|weight_error] --budget ... -o plan.json
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
@@ -29,7 +31,8 @@
 //      written, a plan that does not fit the file, a type that cannot hold a tensor the plan forces on it
 //   3  unreadable or damaged input: a file that cannot be opened or parsed, NaN/Inf weights
 //   4  the budget cannot be met
-//   5  a valid request mixprec does not support (e.g. re-encoding an already quantized tensor)
+//   5  a valid request mixprec does not support (e.g. re-encoding an already quantized tensor, or one of a
+//      type it does not decode, such as MXFP4, which inspect lists and quantize copies as it is)
 #pragma once
 
 #include <cstdio>
@@ -93,8 +96,10 @@ inline int print_inspection(const model_file& f) {
   std::printf("| tensor | shape | type | bytes | role |\n|---|---|---|---:|---|\n");
   std::uint64_t total = 0;
   for (const auto& t : f.tensors()) {
+    const std::string role = std::string(to_string(role_of(t))) +
+                             (t.decodable ? "" : "; mixprec does not decode " + t.type + ": kept as stored");
     std::printf("| %s | %s | %s | %llu | %s |\n", t.name.c_str(), shape_text(t.dims).c_str(), t.type.c_str(),
-                static_cast<unsigned long long>(t.bytes), to_string(role_of(t)));
+                static_cast<unsigned long long>(t.bytes), role.c_str());
     total += t.bytes;
   }
   std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
@@ -137,8 +142,10 @@ inline int print_analysis(const std::vector<tensor_analysis>& analysis, const st
   return 0;
 }
 
+// The plan's table and summary on stdout, then the weight tensors it leaves as they are stored (kept_as_stored:
+// quantize copies their bytes), and the plan file.
 inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>& analysis, const std::vector<plan_rule>& rules,
-                      const std::string& file, const std::string& plan_out) {
+                      const std::string& file, const std::string& plan_out, const std::vector<const tensor_entry*>& kept = {}) {
   std::map<std::string, const tensor_analysis*> by_name;
   for (const auto& a : analysis) by_name.emplace(a.name, &a);
   std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
@@ -156,6 +163,12 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
   std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
               p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
               p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
+  if (!kept.empty()) {
+    std::printf("\n%zu weight tensor%s kept as stored, not planned (quantize copies their bytes):\n| tensor | type | bytes |\n|---|---|---:|\n",
+                kept.size(), kept.size() == 1 ? "" : "s");
+    for (const tensor_entry* t : kept)
+      std::printf("| %s | %s | %llu |\n", t->name.c_str(), stored_type_text(*t).c_str(), static_cast<unsigned long long>(t->bytes));
+  }
   mixprec::output_file out(plan_out, {file});
   out.stream() << nlohmann::json(p).dump(2) << "\n";
   out.commit();
@@ -183,9 +196,9 @@ inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool wit
   auto* m = app.add_subcommand("measure", "per tensor and type: KL of the model's output with only that tensor quantized, the Gram and imatrix proxies, SQNR; writes the imatrix");
   m->add_option("FILE", c.file, "LLaMA-family GGUF (F32/F16/BF16 or quantized tensors)")->required();
   m->add_option("--types", c.types, "candidate ggml types")->capture_default_str();
-  m->add_option("--text", c.text, "calibration text, tokenized with the model's vocabulary");
-  m->add_option("--tokens", c.tokens, "calibration token ids (one stream per line)");
-  m->add_option("--sample", c.sample, "N:LEN: N streams of LEN tokens sampled from the model (seed --seed)");
+  m->add_option("--text", c.text, "calibration text, tokenized with the model's vocabulary; each --ctx stream starts with its BOS when it adds one");
+  m->add_option("--tokens", c.tokens, "calibration token ids (one stream per line, used as given)");
+  m->add_option("--sample", c.sample, "N:LEN: N streams of LEN tokens sampled from the model (seed --seed), each from the vocabulary's BOS");
   m->add_option("--ctx", c.ctx, "tokens per calibration stream (--text, --tokens)")->capture_default_str();
   m->add_option("--streams", c.max_streams, "calibration streams used at most (--text, --tokens)")->capture_default_str();
   m->add_option("--seed", c.seed, "seed of --sample")->capture_default_str();
@@ -358,17 +371,30 @@ inline void print_measure_table(const nlohmann::json& measured) {
     if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads);
     std::size_t planned = 0;
     for (const auto& t : f.tensors()) planned += plannable(t, rules) ? 1 : 0;
+    const std::vector<const tensor_entry*> kept = kept_as_stored(f.tensors());
+    if (planned == 0 && !kept.empty()) {  // weights there are, but stored quantized: planning them needs their values
+      const std::string more = kept.size() > 1 ? " (and " + std::to_string(kept.size() - 1) + " more stored quantized)" : "";
+      throw error(errc::unsupported, "'" + file + "' has no F32/F16/BF16 weight matrix to plan: tensor '" + kept.front()->name + "' is " +
+                                         stored_type_text(*kept.front()) + more + "; analyze and plan read F32/F16/BF16 tensors (see `mixprec inspect`)");
+    }
     if (planned == 0) throw error(errc::empty_input, "'" + file + "' has no weight matrix to quantize (see `mixprec inspect`)");
+    if (analyze->parsed())  // (plan lists them after its table)
+      for (const tensor_entry* t : kept)
+        std::fprintf(stderr, "mixprec: note: '%s' is %s: left out, kept as stored\n", t->name.c_str(), stored_type_text(*t).c_str());
     for (const auto& r : rules) {
-      bool any = false, kept = false;
+      bool any = false, other = false;
+      const tensor_entry* undecoded = nullptr;  // a tensor it names of a type mixprec does not decode
       for (const auto& t : f.tensors()) {
         if (!r.pattern.matches(t.name)) continue;
         any = any || plannable(t, rules);
-        kept = kept || !plannable(t, rules);
+        other = other || !plannable(t, rules);
+        if (!t.decodable && !undecoded) undecoded = &t;
       }
       if (!any)
         std::fprintf(stderr, "mixprec: warning: override %s matches no tensor that can be quantized%s\n", r.describe().c_str(),
-                     kept ? " (only 1-D, empty or non-float tensors, which stay as they are, as in llama.cpp)" : "");
+                     undecoded ? (" ('" + undecoded->name + "' is " + stored_type_text(*undecoded) + ": it stays as it is)").c_str()
+                     : other   ? " (only 1-D, empty or non-float tensors, which stay as they are, as in llama.cpp)"
+                               : "");
     }
     check_overrides(f, rules);
     // Tensor names go into JSON, which holds only UTF-8: refuse a file whose names are not, before the work.
@@ -392,13 +418,13 @@ inline void print_measure_table(const nlohmann::json& measured) {
                                           std::to_string(static_cast<long long>(floor)) + " bytes");
     }
     if (plan->parsed() && !measured.empty())  // from a measure.json: no analysis of the weights
-      return detail::write_plan(plan_table(measured_table(measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out);
+      return detail::write_plan(plan_table(measured_table(measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out, kept);
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, kept);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

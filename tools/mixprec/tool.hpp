@@ -6,7 +6,9 @@
 //             exact knapsack or greedy) over a sensitivity_table of the analysis, with the library's
 //             rules (--tensor-type, llama.cpp's semantics); written as the library's plan JSON
 //   quantize  rewrites a GGUF tensor by tensor by the plan (F32/F16/BF16 in), every metadata key kept,
-//             general.file_type set to the type that holds most of the weights
+//             general.file_type set to the type that holds most of the weights; every other tensor is
+//             copied byte for byte, whatever its type (MXFP4 and the other types mixprec does not
+//             decode included: a GGUF is refused only for a type ggml itself does not read)
 // The loss of a tensor at a type is sum_rows sum_j imp_j (w_ij - q_ij)^2, with imp the llama.cpp
 // importance matrix of the tensor (mean x_j^2 of its inputs) when one is given, else 1: with
 // importance it is the expected squared output error of the layer on the calibration inputs
@@ -74,6 +76,8 @@ struct tensor_entry {
   std::uint64_t bytes = 0;
   bool is_float = false;            // F32/F16/BF16: can be analysed and quantized
   index_t n_mat = 1;                // matrices stacked in a 3-D tensor (MoE experts: GGUF ne2, safetensors dim 0)
+  bool decodable = true;            // GGUF: a type mixprec decodes (false: MXFP4, the IQ1/2/3 types... whose
+                                    // bytes are listed and copied, never decoded; formats/ggml_types.hpp)
 };
 
 // F32, F16 or BF16: the GGUF types quantize reads (those whose spec is one of mixprec's float formats).
@@ -102,10 +106,10 @@ class model_file {
     }
     if (gguf_) {
       for (const auto& t : gguf_->tensors()) {
-        const auto traits = mixprec::gguf::type_traits_of(t.type);
+        const auto traits = mixprec::gguf::type_traits_of(t.type);  // every type the reader accepts has one
         tensor_entry e{t.name, std::string(traits ? traits->name : "?"), t.dims, static_cast<index_t>(t.rows()),
                        static_cast<index_t>(t.row_length()), t.size, is_float_type(t.type),
-                       t.dims.size() == 3 ? static_cast<index_t>(t.dims[2]) : 1};
+                       t.dims.size() == 3 ? static_cast<index_t>(t.dims[2]) : 1, traits && traits->implemented};
         tensors_.push_back(std::move(e));
       }
     } else {
@@ -216,6 +220,24 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
   for (const char* keep : {"pos_embd", "token_types", "ssm_conv1d", "time_mix_first", "time_mix_w1", "time_mix_w2"})
     if (t.name.find(keep) != std::string::npos) return tensor_role::kept_float;
   return t.n_mat > 1 ? tensor_role::experts : tensor_role::matrix;
+}
+
+// "mxfp4, which mixprec does not decode" for a type mixprec only carries, else the type's name.
+[[nodiscard]] inline std::string stored_type_text(const tensor_entry& t) {
+  return t.decodable ? t.type : t.type + ", which mixprec does not decode";
+}
+
+// The weight matrices and expert stacks stored in a block type (a GGUF already quantized, or kept in a
+// type mixprec does not decode, as gpt-oss keeps its experts in MXFP4): plan and analyze leave them
+// out and quantize copies their bytes, as llama-quantize keeps MXFP4.
+[[nodiscard]] inline std::vector<const tensor_entry*> kept_as_stored(const std::vector<tensor_entry>& tensors) {
+  std::vector<const tensor_entry*> out;
+  for (const auto& t : tensors) {
+    if (t.is_float) continue;
+    const tensor_role r = role_of(t);
+    if (r == tensor_role::matrix || r == tensor_role::experts) out.push_back(&t);
+  }
+  return out;
 }
 
 // ---- analyze ----
@@ -746,7 +768,9 @@ struct quantize_summary {
     const tensor_entry& t = *it->second;
     const tensor_role role = role_of(t);
     const std::string what = "plan: tensor '" + name + "' (" + to_string(role) + ")";
-    if (!t.is_float) throw error(errc::unsupported, what + " is already " + t.type + "; quantize reads F32/F16/BF16 tensors");
+    if (!t.is_float)
+      throw error(errc::unsupported, what + " is " + (t.decodable ? "already " : "") + stored_type_text(t) +
+                                         "; quantize reads F32/F16/BF16 tensors and copies the others as they are");
     if (role == tensor_role::empty || role == tensor_role::vector)
       throw error(errc::invalid_argument, what + " cannot be quantized; remove it from the plan");
     if (e.rows != t.rows || e.cols != t.cols)

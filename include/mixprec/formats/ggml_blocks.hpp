@@ -88,12 +88,20 @@ inline constexpr ggml_type all_ggml_types[] = {ggml_type::f32,  ggml_type::f16, 
                                                ggml_type::q5_k, ggml_type::q6_k, ggml_type::iq4_nl, ggml_type::iq4_xs,
                                                ggml_type::bf16};
 
-// True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements.
+// True when `code` (e.g. from a GGUF tensor info) is a type mixprec implements: the table's flag
+// (formats/ggml_types.hpp), which marks exactly the types of all_ggml_types.
 [[nodiscard]] constexpr bool is_supported_ggml_type(std::uint32_t code) noexcept {
-  for (ggml_type t : all_ggml_types)
-    if (static_cast<std::uint32_t>(t) == code) return true;
-  return false;
+  const ggml::type_info* info = ggml::find_type(code);
+  return info && info->implemented();
 }
+static_assert([] {
+  std::size_t flagged = 0;
+  for (const ggml::type_info& t : ggml::type_table) flagged += t.implemented() ? 1 : 0;
+  if (flagged != sizeof all_ggml_types / sizeof all_ggml_types[0]) return false;
+  for (ggml_type t : all_ggml_types)
+    if (!is_supported_ggml_type(static_cast<std::uint32_t>(t))) return false;
+  return true;
+}(), "formats/ggml_types.hpp's implemented flags and all_ggml_types list the same types");
 
 // The type named `name` ("q4_0", "Q4_K", "bf16"...), case-insensitive; throws errc::invalid_argument.
 [[nodiscard]] inline ggml_type parse_ggml_type(std::string_view name) {

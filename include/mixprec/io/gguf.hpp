@@ -20,7 +20,8 @@
 //   g.find(name) / g.at(name), g.alignment(), g.data_offset(), g.version()
 //   g.to_float(name)        F32 / F16 / BF16 tensor -> row_matrix of (product of dims[1..]) x ne0
 //   (quantized types: pass t.bytes to quantize/ggml.hpp's ggml::dequantize when the type is supported
-//    there: is_supported_ggml_type(t.type), static_cast<ggml_type>(t.type))
+//    there: is_supported_ggml_type(t.type) or type_traits_of(t.type)->implemented, static_cast<ggml_type>(t.type);
+//    the others, e.g. MXFP4, are read, listed and copied by rewrite byte for byte, never decoded)
 // Writing (streams tensor data, one tensor at a time; sizes must be known up front for the infos):
 //   gguf::writer w(out, kvs);  w.add_tensor(name, type, dims)...;  w.write_header();
 //   w.write_tensor_data(bytes) once per tensor, in add order;  w.finish();
@@ -30,8 +31,11 @@
 // an element type and items. Construct with the exact C++ type: value(std::uint32_t{32}), value("text"),
 // value(array{value_type::string, {value("a"), value("b")}}).
 //
-// Type table (ggml type code -> block size, bytes per block): formats/ggml_types.hpp, through
-// type_traits_of(); an unknown code is errc::unsupported naming the tensor. ne0 must be a multiple of the type's block size.
+// Type table (ggml type code -> name, block size, bytes per block, whether mixprec decodes it):
+// formats/ggml_types.hpp, through type_traits_of(). Every code ggml defines reads (0..42, MXFP4 39
+// included); a code ggml has removed (4, 5, 31-33, 36-38: Q4_2, Q4_0_4_4, IQ4_NL_4_4...) is
+// errc::unsupported naming the tensor and the type as removed (ggml's reader refuses them too), and a
+// code of 43 or more errc::unsupported as unknown. ne0 must be a multiple of the type's block size.
 //
 // Bad input is a mixprec::error (errc::parse_error unless said otherwise) naming the file and what was
 // expected: wrong magic, version other than 2/3 (big-endian files are recognised and refused), counts
@@ -85,15 +89,17 @@ inline constexpr int max_array_depth = 16;
 // ---- ggml tensor types ----
 
 struct type_traits {
-  std::string_view name;   // ggml's name ("f32", "q4_0", "q4_K", ...)
+  std::string_view name;   // ggml's name ("f32", "q4_0", "q4_K", "mxfp4", ...)
   std::uint32_t block_size;  // elements per block
   std::uint32_t type_size;   // bytes per block
+  bool implemented;          // mixprec decodes and encodes it (false: its bytes are only carried)
 };
 
-// Block size and bytes per block of ggml type `code` (the one table, formats/ggml_types.hpp), or
-// nullopt if unknown.
+// Name, block size and bytes per block of ggml type `code` (the one table, formats/ggml_types.hpp),
+// or nullopt for a code ggml does not define or has removed (ggml::find_type tells those apart).
 [[nodiscard]] constexpr std::optional<type_traits> type_traits_of(std::uint32_t code) noexcept {
-  if (const ggml::type_info* t = ggml::find_type(code)) return type_traits{t->name, t->block_size, t->type_size};
+  if (const ggml::type_info* t = ggml::find_type(code); t && !t->removed())
+    return type_traits{t->name, t->block_size, t->type_size, t->implemented()};
   return std::nullopt;
 }
 
@@ -250,8 +256,16 @@ using mixprec::detail::mul_ok;
 template <class Fail>
 std::uint64_t tensor_bytes(const std::string& name, std::uint32_t type, std::span<const std::uint64_t> dims, Fail&& fail) {
   const std::string where = "tensor '" + name + "'";
+  const ggml::type_info* info = ggml::find_type(type);
+  if (!info || info->removed()) {
+    fail(errc::unsupported,
+         info ? where + " has ggml type " + std::to_string(type) + " (" + std::string(info->name) +
+                    "), which ggml has removed: its GGUF reader refuses it too (convert the model again)"
+              : where + " has unknown ggml type " + std::to_string(type) + " (ggml defines 0 to " +
+                    std::to_string(ggml::type_count - 1) + ")");
+    return 0;
+  }
   const auto tt = type_traits_of(type);
-  if (!tt) fail(errc::unsupported, where + " has unknown ggml type " + std::to_string(type));
   if (dims.empty() || dims.size() > 4)
     fail(errc::parse_error, where + " has " + std::to_string(dims.size()) + " dimensions (expected 1 to 4)");
   constexpr auto i64_max = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
@@ -392,10 +406,12 @@ class file {
   // errc::unsupported (dequantize them with quantize/ggml.hpp's ggml::dequantize).
   [[nodiscard]] row_matrix to_float(std::string_view name) const {
     const tensor_info& t = at(name);
-    if (t.type != 0 && t.type != 1 && t.type != 30)
-      throw error(errc::unsupported, "GGUF '" + path() + "': tensor '" + t.name + "' is " +
-                                         std::string(type_traits_of(t.type)->name) +
-                                         "; to_float reads f32, f16 and bf16 only");
+    if (t.type != 0 && t.type != 1 && t.type != 30) {
+      const auto tt = type_traits_of(t.type);
+      throw error(errc::unsupported, "GGUF '" + path() + "': tensor '" + t.name + "' is " + std::string(tt->name) +
+                                         "; to_float reads f32, f16 and bf16 only" +
+                                         (tt->implemented ? "" : " (and mixprec does not decode " + std::string(tt->name) + ")"));
+    }
     constexpr auto index_max = static_cast<std::uint64_t>(std::numeric_limits<index_t>::max());
     if (t.rows() > index_max || t.row_length() > index_max)
       throw error(errc::unsupported, "GGUF '" + path() + "': tensor '" + t.name + "' is too large for a matrix");
@@ -574,8 +590,9 @@ class writer {
       if (!keys.insert(e.key).second) throw error(errc::invalid_argument, "GGUF write: duplicate key '" + e.key + "'");
   }
 
-  // Declares the next tensor; returns its byte size. Throws errc::invalid_argument (bad name, dims or
-  // row length) or errc::unsupported (unknown type).
+  // Declares the next tensor; returns its byte size. Any type ggml defines is accepted (MXFP4 copied
+  // from another file too). Throws errc::invalid_argument (bad name, dims or row length) or
+  // errc::unsupported (a type code ggml does not define or has removed).
   std::uint64_t add_tensor(std::string name, std::uint32_t type, std::vector<std::uint64_t> dims) {
     if (header_written_) throw error(errc::invalid_argument, "GGUF write: add_tensor after write_header");
     if (name.empty() || name.size() > max_tensor_name)
