@@ -182,7 +182,10 @@ int run_study(const study_options& o) {
   {
     const auto m = mixprec::models::load_gguf(o.model);
     mixprec::models::llama_engine e(m);
-    eval_streams = mixprec::models::sample_streams(e, {.streams = eval_n, .length = eval_len, .seed = o.eval_seed});
+    // Each stream starts with the vocabulary's BOS, as measure's calibration streams do.
+    const int bos = mixprec::models::bos_of(mixprec::gguf::file::open(o.model), m.config.vocab_size).id;
+    if (bos < 0) throw mixprec::error(errc::unsupported, "'" + o.model + "' has no BOS token to start sampled streams with");
+    eval_streams = mixprec::models::sample_streams(e, {.streams = eval_n, .length = eval_len, .seed = o.eval_seed, .first = bos});
     std::ofstream f(eval_tokens);
     for (const auto& s : eval_streams) {
       for (std::size_t i = 0; i < s.size(); ++i) f << (i ? " " : "") << s[i];

@@ -17,10 +17,17 @@
 // optionally the legacy .dat), which llama-quantize reads. `mixprec plan --measured measure.json`
 // plans from the file without touching the model again.
 //
-// Calibration (reproducible: the streams, their seed and an FNV-1a hash of the ids are in the file):
+// Calibration (reproducible: the streams, their seed, an FNV-1a hash of the ids and the BOS are in the file):
 //   --text FILE       the text, tokenized with the GGUF's own vocabulary, cut into streams of --ctx
-//   --tokens FILE     token ids (one stream per line of whitespace-separated ids, or BOS-separated)
-//   --sample N:LEN    N streams of LEN tokens sampled from the model itself (seed --seed)
+//                     tokens, each the vocabulary's BOS and --ctx - 1 text tokens when the vocabulary
+//                     adds BOS (tokenizer.ggml.add_bos_token), else --ctx text tokens (llama.cpp's
+//                     imatrix and perplexity tools do the same)
+//   --tokens FILE     token ids, used as given (one stream per line of whitespace-separated ids)
+//   --sample N:LEN    N streams of LEN tokens sampled from the model itself (seed --seed), each started
+//                     with the vocabulary's BOS
+// The BOS is the vocabulary's: tokenizer.ggml.bos_token_id, else llama.cpp's default for
+// tokenizer.ggml.model (1 for SentencePiece "llama", 11 for "gpt2"; mixprec::models::bos_of), never a
+// constant: a Llama-3-style vocabulary starts every stream with its 128000.
 // Tensors measured: every weight matrix of the model, token_embd included. Each probe runs the model
 // with that one tensor replaced by the bytes a quantize with this plan would write (searched with the
 // imatrix where the type's search takes it), so kl, proxy and the written file agree.
@@ -119,30 +126,48 @@ struct reference_distribution {
   return per.sum();
 }
 
-// The calibration streams of o for model m (see the banner).
-[[nodiscard]] inline std::vector<std::vector<int>> calibration_streams(const std::string& model_path, const mixprec::models::llama_model& m,
-                                                                      const measure_options& o) {
+// The calibration of a measurement: its streams and the BOS they start with.
+struct calibration_set {
+  std::vector<std::vector<int>> streams;
+  mixprec::models::vocab_bos bos;  // the model's vocabulary's (mixprec::models::bos_of)
+  bool bos_first = false;          // measure put bos.id first in every stream (--sample; --text when bos.add)
+};
+
+// The calibration streams of o for model m, read from GGUF g (see the banner). The BOS is the
+// vocabulary's (tokenizer.ggml.bos_token_id, else llama.cpp's default for tokenizer.ggml.model), never a
+// constant: --text puts it first in every stream when the vocabulary adds one
+// (tokenizer.ggml.add_bos_token), as llama.cpp's imatrix and perplexity tools do, else cuts streams of
+// --ctx text tokens; --sample starts every stream with it (errc::unsupported for a vocabulary without
+// one); --tokens takes the ids as given.
+[[nodiscard]] inline calibration_set calibration_streams(const mixprec::gguf::file& g, const mixprec::models::llama_model& m,
+                                                         const measure_options& o) {
   namespace mm = mixprec::models;
   const int sources = (o.text.empty() ? 0 : 1) + (o.tokens.empty() ? 0 : 1) + (o.sample_streams > 0 ? 1 : 0);
   if (sources != 1) throw error(errc::invalid_argument, "measure: give exactly one of --text, --tokens, --sample N:LEN");
-  std::vector<std::vector<int>> streams;
+  calibration_set c;
+  c.bos = mm::bos_of(g, m.config.vocab_size);
   if (!o.text.empty()) {
-    const auto tok = mm::spm_tokenizer::from_gguf(model_path);
+    const auto tok = mm::spm_tokenizer::from_gguf(g);  // errc::unsupported for a vocabulary it cannot tokenize
     const mixprec::mapped_file f(o.text);
     const std::string text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
-    const auto ids = tok.encode(text, {.add_bos = false, .add_space_prefix = true});
-    streams = mm::chunk_tokens(ids, o.ctx, 1, static_cast<std::size_t>(o.max_streams));
+    const auto ids = tok.encode(text, {.add_bos = false});  // the vocabulary's add_space_prefix
+    c.bos_first = c.bos.add && c.bos.id >= 0;
+    c.streams = mm::chunk_tokens(ids, o.ctx, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(o.max_streams));
   } else if (!o.tokens.empty()) {
-    streams = mm::read_token_streams(o.tokens, mm::token_file_format::text, m.config.vocab_size, 1);
-    for (auto& s : streams)
+    c.streams = mm::read_token_streams(o.tokens, mm::token_file_format::text, m.config.vocab_size, c.bos.id);
+    for (auto& s : c.streams)
       if (static_cast<int>(s.size()) > o.ctx) s.resize(static_cast<std::size_t>(o.ctx));
-    if (static_cast<int>(streams.size()) > o.max_streams) streams.resize(static_cast<std::size_t>(o.max_streams));
+    if (static_cast<int>(c.streams.size()) > o.max_streams) c.streams.resize(static_cast<std::size_t>(o.max_streams));
   } else {
+    if (c.bos.id < 0)
+      throw error(errc::unsupported, "measure: the vocabulary of '" + g.path() + "' (tokenizer.ggml.model '" + c.bos.tokenizer +
+                                         "') has no BOS to start sampled streams with: give --text or --tokens");
     mm::llama_engine e(m);
-    streams = mm::sample_streams(e, {.streams = o.sample_streams, .length = o.sample_length, .seed = o.seed});
+    c.streams = mm::sample_streams(e, {.streams = o.sample_streams, .length = o.sample_length, .seed = o.seed, .first = c.bos.id});
+    c.bos_first = true;
   }
-  if (streams.empty()) throw error(errc::empty_input, "measure: no calibration tokens");
-  return streams;
+  if (c.streams.empty()) throw error(errc::empty_input, "measure: no calibration tokens");
+  return c;
 }
 
 // The calibration's identity: FNV-1a over the ids of every stream, as 16 hex digits.
@@ -163,8 +188,10 @@ struct reference_distribution {
   if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
     throw error(errc::invalid_argument, "measure: shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count));
-  mm::llama_model m = mm::load_gguf(model_path);
-  const auto streams = calibration_streams(model_path, m, o);
+  const auto g = mixprec::gguf::file::open(model_path);
+  mm::llama_model m = mm::load_gguf(g);
+  const calibration_set calib = calibration_streams(g, m, o);
+  const auto& streams = calib.streams;
   std::size_t positions = 0;
   for (const auto& s : streams) positions += s.size();
   const int n_layers = m.config.n_layers;
@@ -345,7 +372,9 @@ struct reference_distribution {
                {"seed", o.seed},
                {"streams", streams.size()},
                {"positions", positions},
-               {"ids_fnv1a64", calibration_hash(streams)}}},
+               {"ids_fnv1a64", calibration_hash(streams)},
+               {"bos", calib.bos.id >= 0 ? nlohmann::json(calib.bos.id) : nlohmann::json(nullptr)},
+               {"bos_first", calib.bos_first}}},
              {"types", types}};
     if (o.shard_count > 1) (*meta)["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   }
@@ -354,7 +383,8 @@ struct reference_distribution {
 
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
 // "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, proxy, gram_proxy, weight_error,
-// sqnr_db}], notes}]}.
+// sqnr_db}], notes}]}. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
+// vocabulary's BOS id, null when it has none), bos_first (measure put it first in every stream)}.
 [[nodiscard]] inline nlohmann::json measure_json(const std::vector<measured_tensor>& tensors, const nlohmann::json& meta) {
   nlohmann::json j = meta;
   j["format"] = "mixprec-measure";
