@@ -23,6 +23,7 @@
 //   mixprec/sensitivity/report_json.hpp   needs nlohmann/json (sensitivity reports as JSON)
 //   mixprec/io/safetensors.hpp            needs nlohmann/json (a safetensors header is JSON)
 //   mixprec/detail/json_number.hpp        needs nlohmann/json (the number formatting the three share)
+//   mixprec/detail/json_strict.hpp        needs nlohmann/json (the duplicate-key-refusing parser they share)
 //   mixprec/io/idx.hpp                    needs zlib (gzip-compressed IDX files)
 // tests/umbrella checks this banner: every header is included here or listed above as optional with
 // a reason it really has, and what is included uses only the standard library, POSIX, Eigen and xsimd.

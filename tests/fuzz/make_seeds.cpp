@@ -4,6 +4,8 @@
 //   cmake --build build-fuzz --target make_seeds && build-fuzz/make_seeds tests/fuzz/corpus
 // The files are committed; rerun this after changing the formats' coverage.
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -23,6 +25,28 @@ namespace st = mixprec::safetensors;
 
 static void write_bytes(const std::filesystem::path& path, const void* data, std::size_t n) {
   std::ofstream(path, std::ios::binary).write(static_cast<const char*>(data), static_cast<std::streamsize>(n));
+}
+
+static void write_text(const std::filesystem::path& path, const std::string& s) { write_bytes(path, s.data(), s.size()); }
+
+// s with the first occurrence of `from` overwritten by `to` of the same length (every size field of
+// a binary file still holds): how the seeds of malformed files are made from the writers' output.
+static std::string overwritten(std::string s, const std::string& from, const std::string& to) {
+  const std::size_t at = s.find(from);
+  if (at == std::string::npos || from.size() != to.size()) {
+    std::fprintf(stderr, "make_seeds: cannot overwrite '%s'\n", from.c_str());
+    std::exit(1);
+  }
+  return s.replace(at, to.size(), to);
+}
+
+// A safetensors file around a header written by hand: length, JSON padded with spaces to 8, data.
+static std::string safetensors_bytes(std::string json, const std::string& data) {
+  json.append((8 - json.size() % 8) % 8, ' ');
+  const std::uint64_t n = json.size();
+  std::string out(8, '\0');
+  std::memcpy(out.data(), &n, 8);
+  return out + json + data;
 }
 
 static std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
@@ -57,6 +81,39 @@ int main(int argc, char** argv) {
             std::vector<st::tensor_view>{{"s", st::dtype::f32, {}, std::span(af).first(4)},
                                          {"z", st::dtype::f16, {0, 4}, {}}});
 
+  // ... and one seed per header that nlohmann's parser took but the reference reader refuses (each a
+  // parse_error now): a tensor named twice at two offsets (last entry won), "__metadata__" twice, a
+  // metadata key twice, a field twice in one tensor, a hole between tensors, bytes after the last one,
+  // a raw NUL in the header (nlohmann stopped reading there), a byte order mark, an offset of -0 (a float
+  // to serde_json), 128 levels of nesting.
+  {
+    std::ostringstream two;
+    st::write(two, std::vector<st::tensor_view>{{"a", st::dtype::f32, {2}, std::span(af).first(8)},
+                                                {"b", st::dtype::f32, {2}, std::span(af).subspan(8, 8)}},
+              {{"k1", "x"}, {"k2", "y"}});
+    const std::filesystem::path d = root / "safetensors";
+    write_text(d / "dup_tensor.safetensors", overwritten(two.str(), "\"b\":", "\"a\":"));
+    write_text(d / "dup_metadata_key.safetensors", overwritten(two.str(), "\"k2\"", "\"k1\""));
+    write_text(d / "dup_field.safetensors", overwritten(two.str(), "\"shape\"", "\"dtype\""));
+    write_text(d / "trailing_bytes.safetensors", two.str() + "polyglot");
+    const std::string x = R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]})";
+    const std::string four(4, '\x01'), eight(8, '\x02');
+    write_text(d / "dup_metadata.safetensors",
+               safetensors_bytes(R"({"__metadata__":{"a":"1"},)" + x + R"(,"__metadata__":{"a":"2"}})", four));
+    write_text(d / "hole.safetensors",
+               safetensors_bytes("{" + x + R"(,"y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})", four + eight));
+    write_text(d / "nul_header.safetensors",
+               safetensors_bytes("{" + x + "}" + std::string(1, '\0') + R"({"y":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})",
+                                 eight));
+    write_text(d / "bom.safetensors", safetensors_bytes("\xEF\xBB\xBF{" + x + "}", four));
+    write_text(d / "negative_zero.safetensors",
+               safetensors_bytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[-0,4]}})", four));
+    write_text(d / "deep.safetensors",
+               safetensors_bytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"note":)" + std::string(126, '[') +
+                                     std::string(126, ']') + "}}",
+                                 four));
+  }
+
   // GGUF
   using gguf::array;
   using gguf::value;
@@ -83,6 +140,17 @@ int main(int argc, char** argv) {
               std::vector<gguf::tensor_source>{{"a", 30, {3}, std::span(f32).first(6), {}},
                                                {"b", 0, {2, 1, 1, 1}, std::span(f32).first(8), {}}});
   gguf::write((root / "gguf" / "no_tensors.gguf").string(), kvs, std::vector<gguf::tensor_source>{});
+  // A type mixprec reads and carries but does not decode: MXFP4 experts (32 values in 17 bytes), as gpt-oss keeps them.
+  const auto mxfp4 = pattern(17 * 2 * 2 * 2, 5);
+  gguf::write((root / "gguf" / "mxfp4_experts.gguf").string(), gguf::metadata{{"general.architecture", value("gpt-oss")}},
+              std::vector<gguf::tensor_source>{{"blk.0.ffn_up_exps.weight", 39, {64, 2, 2}, mxfp4, {}},
+                                               {"blk.0.attn_q.weight", 1, {8, 4}, f16, {}}});
+  {  // A duplicated metadata key, which ggml's reader and mixprec's refuse (the writer too: made by overwriting).
+    std::ostringstream dup;
+    gguf::write(dup, gguf::metadata{{"general.name", value("a")}, {"general.namf", value("b")}},
+                std::vector<gguf::tensor_source>{{"w", 0, {4, 2}, f32, {}}});
+    write_text(root / "gguf" / "duplicate_key.gguf", overwritten(dup.str(), "general.namf", "general.name"));
+  }
 
   // imatrix (legacy .dat): two entries and the trailer.
   std::filesystem::create_directories(root / "imatrix");
@@ -110,6 +178,19 @@ int main(int argc, char** argv) {
               std::vector<gguf::tensor_source>{{"w.in_sum2", 0, {4}, std::as_bytes(std::span(flat_sums)), {}},
                                                {"w.counts", 0, {1}, std::as_bytes(std::span(flat_count)), {}}});
 
+  // ... and the same weight twice: a legacy entry (llama.cpp's loader let the last win) and an in_sum2
+  // tensor (the GGUF container refuses a repeated tensor name).
+  {
+    mixprec::imatrix::file two;
+    two.entries["blk.0.attn_k.weight"] = {2, Eigen::VectorXf::LinSpaced(4, 1.0f, 4.0f)};
+    two.entries["blk.0.attn_q.weight"] = {2, Eigen::VectorXf::Constant(4, 9.0f)};
+    const auto l = mixprec::imatrix::serialize(two), g = mixprec::imatrix::serialize_gguf(two);
+    write_text(root / "imatrix" / "dup_legacy.dat",
+               overwritten(std::string(l.begin(), l.end()), "blk.0.attn_q.weight", "blk.0.attn_k.weight"));
+    write_text(root / "imatrix" / "dup_in_sum2.gguf",
+               overwritten(std::string(g.begin(), g.end()), "blk.0.attn_q.weight.in_sum2", "blk.0.attn_k.weight.in_sum2"));
+  }
+
   // plan JSON: a knapsack plan of two layers and the sensitivity table it came from.
   std::filesystem::create_directories(root / "plan_json");
   mixprec::sensitivity_table t;
@@ -124,6 +205,22 @@ int main(int argc, char** argv) {
   tg.add("blk.0.ffn_down.weight", 4, 96, "q4_0", 0.01).add("blk.0.ffn_down.weight", 4, 96, "f16", 0.0);
   const mixprec::plan pg = mixprec::plan_builder{tg, mixprec::knapsack_policy{}, mixprec::bits_budget{6.0}}.build();
   std::ofstream(root / "plan_json" / "ggml_plan.json") << nlohmann::json(pg).dump(1);
+  // ... and what parse_plan / parse_sensitivity_table refuse that nlohmann::json::parse took: a key twice
+  // (a layer's "spec"), a layer planned twice, a layer listed twice in a table, a raw NUL byte followed
+  // by another document.
+  {
+    const std::string text = nlohmann::json(p).dump();
+    std::string two_specs = text;
+    two_specs.insert(two_specs.find("\"layers\":[{") + 11, "\"spec\":\"int8\",");
+    write_text(root / "plan_json" / "dup_key.json", two_specs);
+    nlohmann::json twice = p;
+    twice["layers"].push_back(nlohmann::json(twice["layers"][0]));
+    write_text(root / "plan_json" / "dup_layer.json", twice.dump(1));
+    nlohmann::json listed = t;
+    listed["layers"].push_back(nlohmann::json(listed["layers"][0]));
+    write_text(root / "plan_json" / "table_dup_layer.json", listed.dump(1));
+    write_text(root / "plan_json" / "nul.json", text + std::string(1, '\0') + two_specs);
+  }
 
   // Headers whose size arithmetic overflows 64 bits (each field alone is in range).
   const std::int32_t l2c[7] = {1048576, 2, 1048574, 1, 1, 1, 14};  // 2^62 floats: 28 + 4n wraps to 28

@@ -530,6 +530,48 @@ TEST_CASE("imatrix GGUF: corrupt files are parse errors naming the file and tens
   }
 }
 
+namespace {
+
+// b with the first occurrence of `from` overwritten by `to` (same length, so every size field holds).
+std::vector<std::uint8_t> overwritten(std::vector<std::uint8_t> b, const std::string& from, const std::string& to) {
+  REQUIRE(from.size() == to.size());
+  const auto at = std::search(b.begin(), b.end(), from.begin(), from.end());
+  REQUIRE(at != b.end());
+  std::copy(to.begin(), to.end(), at);
+  return b;
+}
+
+}  // namespace
+
+TEST_CASE("imatrix: one weight's statistics given twice are refused by name, in both formats", "[imatrix][gguf]") {
+  im::file f;
+  f.entries["blk.0.attn_k.weight"] = im::entry{2, Eigen::VectorXf::LinSpaced(4, 1.0f, 4.0f)};
+  f.entries["blk.0.attn_q.weight"] = im::entry{2, Eigen::VectorXf::Constant(4, 9.0f)};
+  f.last_chunk = 2;
+
+  // Legacy: llama.cpp's loader lets the second entry of a name overwrite the first; here it is an error.
+  const auto legacy = im::serialize(f);
+  REQUIRE(im::parse(legacy).entries.size() == 2);
+  const auto twice = overwritten(legacy, "blk.0.attn_q.weight", "blk.0.attn_k.weight");
+  const auto e = parse_error_of(twice, "twice.dat");
+  REQUIRE(e);
+  CHECK(e->code() == mixprec::errc::parse_error);
+  CHECK_THAT(e->what(), Catch::Contains("'twice.dat'") && Catch::Contains("'blk.0.attn_k.weight' appears twice"));
+
+  // GGUF: in_sum2 (or counts) twice for one weight. The container refuses a repeated tensor name
+  // (as llama.cpp's gguf reader does); the message names the file and the tensor either way.
+  const auto gguf = im::serialize_gguf(f);
+  REQUIRE(im::parse(gguf).entries.size() == 2);
+  for (const char* suffix : {".in_sum2", ".counts"}) {
+    INFO(suffix);
+    const auto g = overwritten(gguf, std::string("blk.0.attn_q.weight") + suffix, std::string("blk.0.attn_k.weight") + suffix);
+    const auto ge = parse_error_of(g, "twice.gguf");
+    REQUIRE(ge);
+    CHECK(ge->code() == mixprec::errc::parse_error);
+    CHECK_THAT(ge->what(), Catch::Contains("'twice.gguf'") && Catch::Contains(std::string("blk.0.attn_k.weight") + suffix));
+  }
+}
+
 TEST_CASE("imatrix GGUF: a model file is refused as an importance matrix", "[imatrix][gguf]") {
   const std::vector<tspec> weights = {{"token_embd.weight", {4, 2}, std::vector<float>(8, 0.5f)},
                                       {"blk.0.attn_q.weight", {4, 4}, std::vector<float>(16, 0.25f)}};

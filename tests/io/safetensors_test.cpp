@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 #include <unistd.h>
@@ -247,6 +248,8 @@ TEST_CASE("safetensors rejects corrupt files with typed errors", "[io][safetenso
   parse_error(with(R"({"x":{"dtype":"F32","shape":[2.0],"data_offsets":[0,8]}})"), "not an integer");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[[[[2]]]],"data_offsets":[0,8]}})"), "array, not a non-negative");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[-4,4]}})"), "negative");
+  parse_error(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[-0,8]}})"), "data_offsets begin is -0");  // a float to serde_json
+  parse_error(with(R"({"x":{"dtype":"F32","shape":[2,-0],"data_offsets":[0,0]}})"), "shape entry is -0");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0]}})"), "[begin, end]");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})"), "too large");
   parse_error(with(R"({"x":{"dtype":"F32","shape":[0,4294967296,4294967296],"data_offsets":[0,0]}})"), "too large");
@@ -264,6 +267,140 @@ TEST_CASE("safetensors rejects corrupt files with typed errors", "[io][safetenso
   REQUIRE(e);
   CHECK(e->code() == errc::unsupported);
   CHECK_THAT(e->what(), Catch::Matchers::Contains("'ids'") && Catch::Matchers::Contains("I64"));
+}
+
+namespace {
+
+// The bytes st::write makes of `ts` and `meta`.
+std::vector<std::byte> written(const std::vector<st::tensor_view>& ts, const std::map<std::string, std::string>& meta = {}) {
+  std::ostringstream out;
+  st::write(out, ts, meta);
+  const std::string s = out.str();
+  std::vector<std::byte> b(s.size());
+  std::memcpy(b.data(), s.data(), s.size());
+  return b;
+}
+
+// b with the first occurrence of `from` (in the header: it comes first) overwritten by `to`, of the
+// same length, so that the header length still holds.
+std::vector<std::byte> overwritten(std::vector<std::byte> b, const std::string& from, const std::string& to) {
+  REQUIRE(from.size() == to.size());
+  const std::string s(reinterpret_cast<const char*>(b.data()), b.size());
+  const std::size_t at = s.find(from);
+  REQUIRE(at != std::string::npos);
+  std::memcpy(b.data() + at, to.data(), to.size());
+  return b;
+}
+
+// The error parsing `b`, named `name`, throws; it must be a parse_error naming the file and `needle`.
+void refused_naming(std::vector<std::byte> b, const std::string& name, const std::string& needle) {
+  INFO(needle);
+  const auto e = mixprec::test::error_of([&] { (void)st::file::parse(mixprec::mapped_file::from_bytes(std::move(b), name)); });
+  REQUIRE(e);
+  CHECK(e->code() == errc::parse_error);
+  CHECK_THAT(e->what(), Catch::Matchers::Contains("'" + name + "'") && Catch::Matchers::Contains(needle));
+}
+
+}  // namespace
+
+TEST_CASE("safetensors refuses a key given twice: tensor, __metadata__, field, metadata key", "[io][safetensors]") {
+  mixprec::row_matrix a(1, 2), b(1, 2);
+  a << 1, 2;
+  b << 3, 4;
+  const auto ab = st::encode(a, st::dtype::f32), bb = st::encode(b, st::dtype::f32);
+  const auto good = written({{"a", st::dtype::f32, {2}, ab}, {"b", st::dtype::f32, {2}, bb}}, {{"format", "pt"}});
+  REQUIRE(parse(good).tensors().size() == 2);
+
+  // The users' report: one name at two offsets. nlohmann kept the last entry and showed one tensor
+  // holding b's values; a reader keeping the first shows a's.
+  refused_naming(overwritten(good, "\"b\":", "\"a\":"), "dup.safetensors", "tensor 'a' appears twice");
+  // Twice with the same offsets too (nothing tells which of two entries a writer meant).
+  {
+    const std::string json = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+    refused_naming(raw_file(json, std::vector<std::byte>(ab.begin(), ab.end())), "same.safetensors", "tensor 'x' appears twice");
+  }
+  // A name written with an escape is the same name.
+  {
+    const std::string json = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                             R"("\u0077":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})";
+    refused_naming(raw_file(json, std::vector<std::byte>(ab.begin(), ab.end())), "esc.safetensors", "tensor 'w' appears twice");
+  }
+  // "__metadata__" twice: the reference's struct field refuses a duplicate.
+  {
+    const std::string json = R"({"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                             R"("__metadata__":{"format":"np"}})";
+    refused_naming(raw_file(json, std::vector<std::byte>(ab.begin(), ab.end())), "meta.safetensors", "\"__metadata__\" appears twice");
+  }
+  // A metadata key twice.
+  refused_naming(overwritten(written({{"a", st::dtype::f32, {2}, ab}}, {{"k1", "x"}, {"k2", "y"}}), "\"k2\"", "\"k1\""),
+                 "mkey.safetensors", "__metadata__ has the key 'k1' twice");
+  // A field twice in one tensor: which dtype, which bytes?
+  refused_naming(overwritten(good, "\"shape\"", "\"dtype\""), "field.safetensors", "tensor 'a' has the field \"dtype\" twice");
+  {
+    const std::string json = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"data_offsets":[8,16]}})";
+    std::vector<std::byte> data(ab.begin(), ab.end());
+    data.insert(data.end(), bb.begin(), bb.end());
+    refused_naming(raw_file(json, data), "offs.safetensors", "tensor 'x' has the field \"data_offsets\" twice");
+  }
+}
+
+TEST_CASE("safetensors tensors tile the data buffer: no hole, no trailing bytes, as the reference requires",
+          "[io][safetensors]") {
+  const auto data12 = bytes_of({0, 0, 0x80, 0x3F, 0, 0, 0, 0x40, 0, 0, 0x40, 0x40});  // three F32: 1, 2, 3
+  // Contiguous from 0 to the end of the file, in any order in the header: accepted.
+  const st::file ok = parse(raw_file(R"({"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]},)"
+                                     R"("x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}})",
+                                     data12));
+  CHECK(ok.tensors().size() == 2);
+  // Zero-size tensors take no bytes and may sit at any boundary.
+  CHECK(parse(raw_file(R"({"z":{"dtype":"F16","shape":[0],"data_offsets":[0,0]},"x":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
+                       R"("e":{"dtype":"F32","shape":[2,0],"data_offsets":[12,12]}})",
+                       data12))
+            .tensors()
+            .size() == 3);
+
+  // A hole between two tensors.
+  refused_naming(raw_file(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},)"
+                          R"("y":{"dtype":"F32","shape":[1],"data_offsets":[8,12]}})",
+                          data12),
+                 "hole.safetensors", "tensor 'y' [8, 12) starts 4 bytes after tensor 'x' [0, 4) ends");
+  // A hole before the first tensor.
+  refused_naming(raw_file(R"({"y":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})", data12), "start.safetensors",
+                 "the first tensor 'y' [4, 12) does not start at 0");
+  // Bytes after the last tensor (a second payload, a polyglot file), from the writer's own output.
+  mixprec::row_matrix w(2, 2);
+  w << 1, 2, 3, 4;
+  const auto wb = st::encode(w, st::dtype::f32);
+  auto trailing = written({{"w", st::dtype::f32, {2, 2}, wb}});
+  REQUIRE(parse(trailing).tensors().size() == 1);
+  trailing.push_back(std::byte{0x42});
+  refused_naming(trailing, "tail.safetensors", "1 bytes after tensor 'w' [0, 16) belong to no tensor");
+  // ... and data after a header without tensors.
+  refused_naming(raw_file("{}", data12), "none.safetensors", "12 bytes after the header belong to no tensor");
+  // Data missing at the end is still "past the data buffer".
+  auto short_file = written({{"w", st::dtype::f32, {2, 2}, wb}});
+  short_file.pop_back();
+  refused_naming(short_file, "short.safetensors", "past the data buffer");
+}
+
+TEST_CASE("safetensors header text: no raw NUL, no byte order mark, nesting within serde_json's 127 levels",
+          "[io][safetensors]") {
+  const auto data8 = bytes_of({0, 0, 0x80, 0x3F, 0, 0, 0, 0x40});
+  const std::string x = R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  REQUIRE(parse(raw_file(x, data8)).tensors().size() == 1);
+  // nlohmann's lexer takes a NUL for the end of the text: what follows was never read.
+  refused_naming(raw_file(x + std::string(1, '\0') + R"({"y":{"dtype":"I64"}})", data8), "nul.safetensors", "NUL byte at offset " + std::to_string(x.size()));
+  // nlohmann skips a byte order mark; serde_json does not.
+  refused_naming(raw_file("\xEF\xBB\xBF" + x, data8), "bom.safetensors", "byte order mark");
+  // An unknown field is ignored (as serde does), however nested, up to 127 levels in all: the header
+  // object, the tensor's object and 125 arrays.
+  auto nested = [&](std::size_t arrays) {
+    return R"({"x":{"dtype":"F32","shape":[2],"data_offsets":[0,8],"note":)" + std::string(arrays, '[') +
+           std::string(arrays, ']') + "}}";
+  };
+  CHECK(parse(raw_file(nested(125), data8)).tensors().size() == 1);
+  refused_naming(raw_file(nested(126), data8), "deep.safetensors", "nested deeper than 127 levels");
 }
 
 TEST_CASE("mapped_file maps files, owns or borrows buffers, and names the path on failure", "[io][mapped_file]") {

@@ -144,3 +144,78 @@ TEST_CASE("sensitivity table JSON round trip", "[plan][json]") {
   bad["layers"][1]["name"] = "blk.0.attn_q";  // ...repeats the name with another shape
   CHECK_THROWS_AS(bad.get<sensitivity_table>(), error);
 }
+
+namespace {
+
+// text with `what` inserted right after the first occurrence of `after`.
+std::string inserted(std::string text, const std::string& after, const std::string& what) {
+  const std::size_t at = text.find(after);
+  REQUIRE(at != std::string::npos);
+  return text.insert(at + after.size(), what);
+}
+
+// The error `fn` throws: a parse_error whose message names `source` and every one of `needles`.
+template <class Fn>
+void refused_naming(Fn&& fn, const std::string& source, std::initializer_list<std::string> needles) {
+  const auto e = test::error_of(fn);
+  REQUIRE(e);
+  CHECK(e->code() == errc::parse_error);
+  CHECK_THAT(e->what(), Catch::Contains("'" + source + "'"));
+  for (const std::string& n : needles) CHECK_THAT(e->what(), Catch::Contains(n));
+}
+
+}  // namespace
+
+TEST_CASE("plan JSON text: a key given twice, a raw NUL and a layer planned twice are refused by name", "[plan][json]") {
+  const plan p = plan_builder{toy_table(), knapsack_policy{}, bits_budget{6.0}}.build();
+  const std::string text = nlohmann::json(p).dump();
+  CHECK(parse_plan(text, "p.json") == p);
+  CHECK(parse_plan(nlohmann::json(p).dump(2), "p.json") == p);
+
+  // A second "spec" in a layer: nlohmann keeps the last and reads the plan as if the first were not
+  // there; a reader that keeps the first quantizes that layer otherwise.
+  const std::string two_specs = inserted(text, "\"layers\":[{", "\"spec\":\"int8\",");
+  refused_naming([&] { (void)parse_plan(two_specs, "p.json"); }, "p.json", {"duplicate key \"spec\"", "\"layers\"[0]"});
+  // A second "limit" at the top level.
+  const std::string two_limits = inserted(text, "{", "\"limit\":1e300,");
+  refused_naming([&] { (void)parse_plan(two_limits, "p.json"); }, "p.json", {"duplicate key \"limit\"", "the top level"});
+  // nlohmann stops at a NUL byte: a second document after it was never read.
+  refused_naming([&] { (void)parse_plan(text + std::string(1, '\0') + two_specs, "p.json"); }, "p.json",
+                 {"NUL byte at offset " + std::to_string(text.size())});
+  // Text that is not JSON is a parse_error naming the source too.
+  refused_naming([&] { (void)parse_plan(text.substr(0, text.size() / 2), "p.json"); }, "p.json", {"not JSON"});
+
+  // The same layer planned twice (whichever entry a reader applies, the totals count both).
+  nlohmann::json j = p;
+  const std::size_t n = j["layers"].size();
+  j["layers"].push_back(nlohmann::json(j["layers"][1]));
+  const std::string layer = p.entries[1].layer;
+  const std::string where = "layers[1] and layers[" + std::to_string(n) + "]";
+  refused_naming([&] { (void)parse_plan(j.dump(), "twice.json"); }, "twice.json", {"layer '" + layer + "' is planned twice", where});
+  const auto e = test::error_of([&] { (void)j.get<plan>(); });  // from_json alone refuses it too
+  REQUIRE(e);
+  CHECK(e->code() == errc::parse_error);
+  CHECK_THAT(e->what(), Catch::Contains("'" + layer + "' is planned twice"));
+}
+
+TEST_CASE("sensitivity table JSON text: a key, a layer or a candidate given twice is refused by name", "[plan][json]") {
+  const sensitivity_table t = toy_table();
+  const std::string text = nlohmann::json(t).dump();
+  const sensitivity_table back = parse_sensitivity_table(text, "t.json");
+  REQUIRE(back.rows().size() == t.rows().size());
+  CHECK(back.rows()[0].losses.size() == t.rows()[0].losses.size());
+
+  const std::string two_losses = inserted(text, "\"losses\":[{", "\"loss\":0.0,");
+  refused_naming([&] { (void)parse_sensitivity_table(two_losses, "t.json"); }, "t.json",
+                 {"duplicate key \"loss\"", "\"layers\"[0].\"losses\"[0]"});
+
+  const std::string first = t.rows()[0].layer.name;
+  nlohmann::json j = t;
+  j["layers"].push_back(nlohmann::json(j["layers"][0]));  // the layer listed again, same shape and candidates
+  refused_naming([&] { (void)parse_sensitivity_table(j.dump(), "t.json"); }, "t.json", {"layer '" + first + "' is listed twice"});
+
+  j = t;
+  j["layers"][0]["losses"].push_back(nlohmann::json(j["layers"][0]["losses"][0]));  // one candidate twice in a layer
+  refused_naming([&] { (void)parse_sensitivity_table(j.dump(), "t.json"); }, "t.json",
+                 {"layer '" + first + "'", to_string(t.rows()[0].losses[0].spec), "given twice"});
+}

@@ -32,8 +32,10 @@
 //
 // parse() is strict; each of these is a mixprec::error(parse_error) naming the file and the entry or
 // tensor. Legacy: a truncated file, a negative or absurd count, a name that is empty, has a NUL or is
-// repeated, a value that is NaN, Inf or negative, bytes after the trailer. GGUF: whatever gguf.hpp
-// refuses (a tensor of an unknown ggml type included); general.type present and not the string
+// repeated (llama.cpp's legacy loader lets the last entry of a name win; here the second is an error
+// naming it), a value that is NaN, Inf or negative, bytes after the trailer. GGUF: whatever gguf.hpp
+// refuses (a tensor of an unknown ggml type, a repeated tensor name, as llama.cpp's gguf reader does);
+// a weight with two in_sum2 or two counts tensors; general.type present and not the string
 // "imatrix"; imatrix.datasets not an array of strings; imatrix.chunk_count / chunk_size not a u32 up to
 // INT32_MAX; no tensors; a tensor that is not "<weight>.in_sum2" or "<weight>.counts", or whose name has
 // a NUL or more than 63 bytes (llama.cpp's limit); one of a pair without the other; a type other than
@@ -300,7 +302,11 @@ inline constexpr std::int32_t max_name_length = 1 << 16;
     if (weight.empty()) throw fail(tn + " names no weight");
     if (t.type != 0)
       throw fail(tn + " is " + std::string(gguf::type_traits_of(t.type)->name) + "; imatrix tensors are f32");
-    (is_sum ? by_weight[weight].sums : by_weight[weight].counts) = &t;
+    // llama.cpp's loader keys its entries by weight name (the last of two would win); gguf.hpp
+    // refuses a repeated tensor name already, and so does this, whatever the container allowed.
+    const gguf::tensor_info*& slot = is_sum ? by_weight[weight].sums : by_weight[weight].counts;
+    if (slot) throw fail(tn + " appears twice (weight '" + weight + "' has two " + (is_sum ? "in_sum2" : "counts") + " tensors)");
+    slot = &t;
   }
   if (by_weight.empty()) throw fail("no tensors ('<weight>.in_sum2' and '<weight>.counts' pairs)");
 

@@ -27,7 +27,17 @@
 // 100 MB (max_header_bytes), JSON that does not parse or is not valid UTF-8, a header that is not an
 // object, missing or mistyped fields, negative or non-integer numbers, a shape whose element or byte
 // count overflows 64 bits, a byte range that disagrees with shape x dtype size, a range outside the
-// data buffer, and two tensors whose ranges overlap. Gaps between tensors are tolerated.
+// data buffer, and two tensors whose ranges overlap.
+// Like the format's reference reader (huggingface/safetensors, Metadata::validate and read_metadata),
+// the tensors must tile the data buffer exactly: sorted by offset, the first starts at 0, each starts
+// where the one before ends, and the last ends at the end of the file. A hole before or between
+// tensors and bytes after the last one are parse errors naming the tensors around them (bytes that no
+// tensor claims are where a second payload hides). Also refused, where nlohmann's parser would pass
+// them silently (detail/json_strict.hpp): a key given twice at any level (a tensor named twice, keeping
+// the last, shows one model to this reader and another to one that keeps the first; "__metadata__"
+// twice; "dtype" twice in one tensor; a metadata key twice), a raw NUL byte in the header (nlohmann
+// stops reading there), a UTF-8 byte order mark before it, and JSON nested deeper than 127 levels
+// (serde_json's limit).
 // Assumes a little-endian host (static_assert).
 #pragma once
 
@@ -50,6 +60,7 @@
 #include "mixprec/types.hpp"
 #include "mixprec/detail/checked.hpp"
 #include "mixprec/detail/json_number.hpp"
+#include "mixprec/detail/json_strict.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/io/output_file.hpp"
 #include "mixprec/formats/float_convert.hpp"
@@ -115,7 +126,28 @@ inline std::uint64_t read_u64_le(const std::byte* p) noexcept {
 
 using mixprec::detail::mul_ok;
 
+// How the header's JSON is read: the reference reader's serde_json refuses a key given twice (its
+// map of tensors would keep one of them), a byte order mark and nesting deeper than 127 levels.
+inline mixprec::detail::json_strictness header_strictness() {
+  mixprec::detail::json_strictness s;
+  s.allow_bom = false;
+  s.max_depth = 127;
+  s.duplicate_message = [](const mixprec::detail::json_path& where, const std::string& key) -> std::string {
+    if (where.empty())
+      return key == "__metadata__" ? std::string("\"__metadata__\" appears twice")
+                                   : "tensor '" + key + "' appears twice (which entry a reader keeps is up to it)";
+    if (where.front() == "__metadata__") return "__metadata__ has the key '" + key + "' twice";
+    if (where.size() == 1) return "tensor '" + where.front() + "' has the field \"" + key + "\" twice";
+    return "tensor '" + where.front() + "' has the key \"" + key + "\" twice in one of its objects";
+  };
+  return s;
+}
+
 inline std::uint64_t get_uint(const nlohmann::json& j, const std::string& file, const std::string& what) {
+  // nlohmann reads "-0" as a signed integer 0 (it stores every other non-negative integer unsigned);
+  // serde_json reads it as the float -0.0, which the reference refuses for a size.
+  if (j.is_number_integer() && !j.is_number_unsigned() && j.get<std::int64_t>() == 0)
+    fail(file, what + " is -0, not a non-negative integer");
   if (auto v = mixprec::detail::json_to_integer<std::uint64_t>(j)) return *v;
   fail(file, mixprec::detail::json_integer_problem<std::uint64_t>(j, what));
 }
@@ -209,9 +241,11 @@ class file {
     const auto* text = reinterpret_cast<const char*>(all.data() + 8);
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(text, text + n);
+      header = mixprec::detail::parse_json_strict(std::string_view(text, static_cast<std::size_t>(n)), detail::header_strictness());
     } catch (const nlohmann::json::exception& e) {
       detail::fail(name, std::string("header is not valid JSON: ") + e.what());
+    } catch (const error& e) {
+      detail::fail(name, "header: " + e.message());
     }
     if (!header.is_object()) detail::fail(name, "header is not a JSON object");
     const std::span<const std::byte> data = all.subspan(8 + static_cast<std::size_t>(n));
@@ -230,15 +264,33 @@ class file {
       tensors_.push_back(parse_tensor(key, v, data));
     }
     std::sort(tensors_.begin(), tensors_.end(), [](const tensor_info& a, const tensor_info& b) {
-      return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+      if (a.begin != b.begin) return a.begin < b.begin;
+      return a.end != b.end ? a.end < b.end : a.name < b.name;
     });
-    for (std::size_t i = 1; i < tensors_.size(); ++i)
-      if (tensors_[i].begin < tensors_[i - 1].end)
-        detail::fail(name, "tensors '" + tensors_[i - 1].name + "' [" + std::to_string(tensors_[i - 1].begin) + ", " +
-                               std::to_string(tensors_[i - 1].end) + ") and '" + tensors_[i].name + "' [" +
-                               std::to_string(tensors_[i].begin) + ", " + std::to_string(tensors_[i].end) +
-                               ") overlap");
-    for (std::size_t i = 0; i < tensors_.size(); ++i) index_.emplace(tensors_[i].name, i);
+    // The tensors tile the data buffer: each starts where the one before ends (0 for the first).
+    auto range = [](const tensor_info& t) {
+      return "'" + t.name + "' [" + std::to_string(t.begin) + ", " + std::to_string(t.end) + ")";
+    };
+    std::uint64_t covered = 0;  // the data buffer's bytes [0, covered) belong to the tensors so far
+    for (std::size_t i = 0; i < tensors_.size(); ++i) {
+      const tensor_info& t = tensors_[i];
+      if (t.begin < covered)  // i > 0: covered is 0 before the first tensor
+        detail::fail(name, "tensors " + range(tensors_[i - 1]) + " and " + range(t) + " overlap");
+      if (t.begin > covered)
+        detail::fail(name, (i == 0 ? "the first tensor " + range(t) + " does not start at 0"
+                                   : "tensor " + range(t) + " starts " + std::to_string(t.begin - covered) +
+                                         " bytes after tensor " + range(tensors_[i - 1]) + " ends") +
+                               ": a hole that no tensor claims (the tensors must cover the data buffer without holes)");
+      covered = t.end;
+    }
+    if (covered != data.size())
+      detail::fail(name, "the data buffer has " + std::to_string(data.size()) + " bytes, but the tensors cover " +
+                             std::to_string(covered) + ": " + std::to_string(data.size() - covered) +
+                             " bytes after " + (tensors_.empty() ? std::string("the header") : "tensor " + range(tensors_.back())) +
+                             " belong to no tensor");
+    for (std::size_t i = 0; i < tensors_.size(); ++i)
+      if (!index_.emplace(tensors_[i].name, i).second)  // parse_json_strict has refused this already
+        detail::fail(name, "tensor '" + tensors_[i].name + "' appears twice in the header");
   }
 
   tensor_info parse_tensor(const std::string& tname, const nlohmann::json& v, std::span<const std::byte> data) const {

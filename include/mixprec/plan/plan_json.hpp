@@ -10,18 +10,30 @@
 // limits and bounds are written as null. Reading checks every entry's bytes against its spec and shape,
 // so a hand-edited file that no longer adds up is rejected (mixprec::error, parse_error).
 //
+// A plan names each layer once and a table lists each layer once (a layer planned twice is a
+// parse_error naming it: which entry would a reader apply?).
+//
+// Text: read it with parse_plan / parse_sensitivity_table, not nlohmann::json::parse + get<>():
+// nlohmann keeps the last of two equal keys without a word ({"spec": "int4", "spec": "int8"} is int8
+// to it and int4 to a reader that keeps the first) and stops reading at a raw NUL byte, ignoring what
+// follows; these refuse both (detail/json_strict.hpp), naming the source and the key.
+//
 //   nlohmann::json j = p;  std::ofstream("plan.json") << j.dump(2);
-//   mixprec::plan back = nlohmann::json::parse(text).get<mixprec::plan>();
+//   mixprec::plan back = mixprec::parse_plan(text, "plan.json");
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <set>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
 #include "mixprec/detail/json_number.hpp"
+#include "mixprec/detail/json_strict.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/plan/result.hpp"
 #include "mixprec/plan/sources.hpp"
@@ -120,6 +132,11 @@ inline void from_json(const nlohmann::json& j, plan& p) {
     p.lower_bound = detail::number_or(j, "lower_bound", -std::numeric_limits<double>::infinity());
     p.entries = j.at("layers").get<std::vector<plan_entry>>();
     if (p.entries.empty()) throw error(errc::parse_error, "plan JSON: no layers");
+    std::map<std::string, std::size_t> first;  // layer -> its index in "layers"
+    for (std::size_t i = 0; i < p.entries.size(); ++i)
+      if (const auto [it, fresh] = first.emplace(p.entries[i].layer, i); !fresh)
+        throw error(errc::parse_error, "plan JSON: layer '" + p.entries[i].layer + "' is planned twice (layers[" +
+                                           std::to_string(it->second) + "] and layers[" + std::to_string(i) + "])");
   });
 }
 
@@ -141,14 +158,56 @@ inline void to_json(nlohmann::json& j, const sensitivity_table& t) {
 inline void from_json(const nlohmann::json& j, sensitivity_table& t) {
   detail::parse_json("sensitivity table", [&] {
     sensitivity_table out;
+    std::set<std::string> seen;
     for (const auto& l : j.at("layers")) {
       const auto name = l.at("name").get<std::string>();
+      if (!seen.insert(name).second)
+        throw error(errc::parse_error, "sensitivity table JSON: layer '" + name + "' is listed twice");
       const auto rows = detail::json_integer<index_t>(l.at("rows"), "sensitivity table: layer '" + name + "': rows");
       const auto cols = detail::json_integer<index_t>(l.at("cols"), "sensitivity table: layer '" + name + "': cols");
-      for (const auto& e : l.at("losses")) out.add(name, rows, cols, detail::spec_from_json(e), e.at("loss").get<double>());
+      for (const auto& e : l.at("losses")) {
+        const quant_spec spec = detail::spec_from_json(e);
+        const double loss = e.at("loss").get<double>();
+        try {
+          out.add(name, rows, cols, spec, loss);
+        } catch (const error& x) {  // a spec given twice, a non-finite loss...: a bad file
+          throw x.in_context("sensitivity table JSON", errc::parse_error);
+        }
+      }
     }
     t = std::move(out);
   });
+}
+
+// ---- reading text ----
+
+// `text` (named `source` in errors) as a plan: parse_json_strict (no duplicate keys, no raw NUL),
+// then from_json. Every refusal is a mixprec::error naming the source (parse_error; unsupported for a
+// newer version).
+[[nodiscard]] inline plan parse_plan(std::string_view text, const std::string& source = "plan") {
+  try {
+    plan p;
+    from_json(detail::parse_json_strict(text), p);
+    return p;
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, "plan '" + source + "': not JSON: " + e.what());
+  } catch (const error& e) {
+    throw e.in_context("plan '" + source + "'");
+  }
+}
+
+// `text` (named `source` in errors) as a sensitivity table, read like parse_plan.
+[[nodiscard]] inline sensitivity_table parse_sensitivity_table(std::string_view text,
+                                                               const std::string& source = "sensitivity table") {
+  try {
+    sensitivity_table t;
+    from_json(detail::parse_json_strict(text), t);
+    return t;
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, "sensitivity table '" + source + "': not JSON: " + e.what());
+  } catch (const error& e) {
+    throw e.in_context("sensitivity table '" + source + "'");
+  }
 }
 
 }  // namespace mixprec
