@@ -102,6 +102,9 @@ inline int print_inspection(const model_file& f) {
                 static_cast<unsigned long long>(t.bytes), role.c_str());
     total += t.bytes;
   }
+  if (const auto& part = f.shard())
+    std::printf("\npart %d of %d of a model%s\n", part->number, part->count,
+                part->index.empty() ? "" : (", listed by '" + part->index + "'").c_str());
   std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
               f.is_gguf() ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
                              " metadata keys").c_str()
@@ -110,10 +113,16 @@ inline int print_inspection(const model_file& f) {
 }
 
 inline int run_quantize(const model_file& f, const std::string& file, const std::string& plan_in, const std::string& imatrix_path,
-                        const std::string& out_path, unsigned threads) {
-  const mixprec::plan p = load_plan(plan_in);
+                        const std::string& out_path, unsigned threads, bool force) {
+  const plan_file pf = load_plan_file(plan_in);
+  if (!force) check_same_model(pf.model, f.tensors(), file, "plan '" + plan_in + "'");
+  std::set<std::string> planned;
+  for (const auto& e : pf.plan.entries) planned.insert(e.layer);
+  if (const auto missing = left_out(f.tensors(), planned); !missing.empty())
+    std::fprintf(stderr, "mixprec: warning: plan '%s' leaves %zu weight matri%s of '%s' out (%s): copied as stored\n", plan_in.c_str(),
+                 missing.size(), missing.size() == 1 ? "x" : "ces", file.c_str(), some_names(missing).c_str());
   const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-  const auto s = quantize_gguf(f, p, out_path, true, importance, threads);
+  const auto s = quantize_gguf(f, pf.plan, out_path, true, importance, threads);
   std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
               "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
               file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
@@ -142,10 +151,18 @@ inline int print_analysis(const std::vector<tensor_analysis>& analysis, const st
   return 0;
 }
 
+// What a plan file records beside the plan: the model's identity (model_identity) and the weight
+// tensors kept as stored, which the budget counts.
+struct plan_context {
+  nlohmann::json model;
+  std::vector<const tensor_entry*> kept;
+  double budget_bytes = 0.0;  // the whole budget, kept tensors included
+};
+
 // The plan's table and summary on stdout, then the weight tensors it leaves as they are stored (kept_as_stored:
-// quantize copies their bytes), and the plan file.
+// quantize copies their bytes), and the plan file with the model's identity beside the plan.
 inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>& analysis, const std::vector<plan_rule>& rules,
-                      const std::string& file, const std::string& plan_out, const std::vector<const tensor_entry*>& kept = {}) {
+                      const std::string& file, const std::string& plan_out, const plan_context& ctx) {
   std::map<std::string, const tensor_analysis*> by_name;
   for (const auto& a : analysis) by_name.emplace(a.name, &a);
   std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
@@ -163,14 +180,30 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
   std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
               p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
               p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
-  if (!kept.empty()) {
+  nlohmann::json j = p;
+  j["model"] = ctx.model;
+  if (!ctx.kept.empty()) {
+    std::uint64_t kept_bytes = 0;
+    double kept_weights = 0.0;
+    nlohmann::json kept = nlohmann::json::array();
     std::printf("\n%zu weight tensor%s kept as stored, not planned (quantize copies their bytes):\n| tensor | type | bytes |\n|---|---|---:|\n",
-                kept.size(), kept.size() == 1 ? "" : "s");
-    for (const tensor_entry* t : kept)
+                ctx.kept.size(), ctx.kept.size() == 1 ? "" : "s");
+    for (const tensor_entry* t : ctx.kept) {
       std::printf("| %s | %s | %llu |\n", t->name.c_str(), stored_type_text(*t).c_str(), static_cast<unsigned long long>(t->bytes));
+      kept_bytes += t->bytes;
+      kept_weights += t->weights();
+      kept.push_back({{"name", t->name}, {"type", t->type}, {"bytes", t->bytes}});
+    }
+    const double total = static_cast<double>(p.bytes() + kept_bytes), weights = p.weights() + kept_weights;
+    std::printf("\nwhole model: %.0f bytes = %.3f bits/weight over %zu weight tensors (%zu planned, %zu kept as stored: %.1f %% of the "
+                "weights), budget %.0f bytes\n",
+                total, 8.0 * total / weights, p.entries.size() + ctx.kept.size(), p.entries.size(), ctx.kept.size(),
+                100.0 * kept_weights / weights, ctx.budget_bytes);
+    j["kept"] = {{"tensors", kept}, {"bytes", kept_bytes}, {"weights", kept_weights}};
+    j["whole_model"] = {{"bytes", total}, {"bits_per_weight", 8.0 * total / weights}, {"budget_bytes", ctx.budget_bytes}};
   }
   mixprec::output_file out(plan_out, {file});
-  out.stream() << nlohmann::json(p).dump(2) << "\n";
+  out.stream() << j.dump(2) << "\n";
   out.commit();
   std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
   return 0;
@@ -277,6 +310,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
               plan_out = "plan.json", plan_in, out_path, tokenizer;
   std::vector<std::string> overrides;
   unsigned threads = 0;
+  bool force = false;
   auto* inspect = app.add_subcommand("inspect", "list tensors: name, shape, type, bytes, role");
   inspect->add_option("FILE", file, "GGUF or safetensors file")->required();
   auto* analyze = app.add_subcommand("analyze", "per tensor and candidate type: bytes, SQNR, weighted squared error");
@@ -286,6 +320,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
   analyze->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
   analyze->add_option("--json", json_path, "write the analysis as JSON");
   analyze->add_option("--threads", threads, "threads (0: every core); the results do not depend on it")->capture_default_str();
+  analyze->add_flag("--force", force, "analyze one split or shard of a model on its own");
   auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
   plan->add_option("FILE", file, "GGUF or safetensors file")->required();
   plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
@@ -295,12 +330,14 @@ inline void print_measure_table(const nlohmann::json& measured) {
   plan->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
   plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
   plan->add_option("--threads", threads, "threads for the analysis (0: every core); the plan does not depend on it")->capture_default_str();
+  plan->add_flag("--force", force, "plan one split or shard of a model on its own; use a --measured file made for another model");
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
   quantize->add_option("--plan", plan_in, "plan.json from `mixprec plan`")->required();
   quantize->add_option("--imatrix", imatrix_path, "the importance matrix the plan was made with: the same weighted search, the bytes the plan measured");
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
+  quantize->add_flag("--force", force, "use a plan made for another model (other tensors or other weights)");
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
   plan->add_option("--metric", metric, "with --measured: kl (measured), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
@@ -368,7 +405,13 @@ inline void print_measure_table(const nlohmann::json& measured) {
     // 2. The inputs' headers (no tensor data yet), and the request against them.
     const model_file f(file);
     if (inspect->parsed()) return detail::print_inspection(f);
-    if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads);
+    if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads, force);
+    if (const auto& part = f.shard(); part && !force)  // a budget over part of a model is not the budget asked for
+      throw error(errc::invalid_argument,
+                  "'" + file + "' is part " + std::to_string(part->number) + " of " + std::to_string(part->count) + " of a model" +
+                      (part->index.empty() ? f.is_gguf() ? " (split.no/split.count: merge the splits with llama-gguf-split --merge)" : ""
+                                           : " (listed by '" + part->index + "': give that index instead)") +
+                      ": a plan of one part is not a plan of the model (--force plans this part alone)");
     std::size_t planned = 0;
     for (const auto& t : f.tensors()) planned += plannable(t, rules) ? 1 : 0;
     const std::vector<const tensor_entry*> kept = kept_as_stored(f.tensors());
@@ -407,24 +450,36 @@ inline void print_measure_table(const nlohmann::json& measured) {
           throw error(errc::parse_error, "'" + file + "': a tensor name is not valid UTF-8, which GGUF requires and JSON cannot hold");
         }
       }
+    // The budget covers every weight tensor of the model: the planned ones and those kept as stored,
+    // whose bytes it counts as they are (a 4.8 bits/weight budget of a half-quantized file is 4.8 over all).
     double budget_bytes = 0.0;
+    detail::plan_context ctx{model_identity(f.tensors(), file), kept, 0.0};
     if (plan->parsed()) {
-      const double weights = plannable_weights(f, rules);
-      budget_bytes = detail::request([&] { return mixprec::parse_byte_budget(budget, weights); });
+      double kept_bytes = 0.0, kept_weights = 0.0;
+      for (const tensor_entry* t : kept) kept_bytes += static_cast<double>(t->bytes), kept_weights += t->weights();
+      const double weights = plannable_weights(f, rules) + kept_weights;
+      ctx.budget_bytes = detail::request([&] { return mixprec::parse_byte_budget(budget, weights); });
+      budget_bytes = ctx.budget_bytes - kept_bytes;
       const double floor = measured.empty() ? size_floor(f, type_list, rules) : 0.0;  // measured: the planner says
       if (budget_bytes < floor)
-        throw error(errc::infeasible, "budget " + budget + " (" + std::to_string(static_cast<long long>(budget_bytes)) +
+        throw error(errc::infeasible, "budget " + budget + " (" + std::to_string(static_cast<long long>(ctx.budget_bytes)) +
                                           " bytes) cannot be met: the smallest plan of these tensors takes " +
-                                          std::to_string(static_cast<long long>(floor)) + " bytes");
+                                          std::to_string(static_cast<long long>(floor)) + " bytes" +
+                                          (kept.empty() ? std::string()
+                                                        : " and the " + std::to_string(kept.size()) + " weight tensors kept as stored take " +
+                                                              std::to_string(static_cast<long long>(kept_bytes))));
     }
-    if (plan->parsed() && !measured.empty())  // from a measure.json: no analysis of the weights
-      return detail::write_plan(plan_table(measured_table(measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out, kept);
+    if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
+      const nlohmann::json m = read_measure_file(measured);
+      check_measure_fits(m, measured, f, file, force);
+      return detail::write_plan(plan_table(measured_table(m, measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out, ctx);
+    }
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, kept);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, ctx);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

@@ -40,8 +40,10 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -82,12 +84,6 @@ struct measured_tensor {
   std::size_t index = 0;  // position among the model's matrices (the order of measure.json)
   std::vector<std::string> notes;
 };
-
-// FNV-1a (64 bit) of bytes: the identity of a model file and of the calibration ids in measure.json.
-[[nodiscard]] inline std::uint64_t fnv1a(std::span<const std::byte> bytes, std::uint64_t h = 0xcbf29ce484222325ull) noexcept {
-  for (std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;
-  return h;
-}
 
 // The full-precision model's next-token distributions over one stream, kept for KL(P || Q) against
 // any probe: P (positions x vocab, row-major) and sum_v P log P per position.
@@ -153,6 +149,11 @@ struct calibration_set {
     const auto ids = tok.encode(text, {.add_bos = false});  // the vocabulary's add_space_prefix
     c.bos_first = c.bos.add && c.bos.id >= 0;
     c.streams = mm::chunk_tokens(ids, o.ctx, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(o.max_streams));
+    if (c.streams.empty())  // a valid text, too short for the request: a request problem (exit 2), named by its option
+      throw error(errc::invalid_argument, "measure: --text '" + o.text + "' is " + std::to_string(ids.size()) +
+                                              " tokens, fewer than one stream of --ctx " + std::to_string(o.ctx) +
+                                              (c.bos_first ? " (the BOS and " + std::to_string(o.ctx - 1) + " text tokens)" : std::string()) +
+                                              ": give a longer text or a smaller --ctx");
   } else if (!o.tokens.empty()) {
     c.streams = mm::read_token_streams(o.tokens, mm::token_file_format::text, m.config.vocab_size, c.bos.id);
     for (auto& s : c.streams)
@@ -361,11 +362,13 @@ struct calibration_set {
   }
   if (meta) {
     const mixprec::mapped_file mf(model_path);
-    char model_hash[32];
-    std::snprintf(model_hash, sizeof model_hash, "%016llx", static_cast<unsigned long long>(fnv1a(mf.data())));
+    nlohmann::json model = model_identity(model_file(model_path).tensors(), model_path);
+    model["fnv1a64"] = hex16(fnv1a(mf.data()));
+    model["bytes"] = mf.data().size();
+    model["matrices"] = matrices.size();
     nlohmann::json types = nlohmann::json::array();
     for (const auto& s : o.types) types.push_back(mixprec::to_string(s));
-    *meta = {{"model", {{"path", model_path}, {"fnv1a64", model_hash}, {"bytes", mf.data().size()}, {"matrices", matrices.size()}}},
+    *meta = {{"model", model},
              {"calibration",
               {{"source", !o.text.empty() ? "text" : !o.tokens.empty() ? "tokens" : "sample"},
                {"file", !o.text.empty() ? o.text : o.tokens},
@@ -405,8 +408,10 @@ struct calibration_set {
 [[nodiscard]] inline nlohmann::json read_measure_file(const std::string& path) {
   const mixprec::mapped_file f(path);
   nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(reinterpret_cast<const char*>(f.data().data()), reinterpret_cast<const char*>(f.data().data()) + f.data().size());
+  try {  // strictly: a key given twice or a raw NUL is refused (detail/json_strict.hpp)
+    j = mixprec::detail::parse_json_strict(std::string_view(reinterpret_cast<const char*>(f.data().data()), f.data().size()));
+  } catch (const error& e) {
+    throw e.in_context("measure file '" + path + "'", errc::parse_error);
   } catch (const nlohmann::json::exception& e) {
     throw error(errc::parse_error, "measure file '" + path + "': " + e.what());
   }
@@ -457,12 +462,52 @@ struct calibration_set {
   }
 }
 
+// Checks, before any planning, that measure file `j` (read from `path`) was made for the model file `f`
+// (at `file`): every tensor it measured is in f with the same shape and every weight matrix of f was
+// measured (errc::invalid_argument, exit 2, naming the first ones); then, unless force, that it
+// measured this model and not another with the same tensors (check_same_model on its "model" record;
+// a file written before mixprec recorded the identity: the same file size).
+inline void check_measure_fits(const nlohmann::json& j, const std::string& path, const model_file& f, const std::string& file, bool force) {
+  const std::string what = "measure file '" + path + "'";
+  std::map<std::string, const tensor_entry*> by_name;
+  for (const auto& t : f.tensors()) by_name.emplace(t.name, &t);
+  std::set<std::string> measured;
+  try {
+    for (const auto& x : j.at("tensors")) {
+      const auto name = x.at("name").get<std::string>();
+      const auto rows = x.at("rows").get<long long>(), cols = x.at("cols").get<long long>();
+      const auto it = by_name.find(name);
+      if (it == by_name.end())
+        throw error(errc::invalid_argument, what + " measured tensor '" + name + "', which is not in '" + file + "': it was made for another model");
+      if (it->second->rows != rows || it->second->cols != cols)
+        throw error(errc::invalid_argument, what + " measured '" + name + "' as " + std::to_string(rows) + "x" + std::to_string(cols) + ", '" +
+                                                file + "' has it " + std::to_string(it->second->rows) + "x" + std::to_string(it->second->cols) +
+                                                ": it was made for another model");
+      measured.insert(name);
+    }
+    if (const auto missing = left_out(f.tensors(), measured); !missing.empty() && !force)
+      throw error(errc::invalid_argument, what + " has no measurement of " + std::to_string(missing.size()) + " weight matri" +
+                                              (missing.size() == 1 ? "x" : "ces") + " of '" + file + "' (" + some_names(missing) +
+                                              "): it was made for another model (--force plans the measured ones)");
+    if (force) return;
+    const nlohmann::json& model = j.at("model");
+    if (model.contains("tensors_fnv1a64")) {
+      check_same_model(model, f.tensors(), file, what);
+    } else if (const auto bytes = std::filesystem::file_size(file); model.at("bytes").get<std::uintmax_t>() != bytes) {
+      throw error(errc::invalid_argument, what + " was made for a file of " + model.at("bytes").dump() + " bytes ('" +
+                                              model.value("path", std::string("?")) + "'); '" + file + "' has " + std::to_string(bytes) +
+                                              " (--force uses it anyway)");
+    }
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, what + ": " + e.what());
+  }
+}
+
 // The sensitivity table of a measure.json by one metric ("kl", "proxy", "gram_proxy" or
 // "weight_error"). A partial file (--shard) is refused: merge the shards first.
-[[nodiscard]] inline mixprec::sensitivity_table measured_table(const std::string& path, const std::string& metric) {
+[[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric) {
   if (metric != "kl" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
     throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, proxy, gram_proxy or weight_error");
-  const nlohmann::json j = read_measure_file(path);
   if (j.contains("shard"))
     throw error(errc::invalid_argument, "measure file '" + path + "' is shard " + j.at("shard").dump() + ": `mixprec merge` the shards first");
   mixprec::sensitivity_table t;

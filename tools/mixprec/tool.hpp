@@ -78,7 +78,28 @@ struct tensor_entry {
   index_t n_mat = 1;                // matrices stacked in a 3-D tensor (MoE experts: GGUF ne2, safetensors dim 0)
   bool decodable = true;            // GGUF: a type mixprec decodes (false: MXFP4, the IQ1/2/3 types... whose
                                     // bytes are listed and copied, never decoded; formats/ggml_types.hpp)
+  std::span<const std::byte> data;  // the stored bytes, inside the mapped file
+
+  [[nodiscard]] double weights() const noexcept { return static_cast<double>(rows) * static_cast<double>(cols); }
 };
+
+// One part of a model stored in several files: a GGUF split (llama-gguf-split: split.no of
+// split.count) or a safetensors shard (model-00001-of-00002.safetensors, listed by an index).
+struct shard_info {
+  int number = 0, count = 0;  // 1-based, as the file names count
+  std::string index;          // the safetensors index that lists it ("" for GGUF or when there is none)
+};
+
+// The integer KV `key` of a GGUF (split.count is a u16 in llama-gguf-split's files), or nullopt.
+[[nodiscard]] inline std::optional<std::uint64_t> integer_kv(const mixprec::gguf::metadata& kvs, std::string_view key) {
+  const mixprec::gguf::value* v = kvs.find(key);
+  if (!v) return std::nullopt;
+  if (const auto* x = v->get_if<std::uint16_t>()) return *x;
+  if (const auto* x = v->get_if<std::uint32_t>()) return *x;
+  if (const auto* x = v->get_if<std::uint64_t>()) return *x;
+  if (const auto* x = v->get_if<std::int32_t>(); x && *x >= 0) return static_cast<std::uint64_t>(*x);
+  return std::nullopt;
+}
 
 // F32, F16 or BF16: the GGUF types quantize reads (those whose spec is one of mixprec's float formats).
 [[nodiscard]] inline bool is_float_type(std::uint32_t code) noexcept {
@@ -109,15 +130,20 @@ class model_file {
         const auto traits = mixprec::gguf::type_traits_of(t.type);  // every type the reader accepts has one
         tensor_entry e{t.name, std::string(traits ? traits->name : "?"), t.dims, static_cast<index_t>(t.rows()),
                        static_cast<index_t>(t.row_length()), t.size, is_float_type(t.type),
-                       t.dims.size() == 3 ? static_cast<index_t>(t.dims[2]) : 1, traits && traits->implemented};
+                       t.dims.size() == 3 ? static_cast<index_t>(t.dims[2]) : 1, traits && traits->implemented, t.bytes};
         tensors_.push_back(std::move(e));
       }
+      const auto count = integer_kv(gguf_->kvs(), "split.count");
+      if (count && *count > 1)
+        shard_ = shard_info{static_cast<int>(integer_kv(gguf_->kvs(), "split.no").value_or(0) + 1), static_cast<int>(*count), {}};
     } else {
       for (const auto& t : st_->tensors())
         tensors_.push_back({t.name, std::string(mixprec::safetensors::to_string(t.type)), t.shape, t.rows(), t.cols(),
-                            t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1});
+                            t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1, true, t.bytes});
     }
   }
+  // Set when the file is one part of a model stored in several (see shard_info).
+  [[nodiscard]] const std::optional<shard_info>& shard() const noexcept { return shard_; }
   [[nodiscard]] bool is_gguf() const noexcept { return gguf_.has_value(); }
   [[nodiscard]] const mixprec::gguf::file& gguf() const { return *gguf_; }
   [[nodiscard]] const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
@@ -135,6 +161,7 @@ class model_file {
   std::optional<mixprec::gguf::file> gguf_;
   std::optional<mixprec::safetensors::file> st_;
   std::vector<tensor_entry> tensors_;
+  std::optional<shard_info> shard_;
 };
 
 // ---- progress ----
@@ -238,6 +265,88 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
     if (r == tensor_role::matrix || r == tensor_role::experts) out.push_back(&t);
   }
   return out;
+}
+
+// ---- which model a file is ----
+
+// FNV-1a (64 bit) of bytes: the identity of a model file and of the calibration ids in measure.json.
+[[nodiscard]] inline std::uint64_t fnv1a(std::span<const std::byte> bytes, std::uint64_t h = 0xcbf29ce484222325ull) noexcept {
+  for (std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;
+  return h;
+}
+[[nodiscard]] inline std::string hex16(std::uint64_t h) {
+  char s[17];
+  std::snprintf(s, sizeof s, "%016llx", static_cast<unsigned long long>(h));
+  return s;
+}
+
+// The identity of a model file that plans and measure files record and that quantize and plan
+// --measured check before any work:
+//   tensors         every tensor: name, type and shape (as the file stores it)
+//   tensors_fnv1a64 FNV-1a of those, sorted by name (a file rewritten in another order is the same model)
+//   data_fnv1a64    FNV-1a of a sample of every tensor's bytes, sorted by name: its first and last 64
+//                   bytes. A fine-tune or another conversion of the same architecture changes them;
+//                   reading them touches two pages per tensor, not the whole file.
+[[nodiscard]] inline nlohmann::json model_identity(const std::vector<tensor_entry>& tensors, const std::string& path) {
+  std::vector<const tensor_entry*> sorted;
+  for (const auto& t : tensors) sorted.push_back(&t);
+  std::sort(sorted.begin(), sorted.end(), [](const tensor_entry* a, const tensor_entry* b) { return a->name < b->name; });
+  std::uint64_t th = fnv1a({}), dh = fnv1a({});
+  nlohmann::json list = nlohmann::json::array();
+  for (const tensor_entry* t : sorted) {
+    const std::string head = t->name + '\0' + t->type + '\0';
+    th = fnv1a(std::as_bytes(std::span(head)), th);
+    th = fnv1a(std::as_bytes(std::span(t->dims)), th);
+    const std::size_t n = std::min<std::size_t>(64, t->data.size());
+    dh = fnv1a(t->data.first(n), dh);
+    dh = fnv1a(t->data.last(n), dh);
+    list.push_back({{"name", t->name}, {"type", t->type}, {"shape", t->dims}});
+  }
+  return {{"path", path}, {"tensors_fnv1a64", hex16(th)}, {"data_fnv1a64", hex16(dh)}, {"tensors", list}};
+}
+
+// What `what` (a plan or measure file) records of its model against the file it is used with:
+// errc::invalid_argument (a bad request, exit 2) naming what differs (tensors only one of them has,
+// or with another shape or type; else the same tensors with other weights), before any work. A record
+// without identity (a file written before mixprec recorded one) is not checked here.
+inline void check_same_model(const nlohmann::json& recorded, const std::vector<tensor_entry>& tensors, const std::string& path,
+                             const std::string& what) {
+  if (!recorded.is_object() || !recorded.contains("tensors_fnv1a64")) return;
+  const nlohmann::json here = model_identity(tensors, path);
+  const std::string made_for = what + " was made for '" + recorded.value("path", std::string("?")) + "'";
+  const std::string force = " (--force uses it anyway)";
+  try {
+    if (recorded.at("tensors_fnv1a64") != here.at("tensors_fnv1a64")) {
+      std::map<std::string, std::string> theirs, ours;  // name -> "type shape"
+      for (const auto& t : recorded.at("tensors")) theirs[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
+      for (const auto& t : here.at("tensors")) ours[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
+      std::vector<std::string> diffs;
+      std::size_t only_here = 0, only_there = 0, changed = 0;
+      for (const auto& [name, desc] : ours) {
+        const auto it = theirs.find(name);
+        if (it == theirs.end()) {
+          if (++only_here <= 3) diffs.push_back("'" + name + "' is in '" + path + "', not in that model");
+        } else if (it->second != desc && ++changed <= 3) {
+          diffs.push_back("'" + name + "' is " + desc + " here, " + it->second + " there");
+        }
+      }
+      for (const auto& [name, desc] : theirs)
+        if (!ours.count(name) && ++only_there <= 3) diffs.push_back("'" + name + "' is in that model, not in '" + path + "'");
+      std::string list;
+      for (const auto& d : diffs) list += (list.empty() ? "" : "; ") + d;
+      throw error(errc::invalid_argument, made_for + ", a model with other tensors: " + std::to_string(theirs.size()) + " tensors there, " +
+                                              std::to_string(ours.size()) + " in '" + path + "' (" + std::to_string(only_here) + " only here, " +
+                                              std::to_string(only_there) + " only there, " + std::to_string(changed) +
+                                              " of another shape or type: " + list + ")" + force);
+    }
+    if (recorded.at("data_fnv1a64") != here.at("data_fnv1a64"))
+      throw error(errc::invalid_argument, made_for + ", which has the same tensors as '" + path + "' but other weights (data fingerprint " +
+                                              recorded.at("data_fnv1a64").get<std::string>() + ", here " +
+                                              here.at("data_fnv1a64").get<std::string>() +
+                                              "): a fine-tune or another conversion, whose measured errors are not this file's" + force);
+  } catch (const nlohmann::json::exception& e) {
+    throw error(errc::parse_error, what + ": its \"model\" record is damaged: " + e.what());
+  }
 }
 
 // ---- analyze ----
@@ -698,48 +807,73 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
   return plan_table(to_table(analysis), budget_bytes, policy, overrides);
 }
 
-// Reads a plan file (plan/plan_json.hpp: the one versioned plan format of the library and the tool);
+// A plan file as the tool writes it: the library's plan (plan/plan_json.hpp: the one versioned plan
+// format of the library and the tool) and, beside it, "model": the identity of the file it was made
+// for (model_identity; absent in a hand-written plan or one written before mixprec recorded it).
+struct plan_file {
+  mixprec::plan plan;
+  nlohmann::json model;  // null when the file has none
+};
+
+// Reads a plan file strictly (mixprec::parse_plan: a duplicate key or a layer planned twice is refused);
 // errc::parse_error for a file that is not one, errc::unsupported for a newer version.
-[[nodiscard]] inline mixprec::plan load_plan(const std::string& path) {
+[[nodiscard]] inline plan_file load_plan_file(const std::string& path) {
   const mixprec::mapped_file bytes(path);  // a regular file (a FIFO or a device would block or never end)
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data().data()), bytes.data().size());
   try {
-    const auto j = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data().data()),
-                                         reinterpret_cast<const char*>(bytes.data().data()) + bytes.data().size());
-    mixprec::plan p;
-    mixprec::from_json(j, p);
-    std::set<std::string> seen;
-    for (const auto& e : p.entries)
-      if (!seen.insert(e.layer).second) throw error(errc::parse_error, "tensor '" + e.layer + "' appears twice");
-    return p;
-  } catch (const nlohmann::json::exception& e) {
-    throw error(errc::parse_error, "plan '" + path + "': " + e.what());
+    plan_file out{mixprec::parse_plan(text, path), nullptr};
+    const auto j = mixprec::detail::parse_json_strict(text);  // parsed above: cannot fail here
+    if (j.contains("model")) out.model = j.at("model");
+    return out;
   } catch (const error& e) {
-    throw error(e.code(), e.message() + " (see `mixprec plan`)").in_context("plan '" + path + "'");
+    throw error(e.code(), e.message() + " (see `mixprec plan`)");
   }
+}
+[[nodiscard]] inline mixprec::plan load_plan(const std::string& path) { return load_plan_file(path).plan; }
+
+// The weight matrices of `tensors` (float matrices and expert stacks: what plan plans without
+// overrides) whose name `covered` does not hold, in file order.
+[[nodiscard]] inline std::vector<const tensor_entry*> left_out(const std::vector<tensor_entry>& tensors, const std::set<std::string>& covered) {
+  std::vector<const tensor_entry*> out;
+  for (const auto& t : tensors) {
+    const tensor_role r = role_of(t);
+    if (t.is_float && (r == tensor_role::matrix || r == tensor_role::experts) && !covered.count(t.name)) out.push_back(&t);
+  }
+  return out;
+}
+
+// "'a', 'b', 'c' and 4 more".
+[[nodiscard]] inline std::string some_names(const std::vector<const tensor_entry*>& ts, std::size_t shown = 3) {
+  std::string s;
+  for (std::size_t i = 0; i < std::min(shown, ts.size()); ++i) s += (i ? ", '" : "'") + ts[i]->name + "'";
+  if (ts.size() > shown) s += " and " + std::to_string(ts.size() - shown) + " more";
+  return s;
 }
 
 // ---- quantize ----
 
-// llama.cpp's general.file_type (enum llama_ftype) for a file whose weights are mostly `t`.
-[[nodiscard]] inline std::uint32_t llama_file_type(ggml_type t) {
-  switch (t) {
-    case ggml_type::f32: return 0;   // ALL_F32
-    case ggml_type::f16: return 1;   // MOSTLY_F16
-    case ggml_type::q4_0: return 2;  // MOSTLY_Q4_0
-    case ggml_type::q4_1: return 3;  // MOSTLY_Q4_1
-    case ggml_type::q5_0: return 8;  // MOSTLY_Q5_0
-    case ggml_type::q5_1: return 9;  // MOSTLY_Q5_1
-    case ggml_type::q8_0: return 7;  // MOSTLY_Q8_0
-    case ggml_type::q2_k: return 10;  // MOSTLY_Q2_K
-    case ggml_type::q3_k: return 12;  // MOSTLY_Q3_K_M
-    case ggml_type::q4_k: return 15;  // MOSTLY_Q4_K_M
-    case ggml_type::q5_k: return 17;  // MOSTLY_Q5_K_M
-    case ggml_type::iq4_nl: return 25;  // MOSTLY_IQ4_NL
-    case ggml_type::iq4_xs: return 30;  // MOSTLY_IQ4_XS
-    case ggml_type::q6_k: return 18;  // MOSTLY_Q6_K
-    case ggml_type::bf16: return 32;  // MOSTLY_BF16
-  }
-  return 0;
+// llama.cpp's general.file_type (enum llama_ftype, include/llama.h) for a file whose weights are mostly
+// of the ggml type named `type`, as llama.cpp's model loader guesses it for a file without the key
+// (src/llama-model-loader.cpp: a K type counts as its _M mix); nullopt for a type no file type names.
+[[nodiscard]] inline std::optional<std::uint32_t> llama_file_type(std::string_view type) {
+  static constexpr std::pair<std::string_view, std::uint32_t> table[] = {
+      {"f32", 0},      {"f16", 1},      {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},     {"q5_0", 8},    {"q5_1", 9},
+      {"q2_K", 10},    {"q3_K", 12},    {"q4_K", 15},   {"q5_K", 17},   {"q6_K", 18},    {"iq2_xxs", 19}, {"iq2_xs", 20},
+      {"iq3_xxs", 23}, {"iq1_s", 24},   {"iq4_nl", 25}, {"iq3_s", 26},  {"iq2_s", 28},   {"iq4_xs", 30}, {"iq1_m", 31},
+      {"bf16", 32},    {"tq1_0", 36},   {"tq2_0", 37},  {"mxfp4", 38}};
+  for (const auto& [name, code] : table)
+    if (name == type) return code;
+  return std::nullopt;
+}
+
+// The general.file_type of a file whose tensors hold `weights_by_type` (ggml type name -> weights of
+// its tensors of 2+ dimensions, over the whole file): the type holding most of them that has a file type.
+[[nodiscard]] inline std::uint32_t dominant_file_type(const std::map<std::string, double>& weights_by_type) {
+  std::uint32_t best = 0;
+  double most = -1.0;
+  for (const auto& [type, n] : weights_by_type)
+    if (const auto code = llama_file_type(type); code && n > most) most = n, best = *code;
+  return best;
 }
 
 struct quantize_summary {
@@ -809,17 +943,17 @@ inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan
   for (const auto& [name, type] : types) planned.push_back(name);
   const importance_view view(importance, src, planned);
   const auto& g = src.gguf();
-  // The type holding most of the weights sets general.file_type.
-  std::map<ggml_type, std::uint64_t> weights_by_type;
-  for (const auto& t : g.tensors())
-    if (const auto it = types.find(t.name); it != types.end()) weights_by_type[it->second] += t.count();
-  ggml_type dominant = ggml_type::f32;
-  std::uint64_t most = 0;
-  for (const auto& [type, n] : weights_by_type)
-    if (n > most) most = n, dominant = type;
+  // general.file_type: the type holding most of the output's weights, counted over every tensor of
+  // 2+ dimensions (the planned ones at their new type, the others as stored), as llama.cpp reads it.
+  std::map<std::string, double> weights_by_type;
+  for (const auto& t : src.tensors())
+    if (t.dims.size() >= 2) {
+      const auto it = types.find(t.name);
+      weights_by_type[it == types.end() ? t.type : std::string(mixprec::to_string(it->second))] += t.weights();
+    }
   mixprec::gguf::metadata kvs = g.kvs();
   quantize_summary s;
-  s.file_type = llama_file_type(dominant);
+  s.file_type = dominant_file_type(weights_by_type);
   kvs.set("general.file_type", mixprec::gguf::value(s.file_type));
   kvs.set("general.quantization_version", mixprec::gguf::value(std::uint32_t{2}));  // GGML_QNT_VERSION, as llama-quantize writes it
   // Written beside out_path and renamed over it only when complete; refused if it is the input.
