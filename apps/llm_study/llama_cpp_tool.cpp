@@ -43,6 +43,7 @@ int exit_code(errc c) {
     case errc::non_finite:
     case errc::empty_input: return 3;
     case errc::unsupported: return 5;
+    case errc::output_error: return 6;
     case errc::invalid_argument:
     case errc::shape_mismatch:
     case errc::not_representable:

@@ -17,6 +17,8 @@ enum class errc {
   parse_error,        // malformed text or file
   io_error,           // a file that cannot be opened, read or written
   unsupported,        // a valid request that mixprec does not implement
+  output_error,       // an output that could not be written although its path was valid (disk full, an I/O
+                      // error, a quota or file size limit): not a fault of any input
 };
 
 inline const char* to_string(errc c) noexcept {
@@ -30,6 +32,7 @@ inline const char* to_string(errc c) noexcept {
     case errc::parse_error: return "parse_error";
     case errc::io_error: return "io_error";
     case errc::unsupported: return "unsupported";
+    case errc::output_error: return "output_error";
   }
   return "unknown";
 }

@@ -19,6 +19,7 @@
 #include "support/errors.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
+#include "support/tool_run.hpp"
 
 namespace fs = std::filesystem;
 namespace gguf = mixprec::gguf;
@@ -26,27 +27,9 @@ namespace models = mixprec::models;
 
 namespace {
 
-int tool(std::vector<std::string> args) {
-  args.insert(args.begin(), "mixprec");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
-}
-
-nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(mixprec::test::read_bytes(p)); }
-
-// A fresh folder of the test's own holding the synthetic model (its own classifier) as dir/a.gguf:
-// tokenizer.ggml.model "llama", BOS 1, as llama.cpp's llama2.c converter writes it.
-fs::path dir_with_model(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  mixprec::test::tiny_llama_options o;
-  o.shared_classifier = false;
-  const auto in = mixprec::test::write_tiny_llama(dir / "llama2c", o);
-  REQUIRE(tool({"convert", in.model, in.tokenizer, "-o", (dir / "a.gguf").string()}) == 0);
-  return dir;
-}
+using mixprec::test::dir_with_model;
+using mixprec::test::read_json;
+using mixprec::test::tool;
 
 // src copied to dst with its metadata edited (tensors unchanged).
 std::string with_metadata(const fs::path& src, const fs::path& dst, const std::function<void(gguf::metadata&)>& edit) {

@@ -14,38 +14,15 @@
 #include "tools/mixprec/app.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
+#include "support/tool_run.hpp"
 
 namespace fs = std::filesystem;
 
 namespace {
 
-int tool(std::vector<std::string> args) {
-  args.insert(args.begin(), "mixprec");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
-}
-
-// A missing or empty file fails with its path (not as JSON that ends too early).
-nlohmann::json read_json(const fs::path& p) { return nlohmann::json::parse(mixprec::test::read_bytes(p)); }
-
-// A fresh folder of the test's own (by name and process) holding the synthetic model converted to
-// GGUF as dir/a.gguf. Its classifier is its own (N(0, 1/dim)), not the N(0, 1) embedding: with the
-// embedding as classifier the untrained model gives its input token a logit near |e|^2 = 64 against
-// others spread by |e| = 8, a probability so close to 1 that the KL of any quantization, q4_0 as fp16,
-// is rounding noise (about 3e-14). With its own classifier the logits are about N(0, 1) and the output
-// distributions broad, as a trained model's are: the KL of a quantization is a number that more bits
-// make smaller.
-fs::path dir_with_model(const std::string& name) {
-  const fs::path dir = fs::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  mixprec::test::tiny_llama_options o;
-  o.shared_classifier = false;
-  const auto in = mixprec::test::write_tiny_llama(dir / "llama2c", o);
-  REQUIRE(tool({"convert", in.model, in.tokenizer, "-o", (dir / "a.gguf").string()}) == 0);
-  return dir;
-}
+using mixprec::test::dir_with_model;
+using mixprec::test::read_json;
+using mixprec::test::tool;
 
 }  // namespace
 

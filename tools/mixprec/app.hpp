@@ -59,6 +59,7 @@ namespace mixprec_cli {
     case errc::empty_input: return 3;
     case errc::infeasible: return 4;
     case errc::unsupported: return 5;
+    case errc::output_error: return 6;
     case errc::invalid_argument:
     case errc::shape_mismatch:
     case errc::not_representable: return 2;

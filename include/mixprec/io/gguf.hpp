@@ -679,7 +679,7 @@ class writer {
     }
   }
   void check_stream() const {
-    if (!out_) throw error(errc::io_error, "GGUF write: the output stream failed");
+    if (!out_) throw error(errc::output_error, "GGUF write: the output stream failed");
   }
 
   std::ostream& out_;

@@ -6,6 +6,10 @@
 //   write_everything(out.stream());
 //   out.commit();                       // any exception before this leaves no model-q4.gguf behind
 //
+// A write that fails (a full disk, an I/O error, a quota or RLIMIT_FSIZE) is errc::output_error naming
+// the target and the system's reason (the errno of the first failed write(2) or close(2)): the fault is
+// the output's, not any input's.
+//
 // A process killed by a signal leaves at most its temporary file (".<name>.XXXXXX" beside the target),
 // never a truncated target; a signal handler that calls remove_pending_outputs() removes that too:
 // remove_pending_outputs_on_signals() installs one for SIGINT, SIGTERM and SIGHUP (every mixprec tool
@@ -18,11 +22,14 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <initializer_list>
+#include <memory>
+#include <ostream>
 #include <span>
+#include <streambuf>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include <signal.h>
@@ -55,6 +62,57 @@ inline void unregister_pending(const char* p) noexcept {
     if (slot.compare_exchange_strong(expected, nullptr)) return;
   }
 }
+
+// An output stream buffer over a file descriptor whose failed write(2) throws errc::output_error
+// naming `target` and the system's reason ("No space left on device"), rather than leaving a stream
+// that went bad somewhere. With badbit in the stream's exceptions(), std::ostream passes the exception
+// on to the writer's caller unchanged.
+class fd_streambuf : public std::streambuf {
+ public:
+  fd_streambuf(int fd, std::string target) : fd_(fd), target_(std::move(target)) { setp(buf_, buf_ + sizeof buf_); }
+
+ protected:
+  int_type overflow(int_type c) override {
+    if (!drain()) return traits_type::eof();
+    if (!traits_type::eq_int_type(c, traits_type::eof())) {
+      *pptr() = traits_type::to_char_type(c);
+      pbump(1);
+    }
+    return traits_type::not_eof(c);
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    if (n <= epptr() - pptr()) {  // fits the buffer
+      traits_type::copy(pptr(), s, static_cast<std::size_t>(n));
+      pbump(static_cast<int>(n));
+      return n;
+    }
+    if (!drain() || !write_all(s, static_cast<std::size_t>(n))) return 0;  // a large block goes straight to the file
+    return n;
+  }
+  int sync() override { return drain() ? 0 : -1; }
+
+ private:
+  bool drain() {
+    const bool ok = write_all(pbase(), static_cast<std::size_t>(pptr() - pbase()));
+    setp(buf_, buf_ + sizeof buf_);
+    return ok;
+  }
+  bool write_all(const char* p, std::size_t n) {
+    while (n > 0) {
+      const ::ssize_t w = ::write(fd_, p, n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0)
+        throw error(errc::output_error, "cannot write '" + target_ + "': " + std::strerror(w < 0 ? errno : EIO) + "; nothing was written");
+      p += w;
+      n -= static_cast<std::size_t>(w);
+    }
+    return true;
+  }
+
+  int fd_;
+  std::string target_;
+  char buf_[1 << 16];
+};
 
 }  // namespace detail
 
@@ -126,18 +184,17 @@ class output_file {
     std::string templ = (dir / ("." + p.filename().string() + ".XXXXXX")).string();
     const int fd = ::mkstemp(templ.data());
     if (fd < 0)
-      throw error(errc::io_error, "cannot create a temporary file beside '" + path_ + "': " + std::strerror(errno));
+      throw error(errc::output_error, "cannot create a temporary file beside '" + path_ + "': " + std::strerror(errno));
     const ::mode_t mask = ::umask(0);  // mkstemp creates 0600; give the file the mode a plain create would
     ::umask(mask);
     (void)::fchmod(fd, 0666 & ~mask);
-    ::close(fd);
+    fd_ = fd;
     tmp_ = templ;
     detail::register_pending(tmp_.c_str());
-    out_.open(tmp_, std::ios::binary | std::ios::trunc);
-    if (!out_) {
-      remove_temporary();
-      throw error(errc::io_error, "cannot write the temporary file '" + tmp_ + "'");
-    }
+    buf_ = std::make_unique<detail::fd_streambuf>(fd_, path_);
+    out_.rdbuf(buf_.get());
+    out_.clear();
+    out_.exceptions(std::ios::badbit);  // a failed write throws the buffer's output_error (see fd_streambuf)
   }
   output_file(const output_file&) = delete;
   output_file& operator=(const output_file&) = delete;
@@ -150,21 +207,27 @@ class output_file {
   // The temporary file being written (removed unless commit() succeeds).
   [[nodiscard]] const std::string& temporary_path() const noexcept { return tmp_; }
 
-  // Flushes, closes and renames the temporary file to the target; throws mixprec::error (io_error) if
-  // any write failed (a full disk, say), in which case the temporary file is removed.
+  // Flushes, closes and renames the temporary file to the target; throws mixprec::error (output_error,
+  // with the system's reason) if the last writes or the close fail (a full disk, say), in which case the
+  // temporary file is removed.
   void commit() {
-    out_.flush();
-    const bool written = static_cast<bool>(out_);
-    out_.close();
-    if (!written || out_.fail()) {
+    try {
+      out_.flush();
+    } catch (...) {
       remove_temporary();
-      throw error(errc::io_error, "cannot write '" + path_ + "' (disk full or write error); nothing was written");
+      throw;
+    }
+    const int fd = std::exchange(fd_, -1);
+    if (::close(fd) != 0) {  // NFS and quotas report some failures only here
+      const int failure = errno;
+      remove_temporary();
+      throw error(errc::output_error, "cannot write '" + path_ + "': " + std::strerror(failure) + "; nothing was written");
     }
     std::error_code ec;
     std::filesystem::rename(tmp_, path_, ec);
     if (ec) {
       remove_temporary();
-      throw error(errc::io_error, "cannot rename the finished file to '" + path_ + "': " + ec.message());
+      throw error(errc::output_error, "cannot rename the finished file to '" + path_ + "': " + ec.message());
     }
     committed_ = true;
     detail::unregister_pending(tmp_.c_str());
@@ -173,14 +236,16 @@ class output_file {
  private:
   void remove_temporary() noexcept {
     if (tmp_.empty()) return;
-    if (out_.is_open()) out_.close();
+    if (fd_ >= 0) ::close(std::exchange(fd_, -1));
     std::error_code ec;
     std::filesystem::remove(tmp_, ec);
     detail::unregister_pending(tmp_.c_str());
   }
 
   std::string path_, tmp_;
-  std::ofstream out_;
+  int fd_ = -1;
+  std::unique_ptr<detail::fd_streambuf> buf_;
+  std::ostream out_{nullptr};
   bool committed_ = false;
 };
 

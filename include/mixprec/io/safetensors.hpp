@@ -416,7 +416,7 @@ inline void write(std::ostream& out, std::span<const tensor_view> tensors,
   out.write(text.data(), static_cast<std::streamsize>(text.size()));
   for (const tensor_view& t : tensors)
     out.write(reinterpret_cast<const char*>(t.bytes.data()), static_cast<std::streamsize>(t.bytes.size()));
-  if (!out) throw error(errc::io_error, "safetensors write: the output stream failed");
+  if (!out) throw error(errc::output_error, "safetensors write: the output stream failed");
 }
 
 // Writes to `path` (replaced only when the whole file is written: see io/output_file.hpp); throws
