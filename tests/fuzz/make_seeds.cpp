@@ -1,6 +1,6 @@
-// Writes the seed corpora for the safetensors, GGUF, imatrix and plan JSON fuzz targets (small valid
-// files covering every dtype / value type, alignments and ranks) with mixprec's own writers, and
-// structure-aware seeds whose header sizes overflow 64-bit arithmetic (llama2.c, IDX):
+// Writes the seed corpora for the safetensors (files and sharded indexes), GGUF, imatrix and plan JSON
+// fuzz targets (small valid files covering every dtype / value type, alignments and ranks) with mixprec's
+// own writers, and structure-aware seeds whose header sizes overflow 64-bit arithmetic (llama2.c, IDX):
 //   cmake --build build-fuzz --target make_seeds && build-fuzz/make_seeds tests/fuzz/corpus
 // The files are committed; rerun this after changing the formats' coverage.
 #include <cstdio>
@@ -112,6 +112,34 @@ int main(int argc, char** argv) {
                safetensors_bytes(R"({"x":{"dtype":"F32","shape":[1],"data_offsets":[0,4],"note":)" + std::string(126, '[') +
                                      std::string(126, ']') + "}}",
                                  four));
+  }
+
+  // sharded safetensors indexes (model.safetensors.index.json): the layout transformers writes, one
+  // without "metadata", one with other metadata keys and a float total_size, shards in a sub-folder; and
+  // what parse_index refuses: a tensor mapped twice, a shard outside the folder, shards 1 and 2 "of 3",
+  // a raw NUL before a second document, a byte order mark.
+  {
+    const std::filesystem::path d = root / "safetensors_index";
+    std::filesystem::create_directories(d);
+    nlohmann::ordered_json wm = nlohmann::ordered_json::object();
+    wm["lm_head.weight"] = "model-00002-of-00002.safetensors";
+    wm["model.embed_tokens.weight"] = "model-00001-of-00002.safetensors";
+    wm["model.layers.0.self_attn.q_proj.weight"] = "model-00001-of-00002.safetensors";
+    wm["model.norm.weight"] = "model-00002-of-00002.safetensors";
+    nlohmann::ordered_json hf = {{"metadata", {{"total_size", 1114624}}}, {"weight_map", wm}};
+    write_text(d / "hf.json", hf.dump(2));
+    write_text(d / "no_metadata.json", nlohmann::ordered_json{{"weight_map", wm}}.dump());
+    write_text(d / "extra_metadata.json",
+               R"({"metadata":{"total_size":1234.0,"total_parameters":557312,"mlx_version":"0.1"},)"
+               R"("weight_map":{"a":"weights/x.safetensors","b":"weights/y.safetensors"}})");
+    const std::string two =
+        R"({"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}})";
+    write_text(d / "dup_tensor.json", overwritten(two, "\"b\"", "\"a\""));
+    write_text(d / "escape.json", R"({"weight_map":{"a":"../other/model.safetensors"}})");
+    write_text(d / "missing_shard.json",
+               R"({"weight_map":{"a":"model-00001-of-00003.safetensors","b":"model-00002-of-00003.safetensors"}})");
+    write_text(d / "nul.json", two + std::string(1, '\0') + R"({"weight_map":{"a":"/etc/passwd"}})");
+    write_text(d / "bom.json", "\xEF\xBB\xBF" + two);
   }
 
   // GGUF

@@ -10,7 +10,7 @@ build="${1:-build-fuzz}"
 seconds="${2:-60}"
 CC=clang CXX=clang++ cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Debug >/dev/null
 cmake --build "$build" -j "${MIXPREC_JOBS:-2}"
-for target in idx llama2c safetensors gguf imatrix plan_json; do
+for target in idx llama2c safetensors safetensors_index gguf imatrix plan_json; do
   work="$build/corpus-$target"
   rm -rf "$work" && mkdir -p "$work" && cp "$here/corpus/$target/"* "$work/"
   echo "fuzz: $target for ${seconds}s"
