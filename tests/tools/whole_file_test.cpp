@@ -216,3 +216,46 @@ TEST_CASE("a calibration text too short for one stream is a request that names -
   CHECK(r.err.find("--ctx 64") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "m.json"));
 }
+
+TEST_CASE("a sharded safetensors checkpoint plans as one model from its index; one shard alone is refused", "[cli][whole-file]") {
+  namespace st = mixprec::safetensors;
+  const fs::path dir = fresh_dir("sharded");
+  // Two layers of two 64x256 matrices and an embedding, in two shards, as save_pretrained splits them.
+  std::map<std::string, std::string> weight_map;
+  std::vector<std::vector<std::byte>> storage;
+  for (int shard = 1; shard <= 2; ++shard) {
+    const std::string file = "model-0000" + std::to_string(shard) + "-of-00002.safetensors";
+    std::vector<std::string> names = {"model.layers." + std::to_string(shard - 1) + ".mlp.up_proj.weight",
+                                      "model.layers." + std::to_string(shard - 1) + ".self_attn.q_proj.weight"};
+    if (shard == 1) names.push_back("model.embed_tokens.weight");
+    std::vector<st::tensor_view> views;
+    for (const auto& n : names) {
+      mixprec::row_matrix m(64, 256);
+      for (mixprec::index_t i = 0; i < m.size(); ++i) m.data()[i] = 0.01f * static_cast<float>((i * 7 + static_cast<mixprec::index_t>(n.size())) % 97 - 48);
+      storage.push_back(st::encode(m, st::dtype::bf16));
+      views.push_back({n, st::dtype::bf16, {64, 256}, storage.back()});
+      weight_map[n] = file;
+    }
+    st::write((dir / file).string(), views, {{"format", "pt"}});
+  }
+  nlohmann::json index = {{"metadata", {{"total_size", 5 * 64 * 256 * 2}}}, {"weight_map", weight_map}};
+  std::ofstream(dir / "model.safetensors.index.json") << index.dump(2);
+  const std::string idx = (dir / "model.safetensors.index.json").string();
+
+  const auto listed = tool_captured(dir, {"inspect", idx});
+  CHECK(listed.code == 0);
+  CHECK(listed.out.find("5 tensors") != std::string::npos);
+  CHECK(listed.out.find("2 shards") != std::string::npos);
+  REQUIRE(tool({"plan", idx, "--types", "q4_0,q8_0", "--budget", "6", "-o", (dir / "p.json").string()}) == 0);
+  CHECK(read_json(dir / "p.json").at("layers").size() == 5);
+  const auto part = tool_captured(dir, {"plan", (dir / "model-00002-of-00002.safetensors").string(), "--types", "q8_0", "--budget", "8.5",
+                                        "-o", (dir / "p2.json").string()});
+  CHECK(part.code == 2);
+  CHECK(part.err.find("part 2 of 2") != std::string::npos);
+  CHECK(part.err.find("model.safetensors.index.json") != std::string::npos);
+  // A shard missing: the index is refused naming it, not read as a smaller model (vllm#34859).
+  fs::remove(dir / "model-00002-of-00002.safetensors");
+  const auto lost = tool_captured(dir, {"inspect", idx});
+  CHECK(lost.code == 3);
+  CHECK(lost.err.find("model-00002-of-00002.safetensors") != std::string::npos);
+}

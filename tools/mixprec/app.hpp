@@ -107,9 +107,10 @@ inline int print_inspection(const model_file& f) {
     std::printf("\npart %d of %d of a model%s\n", part->number, part->count,
                 part->index.empty() ? "" : (", listed by '" + part->index + "'").c_str());
   std::printf("\n%zu tensors, %llu bytes (%s)\n", f.tensors().size(), static_cast<unsigned long long>(total),
-              f.is_gguf() ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
-                             " metadata keys").c_str()
-                          : "safetensors");
+              f.is_gguf()    ? ("GGUF v" + std::to_string(f.gguf().version()) + ", " + std::to_string(f.gguf().kvs().size()) +
+                                " metadata keys").c_str()
+              : f.sharded() ? ("safetensors, " + std::to_string(f.sharded()->shards().size()) + " shards listed by this index").c_str()
+                            : "safetensors");
   return 0;
 }
 

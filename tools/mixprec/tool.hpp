@@ -41,6 +41,7 @@
 #include <mixprec/io/imatrix.hpp>
 #include <mixprec/io/mapped_file.hpp>
 #include <mixprec/io/safetensors.hpp>
+#include <mixprec/io/safetensors_index.hpp>
 #include <mixprec/plan/plan.hpp>
 #include <mixprec/plan/plan_json.hpp>
 #include <mixprec/sensitivity/metrics.hpp>
@@ -107,23 +108,27 @@ struct shard_info {
          mixprec::ggml_spec(static_cast<ggml_type>(code)).format != mixprec::format_id::ggml_block;
 }
 
-// A GGUF or safetensors file, chosen by its first bytes.
+// A GGUF or safetensors file, chosen by its first bytes, or a sharded safetensors checkpoint given by
+// its index (model.safetensors.index.json: JSON, its shards read as one model, io/safetensors_index.hpp).
 class model_file {
  public:
   explicit model_file(const std::string& path) {
     mixprec::mapped_file probe(path);
     const auto b = probe.data();
+    const auto first = std::find_if(b.begin(), b.end(), [](std::byte c) { return !std::isspace(static_cast<unsigned char>(c)); });
     if (b.size() >= 4 && std::memcmp(b.data(), "GGUF", 4) == 0) {
       gguf_.emplace(mixprec::gguf::file::parse(std::move(probe)));
     } else if (b.size() >= 9 && static_cast<char>(b[8]) == '{') {  // safetensors: u64 header length, then JSON
       st_.emplace(mixprec::safetensors::file::parse(std::move(probe)));
+    } else if (mixprec::safetensors::is_index_path(path) || (first != b.end() && static_cast<char>(*first) == '{')) {
+      sharded_.emplace(mixprec::safetensors::sharded_file::open(path));
     } else {
       std::string head;
       for (std::size_t i = 0; i < std::min<std::size_t>(b.size(), 8); ++i) {
         const auto c = static_cast<unsigned char>(b[i]);
         head += std::isprint(c) ? std::string(1, static_cast<char>(c)) : "\\x" + std::string(1, "0123456789abcdef"[c >> 4]) + "0123456789abcdef"[c & 15];
       }
-      throw error(errc::parse_error, "'" + path + "' is " + (b.empty() ? std::string("empty") : "neither GGUF (which starts with \"GGUF\") nor safetensors (an 8-byte length, then '{'): it starts with \"" + head + "\""));
+      throw error(errc::parse_error, "'" + path + "' is " + (b.empty() ? std::string("empty") : "neither GGUF (which starts with \"GGUF\"), safetensors (an 8-byte length, then '{') nor a safetensors index (JSON): it starts with \"" + head + "\""));
     }
     if (gguf_) {
       for (const auto& t : gguf_->tensors()) {
@@ -137,9 +142,17 @@ class model_file {
       if (count && *count > 1)
         shard_ = shard_info{static_cast<int>(integer_kv(gguf_->kvs(), "split.no").value_or(0) + 1), static_cast<int>(*count), {}};
     } else {
-      for (const auto& t : st_->tensors())
+      auto add = [&](const mixprec::safetensors::tensor_info& t) {
         tensors_.push_back({t.name, std::string(mixprec::safetensors::to_string(t.type)), t.shape, t.rows(), t.cols(),
                             t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1, true, t.bytes});
+      };
+      if (st_) {
+        for (const auto& t : st_->tensors()) add(t);
+        if (const auto pos = mixprec::safetensors::index_beside(path); pos && pos->count > 1)
+          shard_ = shard_info{static_cast<int>(pos->number), static_cast<int>(pos->count), pos->index_path};
+      } else {
+        for (const auto& t : sharded_->tensors()) add(t);
+      }
     }
   }
   // Set when the file is one part of a model stored in several (see shard_info).
@@ -147,12 +160,16 @@ class model_file {
   [[nodiscard]] bool is_gguf() const noexcept { return gguf_.has_value(); }
   [[nodiscard]] const mixprec::gguf::file& gguf() const { return *gguf_; }
   [[nodiscard]] const std::vector<tensor_entry>& tensors() const noexcept { return tensors_; }
-  [[nodiscard]] row_matrix to_float(const std::string& name) const { return gguf_ ? gguf_->to_float(name) : st_->to_float(name); }
+  // The shards of a checkpoint given by its index (null otherwise).
+  [[nodiscard]] const mixprec::safetensors::sharded_file* sharded() const noexcept { return sharded_ ? &*sharded_ : nullptr; }
+  [[nodiscard]] row_matrix to_float(const std::string& name) const {
+    return gguf_ ? gguf_->to_float(name) : st_ ? st_->to_float(name) : sharded_->to_float(name);
+  }
   // Drops the tensor's pages from memory after use (see drop_pages).
   void release(const std::string& name) const noexcept {
     if (gguf_) {
       if (const auto* t = gguf_->find(name)) drop_pages(t->bytes);
-    } else if (const auto* t = st_->find(name)) {
+    } else if (const auto* t = st_ ? st_->find(name) : sharded_->find(name)) {
       drop_pages(t->bytes);
     }
   }
@@ -160,6 +177,7 @@ class model_file {
  private:
   std::optional<mixprec::gguf::file> gguf_;
   std::optional<mixprec::safetensors::file> st_;
+  std::optional<mixprec::safetensors::sharded_file> sharded_;
   std::vector<tensor_entry> tensors_;
   std::optional<shard_info> shard_;
 };
