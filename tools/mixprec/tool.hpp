@@ -459,9 +459,12 @@ struct tensor_analysis {
 
 // An imatrix as the tool uses it: per weight, the importance llama-quantize reads (ne0 values, or
 // ne0 x n_expert for expert stacks, expert-major) and which of its matrices hold no data: an expert no
-// calibration token reached (count 0; llama-quantize then uses 1.0) or a matrix whose values are all
-// zero (no column was ever active; ggml's searches degenerate on all-zero weights). Matrices without
-// data are quantized without importance and weighted 1 in the error, like tensors without an entry.
+// calibration token reached (count 0) or a matrix whose values are all zero (no column was ever
+// active). Matrices without data are weighted 1 in the error, like tensors without an entry. A matrix
+// of count 0 is searched with the 1.0s llama-quantize hands ggml for it (tools/quantize/quantize.cpp
+// load_imatrix), so its bytes are llama-quantize's. An all-zero matrix is quantized without importance:
+// llama-quantize hands ggml the zeros, and ggml's searches then set every scale, hence every weight of
+// that matrix, to 0; that difference is documented (README) and printed as a note.
 struct importance_set {
   std::map<std::string, Eigen::VectorXf> values;
   std::map<std::string, std::vector<bool>> zero_count;  // per matrix, from the GGUF counts (empty: legacy)
@@ -484,11 +487,23 @@ struct importance_set {
   return out;
 }
 
-// An importance entry for t has ne0 values (shared by all its matrices) or ne0 x n_mat (one slice per
-// expert); anything else is errc::shape_mismatch naming the tensor.
+// llama-quantize's one exemption from its length check (src/llama-quant.cpp, tensor_name_match_token_embd):
+// an entry of the wrong length for a token embedding is ignored there (the tensor is quantized without).
+[[nodiscard]] inline bool is_token_embedding(const std::string& name) {
+  return name == "token_embd.weight" || name == "per_layer_token_embd.weight";
+}
+
+// Whether an importance entry of v.size() values fits t: ne0 (shared by all its matrices) or ne0 x n_mat
+// (one slice per expert).
+[[nodiscard]] inline bool importance_fits(const Eigen::VectorXf& v, const tensor_entry& t) {
+  return v.size() == t.cols || v.size() == t.cols * t.n_mat;
+}
+
+// An importance entry that does not fit t is errc::shape_mismatch naming the tensor, but for a token
+// embedding, whose entry is then ignored (importance_view), as llama-quantize ignores it.
 inline void check_importance_length(const Eigen::VectorXf& v, const tensor_entry& t) {
   const auto n = v.size();
-  if (n == t.cols || n == t.cols * t.n_mat) return;
+  if (importance_fits(v, t) || is_token_embedding(t.name)) return;
   throw error(errc::shape_mismatch, "importance of '" + t.name + "' has " + std::to_string(n) + " entries; the tensor needs " +
                                         std::to_string(t.cols) + " (its row length)" +
                                         (t.n_mat > 1 ? " or " + std::to_string(t.cols * t.n_mat) + " (row length x " +
@@ -497,7 +512,8 @@ inline void check_importance_length(const Eigen::VectorXf& v, const tensor_entry
 }
 
 // One tensor's importance, matrix by matrix: the search weights handed to ggml's quantizers (null for
-// a matrix without data) and the error weights (divided by the common scale; 1 without data).
+// an all-zero matrix; the 1.0s of a matrix of count 0) and the error weights (divided by the common
+// scale; 1 without data).
 struct tensor_importance {
   std::vector<const float*> search;  // n_mat pointers to cols values, or null
   Eigen::VectorXd error;             // n_mat * cols, expert-major; empty when the tensor has no entry
@@ -517,6 +533,7 @@ class importance_view {
       const auto it = imp.values.find(t.name);
       if (it == imp.values.end()) continue;
       check_importance_length(it->second, t);
+      if (!importance_fits(it->second, t)) continue;  // a token embedding's: ignored
       for (index_t m = 0; m < t.n_mat; ++m)
         if (has_data(t, m)) {
           sum += slice(it->second, t, m).cast<double>().sum();
@@ -535,20 +552,35 @@ class importance_view {
       return out;
     }
     check_importance_length(it->second, t);
+    if (!importance_fits(it->second, t)) {
+      out.notes.push_back("imatrix entry of " + std::to_string(it->second.size()) + " values does not fit its rows of " +
+                          std::to_string(t.cols) + ": ignored (quantized without importance), as llama-quantize ignores it");
+      return out;
+    }
     out.error = Eigen::VectorXd::Ones(t.cols * t.n_mat);
-    std::string empty;
+    std::string unreached, zeros;
     for (index_t m = 0; m < t.n_mat; ++m) {
+      if (zero_count(t, m)) {  // searched with importance()'s 1.0s, as llama-quantize does
+        out.search[static_cast<std::size_t>(m)] = slice(it->second, t, m).data();
+        unreached += (unreached.empty() ? "" : ", ") + std::to_string(m);
+        continue;
+      }
       if (!has_data(t, m)) {
-        empty += (empty.empty() ? "" : ", ") + std::to_string(m);
+        zeros += (zeros.empty() ? "" : ", ") + std::to_string(m);
         continue;
       }
       out.search[static_cast<std::size_t>(m)] = slice(it->second, t, m).data();
       out.error.segment(m * t.cols, t.cols) = slice(it->second, t, m).cast<double>() / scale_;
       out.any = true;
     }
-    if (!empty.empty())
-      out.notes.push_back(std::string(t.n_mat > 1 ? "imatrix has no data for expert(s) " + empty : "imatrix entry is all zeros") +
-                          " (no calibration token reached it): quantized without importance there, its columns weighted 1");
+    if (!unreached.empty())
+      out.notes.push_back(std::string(t.n_mat > 1 ? "imatrix count is 0 for expert(s) " + unreached : "imatrix count is 0") +
+                          " (no calibration token reached " + (t.n_mat > 1 ? "them" : "it") +
+                          "): searched with importance 1 as llama-quantize does, its columns weighted 1");
+    if (!zeros.empty())
+      out.notes.push_back(std::string(t.n_mat > 1 ? "imatrix entry is all zeros for expert(s) " + zeros : "imatrix entry is all zeros") +
+                          ": quantized without importance there, its columns weighted 1 (llama-quantize would search with the "
+                          "zeros, which sets every weight there to 0)");
     return out;
   }
 
@@ -556,13 +588,14 @@ class importance_view {
   [[nodiscard]] static Eigen::Map<const Eigen::VectorXf> slice(const Eigen::VectorXf& v, const tensor_entry& t, index_t m) {
     return {v.data() + (v.size() == t.cols ? 0 : m * t.cols), t.cols};
   }
+  // Matrix m of t has a count of 0 (GGUF imatrix; its importance() is 1.0 throughout).
+  [[nodiscard]] bool zero_count(const tensor_entry& t, index_t m) const {
+    if (imp_.values.at(t.name).size() != t.cols * t.n_mat) return false;
+    const auto z = imp_.zero_count.find(t.name);
+    return z != imp_.zero_count.end() && static_cast<index_t>(z->second.size()) == t.n_mat && z->second[static_cast<std::size_t>(m)];
+  }
   [[nodiscard]] bool has_data(const tensor_entry& t, index_t m) const {
-    const auto& v = imp_.values.at(t.name);
-    if (v.size() == t.cols * t.n_mat)
-      if (const auto z = imp_.zero_count.find(t.name); z != imp_.zero_count.end() && static_cast<index_t>(z->second.size()) == t.n_mat &&
-                                                       z->second[static_cast<std::size_t>(m)])
-        return false;
-    return slice(v, t, m).maxCoeff() > 0.0f;
+    return !zero_count(t, m) && slice(imp_.values.at(t.name), t, m).maxCoeff() > 0.0f;
   }
 
   const importance_set& imp_;
@@ -904,7 +937,8 @@ struct quantize_summary {
 // has elements and 2+ dimensions, has the plan's shape, a type GGUF stores (errc::unsupported
 // otherwise) and a row length the type's block divides (errc::invalid_argument naming the tensor;
 // errc::unsupported for an input that is not GGUF or a tensor already quantized). An importance entry
-// must have ne0 or ne0 x n_mat values (errc::shape_mismatch naming the tensor). Returns the GGUF type
+// must have ne0 or ne0 x n_mat values (errc::shape_mismatch naming the tensor; a token embedding's is
+// ignored instead, as llama-quantize ignores it). Returns the GGUF type
 // of each planned tensor, and a warning for each that llama.cpp keeps in float (a router, ...).
 [[nodiscard]] inline std::map<std::string, ggml_type> check_plan(const model_file& src, const mixprec::plan& plan,
                                                                  std::vector<std::string>* warnings = nullptr,
@@ -949,7 +983,8 @@ struct quantize_summary {
 // checked first (check_plan); a NaN/Inf weight is errc::non_finite naming the tensor. On any failure
 // nothing is left at out_path (io/output_file.hpp); an out_path that is the input is refused.
 // With importance (an imatrix), each tensor is searched with its entry as analyze did (quantize_stack),
-// so the file holds the bytes the plan measured; tensors without an entry are quantized without.
+// so the file holds the bytes the plan measured; tensors without an entry are quantized without. What
+// the imatrix lacks or holds in vain for a planned tensor is printed as a note (importance_view::of).
 inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan& plan, const std::string& out_path,
                                       bool show_progress = true, const importance_set& importance = {}, unsigned threads = 1) {
   std::vector<std::string> warnings;
@@ -960,6 +995,8 @@ inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan
   std::vector<std::string> planned;
   for (const auto& [name, type] : types) planned.push_back(name);
   const importance_view view(importance, src, planned);
+  for (const auto& name : planned)
+    for (const auto& n : view.of(*entries.at(name)).notes) std::fprintf(stderr, "mixprec: note: '%s': %s\n", name.c_str(), n.c_str());
   const auto& g = src.gguf();
   // general.file_type: the type holding most of the output's weights, counted over every tensor of
   // 2+ dimensions (the planned ones at their new type, the others as stored), as llama.cpp reads it.
