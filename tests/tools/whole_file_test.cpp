@@ -259,3 +259,30 @@ TEST_CASE("a sharded safetensors checkpoint plans as one model from its index; o
   CHECK(lost.code == 3);
   CHECK(lost.err.find("model-00002-of-00002.safetensors") != std::string::npos);
 }
+
+TEST_CASE("an imatrix whose entries name none of the model's tensors is refused; absent entries are noted", "[cli][whole-file]") {
+  const fs::path dir = fresh_dir("imatrix_other");
+  const std::string model = mostly_q4_0(dir, 32);
+  auto save = [&](const std::vector<std::string>& names, const std::string& file) {
+    mixprec::imatrix::file f;
+    for (const auto& n : names) {
+      mixprec::imatrix::entry e;
+      e.ncall = 4;
+      e.values = Eigen::VectorXf::Constant(256, 1.5f);
+      f.entries[n] = e;
+    }
+    const std::string path = (dir / file).string();
+    mixprec::imatrix::save(f, path);
+    return path;
+  };
+  const std::string other = save({"model.layers.0.mlp.up_proj.weight", "lm_head.weight"}, "other.dat");
+  const auto refused = tool_captured(dir, {"plan", model, "--types", "q4_0,q8_0", "--imatrix", other, "--budget", "8", "-o", (dir / "p.json").string()});
+  CHECK(refused.code == 2);
+  CHECK(refused.err.find("none names a tensor") != std::string::npos);
+  CHECK(refused.err.find("lm_head.weight") != std::string::npos);
+  CHECK_FALSE(fs::exists(dir / "p.json"));
+  const std::string mixed = save({"output.weight", "lm_head.weight"}, "mixed.dat");
+  const auto noted = tool_captured(dir, {"plan", model, "--types", "q4_0,q8_0", "--imatrix", mixed, "--budget", "8", "-o", (dir / "p.json").string()});
+  CHECK(noted.code == 0);
+  CHECK(noted.err.find("1 of the 2 entries") != std::string::npos);
+}

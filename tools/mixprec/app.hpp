@@ -93,6 +93,13 @@ inline void print_notes(const std::vector<tensor_analysis>& analysis) {
     for (const auto& n : a.notes) std::fprintf(stderr, "mixprec: note: '%s': %s\n", a.name.c_str(), n.c_str());
 }
 
+// check_importance_names, and a note of the imatrix entries that name no tensor of the file.
+inline void note_absent_entries(const importance_set& imp, const model_file& f, const std::string& path, const std::string& file) {
+  if (const std::size_t absent = check_importance_names(imp, f.tensors(), path, file))
+    std::fprintf(stderr, "mixprec: note: %zu of the %zu entries of imatrix '%s' name no tensor of '%s': ignored, as llama-quantize ignores them\n",
+                 absent, imp.values.size(), path.c_str(), file.c_str());
+}
+
 inline int print_inspection(const model_file& f) {
   std::printf("| tensor | shape | type | bytes | role |\n|---|---|---|---:|---|\n");
   std::uint64_t total = 0;
@@ -124,6 +131,7 @@ inline int run_quantize(const model_file& f, const std::string& file, const std:
     std::fprintf(stderr, "mixprec: warning: plan '%s' leaves %zu weight matri%s of '%s' out (%s): copied as stored\n", plan_in.c_str(),
                  missing.size(), missing.size() == 1 ? "x" : "ces", file.c_str(), some_names(missing).c_str());
   const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
+  detail::note_absent_entries(importance, f, imatrix_path, file);
   const auto s = quantize_gguf(f, pf.plan, out_path, true, importance, threads);
   std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
               "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
@@ -477,6 +485,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       return detail::write_plan(plan_table(measured_table(m, measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out, ctx);
     }
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
+    detail::note_absent_entries(importance, f, imatrix_path, file);
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);

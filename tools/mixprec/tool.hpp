@@ -487,6 +487,22 @@ struct importance_set {
   return out;
 }
 
+// An imatrix made for another model: one whose entries name none of the tensors of `tensors` is
+// errc::invalid_argument (exit 2) naming one of them (llama.cpp's imatrix files record no model, so
+// names and, per tensor, lengths are what can be checked; check_importance_length checks those). Returns
+// how many entries name no tensor of the file (llama-quantize ignores them; the tool notes them).
+inline std::size_t check_importance_names(const importance_set& imp, const std::vector<tensor_entry>& tensors, const std::string& path,
+                                          const std::string& file) {
+  std::set<std::string> names;
+  for (const auto& t : tensors) names.insert(t.name);
+  std::size_t absent = 0;
+  for (const auto& [name, v] : imp.values) absent += names.count(name) ? 0 : 1;
+  if (absent > 0 && absent == imp.values.size())
+    throw error(errc::invalid_argument, "imatrix '" + path + "' has " + std::to_string(absent) + " entries and none names a tensor of '" +
+                                            file + "' (its first is '" + imp.values.begin()->first + "'): it was made for another model");
+  return absent;
+}
+
 // llama-quantize's one exemption from its length check (src/llama-quant.cpp, tensor_name_match_token_embd):
 // an entry of the wrong length for a token embedding is ignored there (the tensor is quantized without).
 [[nodiscard]] inline bool is_token_embedding(const std::string& name) {
