@@ -22,6 +22,7 @@
 //   mixprec/plan/plan_json.hpp            needs nlohmann/json (plans as JSON)
 //   mixprec/sensitivity/report_json.hpp   needs nlohmann/json (sensitivity reports as JSON)
 //   mixprec/io/safetensors.hpp            needs nlohmann/json (a safetensors header is JSON)
+//   mixprec/io/safetensors_index.hpp      needs nlohmann/json (a sharded checkpoint's index is JSON)
 //   mixprec/detail/json_number.hpp        needs nlohmann/json (the number formatting the three share)
 //   mixprec/detail/json_strict.hpp        needs nlohmann/json (the duplicate-key-refusing parser they share)
 //   mixprec/io/idx.hpp                    needs zlib (gzip-compressed IDX files)

@@ -42,7 +42,8 @@ fs::path fresh_dir(const std::string& name) {
 // A llama-shaped GGUF as `llama-quantize --leave-output-tensor` leaves one: four Q4_0 block matrices of
 // 64 x 256 (zero scales: valid bytes the tool only copies), output.weight F16 of `output_rows` x 256 with
 // seeded values, a norm in F32; general.file_type 2 (MOSTLY_Q4_0). extra_kvs are added to the metadata.
-std::string mostly_q4_0(const fs::path& dir, std::uint64_t output_rows, const gguf::metadata& extra_kvs = {}) {
+std::string mostly_q4_0(const fs::path& dir, std::uint64_t output_rows, const gguf::metadata& extra_kvs = {}, bool output_f32 = false,
+                        const std::string& name = "mostly_q4_0.gguf") {
   static std::vector<std::vector<std::byte>> storage;
   storage.clear();
   std::vector<gguf::tensor_source> tensors;
@@ -58,16 +59,19 @@ std::string mostly_q4_0(const fs::path& dir, std::uint64_t output_rows, const gg
   for (const char* n : {"token_embd.weight", "blk.0.attn_q.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"})
     add(n, 2, {256, 64}, std::vector<std::byte>(64 * (256 / 32) * 18));
   std::vector<std::uint16_t> out(output_rows * 256);
-  for (std::size_t i = 0; i < out.size(); ++i)  // FP16 values in [-0.03, 0.03)
+  std::vector<float> out32(out.size());
+  for (std::size_t i = 0; i < out.size(); ++i) {  // FP16 values in [-0.03, 0.03), or the same values in F32
     out[i] = mixprec::fp32_to_fp16(0.03f * (static_cast<float>((i * 2654435761u) % 2001) / 1000.0f - 1.0f));
-  const auto ob = std::as_bytes(std::span(out));
-  add("output.weight", 1, {256, output_rows}, std::vector<std::byte>(ob.begin(), ob.end()));
+    out32[i] = mixprec::fp16_to_fp32(out[i]);
+  }
+  const auto ob = output_f32 ? std::as_bytes(std::span(out32)) : std::as_bytes(std::span(out));
+  add("output.weight", output_f32 ? 0 : 1, {256, output_rows}, std::vector<std::byte>(ob.begin(), ob.end()));
   std::vector<float> norm(256, 1.0f);
   const auto nb = std::as_bytes(std::span(norm));
   add("output_norm.weight", 0, {256}, std::vector<std::byte>(nb.begin(), nb.end()));
   gguf::metadata kvs{{"general.architecture", gguf::value("llama")}, {"general.file_type", gguf::value(std::uint32_t{2})}};
   for (const auto& kv : extra_kvs) kvs.set(kv.key, kv.val);
-  const std::string path = (dir / "mostly_q4_0.gguf").string();
+  const std::string path = (dir / name).string();
   gguf::write(path, kvs, tensors);
   return path;
 }
@@ -176,6 +180,21 @@ TEST_CASE("one split of a GGUF is listed as such and not planned as the model un
   CHECK(planned.err.find("llama-gguf-split") != std::string::npos);
   CHECK_FALSE(fs::exists(dir / "p.json"));
   CHECK(tool({"plan", part, "--types", "q8_0", "--budget", "8.5", "-o", (dir / "p.json").string(), "--force"}) == 0);
+  CHECK(tool({"analyze", part, "--types", "q8_0"}) == 0);  // no budget: a part can be analysed
+}
+
+TEST_CASE("the same tensors in another float type pass with a warning; a plan given as a model is named", "[cli][whole-file]") {
+  const fs::path dir = fresh_dir("float_types");
+  const std::string f16 = mostly_q4_0(dir, 32, {}, false, "f16.gguf");
+  const std::string f32 = mostly_q4_0(dir, 32, {}, true, "f32.gguf");
+  REQUIRE(tool({"plan", f16, "--types", "q8_0", "--budget", "8.5", "-o", (dir / "p.json").string()}) == 0);
+  const auto r = tool_captured(dir, {"quantize", f32, "--plan", (dir / "p.json").string(), "-o", (dir / "out.gguf").string()});
+  CHECK(r.code == 0);
+  CHECK(r.err.find("stored in other types") != std::string::npos);
+  CHECK(r.err.find("'output.weight' is \"f32\"") != std::string::npos);
+  const auto given = tool_captured(dir, {"inspect", (dir / "p.json").string()});
+  CHECK(given.code == 3);
+  CHECK(given.err.find("a plan (give it to `mixprec quantize --plan`)") != std::string::npos);
 }
 
 TEST_CASE("an output the system cannot write is exit 6 naming it and the reason; the input is intact", "[cli][whole-file][output]") {
@@ -187,7 +206,7 @@ TEST_CASE("an output the system cannot write is exit 6 naming it and the reason;
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {  // a file size limit stands in for a full disk: write(2) fails with EFBIG
-    ::signal(SIGXFSZ, SIG_IGN);
+    mixprec::remove_pending_outputs_on_signals();  // as the tool's main does: it ignores SIGXFSZ
     const ::rlimit limit{64 * 1024, 64 * 1024};
     ::setrlimit(RLIMIT_FSIZE, &limit);
     const int fd = ::open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);

@@ -27,12 +27,16 @@
 // Exit codes, by cause (what a script can act on):
 //   0  done
 //   1  a bug in mixprec (an exception it did not expect)
-//   2  bad request: malformed or contradictory arguments, an output that is an input or cannot be
-//      written, a plan that does not fit the file, a type that cannot hold a tensor the plan forces on it
+//   2  bad request: malformed or contradictory arguments, an output that is an input or whose folder
+//      does not exist or is not writable, a plan that does not fit the file, a type that cannot hold a
+//      tensor the plan forces on it, a plan, measure file or imatrix made for another model, one split
+//      or shard of a model given to plan alone
 //   3  unreadable or damaged input: a file that cannot be opened or parsed, NaN/Inf weights
 //   4  the budget cannot be met
 //   5  a valid request mixprec does not support (e.g. re-encoding an already quantized tensor, or one of a
 //      type it does not decode, such as MXFP4, which inspect lists and quantize copies as it is)
+//   6  an output that could not be written although its path was valid (a full disk, an I/O error, a
+//      quota or file size limit): the message names the file and the system's reason
 #pragma once
 
 #include <cstdio>
@@ -124,7 +128,9 @@ inline int print_inspection(const model_file& f) {
 inline int run_quantize(const model_file& f, const std::string& file, const std::string& plan_in, const std::string& imatrix_path,
                         const std::string& out_path, unsigned threads, bool force) {
   const plan_file pf = load_plan_file(plan_in);
-  if (!force) check_same_model(pf.model, f.tensors(), file, "plan '" + plan_in + "'");
+  if (!force)
+    if (const auto warning = check_same_model(pf.model, f.tensors(), file, "plan '" + plan_in + "'"))
+      std::fprintf(stderr, "mixprec: warning: %s\n", warning->c_str());
   std::set<std::string> planned;
   for (const auto& e : pf.plan.entries) planned.insert(e.layer);
   if (const auto missing = left_out(f.tensors(), planned); !missing.empty())
@@ -209,11 +215,13 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
                 "weights), budget %.0f bytes\n",
                 total, 8.0 * total / weights, p.entries.size() + ctx.kept.size(), p.entries.size(), ctx.kept.size(),
                 100.0 * kept_weights / weights, ctx.budget_bytes);
-    j["kept"] = {{"tensors", kept}, {"bytes", kept_bytes}, {"weights", kept_weights}};
-    j["whole_model"] = {{"bytes", total}, {"bits_per_weight", 8.0 * total / weights}, {"budget_bytes", ctx.budget_bytes}};
+    j["kept"] = {{"tensors", kept}, {"bytes", kept_bytes}, {"weights", static_cast<std::uint64_t>(kept_weights)}};
+    j["whole_model"] = {{"bytes", p.bytes() + kept_bytes},
+                        {"bits_per_weight", 8.0 * total / weights},
+                        {"budget_bytes", static_cast<std::uint64_t>(std::floor(ctx.budget_bytes))}};
   }
   mixprec::output_file out(plan_out, {file});
-  out.stream() << j.dump(2) << "\n";
+  out.stream() << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // a path need not be UTF-8
   out.commit();
   std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
   return 0;
@@ -330,7 +338,6 @@ inline void print_measure_table(const nlohmann::json& measured) {
   analyze->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
   analyze->add_option("--json", json_path, "write the analysis as JSON");
   analyze->add_option("--threads", threads, "threads (0: every core); the results do not depend on it")->capture_default_str();
-  analyze->add_flag("--force", force, "analyze one split or shard of a model on its own");
   auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
   plan->add_option("FILE", file, "GGUF or safetensors file")->required();
   plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
@@ -393,7 +400,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       const nlohmann::json measured = measure_json(tensors, meta);
       detail::print_measure_table(measured);
       mixprec::output_file out(mc.output, {mc.file});
-      out.stream() << measured.dump(1) << "\n";
+      out.stream() << measured.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // a path need not be UTF-8
       out.commit();
       std::fprintf(stderr, "wrote %s\n", mc.output.c_str());
       return 0;
@@ -408,7 +415,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     }
     detail::request([&] {
       if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in, imatrix_path});
-      if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path});
+      if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path, measured});
       if (analyze->parsed() && !json_path.empty()) mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
       return 0;
     });
@@ -416,7 +423,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     const model_file f(file);
     if (inspect->parsed()) return detail::print_inspection(f);
     if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads, force);
-    if (const auto& part = f.shard(); part && !force)  // a budget over part of a model is not the budget asked for
+    if (const auto& part = f.shard(); part && plan->parsed() && !force)  // a budget over part of a model is not the budget asked for
       throw error(errc::invalid_argument,
                   "'" + file + "' is part " + std::to_string(part->number) + " of " + std::to_string(part->count) + " of a model" +
                       (part->index.empty() ? f.is_gguf() ? " (split.no/split.count: merge the splits with llama-gguf-split --merge)" : ""
@@ -477,12 +484,16 @@ inline void print_measure_table(const nlohmann::json& measured) {
                                           std::to_string(static_cast<long long>(floor)) + " bytes" +
                                           (kept.empty() ? std::string()
                                                         : " and the " + std::to_string(kept.size()) + " weight tensors kept as stored take " +
-                                                              std::to_string(static_cast<long long>(kept_bytes))));
+                                                              std::to_string(static_cast<long long>(kept_bytes)) + " bytes"));
     }
     if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
       const nlohmann::json m = read_measure_file(measured);
       check_measure_fits(m, measured, f, file, force);
-      return detail::write_plan(plan_table(measured_table(m, measured, metric), budget_bytes, policy, rules), {}, rules, file, plan_out, ctx);
+      std::set<std::string> planned_names;  // what the file stores in float; the rest is kept and counted as kept
+      for (const auto& t : f.tensors())
+        if (t.is_float) planned_names.insert(t.name);
+      return detail::write_plan(plan_table(measured_table(m, measured, metric, &planned_names), budget_bytes, policy, rules), {}, rules, file,
+                                plan_out, ctx);
     }
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
     detail::note_absent_entries(importance, f, imatrix_path, file);

@@ -469,6 +469,8 @@ struct calibration_set {
 // a file written before mixprec recorded the identity: the same file size).
 inline void check_measure_fits(const nlohmann::json& j, const std::string& path, const model_file& f, const std::string& file, bool force) {
   const std::string what = "measure file '" + path + "'";
+  if (j.contains("shard"))
+    throw error(errc::invalid_argument, what + " is shard " + j.at("shard").dump() + " of a measurement: `mixprec merge` the shards first");
   std::map<std::string, const tensor_entry*> by_name;
   for (const auto& t : f.tensors()) by_name.emplace(t.name, &t);
   std::set<std::string> measured;
@@ -492,7 +494,7 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
     if (force) return;
     const nlohmann::json& model = j.at("model");
     if (model.contains("tensors_fnv1a64")) {
-      check_same_model(model, f.tensors(), file, what);
+      if (const auto warning = check_same_model(model, f.tensors(), file, what)) std::fprintf(stderr, "mixprec: warning: %s\n", warning->c_str());
     } else if (const auto bytes = std::filesystem::file_size(file); model.at("bytes").get<std::uintmax_t>() != bytes) {
       throw error(errc::invalid_argument, what + " was made for a file of " + model.at("bytes").dump() + " bytes ('" +
                                               model.value("path", std::string("?")) + "'); '" + file + "' has " + std::to_string(bytes) +
@@ -505,7 +507,10 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
 
 // The sensitivity table of a measure.json by one metric ("kl", "proxy", "gram_proxy" or
 // "weight_error"). A partial file (--shard) is refused: merge the shards first.
-[[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric) {
+// `only`: the tensors to take (null: all), e.g. those the file stores in float (measure also measures
+// tensors stored quantized, which plan keeps as they are).
+[[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric,
+                                                               const std::set<std::string>* only = nullptr) {
   if (metric != "kl" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
     throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, proxy, gram_proxy or weight_error");
   if (j.contains("shard"))
@@ -514,6 +519,7 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
   try {
     for (const auto& x : j.at("tensors")) {
       const auto name = x.at("name").get<std::string>();
+      if (only && !only->count(name)) continue;
       const auto rows = mixprec::detail::json_integer<index_t>(x.at("rows"), "measure: rows");
       const auto cols = mixprec::detail::json_integer<index_t>(x.at("cols"), "measure: cols");
       for (const auto& r : x.at("results")) {

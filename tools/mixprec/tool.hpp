@@ -120,8 +120,23 @@ class model_file {
       gguf_.emplace(mixprec::gguf::file::parse(std::move(probe)));
     } else if (b.size() >= 9 && static_cast<char>(b[8]) == '{') {  // safetensors: u64 header length, then JSON
       st_.emplace(mixprec::safetensors::file::parse(std::move(probe)));
-    } else if (mixprec::safetensors::is_index_path(path) || (first != b.end() && static_cast<char>(*first) == '{')) {
+    } else if (mixprec::safetensors::is_index_path(path)) {
       sharded_.emplace(mixprec::safetensors::sharded_file::open(path));
+    } else if (first != b.end() && static_cast<char>(*first) == '{') {  // JSON: an index by another name, or not a model
+      nlohmann::json j;
+      try {
+        j = mixprec::detail::parse_json_strict(std::string_view(reinterpret_cast<const char*>(b.data()), b.size()));
+      } catch (const std::exception&) {  // not JSON: named as such below
+      }
+      if (j.is_object() && j.contains("weight_map")) {
+        sharded_.emplace(mixprec::safetensors::sharded_file::open(path));
+      } else {
+        const std::string format = j.is_object() && j.contains("format") && j.at("format").is_string() ? j.at("format").get<std::string>() : "";
+        throw error(errc::parse_error, "'" + path + "' is JSON, not a model" +
+                                           (format == "mixprec-plan"      ? std::string(": a plan (give it to `mixprec quantize --plan`)")
+                                            : format == "mixprec-measure" ? std::string(": a measure file (give it to `mixprec plan --measured`)")
+                                                                          : std::string(" (a safetensors index has a \"weight_map\")")));
+      }
     } else {
       std::string head;
       for (std::size_t i = 0; i < std::min<std::size_t>(b.size(), 8); ++i) {
@@ -301,7 +316,9 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
 // The identity of a model file that plans and measure files record and that quantize and plan
 // --measured check before any work:
 //   tensors         every tensor: name, type and shape (as the file stores it)
-//   tensors_fnv1a64 FNV-1a of those, sorted by name (a file rewritten in another order is the same model)
+//   tensors_fnv1a64 FNV-1a of the names, shapes and types, sorted by name (a file rewritten in another
+//                   order is the same model), with F32, F16 and BF16 as one "float" type: the same
+//                   weights converted to another float type are the same model
 //   data_fnv1a64    FNV-1a of a sample of every tensor's bytes, sorted by name: its first and last 64
 //                   bytes. A fine-tune or another conversion of the same architecture changes them;
 //                   reading them touches two pages per tensor, not the whole file.
@@ -312,7 +329,7 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
   std::uint64_t th = fnv1a({}), dh = fnv1a({});
   nlohmann::json list = nlohmann::json::array();
   for (const tensor_entry* t : sorted) {
-    const std::string head = t->name + '\0' + t->type + '\0';
+    const std::string head = t->name + '\0' + (t->is_float ? std::string("float") : t->type) + '\0';
     th = fnv1a(std::as_bytes(std::span(head)), th);
     th = fnv1a(std::as_bytes(std::span(t->dims)), th);
     const std::size_t n = std::min<std::size_t>(64, t->data.size());
@@ -323,21 +340,24 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
   return {{"path", path}, {"tensors_fnv1a64", hex16(th)}, {"data_fnv1a64", hex16(dh)}, {"tensors", list}};
 }
 
-// What `what` (a plan or measure file) records of its model against the file it is used with:
-// errc::invalid_argument (a bad request, exit 2) naming what differs (tensors only one of them has,
-// or with another shape or type; else the same tensors with other weights), before any work. A record
-// without identity (a file written before mixprec recorded one) is not checked here.
-inline void check_same_model(const nlohmann::json& recorded, const std::vector<tensor_entry>& tensors, const std::string& path,
-                             const std::string& what) {
-  if (!recorded.is_object() || !recorded.contains("tensors_fnv1a64")) return;
+// What `what` (a plan or measure file) records of its model (`recorded`: its "model" object, or null
+// for a file without one) against the file it is used with: errc::invalid_argument (a bad request,
+// exit 2) naming what differs (tensors only one of them has, or with another shape or type; else the
+// same tensors with other weights), before any work; errc::parse_error for a damaged record. The same
+// tensors in another float type (F16 made into BF16, say) cannot be compared by their bytes: that is
+// returned as a warning, not refused.
+[[nodiscard]] inline std::optional<std::string> check_same_model(const nlohmann::json& recorded, const std::vector<tensor_entry>& tensors,
+                                                                 const std::string& path, const std::string& what) {
+  if (recorded.is_null()) return std::nullopt;
   const nlohmann::json here = model_identity(tensors, path);
-  const std::string made_for = what + " was made for '" + recorded.value("path", std::string("?")) + "'";
   const std::string force = " (--force uses it anyway)";
   try {
-    if (recorded.at("tensors_fnv1a64") != here.at("tensors_fnv1a64")) {
-      std::map<std::string, std::string> theirs, ours;  // name -> "type shape"
-      for (const auto& t : recorded.at("tensors")) theirs[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
-      for (const auto& t : here.at("tensors")) ours[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
+    if (!recorded.is_object()) throw error(errc::parse_error, "not an object");
+    const std::string made_for = what + " was made for '" + recorded.at("path").get<std::string>() + "'";
+    std::map<std::string, std::string> theirs, ours;  // name -> "type shape"
+    for (const auto& t : recorded.at("tensors")) theirs[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
+    for (const auto& t : here.at("tensors")) ours[t.at("name").get<std::string>()] = t.at("type").dump() + " " + t.at("shape").dump();
+    if (recorded.at("tensors_fnv1a64").get<std::string>() != here.at("tensors_fnv1a64")) {
       std::vector<std::string> diffs;
       std::size_t only_here = 0, only_there = 0, changed = 0;
       for (const auto& [name, desc] : ours) {
@@ -357,14 +377,24 @@ inline void check_same_model(const nlohmann::json& recorded, const std::vector<t
                                               std::to_string(only_there) + " only there, " + std::to_string(changed) +
                                               " of another shape or type: " + list + ")" + force);
     }
-    if (recorded.at("data_fnv1a64") != here.at("data_fnv1a64"))
+    if (theirs != ours)  // the same tensors, some in another float type: their bytes differ whatever the weights
+      return made_for + ", whose float tensors are stored in other types (e.g. " + [&] {
+        for (const auto& [name, desc] : ours)
+          if (theirs.at(name) != desc) return "'" + name + "' is " + desc + " here, " + theirs.at(name) + " there";
+        return std::string();
+      }() + "): the weights cannot be compared, only the tensors";
+    if (recorded.at("data_fnv1a64").get<std::string>() != here.at("data_fnv1a64"))
       throw error(errc::invalid_argument, made_for + ", which has the same tensors as '" + path + "' but other weights (data fingerprint " +
                                               recorded.at("data_fnv1a64").get<std::string>() + ", here " +
                                               here.at("data_fnv1a64").get<std::string>() +
                                               "): a fine-tune or another conversion, whose measured errors are not this file's" + force);
   } catch (const nlohmann::json::exception& e) {
     throw error(errc::parse_error, what + ": its \"model\" record is damaged: " + e.what());
+  } catch (const error& e) {
+    if (e.code() != errc::parse_error) throw;
+    throw error(errc::parse_error, what + ": its \"model\" record is damaged: " + e.message());
   }
+  return std::nullopt;
 }
 
 // ---- analyze ----
@@ -920,8 +950,9 @@ struct plan_file {
 // ---- quantize ----
 
 // llama.cpp's general.file_type (enum llama_ftype, include/llama.h) for a file whose weights are mostly
-// of the ggml type named `type`, as llama.cpp's model loader guesses it for a file without the key
-// (src/llama-model-loader.cpp: a K type counts as its _M mix); nullopt for a type no file type names.
+// of the ggml type named `type`, mapped as llama.cpp's model loader maps a type to a file type when it
+// guesses one for a file without the key (src/llama-model-loader.cpp: a K type counts as its _M mix);
+// nullopt for a type no file type names.
 [[nodiscard]] inline std::optional<std::uint32_t> llama_file_type(std::string_view type) {
   static constexpr std::pair<std::string_view, std::uint32_t> table[] = {
       {"f32", 0},      {"f16", 1},      {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},     {"q5_0", 8},    {"q5_1", 9},
@@ -935,6 +966,8 @@ struct plan_file {
 
 // The general.file_type of a file whose tensors hold `weights_by_type` (ggml type name -> weights of
 // its tensors of 2+ dimensions, over the whole file): the type holding most of them that has a file type.
+// llama.cpp shows a file by this key (its loader's own guess, without the key, counts tensors, norms
+// included; counting weights names what most of the bytes are).
 [[nodiscard]] inline std::uint32_t dominant_file_type(const std::map<std::string, double>& weights_by_type) {
   std::uint32_t best = 0;
   double most = -1.0;
@@ -1015,7 +1048,7 @@ inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan
     for (const auto& n : view.of(*entries.at(name)).notes) std::fprintf(stderr, "mixprec: note: '%s': %s\n", name.c_str(), n.c_str());
   const auto& g = src.gguf();
   // general.file_type: the type holding most of the output's weights, counted over every tensor of
-  // 2+ dimensions (the planned ones at their new type, the others as stored), as llama.cpp reads it.
+  // 2+ dimensions (the planned ones at their new type, the others as stored; dominant_file_type).
   std::map<std::string, double> weights_by_type;
   for (const auto& t : src.tensors())
     if (t.dims.size() >= 2) {

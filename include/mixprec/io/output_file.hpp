@@ -134,8 +134,11 @@ inline void remove_pending_outputs_and_reraise(int sig) noexcept {
 
 // Installs, for SIGINT, SIGTERM and SIGHUP (which mpirun forwards to its ranks), a handler that removes
 // every pending temporary output and then dies of the signal as usual. A signal the process ignores
-// (nohup's SIGHUP, a background job's SIGINT) stays ignored.
+// (nohup's SIGHUP, a background job's SIGINT) stays ignored. SIGXFSZ is ignored, so that a write past
+// a file size limit (ulimit -f) fails with EFBIG and is reported (errc::output_error) instead of
+// killing the process with its temporary file left behind.
 inline void remove_pending_outputs_on_signals() noexcept {
+  std::signal(SIGXFSZ, SIG_IGN);
   for (int sig : {SIGINT, SIGTERM, SIGHUP}) {
     struct sigaction old{};
     if (::sigaction(sig, nullptr, &old) == 0 && old.sa_handler == SIG_IGN) continue;
@@ -202,6 +205,7 @@ class output_file {
     if (!committed_) remove_temporary();
   }
 
+  // The stream to write to: sequential writes only (it cannot seek or tell).
   [[nodiscard]] std::ostream& stream() noexcept { return out_; }
   [[nodiscard]] const std::string& path() const noexcept { return path_; }
   // The temporary file being written (removed unless commit() succeeds).
@@ -213,6 +217,8 @@ class output_file {
   void commit() {
     try {
       out_.flush();
+      if (!out_)  // failbit without a failed write (a seek: the stream cannot seek): bytes may be missing
+        throw error(errc::output_error, "cannot write '" + path_ + "': the output stream failed; nothing was written");
     } catch (...) {
       remove_temporary();
       throw;
