@@ -388,7 +388,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       for (const auto& p : parts) files.push_back(read_measure_file(p));
       const nlohmann::json merged = merge_measures(files, parts);
       mixprec::output_file out(mc.output, parts);
-      out.stream() << merged.dump(1) << "\n";
+      out.stream() << merged.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
       out.commit();
       std::fprintf(stderr, "wrote %s (%zu shards, %zu tensors)\n", mc.output.c_str(), parts.size(), merged.at("tensors").size());
       return 0;

@@ -88,7 +88,7 @@ int run_measure(const mpi_session& mpi, int argc, char** argv) {
   if (const int rc = collective_step(mpi, [&] {
         nlohmann::json meta;
         const auto tensors = measure_model(mc.file, mo, &meta, mpi.rank == 0);
-        part = measure_json(tensors, meta).dump(1);
+        part = measure_json(tensors, meta).dump(1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (part.size() > static_cast<std::size_t>(INT_MAX))
           throw error(errc::unsupported, "rank " + std::to_string(mpi.rank) + "'s measure holds more than INT_MAX bytes of JSON, more than one MPI message");
       }))
@@ -124,7 +124,7 @@ int run_measure(const mpi_session& mpi, int argc, char** argv) {
     const nlohmann::json merged = mpi.size == 1 ? parts.front() : merge_measures(parts, names);
     detail::print_measure_table(merged);
     mixprec::output_file out(mc.output, {mc.file});
-    out.stream() << merged.dump(1) << "\n";
+    out.stream() << merged.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
     out.commit();
     std::fprintf(stderr, "wrote %s (%d ranks, %zu tensors)\n", mc.output.c_str(), mpi.size, merged.at("tensors").size());
   });
