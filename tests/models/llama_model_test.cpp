@@ -207,14 +207,15 @@ TEST_CASE("llama2.c checkpoint and its GGUF match the naive double-precision ref
       const models::llama_model a = models::from_llama2c(v.ck);
       const models::llama_model b = models::load_gguf(v.gguf);
       const models::llama_model c = models::load_llama(v.gguf);  // by the magic
-      CHECK(b.config.dim == 64);
-      CHECK(b.config.hidden_dim == 172);
-      CHECK(b.config.n_layers == 4);
-      CHECK(b.config.n_heads == 8);
-      CHECK(b.config.n_kv_heads == 4);
-      CHECK(b.config.vocab_size == 512);
-      CHECK(b.config.context_length == 256);
-      CHECK(b.config.rope_dim == 8);
+      const mixprec::test::tiny_llama_options o;  // the shapes tiny() made the model with
+      CHECK(b.config.dim == o.dim);
+      CHECK(b.config.hidden_dim == o.hidden_dim);
+      CHECK(b.config.n_layers == o.n_layers);
+      CHECK(b.config.n_heads == o.n_heads);
+      CHECK(b.config.n_kv_heads == o.n_kv_heads);
+      CHECK(b.config.vocab_size == o.vocab_size);
+      CHECK(b.config.context_length == o.seq_len);
+      CHECK(b.config.rope_dim == o.dim / o.n_heads);  // the head size
       CHECK(b.config.rope_theta == 10000.0f);
       CHECK(b.config.rms_eps == 1e-5f);
       CHECK(b.output.has_value());  // the converter always writes output.weight

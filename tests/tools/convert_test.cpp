@@ -141,14 +141,15 @@ TEST_CASE("convert: the synthetic llama2.c model -> GGUF with llama.cpp's names,
   const auto ck = mixprec::test::tiny_llama(tiny_options);  // the weights as generated, not as read back from the file
   const auto g = gguf::file::open(out);
 
-  REQUIRE(s.tensors == 3 + 9 * 4);
-  CHECK(s.config.dim == 64);
-  CHECK(s.config.hidden_dim == 172);
-  CHECK(s.config.n_layers == 4);
-  CHECK(s.config.n_heads == 8);
-  CHECK(s.config.n_kv_heads == 4);
-  CHECK(s.config.vocab_size == 512);
-  CHECK(s.config.seq_len == 256);
+  const auto& o = tiny_options;  // the shapes the checkpoint was made with
+  REQUIRE(s.tensors == static_cast<std::size_t>(3 + 9 * o.n_layers));
+  CHECK(s.config.dim == o.dim);
+  CHECK(s.config.hidden_dim == o.hidden_dim);
+  CHECK(s.config.n_layers == o.n_layers);
+  CHECK(s.config.n_heads == o.n_heads);
+  CHECK(s.config.n_kv_heads == o.n_kv_heads);
+  CHECK(s.config.vocab_size == o.vocab_size);
+  CHECK(s.config.seq_len == o.seq_len);
   CHECK(s.config.shared_classifier);
   CHECK(s.byte_tokens == 256);
   CHECK_FALSE(s.legacy_tokenizer);
@@ -209,13 +210,13 @@ TEST_CASE("convert: the synthetic llama2.c model -> GGUF with llama.cpp's names,
   CHECK(kv.get_string("general.architecture") == "llama");
   CHECK(kv.get_string("general.name") == "tiny_llama");  // the stem of tiny_llama.bin
   CHECK(kv.get_u32("general.file_type") == 0);
-  CHECK(kv.get_u32("llama.context_length") == 256);
-  CHECK(kv.get_u32("llama.embedding_length") == 64);
-  CHECK(kv.get_u32("llama.feed_forward_length") == 172);
-  CHECK(kv.get_u32("llama.block_count") == 4);
-  CHECK(kv.get_u32("llama.attention.head_count") == 8);
-  CHECK(kv.get_u32("llama.attention.head_count_kv") == 4);
-  CHECK(kv.get_u32("llama.rope.dimension_count") == 8);
+  CHECK(kv.get_u32("llama.context_length") == static_cast<std::uint32_t>(o.seq_len));
+  CHECK(kv.get_u32("llama.embedding_length") == static_cast<std::uint32_t>(o.dim));
+  CHECK(kv.get_u32("llama.feed_forward_length") == static_cast<std::uint32_t>(o.hidden_dim));
+  CHECK(kv.get_u32("llama.block_count") == static_cast<std::uint32_t>(o.n_layers));
+  CHECK(kv.get_u32("llama.attention.head_count") == static_cast<std::uint32_t>(o.n_heads));
+  CHECK(kv.get_u32("llama.attention.head_count_kv") == static_cast<std::uint32_t>(o.n_kv_heads));
+  CHECK(kv.get_u32("llama.rope.dimension_count") == static_cast<std::uint32_t>(o.dim / o.n_heads));
   CHECK(kv.get_f32("llama.attention.layer_norm_rms_epsilon") == 1e-5f);
   CHECK(kv.get_string("tokenizer.ggml.model") == "llama");
   CHECK(kv.get_u32("tokenizer.ggml.unknown_token_id") == 0);
