@@ -20,6 +20,7 @@
 
 #include "tools/mixprec/app.hpp"
 #include "support/files.hpp"
+#include "support/tool_run.hpp"
 
 namespace {
 
@@ -64,12 +65,7 @@ class model_builder {
   std::vector<std::vector<std::uint64_t>> dims_;
 };
 
-int run(std::vector<std::string> args) {
-  args.insert(args.begin(), "mixprec");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
-}
+int run(std::vector<std::string> args) { return mixprec::test::tool(std::move(args)); }
 
 fs::path fresh_dir(const std::string& name) {
   const fs::path dir = fs::temp_directory_path() / ("mixprec_cases_" + std::to_string(::getpid())) / name;

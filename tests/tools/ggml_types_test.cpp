@@ -6,11 +6,9 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <iterator>
 #include <map>
 #include <random>
 #include <string>
@@ -18,11 +16,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include <fcntl.h>
 #include <unistd.h>
 
 #include "tools/mixprec/app.hpp"
 #include "support/files.hpp"
+#include "support/tool_run.hpp"
 
 namespace {
 
@@ -36,39 +34,10 @@ fs::path fresh_dir(const std::string& name) {
   return dir;
 }
 
-struct outcome {
-  int code = -1;
-  std::string out, err;  // what the run printed on stdout and stderr
-};
-
-// Runs `mixprec args...` with stdout and stderr sent to files, and reads them back.
+// `mixprec args...` with stdout and stderr captured in dir (tests/support/tool_run.hpp).
+using outcome = mixprec::test::tool_outcome;
 outcome run(const fs::path& dir, std::vector<std::string> args) {
-  args.insert(args.begin(), "mixprec");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  const fs::path out_path = dir / "stdout.txt", err_path = dir / "stderr.txt";
-  std::fflush(stdout);
-  std::fflush(stderr);
-  const int saved_out = ::dup(1), saved_err = ::dup(2);
-  const int fo = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  const int fe = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  REQUIRE((saved_out >= 0 && saved_err >= 0 && fo >= 0 && fe >= 0));
-  ::dup2(fo, 1);
-  ::dup2(fe, 2);
-  outcome r;
-  r.code = mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
-  std::fflush(stdout);
-  std::fflush(stderr);
-  ::dup2(saved_out, 1);
-  ::dup2(saved_err, 2);
-  for (int fd : {saved_out, saved_err, fo, fe}) ::close(fd);
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-  };
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  return r;
+  return mixprec::test::tool_captured(dir, std::move(args));
 }
 
 // F16 matrices of N(0, 0.02^2) values (seeded by name), and raw-byte tensors of any type.
