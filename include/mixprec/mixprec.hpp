@@ -12,7 +12,8 @@
 //   quantize/   quant_spec, quantize / dequantize, quantized_tensor, calibration, ggml matrices
 //   kernels/    SIMD kernels and their dispatch, GEMV, quantized_linear; kernels/ref/: the scalar truth
 //   sensitivity/  metrics, hessian, probe, reports (sensitivity/sensitivity.hpp)
-//   plan/       plan_builder, policies, constraints, rules, quantize_model, drop classes (plan/plan.hpp)
+//   plan/       plan_builder, policies, constraints, rules, quantize_model, drop classes (plan/plan.hpp),
+//               llama.cpp's tensor-type file (plan/tensor_type_file.hpp)
 //   qat/        fake_quant
 //   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
 //   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams
@@ -78,6 +79,7 @@
 
 #include "mixprec/plan/drop_classes.hpp"
 #include "mixprec/plan/plan.hpp"
+#include "mixprec/plan/tensor_type_file.hpp"
 
 #include "mixprec/qat/fake_quant.hpp"
 
