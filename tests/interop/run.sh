@@ -5,8 +5,8 @@
 #   bash tests/interop/run.sh DIR TEST_BINARY [catch2 args]
 # Needs the network once: when registry.npmjs.org cannot be reached it says so and exits 77, which
 # ctest reports as skipped. A tarball whose checksum differs is a failure, never a skip.
-# The binary also gets MIXPREC_INTEROP_CACHE (DIR, which outlives a run) and MIXPREC_FETCH_STORIES15M
-# (scripts/fetch_stories15m.sh): the interop test fetches karpathy's stories15M into DIR/stories15M
+# The binary also gets MIXPREC_LLAMA_QUANTIZE (llama.cpp's llama-quantize, see below),
+# MIXPREC_INTEROP_CACHE (DIR, which outlives a run) and MIXPREC_FETCH_STORIES15M (scripts/fetch_stories15m.sh): the interop test fetches karpathy's stories15M into DIR/stories15M
 # with it when its stories15M test case runs, so that nothing else run through here downloads it.
 set -euo pipefail
 dir="$1"
@@ -50,6 +50,16 @@ if [ ! -f "$lib" ] || [ ! -f "$dir/.verified-$version" ]; then
   touch "$dir/.verified-$version"
 fi
 root="$(cd "$(dirname "$0")/../.." && pwd)"
+# llama.cpp's own llama-quantize, built from the matching source (llama_quantize.sh) into DIR, for the
+# tests that give it mixprec's tensor-type files: MIXPREC_LLAMA_QUANTIZE, empty where it cannot be built
+# here (exit 77: no git or g++, or no network; it says why), and those tests then skip.
+quantize_bin=""
+if out="$(bash "$root/tests/interop/llama_quantize.sh" "$dir")"; then
+  quantize_bin="$(printf '%s\n' "$out" | tail -n 1)"
+else
+  rc=$?
+  [ "$rc" -eq 77 ] || exit "$rc"
+fi
 # libllama of the same package, for the tests that run llama.cpp itself (it finds its libggml*.so beside it).
-MIXPREC_GGML_BASE="$lib" MIXPREC_LLAMA_LIB="$(dirname "$lib")/libllama.v0.5.0.so" MIXPREC_INTEROP_CACHE="$(cd "$dir" && pwd)" \
+MIXPREC_LLAMA_QUANTIZE="$quantize_bin" MIXPREC_GGML_BASE="$lib" MIXPREC_LLAMA_LIB="$(dirname "$lib")/libllama.v0.5.0.so" MIXPREC_INTEROP_CACHE="$(cd "$dir" && pwd)" \
   MIXPREC_FETCH_STORIES15M="$root/scripts/fetch_stories15m.sh" exec "$binary" "$@"

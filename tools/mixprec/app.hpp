@@ -9,6 +9,8 @@
 //       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
 //   mixprec plan MODEL.gguf --measured measure.json [--metric kl|gram_proxy|proxy|weight_error] --budget ... -o plan.json
+//   plan takes --tensor-type-file OUT.txt (the plan as llama-quantize's --tensor-type-file), or instead of --budget and -o,
+//   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp)
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
@@ -40,6 +42,7 @@
 #pragma once
 
 #include <cstdio>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -50,6 +53,7 @@
 
 #include "convert.hpp"
 #include "measure.hpp"
+#include "plan_output.hpp"
 #include "tool.hpp"
 
 namespace mixprec_cli {
@@ -167,66 +171,6 @@ inline int print_analysis(const std::vector<tensor_analysis>& analysis, const st
   return 0;
 }
 
-// What a plan file records beside the plan: the model's identity (model_identity) and the weight
-// tensors kept as stored, which the budget counts.
-struct plan_context {
-  nlohmann::json model;
-  std::vector<const tensor_entry*> kept;
-  double budget_bytes = 0.0;  // the whole budget, kept tensors included
-};
-
-// The plan's table and summary on stdout, then the weight tensors it leaves as they are stored (kept_as_stored:
-// quantize copies their bytes), and the plan file with the model's identity beside the plan.
-inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>& analysis, const std::vector<plan_rule>& rules,
-                      const std::string& file, const std::string& plan_out, const plan_context& ctx) {
-  std::map<std::string, const tensor_analysis*> by_name;
-  for (const auto& a : analysis) by_name.emplace(a.name, &a);
-  std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
-  for (const auto& e : p.entries) {
-    const candidate_result* c = nullptr;  // the analysis' result, when the plan came from one
-    if (const auto it = by_name.find(e.layer); it != by_name.end())
-      for (const auto& r : it->second->candidates)
-        if (r.spec == e.spec) c = &r;
-    const char* why = find_override(rules, e.layer) ? " (override)" : c && c->fallback ? " (fallback)" : "";
-    char sqnr[32] = "-";  // a plan from measure.json: its SQNR is in that file
-    if (c) std::snprintf(sqnr, sizeof sqnr, "%.2f", c->sqnr_db);
-    std::printf("| %s | %s%s | %llu | %s | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
-                static_cast<unsigned long long>(e.bytes), sqnr, e.loss);
-  }
-  std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
-              p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
-              p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
-  nlohmann::json j = p;
-  j["model"] = ctx.model;
-  if (!ctx.kept.empty()) {
-    std::uint64_t kept_bytes = 0;
-    double kept_weights = 0.0;
-    nlohmann::json kept = nlohmann::json::array();
-    std::printf("\n%zu weight tensor%s kept as stored, not planned (quantize copies their bytes):\n| tensor | type | bytes |\n|---|---|---:|\n",
-                ctx.kept.size(), ctx.kept.size() == 1 ? "" : "s");
-    for (const tensor_entry* t : ctx.kept) {
-      std::printf("| %s | %s | %llu |\n", t->name.c_str(), stored_type_text(*t).c_str(), static_cast<unsigned long long>(t->bytes));
-      kept_bytes += t->bytes;
-      kept_weights += t->weights();
-      kept.push_back({{"name", t->name}, {"type", t->type}, {"bytes", t->bytes}});
-    }
-    const double total = static_cast<double>(p.bytes() + kept_bytes), weights = p.weights() + kept_weights;
-    std::printf("\nwhole model: %.0f bytes = %.3f bits/weight over %zu weight tensors (%zu planned, %zu kept as stored: %.1f %% of the "
-                "weights), budget %.0f bytes\n",
-                total, 8.0 * total / weights, p.entries.size() + ctx.kept.size(), p.entries.size(), ctx.kept.size(),
-                100.0 * kept_weights / weights, ctx.budget_bytes);
-    j["kept"] = {{"tensors", kept}, {"bytes", kept_bytes}, {"weights", static_cast<std::uint64_t>(kept_weights)}};
-    j["whole_model"] = {{"bytes", p.bytes() + kept_bytes},
-                        {"bits_per_weight", 8.0 * total / weights},
-                        {"budget_bytes", static_cast<std::uint64_t>(std::floor(ctx.budget_bytes))}};
-  }
-  mixprec::output_file out(plan_out, {file});
-  out.stream() << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // a path need not be UTF-8
-  out.commit();
-  std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
-  return 0;
-}
-
 inline int run_convert(const std::string& checkpoint, const std::string& tokenizer, const std::string& out_path) {
   const convert_summary s = convert_llama2c(checkpoint, tokenizer, out_path);
   std::printf("wrote %s: %zu tensors (F32), %llu bytes; architecture llama, dim %d, %d layers, vocabulary %d\n", out_path.c_str(),
@@ -325,7 +269,8 @@ inline void print_measure_table(const nlohmann::json& measured) {
   CLI::App app{"mixprec: mixed-precision quantization of GGUF and safetensors checkpoints"};
   app.require_subcommand(1);
   std::string file, types = "q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16", imatrix_path, json_path, budget = "4.8", policy = "knapsack",
-              plan_out = "plan.json", plan_in, out_path, tokenizer;
+              plan_out = "plan.json", plan_in, out_path, tokenizer, tensor_types_out, pareto_dir;
+  int points = 32;
   std::vector<std::string> overrides;
   unsigned threads = 0;
   bool force = false;
@@ -340,13 +285,20 @@ inline void print_measure_table(const nlohmann::json& measured) {
   analyze->add_option("--threads", threads, "threads (0: every core); the results do not depend on it")->capture_default_str();
   auto* plan = app.add_subcommand("plan", "a ggml type per tensor within a byte budget -> plan.json");
   plan->add_option("FILE", file, "GGUF or safetensors file")->required();
-  plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
+  auto* budget_opt = plan->add_option("--budget", budget, "bits per weight (4.8 or 4.8bpw) or bytes (3900000000B, 3.9GB)")->capture_default_str();
   plan->add_option("--policy", policy, "knapsack (exact) or greedy")->capture_default_str();
   plan->add_option("--types", types, "candidate ggml types")->capture_default_str();
   plan->add_option("--imatrix", imatrix_path, "llama.cpp importance matrix (GGUF or legacy .dat)");
   plan->add_option("--tensor-type", overrides, "REGEX=TYPE (first match sets the type), REGEX>=BITS, REGEX<=BITS; REGEX searched in the name, as llama-quantize; repeatable");
-  plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
+  auto* plan_out_opt = plan->add_option("-o,--output", plan_out, "plan file")->capture_default_str();
+  auto* types_out_opt = plan->add_option("--tensor-type-file", tensor_types_out,
+                                         "also write the plan as llama.cpp's tensor-type file (llama-quantize --pure --tensor-type-file FILE MODEL OUT Q8_0)");
+  auto* pareto_opt = plan->add_option("--pareto", pareto_dir,
+                                      "instead of one plan, every plan on the bytes / predicted-loss frontier into this new folder: plan-NN.json, "
+                                      "plan-NN.tensor-types.txt, frontier.json, frontier.svg");
+  plan->add_option("--points", points, "with --pareto: budgets swept from the smallest plan to the largest")->capture_default_str()->needs(pareto_opt);
   plan->add_option("--threads", threads, "threads for the analysis (0: every core); the plan does not depend on it")->capture_default_str();
+  pareto_opt->excludes(budget_opt)->excludes(plan_out_opt)->excludes(types_out_opt);
   plan->add_flag("--force", force, "plan one split or shard of a model on its own; use a --measured file made for another model");
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
@@ -415,7 +367,14 @@ inline void print_measure_table(const nlohmann::json& measured) {
     }
     detail::request([&] {
       if (quantize->parsed()) mixprec::check_output_path(out_path, std::vector<std::string>{file, plan_in, imatrix_path});
-      if (plan->parsed()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path, measured});
+      if (plan->parsed() && pareto_dir.empty()) mixprec::check_output_path(plan_out, std::vector<std::string>{file, imatrix_path, measured});
+      if (plan->parsed() && !tensor_types_out.empty()) {
+        if (std::filesystem::path(tensor_types_out).lexically_normal() == std::filesystem::path(plan_out).lexically_normal())
+          throw error(errc::invalid_argument, "--tensor-type-file and -o are the same file '" + plan_out + "'");
+        mixprec::check_output_path(tensor_types_out, std::vector<std::string>{file, imatrix_path, measured, plan_out});
+      }
+      if (plan->parsed() && !pareto_dir.empty()) detail::output_folder::check(pareto_dir);
+      if (points < 2) throw error(errc::invalid_argument, "--points " + std::to_string(points) + ": the frontier needs at least 2");
       if (analyze->parsed() && !json_path.empty()) mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
       return 0;
     });
@@ -471,7 +430,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     // whose bytes it counts as they are (a 4.8 bits/weight budget of a half-quantized file is 4.8 over all).
     double budget_bytes = 0.0;
     detail::plan_context ctx{model_identity(f.tensors(), file), kept, 0.0};
-    if (plan->parsed()) {
+    if (plan->parsed() && pareto_dir.empty()) {
       double kept_bytes = 0.0, kept_weights = 0.0;
       for (const tensor_entry* t : kept) kept_bytes += static_cast<double>(t->bytes), kept_weights += t->weights();
       const double weights = plannable_weights(f, rules) + kept_weights;
@@ -492,8 +451,9 @@ inline void print_measure_table(const nlohmann::json& measured) {
       std::set<std::string> planned_names;  // what the file stores in float; the rest is kept and counted as kept
       for (const auto& t : f.tensors())
         if (t.is_float) planned_names.insert(t.name);
-      return detail::write_plan(plan_table(measured_table(m, measured, metric, &planned_names), budget_bytes, policy, rules), {}, rules, file,
-                                plan_out, ctx);
+      const mixprec::sensitivity_table table = measured_table(m, measured, metric, &planned_names);
+      if (!pareto_dir.empty()) return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx);
+      return detail::write_plan(plan_table(table, budget_bytes, policy, rules), {}, rules, file, plan_out, tensor_types_out, ctx);
     }
     const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
     detail::note_absent_entries(importance, f, imatrix_path, file);
@@ -501,7 +461,10 @@ inline void print_measure_table(const nlohmann::json& measured) {
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, ctx);
+    if (!pareto_dir.empty())
+      return detail::write_frontier(plan_frontier(to_table(analysis), points, policy, rules), file, pareto_dir,
+                                    importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, tensor_types_out, ctx);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

@@ -24,6 +24,7 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <limits>
 #include <optional>
 #include <regex>
 #include <set>
@@ -44,6 +45,7 @@
 #include <mixprec/io/safetensors_index.hpp>
 #include <mixprec/plan/plan.hpp>
 #include <mixprec/plan/plan_json.hpp>
+#include <mixprec/plan/tensor_type_file.hpp>
 #include <mixprec/sensitivity/metrics.hpp>
 
 namespace mixprec_cli {
@@ -879,11 +881,12 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
   return t;
 }
 
-// The least total loss within budget_bytes: the library's planner (policy "knapsack", exact, or
-// "greedy") over a sensitivity table, with the overrides as its rules. Overrides that name no tensor of
-// the table are left out (llama.cpp ignores them too; run() warns about them).
-[[nodiscard]] inline mixprec::plan plan_table(const mixprec::sensitivity_table& table, double budget_bytes, const std::string& policy,
-                                              const std::vector<plan_rule>& overrides = {}) {
+// Calls fn with the library's planner (policy "knapsack", exact, or "greedy") over a sensitivity table,
+// the overrides as its rules, and budget_bytes as its byte budget. Overrides that name no tensor of the
+// table are left out (llama.cpp ignores them too; run() warns about them).
+template <class Fn>
+[[nodiscard]] auto with_planner(const mixprec::sensitivity_table& table, double budget_bytes, const std::string& policy,
+                                const std::vector<plan_rule>& overrides, Fn&& fn) {
   if (policy != "knapsack" && policy != "greedy")
     throw error(errc::invalid_argument, "policy '" + policy + "': expected knapsack or greedy");
   const auto layers = table.layers();
@@ -891,11 +894,25 @@ inline void check_overrides(const model_file& f, const std::vector<plan_rule>& o
     for (const auto& r : overrides)
       if (std::any_of(layers.begin(), layers.end(), [&](const mixprec::layer_shape& l) { return r.pattern.matches(l.name); }))
         planner.rule(r);
-    return planner.build();
+    return fn(planner);
   };
   const mixprec::byte_budget budget{budget_bytes};
   if (policy == "knapsack") return with_rules(mixprec::plan_builder{table, mixprec::knapsack_policy{}, budget});
   return with_rules(mixprec::plan_builder{table, mixprec::greedy_policy{}, budget});
+}
+
+// The least total loss within budget_bytes (with_planner).
+[[nodiscard]] inline mixprec::plan plan_table(const mixprec::sensitivity_table& table, double budget_bytes, const std::string& policy,
+                                              const std::vector<plan_rule>& overrides = {}) {
+  return with_planner(table, budget_bytes, policy, overrides, [](const auto& planner) { return planner.build(); });
+}
+
+// The plans along the bytes / predicted-loss frontier (plan_builder::pareto): `points` byte budgets from
+// the smallest to the largest plan, dominated plans removed; sorted by bytes, the loss strictly falling.
+[[nodiscard]] inline std::vector<mixprec::plan> plan_frontier(const mixprec::sensitivity_table& table, int points, const std::string& policy,
+                                                              const std::vector<plan_rule>& overrides = {}) {
+  return with_planner(table, std::numeric_limits<double>::max(), policy, overrides,
+                      [&](const auto& planner) { return planner.pareto(points); });
 }
 
 // plan_table over the analysis (its weighted squared errors as the losses).
