@@ -43,6 +43,8 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -54,6 +56,7 @@
 #include "convert.hpp"
 #include "measure.hpp"
 #include "plan_output.hpp"
+#include "verify.hpp"
 #include "tool.hpp"
 
 namespace mixprec_cli {
@@ -299,6 +302,16 @@ inline void print_measure_table(const nlohmann::json& measured) {
   plan->add_option("--points", points, "with --pareto: budgets swept from the smallest plan to the largest")->capture_default_str()->needs(pareto_opt);
   plan->add_option("--threads", threads, "threads for the analysis (0: every core); the plan does not depend on it")->capture_default_str();
   pareto_opt->excludes(budget_opt)->excludes(plan_out_opt)->excludes(types_out_opt);
+  std::string verify_spec = "8:64";
+  std::uint64_t verify_seed = 2;
+  bool no_verify = false;
+  auto* verify_opt = plan->add_option("--verify", verify_spec,
+                                      "N:LEN: run the whole plan on N held-out streams of LEN tokens sampled from the model and report its real KL "
+                                      "(done by default with --measured)")
+                         ->capture_default_str();
+  plan->add_option("--verify-seed", verify_seed, "seed of the held-out streams (other than the measurement's) and of the bootstrap")
+      ->capture_default_str();
+  plan->add_flag("--no-verify", no_verify, "do not run the plan (with --measured)")->excludes(verify_opt);
   plan->add_flag("--force", force, "plan one split or shard of a model on its own; use a --measured file made for another model");
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
@@ -445,26 +458,48 @@ inline void print_measure_table(const nlohmann::json& measured) {
                                                         : " and the " + std::to_string(kept.size()) + " weight tensors kept as stored take " +
                                                               std::to_string(static_cast<long long>(kept_bytes)) + " bytes"));
     }
+    // The plans' check (verify.hpp): by default for a plan from measurements, on request for any.
+    std::optional<verify_options> vo;
+    if (plan->parsed() && !no_verify && (!measured.empty() || verify_opt->count() > 0)) {
+      vo = verify_options{};
+      std::tie(vo->streams, vo->length) = detail::request([&] { return detail::int_pair(verify_spec, ':', "--verify", "N:LEN"); });
+      vo->seed = verify_seed;
+      vo->threads = threads;
+    }
+    const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
+    detail::note_absent_entries(importance, f, imatrix_path, file);
+    std::unique_ptr<plan_verifier> verifier;
+    detail::plan_check check;
+    if (vo) {
+      try {
+        verifier = std::make_unique<plan_verifier>(f, importance, *vo);
+      } catch (const error& e) {
+        if (e.code() != errc::unsupported || verify_opt->count() > 0) throw;
+        std::fprintf(stderr, "mixprec: note: the plan is not verified: %s\n", e.message().c_str());
+      }
+      if (verifier) check = [&](const mixprec::plan& p) { return std::optional<verification>(verifier->verify(p)); };
+    }
     if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
       const nlohmann::json m = read_measure_file(measured);
       check_measure_fits(m, measured, f, file, force);
+      if (verifier && m.contains("calibration") && m.at("calibration").value("ids_fnv1a64", "") == calibration_hash(verifier->streams()))
+        throw error(errc::invalid_argument, "the held-out streams of --verify " + verify_spec + " --verify-seed " + std::to_string(verify_seed) +
+                                                " are the streams '" + measured + "' was measured on: give another --verify-seed");
       std::set<std::string> planned_names;  // what the file stores in float; the rest is kept and counted as kept
       for (const auto& t : f.tensors())
         if (t.is_float) planned_names.insert(t.name);
       const mixprec::sensitivity_table table = measured_table(m, measured, metric, &planned_names);
-      if (!pareto_dir.empty()) return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx);
-      return detail::write_plan(plan_table(table, budget_bytes, policy, rules), {}, rules, file, plan_out, tensor_types_out, ctx);
+      if (!pareto_dir.empty()) return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx, check);
+      return detail::write_plan(plan_table(table, budget_bytes, policy, rules), {}, rules, file, plan_out, tensor_types_out, ctx, check);
     }
-    const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-    detail::note_absent_entries(importance, f, imatrix_path, file);
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
     if (!pareto_dir.empty())
       return detail::write_frontier(plan_frontier(to_table(analysis), points, policy, rules), file, pareto_dir,
-                                    importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, tensor_types_out, ctx);
+                                    importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx, check);
+    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, tensor_types_out, ctx, check);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

@@ -18,6 +18,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <map>
 #include <sstream>
 #include <string>
@@ -33,8 +35,19 @@
 #include <mixprec/plan/tensor_type_file.hpp>
 
 #include "tool.hpp"
+#include "verify.hpp"
 
 namespace mixprec_cli::detail {
+
+// Runs a plan whole on held-out streams (verify.hpp), or gives nullopt when plans are not verified.
+using plan_check = std::function<std::optional<verification>(const mixprec::plan&)>;
+
+inline void print_verification(const verification& v, double predicted) {
+  std::printf("\nverified on %zu held-out streams (%zu positions, seed %llu): KL %.5g nats, 95 %% interval [%.5g, %.5g] (predicted %.5g); "
+              "p99 %.4g, max %.4g; top-1 agreement %.2f %%\n",
+              v.streams, v.positions, static_cast<unsigned long long>(v.seed), v.kl, v.kl_low, v.kl_high, predicted, v.kl_p99, v.kl_max,
+              100.0 * v.top1);
+}
 
 // What a plan file records beside the plan: the model's identity (model_identity) and the weight
 // tensors kept as stored, which the budget counts.
@@ -97,7 +110,8 @@ inline void write_text(const std::string& path, const std::string& text, const s
 // The plan's table and summary on stdout, then the weight tensors it leaves as they are stored
 // (kept_as_stored: quantize copies their bytes), then the plan file and, if asked, its tensor-type file.
 inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>& analysis, const std::vector<plan_rule>& rules,
-                      const std::string& file, const std::string& plan_out, const std::string& tensor_types_out, const plan_context& ctx) {
+                      const std::string& file, const std::string& plan_out, const std::string& tensor_types_out, const plan_context& ctx,
+                      const plan_check& verify = {}) {
   std::map<std::string, const tensor_analysis*> by_name;
   for (const auto& a : analysis) by_name.emplace(a.name, &a);
   std::printf("| tensor | type | bytes | SQNR (dB) | error |\n|---|---|---:|---:|---:|\n");
@@ -127,7 +141,12 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
                 ctx.kept.size(), 100.0 * (whole.weights - p.weights()) / whole.weights, ctx.budget_bytes);
   }
   const std::string types_text = tensor_types_out.empty() ? std::string() : mixprec::to_tensor_type_file(p);  // refuses before writing
-  write_text(plan_out, json_text(plan_document(p, ctx)), file);
+  nlohmann::json doc = plan_document(p, ctx);
+  if (const auto v = verify ? verify(p) : std::nullopt) {
+    print_verification(*v, p.predicted_loss());
+    doc["verified"] = v->to_json(p.predicted_loss());
+  }
+  write_text(plan_out, json_text(doc), file);
   std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
   if (!tensor_types_out.empty()) {
     write_text(tensor_types_out, types_text, file);
@@ -137,16 +156,24 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
   return 0;
 }
 
-// The frontier as an SVG line chart: predicted loss (log scale) against the whole model's bits per weight.
-// A plan of predicted loss 0 (every tensor kept in float under a weight-error metric) sits on the bottom edge.
-[[nodiscard]] inline std::string frontier_svg(const std::vector<std::pair<double, double>>& bpw_loss, const std::string& loss_name) {
+// One line of the frontier picture: (bits/weight, value) points.
+struct svg_series {
+  std::string label, colour;
+  std::vector<std::pair<double, double>> points;
+};
+
+// The frontier as an SVG line chart: each series' values (log scale) against the whole model's bits per
+// weight. A value of 0 (every tensor kept in float under a weight-error metric) sits on the bottom edge.
+[[nodiscard]] inline std::string frontier_svg(const std::vector<svg_series>& series, const std::string& y_label) {
   const double W = 720, H = 440, L = 70, R = 20, T = 20, B = 50;
   double x0 = 1e300, x1 = -1e300, y0 = 1e300, y1 = -1e300;
-  for (const auto& [x, y] : bpw_loss) {
-    x0 = std::min(x0, x), x1 = std::max(x1, x);
-    if (y > 0) y0 = std::min(y0, std::log10(y)), y1 = std::max(y1, std::log10(y));
-  }
-  if (y0 > y1) y0 = -1.0, y1 = 0.0;  // no positive loss at all
+  for (const auto& line : series)
+    for (const auto& [x, y] : line.points) {
+      x0 = std::min(x0, x), x1 = std::max(x1, x);
+      if (y > 0) y0 = std::min(y0, std::log10(y)), y1 = std::max(y1, std::log10(y));
+    }
+  if (x0 > x1) x0 = 0.0, x1 = 1.0;  // no point at all
+  if (y0 > y1) y0 = -1.0, y1 = 0.0;  // no positive value at all
   x0 = std::floor(x0 * 2.0) / 2.0;  // whole half bits, at least half a bit wide
   x1 = std::max(std::ceil(x1 * 2.0) / 2.0, x0 + 0.5);
   y0 = std::floor(y0);  // whole decades, at least one
@@ -166,13 +193,19 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
       << "<line x1='" << L << "' y1='" << py(std::pow(10.0, y)) << "' x2='" << W - R << "' y2='" << py(std::pow(10.0, y))
       << "' stroke='#eeeeee'/>\n";
   o << "<text x='" << (L + W - R) / 2 << "' y='" << H - 12 << "' text-anchor='middle'>bits per weight (whole model)</text>\n"
-    << "<text transform='translate(16," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>predicted " << loss_name << "</text>\n"
-    << "<polyline fill='none' stroke='#d62728' points='";
-  for (const auto& [x, y] : bpw_loss) o << px(x) << "," << py(y) << " ";
-  o << "'/>\n";
-  for (std::size_t i = 0; i < bpw_loss.size(); ++i)
-    o << "<circle cx='" << px(bpw_loss[i].first) << "' cy='" << py(bpw_loss[i].second) << "' r='3.5' fill='#d62728'><title>plan-"
-      << (i < 9 ? "0" : "") << i + 1 << ": " << bpw_loss[i].first << " bits/weight, " << bpw_loss[i].second << "</title></circle>\n";
+    << "<text transform='translate(16," << (T + H - B) / 2 << ") rotate(-90)' text-anchor='middle'>" << y_label << "</text>\n";
+  for (std::size_t k = 0; k < series.size(); ++k) {
+    const svg_series& line = series[k];
+    o << "<polyline fill='none' stroke='" << line.colour << "' points='";
+    for (const auto& [x, y] : line.points) o << px(x) << "," << py(y) << " ";
+    o << "'/>\n";
+    for (std::size_t i = 0; i < line.points.size(); ++i)
+      o << "<circle cx='" << px(line.points[i].first) << "' cy='" << py(line.points[i].second) << "' r='3.5' fill='" << line.colour
+        << "'><title>plan-" << (i < 9 ? "0" : "") << i + 1 << ": " << line.points[i].first << " bits/weight, " << line.label << " "
+        << line.points[i].second << "</title></circle>\n";
+    o << "<circle cx='" << W - R - 200 << "' cy='" << T + 10 + 18 * static_cast<double>(k) << "' r='4' fill='" << line.colour
+      << "'/><text x='" << W - R - 190 << "' y='" << T + 14 + 18 * static_cast<double>(k) << "'>" << line.label << "</text>\n";
+  }
   o << "</svg>\n";
   return o.str();
 }
@@ -225,35 +258,44 @@ class output_folder {
 
 // Every plan on the frontier (sorted by bytes) into the folder `dir` (see the banner); a table of them on stdout.
 inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::string& file, const std::string& dir,
-                          const std::string& loss_name, const plan_context& ctx) {
+                          const std::string& loss_name, const plan_context& ctx, const plan_check& verify = {}) {
   std::vector<std::string> types_texts;  // every tensor-type file first: a plan that no GGUF type holds fails before any write
   for (const auto& p : plans) types_texts.push_back(mixprec::to_tensor_type_file(p));
   output_folder folder(dir);
   nlohmann::json points = nlohmann::json::array();
-  std::vector<std::pair<double, double>> curve;
-  std::printf("| plan | bytes (whole model) | bits/weight | predicted %s | tensor types |\n|---|---:|---:|---:|---|\n", loss_name.c_str());
+  svg_series predicted{"predicted " + loss_name, "#d62728", {}}, verified{"verified KL (held-out streams)", "#1f77b4", {}};
+  std::printf("| plan | bytes (whole model) | bits/weight | predicted %s | verified KL [95 %% interval] | tensor types |\n|---|---:|---:|---:|---|---|\n",
+              loss_name.c_str());
   for (std::size_t i = 0; i < plans.size(); ++i) {
     char stem[32];
     std::snprintf(stem, sizeof stem, "plan-%02zu", i + 1);
     const std::string plan_name = std::string(stem) + ".json", types_name = std::string(stem) + ".tensor-types.txt";
     plan_context at = ctx;
     at.budget_bytes = plans[i].limit + static_cast<double>(whole_model_size(plans[i], ctx).bytes - plans[i].bytes());
-    write_text(folder.file(plan_name), json_text(plan_document(plans[i], at)), file);
+    nlohmann::json doc = plan_document(plans[i], at);
+    const auto v = verify ? verify(plans[i]) : std::nullopt;
+    if (v) doc["verified"] = v->to_json(plans[i].predicted_loss());
+    write_text(folder.file(plan_name), json_text(doc), file);
     write_text(folder.file(types_name), types_texts[i], file);
     const model_size whole = whole_model_size(plans[i], ctx);
     std::map<std::string, int> count;  // the plan's types, as "q4_0 x12, q8_0 x30"
     for (const auto& e : plans[i].entries) ++count[std::string(mixprec::to_string(*mixprec::ggml_type_of(e.spec)))];  // ggml types (checked above)
     std::string mix;
     for (const auto& [t, n] : count) mix += (mix.empty() ? "" : ", ") + t + " x" + std::to_string(n);
-    std::printf("| %s | %llu | %.3f | %.4g | %s |\n", stem, static_cast<unsigned long long>(whole.bytes), whole.bits_per_weight(),
-                plans[i].predicted_loss(), mix.c_str());
+    char kl[96] = "-";
+    if (v) std::snprintf(kl, sizeof kl, "%.4g [%.4g, %.4g]", v->kl, v->kl_low, v->kl_high);
+    std::printf("| %s | %llu | %.3f | %.4g | %s | %s |\n", stem, static_cast<unsigned long long>(whole.bytes), whole.bits_per_weight(),
+                plans[i].predicted_loss(), kl, mix.c_str());
+    std::fflush(stdout);  // a row per plan as it is verified
     points.push_back({{"plan", plan_name},
                       {"tensor_type_file", types_name},
                       {"bytes", whole.bytes},
                       {"planned_bytes", plans[i].bytes()},
                       {"bits_per_weight", whole.bits_per_weight()},
                       {"predicted_loss", plans[i].predicted_loss()}});
-    curve.emplace_back(whole.bits_per_weight(), plans[i].predicted_loss());
+    if (v) points.back()["verified"] = doc["verified"];
+    predicted.points.emplace_back(whole.bits_per_weight(), plans[i].predicted_loss());
+    if (v) verified.points.emplace_back(whole.bits_per_weight(), v->kl);
   }
   const nlohmann::json frontier = {{"format", "mixprec-frontier"},
                                    {"version", 1},
@@ -262,7 +304,9 @@ inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::st
                                    {"llama_quantize_base_type", llama_quantize_base_type},
                                    {"points", points}};
   write_text(folder.file("frontier.json"), json_text(frontier), file);
-  write_text(folder.file("frontier.svg"), frontier_svg(curve, loss_name), file);
+  std::vector<svg_series> lines{predicted};
+  if (!verified.points.empty()) lines.push_back(verified);
+  write_text(folder.file("frontier.svg"), frontier_svg(lines, verified.points.empty() ? "predicted " + loss_name : "KL (nats) / predicted loss"), file);
   folder.commit();
   std::fprintf(stderr, "wrote %s: %zu plans on the frontier (plan-NN.json, plan-NN.tensor-types.txt), frontier.json, frontier.svg\n",
                dir.c_str(), plans.size());

@@ -139,15 +139,17 @@ double log_sum_exp_row(const X& x, index_t r) {
 
 }  // namespace detail
 
-// Mean over rows of KL(softmax(ref_row) || softmax(test_row)) in nats. Rows are samples (tokens),
-// columns classes (vocabulary). Computed from log-softmaxes (x - logsumexp(x)) in double, so huge
-// logits neither overflow nor lose the small probabilities; 0 for identical inputs; never negative.
+// Per row, KL(softmax(ref_row) || softmax(test_row)) in nats (a vector of ref.rows()). Rows are samples
+// (tokens), columns classes (vocabulary). Computed from log-softmaxes (x - logsumexp(x)) in double, so
+// huge logits neither overflow nor lose the small probabilities; 0 for identical rows; never negative
+// (rounding can leave a tiny negative sum for near-equal rows: it is clamped to 0).
+// Throws mixprec::error: shape_mismatch for different shapes, non_finite for a NaN or Inf logit.
 template <class A, class B>
-[[nodiscard]] double kl_divergence(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
+[[nodiscard]] Eigen::VectorXd kl_per_row(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
   detail::check_logits(ref_logits, test_logits, "kl_divergence");
   const A& p = ref_logits.derived();
   const B& q = test_logits.derived();
-  double total = 0.0;
+  Eigen::VectorXd out(p.rows());
   for (index_t r = 0; r < p.rows(); ++r) {
     const double lse_p = detail::log_sum_exp_row(p, r), lse_q = detail::log_sum_exp_row(q, r);
     double kl = 0.0;
@@ -156,9 +158,15 @@ template <class A, class B>
       const double lq = static_cast<double>(q.coeff(r, c)) - lse_q;
       kl += std::exp(lp) * (lp - lq);
     }
-    total += std::max(0.0, kl);  // rounding can leave a tiny negative sum for near-equal rows
+    out[r] = std::max(0.0, kl);
   }
-  return total / static_cast<double>(p.rows());
+  return out;
+}
+
+// Mean over rows of kl_per_row, in nats.
+template <class A, class B>
+[[nodiscard]] double kl_divergence(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
+  return kl_per_row(ref_logits, test_logits).mean();
 }
 
 // Fraction of rows whose arg-max column agrees (ties: the first maximum of each row counts).

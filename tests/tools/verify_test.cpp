@@ -1,0 +1,105 @@
+// Verified plans (tools/mixprec/verify.hpp): `plan --measured` runs the whole plan on held-out streams
+// and records its real KL beside the prediction. The recorded KL is the KL of the file `quantize` writes
+// from the plan (with the same imatrix), run by the library's engine on the same streams, computed here
+// from that file independently of the verifier.
+#include <catch2/catch.hpp>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "mixprec/models/calibration.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/sensitivity/metrics.hpp"
+#include "support/tool_run.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace mm = mixprec::models;
+
+using mixprec::test::read_json;
+using mixprec::test::tool;
+using mixprec::test::tool_captured;
+
+// The logits of model `path` on each stream (embed, every layer, the head).
+std::vector<mixprec::row_matrix> logits_of(const std::string& path, const std::vector<std::vector<int>>& streams) {
+  const mm::llama_model m = mm::load_gguf(path);
+  mm::llama_engine e(m);
+  std::vector<mixprec::row_matrix> out;
+  for (const auto& s : streams) {
+    mixprec::row_matrix x = e.embed(s);
+    for (int l = 0; l < m.config.n_layers; ++l) e.run_layer(l, x);
+    out.push_back(e.head(x));
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("plan --measured verifies the plan: the KL of the file quantize writes, on held-out streams", "[cli][plan][verify]") {
+  const fs::path dir = mixprec::test::dir_with_model("mixprec_verify");
+  const std::string model = (dir / "a.gguf").string(), measure = (dir / "m.json").string(), imatrix = (dir / "im.gguf").string();
+  REQUIRE(tool({"measure", model, "--types", "q4_0,q5_1,q8_0,f16", "--sample", "4:32", "--imatrix-out", imatrix, "-o", measure}) == 0);
+  const std::string plan = (dir / "p.json").string(), out = (dir / "q.gguf").string();
+  const auto r = tool_captured(dir, {"plan", model, "--measured", measure, "--budget", "7", "--imatrix", imatrix, "--verify", "3:40",
+                                     "--verify-seed", "11", "-o", plan});
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("verified on 3 held-out streams (120 positions, seed 11)"));
+  const nlohmann::json v = read_json(plan).at("verified");
+  CHECK(v.at("streams") == 3);
+  CHECK(v.at("positions") == 120);
+  const double kl = v.at("kl").get<double>();
+  CHECK(kl > 0.0);
+  CHECK(v.at("kl_ci95")[0].get<double>() <= kl);
+  CHECK(v.at("kl_ci95")[1].get<double>() >= kl);
+  CHECK(v.at("kl_p99").get<double>() <= v.at("kl_max").get<double>());
+  CHECK(v.at("kl_max").get<double>() >= kl);
+  CHECK(v.at("top1").get<double>() > 0.0);
+  CHECK(v.at("top1").get<double>() <= 1.0);
+  double predicted = 0.0;  // the plan's own prediction: the sum of its entries' measured one-tensor KLs
+  const nlohmann::json written = read_json(plan);
+  for (const auto& e : written.at("layers")) predicted += e.at("loss").get<double>();
+  CHECK(v.at("predicted").get<double>() == Approx(predicted));
+
+  // The same number from the written file: quantize with the imatrix, sample the streams as documented
+  // (seed 11, each from the BOS), run both files, average the per-position KL.
+  REQUIRE(tool({"quantize", model, "--plan", plan, "--imatrix", imatrix, "-o", out}) == 0);
+  const mm::llama_model fp = mm::load_gguf(model);
+  mm::llama_engine sampler(fp);
+  const auto streams = mm::sample_streams(sampler, {.streams = 3, .length = 40, .seed = 11, .first = mm::bos_of(mixprec::gguf::file::open(model)).id});
+  const auto ref = logits_of(model, streams), q = logits_of(out, streams);
+  double sum = 0.0, agree = 0.0;
+  for (std::size_t s = 0; s < streams.size(); ++s) {
+    sum += mixprec::kl_per_row(ref[s], q[s]).sum();
+    agree += mixprec::top1_agreement(ref[s], q[s]) * static_cast<double>(streams[s].size());
+  }
+  CHECK(kl == Approx(sum / 120.0).epsilon(1e-12));
+  CHECK(v.at("top1").get<double>() == Approx(agree / 120.0));
+
+  // More bytes, less real loss, on these streams: the f16 plan's KL is far below the 7-bit one's.
+  REQUIRE(tool({"plan", model, "--measured", measure, "--budget", "16", "--verify", "3:40", "--verify-seed", "11", "-o", plan}) == 0);
+  CHECK(read_json(plan).at("verified").at("kl").get<double>() < kl / 10.0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("plan verification: off with --no-verify, on request for a plan from the weights, never on the measurement's own streams",
+          "[cli][plan][verify]") {
+  const fs::path dir = mixprec::test::dir_with_model("mixprec_verify_options");
+  const std::string model = (dir / "a.gguf").string(), measure = (dir / "m.json").string(), plan = (dir / "p.json").string();
+  REQUIRE(tool({"measure", model, "--types", "q4_0,q8_0,f16", "--sample", "2:24", "--seed", "5", "-o", measure}) == 0);
+  REQUIRE(tool({"plan", model, "--measured", measure, "--budget", "9", "--no-verify", "-o", plan}) == 0);
+  CHECK_FALSE(read_json(plan).contains("verified"));
+  REQUIRE(tool({"plan", model, "--budget", "9", "-o", plan}) == 0);  // from the weights: not run unless asked
+  CHECK_FALSE(read_json(plan).contains("verified"));
+  REQUIRE(tool({"plan", model, "--budget", "9", "--verify", "2:16", "-o", plan}) == 0);
+  CHECK(read_json(plan).at("verified").at("positions") == 32);
+  // The measurement's own streams (the same seed and shape) are no held-out data.
+  const auto same = tool_captured(dir, {"plan", model, "--measured", measure, "--budget", "9", "--verify", "2:24", "--verify-seed", "5", "-o", plan});
+  CHECK(same.code == 2);
+  CHECK_THAT(same.err, Catch::Contains("give another --verify-seed"));
+  for (const char* bad : {"2", "0:16", "2:1", "x:16"})
+    CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", bad, "-o", plan}) == 2);
+  CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", "2:16", "--no-verify", "-o", plan}) == 2);
+  fs::remove_all(dir);
+}

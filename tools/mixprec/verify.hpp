@@ -1,0 +1,200 @@
+// Verified plans: a plan's predicted loss is a sum of one-tensor measurements; this runs the whole plan
+// (every planned tensor replaced by the bytes `mixprec quantize --plan` writes, with the same imatrix
+// search) through the library's LLaMA engine on held-out streams and measures what the model's output
+// really loses against the model as stored:
+//   kl         mean over the positions of KL(P_stored || P_plan), nats (sensitivity/metrics.hpp kl_per_row)
+//   kl_ci95    95 % bootstrap interval of that mean: streams resampled with replacement (`resamples`
+//              draws, mt19937_64 of the seed), percentiles 2.5 and 97.5 of the resampled means
+//   kl_p99     99th percentile and kl_max the largest of the per-position KLs
+//   top1       fraction of positions whose most likely next token is the same (top1_agreement)
+// Held-out: the streams are sampled from the model itself (models/calibration.hpp sample_streams, each
+// started with the vocabulary's BOS) with a seed of their own, and refused when they are the streams the
+// measurement was calibrated on (the measure file's calibration.ids_fnv1a64).
+// Cost: one pass of the model as stored, then per plan one pass with the plan's tensors swapped in;
+// quantized tensors are kept across plans (a frontier reuses them).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <mixprec/models/calibration.hpp>
+#include <mixprec/models/llama.hpp>
+#include <mixprec/sensitivity/metrics.hpp>
+
+#include "measure.hpp"
+#include "tool.hpp"
+
+namespace mixprec_cli {
+
+struct verify_options {
+  int streams = 8;          // held-out streams
+  int length = 64;          // tokens per stream, the BOS included
+  std::uint64_t seed = 2;   // of the streams (the measurement's default seed is 1) and of the bootstrap
+  int resamples = 1000;     // bootstrap draws
+  unsigned threads = 0;     // per product (0: every core); the numbers do not depend on it
+};
+
+struct verification {
+  double kl = 0.0, kl_low = 0.0, kl_high = 0.0, kl_p99 = 0.0, kl_max = 0.0, top1 = 0.0;
+  std::size_t streams = 0, positions = 0;
+  std::uint64_t seed = 0;
+  std::string ids_fnv1a64;  // of the held-out streams (calibration_hash)
+
+  [[nodiscard]] nlohmann::json to_json(double predicted) const {
+    return {{"kl", kl},           {"kl_ci95", {kl_low, kl_high}}, {"kl_p99", kl_p99},   {"kl_max", kl_max},
+            {"top1", top1},       {"predicted", predicted},       {"streams", streams}, {"positions", positions},
+            {"seed", seed},       {"ids_fnv1a64", ids_fnv1a64},   {"source", "sample"}};
+  }
+};
+
+// Runs plans of one model file (see the banner). The model is loaded once (errc::unsupported for a file
+// the engine does not run: another architecture, safetensors), the held-out streams sampled and the
+// model's own logits on them kept.
+class plan_verifier {
+ public:
+  plan_verifier(const model_file& f, const importance_set& importance, const verify_options& o)
+      : file_(f), importance_(importance), o_(o) {
+    namespace mm = mixprec::models;
+    if (!f.is_gguf()) throw error(errc::unsupported, "verifying a plan runs the model, which needs a GGUF (give --no-verify)");
+    if (o.streams < 1 || o.length < 2 || o.resamples < 1)
+      throw error(errc::invalid_argument, "verify: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) +
+                                              " tokens: give at least 1 stream of 2 tokens");
+    model_ = mm::load_gguf(f.gguf());
+    const mm::vocab_bos bos = mm::bos_of(f.gguf(), model_.config.vocab_size);
+    if (bos.id < 0)
+      throw error(errc::unsupported, "verify: the vocabulary of '" + f.gguf().path() + "' has no BOS to start sampled streams with");
+    {
+      mm::llama_engine e(model_, {}, {.threads = o.threads});
+      streams_ = mm::sample_streams(e, {.streams = o.streams, .length = o.length, .seed = o.seed, .first = bos.id});
+    }
+    reference_ = run();
+    for (auto* m : matrices()) by_name_.emplace(m->name(), m);
+  }
+  plan_verifier(const plan_verifier&) = delete;  // by_name_ points into model_
+  plan_verifier& operator=(const plan_verifier&) = delete;
+
+  [[nodiscard]] const std::vector<std::vector<int>>& streams() const noexcept { return streams_; }
+
+  // The plan run whole (see the banner). Throws errc::invalid_argument for an entry that names no matrix
+  // the engine runs, errc::unsupported for a type that is no ggml type.
+  [[nodiscard]] verification verify(const mixprec::plan& p) {
+    std::vector<std::pair<mixprec::models::llama_matrix*, mixprec::models::llama_matrix*>> swapped;  // (model's, plan's)
+    for (const auto& e : p.entries) {
+      const auto it = by_name_.find(e.layer);
+      if (it == by_name_.end())
+        throw error(errc::invalid_argument, "verify: plan entry '" + e.layer + "' is no matrix of the model the engine runs");
+      swapped.emplace_back(it->second, &quantized(*it->second, e.spec));
+    }
+    for (auto& [m, q] : swapped) std::swap(*m, *q);
+    std::vector<row_matrix> logits;
+    try {
+      logits = run();
+    } catch (...) {
+      for (auto& [m, q] : swapped) std::swap(*m, *q);
+      throw;
+    }
+    for (auto& [m, q] : swapped) std::swap(*m, *q);
+    return statistics(logits);
+  }
+
+ private:
+  [[nodiscard]] std::vector<mixprec::models::llama_matrix*> matrices() {
+    std::vector<mixprec::models::llama_matrix*> out{&model_.token_embd};
+    for (auto& l : model_.layers)
+      for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) out.push_back(m);
+    if (model_.output) out.push_back(&*model_.output);
+    return out;
+  }
+
+  // The logits of every stream, each run whole (prefill).
+  [[nodiscard]] std::vector<row_matrix> run() const {
+    mixprec::models::llama_engine e(model_, {}, {.threads = o_.threads});
+    std::vector<row_matrix> out;
+    for (const auto& s : streams_) {
+      row_matrix x = e.embed(s);
+      for (int l = 0; l < model_.config.n_layers; ++l) e.run_layer(l, x);
+      out.push_back(e.head(x));
+    }
+    return out;
+  }
+
+  // Tensor m at spec s as `mixprec quantize` writes it (quantize_stack with the imatrix's search), kept.
+  [[nodiscard]] mixprec::models::llama_matrix& quantized(const mixprec::models::llama_matrix& m, const quant_spec& s) {
+    const auto type = mixprec::ggml_type_of(s);
+    if (!type) throw error(errc::unsupported, "verify: '" + m.name() + "' is planned as " + mixprec::to_string(s) + ", which is no ggml type");
+    const auto key = std::make_pair(m.name(), *type);
+    if (const auto it = cache_.find(key); it != cache_.end()) return it->second;
+    const tensor_entry* entry = nullptr;
+    for (const auto& t : file_.tensors())
+      if (t.name == m.name()) entry = &t;
+    if (!entry) throw error(errc::invalid_argument, "verify: no tensor '" + m.name() + "' in the file");
+    const row_matrix w = file_.gguf().to_float(m.name());
+    const importance_view view(importance_, file_, {m.name()});
+    auto bytes = quantize_stack(*type, w, view.of(*entry).search, m.name(), o_.threads == 0 ? 1 : o_.threads);
+    std::vector<std::uint8_t> codes(bytes.size());
+    std::memcpy(codes.data(), bytes.data(), bytes.size());
+    mixprec::quantized_tensor q(mixprec::ggml_spec(*type), w.rows(), w.cols(), std::move(codes), {}, {});
+    return cache_.emplace(key, mixprec::models::llama_matrix(m.name(), std::move(q))).first->second;
+  }
+
+  [[nodiscard]] verification statistics(const std::vector<row_matrix>& logits) const {
+    verification v;
+    v.streams = streams_.size();
+    v.seed = o_.seed;
+    v.ids_fnv1a64 = calibration_hash(streams_);
+    std::vector<double> per_position, stream_sum, stream_count;
+    double agree = 0.0;
+    for (std::size_t s = 0; s < logits.size(); ++s) {
+      const Eigen::VectorXd kl = mixprec::kl_per_row(reference_[s], logits[s]);
+      per_position.insert(per_position.end(), kl.data(), kl.data() + kl.size());
+      stream_sum.push_back(kl.sum());
+      stream_count.push_back(static_cast<double>(kl.size()));
+      agree += mixprec::top1_agreement(reference_[s], logits[s]) * static_cast<double>(kl.size());
+    }
+    v.positions = per_position.size();
+    const double n = static_cast<double>(v.positions);
+    double total = 0.0;
+    for (double x : stream_sum) total += x;
+    v.kl = total / n;
+    v.top1 = agree / n;
+    std::vector<double> sorted = per_position;
+    std::sort(sorted.begin(), sorted.end());
+    v.kl_max = sorted.back();
+    v.kl_p99 = sorted[static_cast<std::size_t>(std::ceil(0.99 * n)) - 1];
+    std::mt19937_64 gen(o_.seed);
+    std::vector<double> means;
+    for (int r = 0; r < o_.resamples; ++r) {
+      double sum = 0.0, count = 0.0;
+      for (std::size_t k = 0; k < stream_sum.size(); ++k) {
+        const std::size_t s = static_cast<std::size_t>(gen() % stream_sum.size());
+        sum += stream_sum[s], count += stream_count[s];
+      }
+      means.push_back(sum / count);
+    }
+    std::sort(means.begin(), means.end());
+    auto at = [&](double q) { return means[std::min(means.size() - 1, static_cast<std::size_t>(q * static_cast<double>(means.size())))]; };
+    v.kl_low = at(0.025);
+    v.kl_high = at(0.975);
+    return v;
+  }
+
+  const model_file& file_;
+  const importance_set& importance_;
+  verify_options o_;
+  mixprec::models::llama_model model_;
+  std::vector<std::vector<int>> streams_;
+  std::vector<row_matrix> reference_;
+  std::map<std::string, mixprec::models::llama_matrix*> by_name_;
+  std::map<std::pair<std::string, ggml_type>, mixprec::models::llama_matrix> cache_;
+};
+
+}  // namespace mixprec_cli
