@@ -4,6 +4,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <random>
+#include <utility>
+#include <vector>
 
 #include "mixprec/sensitivity/metrics.hpp"
 #include "support/data.hpp"
@@ -161,4 +164,52 @@ TEST_CASE("top-1 agreement", "[sensitivity][metrics]") {
   inf_logits(0, 0) = inf;
   CHECK_THROWS_AS(top1_agreement(inf_logits, q), error);
   CHECK_THROWS_AS(top1_agreement(Eigen::MatrixXd(0, 3), Eigen::MatrixXd(0, 3)), error);
+}
+
+TEST_CASE("kl_per_row: each row's KL, whose mean is kl_divergence", "[sensitivity][metrics]") {
+  Eigen::MatrixXf p(3, 4), q(3, 4);
+  p << 1, 2, 3, 4, 0, 0, 0, 0, -5, 5, 0, 1;
+  q << 1, 2, 3, 4, 1, 0, 0, 0, 5, -5, 0, 1;
+  const Eigen::VectorXd k = kl_per_row(p, q);
+  REQUIRE(k.size() == 3);
+  CHECK(k[0] == 0.0);  // identical rows
+  CHECK(k[1] > 0.0);
+  CHECK(k[2] > k[1]);  // swapping the two extreme logits costs more than nudging one
+  CHECK(kl_divergence(p, q) == Approx(k.mean()));
+  CHECK(kl_divergence(p.topRows(2), q.topRows(2)) == Approx((k[0] + k[1]) / 2.0));
+}
+
+TEST_CASE("bootstrap_ratio_interval: the spread of a mean over resampled groups", "[sensitivity][metrics]") {
+  // Groups with the same ratio: every resample gives it.
+  const std::vector<double> sums = {2.0, 4.0, 6.0}, counts = {1.0, 2.0, 3.0};
+  const interval same = bootstrap_ratio_interval(sums, counts, 200, 1);
+  CHECK(same.low == Approx(2.0));
+  CHECK(same.high == Approx(2.0));
+  // Groups that differ: the interval holds the ratio of the whole, widens with the spread, narrows with
+  // more groups, and is the same for the same seed.
+  std::mt19937_64 gen(3);
+  std::normal_distribution<double> noise(1.0, 0.3);
+  auto groups = [&](int n, double spread) {
+    std::vector<double> s, c;
+    for (int g = 0; g < n; ++g) s.push_back(10.0 * (1.0 + spread * (noise(gen) - 1.0))), c.push_back(10.0);
+    return std::make_pair(s, c);
+  };
+  const auto [s8, c8] = groups(8, 1.0);
+  const interval a = bootstrap_ratio_interval(s8, c8, 1000, 7);
+  double total = 0.0;
+  for (double x : s8) total += x;
+  CHECK(a.low < total / 80.0);
+  CHECK(a.high > total / 80.0);
+  const interval again = bootstrap_ratio_interval(s8, c8, 1000, 7);
+  CHECK((again.low == a.low && again.high == a.high));
+  const auto [s8x, c8x] = groups(8, 4.0);
+  const auto [s200, c200] = groups(200, 1.0);
+  const interval wide = bootstrap_ratio_interval(s8x, c8x, 1000, 7), narrow = bootstrap_ratio_interval(s200, c200, 1000, 7);
+  CHECK(wide.high - wide.low > a.high - a.low);
+  CHECK(narrow.high - narrow.low < a.high - a.low);
+  CHECK(test::error_code_of([&] { (void)bootstrap_ratio_interval(std::vector<double>{}, std::vector<double>{}, 10, 1); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)bootstrap_ratio_interval(sums, std::vector<double>{1.0}, 10, 1); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)bootstrap_ratio_interval(sums, std::vector<double>{1.0, 0.0, 1.0}, 10, 1); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)bootstrap_ratio_interval(sums, counts, 0, 1); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)bootstrap_ratio_interval(sums, counts, 10, 1, 1.0); }) == errc::invalid_argument);
 }

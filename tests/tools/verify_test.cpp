@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -101,5 +103,37 @@ TEST_CASE("plan verification: off with --no-verify, on request for a plan from t
   for (const char* bad : {"2", "0:16", "2:1", "x:16"})
     CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", bad, "-o", plan}) == 2);
   CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", "2:16", "--no-verify", "-o", plan}) == 2);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("measure gives every KL a bootstrap interval over its streams, and plan --metric kl_upper plans on its upper end",
+          "[cli][measure][verify]") {
+  const fs::path dir = mixprec::test::dir_with_model("mixprec_kl_interval");
+  const std::string model = (dir / "a.gguf").string(), measure = (dir / "m.json").string(), plan = (dir / "p.json").string();
+  REQUIRE(tool({"measure", model, "--types", "q4_0,q8_0,f16", "--sample", "6:24", "-o", measure}) == 0);
+  nlohmann::json m = read_json(measure);
+  std::size_t wide = 0;
+  for (const auto& t : m.at("tensors"))
+    for (const auto& r : t.at("results")) {
+      INFO(t.at("name") << " " << r.at("spec"));
+      const double kl = r.at("kl").get<double>(), lo = r.at("kl_ci95")[0].get<double>(), hi = r.at("kl_ci95")[1].get<double>();
+      CHECK(lo <= kl);
+      CHECK(kl <= hi);
+      wide += hi > lo ? 1 : 0;
+    }
+  CHECK(wide > 0);  // six streams that differ: the intervals have width
+  REQUIRE(tool({"plan", model, "--measured", measure, "--metric", "kl_upper", "--budget", "8", "--no-verify", "-o", plan}) == 0);
+  // The plan's losses are the upper ends.
+  std::map<std::string, double> upper;
+  for (const auto& t : m.at("tensors"))
+    for (const auto& r : t.at("results")) upper[t.at("name").get<std::string>() + " " + r.at("spec").get<std::string>()] = r.at("kl_ci95")[1];
+  const nlohmann::json p = read_json(plan);
+  for (const auto& e : p.at("layers")) CHECK(e.at("loss").get<double>() == upper.at(e.at("layer").get<std::string>() + " " + e.at("spec").get<std::string>()));
+  // A file measured before the intervals existed cannot be planned by them.
+  for (auto& t : m["tensors"])
+    for (auto& r : t["results"]) r.erase("kl_ci95");
+  std::ofstream(dir / "old.json") << m.dump();
+  CHECK(tool({"plan", model, "--measured", (dir / "old.json").string(), "--metric", "kl_upper", "--budget", "8", "--no-verify", "-o", plan}) == 2);
+  CHECK(tool({"plan", model, "--measured", (dir / "old.json").string(), "--metric", "kl", "--budget", "8", "--no-verify", "-o", plan}) == 0);
   fs::remove_all(dir);
 }

@@ -322,7 +322,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
   quantize->add_flag("--force", force, "use a plan made for another model (other tensors or other weights)");
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
-  plan->add_option("--metric", metric, "with --measured: kl (measured), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
+  plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
       ->capture_default_str();
   detail::measure_command mc;
   auto* measure = detail::add_measure_command(app, mc, true);

@@ -44,6 +44,7 @@
 #include <map>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -76,7 +77,19 @@ struct measured_type {
   quant_spec spec;
   std::uint64_t bytes = 0;
   double kl = 0.0, proxy = 0.0, gram_proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
+  mixprec::interval kl_ci95;  // bootstrap over the calibration streams (kl_interval)
 };
+
+// The 95 % bootstrap interval of a one-tensor KL (the mean over positions) from its per-stream sums:
+// streams resampled 1,000 times (sensitivity/metrics.hpp bootstrap_ratio_interval), seeded by the tensor's
+// name and type, so that a shard measures the interval one process does.
+[[nodiscard]] inline mixprec::interval kl_interval(const std::vector<double>& stream_kl, const std::vector<double>& stream_positions,
+                                                   const std::string& name, const quant_spec& spec) {
+  const std::string key = name + "|" + mixprec::to_string(spec);
+  const mixprec::interval ci =
+      mixprec::bootstrap_ratio_interval(stream_kl, stream_positions, 1000, fnv1a(std::as_bytes(std::span(key.data(), key.size()))));
+  return {std::max(0.0, ci.low), std::max(0.0, ci.high)};
+}
 struct measured_tensor {
   std::string name;
   index_t rows = 0, cols = 0;
@@ -330,12 +343,15 @@ struct calibration_set {
         mm::llama_matrix saved = std::move(*mat);
         *mat = spec.format == mixprec::format_id::fp32 ? mm::llama_matrix(t.name, w) : mm::llama_matrix(t.name, q);
         double kl = 0.0;
+        std::vector<double> stream_kl, stream_positions;
         try {
           mm::llama_engine probe(m, {}, {.threads = o.threads});
           for (std::size_t s = 0; s < streams.size(); ++s) {
             row_matrix x = first_layer == 0 && mat == &m.token_embd ? probe.embed(streams[s]) : entering[s][static_cast<std::size_t>(first_layer)];
             for (int l = first_layer; l < n_layers; ++l) probe.run_layer(l, x);
-            kl += kl_sum(reference[s], probe.head(x), o.threads);
+            stream_kl.push_back(kl_sum(reference[s], probe.head(x), o.threads));
+            stream_positions.push_back(static_cast<double>(streams[s].size()));
+            kl += stream_kl.back();
           }
         } catch (...) {
           *mat = std::move(saved);
@@ -343,6 +359,7 @@ struct calibration_set {
         }
         *mat = std::move(saved);
         r.kl = std::max(0.0, kl / static_cast<double>(positions));  // >= 0 but for rounding
+        r.kl_ci95 = kl_interval(stream_kl, stream_positions, t.name, spec);
       }
       if (show_progress) bar.step(t.name + " " + mixprec::to_string(spec), static_cast<double>(w.size()));
       return r;
@@ -385,8 +402,8 @@ struct calibration_set {
 }
 
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
-// "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, proxy, gram_proxy, weight_error,
-// sqnr_db}], notes}]}. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
+// "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, kl_ci95 (kl_interval: [low, high]),
+// proxy, gram_proxy, weight_error, sqnr_db}], notes}]}. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
 // vocabulary's BOS id, null when it has none), bos_first (measure put it first in every stream)}.
 [[nodiscard]] inline nlohmann::json measure_json(const std::vector<measured_tensor>& tensors, const nlohmann::json& meta) {
   nlohmann::json j = meta;
@@ -396,8 +413,8 @@ struct calibration_set {
   for (const auto& t : tensors) {
     nlohmann::json r = nlohmann::json::array();
     for (const auto& m : t.types)
-      r.push_back({{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes}, {"kl", m.kl}, {"proxy", m.proxy}, {"gram_proxy", m.gram_proxy},
-                   {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}});
+      r.push_back({{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes}, {"kl", m.kl}, {"kl_ci95", {m.kl_ci95.low, m.kl_ci95.high}},
+                   {"proxy", m.proxy}, {"gram_proxy", m.gram_proxy}, {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}});
     j["tensors"].push_back({{"name", t.name}, {"index", t.index}, {"rows", t.rows}, {"cols", t.cols}, {"results", r}, {"notes", t.notes}});
   }
   return j;
@@ -505,14 +522,15 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
   }
 }
 
-// The sensitivity table of a measure.json by one metric ("kl", "proxy", "gram_proxy" or
-// "weight_error"). A partial file (--shard) is refused: merge the shards first.
+// The sensitivity table of a measure.json by one metric ("kl", "kl_upper": the upper end of kl's 95 %
+// interval, a risk-aware loss where few calibration streams leave a KL uncertain; "proxy", "gram_proxy"
+// or "weight_error"). A partial file (--shard) is refused: merge the shards first.
 // `only`: the tensors to take (null: all), e.g. those the file stores in float (measure also measures
 // tensors stored quantized, which plan keeps as they are).
 [[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric,
                                                                const std::set<std::string>* only = nullptr) {
-  if (metric != "kl" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
-    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, proxy, gram_proxy or weight_error");
+  if (metric != "kl" && metric != "kl_upper" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
+    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, kl_upper, proxy, gram_proxy or weight_error");
   if (j.contains("shard"))
     throw error(errc::invalid_argument, "measure file '" + path + "' is shard " + j.at("shard").dump() + ": `mixprec merge` the shards first");
   mixprec::sensitivity_table t;
@@ -523,8 +541,12 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
       const auto rows = mixprec::detail::json_integer<index_t>(x.at("rows"), "measure: rows");
       const auto cols = mixprec::detail::json_integer<index_t>(x.at("cols"), "measure: cols");
       for (const auto& r : x.at("results")) {
-        const double loss = r.at(metric).get<double>();
-        if (!std::isfinite(loss) || loss < 0.0) throw error(errc::parse_error, "measure file '" + path + "': " + name + " " + metric + " = " + r.at(metric).dump());
+        if (metric == "kl_upper" && !r.contains("kl_ci95"))
+          throw error(errc::invalid_argument, "measure file '" + path + "' has no kl_ci95 (measured before mixprec recorded intervals): measure "
+                                              "again for --metric kl_upper");
+        const nlohmann::json& value = metric == "kl_upper" ? r.at("kl_ci95").at(1) : r.at(metric);
+        const double loss = value.get<double>();
+        if (!std::isfinite(loss) || loss < 0.0) throw error(errc::parse_error, "measure file '" + path + "': " + name + " " + metric + " = " + value.dump());
         t.add(name, rows, cols, mixprec::parse_spec(r.at("spec").get<std::string>()), loss);
       }
     }

@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <random>
 #include <string>
 #include <utility>
 #include <vector>
@@ -170,20 +169,9 @@ class plan_verifier {
     std::sort(sorted.begin(), sorted.end());
     v.kl_max = sorted.back();
     v.kl_p99 = sorted[static_cast<std::size_t>(std::ceil(0.99 * n)) - 1];
-    std::mt19937_64 gen(o_.seed);
-    std::vector<double> means;
-    for (int r = 0; r < o_.resamples; ++r) {
-      double sum = 0.0, count = 0.0;
-      for (std::size_t k = 0; k < stream_sum.size(); ++k) {
-        const std::size_t s = static_cast<std::size_t>(gen() % stream_sum.size());
-        sum += stream_sum[s], count += stream_count[s];
-      }
-      means.push_back(sum / count);
-    }
-    std::sort(means.begin(), means.end());
-    auto at = [&](double q) { return means[std::min(means.size() - 1, static_cast<std::size_t>(q * static_cast<double>(means.size())))]; };
-    v.kl_low = at(0.025);
-    v.kl_high = at(0.975);
+    const mixprec::interval ci = mixprec::bootstrap_ratio_interval(stream_sum, stream_count, o_.resamples, o_.seed);
+    v.kl_low = ci.low;
+    v.kl_high = ci.high;
     return v;
   }
 

@@ -1,5 +1,6 @@
 // Metrics between a reference tensor and its quantized version (SQNR, MSE, max abs error, cosine
-// similarity), and between two sets of output logits (KL divergence of the softmaxes, top-1 agreement).
+// similarity), and between two sets of output logits (KL divergence of the softmaxes, top-1 agreement);
+// a bootstrap interval for a mean over groups of samples (bootstrap_ratio_interval).
 // Eigen in (any dense expression, float or double), every sum accumulated in double.
 //
 // Conventions, for every function here:
@@ -12,8 +13,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <random>
+#include <span>
 #include <string>
+#include <vector>
 #include <type_traits>
 
 #include <Eigen/Core>
@@ -183,6 +188,44 @@ template <class A, class B>
   for (index_t r = 0; r < ref_logits.rows(); ++r)
     agree += argmax(ref_logits.derived(), r) == argmax(test_logits.derived(), r) ? 1 : 0;
   return static_cast<double>(agree) / static_cast<double>(ref_logits.rows());
+}
+
+// An interval [low, high] of a statistic.
+struct interval {
+  double low = 0.0, high = 0.0;
+};
+
+// Percentile bootstrap interval (Efron and Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 13)
+// of sum(sums) / sum(counts), the mean of samples that come in groups (group g: `counts[g]` samples
+// summing to `sums[g]`; e.g. the per-position KLs of one calibration stream, which are not independent of
+// each other): `resamples` times the groups are drawn with replacement (std::mt19937_64(seed), the same on
+// every platform), the ratio recomputed, and the (1 - level)/2 and (1 + level)/2 quantiles of those
+// ratios returned. Throws errc::invalid_argument for mismatched or empty inputs, counts not positive,
+// resamples < 1 or level outside (0, 1).
+[[nodiscard]] inline interval bootstrap_ratio_interval(std::span<const double> sums, std::span<const double> counts, int resamples,
+                                                       std::uint64_t seed, double level = 0.95) {
+  if (sums.empty() || sums.size() != counts.size() || resamples < 1 || !(level > 0.0 && level < 1.0))
+    throw error(errc::invalid_argument, "bootstrap_ratio_interval: " + std::to_string(sums.size()) + " sums, " + std::to_string(counts.size()) +
+                                            " counts, " + std::to_string(resamples) + " resamples, level " + std::to_string(level));
+  for (double c : counts)
+    if (!(c > 0.0)) throw error(errc::invalid_argument, "bootstrap_ratio_interval: a group of " + std::to_string(c) + " samples");
+  std::mt19937_64 gen(seed);
+  const std::uint64_t n = sums.size();
+  std::vector<double> ratios(static_cast<std::size_t>(resamples));
+  for (double& r : ratios) {
+    double sum = 0.0, count = 0.0;
+    for (std::uint64_t k = 0; k < n; ++k) {
+      const auto g = static_cast<std::size_t>(gen() % n);  // modulo bias below 2^-50 for any realistic n
+      sum += sums[g], count += counts[g];
+    }
+    r = sum / count;
+  }
+  std::sort(ratios.begin(), ratios.end());
+  auto quantile = [&](double q) {
+    const auto i = static_cast<std::size_t>(std::floor(q * static_cast<double>(ratios.size())));
+    return ratios[std::min(ratios.size() - 1, i)];
+  };
+  return {quantile((1.0 - level) / 2.0), quantile((1.0 + level) / 2.0)};
 }
 
 }  // namespace mixprec
