@@ -63,7 +63,8 @@ TEST_CASE("interop: every plan of plan --pareto, as a tensor-type file for llama
     const fs::path model = dir / "a.gguf", measure = dir / "measure.json", imatrix = dir / "imatrix.gguf", frontier = dir / "frontier";
     REQUIRE(mixprec::test::tool({"measure", model.string(), "--types", "q4_0,q5_1,q8_0,iq4_nl,q4_K,q6_K,iq4_xs,f16", "--sample", "2:16",
                                  "--imatrix-out", imatrix.string(), "-o", measure.string()}) == 0);
-    REQUIRE(mixprec::test::tool({"plan", model.string(), "--measured", measure.string(), "--pareto", frontier.string(), "--points", "12"}) == 0);
+    REQUIRE(mixprec::test::tool({"plan", model.string(), "--measured", measure.string(), "--imatrix", imatrix.string(), "--pareto",
+                                 frontier.string(), "--points", "12"}) == 0);
     const nlohmann::json points = mixprec::test::read_json(frontier / "frontier.json").at("points");
     REQUIRE(points.size() >= 3);
     std::set<std::string> types_seen;

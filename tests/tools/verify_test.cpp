@@ -100,6 +100,8 @@ TEST_CASE("plan verification: off with --no-verify, on request for a plan from t
   const auto same = tool_captured(dir, {"plan", model, "--measured", measure, "--budget", "9", "--verify", "2:24", "--verify-seed", "5", "-o", plan});
   CHECK(same.code == 2);
   CHECK_THAT(same.err, Catch::Contains("give another --verify-seed"));
+  // A prefix of them too (one generator draws every stream in turn).
+  CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", "1:16", "--verify-seed", "5", "-o", plan}) == 2);
   for (const char* bad : {"2", "0:16", "2:1", "x:16"})
     CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", bad, "-o", plan}) == 2);
   CHECK(tool({"plan", model, "--measured", measure, "--budget", "9", "--verify", "2:16", "--no-verify", "-o", plan}) == 2);
@@ -135,5 +137,34 @@ TEST_CASE("measure gives every KL a bootstrap interval over its streams, and pla
   std::ofstream(dir / "old.json") << m.dump();
   CHECK(tool({"plan", model, "--measured", (dir / "old.json").string(), "--metric", "kl_upper", "--budget", "8", "--no-verify", "-o", plan}) == 2);
   CHECK(tool({"plan", model, "--measured", (dir / "old.json").string(), "--metric", "kl", "--budget", "8", "--no-verify", "-o", plan}) == 0);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("plan --pareto verifies every plan on the frontier as plan --budget verifies the same plan alone", "[cli][plan][verify][pareto]") {
+  // One verifier runs every plan of the frontier in turn (tensors swapped in and back, quantized ones kept
+  // between neighbours): each point's KL must be the one a fresh run of that plan alone gives.
+  const fs::path dir = mixprec::test::dir_with_model("mixprec_verify_frontier");
+  const std::string model = (dir / "a.gguf").string(), measure = (dir / "m.json").string(), imatrix = (dir / "im.gguf").string();
+  REQUIRE(tool({"measure", model, "--types", "q4_0,q5_1,q8_0,f16", "--sample", "3:24", "--imatrix-out", imatrix, "-o", measure}) == 0);
+  REQUIRE(tool({"plan", model, "--measured", measure, "--imatrix", imatrix, "--verify", "2:24", "--pareto", (dir / "f/").string(), "--points", "6"}) ==
+          0);  // "f/": the folder f
+  CHECK((fs::status(dir / "f").permissions() & fs::perms::others_read) != fs::perms::none);  // a folder as mkdir makes it
+  const nlohmann::json points = read_json(dir / "f" / "frontier.json").at("points");
+  REQUIRE(points.size() >= 3);
+  double previous = 1e300;
+  for (const auto& pt : points) {
+    INFO(pt.dump());
+    const double kl = pt.at("verified").at("kl").get<double>();
+    CHECK(kl < previous);  // this model's frontier: more bytes, less real loss
+    previous = kl;
+    const std::string alone = (dir / "alone.json").string();
+    REQUIRE(tool({"plan", model, "--measured", measure, "--imatrix", imatrix, "--verify", "2:24", "--budget",
+                  std::to_string(pt.at("planned_bytes").get<std::uint64_t>()) + "B", "-o", alone}) == 0);
+    const nlohmann::json a = read_json(alone);
+    const nlohmann::json p = read_json(dir / "f" / pt.at("plan").get<std::string>());
+    REQUIRE(a.at("layers") == p.at("layers"));  // the same plan
+    CHECK(a.at("verified").at("kl").get<double>() == kl);
+    CHECK(a.at("verified").at("imatrix") == imatrix);
+  }
   fs::remove_all(dir);
 }

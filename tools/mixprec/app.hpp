@@ -8,9 +8,11 @@
 //       (every stream starts with the vocabulary's BOS, tokenizer.ggml.bos_token_id; --text only when it
 //       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
-//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|gram_proxy|proxy|weight_error] --budget ... -o plan.json
+//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|kl_upper|gram_proxy|proxy|weight_error] --budget ... -o plan.json
 //   plan takes --tensor-type-file OUT.txt (the plan as llama-quantize's --tensor-type-file), or instead of --budget and -o,
-//   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp)
+//   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp). A plan from --measured (or any, with
+//   --verify N:LEN) is run whole on held-out streams and its real KL recorded (verify.hpp; --no-verify skips it);
+//   --metric also takes kl_upper (the upper end of each KL's 95 % interval)
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
@@ -386,7 +388,12 @@ inline void print_measure_table(const nlohmann::json& measured) {
           throw error(errc::invalid_argument, "--tensor-type-file and -o are the same file '" + plan_out + "'");
         mixprec::check_output_path(tensor_types_out, std::vector<std::string>{file, imatrix_path, measured, plan_out});
       }
-      if (plan->parsed() && !pareto_dir.empty()) detail::output_folder::check(pareto_dir);
+      if (plan->parsed() && !pareto_dir.empty()) {
+        std::filesystem::path dir = std::filesystem::path(pareto_dir).lexically_normal();  // "frontier/" is "frontier"
+        if (!dir.has_filename()) dir = dir.parent_path();
+        pareto_dir = dir.string();
+        detail::output_folder::check(pareto_dir);
+      }
       if (points < 2) throw error(errc::invalid_argument, "--points " + std::to_string(points) + ": the frontier needs at least 2");
       if (analyze->parsed() && !json_path.empty()) mixprec::check_output_path(json_path, std::vector<std::string>{file, imatrix_path});
       return 0;
@@ -460,31 +467,48 @@ inline void print_measure_table(const nlohmann::json& measured) {
     }
     // The plans' check (verify.hpp): by default for a plan from measurements, on request for any.
     std::optional<verify_options> vo;
-    if (plan->parsed() && !no_verify && (!measured.empty() || verify_opt->count() > 0)) {
+    const bool verify_asked = verify_opt->count() > 0;
+    if (plan->parsed() && !no_verify && (!measured.empty() || verify_asked)) {
       vo = verify_options{};
       std::tie(vo->streams, vo->length) = detail::request([&] { return detail::int_pair(verify_spec, ':', "--verify", "N:LEN"); });
       vo->seed = verify_seed;
       vo->threads = threads;
+      vo->fit_context = !verify_asked;  // the default 8:64 fits itself to a model of a shorter context
+      vo->imatrix = imatrix_path;
     }
-    const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
-    detail::note_absent_entries(importance, f, imatrix_path, file);
+    // The imatrix: the analysis' weights, and the search of a verified plan's tensors (a plan from
+    // measurements that is not verified does not read it).
+    const bool needs_importance = measured.empty() || vo.has_value();
+    const importance_set importance = imatrix_path.empty() || !needs_importance ? importance_set{} : load_importance(imatrix_path);
+    if (needs_importance) detail::note_absent_entries(importance, f, imatrix_path, file);
+    // The verifier is made when the first plan is ready (a request that fails cheaper checks never loads the
+    // model); where the model cannot be run, a default verification is a note, an asked one the error.
     std::unique_ptr<plan_verifier> verifier;
+    bool verifier_failed = false;
     detail::plan_check check;
-    if (vo) {
-      try {
-        verifier = std::make_unique<plan_verifier>(f, importance, *vo);
-      } catch (const error& e) {
-        if (e.code() != errc::unsupported || verify_opt->count() > 0) throw;
-        std::fprintf(stderr, "mixprec: note: the plan is not verified: %s\n", e.message().c_str());
-      }
-      if (verifier) check = [&](const mixprec::plan& p) { return std::optional<verification>(verifier->verify(p)); };
-    }
+    if (vo)
+      check = [&](const mixprec::plan& p) -> std::optional<verification> {
+        if (!verifier && !verifier_failed) {
+          try {
+            verifier = std::make_unique<plan_verifier>(f, importance, *vo);
+          } catch (const error& e) {
+            if (verify_asked) throw;
+            verifier_failed = true;
+            std::fprintf(stderr, "mixprec: note: the plan is not verified (give --verify to make that an error): %s\n", e.message().c_str());
+          }
+        }
+        if (!verifier) return std::nullopt;
+        return verifier->verify(p);
+      };
     if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
       const nlohmann::json m = read_measure_file(measured);
       check_measure_fits(m, measured, f, file, force);
-      if (verifier && m.contains("calibration") && m.at("calibration").value("ids_fnv1a64", "") == calibration_hash(verifier->streams()))
-        throw error(errc::invalid_argument, "the held-out streams of --verify " + verify_spec + " --verify-seed " + std::to_string(verify_seed) +
-                                                " are the streams '" + measured + "' was measured on: give another --verify-seed");
+      // Held-out streams: sample_streams draws every stream from one generator, so the same seed gives the
+      // measurement's streams (or a prefix of them) whatever N:LEN.
+      if (vo && m.contains("calibration") && m.at("calibration").is_object() && m.at("calibration").value("source", nlohmann::json()) == "sample" &&
+          m.at("calibration").value("seed", nlohmann::json()) == nlohmann::json(verify_seed))
+        throw error(errc::invalid_argument, "--verify-seed " + std::to_string(verify_seed) + " is the seed '" + measured +
+                                                "' sampled its calibration streams with: the streams would not be held out; give another --verify-seed");
       std::set<std::string> planned_names;  // what the file stores in float; the rest is kept and counted as kept
       for (const auto& t : f.tensors())
         if (t.is_float) planned_names.insert(t.name);

@@ -26,6 +26,7 @@
 #include <system_error>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -146,10 +147,18 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
     print_verification(*v, p.predicted_loss());
     doc["verified"] = v->to_json(p.predicted_loss());
   }
-  write_text(plan_out, json_text(doc), file);
+  // Both files written before either is committed: a failure leaves neither.
+  mixprec::output_file plan_file(plan_out, {file});
+  plan_file.stream() << json_text(doc);
+  std::optional<mixprec::output_file> types_file;
+  if (!tensor_types_out.empty()) {
+    types_file.emplace(tensor_types_out, std::initializer_list<std::string>{file});
+    types_file->stream() << types_text;
+  }
+  plan_file.commit();
+  if (types_file) types_file->commit();
   std::fprintf(stderr, "wrote %s\n", plan_out.c_str());
   if (!tensor_types_out.empty()) {
-    write_text(tensor_types_out, types_text, file);
     std::fprintf(stderr, "wrote %s (llama-quantize --pure --tensor-type-file %s [--imatrix IMATRIX] %s OUT.gguf %s)\n", tensor_types_out.c_str(),
                  tensor_types_out.c_str(), file.c_str(), llama_quantize_base_type);
   }
@@ -234,6 +243,9 @@ class output_folder {
   // The path of file `name` inside the folder being written.
   [[nodiscard]] std::string file(const std::string& name) const { return tmp_ + "/" + name; }
   void commit() {
+    const ::mode_t mask = ::umask(0);  // mkdtemp creates 0700; give the folder the mode a plain mkdir would
+    ::umask(mask);
+    (void)::chmod(tmp_.c_str(), 0777 & ~mask);
     if (::rename(tmp_.c_str(), path_.c_str()) != 0)
       throw error(errc::output_error, "cannot rename the folder written to '" + path_ + "': " + std::strerror(errno));
     tmp_.clear();
@@ -301,7 +313,7 @@ inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::st
                                    {"version", 1},
                                    {"model", ctx.model},
                                    {"loss", loss_name},
-                                   {"llama_quantize_base_type", llama_quantize_base_type},
+                                   {"llama_quantize_base_type", llama_quantize_base_type},  // with --pure
                                    {"points", points}};
   write_text(folder.file("frontier.json"), json_text(frontier), file);
   std::vector<svg_series> lines{predicted};

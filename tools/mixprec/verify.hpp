@@ -10,8 +10,9 @@
 // Held-out: the streams are sampled from the model itself (models/calibration.hpp sample_streams, each
 // started with the vocabulary's BOS) with a seed of their own, and refused when they are the streams the
 // measurement was calibrated on (the measure file's calibration.ids_fnv1a64).
-// Cost: one pass of the model as stored, then per plan one pass with the plan's tensors swapped in;
-// quantized tensors are kept across plans (a frontier reuses them).
+// Cost: the streams' sampling (a decode of each), one pass of the model as stored, then per plan one pass
+// with the plan's tensors swapped in; the quantized tensors of one plan are kept for the next (a frontier's
+// neighbouring plans share most of them).
 #pragma once
 
 #include <algorithm>
@@ -19,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -40,6 +42,8 @@ struct verify_options {
   std::uint64_t seed = 2;   // of the streams (the measurement's default seed is 1) and of the bootstrap
   int resamples = 1000;     // bootstrap draws
   unsigned threads = 0;     // per product (0: every core); the numbers do not depend on it
+  bool fit_context = false; // streams longer than the model's context are cut to it (else invalid_argument)
+  std::string imatrix;      // the importance matrix quantize searches with (recorded; "" = none)
 };
 
 struct verification {
@@ -47,11 +51,21 @@ struct verification {
   std::size_t streams = 0, positions = 0;
   std::uint64_t seed = 0;
   std::string ids_fnv1a64;  // of the held-out streams (calibration_hash)
+  std::string imatrix;      // the importance matrix the plan's tensors were searched with ("" = none)
 
   [[nodiscard]] nlohmann::json to_json(double predicted) const {
-    return {{"kl", kl},           {"kl_ci95", {kl_low, kl_high}}, {"kl_p99", kl_p99},   {"kl_max", kl_max},
-            {"top1", top1},       {"predicted", predicted},       {"streams", streams}, {"positions", positions},
-            {"seed", seed},       {"ids_fnv1a64", ids_fnv1a64},   {"source", "sample"}};
+    return {{"kl", kl},
+            {"kl_ci95", {kl_low, kl_high}},
+            {"kl_p99", kl_p99},
+            {"kl_max", kl_max},
+            {"top1", top1},
+            {"predicted", predicted},
+            {"streams", streams},
+            {"positions", positions},
+            {"seed", seed},
+            {"ids_fnv1a64", ids_fnv1a64},
+            {"source", "sample"},
+            {"imatrix", imatrix.empty() ? nlohmann::json(nullptr) : nlohmann::json(imatrix)}};
   }
 };
 
@@ -59,21 +73,29 @@ struct verification {
 // the engine does not run: another architecture, safetensors), the held-out streams sampled and the
 // model's own logits on them kept.
 class plan_verifier {
+  using cache_key = std::pair<std::string, ggml_type>;
+
  public:
   plan_verifier(const model_file& f, const importance_set& importance, const verify_options& o)
       : file_(f), importance_(importance), o_(o) {
     namespace mm = mixprec::models;
-    if (!f.is_gguf()) throw error(errc::unsupported, "verifying a plan runs the model, which needs a GGUF (give --no-verify)");
+    if (!f.is_gguf()) throw error(errc::unsupported, "verifying a plan runs the model, which needs a GGUF");
     if (o.streams < 1 || o.length < 2 || o.resamples < 1)
       throw error(errc::invalid_argument, "verify: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) +
                                               " tokens: give at least 1 stream of 2 tokens");
     model_ = mm::load_gguf(f.gguf());
+    if (const int ctx = model_.config.context_length; o_.length > ctx) {
+      if (!o.fit_context)
+        throw error(errc::invalid_argument, "verify: streams of " + std::to_string(o.length) + " tokens are longer than the model's context of " +
+                                                std::to_string(ctx));
+      o_.length = ctx;
+    }
     const mm::vocab_bos bos = mm::bos_of(f.gguf(), model_.config.vocab_size);
     if (bos.id < 0)
       throw error(errc::unsupported, "verify: the vocabulary of '" + f.gguf().path() + "' has no BOS to start sampled streams with");
     {
       mm::llama_engine e(model_, {}, {.threads = o.threads});
-      streams_ = mm::sample_streams(e, {.streams = o.streams, .length = o.length, .seed = o.seed, .first = bos.id});
+      streams_ = mm::sample_streams(e, {.streams = o_.streams, .length = o_.length, .seed = o_.seed, .first = bos.id});
     }
     reference_ = run();
     for (auto* m : matrices()) by_name_.emplace(m->name(), m);
@@ -84,24 +106,34 @@ class plan_verifier {
   [[nodiscard]] const std::vector<std::vector<int>>& streams() const noexcept { return streams_; }
 
   // The plan run whole (see the banner). Throws errc::invalid_argument for an entry that names no matrix
-  // the engine runs, errc::unsupported for a type that is no ggml type.
+  // the engine runs or names one twice, errc::unsupported for a type that is no ggml type. Quantized
+  // tensors are kept for the next plan as long as it uses them (a frontier's neighbours share most).
   [[nodiscard]] verification verify(const mixprec::plan& p) {
-    std::vector<std::pair<mixprec::models::llama_matrix*, mixprec::models::llama_matrix*>> swapped;  // (model's, plan's)
+    std::set<cache_key> used;
+    std::set<std::string> names;
     for (const auto& e : p.entries) {
-      const auto it = by_name_.find(e.layer);
-      if (it == by_name_.end())
+      const auto type = mixprec::ggml_type_of(e.spec);
+      if (!type) throw error(errc::unsupported, "verify: '" + e.layer + "' is planned as " + mixprec::to_string(e.spec) + ", which is no ggml type");
+      if (!by_name_.count(e.layer))
         throw error(errc::invalid_argument, "verify: plan entry '" + e.layer + "' is no matrix of the model the engine runs");
-      swapped.emplace_back(it->second, &quantized(*it->second, e.spec));
+      if (!names.insert(e.layer).second) throw error(errc::invalid_argument, "verify: the plan names '" + e.layer + "' twice");
+      used.emplace(e.layer, *type);
     }
+    std::erase_if(cache_, [&](const auto& kv) { return !used.count(kv.first); });  // memory: one plan's tensors at most
+    std::vector<std::pair<mixprec::models::llama_matrix*, mixprec::models::llama_matrix*>> swapped;  // (model's, plan's)
+    for (const auto& e : p.entries) swapped.emplace_back(by_name_.at(e.layer), &quantized(*by_name_.at(e.layer), *mixprec::ggml_type_of(e.spec)));
+    auto restore = [&] {  // in reverse, each matrix back where it was
+      for (auto it = swapped.rbegin(); it != swapped.rend(); ++it) std::swap(*it->first, *it->second);
+    };
     for (auto& [m, q] : swapped) std::swap(*m, *q);
     std::vector<row_matrix> logits;
     try {
       logits = run();
     } catch (...) {
-      for (auto& [m, q] : swapped) std::swap(*m, *q);
+      restore();
       throw;
     }
-    for (auto& [m, q] : swapped) std::swap(*m, *q);
+    restore();
     return statistics(logits);
   }
 
@@ -126,22 +158,23 @@ class plan_verifier {
     return out;
   }
 
-  // Tensor m at spec s as `mixprec quantize` writes it (quantize_stack with the imatrix's search), kept.
-  [[nodiscard]] mixprec::models::llama_matrix& quantized(const mixprec::models::llama_matrix& m, const quant_spec& s) {
-    const auto type = mixprec::ggml_type_of(s);
-    if (!type) throw error(errc::unsupported, "verify: '" + m.name() + "' is planned as " + mixprec::to_string(s) + ", which is no ggml type");
-    const auto key = std::make_pair(m.name(), *type);
+  // Tensor m at type t as `mixprec quantize` writes it (quantize_stack with the imatrix's search; F32 as
+  // its values, which the engine runs as load_gguf runs a stored F32 tensor), kept.
+  [[nodiscard]] mixprec::models::llama_matrix& quantized(const mixprec::models::llama_matrix& m, ggml_type t) {
+    const cache_key key{m.name(), t};
     if (const auto it = cache_.find(key); it != cache_.end()) return it->second;
     const tensor_entry* entry = nullptr;
-    for (const auto& t : file_.tensors())
-      if (t.name == m.name()) entry = &t;
+    for (const auto& e : file_.tensors())
+      if (e.name == m.name()) entry = &e;
     if (!entry) throw error(errc::invalid_argument, "verify: no tensor '" + m.name() + "' in the file");
-    const row_matrix w = file_.gguf().to_float(m.name());
-    const importance_view view(importance_, file_, {m.name()});
-    auto bytes = quantize_stack(*type, w, view.of(*entry).search, m.name(), o_.threads == 0 ? 1 : o_.threads);
+    row_matrix w = file_.gguf().to_float(m.name());
+    check_finite(w, m.name());
+    if (t == ggml_type::f32) return cache_.emplace(key, mixprec::models::llama_matrix(m.name(), std::move(w))).first->second;
+    const importance_view view(importance_, file_, {m.name()});  // (the search does not depend on the tensors named)
+    const auto bytes = quantize_stack(t, w, view.of(*entry).search, m.name(), o_.threads);
     std::vector<std::uint8_t> codes(bytes.size());
     std::memcpy(codes.data(), bytes.data(), bytes.size());
-    mixprec::quantized_tensor q(mixprec::ggml_spec(*type), w.rows(), w.cols(), std::move(codes), {}, {});
+    mixprec::quantized_tensor q(mixprec::ggml_spec(t), w.rows(), w.cols(), std::move(codes), {}, {});
     return cache_.emplace(key, mixprec::models::llama_matrix(m.name(), std::move(q))).first->second;
   }
 
@@ -150,6 +183,7 @@ class plan_verifier {
     v.streams = streams_.size();
     v.seed = o_.seed;
     v.ids_fnv1a64 = calibration_hash(streams_);
+    v.imatrix = o_.imatrix;
     std::vector<double> per_position, stream_sum, stream_count;
     double agree = 0.0;
     for (std::size_t s = 0; s < logits.size(); ++s) {
@@ -182,7 +216,7 @@ class plan_verifier {
   std::vector<std::vector<int>> streams_;
   std::vector<row_matrix> reference_;
   std::map<std::string, mixprec::models::llama_matrix*> by_name_;
-  std::map<std::pair<std::string, ggml_type>, mixprec::models::llama_matrix> cache_;
+  std::map<cache_key, mixprec::models::llama_matrix> cache_;
 };
 
 }  // namespace mixprec_cli

@@ -151,7 +151,7 @@ double log_sum_exp_row(const X& x, index_t r) {
 // Throws mixprec::error: shape_mismatch for different shapes, non_finite for a NaN or Inf logit.
 template <class A, class B>
 [[nodiscard]] Eigen::VectorXd kl_per_row(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
-  detail::check_logits(ref_logits, test_logits, "kl_divergence");
+  detail::check_logits(ref_logits, test_logits, "kl_per_row");
   const A& p = ref_logits.derived();
   const B& q = test_logits.derived();
   Eigen::VectorXd out(p.rows());
