@@ -6,7 +6,8 @@
 //                        `llama-quantize --pure --tensor-type-file FILE [--imatrix IMATRIX] MODEL OUT Q8_0`
 //   --pareto DIR         every plan on the bytes / predicted-loss frontier: DIR/plan-NN.json and
 //                        DIR/plan-NN.tensor-types.txt per plan, DIR/frontier.json (the list, with bytes,
-//                        bits/weight and predicted loss), DIR/frontier.svg (the picture)
+//                        bits/weight, predicted and verified loss, and which plans the held-out streams
+//                        show worse than a smaller one), DIR/frontier.svg (the picture)
 // Files are written whole or not at all (io/output_file.hpp); the --pareto folder is filled under a
 // temporary name beside DIR and renamed to DIR at the end, so DIR never holds part of a frontier.
 #pragma once
@@ -268,6 +269,19 @@ class output_folder {
   std::string path_, tmp_;
 };
 
+// For plans sorted by bytes, each one's verification (nullopt: not verified): for plan i, the smaller plan
+// k < i with the lowest KL among those whose 95 % interval lies wholly below plan i's (the held-out
+// streams show plan i worse than a plan that is smaller), or nullopt.
+[[nodiscard]] inline std::vector<std::optional<std::size_t>> verified_worse_than(const std::vector<std::optional<verification>>& checked) {
+  std::vector<std::optional<std::size_t>> out(checked.size());
+  for (std::size_t i = 0; i < checked.size(); ++i) {
+    if (!checked[i]) continue;
+    for (std::size_t k = 0; k < i; ++k)
+      if (checked[k] && checked[k]->kl_high < checked[i]->kl_low && (!out[i] || checked[k]->kl < checked[*out[i]]->kl)) out[i] = k;
+  }
+  return out;
+}
+
 // Every plan on the frontier (sorted by bytes) into the folder `dir` (see the banner); a table of them on stdout.
 inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::string& file, const std::string& dir,
                           const std::string& loss_name, const plan_context& ctx, const plan_check& verify = {}) {
@@ -276,6 +290,7 @@ inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::st
   output_folder folder(dir);
   nlohmann::json points = nlohmann::json::array();
   svg_series predicted{"predicted " + loss_name, "#d62728", {}}, verified{"verified KL (held-out streams)", "#1f77b4", {}};
+  std::vector<std::optional<verification>> checked;
   std::printf("| plan | bytes (whole model) | bits/weight | predicted %s | verified KL [95 %% interval] | tensor types |\n|---|---:|---:|---:|---|---|\n",
               loss_name.c_str());
   for (std::size_t i = 0; i < plans.size(); ++i) {
@@ -306,8 +321,23 @@ inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::st
                       {"bits_per_weight", whole.bits_per_weight()},
                       {"predicted_loss", plans[i].predicted_loss()}});
     if (v) points.back()["verified"] = doc["verified"];
+    checked.push_back(v);
     predicted.points.emplace_back(whole.bits_per_weight(), plans[i].predicted_loss());
     if (v) verified.points.emplace_back(whole.bits_per_weight(), v->kl);
+  }
+  // The prediction adds one-tensor losses; the real model need not follow it. A plan whose verified KL is
+  // above a smaller plan's beyond both intervals (its lower end above the other's upper end) is named with
+  // the smaller plan that does better: "verified_worse_than".
+  const std::vector<std::optional<std::size_t>> worse = verified_worse_than(checked);
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    const std::optional<std::size_t> better = worse[i];
+    if (!better) continue;
+    const std::string name = points[*better].at("plan").get<std::string>();
+    points[i]["verified_worse_than"] = name;
+    std::fprintf(stderr, "mixprec: warning: %s has more bytes than %s but a higher KL on the held-out streams (%.4g [%.4g, %.4g] against %.4g "
+                         "[%.4g, %.4g]): the one-tensor measurements do not add up there; %s is the better plan\n",
+                 points[i].at("plan").get<std::string>().c_str(), name.c_str(), checked[i]->kl, checked[i]->kl_low, checked[i]->kl_high,
+                 checked[*better]->kl, checked[*better]->kl_low, checked[*better]->kl_high, name.c_str());
   }
   const nlohmann::json frontier = {{"format", "mixprec-frontier"},
                                    {"version", 1},
