@@ -23,16 +23,8 @@ src="$dir/llama.cpp-src"
 marker="$dir/.verified-node-llama-cpp-$version"
 bin="$dir/llama-quantize"
 
-fetch() {
-  if command -v curl >/dev/null; then
-    curl -fsSL --retry 2 --connect-timeout 20 --max-time 600 -o "$1" "$url"
-  elif command -v python3 >/dev/null; then
-    python3 -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=600).read())' "$url" "$1"
-  else
-    echo "llama_quantize: no curl or python3 to fetch $url" >&2
-    return 1
-  fi
-}
+# shellcheck source=tests/interop/fetch_pinned.sh
+source "$(dirname "$0")/fetch_pinned.sh"
 
 if [ ! -f "$libs/libllama-common.so" ]; then
   echo "llama_quantize: no $libs/libllama-common.so: run tests/interop/run.sh $1 ... first" >&2
@@ -52,18 +44,7 @@ fi
 
 if [ ! -f "$marker" ] || [ ! -f "$src/tools/quantize/quantize.cpp" ]; then
   rm -f "$marker"
-  if [ ! -f "$tgz" ] || ! echo "$sha512  $tgz" | sha512sum -c --status; then
-    if ! fetch "$tgz.part"; then
-      rm -f "$tgz.part"
-      echo "llama_quantize: SKIPPED: cannot download $url (no network?)" >&2
-      exit 77
-    fi
-    mv "$tgz.part" "$tgz"
-  fi
-  if ! echo "$sha512  $tgz" | sha512sum -c --status; then
-    echo "llama_quantize: FAILED: $tgz does not have the pinned sha512 (got $(sha512sum "$tgz" | cut -c1-32)...)" >&2
-    exit 1
-  fi
+  fetch_pinned llama_quantize "$url" "$sha512" "$tgz"
   tmp="$dir/node-llama-cpp-$version"
   rm -rf "$tmp" "$src"
   mkdir -p "$tmp"

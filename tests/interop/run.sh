@@ -20,31 +20,12 @@ sha512=e6e0820cda9608d7da026f1a47f533c5ba381c1a4a80d17dd640873dea4a8603205763809
 tgz="$dir/linux-x64-${version}.tgz"
 lib="$dir/package/bins/linux-x64/libggml-base.so"
 
-fetch() {
-  if command -v curl >/dev/null; then
-    curl -fsSL --retry 2 --connect-timeout 20 --max-time 300 -o "$1" "$url"
-  elif command -v python3 >/dev/null; then
-    python3 -c 'import sys, urllib.request; open(sys.argv[2], "wb").write(urllib.request.urlopen(sys.argv[1], timeout=300).read())' "$url" "$1"
-  else
-    echo "interop: no curl or python3 to fetch $url" >&2
-    return 1
-  fi
-}
+# shellcheck source=tests/interop/fetch_pinned.sh
+source "$(dirname "$0")/fetch_pinned.sh"
 
 mkdir -p "$dir"
 if [ ! -f "$lib" ] || [ ! -f "$dir/.verified-$version" ]; then
-  if [ ! -f "$tgz" ] || ! echo "$sha512  $tgz" | sha512sum -c --status; then
-    if ! fetch "$tgz.part"; then
-      rm -f "$tgz.part"
-      echo "interop: SKIPPED: cannot download $url (no network?); llama.cpp interop not tested" >&2
-      exit 77
-    fi
-    mv "$tgz.part" "$tgz"
-  fi
-  if ! echo "$sha512  $tgz" | sha512sum -c --status; then
-    echo "interop: FAILED: $tgz does not have the pinned sha512 (got $(sha512sum "$tgz" | cut -c1-32)...)" >&2
-    exit 1
-  fi
+  fetch_pinned interop "$url" "$sha512" "$tgz"
   rm -rf "$dir/package"
   tar -xzf "$tgz" -C "$dir"
   touch "$dir/.verified-$version"

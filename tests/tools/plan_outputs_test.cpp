@@ -46,16 +46,12 @@ std::vector<std::string> entries_of(const fs::path& dir) {
   return names;
 }
 
-// The logits of model `path` on each stream (embed, every layer, the head).
+// The logits of model `path` on each stream (llama_engine::logits).
 std::vector<mixprec::row_matrix> logits_of(const std::string& path, const std::vector<std::vector<int>>& streams) {
   const mm::llama_model m = mm::load_gguf(path);
   mm::llama_engine e(m);
   std::vector<mixprec::row_matrix> out;
-  for (const auto& s : streams) {
-    mixprec::row_matrix x = e.embed(s);
-    for (int l = 0; l < m.config.n_layers; ++l) e.run_layer(l, x);
-    out.push_back(e.head(x));
-  }
+  for (const auto& s : streams) out.push_back(e.logits(s));
   return out;
 }
 

@@ -146,15 +146,11 @@ class plan_verifier {
     return out;
   }
 
-  // The logits of every stream, each run whole (prefill).
+  // The logits of every stream, each run whole (llama_engine::logits).
   [[nodiscard]] std::vector<row_matrix> run() const {
     mixprec::models::llama_engine e(model_, {}, {.threads = o_.threads});
     std::vector<row_matrix> out;
-    for (const auto& s : streams_) {
-      row_matrix x = e.embed(s);
-      for (int l = 0; l < model_.config.n_layers; ++l) e.run_layer(l, x);
-      out.push_back(e.head(x));
-    }
+    for (const auto& s : streams_) out.push_back(e.logits(s));
     return out;
   }
 
