@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Sourced by run.sh and llama_quantize.sh: an npm tarball fetched as the registry serves it (curl, else
 # python3; no npm or node needed) and checked against its pinned sha512.
 #   fetch_pinned NAME URL SHA512 FILE
