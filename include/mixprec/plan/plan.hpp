@@ -19,11 +19,14 @@
 // Rules (rules.hpp) and tied groups restrict them; a tied group is one choice of the allocation, its
 // cost and loss the sums over its members. Everything is validated before any solving: unknown layers
 // in rules or ties, rules that leave a layer nothing, budgets outside the reachable range.
+// refine() improves a plan by the whole model's measured loss, which does not add up (refine.hpp).
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <concepts>
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <string_view>
@@ -40,6 +43,7 @@
 #include "mixprec/plan/lagrangian.hpp"
 #include "mixprec/plan/layer_shape.hpp"
 #include "mixprec/plan/pareto.hpp"
+#include "mixprec/plan/refine.hpp"
 #include "mixprec/plan/result.hpp"
 #include "mixprec/plan/rules.hpp"
 #include "mixprec/plan/sources.hpp"
@@ -56,6 +60,12 @@ template <class P>
   else
     return "custom";
 }
+
+// A plan refined by measured loss (plan_builder::refine) and how the search went.
+struct refined_plan {
+  plan result;
+  refine_result search;
+};
 
 // See the banner.
 template <SensitivitySource Source, AllocationPolicy Policy = knapsack_policy, Constraint Cons = byte_budget>
@@ -146,6 +156,52 @@ class plan_builder {
     requires LayerCatalog<Source>
   {
     return pareto(source_.layers(), points);
+  }
+
+  // `start` (a plan of these layers within the budget, e.g. build()'s) refined by the whole model's
+  // measured loss (refine.hpp): fitness(const plan&, stage) -> double, lower is better, called with plans
+  // within the constraint's budget that honour the rules and tied groups. The plan's entries carry the
+  // source's predicted losses; its solver is start's with " + refined", and it is no longer proven optimal
+  // (in predicted loss). Throws errc::invalid_argument when start names other layers or a quantizer a
+  // layer may not take, besides what refine_allocation throws.
+  template <class Fitness>
+    requires std::invocable<Fitness&, const plan&, std::size_t>
+  [[nodiscard]] refined_plan refine(const plan& start, Fitness&& fitness, const refine_options& o, const std::vector<layer_shape>& layers) const {
+    prepared pr = prepare(layers);
+    add_losses(pr);
+    std::map<std::string, const plan_entry*, std::less<>> by_name;
+    for (const plan_entry& e : start.entries) by_name.emplace(e.layer, &e);
+    if (by_name.size() != start.entries.size() || start.entries.size() != pr.layers.size())
+      throw error(errc::invalid_argument, "refine: the start plan has " + std::to_string(start.entries.size()) + " entries for " +
+                                              std::to_string(pr.layers.size()) + " layers");
+    std::vector<std::size_t> choice;
+    for (const item_info& item : pr.items) {
+      const std::string& name = pr.layers[item.members[0]].name;
+      const auto e = by_name.find(name);
+      if (e == by_name.end()) throw error(errc::invalid_argument, "refine: the start plan has no entry for layer '" + name + "'");
+      const auto k = std::find(item.specs.begin(), item.specs.end(), e->second->spec);
+      if (k == item.specs.end())
+        throw error(errc::invalid_argument, "refine: the start plan gives layer '" + name + "' " + to_string(e->second->spec) +
+                                                ", which it may not take here");
+      choice.push_back(static_cast<std::size_t>(k - item.specs.begin()));
+    }
+    auto as_plan = [&](const std::vector<std::size_t>& c) {
+      allocation_result r;
+      r.choice = c;
+      return to_plan(pr, r, plan_goal::least_loss, pr.problem.budget);
+    };
+    refined_plan out;
+    out.search = refine_allocation(
+        pr.problem, std::move(choice), [&](const std::vector<std::size_t>& c, std::size_t stage) { return fitness(as_plan(c), stage); }, o);
+    out.result = as_plan(out.search.choice);
+    out.result.policy = start.policy;
+    out.result.solver = start.solver + " + refined";
+    return out;
+  }
+  template <class Fitness>
+    requires std::invocable<Fitness&, const plan&, std::size_t> && LayerCatalog<Source>
+  [[nodiscard]] refined_plan refine(const plan& start, Fitness&& fitness, const refine_options& o = {}) const {
+    return refine(start, std::forward<Fitness>(fitness), o, source_.layers());
   }
 
   // The multiple-choice knapsack the policies solve (one item per tied group or untied layer), after
