@@ -289,3 +289,61 @@ TEST_CASE("a frontier plan the held-out streams show worse than a smaller one is
   CHECK_FALSE(worse[4]);
   CHECK(worse[5] == std::optional<std::size_t>(1));
 }
+
+TEST_CASE("plan --refine searches by the whole plan's KL and never writes a plan worse than the knapsack's on the held-out streams",
+          "[cli][plan][refine]") {
+  const fs::path dir = mixprec::test::dir_with_model("mixprec_refine");
+  const std::string model = (dir / "a.gguf").string(), measure = (dir / "m.json").string(), imatrix = (dir / "im.gguf").string();
+  REQUIRE(tool({"measure", model, "--types", "q4_0,q5_1,q8_0,f16", "--sample", "4:32", "--imatrix-out", imatrix, "-o", measure}) == 0);
+  const std::string knapsack = (dir / "k.json").string(), refined = (dir / "r.json").string();
+  const std::vector<std::string> common{"plan", model, "--measured", measure, "--budget", "7.5", "--imatrix", imatrix, "--verify", "3:32"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = common;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  REQUIRE(tool(with({"-o", knapsack})) == 0);
+  const auto r = tool_captured(dir, with({"--refine", "3", "--refine-streams", "8:32", "-o", refined}));
+  REQUIRE(r.code == 0);
+  CHECK_THAT(r.out, Catch::Contains("refined for") && Catch::Contains("held out: knapsack plan KL"));
+  const nlohmann::json k = read_json(knapsack), p = read_json(refined);
+  const nlohmann::json& rec = p.at("refined");
+  INFO(rec.dump());
+  CHECK(rec.at("generations").get<std::size_t>() >= 1);
+  CHECK(rec.at("evaluations")[2].get<std::size_t>() == rec.at("generations").get<std::size_t>() + 1);
+  CHECK(rec.at("evaluations")[0].get<std::size_t>() >= rec.at("evaluations")[1].get<std::size_t>());
+  CHECK(rec.at("fitness").get<double>() <= rec.at("fitness_start").get<double>());
+  CHECK(rec.at("streams") == 8);
+  CHECK(rec.at("seed") == 3);
+  // The knapsack plan's check is the one plan --measured gives it alone, on the same held-out streams.
+  CHECK(rec.at("knapsack_verified").at("kl").get<double>() == k.at("verified").at("kl").get<double>());
+  CHECK(rec.at("knapsack_verified").at("ids_fnv1a64") == p.at("verified").at("ids_fnv1a64"));
+  CHECK(rec.at("ids_fnv1a64") != p.at("verified").at("ids_fnv1a64"));  // the search's streams are not the held-out ones
+  // Never worse held out, within the budget; the plan written is the knapsack's unless the refined one is better.
+  const double kept_kl = p.at("verified").at("kl").get<double>(), knapsack_kl = k.at("verified").at("kl").get<double>();
+  CHECK(p.at("bytes").get<double>() <= p.at("limit").get<double>());
+  CHECK(p.at("limit") == k.at("limit"));
+  if (rec.at("kept") == "refined") {
+    CHECK(kept_kl < knapsack_kl);
+    CHECK(p.at("layers") != k.at("layers"));
+  } else {
+    CHECK(rec.at("kept") == "knapsack");
+    CHECK(kept_kl == knapsack_kl);
+    CHECK(p.at("layers") == k.at("layers"));
+  }
+  // quantize takes the plan, at the bytes it lists.
+  REQUIRE(tool({"quantize", model, "--plan", refined, "--imatrix", imatrix, "-o", (dir / "q.gguf").string()}) == 0);
+
+  // From the weights too (the refinement runs the model, as --verify does).
+  REQUIRE(tool({"plan", model, "--budget", "7.5", "--refine", "1", "--refine-streams", "4:16", "--verify", "2:16", "-o", refined}) == 0);
+  CHECK(read_json(refined).contains("refined"));
+  CHECK(read_json(refined).contains("verified"));
+  // Refused: tuning on the held-out streams, no check, a frontier, a negative time, malformed streams.
+  CHECK(tool(with({"--refine", "1", "--refine-seed", "2", "-o", refined})) == 2);
+  CHECK(tool({"plan", model, "--measured", measure, "--budget", "7.5", "--refine", "1", "--no-verify", "-o", refined}) == 2);
+  CHECK(tool({"plan", model, "--measured", measure, "--refine", "1", "--pareto", (dir / "fr").string()}) == 2);
+  CHECK(tool(with({"--refine", "-1", "-o", refined})) == 2);
+  for (const char* bad : {"8", "0:32", "8:1", "x:32"}) CHECK(tool(with({"--refine", "1", "--refine-streams", bad, "-o", refined})) == 2);
+  CHECK(tool({"plan", model, "--measured", measure, "--budget", "7.5", "--refine-seed", "5", "-o", refined}) == 2);  // needs --refine
+  fs::remove_all(dir);
+}

@@ -12,7 +12,8 @@
 //   plan takes --tensor-type-file OUT.txt (the plan as llama-quantize's --tensor-type-file), or instead of --budget and -o,
 //   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp). A plan from --measured (or any, with
 //   --verify N:LEN) is run whole on held-out streams and its real KL recorded (verify.hpp; --no-verify skips it);
-//   --metric also takes kl_upper (the upper end of each KL's 95 % interval)
+//   --metric also takes kl_upper (the upper end of each KL's 95 % interval); --refine SECONDS [--refine-streams 16:64]
+//   [--refine-seed 3] refines the plan by the whole model's measured KL and keeps it when better held out (refine.hpp)
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
 // --tensor-type RULE is the library's rule grammar (plan/rules.hpp) with llama-quantize's reading of
@@ -58,6 +59,7 @@
 #include "convert.hpp"
 #include "measure.hpp"
 #include "plan_output.hpp"
+#include "refine.hpp"
 #include "verify.hpp"
 #include "tool.hpp"
 
@@ -313,7 +315,18 @@ inline void print_measure_table(const nlohmann::json& measured) {
                          ->capture_default_str();
   plan->add_option("--verify-seed", verify_seed, "seed of the held-out streams (other than the measurement's) and of the bootstrap")
       ->capture_default_str();
-  plan->add_flag("--no-verify", no_verify, "do not run the plan (with --measured)")->excludes(verify_opt);
+  auto* no_verify_opt = plan->add_flag("--no-verify", no_verify, "do not run the plan (with --measured)")->excludes(verify_opt);
+  refine_request refine;
+  std::string refine_spec = "16:64";
+  auto* refine_opt = plan->add_option("--refine", refine.seconds,
+                                      "SECONDS: refine the plan by the whole model's measured KL for this long (EvoPress's search), on streams of its "
+                                      "own; kept only when better on the held-out streams")
+                         ->check(CLI::Range(0.0, 1e7));
+  plan->add_option("--refine-streams", refine_spec, "N:LEN: the streams the refinement measures on")->capture_default_str()->needs(refine_opt);
+  plan->add_option("--refine-seed", refine.seed, "seed of those streams and of the search (other than --verify-seed)")
+      ->capture_default_str()
+      ->needs(refine_opt);
+  refine_opt->excludes(no_verify_opt)->excludes(pareto_opt);
   plan->add_flag("--force", force, "plan one split or shard of a model on its own; use a --measured file made for another model");
   auto* quantize = app.add_subcommand("quantize", "rewrite a GGUF by a plan, every metadata key kept");
   quantize->add_option("FILE", file, "GGUF file with F32/F16/BF16 tensors")->required();
@@ -449,7 +462,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     // The budget covers every weight tensor of the model: the planned ones and those kept as stored,
     // whose bytes it counts as they are (a 4.8 bits/weight budget of a half-quantized file is 4.8 over all).
     double budget_bytes = 0.0;
-    detail::plan_context ctx{model_identity(f.tensors(), file), kept, 0.0};
+    detail::plan_context ctx{model_identity(f.tensors(), file), kept, 0.0, {}};
     if (plan->parsed() && pareto_dir.empty()) {
       double kept_bytes = 0.0, kept_weights = 0.0;
       for (const tensor_entry* t : kept) kept_bytes += static_cast<double>(t->bytes), kept_weights += t->weights();
@@ -467,7 +480,13 @@ inline void print_measure_table(const nlohmann::json& measured) {
     }
     // The plans' check (verify.hpp): by default for a plan from measurements, on request for any.
     std::optional<verify_options> vo;
-    const bool verify_asked = verify_opt->count() > 0;
+    const bool verify_asked = verify_opt->count() > 0 || refine_opt->count() > 0;  // a refinement needs the model run
+    if (plan->parsed() && refine_opt->count() > 0) {
+      std::tie(refine.streams, refine.length) = detail::request([&] { return detail::int_pair(refine_spec, ':', "--refine-streams", "N:LEN"); });
+      if (refine.seed == verify_seed)
+        throw error(errc::invalid_argument, "--refine-seed " + std::to_string(refine.seed) +
+                                                " is --verify-seed: the refinement would tune the plan on the streams that check it; give another");
+    }
     if (plan->parsed() && !no_verify && (!measured.empty() || verify_asked)) {
       vo = verify_options{};
       std::tie(vo->streams, vo->length) = detail::request([&] { return detail::int_pair(verify_spec, ':', "--verify", "N:LEN"); });
@@ -485,6 +504,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     // model); where the model cannot be run, a default verification is a note, an asked one the error.
     std::unique_ptr<plan_verifier> verifier;
     bool verifier_failed = false;
+    std::vector<std::pair<mixprec::plan, verification>> verified;  // the last plans verified
     detail::plan_check check;
     if (vo)
       check = [&](const mixprec::plan& p) -> std::optional<verification> {
@@ -498,8 +518,23 @@ inline void print_measure_table(const nlohmann::json& measured) {
           }
         }
         if (!verifier) return std::nullopt;
-        return verifier->verify(p);
+        for (const auto& [q, v] : verified)  // a refinement verifies the plan it writes
+          if (q == p) return v;
+        verified.emplace_back(p, verifier->verify(p));
+        if (verified.size() > 2) verified.erase(verified.begin());
+        return verified.back().second;
       };
+    // The single plan: the planner's, refined on request (refine.hpp).
+    auto best_plan = [&](const mixprec::sensitivity_table& table) {
+      if (refine_opt->count() == 0) return plan_table(table, budget_bytes, policy, rules);
+      return with_planner(table, budget_bytes, policy, rules, [&](const auto& planner) {
+        const mixprec::plan start = planner.build();
+        if (!check(start) || !verifier) throw error(errc::unsupported, "--refine: the model cannot be run");
+        refined_choice r = refine_plan(planner, start, *verifier, refine, [&](const mixprec::plan& p) { return *check(p); });
+        ctx.refined = std::move(r.record);
+        return r.plan;
+      });
+    };
     if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
       const nlohmann::json m = read_measure_file(measured);
       check_measure_fits(m, measured, f, file, force);
@@ -514,7 +549,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
         if (t.is_float) planned_names.insert(t.name);
       const mixprec::sensitivity_table table = measured_table(m, measured, metric, &planned_names);
       if (!pareto_dir.empty()) return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx, check);
-      return detail::write_plan(plan_table(table, budget_bytes, policy, rules), {}, rules, file, plan_out, tensor_types_out, ctx, check);
+      return detail::write_plan(best_plan(table), {}, rules, file, plan_out, tensor_types_out, ctx, check);
     }
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
@@ -523,7 +558,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     if (!pareto_dir.empty())
       return detail::write_frontier(plan_frontier(to_table(analysis), points, policy, rules), file, pareto_dir,
                                     importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx, check);
-    return detail::write_plan(make_plan(analysis, budget_bytes, policy, rules), analysis, rules, file, plan_out, tensor_types_out, ctx, check);
+    return detail::write_plan(best_plan(to_table(analysis)), analysis, rules, file, plan_out, tensor_types_out, ctx, check);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."
     return exit_code(e.code());

@@ -57,6 +57,7 @@ struct plan_context {
   nlohmann::json model;
   std::vector<const tensor_entry*> kept;
   double budget_bytes = 0.0;  // the whole budget, kept tensors included
+  nlohmann::json refined;     // plan --refine's record (refine.hpp), null otherwise
 };
 
 // The base type to give llama-quantize with a tensor-type file that names every weight tensor (llama.cpp
@@ -81,6 +82,7 @@ struct model_size {
 [[nodiscard]] inline nlohmann::json plan_document(const mixprec::plan& p, const plan_context& ctx) {
   nlohmann::json j = p;
   j["model"] = ctx.model;
+  if (!ctx.refined.is_null()) j["refined"] = ctx.refined;
   if (ctx.kept.empty()) return j;
   std::uint64_t kept_bytes = 0;
   double kept_weights = 0.0;
@@ -128,8 +130,9 @@ inline int write_plan(const mixprec::plan& p, const std::vector<tensor_analysis>
     std::printf("| %s | %s%s | %llu | %s | %.4g |\n", e.layer.c_str(), mixprec::to_string(e.spec).c_str(), why,
                 static_cast<unsigned long long>(e.bytes), sqnr, e.loss);
   }
+  const bool refined = p.solver.ends_with(" + refined");
   std::printf("\n%s plan%s: %llu bytes = %.3f bits/weight over %zu tensors (budget %.0f bytes), predicted loss %.4g\n",
-              p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : "", static_cast<unsigned long long>(p.bytes()),
+              p.policy.c_str(), p.proven_optimal ? " (proven optimal)" : refined ? ", refined" : "", static_cast<unsigned long long>(p.bytes()),
               p.bits_per_weight(), p.entries.size(), p.limit, p.predicted_loss());
   if (!ctx.kept.empty()) {
     std::printf("\n%zu weight tensor%s kept as stored, not planned (quantize copies their bytes):\n| tensor | type | bytes |\n|---|---|---:|\n",

@@ -90,51 +90,57 @@ class plan_verifier {
                                                 std::to_string(ctx));
       o_.length = ctx;
     }
-    const mm::vocab_bos bos = mm::bos_of(f.gguf(), model_.config.vocab_size);
-    if (bos.id < 0)
+    bos_ = mm::bos_of(f.gguf(), model_.config.vocab_size).id;
+    if (bos_ < 0)
       throw error(errc::unsupported, "verify: the vocabulary of '" + f.gguf().path() + "' has no BOS to start sampled streams with");
-    {
-      mm::llama_engine e(model_, {}, {.threads = o.threads});
-      streams_ = mm::sample_streams(e, {.streams = o_.streams, .length = o_.length, .seed = o_.seed, .first = bos.id});
-    }
-    reference_ = run();
+    (void)add_streams(o_.streams, o_.length, o_.seed);
     for (auto* m : matrices()) by_name_.emplace(m->name(), m);
   }
   plan_verifier(const plan_verifier&) = delete;  // by_name_ points into model_
   plan_verifier& operator=(const plan_verifier&) = delete;
 
-  [[nodiscard]] const std::vector<std::vector<int>>& streams() const noexcept { return streams_; }
+  // The held-out streams (set 0).
+  [[nodiscard]] const std::vector<std::vector<int>>& streams() const noexcept { return sets_[0].ids; }
+
+  // Samples another set of streams (as the held-out ones, with their own seed; cut to the model's context)
+  // and keeps the model's logits on them; gives the set's index for mean_kl.
+  std::size_t add_streams(int streams, int length, std::uint64_t seed) {
+    namespace mm = mixprec::models;
+    if (streams < 1 || length < 2)
+      throw error(errc::invalid_argument, "verify: " + std::to_string(streams) + " streams of " + std::to_string(length) +
+                                              " tokens: give at least 1 stream of 2 tokens");
+    stream_set set;
+    {
+      mm::llama_engine e(model_, {}, {.threads = o_.threads});
+      set.ids = mm::sample_streams(e, {.streams = streams, .length = std::min(length, model_.config.context_length), .seed = seed, .first = bos_});
+    }
+    set.reference = run(set.ids, set.ids.size());
+    sets_.push_back(std::move(set));
+    return sets_.size() - 1;
+  }
+
+  [[nodiscard]] const std::vector<std::vector<int>>& stream_ids(std::size_t set) const { return sets_.at(set).ids; }
+
+  // The plan's mean KL per position (nats) on the first `first` streams of set `set` (add_streams):
+  // the fitness of a plan refinement. Quantized tensors unused by the last 64 plans run are dropped.
+  [[nodiscard]] double mean_kl(const mixprec::plan& p, std::size_t set, std::size_t first) {
+    const stream_set& s = sets_.at(set);
+    first = std::min(first, s.ids.size());
+    const std::vector<row_matrix> logits = with_plan(p, 64, [&] { return run(s.ids, first); });
+    double sum = 0.0, n = 0.0;
+    for (std::size_t k = 0; k < first; ++k) {
+      const Eigen::VectorXd kl = mixprec::kl_per_row(s.reference[k], logits[k]);
+      sum += kl.sum();
+      n += static_cast<double>(kl.size());
+    }
+    return sum / n;
+  }
 
   // The plan run whole (see the banner). Throws errc::invalid_argument for an entry that names no matrix
   // the engine runs or names one twice, errc::unsupported for a type that is no ggml type. Quantized
   // tensors are kept for the next plan as long as it uses them (a frontier's neighbours share most).
   [[nodiscard]] verification verify(const mixprec::plan& p) {
-    std::set<cache_key> used;
-    std::set<std::string> names;
-    for (const auto& e : p.entries) {
-      const auto type = mixprec::ggml_type_of(e.spec);
-      if (!type) throw error(errc::unsupported, "verify: '" + e.layer + "' is planned as " + mixprec::to_string(e.spec) + ", which is no ggml type");
-      if (!by_name_.count(e.layer))
-        throw error(errc::invalid_argument, "verify: plan entry '" + e.layer + "' is no matrix of the model the engine runs");
-      if (!names.insert(e.layer).second) throw error(errc::invalid_argument, "verify: the plan names '" + e.layer + "' twice");
-      used.emplace(e.layer, *type);
-    }
-    std::erase_if(cache_, [&](const auto& kv) { return !used.count(kv.first); });  // memory: one plan's tensors at most
-    std::vector<std::pair<mixprec::models::llama_matrix*, mixprec::models::llama_matrix*>> swapped;  // (model's, plan's)
-    for (const auto& e : p.entries) swapped.emplace_back(by_name_.at(e.layer), &quantized(*by_name_.at(e.layer), *mixprec::ggml_type_of(e.spec)));
-    auto restore = [&] {  // in reverse, each matrix back where it was
-      for (auto it = swapped.rbegin(); it != swapped.rend(); ++it) std::swap(*it->first, *it->second);
-    };
-    for (auto& [m, q] : swapped) std::swap(*m, *q);
-    std::vector<row_matrix> logits;
-    try {
-      logits = run();
-    } catch (...) {
-      restore();
-      throw;
-    }
-    restore();
-    return statistics(logits);
+    return statistics(with_plan(p, 1, [&] { return run(sets_[0].ids, sets_[0].ids.size()); }));
   }
 
  private:
@@ -146,12 +152,44 @@ class plan_verifier {
     return out;
   }
 
-  // The logits of every stream, each run whole (llama_engine::logits).
-  [[nodiscard]] std::vector<row_matrix> run() const {
+  // The logits of the first n streams, each run whole (llama_engine::logits).
+  [[nodiscard]] std::vector<row_matrix> run(const std::vector<std::vector<int>>& streams, std::size_t n) const {
     mixprec::models::llama_engine e(model_, {}, {.threads = o_.threads});
     std::vector<row_matrix> out;
-    for (const auto& s : streams_) out.push_back(e.logits(s));
+    for (std::size_t k = 0; k < n; ++k) out.push_back(e.logits(streams[k]));
     return out;
+  }
+
+  // fn() run with the plan's tensors swapped into the model (checked as verify() documents), the model
+  // restored after, also when fn throws. Quantized tensors not used by the last `keep` plans are dropped
+  // (memory: a frontier walk keeps one plan's, a refinement the parent's and its recent children's).
+  template <class Fn>
+  [[nodiscard]] std::vector<row_matrix> with_plan(const mixprec::plan& p, std::size_t keep, Fn&& fn) {
+    std::set<std::string> names;
+    for (const auto& e : p.entries) {
+      const auto type = mixprec::ggml_type_of(e.spec);
+      if (!type) throw error(errc::unsupported, "verify: '" + e.layer + "' is planned as " + mixprec::to_string(e.spec) + ", which is no ggml type");
+      if (!by_name_.count(e.layer))
+        throw error(errc::invalid_argument, "verify: plan entry '" + e.layer + "' is no matrix of the model the engine runs");
+      if (!names.insert(e.layer).second) throw error(errc::invalid_argument, "verify: the plan names '" + e.layer + "' twice");
+    }
+    ++plans_run_;
+    for (const auto& e : p.entries) last_use_[{e.layer, *mixprec::ggml_type_of(e.spec)}] = plans_run_;
+    std::erase_if(cache_, [&](const auto& kv) { return last_use_[kv.first] + keep <= plans_run_; });
+    std::vector<std::pair<mixprec::models::llama_matrix*, mixprec::models::llama_matrix*>> swapped;  // (model's, plan's)
+    for (const auto& e : p.entries) swapped.emplace_back(by_name_.at(e.layer), &quantized(*by_name_.at(e.layer), *mixprec::ggml_type_of(e.spec)));
+    auto restore = [&] {  // in reverse, each matrix back where it was
+      for (auto it = swapped.rbegin(); it != swapped.rend(); ++it) std::swap(*it->first, *it->second);
+    };
+    for (auto& [m, q] : swapped) std::swap(*m, *q);
+    try {
+      auto out = fn();
+      restore();
+      return out;
+    } catch (...) {
+      restore();
+      throw;
+    }
   }
 
   // Tensor m at type t as `mixprec quantize` writes it (quantize_stack with the imatrix's search; F32 as
@@ -176,18 +214,18 @@ class plan_verifier {
 
   [[nodiscard]] verification statistics(const std::vector<row_matrix>& logits) const {
     verification v;
-    v.streams = streams_.size();
+    v.streams = sets_[0].ids.size();
     v.seed = o_.seed;
-    v.ids_fnv1a64 = calibration_hash(streams_);
+    v.ids_fnv1a64 = calibration_hash(sets_[0].ids);
     v.imatrix = o_.imatrix;
     std::vector<double> per_position, stream_sum, stream_count;
     double agree = 0.0;
     for (std::size_t s = 0; s < logits.size(); ++s) {
-      const Eigen::VectorXd kl = mixprec::kl_per_row(reference_[s], logits[s]);
+      const Eigen::VectorXd kl = mixprec::kl_per_row(sets_[0].reference[s], logits[s]);
       per_position.insert(per_position.end(), kl.data(), kl.data() + kl.size());
       stream_sum.push_back(kl.sum());
       stream_count.push_back(static_cast<double>(kl.size()));
-      agree += mixprec::top1_agreement(reference_[s], logits[s]) * static_cast<double>(kl.size());
+      agree += mixprec::top1_agreement(sets_[0].reference[s], logits[s]) * static_cast<double>(kl.size());
     }
     v.positions = per_position.size();
     const double n = static_cast<double>(v.positions);
@@ -209,10 +247,16 @@ class plan_verifier {
   const importance_set& importance_;
   verify_options o_;
   mixprec::models::llama_model model_;
-  std::vector<std::vector<int>> streams_;
-  std::vector<row_matrix> reference_;
+  int bos_ = -1;
+  struct stream_set {
+    std::vector<std::vector<int>> ids;
+    std::vector<row_matrix> reference;  // the model's logits as stored, per stream
+  };
+  std::vector<stream_set> sets_;  // [0]: the held-out streams of verify()
   std::map<std::string, mixprec::models::llama_matrix*> by_name_;
   std::map<cache_key, mixprec::models::llama_matrix> cache_;
+  std::map<cache_key, std::size_t> last_use_;  // the plan (count of plans run) that last used a tensor
+  std::size_t plans_run_ = 0;
 };
 
 }  // namespace mixprec_cli
