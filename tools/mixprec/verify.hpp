@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <utility>
@@ -152,11 +153,17 @@ class plan_verifier {
     return out;
   }
 
-  // The logits of the first n streams, each run whole (llama_engine::logits).
+  // The logits of the first n streams, each run whole (llama_engine::logits): the streams shared out over
+  // the threads, an engine of one thread each (a small model's products are too small to share out), or
+  // one stream's products over them; the numbers do not depend on the threads.
   [[nodiscard]] std::vector<row_matrix> run(const std::vector<std::vector<int>>& streams, std::size_t n) const {
-    mixprec::models::llama_engine e(model_, {}, {.threads = o_.threads});
-    std::vector<row_matrix> out;
-    for (std::size_t k = 0; k < n; ++k) out.push_back(e.logits(streams[k]));
+    std::vector<row_matrix> out(n);
+    const unsigned workers = mixprec::detail::worker_count(o_.threads, n);
+    std::vector<std::optional<mixprec::models::llama_engine>> engines(workers);
+    mixprec::detail::parallel_for(n, workers, [&](std::size_t k, unsigned w) {
+      if (!engines[w]) engines[w].emplace(model_, std::map<std::string, mixprec::quant_spec>{}, mixprec::models::engine_options{.threads = workers == 1 ? o_.threads : 1});
+      out[k] = engines[w]->logits(streams[k]);
+    });
     return out;
   }
 

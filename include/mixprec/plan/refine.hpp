@@ -8,7 +8,12 @@
 //   mutation   level switch: one item moves one option up (its options ordered by cost), then items
 //              chosen at random move one option down until the total cost is within the budget again
 //              (or, half the time, the other way round: one down, then one up if it fits); 1 to 3 such
-//              switches per offspring (1 with probability 1/2, 2 and 3 with 1/4 each).
+//              switches per offspring (1 with probability 1/2, 2 and 3 with 1/4 each). EvoPress picks the
+//              items uniformly; here a share `guided` of the picks (default 1/2) follow the predicted
+//              losses instead: among the items that can move, the k-th best by predicted loss gained
+//              (up) or least given away (down) per unit of cost is picked with weight 1/k, so that
+//              evaluations go to the swaps the prediction cannot tell apart rather than to ones it rules
+//              out by far (a plan at the knapsack's optimum has no swap that the prediction favours).
 //   selection  multi-step: `offspring` children of the parent are scored at stage 0 (the cheapest
 //              fitness, e.g. the fewest tokens), the best survivors[0] of them at stage 1, and so on;
 //              the best at the last stage (survivors.size()) replaces the parent only when its fitness
@@ -44,6 +49,7 @@ struct refine_options {
   std::size_t generations = std::numeric_limits<std::size_t>::max();  // at most this many generations
   std::size_t offspring = 16;                // lambda: children per generation, scored at stage 0
   std::vector<std::size_t> survivors{4, 1};  // kept after stage 0, 1, ...: decreasing, the last one 1
+  double guided = 0.5;                       // share of moves chosen by the predicted losses, not uniformly
   std::uint64_t seed = 1;                    // of the mutations (std::mt19937_64)
 };
 
@@ -87,7 +93,7 @@ struct cost_ladder {
 // One child of `parent` by level switches (see the banner), or the parent itself when no switch could
 // be made within the budget.
 [[nodiscard]] inline std::vector<std::size_t> mutate(const allocation_problem& p, const cost_ladder& ladder,
-                                                     const std::vector<std::size_t>& parent, std::mt19937_64& rng) {
+                                                     const std::vector<std::size_t>& parent, double guided, std::mt19937_64& rng) {
   std::vector<std::size_t> child = parent;
   const std::size_t n = p.items.size();
   double cost = 0.0;
@@ -113,7 +119,22 @@ struct cost_ladder {
         ok.push_back(i);
       }
     if (ok.empty()) return n;
-    return ok[std::uniform_int_distribution<std::size_t>(0, ok.size() - 1)(rng)];
+    if (!std::bernoulli_distribution(guided)(rng)) return ok[std::uniform_int_distribution<std::size_t>(0, ok.size() - 1)(rng)];
+    // Guided: by the predicted loss per unit of cost the move gains (up) or gives away (down), the k-th
+    // most promising with weight 1/k.
+    auto per_cost = [&](std::size_t i) {
+      const std::size_t r = ladder.rank[i][child[i]];
+      const std::size_t to = ladder.order[i][dir > 0 ? r + 1 : r - 1];
+      const double dl = p.items[i][child[i]].loss - p.items[i][to].loss, dc = std::abs(p.items[i][to].cost - p.items[i][child[i]].cost);
+      if (dc > 0.0) return dl / dc;  // up: the loss gained; down: minus the loss given away
+      return dl > 0.0 ? std::numeric_limits<double>::infinity() : dl < 0.0 ? -std::numeric_limits<double>::infinity() : 0.0;
+    };
+    std::vector<std::pair<double, std::size_t>> ranked;  // the most promising first, either way
+    for (std::size_t i : ok) ranked.emplace_back(-per_cost(i), i);
+    std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<double> weight(ranked.size());
+    for (std::size_t k = 0; k < weight.size(); ++k) weight[k] = 1.0 / static_cast<double>(k + 1);
+    return ranked[std::discrete_distribution<std::size_t>(weight.begin(), weight.end())(rng)].second;
   };
   const double u = std::uniform_real_distribution<double>(0.0, 1.0)(rng);
   const int switches = u < 0.5 ? 1 : u < 0.75 ? 2 : 3;
@@ -197,7 +218,7 @@ template <AllocationFitness Fitness>
     std::set<std::vector<std::size_t>> seen{r.choice};
     std::vector<std::vector<std::size_t>> children;
     for (std::size_t k = 0; k < o.offspring * 4 && children.size() < o.offspring; ++k)  // distinct children, if there are
-      if (auto c = detail::mutate(p, ladder, r.choice, rng); seen.insert(c).second) children.push_back(std::move(c));
+      if (auto c = detail::mutate(p, ladder, r.choice, o.guided, rng); seen.insert(c).second) children.push_back(std::move(c));
     if (children.empty()) break;  // nothing within the budget differs from the parent
     std::vector<std::pair<double, std::size_t>> ranked;  // (fitness, child)
     for (std::size_t k = 0; k < children.size(); ++k) ranked.emplace_back(0.0, k);
