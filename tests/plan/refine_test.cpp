@@ -79,6 +79,14 @@ TEST_CASE("refine_allocation escapes what the additive prediction cannot see, wi
   // Multi-step selection: 16 children at stage 0, 4 at stage 1, 1 (and the start once) at the last.
   CHECK(r.evaluations == std::vector<std::size_t>{16 * 40, 4 * 40, 40 + 1});
 
+  SECTION("uniform moves only (EvoPress's) or guided ones only escape too") {
+    for (const double guided : {0.0, 1.0}) {
+      INFO("guided " << guided);
+      const refine_result g = refine_allocation(p, knapsack.choice, fitness, {.generations = 40, .guided = guided, .seed = 7});
+      CHECK(g.fitness < g.start_fitness - penalty / 2);
+      CHECK(g.cost <= p.budget);
+    }
+  }
   SECTION("the same seed gives the same search; another seed another") {
     const refine_result again = refine_allocation(p, knapsack.choice, fitness, {.generations = 40, .seed = 7});
     CHECK(again.choice == r.choice);
@@ -132,6 +140,8 @@ TEST_CASE("refine_allocation refuses bad starts, options and fitness values") {
   CHECK(error_code_of([&] { (void)refine_allocation(p, start, fitness, {.survivors = {4, 4, 1}}); }) == errc::invalid_argument);
   CHECK(error_code_of([&] { (void)refine_allocation(p, start, fitness, {.offspring = 2, .survivors = {4, 1}}); }) == errc::invalid_argument);
   CHECK(error_code_of([&] { (void)refine_allocation(p, start, fitness, {.seconds = std::nan("")}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)refine_allocation(p, start, fitness, {.guided = 1.5}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)refine_allocation(p, start, fitness, {.guided = std::nan("")}); }) == errc::invalid_argument);
   CHECK(error_code_of([&] {
           (void)refine_allocation(p, start, [](const auto&, std::size_t) { return std::numeric_limits<double>::quiet_NaN(); });
         }) == errc::non_finite);

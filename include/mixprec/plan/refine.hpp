@@ -169,7 +169,7 @@ struct cost_ladder {
 
 // The search of the banner from `start` (one option index per item, within the budget). Throws
 // errc::invalid_argument for a start that is no valid choice or exceeds the budget, or for options with
-// offspring 0 or survivors not decreasing to 1; errc::non_finite when the fitness is NaN or infinite;
+// offspring 0, survivors not decreasing to 1 or a guided share outside [0, 1]; errc::non_finite when the fitness is NaN or infinite;
 // whatever the fitness throws.
 template <AllocationFitness Fitness>
 [[nodiscard]] refine_result refine_allocation(const allocation_problem& p, std::vector<std::size_t> start, Fitness&& fitness,
@@ -187,6 +187,8 @@ template <AllocationFitness Fitness>
     throw error(errc::invalid_argument, "refine: survivors must fall strictly from at most the offspring (" + std::to_string(o.offspring) +
                                             ") to 1");
   if (std::isnan(o.seconds)) throw error(errc::invalid_argument, "refine: the time budget is NaN");
+  if (!(o.guided >= 0.0 && o.guided <= 1.0))
+    throw error(errc::invalid_argument, "refine: the guided share " + detail::format_number(o.guided) + " is not in [0, 1]");
   const auto t0 = std::chrono::steady_clock::now();
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(); };
 
