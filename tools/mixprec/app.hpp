@@ -12,7 +12,7 @@
 //   plan takes --tensor-type-file OUT.txt (the plan as llama-quantize's --tensor-type-file), or instead of --budget and -o,
 //   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp). A plan from --measured (or any, with
 //   --verify N:LEN) is run whole on held-out streams and its real KL recorded (verify.hpp; --no-verify skips it);
-//   --metric also takes kl_upper (the upper end of each KL's 95 % interval); --refine SECONDS [--refine-streams 16:64]
+//   --metric also takes kl_upper (the upper end of each KL's 95 % interval); --refine SECONDS [--refine-streams 64:64]
 //   [--refine-seed 3] refines the plan by the whole model's measured KL and keeps it when better held out (refine.hpp)
 // analyze, plan and quantize take --threads N (0, the default: every core); results do not depend on it.
 //
@@ -317,7 +317,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       ->capture_default_str();
   auto* no_verify_opt = plan->add_flag("--no-verify", no_verify, "do not run the plan (with --measured)")->excludes(verify_opt);
   refine_request refine;
-  std::string refine_spec = "16:64";
+  std::string refine_spec = "64:64";
   auto* refine_opt = plan->add_option("--refine", refine.seconds,
                                       "SECONDS: refine the plan by the whole model's measured KL for this long (EvoPress's search), on streams of its "
                                       "own; kept only when better on the held-out streams")

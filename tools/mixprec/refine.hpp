@@ -1,7 +1,7 @@
 // `plan --refine SECONDS`: the knapsack plan refined by the whole model's measured KL (the library's
 // plan_builder::refine, EvoPress's search: plan/refine.hpp), then checked on the held-out streams.
 //   fitness    mean KL per position of the whole plan against the model as stored (plan_verifier::mean_kl)
-//              on streams of their own (--refine-streams N:LEN, default 16:64, --refine-seed, default 3;
+//              on streams of their own (--refine-streams N:LEN, default 64:64, --refine-seed, default 3;
 //              neither the measurement's nor the held-out ones): stage 0 on the first N/8 streams, stage 1
 //              on N/4, the last stage on all N
 //   guarantee  the refined plan is kept only when its KL on the held-out streams (verify()) is below the
@@ -26,7 +26,7 @@ namespace mixprec_cli {
 
 struct refine_request {
   double seconds = 0.0;
-  int streams = 16, length = 64;
+  int streams = 64, length = 64;
   std::uint64_t seed = 3;
 };
 
