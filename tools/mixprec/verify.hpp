@@ -11,8 +11,10 @@
 // started with the vocabulary's BOS) with a seed of their own, and refused when they are the streams the
 // measurement was calibrated on (the measure file's calibration.ids_fnv1a64).
 // Cost: the streams' sampling (a decode of each), one pass of the model as stored, then per plan one pass
-// with the plan's tensors swapped in; the quantized tensors of one plan are kept for the next (a frontier's
-// neighbouring plans share most of them).
+// with the plan's tensors swapped in (the streams shared out over the threads); the quantized tensors of
+// one plan are kept for the next (a frontier's neighbouring plans share most of them).
+// Other stream sets (add_streams) serve `plan --refine` (refine.hpp): mean_kl runs a plan on the first
+// streams of one, and keeps the tensors of the last 64 plans run.
 #pragma once
 
 #include <algorithm>
