@@ -87,7 +87,7 @@ TEST_CASE("refine_allocation escapes what the additive prediction cannot see, wi
       CHECK(g.cost <= p.budget);
     }
   }
-  SECTION("the same seed gives the same search; another seed another") {
+  SECTION("the same seed gives the same search") {
     const refine_result again = refine_allocation(p, knapsack.choice, fitness, {.generations = 40, .seed = 7});
     CHECK(again.choice == r.choice);
     CHECK(again.fitness == r.fitness);
@@ -180,6 +180,9 @@ TEST_CASE("plan_builder::refine keeps the rules, the tied groups and the budget"
 
   plan foreign = start;
   foreign.entries[5].spec = parse_spec("q4_0");  // the rule forbids it
+  CHECK(error_code_of([&] { (void)planner.refine(foreign, fitness); }) == errc::invalid_argument);
+  foreign = start;
+  foreign.entries[0].spec = foreign.entries[1].spec == parse_spec("q4_0") ? parse_spec("q5_0") : parse_spec("q4_0");  // ties apart
   CHECK(error_code_of([&] { (void)planner.refine(foreign, fitness); }) == errc::invalid_argument);
   foreign = start;
   foreign.entries.pop_back();

@@ -21,14 +21,17 @@
 #include "mixprec/plan/plan_json.hpp"
 #include "mixprec/plan/tensor_type_file.hpp"
 #include "mixprec/sensitivity/metrics.hpp"
+#include "support/errors.hpp"
 #include "support/files.hpp"
 #include "support/tool_run.hpp"
+#include "tools/mixprec/verify.hpp"
 
 namespace {
 
 namespace fs = std::filesystem;
 namespace mm = mixprec::models;
 
+using mixprec::test::error_code_of;
 using mixprec::test::read_json;
 using mixprec::test::tool;
 using mixprec::test::tool_captured;
@@ -333,6 +336,31 @@ TEST_CASE("plan --refine searches by the whole plan's KL and never writes a plan
   }
   // quantize takes the plan, at the bytes it lists.
   REQUIRE(tool({"quantize", model, "--plan", refined, "--imatrix", imatrix, "-o", (dir / "q.gguf").string()}) == 0);
+
+  // The search's fitness is the verifier's KL: over every stream of a set it is verify()'s mean, the
+  // model's own types give 0, and a smaller plan loses more.
+  {
+    const mixprec_cli::model_file f(model);
+    const mixprec_cli::importance_set importance = mixprec_cli::load_importance(imatrix);
+    mixprec_cli::verify_options vo;
+    vo.streams = 3, vo.length = 32, vo.seed = 11;
+    mixprec_cli::plan_verifier v(f, importance, vo);
+    const mixprec::plan kp = mixprec_cli::load_plan(knapsack);
+    const double full = v.mean_kl(kp, 0, 3);
+    CHECK(full == Approx(v.verify(kp).kl).epsilon(1e-12));
+    CHECK(full > 0.0);
+    mixprec::plan stored = kp;
+    for (auto& e : stored.entries) e.spec = mixprec::parse_spec("f32");
+    CHECK(v.mean_kl(stored, 0, 3) == 0.0);
+    const std::size_t other = v.add_streams(4, 16, 12);
+    CHECK(v.stream_ids(other).size() == 4);
+    mixprec::plan small = kp;
+    for (auto& e : small.entries)
+      if (e.cols % 32 == 0) e.spec = mixprec::parse_spec("q4_0");  // (ffn_down's rows of 172 keep theirs)
+    CHECK(v.mean_kl(small, other, 4) > v.mean_kl(kp, other, 4));
+    CHECK(v.mean_kl(kp, other, 1) != v.mean_kl(kp, other, 4));  // the first stream alone is another mean
+    CHECK(error_code_of([&] { (void)v.mean_kl(kp, other, 0); }) == mixprec::errc::invalid_argument);
+  }
 
   // From the weights too (the refinement runs the model, as --verify does).
   REQUIRE(tool({"plan", model, "--budget", "7.5", "--refine", "1", "--refine-streams", "4:16", "--verify", "2:16", "-o", refined}) == 0);

@@ -492,7 +492,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       std::tie(vo->streams, vo->length) = detail::request([&] { return detail::int_pair(verify_spec, ':', "--verify", "N:LEN"); });
       vo->seed = verify_seed;
       vo->threads = threads;
-      vo->fit_context = !verify_asked;  // the default 8:64 fits itself to a model of a shorter context
+      vo->fit_context = verify_opt->count() == 0;  // the default 8:64 fits itself to a model of a shorter context
       vo->imatrix = imatrix_path;
     }
     // The imatrix: the analysis' weights, and the search of a verified plan's tensors (a plan from
@@ -519,7 +519,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
         }
         if (!verifier) return std::nullopt;
         for (const auto& [q, v] : verified)  // a refinement verifies the plan it writes
-          if (q == p) return v;
+          if (q.entries == p.entries) return v;
         verified.emplace_back(p, verifier->verify(p));
         if (verified.size() > 2) verified.erase(verified.begin());
         return verified.back().second;

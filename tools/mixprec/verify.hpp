@@ -128,6 +128,7 @@ class plan_verifier {
   // the fitness of a plan refinement. Quantized tensors unused by the last 64 plans run are dropped.
   [[nodiscard]] double mean_kl(const mixprec::plan& p, std::size_t set, std::size_t first) {
     const stream_set& s = sets_.at(set);
+    if (first == 0) throw error(errc::invalid_argument, "verify: a mean KL over no streams");
     first = std::min(first, s.ids.size());
     const std::vector<row_matrix> logits = with_plan(p, 64, [&] { return run(s.ids, first); });
     double sum = 0.0, n = 0.0;

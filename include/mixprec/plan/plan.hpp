@@ -162,8 +162,8 @@ class plan_builder {
   // measured loss (refine.hpp): fitness(const plan&, stage) -> double, lower is better, called with plans
   // within the constraint's budget that honour the rules and tied groups. The plan's entries carry the
   // source's predicted losses; its solver is start's with " + refined", and it is no longer proven optimal
-  // (in predicted loss). Throws errc::invalid_argument when start names other layers or a quantizer a
-  // layer may not take, besides what refine_allocation throws.
+  // (in predicted loss). Throws errc::invalid_argument when start names other layers, a quantizer a
+  // layer may not take, or tied layers apart, besides what refine_allocation throws.
   template <class Fitness>
     requires std::invocable<Fitness&, const plan&, std::size_t>
   [[nodiscard]] refined_plan refine(const plan& start, Fitness&& fitness, const refine_options& o, const std::vector<layer_shape>& layers) const {
@@ -179,6 +179,9 @@ class plan_builder {
       const std::string& name = pr.layers[item.members[0]].name;
       const auto e = by_name.find(name);
       if (e == by_name.end()) throw error(errc::invalid_argument, "refine: the start plan has no entry for layer '" + name + "'");
+      for (std::size_t m : item.members)
+        if (const auto o = by_name.find(pr.layers[m].name); o == by_name.end() || !(o->second->spec == e->second->spec))
+          throw error(errc::invalid_argument, "refine: the start plan does not give the tied layers " + item.group + " one quantizer");
       const auto k = std::find(item.specs.begin(), item.specs.end(), e->second->spec);
       if (k == item.specs.end())
         throw error(errc::invalid_argument, "refine: the start plan gives layer '" + name + "' " + to_string(e->second->spec) +
