@@ -39,5 +39,6 @@ inline mixprec::index_t n = 0;
 inline std::vector<int> tokens;
 inline float lr = 0.0f;
 double evaluate_accuracy();
+double measured_kl(const mixprec::plan& p, int tokens);  // the reader's model run with plan p, KL to full precision
 
 }  // namespace readme
