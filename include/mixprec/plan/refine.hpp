@@ -90,14 +90,20 @@ struct cost_ladder {
   }
 };
 
+// The total cost of a choice (one option index per item).
+[[nodiscard]] inline double choice_cost(const allocation_problem& p, const std::vector<std::size_t>& choice) {
+  double cost = 0.0;
+  for (std::size_t i = 0; i < choice.size(); ++i) cost += p.items[i][choice[i]].cost;
+  return cost;
+}
+
 // One child of `parent` by level switches (see the banner), or the parent itself when no switch could
 // be made within the budget.
 [[nodiscard]] inline std::vector<std::size_t> mutate(const allocation_problem& p, const cost_ladder& ladder,
                                                      const std::vector<std::size_t>& parent, double guided, std::mt19937_64& rng) {
   std::vector<std::size_t> child = parent;
   const std::size_t n = p.items.size();
-  double cost = 0.0;
-  for (std::size_t i = 0; i < n; ++i) cost += p.items[i][child[i]].cost;
+  double cost = choice_cost(p, child);
   auto step = [&](std::size_t i, int dir) {  // one option up (+1) or down (-1) the item's cost ladder
     const std::size_t r = ladder.rank[i][child[i]];
     const std::size_t to = ladder.order[i][dir > 0 ? r + 1 : r - 1];
@@ -195,11 +201,6 @@ template <AllocationFitness Fitness>
   const std::size_t stages = o.survivors.size() + 1;
   refine_result r;
   r.evaluations.assign(stages, 0);
-  auto cost_of = [&](const std::vector<std::size_t>& c) {
-    double cost = 0.0;
-    for (std::size_t i = 0; i < c.size(); ++i) cost += p.items[i][c[i]].cost;
-    return cost;
-  };
   auto score = [&](const std::vector<std::size_t>& c, std::size_t stage) {
     ++r.evaluations[stage];
     const double f = static_cast<double>(fitness(std::as_const(c), stage));
@@ -208,7 +209,7 @@ template <AllocationFitness Fitness>
     return f;
   };
   r.choice = std::move(start);
-  r.cost = cost_of(r.choice);
+  r.cost = detail::choice_cost(p, r.choice);
   if (r.cost > p.budget)
     throw error(errc::invalid_argument, "refine: the start costs " + detail::format_number(r.cost) + ", over the budget of " +
                                             detail::format_number(p.budget));
@@ -235,7 +236,7 @@ template <AllocationFitness Fitness>
       ++r.accepted;
     }
   }
-  r.cost = cost_of(r.choice);
+  r.cost = detail::choice_cost(p, r.choice);
   r.seconds = elapsed();
   return r;
 }
