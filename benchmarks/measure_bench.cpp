@@ -2,7 +2,7 @@
 // vocabulary 32000; one layer of random N(0, 0.02^2) weights, FP32), per calibration position:
 //   BM_run_layer/T   llama_engine::run_layer over T positions (one layer: 7 products, attention)
 //   BM_head/T        llama_engine::head over T positions (output norm + the 32000 x 4096 classifier)
-//   BM_kl/T          the KL of T positions' logits against kept reference distributions (measure.hpp)
+//   BM_kl/T          the KL of T positions' logits against kept reference distributions (sensitivity/kl.hpp kl_reference)
 //   BM_quantize_q4_K a 4096 x 4096 matrix to q4_K with an importance vector, and back (per probe)
 //   BM_eigen_gemm/T  the baseline: Eigen's FP32 X W^T for one 4096 x 4096 matrix, T rows, one call
 // Counter us_per_token = time / T. A probe of a tensor in layer L of an n-layer model costs about
@@ -13,8 +13,9 @@
 #include <cstdint>
 #include <vector>
 
-#include "tools/mixprec/measure.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/quantize/quantize.hpp"
+#include "mixprec/sensitivity/kl.hpp"
 
 namespace {
 
@@ -93,9 +94,9 @@ void BM_kl(benchmark::State& state) {
   const int T = static_cast<int>(state.range(0));
   mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
   const mixprec::row_matrix logits = e.head(e.embed(tokens(T)));
-  const auto ref = mixprec_cli::reference_of(logits);
+  const mixprec::kl_reference ref(logits);
   const mixprec::row_matrix other = logits * 1.01f;
-  for (auto _ : state) benchmark::DoNotOptimize(mixprec_cli::kl_sum(ref, other, 2));
+  for (auto _ : state) benchmark::DoNotOptimize(ref.per_row(other, 2).sum());
   per_token(state, T);
 }
 

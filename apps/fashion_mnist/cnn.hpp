@@ -451,23 +451,6 @@ inline double loss_and_gradient(const parameters& p, const Eigen::Ref<const row_
   return accuracy_of(logits_of(p, images, threads), labels);
 }
 
-// Log-softmax of every column, in double.
-[[nodiscard]] inline Eigen::MatrixXd log_softmax(const mat& logits) {
-  Eigen::MatrixXd out = logits.cast<double>();
-  for (index_t j = 0; j < out.cols(); ++j) {
-    const double m = out.col(j).maxCoeff();
-    out.col(j).array() -= m + std::log((out.col(j).array() - m).exp().sum());
-  }
-  return out;
-}
-
-// Mean over columns of KL(P || Q), P and Q given as log-probabilities.
-[[nodiscard]] inline double mean_kl(const Eigen::MatrixXd& log_p, const Eigen::MatrixXd& log_q) {
-  if (log_p.rows() != log_q.rows() || log_p.cols() != log_q.cols() || log_p.cols() == 0)
-    throw mixprec::error(mixprec::errc::shape_mismatch, "mean_kl: shapes differ or are empty");
-  return (log_p.array().exp() * (log_p - log_q).array()).sum() / static_cast<double>(log_p.cols());
-}
-
 // H v for the mean cross-entropy over `images` with respect to layer l's weights, v and the result
 // flattened row-major (see the banner: exact for this network, away from the ReLU/pooling kinks).
 class layer_hvp {

@@ -342,9 +342,10 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   const std::vector<mixprec::quant_spec> candidates = {mixprec::parse_spec("int4/channel/sym/mse/s16"), int4, int8,
                                                        mixprec::parse_spec("fp16")};
   for (const auto& c : candidates) r.candidates.push_back(mixprec::to_string(c));
-  const Eigen::MatrixXd val_ref = log_softmax(logits_of(p, d.val_x, o.threads));
-  const Eigen::MatrixXd test_ref = log_softmax(logits_of(p, d.test_x, o.threads));
-  r.fp32_val = accuracy_of(val_ref.cast<float>(), d.val_y);
+  // The full-precision distributions every KL compares with (samples x classes: logits are per column).
+  const mat val_logits = logits_of(p, d.val_x, o.threads);
+  const mixprec::kl_reference val_ref(val_logits.transpose()), test_ref(logits_of(p, d.test_x, o.threads).transpose());
+  r.fp32_val = accuracy_of(val_logits, d.val_y);
 
   // The plans' loss: a layer's validation KL at a spec, summed over layers.
   mixprec::sensitivity_table kl_table;
@@ -354,7 +355,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
     m.avg_bits = 8.0 * static_cast<double>(q.bytes) / static_cast<double>(r.weights);
     const mat logits = logits_of(q.p, d.test_x, o.threads);
     m.accuracy = accuracy_of(logits, d.test_y);
-    m.kl = mean_kl(test_ref, log_softmax(logits));
+    m.kl = test_ref.per_row(logits.transpose()).mean();
     m.specs = specs;
     for (const auto& [layer, spec] : specs) {
       const auto& lr = *std::find_if(r.layers.begin(), r.layers.end(), [&](const layer_result& x) { return x.name == layer; });
@@ -387,7 +388,7 @@ inline double seconds_since(std::chrono::steady_clock::time_point t0) {
       const auto q = quantize_network(p, {{lr.name, c}});
       const mat logits = logits_of(q.p, d.val_x, o.threads);
       lr.drop[mixprec::to_string(c)] = r.fp32_val - accuracy_of(logits, d.val_y);
-      lr.kl[mixprec::to_string(c)] = mean_kl(val_ref, log_softmax(logits));
+      lr.kl[mixprec::to_string(c)] = val_ref.per_row(logits.transpose()).mean();
       kl_table.add(lr.name, lr.rows, lr.cols, c, lr.kl[mixprec::to_string(c)]);
     }
     lr.drop_int4 = lr.drop.at(mixprec::to_string(int4));

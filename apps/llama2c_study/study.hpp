@@ -26,22 +26,16 @@ struct study_options {
   std::uint64_t seed = 1;
 };
 
-// Reference streams and the FP32 log-probabilities at every position.
+// Reference streams and the FP32 model's next-token distributions at every position.
 struct reference {
-  std::vector<std::vector<int>> tokens;             // each starts with BOS (1)
-  std::vector<std::vector<Eigen::VectorXd>> logp;   // log-softmax of FP32 logits, per stream and position
+  std::vector<std::vector<int>> tokens;    // each starts with BOS (1)
+  std::vector<mixprec::kl_reference> fp;   // per stream: positions x vocab (sensitivity/kl.hpp)
 };
 
 struct quality {
   double kl_mean = 0.0, kl_p99 = 0.0, top1 = 0.0, ppl = 0.0, tokens_per_s = 0.0;
   std::size_t bytes = 0;
 };
-
-inline Eigen::VectorXd log_softmax(const Eigen::VectorXf& logits) {
-  const Eigen::VectorXd x = logits.cast<double>();
-  const double m = x.maxCoeff();
-  return x.array() - (m + std::log((x.array() - m).exp().sum()));
-}
 
 // Samples streams from the FP32 model (temperature 1, seeded).
 inline reference make_reference(const mixprec::llama2c::checkpoint& ck, const study_options& o) {
@@ -50,16 +44,16 @@ inline reference make_reference(const mixprec::llama2c::checkpoint& ck, const st
   for (int s = 0; s < o.streams; ++s) {
     transformer model(ck);
     std::vector<int> toks = {1};
-    std::vector<Eigen::VectorXd> lp;
     const int n = std::min(o.length, ck.cfg.seq_len);
+    mixprec::row_matrix logits(std::max(n - 1, 0), ck.cfg.vocab_size);
     for (int pos = 0; pos + 1 < n; ++pos) {
-      lp.push_back(log_softmax(model.forward(toks.back(), pos)));
-      const Eigen::VectorXd p = lp.back().array().exp();
+      logits.row(pos) = model.forward(toks.back(), pos).transpose();
+      const Eigen::VectorXd p = mixprec::log_softmax(logits.row(pos)).array().exp().transpose();
       std::discrete_distribution<int> dist(p.data(), p.data() + p.size());
       toks.push_back(dist(gen));
     }
     ref.tokens.push_back(toks);
-    ref.logp.push_back(lp);
+    ref.fp.emplace_back(logits);
   }
   return ref;
 }
@@ -80,14 +74,14 @@ inline quality quality_of(const mixprec::llama2c::checkpoint& ck, const spec_map
       const auto t0 = std::chrono::steady_clock::now();
       const Eigen::VectorXf& logits = model.forward(toks[pos], static_cast<int>(pos));
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      const Eigen::VectorXd lq = log_softmax(logits);
-      const Eigen::VectorXd& lp = ref.logp[s][pos];
-      kls.push_back(std::max(0.0, (lp.array().exp() * (lp - lq).array()).sum()));
+      const auto row = static_cast<mixprec::index_t>(pos);
+      kls.push_back(ref.fp[s].row_kl(row, logits));
+      const mixprec::row_matrix_d lq = mixprec::log_softmax(logits.transpose());
       Eigen::Index a = 0, b = 0;
-      lp.maxCoeff(&a);
-      lq.maxCoeff(&b);
+      ref.fp[s].probabilities().row(row).maxCoeff(&a);
+      lq.row(0).maxCoeff(&b);
       agree += a == b ? 1 : 0;
-      nll -= lq[toks[pos + 1]];
+      nll -= lq(0, toks[pos + 1]);
       ++count;
     }
   }

@@ -25,6 +25,8 @@
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/imatrix.hpp"
 #include "mixprec/io/output_file.hpp"
+#include "mixprec/sensitivity/kl.hpp"
+#include "mixprec/types.hpp"
 
 namespace mixprec_apps::llama_cpp {
 
@@ -103,16 +105,6 @@ struct eval_options {
 
 namespace detail {
 
-// log-softmax of n logits, in double.
-inline void log_softmax(const float* logits, std::size_t n, std::vector<double>& out) {
-  out.resize(n);
-  const double m = *std::max_element(logits, logits + n);
-  double s = 0.0;
-  for (std::size_t v = 0; v < n; ++v) s += std::exp(static_cast<double>(logits[v]) - m);
-  const double lse = m + std::log(s);
-  for (std::size_t v = 0; v < n; ++v) out[v] = static_cast<double>(logits[v]) - lse;
-}
-
 // The logits of every stream (stream i: size_i x n_vocab floats) from the model at `path`, in a context
 // that holds the longest stream as one batch (llama.cpp's defaults otherwise: F16 KV cache, automatic
 // flash attention; the reference runs with the same settings).
@@ -160,10 +152,9 @@ inline std::vector<std::vector<float>> stream_logits(const std::string& path, co
       throw mixprec::error(errc::invalid_argument, "token stream " + std::to_string(i + 1) + " has " + std::to_string(streams[i].size()) +
                                                        " tokens; at least 2 are needed to score a next token");
   const int n_vocab = vocabulary_size(reference);
-  const auto nv = static_cast<std::size_t>(n_vocab);
   const auto ref = detail::stream_logits(reference, streams, n_vocab, options);
   std::vector<model_score> scores;
-  std::vector<double> lr, lm;
+  using logits_map = Eigen::Map<const mixprec::row_matrix>;
   for (const std::string& path : models) {
     const auto got = detail::stream_logits(path, streams, n_vocab, options);
     model_score s;
@@ -173,20 +164,19 @@ inline std::vector<std::vector<float>> stream_logits(const std::string& path, co
     std::size_t agree = 0, predicted = 0;
     for (std::size_t i = 0; i < streams.size(); ++i) {
       const auto& tokens = streams[i];
-      for (std::size_t p = 0; p < tokens.size(); ++p) {
-        const float* r = ref[i].data() + p * nv;
-        const float* m = got[i].data() + p * nv;
-        detail::log_softmax(r, nv, lr);
-        detail::log_softmax(m, nv, lm);
-        double d = 0.0;
-        for (std::size_t v = 0; v < nv; ++v) d += std::exp(lr[v]) * (lr[v] - lm[v]);
-        kl += d;
+      const auto n = static_cast<mixprec::index_t>(tokens.size());
+      const logits_map r(ref[i].data(), n, n_vocab), m(got[i].data(), n, n_vocab);
+      kl += mixprec::kl_per_row(r, m).sum();  // sensitivity/kl.hpp
+      const mixprec::row_matrix_d lr = mixprec::log_softmax(r), lm = mixprec::log_softmax(m);
+      for (mixprec::index_t p = 0; p < n; ++p) {
         // argmax ties go to the lower id
-        if (std::max_element(r, r + nv) - r == std::max_element(m, m + nv) - m) ++agree;
-        if (p + 1 < tokens.size()) {
-          const auto next = static_cast<std::size_t>(tokens[p + 1]);
-          nll -= lm[next];
-          ref_nll -= lr[next];
+        mixprec::index_t a = 0, b = 0;
+        r.row(p).maxCoeff(&a);
+        m.row(p).maxCoeff(&b);
+        if (a == b) ++agree;
+        if (p + 1 < n) {
+          nll -= lm(p, tokens[static_cast<std::size_t>(p) + 1]);
+          ref_nll -= lr(p, tokens[static_cast<std::size_t>(p) + 1]);
           ++predicted;
         }
       }

@@ -179,6 +179,48 @@ TEST_CASE("kl_per_row: each row's KL, whose mean is kl_divergence", "[sensitivit
   CHECK(kl_divergence(p.topRows(2), q.topRows(2)) == Approx((k[0] + k[1]) / 2.0));
 }
 
+TEST_CASE("kl_reference: one reference against many test logits, as kl_per_row", "[sensitivity][metrics][kl]") {
+  std::mt19937_64 gen(11);
+  std::normal_distribution<float> n(0.0f, 3.0f);
+  row_matrix ref(5, 37), test(5, 37);
+  for (index_t i = 0; i < ref.size(); ++i) ref.data()[i] = n(gen), test.data()[i] = n(gen);
+  const kl_reference k(ref);
+  REQUIRE(k.rows() == 5);
+  REQUIRE(k.cols() == 37);
+  // P is the softmax: rows sum to 1, and log P is log_softmax.
+  const row_matrix_d lp = log_softmax(ref);
+  for (index_t r = 0; r < 5; ++r) {
+    CHECK(k.probabilities().row(r).sum() == Approx(1.0).epsilon(1e-14));
+    CHECK(std::log(k.probabilities()(r, 3)) == Approx(lp(r, 3)).epsilon(1e-12));
+    CHECK(lp.row(r).array().exp().sum() == Approx(1.0).epsilon(1e-14));
+  }
+  // Per row: sum_v P_v (log P_v - log Q_v), computed from the log-softmaxes directly.
+  const row_matrix_d lq = log_softmax(test);
+  const Eigen::VectorXd per = k.per_row(test);
+  for (index_t r = 0; r < 5; ++r) {
+    const double direct = (lp.row(r).array().exp() * (lp.row(r) - lq.row(r)).array()).sum();
+    CHECK(per[r] == Approx(direct).epsilon(1e-12));
+    CHECK(k.row_kl(r, test.row(r)) == per[r]);
+    CHECK(k.row_kl(r, Eigen::VectorXf(test.row(r).transpose())) == per[r]);
+  }
+  // Threads change nothing; the reference against itself is exactly 0; kl_per_row is the same sum.
+  const Eigen::VectorXd per2 = k.per_row(test, 2);
+  CHECK((per2.array() == per.array()).all());
+  CHECK((k.per_row(ref).array() == 0.0).all());
+  CHECK((kl_per_row(ref, test).array() == per.array()).all());
+  // Errors: another shape, a row out of range, non-finite logits, no logits.
+  CHECK(test::error_code_of([&] { (void)k.per_row(row_matrix(4, 37)); }) == errc::shape_mismatch);
+  CHECK(test::error_code_of([&] { (void)k.row_kl(5, test.row(0)); }) == errc::shape_mismatch);
+  CHECK(test::error_code_of([&] { (void)k.row_kl(0, test.block(0, 0, 1, 36)); }) == errc::shape_mismatch);
+  row_matrix bad = test;
+  bad(2, 7) = std::numeric_limits<float>::infinity();
+  CHECK(test::error_code_of([&] { (void)k.per_row(bad); }) == errc::non_finite);
+  CHECK(test::error_code_of([&] { (void)k.row_kl(2, bad.row(2)); }) == errc::non_finite);
+  CHECK(test::error_code_of([&] { (void)kl_reference(bad); }) == errc::non_finite);
+  CHECK(test::error_code_of([&] { (void)kl_reference(row_matrix(0, 3)); }) == errc::empty_input);
+  CHECK(test::error_code_of([&] { (void)log_softmax(row_matrix(2, 0)); }) == errc::empty_input);
+}
+
 TEST_CASE("bootstrap_ratio_interval: the spread of a mean over resampled groups", "[sensitivity][metrics]") {
   // Groups with the same ratio: every resample gives it.
   const std::vector<double> sums = {2.0, 4.0, 6.0}, counts = {1.0, 2.0, 3.0};

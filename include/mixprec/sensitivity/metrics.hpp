@@ -1,5 +1,5 @@
 // Metrics between a reference tensor and its quantized version (SQNR, MSE, max abs error, cosine
-// similarity), and between two sets of output logits (KL divergence of the softmaxes, top-1 agreement);
+// similarity), and between two sets of output logits (top-1 agreement; the KL of the softmaxes is kl.hpp's);
 // a bootstrap interval for a mean over groups of samples (bootstrap_ratio_interval).
 // Eigen in (any dense expression, float or double), every sum accumulated in double.
 //
@@ -27,6 +27,7 @@
 #include "mixprec/error.hpp"
 #include "mixprec/kernels/kernel_set.hpp"
 #include "mixprec/sensitivity/error_stats.hpp"
+#include "mixprec/sensitivity/kl.hpp"
 
 namespace mixprec {
 
@@ -122,56 +123,6 @@ template <class A, class B>
 template <class A, class B>
 [[nodiscard]] double cosine_similarity(const Eigen::MatrixBase<A>& ref, const Eigen::MatrixBase<B>& test) {
   return error_stats_of(ref, test, "cosine_similarity").cosine();
-}
-
-namespace detail {
-
-template <class A, class B>
-void check_logits(const Eigen::MatrixBase<A>& p, const Eigen::MatrixBase<B>& q, const char* what) {
-  check_same_shape(p, q, what);
-  if (!p.allFinite() || !q.allFinite()) throw error(errc::non_finite, std::string(what) + ": logits must be finite");
-}
-
-// log(sum exp(x)) of row r, max-shifted so that no exp overflows.
-template <class X>
-double log_sum_exp_row(const X& x, index_t r) {
-  double m = static_cast<double>(x.coeff(r, 0));
-  for (index_t c = 1; c < x.cols(); ++c) m = std::max(m, static_cast<double>(x.coeff(r, c)));
-  double z = 0.0;
-  for (index_t c = 0; c < x.cols(); ++c) z += std::exp(static_cast<double>(x.coeff(r, c)) - m);
-  return m + std::log(z);  // z >= 1 (the maximum contributes exp(0))
-}
-
-}  // namespace detail
-
-// Per row, KL(softmax(ref_row) || softmax(test_row)) in nats (a vector of ref.rows()). Rows are samples
-// (tokens), columns classes (vocabulary). Computed from log-softmaxes (x - logsumexp(x)) in double, so
-// huge logits neither overflow nor lose the small probabilities; 0 for identical rows; never negative
-// (rounding can leave a tiny negative sum for near-equal rows: it is clamped to 0).
-// Throws mixprec::error: shape_mismatch for different shapes, non_finite for a NaN or Inf logit.
-template <class A, class B>
-[[nodiscard]] Eigen::VectorXd kl_per_row(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
-  detail::check_logits(ref_logits, test_logits, "kl_per_row");
-  const A& p = ref_logits.derived();
-  const B& q = test_logits.derived();
-  Eigen::VectorXd out(p.rows());
-  for (index_t r = 0; r < p.rows(); ++r) {
-    const double lse_p = detail::log_sum_exp_row(p, r), lse_q = detail::log_sum_exp_row(q, r);
-    double kl = 0.0;
-    for (index_t c = 0; c < p.cols(); ++c) {
-      const double lp = static_cast<double>(p.coeff(r, c)) - lse_p;
-      const double lq = static_cast<double>(q.coeff(r, c)) - lse_q;
-      kl += std::exp(lp) * (lp - lq);
-    }
-    out[r] = std::max(0.0, kl);
-  }
-  return out;
-}
-
-// Mean over rows of kl_per_row, in nats.
-template <class A, class B>
-[[nodiscard]] double kl_divergence(const Eigen::MatrixBase<A>& ref_logits, const Eigen::MatrixBase<B>& test_logits) {
-  return kl_per_row(ref_logits, test_logits).mean();
 }
 
 // Fraction of rows whose arg-max column agrees (ties: the first maximum of each row counts).
