@@ -16,7 +16,7 @@
 //               llama.cpp's tensor-type file (plan/tensor_type_file.hpp)
 //   qat/        fake_quant
 //   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
-//   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams
+//   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams, measured sensitivity
 //
 // Optional, not included: each needs a library beyond Eigen and xsimd; include it yourself and link
 // that library (mixprec's package does not require them):
@@ -37,6 +37,8 @@
 //   decoding a quantized row         kernels/ref/row_codec.hpp, entered through formats.hpp's visit_format
 //   the accuracy-drop classes        plan/drop_classes.hpp (the report and the threshold policy)
 //   threads                          detail/parallel.hpp (one exception-safe pool: parallel_for, for_row_chunks)
+//   log-softmax and KL of logits     sensitivity/kl.hpp (kl_reference for one reference against many)
+//   the fallback chain of types      plan/fallback.hpp (with_fallback)
 //   matrix products' options         kernels/gemv_options.hpp (threads, FP32 or INT8 activations)
 //   writing a file                   io/output_file.hpp (temporary + rename; the tools' signal handler)
 //   ggml's block types               formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, kernels/ggml_row.hpp,
@@ -91,4 +93,5 @@
 
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/llama_measure.hpp"
 #include "mixprec/models/tokenizer.hpp"

@@ -27,6 +27,7 @@ struct any_value {
 inline any_value your_value() { return {}; }
 
 inline mixprec::row_matrix w, w1, w2, X, Y, grad_w_hat;     // weights (out x in), batches (tokens x features)
+inline mixprec::row_matrix full_precision_logits, quantized_logits;  // a model's outputs, positions x vocab
 inline Eigen::MatrixXf x1;                                   // activations, in_features x tokens
 inline std::vector<float> x, y, imatrix_row;                 // one token's activations and outputs
 inline Eigen::VectorXf bias;

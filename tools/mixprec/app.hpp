@@ -376,7 +376,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
     if (measure->parsed()) {
       const measure_options mo = detail::measure_request(mc, true);
       nlohmann::json meta;
-      const auto tensors = measure_model(mc.file, mo, &meta);
+      const auto tensors = measure_file(mc.file, mo, &meta);
       const nlohmann::json measured = measure_json(tensors, meta);
       detail::print_measure_table(measured);
       mixprec::output_file out(mc.output, {mc.file});

@@ -1,18 +1,7 @@
 // `mixprec measure`: what quantizing each weight matrix of a LLaMA-family GGUF costs the model's output,
-// measured with the library's engine (models/llama.hpp) on calibration tokens, per tensor and
-// candidate type:
-//   kl            mean over the calibration positions of KL(P_fp || P_q), nats: the model run with only
-//                 this tensor quantized to this type (its one-tensor sensitivity S(i), with KL as the
-//                 metric) against the model as stored. Each probe restarts from the residual stream
-//                 the full-precision pass cached at the tensor's layer (the classifier: the head only).
-//   gram_proxy    |(W - Q(W)) X^T|_F^2 per position = sum_r d_r G d_r^T / positions, G = X^T X the Gram
-//                 matrix of the tensor's inputs X over the calibration positions (the output error of
-//                 GPTQ's objective; computed through X; for the embedding lookup X is one-hot, G the
-//                 token counts)
-//   proxy         sum_ij imp_j (W - Q(W))_ij^2 with imp_j the mean x_j^2 of the tensor's inputs (the
-//                 imatrix: G's diagonal, per position; the type searched with imp, as llama-quantize
-//                 --imatrix does; the untied embedding lookup has no imatrix: its weight_error)
-//   weight_error  |W - Q(W)|_F^2, and sqnr_db
+// per tensor and candidate type. The measurement is the library's (models/llama_measure.hpp
+// measure_llama: kl with its bootstrap interval kl_ci95, gram_proxy, proxy, weight_error, sqnr_db, the
+// fallback chain); this file adds the calibration, the imatrix files, measure.json and its checks.
 // The same full-precision pass writes the importance matrix in llama.cpp's GGUF imatrix format (and
 // optionally the legacy .dat), which llama-quantize reads. `mixprec plan --measured measure.json`
 // plans from the file without touching the model again.
@@ -53,6 +42,7 @@
 #include <mixprec/io/imatrix.hpp>
 #include <mixprec/models/calibration.hpp>
 #include <mixprec/models/llama.hpp>
+#include <mixprec/models/llama_measure.hpp>
 #include <mixprec/models/tokenizer.hpp>
 #include <mixprec/plan/plan_json.hpp>
 
@@ -73,67 +63,8 @@ struct measure_options {
   int shard_index = 0, shard_count = 1;  // --shard i/N: probe the tensors k with k % N == i
 };
 
-struct measured_type {
-  quant_spec spec;
-  std::uint64_t bytes = 0;
-  double kl = 0.0, proxy = 0.0, gram_proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
-  mixprec::interval kl_ci95;  // bootstrap over the calibration streams (kl_interval)
-};
-
-// The 95 % bootstrap interval of a one-tensor KL (the mean over positions) from its per-stream sums:
-// streams resampled 1,000 times (sensitivity/metrics.hpp bootstrap_ratio_interval), seeded by the tensor's
-// name and type, so that a shard measures the interval one process does.
-[[nodiscard]] inline mixprec::interval kl_interval(const std::vector<double>& stream_kl, const std::vector<double>& stream_positions,
-                                                   const std::string& name, const quant_spec& spec) {
-  const std::string key = name + "|" + mixprec::to_string(spec);
-  const mixprec::interval ci =
-      mixprec::bootstrap_ratio_interval(stream_kl, stream_positions, 1000, fnv1a(std::as_bytes(std::span(key.data(), key.size()))));
-  return {std::max(0.0, ci.low), std::max(0.0, ci.high)};
-}
-struct measured_tensor {
-  std::string name;
-  index_t rows = 0, cols = 0;
-  std::vector<measured_type> types;
-  std::size_t index = 0;  // position among the model's matrices (the order of measure.json)
-  std::vector<std::string> notes;
-};
-
-// The full-precision model's next-token distributions over one stream, kept for KL(P || Q) against
-// any probe: P (positions x vocab, row-major) and sum_v P log P per position.
-struct reference_distribution {
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> p;
-  Eigen::VectorXd p_log_p;
-};
-
-// log(sum_v exp(l_v)) of one row of logits, in double.
-[[nodiscard]] inline double log_sum_exp(const Eigen::Ref<const Eigen::RowVectorXf>& l) {
-  const Eigen::ArrayXd x = l.transpose().cast<double>().array();
-  const double m = x.maxCoeff();
-  return m + std::log((x - m).exp().sum());
-}
-
-[[nodiscard]] inline reference_distribution reference_of(const row_matrix& logits) {
-  reference_distribution r{decltype(reference_distribution::p)(logits.rows(), logits.cols()), Eigen::VectorXd(logits.rows())};
-  for (index_t t = 0; t < logits.rows(); ++t) {
-    const Eigen::ArrayXd lp = logits.row(t).transpose().cast<double>().array() - log_sum_exp(logits.row(t));
-    r.p.row(t) = lp.exp().matrix().transpose();
-    r.p_log_p[t] = (lp.exp() * lp).sum();
-  }
-  return r;
-}
-
-// Sum over positions of KL(P || Q) in nats, Q = softmax(logits): per position
-// sum_v P log P - sum_v P l_v + logsumexp(l) (sum_v P = 1), in double; rows over `threads` workers,
-// summed in position order (the result does not depend on the thread count).
-[[nodiscard]] inline double kl_sum(const reference_distribution& ref, const row_matrix& logits, unsigned threads) {
-  Eigen::VectorXd per(logits.rows());
-  mixprec::detail::parallel_for(static_cast<std::size_t>(logits.rows()), mixprec::detail::worker_count(threads, static_cast<std::size_t>(logits.rows())),
-                                [&](std::size_t i, unsigned) {
-                                  const auto t = static_cast<index_t>(i);
-                                  per[t] = ref.p_log_p[t] - ref.p.row(t).dot(logits.row(t).cast<double>()) + log_sum_exp(logits.row(t));
-                                });
-  return per.sum();
-}
+using mixprec::models::tensor_measurement;
+using mixprec::models::type_measurement;
 
 // The calibration of a measurement: its streams and the BOS they start with.
 struct calibration_set {
@@ -184,20 +115,14 @@ struct calibration_set {
   return c;
 }
 
-// The calibration's identity: FNV-1a over the ids of every stream, as 16 hex digits.
-[[nodiscard]] inline std::string calibration_hash(const std::vector<std::vector<int>>& streams) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (const auto& s : streams) h = fnv1a(std::as_bytes(std::span(s)), h);
-  char text[32];
-  std::snprintf(text, sizeof text, "%016llx", static_cast<unsigned long long>(h));
-  return text;
-}
+using mixprec::models::calibration_hash;
 
-// Measures every tensor x type (see the banner); writes the imatrix files the options name. With
-// o.shard_count > 1 only the tensors k (in the model's order) with k % shard_count == shard_index are
-// probed; every shard runs the same full-precision pass.
-[[nodiscard]] inline std::vector<measured_tensor> measure_model(const std::string& model_path, const measure_options& o,
-                                                                 nlohmann::json* meta = nullptr, bool show_progress = true) {
+// Measures every tensor x type of the GGUF at model_path (models/llama_measure.hpp measure_llama on the
+// calibration of o) and writes the imatrix files the options name. With o.shard_count > 1 only the
+// tensors k (in the model's order) with k % shard_count == shard_index are probed; every shard runs the
+// same full-precision pass. meta (when given) receives measure.json's model and calibration records.
+[[nodiscard]] inline std::vector<tensor_measurement> measure_file(const std::string& model_path, const measure_options& o,
+                                                                  nlohmann::json* meta = nullptr, bool show_progress = true) {
   namespace mm = mixprec::models;
   if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
   if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
@@ -206,183 +131,46 @@ struct calibration_set {
   mm::llama_model m = mm::load_gguf(g);
   const calibration_set calib = calibration_streams(g, m, o);
   const auto& streams = calib.streams;
-  std::size_t positions = 0;
-  for (const auto& s : streams) positions += s.size();
-  const int n_layers = m.config.n_layers;
 
-  // The full-precision pass: reference log-probabilities, the residual stream entering every layer
-  // (probes restart there), and sum x^2 / token count per matrix input (the imatrix).
-  std::map<std::string, Eigen::VectorXd> sum2;
-  std::map<std::string, double> count;
-  std::vector<reference_distribution> reference;
-  std::vector<std::vector<row_matrix>> entering(streams.size());  // [stream][layer 0..n_layers]
-  {
-    mm::llama_engine fp(m, {}, {.threads = o.threads});
-    fp.observe([&](const std::string& name, const float* x, index_t n) {
-      auto& s = sum2[name];
-      if (s.size() == 0) s = Eigen::VectorXd::Zero(n);
-      s.array() += Eigen::Map<const Eigen::VectorXf>(x, n).cast<double>().array().square();
-      count[name] += 1.0;
-    });
-    for (std::size_t s = 0; s < streams.size(); ++s) {
-      row_matrix x = fp.embed(streams[s]);
-      for (int l = 0; l < n_layers; ++l) {
-        entering[s].push_back(x);
-        fp.run_layer(l, x);
-      }
-      entering[s].push_back(x);
-      reference.push_back(reference_of(fp.head(x)));
-    }
-  }
+  double total = 0.0;  // the weights the shard measures, per type
+  const auto matrices = mm::llama_measure_matrices(m);
+  for (std::size_t k = 0; k < matrices.size(); ++k)
+    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) == o.shard_index)
+      total += static_cast<double>(matrices[k].first->rows()) * static_cast<double>(matrices[k].first->cols()) * static_cast<double>(o.types.size());
+  progress bar("measure", total);
+  mm::llama_measurement r = mm::measure_llama(
+      m, streams, {.types = o.types, .threads = o.threads, .shard_index = o.shard_index, .shard_count = o.shard_count},
+      [&](const std::string& item, double weights) {
+        if (show_progress) bar.step(item, weights);
+      });
+
   if (!o.imatrix_out.empty() || !o.imatrix_dat_out.empty()) {
     mixprec::imatrix::file im;
     im.dataset = !o.text.empty() ? o.text : !o.tokens.empty() ? o.tokens : "sampled";
     im.chunk_size = o.ctx;
     im.last_chunk = static_cast<std::int32_t>(streams.size());
-    for (const auto& [name, s] : sum2) {
+    for (const auto& [name, moments] : r.inputs.all()) {
       auto& e = im.entries[name];
-      e.values = s.cast<float>();
-      e.counts = {static_cast<float>(count[name])};
+      e.values = moments.first.cast<float>();
+      e.counts = {static_cast<float>(moments.second)};
     }
     if (!o.imatrix_out.empty()) mixprec::imatrix::save(im, o.imatrix_out, mixprec::imatrix::format::gguf);
     if (!o.imatrix_dat_out.empty()) {
       for (auto& [name, e] : im.entries) {  // legacy: mean x^2 per token, times the chunk count
+        const auto& [sum2, count] = r.inputs.all().at(name);
         e.ncall = static_cast<std::int32_t>(streams.size());
-        e.values = (sum2[name] / count[name] * static_cast<double>(e.ncall)).cast<float>();
+        e.values = (sum2 / count * static_cast<double>(e.ncall)).cast<float>();
         e.counts.clear();
       }
       mixprec::imatrix::save(im, o.imatrix_dat_out, mixprec::imatrix::format::legacy);
     }
-  }
-
-  // Every weight matrix in the file's order of layers, with the layer its probe restarts at (0 for the
-  // embedding lookup, n_layers for the classifier: the head only).
-  struct probed_matrix {
-    mm::llama_matrix* matrix;
-    int layer;
-  };
-  std::vector<probed_matrix> matrices{{&m.token_embd, 0}};
-  for (int l = 0; l < n_layers; ++l) {
-    auto& w = m.layers[static_cast<std::size_t>(l)];
-    for (mm::llama_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) matrices.push_back({x, l});
-  }
-  if (m.output) matrices.push_back({&*m.output, n_layers});
-  const bool tied = !m.output;
-
-  std::vector<measured_tensor> out;
-  double total = 0.0;
-  for (std::size_t k = 0; k < matrices.size(); ++k)
-    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) == o.shard_index)
-      total += static_cast<double>(matrices[k].matrix->rows()) * static_cast<double>(matrices[k].matrix->cols()) * static_cast<double>(o.types.size());
-  progress bar("measure", total);
-  for (std::size_t k = 0; k < matrices.size(); ++k) {
-    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) != o.shard_index) continue;
-    mm::llama_matrix* mat = matrices[k].matrix;
-    const int first_layer = matrices[k].layer;
-    measured_tensor t{mat->name(), mat->rows(), mat->cols(), {}, k, {}};
-    const row_matrix w = mat->to_float();
-    const auto it = sum2.find(mat->name());
-    Eigen::VectorXf imp;  // none for an untied token_embd (a lookup, no product input)
-    if (it != sum2.end()) imp = (it->second / count[mat->name()]).cast<float>();
-    // The matrix's inputs X (positions x cols) over the calibration, for |(W - Q(W)) X^T|^2 = sum over rows
-    // of d_r G d_r^T with G = X^T X the Gram matrix (computed through X: rows x cols x positions per type,
-    // not cols^2 of memory and rows x cols^2 of work). The embedding lookup's x is one-hot: G = diag(token
-    // counts), plus the classifier's inputs when the embedding is tied.
-    row_matrix inputs(0, w.cols());
-    Eigen::VectorXd lookups;
-    if (mat == &m.token_embd) {
-      lookups = Eigen::VectorXd::Zero(w.rows());
-      for (const auto& s : streams)
-        for (int id : s) lookups[id] += 1.0;
-    }
-    if (mat != &m.token_embd || tied) {
-      const int layer = mat == &m.token_embd ? n_layers : first_layer;
-      inputs.resize(static_cast<index_t>(positions), w.cols());
-      index_t row = 0;
-      mm::llama_engine fp(m, {}, {.threads = o.threads});
-      fp.observe([&](const std::string& name, const float* x, index_t n) {
-        if (name == t.name) inputs.row(row++) = Eigen::Map<const Eigen::RowVectorXf>(x, n);
-      });
-      for (std::size_t s = 0; s < streams.size(); ++s) {
-        row_matrix x = entering[s][static_cast<std::size_t>(layer)];
-        if (layer < n_layers) fp.run_layer(layer, x);
-        else (void)fp.head(x);
-      }
-    }
-    // One candidate measured (nullopt, with a note, when the type cannot hold the tensor).
-    auto measure_type = [&](const quant_spec& spec) -> std::optional<measured_type> {
-      if (!mixprec::fits(spec, w.cols())) {
-        t.notes.push_back(mixprec::to_string(spec) + " left out: rows of " + std::to_string(w.cols()) + " values");
-        return std::nullopt;
-      }
-      measured_type r;
-      r.spec = spec;
-      mixprec::quantized_tensor q;
-      try {
-        q = imp.size() ? mixprec::quantize(w, spec, t.name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size())))
-                       : mixprec::quantize(w, spec, t.name);
-      } catch (const error& e) {
-        if (e.code() != errc::not_representable) throw;
-        t.notes.push_back(mixprec::to_string(spec) + " left out: " + e.message());
-        return std::nullopt;
-      }
-      r.bytes = q.bytes();
-      const Eigen::MatrixXd d = mixprec::dequantize(q).cast<double>() - w.cast<double>();
-      const Eigen::ArrayXXd d2 = d.array().square();
-      r.weight_error = d2.sum();
-      r.sqnr_db = 10.0 * std::log10(w.cast<double>().squaredNorm() / std::max(r.weight_error, 1e-300));
-      r.proxy = imp.size() ? (d2.rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
-      // |(W - Q(W)) X^T|^2 per position (FP32 products, summed in double).
-      const row_matrix error_out = inputs * d.cast<float>().transpose();
-      double gram_sum = error_out.cast<double>().squaredNorm();
-      if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
-      r.gram_proxy = gram_sum / static_cast<double>(positions);
-      {
-        // Only this tensor swapped for its quantized bytes (run as stored by the engine), then restored;
-        // the probe restarts from the cached residual stream entering the tensor's layer.
-        mm::llama_matrix saved = std::move(*mat);
-        *mat = spec.format == mixprec::format_id::fp32 ? mm::llama_matrix(t.name, w) : mm::llama_matrix(t.name, q);
-        double kl = 0.0;
-        std::vector<double> stream_kl, stream_positions;
-        try {
-          mm::llama_engine probe(m, {}, {.threads = o.threads});
-          for (std::size_t s = 0; s < streams.size(); ++s) {
-            row_matrix x = first_layer == 0 && mat == &m.token_embd ? probe.embed(streams[s]) : entering[s][static_cast<std::size_t>(first_layer)];
-            for (int l = first_layer; l < n_layers; ++l) probe.run_layer(l, x);
-            stream_kl.push_back(kl_sum(reference[s], probe.head(x), o.threads));
-            stream_positions.push_back(static_cast<double>(streams[s].size()));
-            kl += stream_kl.back();
-          }
-        } catch (...) {
-          *mat = std::move(saved);
-          throw;
-        }
-        *mat = std::move(saved);
-        r.kl = std::max(0.0, kl / static_cast<double>(positions));  // >= 0 but for rounding
-        r.kl_ci95 = kl_interval(stream_kl, stream_positions, t.name, spec);
-      }
-      if (show_progress) bar.step(t.name + " " + mixprec::to_string(spec), static_cast<double>(w.size()));
-      return r;
-    };
-    for (const quant_spec& spec : o.types)
-      if (auto r = measure_type(spec)) t.types.push_back(*r);
-    if (t.types.empty()) {  // as `mixprec analyze`: the fallback types that fit, else the first last resort
-      std::string chosen;
-      for (const quant_spec& spec : fallback_types())
-        if (auto r = measure_type(spec)) t.types.push_back(*r), chosen += (chosen.empty() ? "" : ", ") + mixprec::to_string(spec);
-      for (const quant_spec& spec : last_resort_types())
-        if (t.types.empty())
-          if (auto r = measure_type(spec)) t.types.push_back(*r), chosen = mixprec::to_string(spec);
-      t.notes.push_back("no requested type can represent it: measured the fallback types " + chosen);
-    }
-    out.push_back(std::move(t));
   }
   if (meta) {
     const mixprec::mapped_file mf(model_path);
     nlohmann::json model = model_identity(model_file(model_path).tensors(), model_path);
     model["fnv1a64"] = hex16(fnv1a(mf.data()));
     model["bytes"] = mf.data().size();
-    model["matrices"] = matrices.size();
+    model["matrices"] = r.matrices;
     nlohmann::json types = nlohmann::json::array();
     for (const auto& s : o.types) types.push_back(mixprec::to_string(s));
     *meta = {{"model", model},
@@ -391,21 +179,21 @@ struct calibration_set {
                {"file", !o.text.empty() ? o.text : o.tokens},
                {"seed", o.seed},
                {"streams", streams.size()},
-               {"positions", positions},
+               {"positions", r.positions},
                {"ids_fnv1a64", calibration_hash(streams)},
                {"bos", calib.bos.id >= 0 ? nlohmann::json(calib.bos.id) : nlohmann::json(nullptr)},
                {"bos_first", calib.bos_first}}},
              {"types", types}};
     if (o.shard_count > 1) (*meta)["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   }
-  return out;
+  return std::move(r.tensors);
 }
 
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
 // "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, kl_ci95 (kl_interval: [low, high]),
 // proxy, gram_proxy, weight_error, sqnr_db}], notes}]}. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
 // vocabulary's BOS id, null when it has none), bos_first (measure put it first in every stream)}.
-[[nodiscard]] inline nlohmann::json measure_json(const std::vector<measured_tensor>& tensors, const nlohmann::json& meta) {
+[[nodiscard]] inline nlohmann::json measure_json(const std::vector<tensor_measurement>& tensors, const nlohmann::json& meta) {
   nlohmann::json j = meta;
   j["format"] = "mixprec-measure";
   j["version"] = 1;

@@ -1,7 +1,7 @@
 // mixprec-mpi: `mixprec measure` over the ranks of an MPI job, one shard per rank:
 //   mpirun -np K mixprec-mpi measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] -o measure.json
 // The options are `mixprec measure`'s (app.hpp) but --shard: rank r measures shard r/K in-process
-// (measure_model), rank 0 gathers every rank's partial JSON (MPI_Gather of the lengths, MPI_Gatherv of
+// (measure_file), rank 0 gathers every rank's partial JSON (MPI_Gather of the lengths, MPI_Gatherv of
 // the bytes), joins them with merge_measures and writes the file one `mixprec measure` writes, byte for
 // byte. Only rank 0 prints (the table, the progress of its own shard) and writes (the measure file, the
 // imatrix files); every rank runs the same full-precision pass, so each holds the model.
@@ -22,7 +22,7 @@ namespace {
 
 using namespace mixprec_cli;
 
-// MPI_Init_thread / MPI_Finalize. Only the main thread calls MPI (measure_model's workers never do).
+// MPI_Init_thread / MPI_Finalize. Only the main thread calls MPI (measure_file's workers never do).
 struct mpi_session {
   int rank = 0, size = 1;
   mpi_session(int* argc, char*** argv) {
@@ -87,7 +87,7 @@ int run_measure(const mpi_session& mpi, int argc, char** argv) {
   std::string part;
   if (const int rc = collective_step(mpi, [&] {
         nlohmann::json meta;
-        const auto tensors = measure_model(mc.file, mo, &meta, mpi.rank == 0);
+        const auto tensors = measure_file(mc.file, mo, &meta, mpi.rank == 0);
         part = measure_json(tensors, meta).dump(1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (part.size() > static_cast<std::size_t>(INT_MAX))
           throw error(errc::unsupported, "rank " + std::to_string(mpi.rank) + "'s measure holds more than INT_MAX bytes of JSON, more than one MPI message");

@@ -36,6 +36,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <mixprec/detail/fnv1a.hpp>
 #include <mixprec/detail/parallel.hpp>
 #include <mixprec/formats/ggml.hpp>
 #include <mixprec/io/gguf.hpp>
@@ -304,16 +305,8 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
 
 // ---- which model a file is ----
 
-// FNV-1a (64 bit) of bytes: the identity of a model file and of the calibration ids in measure.json.
-[[nodiscard]] inline std::uint64_t fnv1a(std::span<const std::byte> bytes, std::uint64_t h = 0xcbf29ce484222325ull) noexcept {
-  for (std::byte b : bytes) h = (h ^ static_cast<std::uint64_t>(b)) * 0x100000001b3ull;
-  return h;
-}
-[[nodiscard]] inline std::string hex16(std::uint64_t h) {
-  char s[17];
-  std::snprintf(s, sizeof s, "%016llx", static_cast<unsigned long long>(h));
-  return s;
-}
+using mixprec::detail::fnv1a;  // the identity of a model file and of the calibration ids in measure.json
+using mixprec::detail::hex16;
 
 // The identity of a model file that plans and measure files record and that quantize and plan
 // --measured check before any work:
@@ -443,17 +436,6 @@ struct tensor_analysis {
   }
   if (out.empty()) throw error(errc::invalid_argument, "no types given");
   return out;
-}
-
-// For a tensor none of the requested types can represent (llama.cpp falls back too, to a type whose
-// block fits the row): the planner chooses among the fallback types that can, and when none can, the
-// tensor takes the first of the last-resort types that can (f32 holds any float tensor).
-[[nodiscard]] inline std::vector<quant_spec> fallback_types() {
-  return {mixprec::parse_spec("q4_0"), mixprec::parse_spec("q4_1"), mixprec::parse_spec("q5_0"), mixprec::parse_spec("q5_1"),
-          mixprec::parse_spec("q8_0")};
-}
-[[nodiscard]] inline std::vector<quant_spec> last_resort_types() {
-  return {mixprec::parse_spec("f16"), mixprec::parse_spec("bf16"), mixprec::parse_spec("f32")};
 }
 
 // One --tensor-type: the library's rule grammar (plan/rules.hpp) with the pattern a regex searched in
@@ -806,26 +788,11 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
         return std::nullopt;
       }
     };
-    for (const quant_spec& spec : wanted_types(t, types, overrides))
-      if (auto c = try_type(spec)) a.candidates.push_back(*c);
-    if (a.candidates.empty()) {
-      std::string chosen;
-      for (const quant_spec& spec : fallback_types())
-        if (auto c = try_type(spec)) {
-          c->fallback = true;
-          a.candidates.push_back(*c);
-          chosen += (chosen.empty() ? "" : ", ") + mixprec::to_string(spec);
-        }
-      for (const quant_spec& spec : last_resort_types()) {
-        if (!a.candidates.empty()) break;
-        if (auto c = try_type(spec)) {
-          c->fallback = true;
-          a.candidates.push_back(*c);
-          chosen = mixprec::to_string(spec);
-        }
-      }
-      a.notes.push_back("no requested type can represent it: the plan chooses among the fallback types " + chosen);
-    }
+    const std::vector<quant_spec> wanted = wanted_types(t, types, overrides);
+    auto chain = mixprec::with_fallback(wanted, try_type);  // plan/fallback.hpp
+    for (auto& c : chain.taken) c.fallback = chain.fell_back;
+    a.candidates = std::move(chain.taken);
+    if (chain.fell_back) a.notes.push_back("no requested type can represent it: the plan chooses among the fallback types " + mixprec::spec_list(chain));
     out.push_back(std::move(a));
     if (show_progress) bar.step(t.name, static_cast<double>(w.size()));
   }
@@ -844,15 +811,10 @@ inline void quantize_stack_into(ggml_type t, const row_matrix& w, const std::vec
       if (!mixprec::fits(spec, t.cols)) return std::nullopt;
       return static_cast<double>(mixprec::quantized_bytes(spec, t.rows, t.cols));
     };
+    const std::vector<quant_spec> wanted = wanted_types(t, types, overrides);
+    const auto chain = mixprec::with_fallback(wanted, bytes_of);  // plan/fallback.hpp
     std::optional<double> best;
-    for (const quant_spec& spec : wanted_types(t, types, overrides))
-      if (auto b = bytes_of(spec)) best = best ? std::min(*best, *b) : *b;
-    if (!best)
-      for (const quant_spec& spec : fallback_types())
-        if (auto b = bytes_of(spec)) best = best ? std::min(*best, *b) : *b;
-    if (!best)
-      for (const quant_spec& spec : last_resort_types())
-        if ((best = bytes_of(spec))) break;
+    for (double b : chain.taken) best = best ? std::min(*best, b) : b;
     total += best.value_or(0.0);
   }
   return total;

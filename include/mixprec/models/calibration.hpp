@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mixprec/error.hpp"
+#include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
 #include "mixprec/models/llama.hpp"
@@ -237,6 +238,15 @@ struct sampling_options {
     out.push_back(std::move(toks));
   }
   return out;
+}
+
+// A calibration's identity: FNV-1a (detail/fnv1a.hpp) over the ids of every stream in order, as 16
+// hex digits (measure.json's calibration.ids_fnv1a64; a verification refuses streams with the hash of
+// the ones a measurement was calibrated on).
+[[nodiscard]] inline std::string calibration_hash(const std::vector<std::vector<int>>& streams) {
+  std::uint64_t h = mixprec::detail::fnv1a_basis;
+  for (const auto& s : streams) h = mixprec::detail::fnv1a(std::as_bytes(std::span(s)), h);
+  return mixprec::detail::hex16(h);
 }
 
 }  // namespace mixprec::models

@@ -38,6 +38,7 @@
 #include "mixprec/plan/allocation.hpp"
 #include "mixprec/plan/quantize_model.hpp"
 #include "mixprec/plan/constraints.hpp"
+#include "mixprec/plan/fallback.hpp"
 #include "mixprec/plan/greedy.hpp"
 #include "mixprec/plan/knapsack.hpp"
 #include "mixprec/plan/lagrangian.hpp"

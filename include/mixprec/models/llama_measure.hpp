@@ -1,0 +1,230 @@
+// Measured sensitivity of a LLaMA-family model (models/llama.hpp), per weight matrix and candidate type:
+// what quantizing that one tensor costs the model's output on calibration streams. For an engine's own
+// planning: `mixprec measure` is this function plus calibration, files and JSON.
+//   kl            mean over the calibration positions of KL(P_fp || P_q), nats (sensitivity/kl.hpp): the
+//                 model run with only this tensor replaced by its quantized bytes against the model as
+//                 given (one-tensor sensitivity S(i) with KL as the metric). Each probe restarts from the
+//                 residual stream the full-precision pass cached at the tensor's layer (the classifier:
+//                 the head only), so a probe costs the layers from the tensor's on, not the whole model.
+//   kl_ci95       95 % bootstrap interval of kl: the calibration streams resampled 1,000 times
+//                 (sensitivity/metrics.hpp bootstrap_ratio_interval), seeded by the tensor's name and type
+//   gram_proxy    |(W - Q(W)) X^T|_F^2 per position = sum_r d_r G d_r^T / positions, G = X^T X the Gram
+//                 matrix of the tensor's inputs X (GPTQ's objective; computed through X; for the embedding
+//                 lookup X is one-hot, G the token counts)
+//   proxy         sum_ij imp_j (W - Q(W))_ij^2, imp_j the mean x_j^2 of the inputs (the imatrix; an untied
+//                 embedding lookup has none: its weight_error)
+//   weight_error  |W - Q(W)|_F^2, and sqnr_db = 10 log10(|W|^2 / weight_error)
+// Q(W) is what a GGUF writer stores for the type, searched with the imatrix where the type's search takes
+// one (quantize/quantize.hpp), so the probe, the proxies and a written file agree. A tensor no requested
+// type holds takes the fallback chain (plan/fallback.hpp), with a note.
+// Cost: one full-precision pass (kept: the reference distributions, positions x vocab doubles, and the
+// residual stream entering every layer), then per tensor one pass of its layer for its inputs and per
+// type one quantization and one restarted pass. The numbers depend neither on the thread count nor on
+// the shard (measure_options::shard_*).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <Eigen/Core>
+
+#include "mixprec/detail/fnv1a.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/plan/fallback.hpp"
+#include "mixprec/quantize/quantize.hpp"
+#include "mixprec/sensitivity/input_moments.hpp"
+#include "mixprec/sensitivity/kl.hpp"
+#include "mixprec/sensitivity/metrics.hpp"
+#include "mixprec/sensitivity/scoped_swap.hpp"
+
+namespace mixprec::models {
+
+struct measure_options {
+  std::vector<quant_spec> types;         // candidate types, each measured on every tensor that holds it
+  unsigned threads = 1;                  // per matrix product (0: every core)
+  int shard_index = 0, shard_count = 1;  // probe only the matrices k (in model order) with k % count == index
+};
+
+// One tensor at one type (see the banner for each number).
+struct type_measurement {
+  quant_spec spec;
+  std::uint64_t bytes = 0;  // of the quantized tensor
+  double kl = 0.0, proxy = 0.0, gram_proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
+  interval kl_ci95;
+};
+
+struct tensor_measurement {
+  std::string name;
+  index_t rows = 0, cols = 0;
+  std::vector<type_measurement> types;
+  std::size_t index = 0;           // position among the model's matrices (llama_measure_matrices)
+  std::vector<std::string> notes;  // types left out and why; a fallback taken
+};
+
+struct llama_measurement {
+  std::vector<tensor_measurement> tensors;  // of the shard, in model order
+  input_moments inputs;                     // every matrix's input moments over the calibration (the imatrix)
+  std::size_t matrices = 0;                 // weight matrices of the model (all shards)
+  std::size_t positions = 0;                // calibration positions
+};
+
+// Called after each type measured with ("name type", the tensor's weight count): a front end's progress.
+using measure_progress = std::function<void(const std::string& item, double weights)>;
+
+// The 95 % bootstrap interval of a one-tensor KL (the mean over positions) from its per-stream sums,
+// seeded by the tensor's name and type (so that a shard measures the interval one process does),
+// clamped at 0.
+[[nodiscard]] inline interval kl_interval(const std::vector<double>& stream_kl, const std::vector<double>& stream_positions, const std::string& name,
+                                          const quant_spec& spec) {
+  const std::string key = name + "|" + to_string(spec);
+  const interval ci = bootstrap_ratio_interval(stream_kl, stream_positions, 1000, mixprec::detail::fnv1a(std::as_bytes(std::span(key.data(), key.size()))));
+  return {std::max(0.0, ci.low), std::max(0.0, ci.high)};
+}
+
+// Every weight matrix of m in measurement order (token_embd, per layer wq wk wv wo gate up down, output
+// when untied), with the layer a probe of it restarts at (0 for the embedding, n_layers for the
+// classifier: the head only).
+[[nodiscard]] inline std::vector<std::pair<llama_matrix*, int>> llama_measure_matrices(llama_model& m) {
+  std::vector<std::pair<llama_matrix*, int>> out{{&m.token_embd, 0}};
+  for (int l = 0; l < m.config.n_layers; ++l) {
+    auto& w = m.layers[static_cast<std::size_t>(l)];
+    for (llama_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) out.emplace_back(x, l);
+  }
+  if (m.output) out.emplace_back(&*m.output, m.config.n_layers);
+  return out;
+}
+
+// Measures every matrix x type of model m on the calibration streams (token ids, each run whole; see the
+// banner). m is modified during a probe and restored bit for bit after it, also when it throws.
+// Throws errc::invalid_argument for no types, no streams, an empty stream or a bad shard; errc::non_finite
+// when a probe's logits are not finite; what the engine and the quantizers throw (a type that cannot
+// represent a tensor's values is left out with a note instead).
+[[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
+                                                     const measure_progress& progress = {}) {
+  if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
+  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
+    throw error(errc::invalid_argument, "measure: shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count));
+  if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
+  llama_measurement out;
+  for (const auto& s : streams) {
+    if (s.empty()) throw error(errc::invalid_argument, "measure: an empty calibration stream");
+    out.positions += s.size();
+  }
+  const int n_layers = m.config.n_layers;
+
+  // The full-precision pass: reference distributions, the residual stream entering every layer (probes
+  // restart there), the input moments.
+  std::vector<kl_reference> reference;
+  std::vector<std::vector<row_matrix>> entering(streams.size());  // [stream][layer 0..n_layers]
+  {
+    llama_engine fp(m, {}, {.threads = o.threads});
+    fp.observe([&](const std::string& name, const float* x, index_t n) { out.inputs.observe(name, x, n); });
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      row_matrix x = fp.embed(streams[s]);
+      for (int l = 0; l < n_layers; ++l) {
+        entering[s].push_back(x);
+        fp.run_layer(l, x);
+      }
+      entering[s].push_back(x);
+      reference.emplace_back(fp.head(x));
+    }
+  }
+
+  const auto matrices = llama_measure_matrices(m);
+  out.matrices = matrices.size();
+  const bool tied = !m.output;
+  for (std::size_t k = 0; k < matrices.size(); ++k) {
+    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) != o.shard_index) continue;
+    llama_matrix* mat = matrices[k].first;
+    const int first_layer = matrices[k].second;
+    const bool embedding = mat == &m.token_embd;
+    tensor_measurement t{mat->name(), mat->rows(), mat->cols(), {}, k, {}};
+    const row_matrix w = mat->to_float();
+    Eigen::VectorXf imp;  // none for an untied token_embd (a lookup, no product input)
+    if (out.inputs.contains(t.name)) imp = out.inputs.mean_squares(t.name);
+    // The matrix's inputs X (positions x cols), for |(W - Q(W)) X^T|^2 = sum_r d_r G d_r^T through X
+    // (rows x cols x positions of work per type, no cols^2 of memory). The embedding lookup's x is
+    // one-hot: G = diag(token counts), plus the classifier's inputs when the embedding is tied.
+    row_matrix inputs(0, w.cols());
+    Eigen::VectorXd lookups;
+    if (embedding) {
+      lookups = Eigen::VectorXd::Zero(w.rows());
+      for (const auto& s : streams)
+        for (int id : s) lookups[id] += 1.0;
+    }
+    if (!embedding || tied) {
+      const int layer = embedding ? n_layers : first_layer;
+      inputs.resize(static_cast<index_t>(out.positions), w.cols());
+      index_t row = 0;
+      llama_engine fp(m, {}, {.threads = o.threads});
+      fp.observe([&](const std::string& name, const float* x, index_t n) {
+        if (name == t.name) inputs.row(row++) = Eigen::Map<const Eigen::RowVectorXf>(x, n);
+      });
+      for (std::size_t s = 0; s < streams.size(); ++s) {
+        row_matrix x = entering[s][static_cast<std::size_t>(layer)];
+        if (layer < n_layers) fp.run_layer(layer, x);
+        else (void)fp.head(x);
+      }
+    }
+    // One candidate measured (nullopt, with a note, when the type cannot hold the tensor).
+    auto measure_type = [&](const quant_spec& spec) -> std::optional<type_measurement> {
+      if (!fits(spec, w.cols())) {
+        t.notes.push_back(to_string(spec) + " left out: rows of " + std::to_string(w.cols()) + " values");
+        return std::nullopt;
+      }
+      type_measurement r;
+      r.spec = spec;
+      quantized_tensor q;
+      try {
+        q = imp.size() ? quantize(w, spec, t.name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size()))) : quantize(w, spec, t.name);
+      } catch (const error& e) {
+        if (e.code() != errc::not_representable) throw;
+        t.notes.push_back(to_string(spec) + " left out: " + e.message());
+        return std::nullopt;
+      }
+      r.bytes = q.bytes();
+      const Eigen::MatrixXd d = dequantize(q).cast<double>() - w.cast<double>();
+      const Eigen::ArrayXXd d2 = d.array().square();
+      r.weight_error = d2.sum();
+      r.sqnr_db = 10.0 * std::log10(w.cast<double>().squaredNorm() / std::max(r.weight_error, 1e-300));
+      r.proxy = imp.size() ? (d2.rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
+      const row_matrix error_out = inputs * d.cast<float>().transpose();  // FP32 products, summed in double
+      double gram_sum = error_out.cast<double>().squaredNorm();
+      if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
+      r.gram_proxy = gram_sum / static_cast<double>(out.positions);
+      // Only this tensor swapped for its quantized bytes (run as stored by the engine), restored after.
+      double kl = 0.0;
+      std::vector<double> stream_kl, stream_positions;
+      {
+        const scoped_swap guard(*mat, spec.format == format_id::fp32 ? llama_matrix(t.name, w) : llama_matrix(t.name, q));
+        llama_engine probe(m, {}, {.threads = o.threads});
+        for (std::size_t s = 0; s < streams.size(); ++s) {
+          row_matrix x = embedding ? probe.embed(streams[s]) : entering[s][static_cast<std::size_t>(first_layer)];
+          for (int l = first_layer; l < n_layers; ++l) probe.run_layer(l, x);
+          stream_kl.push_back(reference[s].per_row(probe.head(x), o.threads).sum());
+          stream_positions.push_back(static_cast<double>(streams[s].size()));
+          kl += stream_kl.back();
+        }
+      }
+      r.kl = kl / static_cast<double>(out.positions);
+      r.kl_ci95 = kl_interval(stream_kl, stream_positions, t.name, spec);
+      if (progress) progress(t.name + " " + to_string(spec), static_cast<double>(w.size()));
+      return r;
+    };
+    auto chain = with_fallback(o.types, measure_type);  // plan/fallback.hpp
+    t.types = std::move(chain.taken);
+    if (chain.fell_back) t.notes.push_back("no requested type can represent it: measured the fallback types " + spec_list(chain));
+    out.tensors.push_back(std::move(t));
+  }
+  return out;
+}
+
+}  // namespace mixprec::models
