@@ -3,6 +3,7 @@
 // policies, loss-limited plans, Pareto plans, up-front validation.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -467,6 +468,43 @@ TEST_CASE("Pareto plans: sorted by size, strictly better loss, both ends", "[pla
   std::vector<strategy_row> rows;
   for (std::size_t i = 0; i < front.size(); ++i) rows.push_back({"pareto " + std::to_string(i), &front[i]});
   CHECK(strategy_table(rows).find("| pareto 0 | " + std::to_string(front[0].bytes()) + " |") != std::string::npos);
+}
+
+TEST_CASE("upgrades_of: a plan nested on a smaller one only moves layers to bigger, better types", "[plan][pareto]") {
+  const toy_model m;
+  const auto front = plan_builder{m.table}.pareto(12);
+  REQUIRE(front.size() >= 4);
+  const plan& base = front[1];
+  const sensitivity_table up = upgrades_of(m.table, base);
+  REQUIRE(up.layers().size() == m.table.layers().size());
+  for (const plan_entry& e : base.entries) {
+    const layer_shape l{e.layer, e.rows, e.cols};
+    const auto kept = up.candidates(l);
+    CHECK(std::find(kept.begin(), kept.end(), e.spec) != kept.end());  // its own type stays
+    for (const quant_spec& q : kept) {
+      CHECK(quantized_bytes(q, e.rows, e.cols) >= e.bytes);
+      CHECK(up.loss(l, q) <= e.loss);
+      CHECK(up.loss(l, q) == m.table.loss(l, q));
+    }
+    for (const quant_spec& q : m.table.candidates(l))  // what is left out is cheaper or worse
+      if (std::find(kept.begin(), kept.end(), q) == kept.end())
+        CHECK((quantized_bytes(q, e.rows, e.cols) < e.bytes || m.table.loss(l, q) > e.loss));
+  }
+  // Planned at a larger plan's budget: no layer below base's type, within the budget, no better than the
+  // unrestricted plan at that budget (which may downgrade some layers to upgrade others).
+  for (std::size_t i = 2; i < front.size(); ++i) {
+    const plan nested = plan_builder{up, knapsack_policy{}, byte_budget{static_cast<double>(front[i].bytes())}}.build();
+    CHECK(nested.bytes() <= front[i].bytes());
+    CHECK(nested.predicted_loss() >= front[i].predicted_loss() - 1e-12);
+    CHECK(nested.predicted_loss() <= base.predicted_loss() + 1e-12);
+    for (std::size_t k = 0; k < nested.entries.size(); ++k) {
+      CHECK(nested.entries[k].layer == base.entries[k].layer);
+      CHECK(nested.entries[k].bytes >= base.entries[k].bytes);
+    }
+  }
+  // A plan at the table's cheapest: every upgrade is allowed; at its dearest: only its own types.
+  const sensitivity_table all = upgrades_of(m.table, front.back());
+  for (const plan_entry& e : front.back().entries) CHECK(all.candidates({e.layer, e.rows, e.cols}).size() >= 1);
 }
 
 TEST_CASE("threshold plan from measured drops", "[plan][threshold]") {

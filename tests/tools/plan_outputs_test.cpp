@@ -259,8 +259,9 @@ TEST_CASE("plan --pareto verifies every plan on the frontier as plan --budget ve
   for (const auto& pt : points) {
     INFO(pt.dump());
     const double kl = pt.at("verified").at("kl").get<double>();
-    CHECK(kl < previous);  // this model's frontier: more bytes, less real loss
+    CHECK(kl < previous);  // monotone_frontier: more bytes, less real loss
     previous = kl;
+    if (pt.contains("nested_on")) continue;  // replanned: no --budget run gives it
     const std::string alone = (dir / "alone.json").string();
     REQUIRE(tool({"plan", model, "--measured", measure, "--imatrix", imatrix, "--verify", "2:24", "--budget",
                   std::to_string(pt.at("planned_bytes").get<std::uint64_t>()) + "B", "-o", alone}) == 0);
@@ -273,24 +274,61 @@ TEST_CASE("plan --pareto verifies every plan on the frontier as plan --budget ve
   fs::remove_all(dir);
 }
 
-TEST_CASE("a frontier plan the held-out streams show worse than a smaller one is named, with the better one", "[cli][plan][verify][pareto]") {
-  auto v = [](double kl, double lo, double hi) {
-    mixprec_cli::verification r;
-    r.kl = kl, r.kl_low = lo, r.kl_high = hi;
-    return std::optional<mixprec_cli::verification>(r);
+TEST_CASE("monotone_frontier: a plan that verifies no better than a smaller one is replanned nested on it, or left out",
+          "[cli][plan][verify][pareto]") {
+  // Plans told apart by their limit (their bytes); a nested replan is marked by its policy.
+  auto plan_of = [](double limit, const std::string& policy = "knapsack") {
+    mixprec::plan p;
+    p.limit = limit;
+    p.policy = policy;
+    p.entries.push_back({"w", mixprec::parse_spec(policy == "nested" ? "q8_0" : "q4_0"), 1, 32, static_cast<std::size_t>(limit), limit, 0.0, ""});
+    return p;
   };
-  // Sorted by bytes: 0.10, 0.02, 0.035 (above plan 1 beyond both intervals), 0.021 (within plan 1's
-  // interval: not shown worse), unverified, 0.05 (worse than plans 1 and 3: named with the lower KL, 1).
-  const std::vector<std::optional<mixprec_cli::verification>> checked = {
-      v(0.10, 0.09, 0.11), v(0.02, 0.018, 0.022), v(0.035, 0.03, 0.04), v(0.021, 0.019, 0.023), std::nullopt, v(0.05, 0.045, 0.055)};
-  const auto worse = mixprec_cli::detail::verified_worse_than(checked);
-  REQUIRE(worse.size() == checked.size());
-  CHECK_FALSE(worse[0]);
-  CHECK_FALSE(worse[1]);
-  CHECK(worse[2] == std::optional<std::size_t>(1));
-  CHECK_FALSE(worse[3]);
-  CHECK_FALSE(worse[4]);
-  CHECK(worse[5] == std::optional<std::size_t>(1));
+  // Knapsack KLs by limit: 0.10, 0.02, 0.035 (a rise: its nested replan verifies 0.015), 0.018 (below
+  // the 0.02 of plan 2 but above the new best, 0.015: its nested replan 0.03 does no better: left out),
+  // 0.01, unverified (kept).
+  const std::map<double, double> knapsack_kl = {{1, 0.10}, {2, 0.02}, {3, 0.035}, {4, 0.018}, {5, 0.01}};
+  const std::map<double, double> nested_kl = {{3, 0.015}, {4, 0.03}};
+  std::vector<std::pair<double, double>> replans;  // (base limit, limit)
+  const mixprec_cli::detail::plan_check verify = [&](const mixprec::plan& p) -> std::optional<mixprec_cli::verification> {
+    const auto& kls = p.policy == "nested" ? nested_kl : knapsack_kl;
+    const auto it = kls.find(p.limit);
+    if (it == kls.end()) return std::nullopt;
+    mixprec_cli::verification v;
+    v.kl = it->second;
+    return v;
+  };
+  const mixprec_cli::detail::nested_replan replan = [&](const mixprec::plan& base, double limit) {
+    replans.emplace_back(base.limit, limit);
+    return plan_of(limit, "nested");
+  };
+  std::vector<mixprec_cli::detail::dropped_point> dropped;
+  const auto front = mixprec_cli::detail::monotone_frontier({plan_of(1), plan_of(2), plan_of(3), plan_of(4), plan_of(5), plan_of(6)}, verify,
+                                                            replan, &dropped);
+  REQUIRE(front.size() == 5);
+  CHECK(front[0].plan.limit == 1);
+  CHECK(front[1].plan.limit == 2);
+  CHECK(front[2].plan.policy == "nested");
+  CHECK(front[2].plan.solver.find("nested on") != std::string::npos);
+  CHECK(front[2].nested_on == std::optional<std::size_t>(1));
+  CHECK(front[2].knapsack->kl == 0.035);
+  CHECK(front[2].verified->kl == 0.015);
+  CHECK(front[3].plan.limit == 5);
+  CHECK_FALSE(front[3].nested_on);
+  CHECK(front[4].plan.limit == 6);
+  CHECK_FALSE(front[4].verified);
+  double previous = 1.0;
+  for (const auto& pt : front) {
+    if (!pt.verified) continue;
+    CHECK(pt.verified->kl < previous);
+    previous = pt.verified->kl;
+  }
+  REQUIRE(dropped.size() == 1);
+  CHECK(dropped[0].plan.limit == 4);
+  CHECK(dropped[0].worse_than == 2);  // the nested plan at limit 3, the best smaller point then
+  CHECK(replans == std::vector<std::pair<double, double>>{{2, 3}, {3, 4}});
+  // Without verification nothing is replanned or dropped.
+  CHECK(mixprec_cli::detail::monotone_frontier({plan_of(1), plan_of(3)}, {}, replan).size() == 2);
 }
 
 TEST_CASE("plan --refine searches by the whole plan's KL and never writes a plan worse than the knapsack's on the held-out streams",

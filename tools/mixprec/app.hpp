@@ -535,6 +535,10 @@ inline void print_measure_table(const nlohmann::json& measured) {
         return r.plan;
       });
     };
+    // A frontier's replanning (write_frontier): the table's upgrades of a smaller plan, at a larger budget.
+    auto nested_on = [&](const mixprec::sensitivity_table& table) -> detail::nested_replan {
+      return [&, table](const mixprec::plan& base, double limit) { return plan_table(mixprec::upgrades_of(table, base), limit, policy, rules); };
+    };
     if (plan->parsed() && !measured.empty()) {  // from a measure.json: no analysis of the weights
       const nlohmann::json m = read_measure_file(measured);
       check_measure_fits(m, measured, f, file, force);
@@ -548,16 +552,19 @@ inline void print_measure_table(const nlohmann::json& measured) {
       for (const auto& t : f.tensors())
         if (t.is_float) planned_names.insert(t.name);
       const mixprec::sensitivity_table table = measured_table(m, measured, metric, &planned_names);
-      if (!pareto_dir.empty()) return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx, check);
+      if (!pareto_dir.empty())
+        return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir, metric, ctx, check, nested_on(table));
       return detail::write_plan(best_plan(table), {}, rules, file, plan_out, tensor_types_out, ctx, check);
     }
     // 3. The work (analyze checks every imatrix length before it reads a tensor).
     const auto analysis = mixprec_cli::analyze(f, type_list, importance, rules, true, threads);
     detail::print_notes(analysis);
     if (analyze->parsed()) return detail::print_analysis(analysis, json_path);
-    if (!pareto_dir.empty())
-      return detail::write_frontier(plan_frontier(to_table(analysis), points, policy, rules), file, pareto_dir,
-                                    importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx, check);
+    if (!pareto_dir.empty()) {
+      const mixprec::sensitivity_table table = to_table(analysis);
+      return detail::write_frontier(plan_frontier(table, points, policy, rules), file, pareto_dir,
+                                    importance.values.empty() ? "weight error" : "imatrix-weighted error", ctx, check, nested_on(table));
+    }
     return detail::write_plan(best_plan(to_table(analysis)), analysis, rules, file, plan_out, tensor_types_out, ctx, check);
   } catch (const error& e) {
     std::fprintf(stderr, "%s\n", e.what());  // "mixprec: ..."

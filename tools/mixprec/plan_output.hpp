@@ -6,8 +6,10 @@
 //                        `llama-quantize --pure --tensor-type-file FILE [--imatrix IMATRIX] MODEL OUT Q8_0`
 //   --pareto DIR         every plan on the bytes / predicted-loss frontier: DIR/plan-NN.json and
 //                        DIR/plan-NN.tensor-types.txt per plan, DIR/frontier.json (the list, with bytes,
-//                        bits/weight, predicted and verified loss, and which plans the held-out streams
-//                        show worse than a smaller one), DIR/frontier.svg (the picture)
+//                        bits/weight, predicted and verified loss), DIR/frontier.svg (the picture).
+//                        Verified, the frontier's KL falls with every plan (monotone_frontier): a
+//                        knapsack plan that verifies no better than a smaller one is replanned nested on
+//                        it ("nested_on") or left out ("left_out")
 // Files are written whole or not at all (io/output_file.hpp); the --pareto folder is filled under a
 // temporary name beside DIR and renamed to DIR at the end, so DIR never holds part of a frontier.
 #pragma once
@@ -272,89 +274,140 @@ class output_folder {
   std::string path_, tmp_;
 };
 
-// For plans sorted by bytes, each one's verification (nullopt: not verified): for plan i, the smaller plan
-// k < i with the lowest KL among those whose 95 % interval lies wholly below plan i's (the held-out
-// streams show plan i worse than a plan that is smaller), or nullopt.
-[[nodiscard]] inline std::vector<std::optional<std::size_t>> verified_worse_than(const std::vector<std::optional<verification>>& checked) {
-  std::vector<std::optional<std::size_t>> out(checked.size());
-  for (std::size_t i = 0; i < checked.size(); ++i) {
-    if (!checked[i]) continue;
-    for (std::size_t k = 0; k < i; ++k)
-      if (checked[k] && checked[k]->kl_high < checked[i]->kl_low && (!out[i] || checked[k]->kl < checked[*out[i]]->kl)) out[i] = k;
+// A plan of the same table nested on `base` (mixprec::upgrades_of) within `limit` bytes.
+using nested_replan = std::function<mixprec::plan(const mixprec::plan& base, double limit)>;
+
+// One plan of the written frontier.
+struct frontier_point {
+  mixprec::plan plan;
+  std::optional<verification> verified;  // on the held-out streams (nullopt: not verified)
+  std::optional<std::size_t> nested_on;  // the smaller point this plan was replanned on (its types as floors)
+  std::optional<verification> knapsack;  // then: the verification of the plan it replaced
+};
+// A frontier plan left out: more bytes than `worse_than` (a point) and no lower verified KL, nor a plan
+// nested on that point.
+struct dropped_point {
+  mixprec::plan plan;
+  verification verified;
+  std::size_t worse_than = 0;
+};
+
+// The frontier whose verified KL falls with every byte added (the target the held-out streams can
+// check; the one-tensor sum predicts it falls, the whole model need not follow). Plans sorted by bytes;
+// where plan i verifies no better than the best smaller point b, it is replanned nested on b at its own
+// budget (b's types as floors: only upgrades, nothing downgraded to pay for them) and that plan is kept
+// when it verifies below b; else plan i is dropped. Unverified plans are kept as they are.
+[[nodiscard]] inline std::vector<frontier_point> monotone_frontier(const std::vector<mixprec::plan>& plans, const plan_check& verify,
+                                                                   const nested_replan& replan, std::vector<dropped_point>* dropped = nullptr) {
+  std::vector<frontier_point> out;
+  std::optional<std::size_t> best;  // the point with the lowest verified KL so far
+  for (const mixprec::plan& p : plans) {
+    frontier_point pt{p, verify ? verify(p) : std::nullopt, std::nullopt, std::nullopt};
+    if (pt.verified && best && pt.verified->kl >= out[*best].verified->kl) {
+      const frontier_point& base = out[*best];
+      std::optional<verification> nested_kl;
+      mixprec::plan nested;
+      if (replan) {
+        nested = replan(base.plan, p.limit);
+        if (nested.entries != base.plan.entries && nested.entries != p.entries) nested_kl = verify(nested);
+      }
+      if (nested_kl && nested_kl->kl < base.verified->kl) {
+        nested.solver += ", nested on a smaller plan of the frontier";
+        pt.knapsack = pt.verified;
+        pt.plan = std::move(nested);
+        pt.verified = nested_kl;
+        pt.nested_on = *best;
+      } else {
+        if (dropped) dropped->push_back({p, *pt.verified, *best});
+        continue;
+      }
+    }
+    out.push_back(std::move(pt));
+    if (out.back().verified && (!best || out.back().verified->kl < out[*best].verified->kl)) best = out.size() - 1;
   }
   return out;
 }
 
-// Every plan on the frontier (sorted by bytes) into the folder `dir` (see the banner); a table of them on stdout.
-inline int write_frontier(const std::vector<mixprec::plan>& plans, const std::string& file, const std::string& dir,
-                          const std::string& loss_name, const plan_context& ctx, const plan_check& verify = {}) {
-  std::vector<std::string> types_texts;  // every tensor-type file first: a plan that no GGUF type holds fails before any write
-  for (const auto& p : plans) types_texts.push_back(mixprec::to_tensor_type_file(p));
+// Every plan on the frontier (sorted by bytes) into the folder `dir` (see the banner); a table of them on
+// stdout. With verification, the frontier is made monotone first (monotone_frontier).
+inline int write_frontier(const std::vector<mixprec::plan>& knapsack_plans, const std::string& file, const std::string& dir,
+                          const std::string& loss_name, const plan_context& ctx, const plan_check& verify = {},
+                          const nested_replan& replan = {}) {
+  for (const auto& p : knapsack_plans) (void)mixprec::to_tensor_type_file(p);  // a plan no GGUF type holds fails before any work
+  std::vector<dropped_point> dropped;
+  const std::vector<frontier_point> front = monotone_frontier(knapsack_plans, verify, replan, &dropped);
+  std::vector<std::string> types_texts;
+  for (const auto& pt : front) types_texts.push_back(mixprec::to_tensor_type_file(pt.plan));
   output_folder folder(dir);
   nlohmann::json points = nlohmann::json::array();
   svg_series predicted{"predicted " + loss_name, "#d62728", {}}, verified{"verified KL (held-out streams)", "#1f77b4", {}};
-  std::vector<std::optional<verification>> checked;
   std::printf("| plan | bytes (whole model) | bits/weight | predicted %s | verified KL [95 %% interval] | tensor types |\n|---|---:|---:|---:|---|---|\n",
               loss_name.c_str());
-  for (std::size_t i = 0; i < plans.size(); ++i) {
+  auto name_of = [](std::size_t i) {
     char stem[32];
     std::snprintf(stem, sizeof stem, "plan-%02zu", i + 1);
-    const std::string plan_name = std::string(stem) + ".json", types_name = std::string(stem) + ".tensor-types.txt";
+    return std::string(stem);
+  };
+  for (std::size_t i = 0; i < front.size(); ++i) {
+    const mixprec::plan& plan = front[i].plan;
+    const std::string stem = name_of(i);
+    const std::string plan_name = stem + ".json", types_name = stem + ".tensor-types.txt";
     plan_context at = ctx;
-    at.budget_bytes = plans[i].limit + static_cast<double>(whole_model_size(plans[i], ctx).bytes - plans[i].bytes());
-    nlohmann::json doc = plan_document(plans[i], at);
-    const auto v = verify ? verify(plans[i]) : std::nullopt;
-    if (v) doc["verified"] = v->to_json(plans[i].predicted_loss());
+    at.budget_bytes = plan.limit + static_cast<double>(whole_model_size(plan, ctx).bytes - plan.bytes());
+    nlohmann::json doc = plan_document(plan, at);
+    const auto& v = front[i].verified;
+    if (v) doc["verified"] = v->to_json(plan.predicted_loss());
     write_text(folder.file(plan_name), json_text(doc), file);
     write_text(folder.file(types_name), types_texts[i], file);
-    const model_size whole = whole_model_size(plans[i], ctx);
+    const model_size whole = whole_model_size(plan, ctx);
     std::map<std::string, int> count;  // the plan's types, as "q4_0 x12, q8_0 x30"
-    for (const auto& e : plans[i].entries) ++count[std::string(mixprec::to_string(*mixprec::ggml_type_of(e.spec)))];  // ggml types (checked above)
+    for (const auto& e : plan.entries) ++count[std::string(mixprec::to_string(*mixprec::ggml_type_of(e.spec)))];  // ggml types (checked above)
     std::string mix;
     for (const auto& [t, n] : count) mix += (mix.empty() ? "" : ", ") + t + " x" + std::to_string(n);
     char kl[96] = "-";
     if (v) std::snprintf(kl, sizeof kl, "%.4g [%.4g, %.4g]", v->kl, v->kl_low, v->kl_high);
-    std::printf("| %s | %llu | %.3f | %.4g | %s | %s |\n", stem, static_cast<unsigned long long>(whole.bytes), whole.bits_per_weight(),
-                plans[i].predicted_loss(), kl, mix.c_str());
-    std::fflush(stdout);  // a row per plan as it is verified
+    std::printf("| %s%s | %llu | %.3f | %.4g | %s | %s |\n", stem.c_str(), front[i].nested_on ? " (nested)" : "",
+                static_cast<unsigned long long>(whole.bytes), whole.bits_per_weight(), plan.predicted_loss(), kl, mix.c_str());
     points.push_back({{"plan", plan_name},
                       {"tensor_type_file", types_name},
                       {"bytes", whole.bytes},
-                      {"planned_bytes", plans[i].bytes()},
+                      {"planned_bytes", plan.bytes()},
                       {"bits_per_weight", whole.bits_per_weight()},
-                      {"predicted_loss", plans[i].predicted_loss()}});
+                      {"predicted_loss", plan.predicted_loss()}});
     if (v) points.back()["verified"] = doc["verified"];
-    checked.push_back(v);
-    predicted.points.emplace_back(whole.bits_per_weight(), plans[i].predicted_loss());
+    if (front[i].nested_on) {
+      points.back()["nested_on"] = name_of(*front[i].nested_on) + ".json";
+      points.back()["knapsack_verified_kl"] = front[i].knapsack->kl;
+      std::fprintf(stderr, "mixprec: %s: the knapsack plan at this budget verified no better than %s (KL %.4g); replanned with %s's types as "
+                           "floors: KL %.4g\n", plan_name.c_str(), points[*front[i].nested_on].at("plan").get<std::string>().c_str(),
+                   front[i].knapsack->kl, points[*front[i].nested_on].at("plan").get<std::string>().c_str(), v->kl);
+    }
+    predicted.points.emplace_back(whole.bits_per_weight(), plan.predicted_loss());
     if (v) verified.points.emplace_back(whole.bits_per_weight(), v->kl);
   }
-  // The prediction adds one-tensor losses; the real model need not follow it. A plan whose verified KL is
-  // above a smaller plan's beyond both intervals (its lower end above the other's upper end) is named with
-  // the smaller plan that does better: "verified_worse_than".
-  const std::vector<std::optional<std::size_t>> worse = verified_worse_than(checked);
-  for (std::size_t i = 0; i < plans.size(); ++i) {
-    const std::optional<std::size_t> better = worse[i];
-    if (!better) continue;
-    const std::string name = points[*better].at("plan").get<std::string>();
-    points[i]["verified_worse_than"] = name;
-    std::fprintf(stderr, "mixprec: warning: %s has more bytes than %s but a higher KL on the held-out streams (%.4g [%.4g, %.4g] against %.4g "
-                         "[%.4g, %.4g]): the one-tensor measurements do not add up there; %s is the better plan\n",
-                 points[i].at("plan").get<std::string>().c_str(), name.c_str(), checked[i]->kl, checked[i]->kl_low, checked[i]->kl_high,
-                 checked[*better]->kl, checked[*better]->kl_low, checked[*better]->kl_high, name.c_str());
+  nlohmann::json left_out = nlohmann::json::array();
+  for (const auto& d : dropped) {
+    const std::string better = points[d.worse_than].at("plan").get<std::string>();
+    left_out.push_back({{"planned_bytes", d.plan.bytes()}, {"predicted_loss", d.plan.predicted_loss()}, {"verified", d.verified.to_json(d.plan.predicted_loss())},
+                        {"worse_than", better}});
+    std::fprintf(stderr, "mixprec: the plan of %llu planned bytes is left out: its KL on the held-out streams (%.4g) is no lower than that of "
+                         "the smaller %s (%.4g), and no plan nested on %s does better\n",
+                 static_cast<unsigned long long>(d.plan.bytes()), d.verified.kl, better.c_str(), front[d.worse_than].verified->kl, better.c_str());
   }
   const nlohmann::json frontier = {{"format", "mixprec-frontier"},
                                    {"version", 1},
                                    {"model", ctx.model},
                                    {"loss", loss_name},
                                    {"llama_quantize_base_type", llama_quantize_base_type},  // with --pure
-                                   {"points", points}};
+                                   {"points", points},
+                                   {"left_out", left_out}};
   write_text(folder.file("frontier.json"), json_text(frontier), file);
   std::vector<svg_series> lines{predicted};
   if (!verified.points.empty()) lines.push_back(verified);
   write_text(folder.file("frontier.svg"), frontier_svg(lines, verified.points.empty() ? "predicted " + loss_name : "KL (nats) / predicted loss"), file);
   folder.commit();
   std::fprintf(stderr, "wrote %s: %zu plans on the frontier (plan-NN.json, plan-NN.tensor-types.txt), frontier.json, frontier.svg\n",
-               dir.c_str(), plans.size());
+               dir.c_str(), front.size());
   return 0;
 }
 

@@ -442,4 +442,28 @@ class plan_builder {
   std::vector<std::vector<std::string>> groups_;
 };
 
+// Table t restricted to the upgrades of plan `base`: for each layer base plans at a spec t has, only
+// the specs with at least its bytes and at most its loss (its own included); other layers as in t.
+// Planned at a larger budget, it gives a plan nested on base (no layer moves to a cheaper or a worse
+// type), e.g. to repair a frontier whose larger plan the whole model shows worse than a smaller one.
+[[nodiscard]] inline sensitivity_table upgrades_of(const sensitivity_table& t, const plan& base) {
+  std::map<std::string, const plan_entry*> planned;
+  for (const plan_entry& e : base.entries) planned.emplace(e.layer, &e);
+  sensitivity_table out;
+  for (const auto& row : t.rows()) {
+    const auto it = planned.find(row.layer.name);
+    const sensitivity_table::entry* own = nullptr;
+    if (it != planned.end())
+      for (const auto& e : row.losses)
+        if (e.spec == it->second->spec) own = &e;
+    for (const auto& e : row.losses) {
+      const bool keep = !own || &e == own ||
+                        (quantized_bytes(e.spec, row.layer.rows, row.layer.cols) >= quantized_bytes(own->spec, row.layer.rows, row.layer.cols) &&
+                         e.loss <= own->loss);
+      if (keep) out.add(row.layer.name, row.layer.rows, row.layer.cols, e.spec, e.loss);
+    }
+  }
+  return out;
+}
+
 }  // namespace mixprec
