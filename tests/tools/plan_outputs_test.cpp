@@ -274,21 +274,24 @@ TEST_CASE("plan --pareto verifies every plan on the frontier as plan --budget ve
   fs::remove_all(dir);
 }
 
-TEST_CASE("monotone_frontier: a plan that verifies no better than a smaller one is replanned nested on it, or left out",
+TEST_CASE("monotone_frontier: a plan that downgrades a smaller one's tensor races its nested replan; one no better is left out",
           "[cli][plan][verify][pareto]") {
-  // Plans told apart by their limit (their bytes); a nested replan is marked by its policy.
+  // Plans told apart by their limit. A knapsack plan at limit L has tensor a at L bytes and b at 100 - L:
+  // it downgrades b against every smaller plan. A nested replan is marked by its policy.
   auto plan_of = [](double limit, const std::string& policy = "knapsack") {
     mixprec::plan p;
     p.limit = limit;
     p.policy = policy;
-    p.entries.push_back({"w", mixprec::parse_spec(policy == "nested" ? "q8_0" : "q4_0"), 1, 32, static_cast<std::size_t>(limit), limit, 0.0, ""});
+    const bool nested = policy == "nested";
+    p.entries.push_back({"a", mixprec::parse_spec(nested ? "q8_0" : "q4_0"), 1, 32, static_cast<std::size_t>(limit), limit, 0.0, ""});
+    p.entries.push_back({"b", mixprec::parse_spec("q4_0"), 1, 32, static_cast<std::size_t>(nested ? 100 : 100 - limit), 0.0, 0.0, ""});
     return p;
   };
-  // Knapsack KLs by limit: 0.10, 0.02, 0.035 (a rise: its nested replan verifies 0.015), 0.018 (below
-  // the 0.02 of plan 2 but above the new best, 0.015: its nested replan 0.03 does no better: left out),
-  // 0.01, unverified (kept).
+  // Knapsack KLs by limit: 0.10, 0.02, 0.035 (a rise: its nested replan, 0.015, wins), 0.018 (nested: 0.03;
+  // 0.018 is above the best so far, 0.015: left out), 0.01 (nested 0.008 wins although 0.01 is already
+  // lower), unverified (kept, nothing replanned).
   const std::map<double, double> knapsack_kl = {{1, 0.10}, {2, 0.02}, {3, 0.035}, {4, 0.018}, {5, 0.01}};
-  const std::map<double, double> nested_kl = {{3, 0.015}, {4, 0.03}};
+  const std::map<double, double> nested_kl = {{3, 0.015}, {4, 0.03}, {5, 0.008}};
   std::vector<std::pair<double, double>> replans;  // (base limit, limit)
   const mixprec_cli::detail::plan_check verify = [&](const mixprec::plan& p) -> std::optional<mixprec_cli::verification> {
     const auto& kls = p.policy == "nested" ? nested_kl : knapsack_kl;
@@ -307,14 +310,16 @@ TEST_CASE("monotone_frontier: a plan that verifies no better than a smaller one 
                                                             replan, &dropped);
   REQUIRE(front.size() == 5);
   CHECK(front[0].plan.limit == 1);
-  CHECK(front[1].plan.limit == 2);
+  CHECK(front[1].plan.policy == "knapsack");  // its replan verified nothing: the knapsack plan stays
   CHECK(front[2].plan.policy == "nested");
   CHECK(front[2].plan.solver.find("nested on") != std::string::npos);
   CHECK(front[2].nested_on == std::optional<std::size_t>(1));
   CHECK(front[2].knapsack->kl == 0.035);
   CHECK(front[2].verified->kl == 0.015);
   CHECK(front[3].plan.limit == 5);
-  CHECK_FALSE(front[3].nested_on);
+  CHECK(front[3].plan.policy == "nested");
+  CHECK(front[3].nested_on == std::optional<std::size_t>(2));
+  CHECK(front[3].knapsack->kl == 0.01);
   CHECK(front[4].plan.limit == 6);
   CHECK_FALSE(front[4].verified);
   double previous = 1.0;
@@ -325,10 +330,18 @@ TEST_CASE("monotone_frontier: a plan that verifies no better than a smaller one 
   }
   REQUIRE(dropped.size() == 1);
   CHECK(dropped[0].plan.limit == 4);
-  CHECK(dropped[0].worse_than == 2);  // the nested plan at limit 3, the best smaller point then
-  CHECK(replans == std::vector<std::pair<double, double>>{{2, 3}, {3, 4}});
+  CHECK(dropped[0].verified.kl == 0.018);  // the lower of the two
+  CHECK(dropped[0].worse_than == 2);       // the nested plan at limit 3, the best smaller point then
+  CHECK(replans == std::vector<std::pair<double, double>>{{1, 2}, {2, 3}, {3, 4}, {3, 5}});
+  // A plan that keeps every tensor of the best smaller one at least as big is not replanned.
+  replans.clear();
+  mixprec::plan up = plan_of(5);  // verified (0.01), b kept at 100 bytes
+  up.entries[1].bytes = 100;
+  (void)mixprec_cli::detail::monotone_frontier({plan_of(1), up}, verify, replan);
+  CHECK(replans.empty());
   // Without verification nothing is replanned or dropped.
   CHECK(mixprec_cli::detail::monotone_frontier({plan_of(1), plan_of(3)}, {}, replan).size() == 2);
+  CHECK(replans.empty());
 }
 
 TEST_CASE("plan --refine searches by the whole plan's KL and never writes a plan worse than the knapsack's on the held-out streams",

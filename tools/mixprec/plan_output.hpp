@@ -8,8 +8,9 @@
 //                        DIR/plan-NN.tensor-types.txt per plan, DIR/frontier.json (the list, with bytes,
 //                        bits/weight, predicted and verified loss), DIR/frontier.svg (the picture).
 //                        Verified, the frontier's KL falls with every plan (monotone_frontier): a
-//                        knapsack plan that verifies no better than a smaller one is replanned nested on
-//                        it ("nested_on") or left out ("left_out")
+//                        knapsack plan that downgrades a tensor of a smaller one is also replanned nested
+//                        on it ("nested_on" when that verifies lower); one no better than a smaller plan
+//                        is left out ("left_out")
 // Files are written whole or not at all (io/output_file.hpp); the --pareto folder is filled under a
 // temporary name beside DIR and renamed to DIR at the end, so DIR never holds part of a frontier.
 #pragma once
@@ -284,8 +285,8 @@ struct frontier_point {
   std::optional<std::size_t> nested_on;  // the smaller point this plan was replanned on (its types as floors)
   std::optional<verification> knapsack;  // then: the verification of the plan it replaced
 };
-// A frontier plan left out: more bytes than `worse_than` (a point) and no lower verified KL, nor a plan
-// nested on that point.
+// A frontier plan left out: more bytes than `worse_than` (a point) and no lower verified KL (the lower
+// of its own and its nested replan's: `verified`).
 struct dropped_point {
   mixprec::plan plan;
   verification verified;
@@ -294,30 +295,36 @@ struct dropped_point {
 
 // The frontier whose verified KL falls with every byte added (the target the held-out streams can
 // check; the one-tensor sum predicts it falls, the whole model need not follow). Plans sorted by bytes;
-// where plan i verifies no better than the best smaller point b, it is replanned nested on b at its own
-// budget (b's types as floors: only upgrades, nothing downgraded to pay for them) and that plan is kept
-// when it verifies below b; else plan i is dropped. Unverified plans are kept as they are.
+// where plan i moves some tensor to a smaller type than the best smaller point b has (the knapsack
+// re-arranges freely between budgets: that is where the sum misleads), it is also replanned at its own
+// budget nested on b (b's types as floors: only upgrades) and the one that verifies lower is kept;
+// then, if it verifies no lower than b, it is dropped. Unverified plans are kept as they are.
 [[nodiscard]] inline std::vector<frontier_point> monotone_frontier(const std::vector<mixprec::plan>& plans, const plan_check& verify,
                                                                    const nested_replan& replan, std::vector<dropped_point>* dropped = nullptr) {
+  auto downgrades = [](const mixprec::plan& p, const mixprec::plan& base) {
+    std::map<std::string, std::size_t> floor;
+    for (const auto& e : base.entries) floor[e.layer] = e.bytes;
+    return std::any_of(p.entries.begin(), p.entries.end(), [&](const auto& e) { return floor.count(e.layer) && e.bytes < floor[e.layer]; });
+  };
   std::vector<frontier_point> out;
   std::optional<std::size_t> best;  // the point with the lowest verified KL so far
   for (const mixprec::plan& p : plans) {
     frontier_point pt{p, verify ? verify(p) : std::nullopt, std::nullopt, std::nullopt};
-    if (pt.verified && best && pt.verified->kl >= out[*best].verified->kl) {
+    if (pt.verified && best) {
       const frontier_point& base = out[*best];
-      std::optional<verification> nested_kl;
-      mixprec::plan nested;
-      if (replan) {
-        nested = replan(base.plan, p.limit);
+      if (replan && downgrades(p, base.plan)) {
+        mixprec::plan nested = replan(base.plan, p.limit);
+        std::optional<verification> nested_kl;
         if (nested.entries != base.plan.entries && nested.entries != p.entries) nested_kl = verify(nested);
+        if (nested_kl && nested_kl->kl < pt.verified->kl) {
+          nested.solver += ", nested on a smaller plan of the frontier";
+          pt.knapsack = pt.verified;
+          pt.plan = std::move(nested);
+          pt.verified = nested_kl;
+          pt.nested_on = *best;
+        }
       }
-      if (nested_kl && nested_kl->kl < base.verified->kl) {
-        nested.solver += ", nested on a smaller plan of the frontier";
-        pt.knapsack = pt.verified;
-        pt.plan = std::move(nested);
-        pt.verified = nested_kl;
-        pt.nested_on = *best;
-      } else {
+      if (pt.verified->kl >= base.verified->kl) {
         if (dropped) dropped->push_back({p, *pt.verified, *best});
         continue;
       }
@@ -378,9 +385,9 @@ inline int write_frontier(const std::vector<mixprec::plan>& knapsack_plans, cons
     if (front[i].nested_on) {
       points.back()["nested_on"] = name_of(*front[i].nested_on) + ".json";
       points.back()["knapsack_verified_kl"] = front[i].knapsack->kl;
-      std::fprintf(stderr, "mixprec: %s: the knapsack plan at this budget verified no better than %s (KL %.4g); replanned with %s's types as "
-                           "floors: KL %.4g\n", plan_name.c_str(), points[*front[i].nested_on].at("plan").get<std::string>().c_str(),
-                   front[i].knapsack->kl, points[*front[i].nested_on].at("plan").get<std::string>().c_str(), v->kl);
+      std::fprintf(stderr, "mixprec: %s: nested on %s (its types as floors), KL %.4g on the held-out streams; the knapsack plan at this "
+                           "budget, which downgrades some of them: %.4g\n", plan_name.c_str(), points[*front[i].nested_on].at("plan").get<std::string>().c_str(),
+                   v->kl, front[i].knapsack->kl);
     }
     predicted.points.emplace_back(whole.bits_per_weight(), plan.predicted_loss());
     if (v) verified.points.emplace_back(whole.bits_per_weight(), v->kl);
@@ -391,8 +398,8 @@ inline int write_frontier(const std::vector<mixprec::plan>& knapsack_plans, cons
     left_out.push_back({{"planned_bytes", d.plan.bytes()}, {"predicted_loss", d.plan.predicted_loss()}, {"verified", d.verified.to_json(d.plan.predicted_loss())},
                         {"worse_than", better}});
     std::fprintf(stderr, "mixprec: the plan of %llu planned bytes is left out: its KL on the held-out streams (%.4g) is no lower than that of "
-                         "the smaller %s (%.4g), and no plan nested on %s does better\n",
-                 static_cast<unsigned long long>(d.plan.bytes()), d.verified.kl, better.c_str(), front[d.worse_than].verified->kl, better.c_str());
+                         "the smaller %s (%.4g), nor is that of a plan nested on it\n",
+                 static_cast<unsigned long long>(d.plan.bytes()), d.verified.kl, better.c_str(), front[d.worse_than].verified->kl);
   }
   const nlohmann::json frontier = {{"format", "mixprec-frontier"},
                                    {"version", 1},
