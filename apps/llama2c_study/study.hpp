@@ -39,13 +39,17 @@ struct quality {
 
 // Samples streams from the FP32 model (temperature 1, seeded).
 inline reference make_reference(const mixprec::llama2c::checkpoint& ck, const study_options& o) {
+  if (o.streams < 1 || std::min(o.length, ck.cfg.seq_len) < 2)
+    throw mixprec::error(mixprec::errc::invalid_argument, "study: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) +
+                                                              " tokens (the model holds " + std::to_string(ck.cfg.seq_len) +
+                                                              "): give at least 1 stream of 2 tokens");
   reference ref;
   std::mt19937_64 gen(o.seed);
   for (int s = 0; s < o.streams; ++s) {
     transformer model(ck);
     std::vector<int> toks = {1};
     const int n = std::min(o.length, ck.cfg.seq_len);
-    mixprec::row_matrix logits(std::max(n - 1, 0), ck.cfg.vocab_size);
+    mixprec::row_matrix logits(n - 1, ck.cfg.vocab_size);
     for (int pos = 0; pos + 1 < n; ++pos) {
       logits.row(pos) = model.forward(toks.back(), pos).transpose();
       const Eigen::VectorXd p = mixprec::log_softmax(logits.row(pos)).array().exp().transpose();

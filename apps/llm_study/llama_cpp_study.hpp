@@ -166,18 +166,24 @@ inline std::vector<std::vector<float>> stream_logits(const std::string& path, co
       const auto& tokens = streams[i];
       const auto n = static_cast<mixprec::index_t>(tokens.size());
       const logits_map r(ref[i].data(), n, n_vocab), m(got[i].data(), n, n_vocab);
-      kl += mixprec::kl_per_row(r, m).sum();  // sensitivity/kl.hpp
-      const mixprec::row_matrix_d lr = mixprec::log_softmax(r), lm = mixprec::log_softmax(m);
-      for (mixprec::index_t p = 0; p < n; ++p) {
-        // argmax ties go to the lower id
-        mixprec::index_t a = 0, b = 0;
-        r.row(p).maxCoeff(&a);
-        m.row(p).maxCoeff(&b);
-        if (a == b) ++agree;
-        if (p + 1 < n) {
-          nll -= lm(p, tokens[static_cast<std::size_t>(p) + 1]);
-          ref_nll -= lr(p, tokens[static_cast<std::size_t>(p) + 1]);
-          ++predicted;
+      // In blocks of positions, so that the doubles of the log-probabilities stay a few vocabularies' worth.
+      constexpr mixprec::index_t block = 32;
+      for (mixprec::index_t p0 = 0; p0 < n; p0 += block) {
+        const mixprec::index_t k = std::min(block, n - p0);
+        kl += mixprec::kl_per_row(r.middleRows(p0, k), m.middleRows(p0, k)).sum();  // sensitivity/kl.hpp
+        const mixprec::row_matrix_d lr = mixprec::log_softmax(r.middleRows(p0, k)), lm = mixprec::log_softmax(m.middleRows(p0, k));
+        for (mixprec::index_t j = 0; j < k; ++j) {
+          const mixprec::index_t p = p0 + j;
+          // argmax ties go to the lower id
+          mixprec::index_t a = 0, b = 0;
+          r.row(p).maxCoeff(&a);
+          m.row(p).maxCoeff(&b);
+          if (a == b) ++agree;
+          if (p + 1 < n) {
+            nll -= lm(j, tokens[static_cast<std::size_t>(p) + 1]);
+            ref_nll -= lr(j, tokens[static_cast<std::size_t>(p) + 1]);
+            ++predicted;
+          }
         }
       }
       s.positions += tokens.size();

@@ -502,9 +502,21 @@ TEST_CASE("upgrades_of: a plan nested on a smaller one only moves layers to bigg
       CHECK(nested.entries[k].bytes >= base.entries[k].bytes);
     }
   }
-  // A plan at the table's cheapest: every upgrade is allowed; at its dearest: only its own types.
-  const sensitivity_table all = upgrades_of(m.table, front.back());
-  for (const plan_entry& e : front.back().entries) CHECK(all.candidates({e.layer, e.rows, e.cols}).size() >= 1);
+  // The cheapest plan: every spec no worse is allowed (each costs at least as much); the least-loss plan:
+  // only its own spec (nothing has less loss).
+  const sensitivity_table from_cheapest = upgrades_of(m.table, front.front()), from_best = upgrades_of(m.table, front.back());
+  for (const plan_entry& e : front.front().entries) {
+    const layer_shape l{e.layer, e.rows, e.cols};
+    std::size_t no_worse = 0;
+    for (const quant_spec& q : m.table.candidates(l)) no_worse += m.table.loss(l, q) <= e.loss ? 1 : 0;
+    CHECK(from_cheapest.candidates(l).size() == no_worse);
+    CHECK(no_worse >= 2);
+  }
+  for (const plan_entry& e : front.back().entries) {
+    const auto kept = from_best.candidates({e.layer, e.rows, e.cols});
+    REQUIRE(kept.size() == 1);
+    CHECK(kept[0] == e.spec);
+  }
 }
 
 TEST_CASE("threshold plan from measured drops", "[plan][threshold]") {

@@ -330,7 +330,9 @@ TEST_CASE("monotone_frontier: a plan that downgrades a smaller one's tensor race
   }
   REQUIRE(dropped.size() == 1);
   CHECK(dropped[0].plan.limit == 4);
-  CHECK(dropped[0].verified.kl == 0.018);  // the lower of the two
+  CHECK(dropped[0].verified.kl == 0.018);  // the knapsack plan's
+  REQUIRE(dropped[0].nested);
+  CHECK(dropped[0].nested->kl == 0.03);    // and its nested replan's
   CHECK(dropped[0].worse_than == 2);       // the nested plan at limit 3, the best smaller point then
   CHECK(replans == std::vector<std::pair<double, double>>{{1, 2}, {2, 3}, {3, 4}, {3, 5}});
   // A plan that keeps every tensor of the best smaller one at least as big is not replanned.

@@ -285,11 +285,12 @@ struct frontier_point {
   std::optional<std::size_t> nested_on;  // the smaller point this plan was replanned on (its types as floors)
   std::optional<verification> knapsack;  // then: the verification of the plan it replaced
 };
-// A frontier plan left out: more bytes than `worse_than` (a point) and no lower verified KL (the lower
-// of its own and its nested replan's: `verified`).
+// A frontier plan left out: more bytes than `worse_than` (a point) and no lower verified KL, nor a
+// nested replan of it with one.
 struct dropped_point {
-  mixprec::plan plan;
-  verification verified;
+  mixprec::plan plan;                   // the knapsack plan
+  verification verified;                // its verification
+  std::optional<verification> nested;   // the verification of its nested replan, when one ran
   std::size_t worse_than = 0;
 };
 
@@ -312,9 +313,10 @@ struct dropped_point {
     frontier_point pt{p, verify ? verify(p) : std::nullopt, std::nullopt, std::nullopt};
     if (pt.verified && best) {
       const frontier_point& base = out[*best];
+      const verification own = *pt.verified;
+      std::optional<verification> nested_kl;
       if (replan && downgrades(p, base.plan)) {
         mixprec::plan nested = replan(base.plan, p.limit);
-        std::optional<verification> nested_kl;
         if (nested.entries != base.plan.entries && nested.entries != p.entries) nested_kl = verify(nested);
         if (nested_kl && nested_kl->kl < pt.verified->kl) {
           nested.solver += ", nested on a smaller plan of the frontier";
@@ -325,7 +327,7 @@ struct dropped_point {
         }
       }
       if (pt.verified->kl >= base.verified->kl) {
-        if (dropped) dropped->push_back({p, *pt.verified, *best});
+        if (dropped) dropped->push_back({p, own, nested_kl, *best});
         continue;
       }
     }
@@ -396,10 +398,17 @@ inline int write_frontier(const std::vector<mixprec::plan>& knapsack_plans, cons
   for (const auto& d : dropped) {
     const std::string better = points[d.worse_than].at("plan").get<std::string>();
     left_out.push_back({{"planned_bytes", d.plan.bytes()}, {"predicted_loss", d.plan.predicted_loss()}, {"verified", d.verified.to_json(d.plan.predicted_loss())},
+                        {"nested_verified_kl", d.nested ? nlohmann::json(d.nested->kl) : nlohmann::json(nullptr)},
                         {"worse_than", better}});
+    std::string nested;
+    if (d.nested) {
+      char kl[32];
+      std::snprintf(kl, sizeof kl, "%.4g", d.nested->kl);
+      nested = ", nor is that of the plan nested on " + better + " at its budget (" + kl + ")";
+    }
     std::fprintf(stderr, "mixprec: the plan of %llu planned bytes is left out: its KL on the held-out streams (%.4g) is no lower than that of "
-                         "the smaller %s (%.4g), nor is that of a plan nested on it\n",
-                 static_cast<unsigned long long>(d.plan.bytes()), d.verified.kl, better.c_str(), front[d.worse_than].verified->kl);
+                         "the smaller %s (%.4g)%s\n",
+                 static_cast<unsigned long long>(d.plan.bytes()), d.verified.kl, better.c_str(), front[d.worse_than].verified->kl, nested.c_str());
   }
   const nlohmann::json frontier = {{"format", "mixprec-frontier"},
                                    {"version", 1},

@@ -2,7 +2,7 @@
 // (every planned tensor replaced by the bytes `mixprec quantize --plan` writes, with the same imatrix
 // search) through the library's LLaMA engine on held-out streams and measures what the model's output
 // really loses against the model as stored:
-//   kl         mean over the positions of KL(P_stored || P_plan), nats (sensitivity/metrics.hpp kl_per_row)
+//   kl         mean over the positions of KL(P_stored || P_plan), nats (sensitivity/kl.hpp kl_per_row)
 //   kl_ci95    95 % bootstrap interval of that mean: streams resampled with replacement (`resamples`
 //              draws, mt19937_64 of the seed), percentiles 2.5 and 97.5 of the resampled means
 //   kl_p99     99th percentile and kl_max the largest of the per-position KLs

@@ -4,12 +4,16 @@
 // scoped_quantization is the same guard for a mixprec::layer's float view, written back by memcpy.
 #pragma once
 
+#include <type_traits>
 #include <utility>
 
 namespace mixprec {
 
 template <class T>
 class [[nodiscard]] scoped_swap {
+  static_assert(std::is_nothrow_swappable_v<T> && std::is_nothrow_move_constructible_v<T>,
+                "scoped_swap: the restore in the destructor must not throw");
+
  public:
   // Swaps `replacement` into `slot` (noexcept swaps: the guard cannot fail half way).
   scoped_swap(T& slot, T replacement) : slot_(slot), held_(std::move(replacement)) {
