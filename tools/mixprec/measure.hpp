@@ -124,9 +124,8 @@ using mixprec::models::calibration_hash;
 [[nodiscard]] inline std::vector<tensor_measurement> measure_file(const std::string& model_path, const measure_options& o,
                                                                   nlohmann::json* meta = nullptr, bool show_progress = true) {
   namespace mm = mixprec::models;
-  if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
-  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
-    throw error(errc::invalid_argument, "measure: shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count));
+  const mm::measure_options request{.types = o.types, .threads = o.threads, .shard_index = o.shard_index, .shard_count = o.shard_count};
+  request.check();  // before the model is read
   const auto g = mixprec::gguf::file::open(model_path);
   mm::llama_model m = mm::load_gguf(g);
   const calibration_set calib = calibration_streams(g, m, o);
@@ -135,11 +134,11 @@ using mixprec::models::calibration_hash;
   double total = 0.0;  // the weights the shard measures, per type
   const auto matrices = mm::llama_measure_matrices(m);
   for (std::size_t k = 0; k < matrices.size(); ++k)
-    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) == o.shard_index)
+    if (request.probes(k))
       total += static_cast<double>(matrices[k].first->rows()) * static_cast<double>(matrices[k].first->cols()) * static_cast<double>(o.types.size());
   progress bar("measure", total);
   mm::llama_measurement r = mm::measure_llama(
-      m, streams, {.types = o.types, .threads = o.threads, .shard_index = o.shard_index, .shard_count = o.shard_count},
+      m, streams, request,
       [&](const std::string& item, double weights) {
         if (show_progress) bar.step(item, weights);
       });

@@ -51,6 +51,15 @@ struct measure_options {
   std::vector<quant_spec> types;         // candidate types, each measured on every tensor that holds it
   unsigned threads = 1;                  // per matrix product (0: every core)
   int shard_index = 0, shard_count = 1;  // probe only the matrices k (in model order) with k % count == index
+
+  // Throws errc::invalid_argument for no types or a bad shard (measure_llama checks it first).
+  void check() const {
+    if (types.empty()) throw error(errc::invalid_argument, "measure: no types");
+    if (shard_count < 1 || shard_index < 0 || shard_index >= shard_count)
+      throw error(errc::invalid_argument, "measure: shard " + std::to_string(shard_index) + "/" + std::to_string(shard_count));
+  }
+  // Whether the shard probes matrix k (in the order of llama_measure_matrices).
+  [[nodiscard]] bool probes(std::size_t k) const noexcept { return static_cast<int>(k % static_cast<std::size_t>(shard_count)) == shard_index; }
 };
 
 // One tensor at one type (see the banner for each number).
@@ -109,9 +118,7 @@ using measure_progress = std::function<void(const std::string& item, double weig
 // represent a tensor's values is left out with a note instead).
 [[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
                                                      const measure_progress& progress = {}) {
-  if (o.types.empty()) throw error(errc::invalid_argument, "measure: no types");
-  if (o.shard_count < 1 || o.shard_index < 0 || o.shard_index >= o.shard_count)
-    throw error(errc::invalid_argument, "measure: shard " + std::to_string(o.shard_index) + "/" + std::to_string(o.shard_count));
+  o.check();
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   llama_measurement out;
   for (const auto& s : streams) {
@@ -142,7 +149,7 @@ using measure_progress = std::function<void(const std::string& item, double weig
   out.matrices = matrices.size();
   const bool tied = !m.output;
   for (std::size_t k = 0; k < matrices.size(); ++k) {
-    if (static_cast<int>(k % static_cast<std::size_t>(o.shard_count)) != o.shard_index) continue;
+    if (!o.probes(k)) continue;
     llama_matrix* mat = matrices[k].first;
     const int first_layer = matrices[k].second;
     const bool embedding = mat == &m.token_embd;
