@@ -197,13 +197,27 @@ struct block_q6_k {
   std::int8_t scales[qk_k / 16];
   std::uint16_t d;
 };
+// ggml's activation blocks (never stored in GGUF; the formats a product quantizes its input to,
+// kernels/ref/ggml_dot_ref.hpp): Q8_1 also keeps s = d * sum(qs) (FP16), Q8_K an FP32 scale and
+// the 16 sums of 16 codes the K-quants' minimums take.
+struct block_q8_1 {
+  std::uint16_t d;
+  std::uint16_t s;
+  std::int8_t qs[32];
+};
+struct block_q8_k {
+  float d;
+  std::int8_t qs[qk_k];
+  std::int16_t bsums[qk_k / 16];
+};
 // The blocks' sizes are the table's (formats/ggml_types.hpp).
 static_assert(sizeof(block_q8_0) == find_type(8)->type_size && sizeof(block_q4_0) == find_type(2)->type_size &&
               sizeof(block_q4_1) == find_type(3)->type_size && sizeof(block_q5_0) == find_type(6)->type_size &&
               sizeof(block_q5_1) == find_type(7)->type_size && sizeof(block_q2_k) == find_type(10)->type_size &&
               sizeof(block_q3_k) == find_type(11)->type_size && sizeof(block_q4_k) == find_type(12)->type_size &&
               sizeof(block_q5_k) == find_type(13)->type_size && sizeof(block_q6_k) == find_type(14)->type_size &&
-              sizeof(block_iq4_nl) == find_type(20)->type_size && sizeof(block_iq4_xs) == find_type(23)->type_size);
+              sizeof(block_iq4_nl) == find_type(20)->type_size && sizeof(block_iq4_xs) == find_type(23)->type_size &&
+              sizeof(block_q8_1) == find_type(9)->type_size && sizeof(block_q8_k) == find_type(15)->type_size);
 static_assert(sizeof(block_q8_0) == 34);
 static_assert(sizeof(block_q4_0) == 18);
 static_assert(sizeof(block_q4_1) == 20);

@@ -9,8 +9,11 @@
 //   point enters once per row; batch 1 runs 4 rows per pass (AVX-512; 2 elsewhere), batches run up
 //   to 8 activation columns per decoded weight vector. A column gets the same bits whatever the batch.
 // - FP16 / BF16 (batch 1): converted in registers (F16C where available, else exact bit operations);
-// - row-decode (every other case, and FP16/BF16 batches): one row at a time is dequantized into an
-//   L1-resident buffer by the SIMD kernels, then dotted with every activation row.
+// - llama.cpp's block types (format_id::ggml_block) with activations automatic (the default): the
+//   activations quantized to ggml's vec_dot_type, exact integer block products (simd/gemv_ggml.inl),
+//   bit-identical to ggml::ref::vec_dot (kernels/ref/ggml_dot_ref.hpp) on every instruction set;
+// - row-decode (every other case: FP16/BF16 batches, block types with activations fp32): one row at a
+//   time is dequantized into an L1-resident buffer by the SIMD kernels, then dotted with every activation row.
 // - INT8 activations (gemv_options::activations = activation_type::int8): quantized per token, exact
 //   integer dot products (AVX-512 VNNI, vpmaddubsw, SSE2 pmaddwd, or scalar; simd/gemv_q8.inl),
 //   bit-identical to ref::gemv_int8 on every instruction set.
@@ -43,6 +46,19 @@ inline void check_gemm_shapes(const quantized_tensor& w, const Eigen::Ref<const 
                                           std::to_string(w.rows()) + ")");
 }
 
+// Whether o sends w through ggml's quantized-activation products.
+[[nodiscard]] inline bool ggml_activations(const quantized_tensor& w, const gemv_options& o) noexcept {
+  return o.activations == activation_type::automatic && w.spec().format == format_id::ggml_block;
+}
+
+// Y = X Q(W)^T on a block type with activations quantized to its vec_dot_type (shapes checked).
+inline void ggml_gemm(isa i, const quantized_tensor& w, const float* x, index_t ldx, index_t batch, float* y, index_t ldy,
+                      const gemv_options& o) {
+  thread_local ggml::ref::quantized_activations act;
+  ggml::ref::quantize_activations(ggml::vec_dot_type(w.spec().ggml), x, ldx, batch, static_cast<std::size_t>(w.cols()), act);
+  with_isa(i, [&]<class K>() { K::ggml_product(w, act, y, ldy, o.threads); });
+}
+
 }  // namespace detail
 
 // y = Q(W) x with the kernels of level i. x has w.cols() floats and y w.rows(), else mixprec::error
@@ -54,7 +70,9 @@ inline void gemv(isa i, const quantized_tensor& w, std::span<const float> x, std
     throw error(errc::shape_mismatch, "gemv: x has " + std::to_string(x.size()) + " floats and y " +
                                           std::to_string(y.size()) + ", W is " + detail::shape_text(w.rows(), w.cols()) +
                                           " (x needs " + std::to_string(w.cols()) + ", y " + std::to_string(w.rows()) + ")");
-  if (o.activations == activation_type::int8)
+  if (detail::ggml_activations(w, o))
+    detail::ggml_gemm(i, w, x.data(), w.cols(), 1, y.data(), w.rows(), o);
+  else if (o.activations == activation_type::int8)
     detail::with_isa(i, [&]<class K>() {
       K::gemm_int8(w, x.data(), w.cols(), 1, y.data(), w.rows(), o, i == isa::avx512_vnni);
     });
@@ -72,7 +90,9 @@ inline void gemv(const quantized_tensor& w, std::span<const float> x, std::span<
 inline void gemm(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
                  const gemv_options& o = {}) {
   detail::check_gemm_shapes(w, x, y);
-  if (o.activations == activation_type::int8)
+  if (detail::ggml_activations(w, o))
+    detail::ggml_gemm(i, w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o);
+  else if (o.activations == activation_type::int8)
     detail::with_isa(i, [&]<class K>() {
       K::gemm_int8(w, x.data(), x.outerStride(), x.rows(), y.data(), y.outerStride(), o, i == isa::avx512_vnni);
     });

@@ -461,7 +461,10 @@ using activation_observer = std::function<void(const std::string& name, const fl
 // threads and activations mean what they mean in gemv_options (kernels/gemv_options.hpp), in its order.
 struct engine_options {
   unsigned threads = 1;                                 // rows of each product over this many threads
-  activation_type activations = activation_type::fp32;  // INT4/INT8 re-quantized matrices: their input path
+  // How every product takes its input: automatic (llama.cpp's block types, stored or re-quantized,
+  // take activations quantized as ggml does; others FP32), fp32 (all FP32, block types decode rows:
+  // the reference), int8 (INT4/INT8 re-quantized matrices take INT8 activations; the rest automatic).
+  activation_type activations = activation_type::automatic;
   int max_context = 0;                                  // positions the cache may hold; 0: context_length
 };
 
@@ -484,6 +487,7 @@ class llama_engine {
       l.source = &m;
       l.observer = &observer_;
       l.options.threads = o.threads;
+      l.options.activations = o.activations == activation_type::fp32 ? activation_type::fp32 : activation_type::automatic;
       const auto it = specs.find(m.name());
       if (it == specs.end()) return l;
       ++found;

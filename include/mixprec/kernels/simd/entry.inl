@@ -28,6 +28,8 @@ struct kernels {
                    const gemv_options& o);
   static void gemm_int8(const quantized_tensor& w, const float* x, index_t ldx, index_t batch, float* y,
                         index_t ldy, const gemv_options& o, bool vnni);
+  static void ggml_product(const quantized_tensor& w, const ggml::ref::quantized_activations& act, float* y, index_t ldy,
+                           unsigned threads);
   static void accumulate_error(const float* a, const float* b, index_t n, error_stats& s) noexcept;
 };
 
@@ -82,6 +84,11 @@ template <class A>
 void kernels<A>::gemm_int8(const quantized_tensor& w, const float* x, index_t ldx, index_t batch, float* y,
                            index_t ldy, const gemv_options& o, bool vnni) {
   ::mixprec::detail::MIXPREC_SIMD_NS::gemm_int8<A>(w, x, ldx, batch, y, ldy, o, vnni);
+}
+template <class A>
+void kernels<A>::ggml_product(const quantized_tensor& w, const ggml::ref::quantized_activations& act, float* y, index_t ldy,
+                              unsigned threads) {
+  ::mixprec::detail::MIXPREC_SIMD_NS::ggml_product<A>(w, act, y, ldy, threads);
 }
 template <class A>
 void kernels<A>::accumulate_error(const float* a, const float* b, index_t n, error_stats& s) noexcept {

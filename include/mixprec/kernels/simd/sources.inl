@@ -4,6 +4,7 @@
 #include "mixprec/kernels/simd/quantize.inl"
 #include "mixprec/kernels/simd/gemv_int.inl"
 #include "mixprec/kernels/simd/gemv_q8.inl"
+#include "mixprec/kernels/simd/gemv_ggml.inl"
 #include "mixprec/kernels/simd/gemv.inl"
 #include "mixprec/kernels/simd/metrics.inl"
 #include "mixprec/kernels/simd/entry.inl"

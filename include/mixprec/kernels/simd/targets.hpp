@@ -39,6 +39,7 @@
 #include "mixprec/kernels/gemv_options.hpp"
 #include "mixprec/kernels/isa.hpp"
 #include "mixprec/kernels/ref/gemv_q8_ref.hpp"
+#include "mixprec/kernels/ref/ggml_dot_ref.hpp"
 #include "mixprec/kernels/ref/gemv_ref.hpp"
 #include "mixprec/kernels/ref/quantize_ref.hpp"
 #include "mixprec/quantize/quantized_tensor.hpp"

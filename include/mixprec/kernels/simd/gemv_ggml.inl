@@ -1,0 +1,370 @@
+// Products on llama.cpp's block types with quantized activations (ggml's vec_dot): the SIMD side of
+// kernels/ref/ggml_dot_ref.hpp, which states the numerics; the results are its bits on every level.
+//
+// On the AVX2 and AVX-512 levels (256-bit integer ops; the AVX-512 level runs the same code):
+// - a block's integers are exact: codes c against the activation codes q (|q| <= 127) through
+//   vpmaddubsw on |c| and q with c's sign (pairs <= 2 * 128 * 127: no saturation, even for a Q8_0
+//   code of -128), or on unsigned codes directly; vpmaddwd with ones or with the sub-block scales;
+//   32-bit sums (every type's bound is below 2^28, see the reference);
+// - 32-element blocks: eight blocks at once, their eight partial vectors reduced to one vector of
+//   eight exact block sums (hadd tree), then the FP32 stage vectorised, block k in lane k mod 8,
+//   each operation the reference's (mul, mul, add; this region never contracts to FMA);
+// - K-quants and IQ4_XS: a super-block's sums in a vector, one exact horizontal sum, then the
+//   reference's scalar FP32 terms (ref::q8_k_terms);
+// - every type on other levels: the reference itself.
+
+#if MIXPREC_X86
+template <class A>
+inline constexpr bool ggml_dot_simd = is_avx512<A> || (is_avx2<A> && has_f16c<A>);
+#else
+template <class A>
+inline constexpr bool ggml_dot_simd = false;
+#endif
+
+#if MIXPREC_X86
+// The eight 32-bit partial sums of 32 signed codes w times 32 activation codes q (|q| <= 127).
+template <class A>
+inline __m256i ggml_dot_i8(__m256i w, __m256i q) noexcept {
+  const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(w), _mm256_sign_epi8(q, w));
+  return _mm256_madd_epi16(p, _mm256_set1_epi16(1));
+}
+// The same for unsigned codes u <= 127.
+template <class A>
+inline __m256i ggml_dot_u8(__m256i u, __m256i q) noexcept {
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(u, q), _mm256_set1_epi16(1));
+}
+// Lane j: the sum of the eight lanes of p[j] (exact).
+template <class A>
+inline __m256i ggml_sum8(const __m256i* p) noexcept {
+  const __m256i a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+  const __m256i b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+  // a: sums of p0..p3 over the low 128 bits, then over the high; b likewise for p4..p7.
+  return _mm256_add_epi32(_mm256_permute2x128_si256(a, b, 0x20), _mm256_permute2x128_si256(a, b, 0x31));
+}
+template <class A>
+inline std::int32_t ggml_hsum_i32(__m256i v) noexcept {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+// ref::reduce8 on a vector.
+template <class A>
+inline float ggml_reduce8(__m256 acc) noexcept {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));  // a0+a4, a1+a5, a2+a6, a3+a7
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));                                             // (a0+a4)+(a2+a6), (a1+a5)+(a3+a7)
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+// 16 nibbles -> 32 bytes: the low nibbles (elements 0..15), then the high ones (16..31).
+template <class A>
+inline __m256i ggml_nibbles32(const std::uint8_t* p) noexcept {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(t, 4), t), _mm256_set1_epi8(0x0F));
+}
+// Bit j of the 32-bit h as byte j: 0x10 where set, else 0 (Q5_0 / Q5_1's fifth bits).
+template <class A>
+inline __m256i ggml_bits32(const std::uint8_t* qh) noexcept {
+  std::uint32_t h = 0;
+  std::memcpy(&h, qh, 4);
+  const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(h)),
+                                             _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202, 0x0303030303030303));
+  const __m256i bit = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
+  return _mm256_and_si256(_mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit), _mm256_set1_epi8(0x10));
+}
+
+// The eight partial sums of one 32-element weight block against the activation codes q.
+template <class A, class Block>
+inline __m256i ggml_block32(const std::byte* wb, const std::int8_t* q) noexcept {
+  const auto* b = reinterpret_cast<const Block*>(wb);
+  const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q));
+  if constexpr (std::is_same_v<Block, ggml::block_q8_0>) {
+    return ggml_dot_i8<A>(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b->qs)), x);
+  } else if constexpr (std::is_same_v<Block, ggml::block_q4_0>) {
+    return ggml_dot_i8<A>(_mm256_sub_epi8(ggml_nibbles32<A>(b->qs), _mm256_set1_epi8(8)), x);
+  } else if constexpr (std::is_same_v<Block, ggml::block_q4_1>) {
+    return ggml_dot_u8<A>(ggml_nibbles32<A>(b->qs), x);
+  } else if constexpr (std::is_same_v<Block, ggml::block_q5_0>) {
+    const __m256i c = _mm256_or_si256(ggml_nibbles32<A>(b->qs), ggml_bits32<A>(b->qh));
+    return ggml_dot_i8<A>(_mm256_sub_epi8(c, _mm256_set1_epi8(16)), x);
+  } else if constexpr (std::is_same_v<Block, ggml::block_q5_1>) {
+    return ggml_dot_u8<A>(_mm256_or_si256(ggml_nibbles32<A>(b->qs), ggml_bits32<A>(b->qh)), x);
+  } else {
+    static_assert(std::is_same_v<Block, ggml::block_iq4_nl>);
+    const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::ref::kvalues_iq4nl)));
+    return ggml_dot_i8<A>(_mm256_shuffle_epi8(table, ggml_nibbles32<A>(b->qs)), x);
+  }
+}
+
+// Eight FP16 fields at byte offset `off` of consecutive blocks (stride bytes apart), as FP32: one
+// gather of 32-bit words (the field and the two bytes after it, inside the block), their low halves.
+template <class A>
+inline __m256 ggml_halves8(const std::byte* blocks, int stride, std::size_t off) noexcept {
+  const __m256i idx = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(stride));
+  const __m256i words = _mm256_i32gather_epi32(reinterpret_cast<const int*>(blocks + off), idx, 1);
+  const __m256i low = _mm256_and_si256(words, _mm256_set1_epi32(0xFFFF));
+  const __m128i halves = _mm_packus_epi32(_mm256_castsi256_si128(low), _mm256_extracti128_si256(low, 1));
+  return _mm256_cvtph_ps(halves);
+}
+// The same for the first `count` < 8 blocks (the others 0).
+template <class A>
+inline __m256 ggml_halves_tail(const std::byte* blocks, std::size_t stride, std::size_t off, std::size_t count) noexcept {
+  std::uint16_t h[8] = {};
+  for (std::size_t j = 0; j < 8 && j < count; ++j) std::memcpy(h + j, blocks + j * stride + off, 2);
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)));
+}
+
+// Blocks k..k+count of a row (count <= 8) into acc, lane j for block k + j.
+template <class A, class Block, class XBlock, bool Full>
+inline __m256 ggml_group32(__m256 acc, const std::byte* w, const std::byte* x, const float* dx, const float* sx, std::size_t k,
+                           std::size_t count) noexcept {
+  __m256i p[8];
+  for (std::size_t j = 0; j < 8; ++j)
+    p[j] = Full || j < count ? ggml_block32<A, Block>(w + (k + j) * sizeof(Block),
+                                                      reinterpret_cast<const XBlock*>(x + (k + j) * sizeof(XBlock))->qs)
+                             : _mm256_setzero_si256();
+  const __m256i sums = ggml_sum8<A>(p);
+  const std::byte* wk = w + k * sizeof(Block);
+  const __m256 dw = Full ? ggml_halves8<A>(wk, sizeof(Block), offsetof(Block, d))
+                         : ggml_halves_tail<A>(wk, sizeof(Block), offsetof(Block, d), count);
+  acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dw, _mm256_loadu_ps(dx + k)), _mm256_cvtepi32_ps(sums)));
+  if constexpr (std::is_same_v<XBlock, ggml::block_q8_1>) {
+    const __m256 mw = Full ? ggml_halves8<A>(wk, sizeof(Block), offsetof(Block, m))
+                           : ggml_halves_tail<A>(wk, sizeof(Block), offsetof(Block, m), count);
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(mw, _mm256_loadu_ps(sx + k)));
+  }
+  return acc;
+}
+
+// One row of nb 32-element blocks against Q8_0 / Q8_1 activations.
+template <class A, class Block>
+float ggml_row32(const std::byte* w, const ggml::ref::quantized_activations& act, index_t token, std::size_t nb) noexcept {
+  using XBlock = std::conditional_t<ggml::vec_dot_type(ggml::block_type<Block>) == ggml::dot_type::q8_1, ggml::block_q8_1,
+                                    ggml::block_q8_0>;
+  const std::byte* x = act.row(token);
+  const float* dx = act.scales(token);
+  const float* sx = act.sums(token);
+  __m256 acc = _mm256_setzero_ps();
+  std::size_t k = 0;
+  for (; k + 8 <= nb; k += 8) acc = ggml_group32<A, Block, XBlock, true>(acc, w, x, dx, sx, k, 8);
+  if (k < nb) acc = ggml_group32<A, Block, XBlock, false>(acc, w, x, dx, sx, k, nb - k);
+  return ggml_reduce8<A>(acc);
+}
+
+// Q4_K / Q5_K's eight 6-bit scales (bytes 0..7) and minimums (bytes 8..15) from the 12 packed bytes:
+// ref::get_scale_min_k4 for all eight at once, on 32-bit words.
+template <class A>
+inline void ggml_scales_k4(const std::uint8_t* packed, std::uint8_t* out) noexcept {
+  std::uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  constexpr std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
+  u[3] = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);  // minimums 4..7
+  const std::uint32_t mins_low = u[1] & six;                 // minimums 0..3
+  u[1] = (u[2] & four) | (((u[0] >> 6) & two) << 4);         // scales 4..7
+  u[2] = mins_low;
+  u[0] &= six;                                               // scales 0..3
+  std::memcpy(out, u, 16);
+}
+// J = sum_s M_s (bsums[2s] + bsums[2s + 1]) for eight minimums (exact: pair sums fit 16 bits).
+template <class A>
+inline std::int32_t ggml_mins_k4(const std::uint8_t* mins, const std::int16_t* bsums) noexcept {
+  const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
+  const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
+  std::uint64_t m8 = 0;
+  std::memcpy(&m8, mins, 8);
+  const __m128i p = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m8))), pairs);
+  __m128i s = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  return _mm_cvtsi128_si32(s);
+}
+// A super-block's I and J against a Q8_K block (Q4_K; with the fifth bits, Q5_K).
+template <class A, class Block>
+inline ggml::ref::block_ints ggml_ints_k4(const Block& b, const ggml::block_q8_k& x) noexcept {
+  constexpr bool five = std::is_same_v<Block, ggml::block_q5_k>;
+  alignas(16) std::uint8_t sm[16];
+  ggml_scales_k4<A>(b.scales, sm);
+  __m256i acc = _mm256_setzero_si256();
+  const __m256i low = _mm256_set1_epi8(0x0F);
+  [[maybe_unused]] __m256i qh = _mm256_setzero_si256();
+  if constexpr (five) qh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh));
+#pragma GCC unroll 4
+  for (int j = 0; j < 4; ++j) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * j));
+    __m256i c0 = _mm256_and_si256(q, low), c1 = _mm256_and_si256(_mm256_srli_epi16(q, 4), low);
+    if constexpr (five) {
+      const __m256i one = _mm256_set1_epi8(1);
+      c0 = _mm256_or_si256(c0, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j), one), 4));
+      c1 = _mm256_or_si256(c1, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2 * j + 1), one), 4));
+    }
+    const __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * j)));
+    const __m256i p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * j + 32)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sm[2 * j])));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sm[2 * j + 1])));
+  }
+  return {ggml_hsum_i32<A>(acc), ggml_mins_k4<A>(sm + 8, x.bsums)};
+}
+// Q6_K: the codes u = c + 32 in [0, 63] through vpmaddubsw, then I = sum S u q - 32 sum S bsum.
+template <class A>
+inline ggml::ref::block_ints ggml_ints(const ggml::block_q6_k& b, const ggml::block_q8_k& x) noexcept {
+  __m256i acc = _mm256_setzero_si256();
+  const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
+#pragma GCC unroll 2
+  for (int half = 0; half < 2; ++half) {
+    const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half));
+    const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.ql + 64 * half + 32));
+    const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qh + 32 * half));
+    const __m256i u[4] = {
+        _mm256_or_si256(_mm256_and_si256(l0, low), _mm256_slli_epi16(_mm256_and_si256(h, two), 4)),
+        _mm256_or_si256(_mm256_and_si256(l1, low), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 2), two), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 4), two), 4)),
+        _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low),
+                        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(h, 6), two), 4))};
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; ++k) {
+      const int s = 8 * half + 2 * k;  // the sub-blocks of 16 in this vector's low and high halves
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 128 * half + 32 * k));
+      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(b.scales[s + 1]), _mm_set1_epi16(b.scales[s]));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xq), scale));
+    }
+  }
+  // 32 * sum_s S_s bsums_s, from the sixteen int8 scales widened to 16 bits.
+  const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+  const __m256i bias = _mm256_madd_epi16(scales16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums)));
+  return {ggml_hsum_i32<A>(acc) - 32 * ggml_hsum_i32<A>(bias), 0};
+}
+// Q2_K / Q3_K: sixteen sub-blocks of 16; element 128 n + 32 j + k holds bits 2j of qs[32 n + k]
+// (Q3_K: and its third bit at bit 4n + j of hmask[k]). Codes u in [0, 7] through vpmaddubsw (Q3_K:
+// u = c + 4, so I = sum S u q - 4 sum S bsum), scales on 16-bit halves of each vector.
+template <class A, class Block>
+inline ggml::ref::block_ints ggml_ints_k16(const Block& b, const ggml::block_q8_k& x) noexcept {
+  constexpr bool three = std::is_same_v<Block, ggml::block_q3_k>;
+  alignas(32) std::int16_t S[16];
+  [[maybe_unused]] __m256i hm = _mm256_setzero_si256();
+  if constexpr (three) {
+    for (int s = 0; s < 16; ++s) S[s] = static_cast<std::int16_t>(ggml::ref::scale_q3_k(s, b.scales));
+    hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
+  } else {
+    for (int s = 0; s < 16; ++s) S[s] = static_cast<std::int16_t>(b.scales[s] & 0xF);
+  }
+  const __m256i three_bits = _mm256_set1_epi8(3);
+  __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 2
+  for (int n = 0; n < 2; ++n) {
+    const __m256i q = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.qs + 32 * n));
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three_bits);
+      if constexpr (three)
+        u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), _mm256_set1_epi8(1)), 2));
+      const int s = 8 * n + 2 * j;
+      const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 128 * n + 32 * j));
+      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(S[s + 1]), _mm_set1_epi16(S[s]));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), scale));
+    }
+  }
+  const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
+  if constexpr (three) {
+    const __m256i bias = _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(S)), bsums);
+    return {ggml_hsum_i32<A>(acc) - 4 * ggml_hsum_i32<A>(bias), 0};
+  } else {
+    const __m256i mins = _mm256_cvtepu8_epi16(_mm_srli_epi16(_mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)),
+                                                                           _mm_set1_epi8(static_cast<char>(0xF0))),
+                                                             4));
+    return {ggml_hsum_i32<A>(acc), ggml_hsum_i32<A>(_mm256_madd_epi16(mins, bsums))};
+  }
+}
+// IQ4_XS: grid values by table lookup, eight sub-blocks of 32 with scales ls - 32.
+template <class A>
+inline ggml::ref::block_ints ggml_ints(const ggml::block_iq4_xs& b, const ggml::block_q8_k& x) noexcept {
+  const __m256i table = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(ggml::ref::kvalues_iq4nl)));
+  __m256i acc = _mm256_setzero_si256();
+#pragma GCC unroll 8
+  for (int s = 0; s < 8; ++s) {
+    const int ls = (((b.scales_l[s / 2] >> 4 * (s % 2)) & 0xF) | (((b.scales_h >> 2 * s) & 3) << 4)) - 32;
+    const __m256i c = _mm256_shuffle_epi8(table, ggml_nibbles32<A>(b.qs + 16 * s));
+    const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 32 * s));
+    const __m256i p = _mm256_maddubs_epi16(_mm256_abs_epi8(c), _mm256_sign_epi8(xq, c));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<short>(ls))));
+  }
+  return {ggml_hsum_i32<A>(acc), 0};
+}
+
+// One row of nb super-blocks against Q8_K activations.
+template <class A, class Block>
+float ggml_row_k(const std::byte* w, const ggml::ref::quantized_activations& act, index_t token, std::size_t nb) noexcept {
+  const std::byte* xr = act.row(token);
+  float acc[8] = {};
+  for (std::size_t k = 0; k < nb; ++k) {
+    const auto& b = *reinterpret_cast<const Block*>(w + k * sizeof(Block));
+    const auto& x = *reinterpret_cast<const ggml::block_q8_k*>(xr + k * sizeof(ggml::block_q8_k));
+    ggml::ref::block_factors f;
+    ggml::ref::block_ints n;
+    if constexpr (std::is_same_v<Block, ggml::block_q4_k> || std::is_same_v<Block, ggml::block_q5_k>) {
+      n = ggml_ints_k4<A>(b, x);
+      f = {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
+    } else if constexpr (std::is_same_v<Block, ggml::block_q2_k>) {
+      n = ggml_ints_k16<A>(b, x);
+      f = {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
+    } else if constexpr (std::is_same_v<Block, ggml::block_q3_k>) {
+      n = ggml_ints_k16<A>(b, x);
+      f = {fp16_to_fp32(b.d)};
+    } else {
+      n = ggml_ints<A>(b, x);
+      f = {fp16_to_fp32(b.d)};
+    }
+    const ggml::ref::block_terms t = ggml::ref::q8_k_terms(f, x.d, n);
+    float& a = acc[k % 8];
+    a = a + t.t;
+    if (f.has_min) a = a + t.b;
+  }
+  return ggml::ref::reduce8(acc);
+}
+#endif
+
+// Row r of w (a ggml block type) against token `token` of act.
+template <class A, class Block>
+inline float ggml_row_dot(const std::byte* w, const ggml::ref::quantized_activations& act, index_t token, std::size_t nb) noexcept {
+#if MIXPREC_X86
+  if constexpr (ggml_dot_simd<A>) {
+    constexpr ggml::dot_type d = ggml::vec_dot_type(ggml::block_type<Block>);
+    if constexpr (d == ggml::dot_type::q8_0 || d == ggml::dot_type::q8_1)
+      return ggml_row32<A, Block>(w, act, token, nb);
+    else
+      return ggml_row_k<A, Block>(w, act, token, nb);
+  }
+#endif
+  return ggml::ref::vec_dot(ggml::block_type<Block>, w, act.row(token), nb);
+}
+
+template <class A, class Block>
+void ggml_rows(const quantized_tensor& w, const ggml::ref::quantized_activations& act, float* y, index_t ldy, unsigned threads) {
+  const std::size_t row_bytes = w.row_bytes(), nb = row_bytes / sizeof(Block);
+  const auto* codes = reinterpret_cast<const std::byte*>(w.codes().data());
+  for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) {
+    for (index_t r = r0; r < r1; ++r) {
+      const std::byte* row = codes + static_cast<std::size_t>(r) * row_bytes;
+      for (index_t t = 0; t < act.tokens; ++t) y[t * ldy + r] = ggml_row_dot<A, Block>(row, act, t, nb);
+    }
+  });
+}
+
+// Y = X Q(W)^T for a ggml block-type weight with activations quantized to its vec_dot_type
+// (act: quantized by the caller, ggml::ref::quantize_activations).
+template <class A>
+void ggml_product(const quantized_tensor& w, const ggml::ref::quantized_activations& act, float* y, index_t ldy, unsigned threads) {
+  switch (w.spec().ggml) {
+    case ggml_type::q8_0: return ggml_rows<A, ggml::block_q8_0>(w, act, y, ldy, threads);
+    case ggml_type::q4_0: return ggml_rows<A, ggml::block_q4_0>(w, act, y, ldy, threads);
+    case ggml_type::q4_1: return ggml_rows<A, ggml::block_q4_1>(w, act, y, ldy, threads);
+    case ggml_type::q5_0: return ggml_rows<A, ggml::block_q5_0>(w, act, y, ldy, threads);
+    case ggml_type::q5_1: return ggml_rows<A, ggml::block_q5_1>(w, act, y, ldy, threads);
+    case ggml_type::iq4_nl: return ggml_rows<A, ggml::block_iq4_nl>(w, act, y, ldy, threads);
+    case ggml_type::q2_k: return ggml_rows<A, ggml::block_q2_k>(w, act, y, ldy, threads);
+    case ggml_type::q3_k: return ggml_rows<A, ggml::block_q3_k>(w, act, y, ldy, threads);
+    case ggml_type::q4_k: return ggml_rows<A, ggml::block_q4_k>(w, act, y, ldy, threads);
+    case ggml_type::q5_k: return ggml_rows<A, ggml::block_q5_k>(w, act, y, ldy, threads);
+    case ggml_type::q6_k: return ggml_rows<A, ggml::block_q6_k>(w, act, y, ldy, threads);
+    case ggml_type::iq4_xs: return ggml_rows<A, ggml::block_iq4_xs>(w, act, y, ldy, threads);
+    default: throw error(errc::unsupported, "ggml product: " + std::string(to_string(w.spec().ggml)) + " is not a block type");
+  }
+}
