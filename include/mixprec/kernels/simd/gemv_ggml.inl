@@ -150,28 +150,24 @@ float ggml_row32(const std::byte* w, const ggml::ref::quantized_activations& act
   return ggml_reduce8<A>(acc);
 }
 
-// Q4_K / Q5_K's eight 6-bit scales (bytes 0..7) and minimums (bytes 8..15) from the 12 packed bytes:
-// ref::get_scale_min_k4 for all eight at once, on 32-bit words.
+// Q4_K / Q5_K's eight 6-bit scales and eight minimums from the 12 packed bytes, as 16-bit lanes of one
+// vector each (ref::get_scale_min_k4 for all eight at once, on 32-bit words kept in registers).
 template <class A>
-inline void ggml_scales_k4(const std::uint8_t* packed, std::uint8_t* out) noexcept {
-  std::uint32_t u[4];
+inline void ggml_scales_k4(const std::uint8_t* packed, __m128i& scales, __m128i& mins) noexcept {
+  std::uint32_t u[3];
   std::memcpy(u, packed, 12);
   constexpr std::uint32_t six = 0x3f3f3f3f, four = 0x0f0f0f0f, two = 0x03030303;
-  u[3] = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);  // minimums 4..7
-  const std::uint32_t mins_low = u[1] & six;                 // minimums 0..3
-  u[1] = (u[2] & four) | (((u[0] >> 6) & two) << 4);         // scales 4..7
-  u[2] = mins_low;
-  u[0] &= six;                                               // scales 0..3
-  std::memcpy(out, u, 16);
+  const std::uint32_t s03 = u[0] & six, s47 = (u[2] & four) | (((u[0] >> 6) & two) << 4);
+  const std::uint32_t m03 = u[1] & six, m47 = ((u[2] >> 4) & four) | (((u[1] >> 6) & two) << 4);
+  scales = _mm_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(s03), static_cast<int>(s47), 0, 0));
+  mins = _mm_cvtepu8_epi16(_mm_setr_epi32(static_cast<int>(m03), static_cast<int>(m47), 0, 0));
 }
 // J = sum_s M_s (bsums[2s] + bsums[2s + 1]) for eight minimums (exact: pair sums fit 16 bits).
 template <class A>
-inline std::int32_t ggml_mins_k4(const std::uint8_t* mins, const std::int16_t* bsums) noexcept {
+inline std::int32_t ggml_mins_k4(__m128i mins, const std::int16_t* bsums) noexcept {
   const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(bsums));
   const __m128i pairs = _mm_hadd_epi16(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1));
-  std::uint64_t m8 = 0;
-  std::memcpy(&m8, mins, 8);
-  const __m128i p = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<long long>(m8))), pairs);
+  const __m128i p = _mm_madd_epi16(mins, pairs);
   __m128i s = _mm_add_epi32(p, _mm_unpackhi_epi64(p, p));
   s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
   return _mm_cvtsi128_si32(s);
@@ -180,8 +176,12 @@ inline std::int32_t ggml_mins_k4(const std::uint8_t* mins, const std::int16_t* b
 template <class A, class Block>
 inline ggml::ref::block_ints ggml_ints_k4(const Block& b, const ggml::block_q8_k& x) noexcept {
   constexpr bool five = std::is_same_v<Block, ggml::block_q5_k>;
-  alignas(16) std::uint8_t sm[16];
-  ggml_scales_k4<A>(b.scales, sm);
+  __m128i scales, mins;
+  ggml_scales_k4<A>(b.scales, scales, mins);
+  const __m256i scale_source = _mm256_broadcastsi128_si256(scales);  // S0..S7 in both halves
+  const auto scale = [&](int w) {  // S_w in every 16-bit lane
+    return _mm256_shuffle_epi8(scale_source, _mm256_set1_epi16(static_cast<short>(0x0100 + 0x0202 * w)));
+  };
   __m256i acc = _mm256_setzero_si256();
   const __m256i low = _mm256_set1_epi8(0x0F);
   [[maybe_unused]] __m256i qh = _mm256_setzero_si256();
@@ -197,14 +197,46 @@ inline ggml::ref::block_ints ggml_ints_k4(const Block& b, const ggml::block_q8_k
     }
     const __m256i p0 = _mm256_maddubs_epi16(c0, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * j)));
     const __m256i p1 = _mm256_maddubs_epi16(c1, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 64 * j + 32)));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, _mm256_set1_epi16(sm[2 * j])));
-    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, _mm256_set1_epi16(sm[2 * j + 1])));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p0, scale(2 * j)));
+    acc = _mm256_add_epi32(acc, _mm256_madd_epi16(p1, scale(2 * j + 1)));
   }
-  return {ggml_hsum_i32<A>(acc), ggml_mins_k4<A>(sm + 8, x.bsums)};
+  return {ggml_hsum_i32<A>(acc), ggml_mins_k4<A>(mins, x.bsums)};
 }
+// Sixteen 16-bit sub-block scales S0..S15 as two sources: S0..S7 in both 128-bit halves, and S8..S15.
+template <class A>
+inline void ggml_scale_sources(__m256i scales16, __m256i& low, __m256i& high) noexcept {
+  low = _mm256_permute4x64_epi64(scales16, 0x44);
+  high = _mm256_permute4x64_epi64(scales16, 0xEE);
+}
+// From one source: scale w (0..6, even) across the low 128 bits and w + 1 across the high ones, the
+// scales of the two sub-blocks of 16 one vector of codes holds.
+template <class A>
+inline __m256i ggml_pair_scale(__m256i source, int w) noexcept {
+  const auto word = [](int i) { return static_cast<short>(0x0100 + 0x0202 * i); };  // bytes 2i, 2i + 1
+  return _mm256_shuffle_epi8(source, _mm256_set_m128i(_mm_set1_epi16(word(w + 1)), _mm_set1_epi16(word(w))));
+}
+// Q3_K's sixteen 6-bit scales minus 32, from the 12 packed bytes (ref::scale_q3_k for all at once).
+template <class A>
+inline __m256i ggml_scales_q3k(const std::uint8_t* packed) noexcept {
+  std::uint32_t a[3], out[4];
+  std::memcpy(a, packed, 12);
+  constexpr std::uint32_t low4 = 0x0F0F0F0F, two = 0x03030303;
+  out[0] = (a[0] & low4) | ((a[2] & two) << 4);
+  out[1] = (a[1] & low4) | (((a[2] >> 2) & two) << 4);
+  out[2] = ((a[0] >> 4) & low4) | (((a[2] >> 4) & two) << 4);
+  out[3] = ((a[1] >> 4) & low4) | (((a[2] >> 6) & two) << 4);
+  // Built in registers: a 16-byte load of the four words just stored would stall on store forwarding.
+  const __m128i bytes = _mm_setr_epi32(static_cast<int>(out[0]), static_cast<int>(out[1]), static_cast<int>(out[2]),
+                                       static_cast<int>(out[3]));
+  return _mm256_sub_epi16(_mm256_cvtepu8_epi16(bytes), _mm256_set1_epi16(32));
+}
+
 // Q6_K: the codes u = c + 32 in [0, 63] through vpmaddubsw, then I = sum S u q - 32 sum S bsum.
 template <class A>
 inline ggml::ref::block_ints ggml_ints(const ggml::block_q6_k& b, const ggml::block_q8_k& x) noexcept {
+  const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+  __m256i source[2];
+  ggml_scale_sources<A>(scales16, source[0], source[1]);
   __m256i acc = _mm256_setzero_si256();
   const __m256i low = _mm256_set1_epi8(0x0F), two = _mm256_set1_epi8(3);
 #pragma GCC unroll 2
@@ -223,12 +255,10 @@ inline ggml::ref::block_ints ggml_ints(const ggml::block_q6_k& b, const ggml::bl
     for (int k = 0; k < 4; ++k) {
       const int s = 8 * half + 2 * k;  // the sub-blocks of 16 in this vector's low and high halves
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 128 * half + 32 * k));
-      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(b.scales[s + 1]), _mm_set1_epi16(b.scales[s]));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xq), scale));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u[k], xq), ggml_pair_scale<A>(source[half], s % 8)));
     }
   }
-  // 32 * sum_s S_s bsums_s, from the sixteen int8 scales widened to 16 bits.
-  const __m256i scales16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)));
+  // 32 * sum_s S_s bsums_s.
   const __m256i bias = _mm256_madd_epi16(scales16, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums)));
   return {ggml_hsum_i32<A>(acc) - 32 * ggml_hsum_i32<A>(bias), 0};
 }
@@ -238,14 +268,15 @@ inline ggml::ref::block_ints ggml_ints(const ggml::block_q6_k& b, const ggml::bl
 template <class A, class Block>
 inline ggml::ref::block_ints ggml_ints_k16(const Block& b, const ggml::block_q8_k& x) noexcept {
   constexpr bool three = std::is_same_v<Block, ggml::block_q3_k>;
-  alignas(32) std::int16_t S[16];
-  [[maybe_unused]] __m256i hm = _mm256_setzero_si256();
+  __m256i scales16, hm = _mm256_setzero_si256();
   if constexpr (three) {
-    for (int s = 0; s < 16; ++s) S[s] = static_cast<std::int16_t>(ggml::ref::scale_q3_k(s, b.scales));
+    scales16 = ggml_scales_q3k<A>(b.scales);
     hm = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b.hmask));
   } else {
-    for (int s = 0; s < 16; ++s) S[s] = static_cast<std::int16_t>(b.scales[s] & 0xF);
+    scales16 = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)), _mm_set1_epi8(0x0F)));
   }
+  __m256i source[2];
+  ggml_scale_sources<A>(scales16, source[0], source[1]);
   const __m256i three_bits = _mm256_set1_epi8(3);
   __m256i acc = _mm256_setzero_si256();
 #pragma GCC unroll 2
@@ -256,16 +287,13 @@ inline ggml::ref::block_ints ggml_ints_k16(const Block& b, const ggml::block_q8_
       __m256i u = _mm256_and_si256(_mm256_srli_epi16(q, 2 * j), three_bits);
       if constexpr (three)
         u = _mm256_or_si256(u, _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(hm, 4 * n + j), _mm256_set1_epi8(1)), 2));
-      const int s = 8 * n + 2 * j;
       const __m256i xq = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qs + 128 * n + 32 * j));
-      const __m256i scale = _mm256_set_m128i(_mm_set1_epi16(S[s + 1]), _mm_set1_epi16(S[s]));
-      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), scale));
+      acc = _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, xq), ggml_pair_scale<A>(source[n], 2 * j)));
     }
   }
   const __m256i bsums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.bsums));
   if constexpr (three) {
-    const __m256i bias = _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(S)), bsums);
-    return {ggml_hsum_i32<A>(acc) - 4 * ggml_hsum_i32<A>(bias), 0};
+    return {ggml_hsum_i32<A>(acc) - 4 * ggml_hsum_i32<A>(_mm256_madd_epi16(scales16, bsums)), 0};
   } else {
     const __m256i mins = _mm256_cvtepu8_epi16(_mm_srli_epi16(_mm_and_si128(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b.scales)),
                                                                            _mm_set1_epi8(static_cast<char>(0xF0))),
