@@ -317,35 +317,44 @@ inline ggml::ref::block_ints ggml_ints(const ggml::block_iq4_xs& b, const ggml::
   return {ggml_hsum_i32<A>(acc), 0};
 }
 
-// One row of nb super-blocks against Q8_K activations.
+// One row of nb super-blocks against Q8_K activations: eight super-blocks' integers, then their FP32
+// terms as one vector, lane j for block k + j (ref::q8_k_terms lane by lane; acc - y is acc + -y).
 template <class A, class Block>
 float ggml_row_k(const std::byte* w, const ggml::ref::quantized_activations& act, index_t token, std::size_t nb) noexcept {
+  constexpr bool has_min =
+      std::is_same_v<Block, ggml::block_q2_k> || std::is_same_v<Block, ggml::block_q4_k> || std::is_same_v<Block, ggml::block_q5_k>;
   const std::byte* xr = act.row(token);
-  float acc[8] = {};
-  for (std::size_t k = 0; k < nb; ++k) {
-    const auto& b = *reinterpret_cast<const Block*>(w + k * sizeof(Block));
-    const auto& x = *reinterpret_cast<const ggml::block_q8_k*>(xr + k * sizeof(ggml::block_q8_k));
-    ggml::ref::block_factors f;
-    ggml::ref::block_ints n;
-    if constexpr (std::is_same_v<Block, ggml::block_q4_k> || std::is_same_v<Block, ggml::block_q5_k>) {
-      n = ggml_ints_k4<A>(b, x);
-      f = {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
-    } else if constexpr (std::is_same_v<Block, ggml::block_q2_k>) {
-      n = ggml_ints_k16<A>(b, x);
-      f = {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
-    } else if constexpr (std::is_same_v<Block, ggml::block_q3_k>) {
-      n = ggml_ints_k16<A>(b, x);
-      f = {fp16_to_fp32(b.d)};
-    } else {
-      n = ggml_ints<A>(b, x);
-      f = {fp16_to_fp32(b.d)};
+  __m256 acc = _mm256_setzero_ps();
+  for (std::size_t k = 0; k < nb; k += 8) {
+    const std::size_t count = std::min<std::size_t>(8, nb - k);
+    alignas(32) std::int32_t I[8] = {}, J[8] = {};
+    alignas(32) float dx[8] = {};
+    for (std::size_t j = 0; j < 8 && j < count; ++j) {
+      const auto& b = *reinterpret_cast<const Block*>(w + (k + j) * sizeof(Block));
+      const auto& x = *reinterpret_cast<const ggml::block_q8_k*>(xr + (k + j) * sizeof(ggml::block_q8_k));
+      ggml::ref::block_ints n;
+      if constexpr (std::is_same_v<Block, ggml::block_q4_k> || std::is_same_v<Block, ggml::block_q5_k>)
+        n = ggml_ints_k4<A>(b, x);
+      else if constexpr (std::is_same_v<Block, ggml::block_q2_k> || std::is_same_v<Block, ggml::block_q3_k>)
+        n = ggml_ints_k16<A>(b, x);
+      else
+        n = ggml_ints<A>(b, x);
+      I[j] = n.I;
+      J[j] = n.J;
+      dx[j] = x.d;
     }
-    const ggml::ref::block_terms t = ggml::ref::q8_k_terms(f, x.d, n);
-    float& a = acc[k % 8];
-    a = a + t.t;
-    if (f.has_min) a = a + t.b;
+    const std::byte* wk = w + k * sizeof(Block);
+    const __m256 d = count == 8 ? ggml_halves8<A>(wk, sizeof(Block), offsetof(Block, d))
+                                : ggml_halves_tail<A>(wk, sizeof(Block), offsetof(Block, d), count);
+    const __m256 vdx = _mm256_load_ps(dx);
+    acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_mul_ps(d, vdx), _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(I)))));
+    if constexpr (has_min) {
+      const __m256 dmin = count == 8 ? ggml_halves8<A>(wk, sizeof(Block), offsetof(Block, dmin))
+                                     : ggml_halves_tail<A>(wk, sizeof(Block), offsetof(Block, dmin), count);
+      acc = _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dmin, vdx), _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(J)))));
+    }
   }
-  return ggml::ref::reduce8(acc);
+  return ggml_reduce8<A>(acc);
 }
 #endif
 
