@@ -22,7 +22,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--activations") == 0 && i + 1 < argc) {
       const std::string m = argv[++i];
-      if (m != "automatic" && m != "fp32") break;
+      if (m != "automatic" && m != "fp32") {
+        std::fprintf(stderr, "llama_kl: --activations takes automatic or fp32, not '%s'\n", m.c_str());
+        return 2;
+      }
       modes = {m == "fp32" ? mixprec::activation_type::fp32 : mixprec::activation_type::automatic};
     } else {
       files.emplace_back(argv[i]);

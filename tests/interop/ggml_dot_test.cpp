@@ -96,6 +96,7 @@ TEST_CASE("ggml products: activation blocks equal ggml's quantize_row_q8_*_ref",
   for (const auto& [f, fn] : {std::pair{dot_type::q8_0, g.q8_0}, std::pair{dot_type::q8_1, g.q8_1}, std::pair{dot_type::q8_k, g.q8_k}}) {
     for (index_t r = 0; r < x.rows(); ++r) {
       const std::size_t bytes = mixprec::ggml::dot_row_bytes(f, static_cast<std::size_t>(cols));
+      // ggml's q8_K_ref leaves an all-zero block's bsums unwritten, mixprec writes zeros: theirs starts zeroed.
       std::vector<std::byte> ours(bytes), theirs(bytes);
       mixprec::ggml::ref::quantize_activations(f, &x(r, 0), static_cast<std::size_t>(cols), ours.data());
       fn(&x(r, 0), theirs.data(), cols);

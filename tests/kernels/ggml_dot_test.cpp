@@ -89,10 +89,11 @@ TEST_CASE("ggml products: every level equals the scalar reference bit for bit", 
     for (index_t blocks : {index_t{1}, index_t{7}, index_t{9}, index_t{17}}) {
       if (block == 256 && blocks > 9) continue;
       const index_t cols = blocks * block;
-      const auto w = mixprec::quantize(gaussian(5, cols, 0.02f, 11), mixprec::ggml_spec(t), "w");
+      // 70 rows: two threads split them (for_row_chunks runs 64 rows or more in parallel).
+      const auto w = mixprec::quantize(gaussian(70, cols, 0.02f, 11), mixprec::ggml_spec(t), "w");
       mixprec::row_matrix x = gaussian(3, cols, 1.0f, 12);
       x(0, 0) = 40.0f;                                                 // an outlier block
-      x.row(1).head(std::min<index_t>(cols, 64)).setZero();            // all-zero activation blocks
+      x.row(1).head(std::min<index_t>(cols, 256)).setZero();           // all-zero activation blocks (32 and 256)
       const mixprec::row_matrix want = reference(w, x);
       mixprec::test::for_each_isa([&](mixprec::isa i) {
         INFO(mixprec::to_string(t) << " x " << blocks << " blocks");
@@ -151,6 +152,48 @@ TEST_CASE("ggml products: the reference is the decoded product, and the activati
         CHECK(rounding <= 0.01 * magnitude + 1e-9);
       }
     }
+  }
+}
+
+// Offsets of a block's FP16 fields (d, and m or dmin), as formats/ggml_blocks.hpp lays them out.
+std::vector<std::size_t> half_fields(ggml_type t) {
+  switch (t) {
+    case ggml_type::q4_1:
+    case ggml_type::q5_1:
+    case ggml_type::q4_k:
+    case ggml_type::q5_k: return {0, 2};
+    case ggml_type::q2_k: return {80, 82};
+    case ggml_type::q3_k: return {108};
+    case ggml_type::q6_k: return {208};
+    default: return {0};
+  }
+}
+
+TEST_CASE("ggml products: random block bytes (every code and scale field) equal the reference on every level", "[kernels][ggml_dot]") {
+  std::mt19937 gen(51);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> half(-0.05f, 0.05f);
+  for (ggml_type t : block_types) {
+    INFO(mixprec::to_string(t));
+    const index_t block = mixprec::ggml::block_size(t);
+    const index_t n = (block == 256 ? 10 : 11) * block;  // a group of 8 blocks and a tail
+    const auto base = mixprec::quantize(gaussian(6, n, 0.02f, 52), mixprec::ggml_spec(t), "w");
+    std::vector<std::uint8_t> codes(base.codes().size());
+    for (auto& c : codes) c = static_cast<std::uint8_t>(byte(gen));
+    const std::size_t size = static_cast<std::size_t>(mixprec::ggml::type_size(t));
+    for (std::size_t b = 0; b < codes.size() / size; ++b)
+      for (std::size_t off : half_fields(t)) {
+        const std::uint16_t h = mixprec::fp32_to_fp16(half(gen));
+        std::memcpy(codes.data() + b * size + off, &h, 2);
+      }
+    const mixprec::quantized_tensor w(base.spec(), base.rows(), base.cols(), codes, {}, {});
+    const mixprec::row_matrix x = gaussian(3, n, 1.0f, 53);
+    const mixprec::row_matrix want = reference(w, x);
+    mixprec::test::for_each_isa([&](mixprec::isa i) {
+      mixprec::row_matrix y(x.rows(), w.rows());
+      mixprec::gemm(i, w, x, y);
+      CHECK(same_bits(y, want));
+    });
   }
 }
 

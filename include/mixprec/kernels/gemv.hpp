@@ -64,6 +64,8 @@ inline void ggml_gemm(isa i, const quantized_tensor& w, const float* x, index_t 
 // y = Q(W) x with the kernels of level i. x has w.cols() floats and y w.rows(), else mixprec::error
 // (shape_mismatch); o.activations int8 needs INT4/INT8 weights (else unsupported) and finite x (else
 // non_finite); it is bit-identical to ref::gemv_int8 (kernels/ref/gemv_q8_ref.hpp states the numerics).
+// On llama.cpp's block types with o.activations automatic (the default) x must be finite too (else
+// non_finite), and y is bit-identical to ggml::ref::vec_dot (kernels/ref/ggml_dot_ref.hpp).
 inline void gemv(isa i, const quantized_tensor& w, std::span<const float> x, std::span<float> y,
                  const gemv_options& o = {}) {
   if (x.size() != static_cast<std::size_t>(w.cols()) || y.size() != static_cast<std::size_t>(w.rows()))
@@ -86,7 +88,8 @@ inline void gemv(const quantized_tensor& w, std::span<const float> x, std::span<
 // Y = X Q(W)^T with the kernels of level i: X is batch x w.cols() (one activation row per token), Y
 // batch x w.rows(); other shapes throw mixprec::error (shape_mismatch). With o.activations int8 every
 // token is quantized on its own, so row k of Y is bit-identical to gemv of row k of X (each row of codes
-// is loaded once for up to four tokens).
+// is loaded once for up to four tokens); so is it on block types with o.activations automatic (NaN/Inf
+// in X: non_finite).
 inline void gemm(isa i, const quantized_tensor& w, const Eigen::Ref<const row_matrix>& x, Eigen::Ref<row_matrix> y,
                  const gemv_options& o = {}) {
   detail::check_gemm_shapes(w, x, y);

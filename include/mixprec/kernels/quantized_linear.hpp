@@ -1,8 +1,9 @@
 // quantized_linear: a linear layer y = Q(W) x + b run by the fused kernels (gemv.hpp), built from a
 // weight and one quantizer spec (what one entry of a mixed-precision plan says). Its gemv_options
-// (threads, activations) are set once per layer: activations are FP32 by default; INT4/INT8 weights can
-// instead take them quantized to INT8 per token with integer dot products (faster, at the cost of an
-// activation rounding error).
+// (threads, activations) are set once per layer: by default (activation_type::automatic) llama.cpp's
+// block types take their activations quantized as ggml does and every other format FP32; INT4/INT8
+// weights can instead take them quantized to INT8 per token with integer dot products (faster, at the
+// cost of an activation rounding error).
 #pragma once
 
 #include <optional>

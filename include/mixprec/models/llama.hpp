@@ -1,7 +1,8 @@
 // A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
 // of architecture "llama" (as llama.cpp writes it) or a llama2.c checkpoint, and runs the forward pass
 // token by token with a KV cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
-// llama.cpp's block types straight from their bytes by mixprec::gemv's row-decode path, no FP32 copy)
+// llama.cpp's block types straight from their bytes by mixprec::gemv, no FP32 copy; block types take
+// their activations quantized as ggml does unless engine_options::activations is fp32)
 // or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
 //
 // The forward pass (llama2.c's run.c and llama.cpp's "llama" graph compute the same thing), per layer:

@@ -25,9 +25,10 @@
 //   Q4_1 / Q5_1: b = m_w * s_x;   Q2_K / Q4_K / Q5_K: b = -((dmin_w * d_x) * float(J)).
 // Accumulation: eight accumulators, block k into acc[k mod 8]: acc = acc + t, then acc = acc + b;
 // result ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)).
-// ggml sums its blocks in another order (and its x86 Q8_0 quantizer rounds half to even), so results
-// agree with llama.cpp's to FP32 rounding, not bit for bit; what is fixed here is that every mixprec
-// level gives the same bits.
+// ggml sums its blocks in another order, and llama.cpp's x86 builds quantize Q8_0 / Q8_1 activations
+// with their SIMD quantize_row_q8_0/q8_1 (id = 127 / amax, round half to even) rather than the _ref
+// ones used here, so results agree with llama.cpp's to FP32 rounding and, rarely, one activation
+// code; what is fixed here is that every mixprec level gives the same bits.
 #pragma once
 
 #include <algorithm>
@@ -186,7 +187,9 @@ struct quantized_activations {
 
   [[nodiscard]] const std::byte* row(index_t t) const noexcept { return data.data() + static_cast<std::size_t>(t) * row_bytes; }
   [[nodiscard]] const float* scales(index_t t) const noexcept { return d.data() + static_cast<std::size_t>(t) * padded; }
-  [[nodiscard]] const float* sums(index_t t) const noexcept { return s.data() + static_cast<std::size_t>(t) * padded; }
+  [[nodiscard]] const float* sums(index_t t) const noexcept {  // Q8_1 only (null otherwise)
+    return s.empty() ? nullptr : s.data() + static_cast<std::size_t>(t) * padded;
+  }
 };
 
 // Quantizes `tokens` rows of n activations (row t at x + t * ldx; n a multiple of the format's block,
@@ -229,8 +232,8 @@ inline void quantize_activations(dot_type f, const float* x, index_t ldx, index_
 // One weight block as integers: codes c, per sub-block scales S and minimums M (see the top).
 struct int_block {
   std::int8_t c[qk_k];
-  std::int32_t S[16];
-  std::int32_t M[16];
+  std::int32_t S[16] = {};
+  std::int32_t M[16] = {};  // zero for the types without minimums
   int sub = 32;   // elements per sub-block
   int subs = 1;   // sub-blocks
 };

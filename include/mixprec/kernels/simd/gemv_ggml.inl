@@ -1,7 +1,8 @@
 // Products on llama.cpp's block types with quantized activations (ggml's vec_dot): the SIMD side of
 // kernels/ref/ggml_dot_ref.hpp, which states the numerics; the results are its bits on every level.
 //
-// On the AVX2 and AVX-512 levels (256-bit integer ops; the AVX-512 level runs the same code):
+// On the AVX2 and AVX-512 levels (their target regions; 256-bit integer ops, the AVX-512 level runs the
+// same code):
 // - a block's integers are exact: codes c against the activation codes q (|q| <= 127) through
 //   vpmaddubsw on |c| and q with c's sign (pairs <= 2 * 128 * 127: no saturation, even for a Q8_0
 //   code of -128), or on unsigned codes directly; vpmaddwd with ones or with the sub-block scales;
@@ -13,9 +14,12 @@
 //   reference's scalar FP32 terms (ref::q8_k_terms);
 // - every type on other levels: the reference itself.
 
-#if MIXPREC_X86
+// Only the target regions' tags: they compile without FMA contraction whatever the user's flags, which
+// the bits depend on (the baseline copy takes the translation unit's flags, and a GNU-mode
+// -march=native build would fuse its mul + add; it runs the reference, a strict region, instead).
+#if MIXPREC_X86_TARGETS
 template <class A>
-inline constexpr bool ggml_dot_simd = is_avx512<A> || (is_avx2<A> && has_f16c<A>);
+inline constexpr bool ggml_dot_simd = std::is_same_v<A, x86::avx2> || std::is_same_v<A, x86::avx512>;
 #else
 template <class A>
 inline constexpr bool ggml_dot_simd = false;
@@ -318,7 +322,7 @@ inline ggml::ref::block_ints ggml_ints(const ggml::block_iq4_xs& b, const ggml::
 }
 
 // One row of nb super-blocks against Q8_K activations: eight super-blocks' integers, then their FP32
-// terms as one vector, lane j for block k + j (ref::q8_k_terms lane by lane; acc - y is acc + -y).
+// terms as one vector, lane j for block k + j (ref::q8_k_terms lane by lane).
 template <class A, class Block>
 float ggml_row_k(const std::byte* w, const ggml::ref::quantized_activations& act, index_t token, std::size_t nb) noexcept {
   constexpr bool has_min =
@@ -351,7 +355,9 @@ float ggml_row_k(const std::byte* w, const ggml::ref::quantized_activations& act
     if constexpr (has_min) {
       const __m256 dmin = count == 8 ? ggml_halves8<A>(wk, sizeof(Block), offsetof(Block, dmin))
                                      : ggml_halves_tail<A>(wk, sizeof(Block), offsetof(Block, dmin), count);
-      acc = _mm256_sub_ps(acc, _mm256_mul_ps(_mm256_mul_ps(dmin, vdx), _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(J)))));
+      // acc + -(...): the reference's operations, also for a NaN's sign bit.
+      const __m256 b = _mm256_mul_ps(_mm256_mul_ps(dmin, vdx), _mm256_cvtepi32_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(J))));
+      acc = _mm256_add_ps(acc, _mm256_xor_ps(b, _mm256_set1_ps(-0.0f)));
     }
   }
   return ggml_reduce8<A>(acc);
