@@ -11,7 +11,8 @@ for bin in "$@"; do
   report=$(objdump -d --no-show-raw-insn -C "$bin" | awk '
     /^[0-9a-f]+ <.*>:$/ {
       fn = substr($0, index($0, "<") + 1); sub(/>:$/, "", fn)
-      own = fn; sub(/[<(].*/, "", own)        # the function'"'"'s own name, without template or call arguments
+      own = fn; gsub(/__vector\([0-9]+\)/, "__vector", own)  # a vector return type ("float __vector(8) ...") kept whole
+      sub(/[<(].*/, "", own)                  # the function'"'"'s own name, without template or call arguments
       region = (own ~ /(^|[ :])isa_avx(2|512)::/ || own ~ /mixprec::detail::x86::/)
       next
     }

@@ -92,7 +92,7 @@ TEST_CASE("quantize and dequantize of a ggml spec are formats/ggml.hpp's bytes a
     const row_matrix x = test::gaussian(1, w.cols(), 1.0f, 3);
     std::vector<float> y(static_cast<std::size_t>(w.rows())), yr(y.size());
     std::vector<double> mag(y.size());
-    gemv(q, {x.data(), static_cast<std::size_t>(x.size())}, y);
+    gemv(q, {x.data(), static_cast<std::size_t>(x.size())}, y, {.activations = activation_type::fp32});
     ref::gemv(q, x.data(), yr.data());
     ref::gemv_magnitude(q, x.data(), mag.data());
     for (std::size_t r = 0; r < y.size(); ++r)
