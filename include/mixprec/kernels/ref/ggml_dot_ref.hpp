@@ -144,31 +144,23 @@ inline void quantize_q8_k(const float* x, block_q8_k& y) noexcept {
   y.d = 1.0f / iscale;
 }
 
+// The blocks of n activations, one quantize(x, block) each, stored one after another.
+template <class Block, class Quantize>
+void quantize_activation_blocks(const float* x, std::size_t n, std::byte* out, Quantize quantize) noexcept {
+  constexpr std::size_t bs = sizeof(Block::qs);  // elements per block: 32, or 256 for Q8_K
+  for (std::size_t b = 0; b < n / bs; ++b) {
+    Block blk;
+    quantize(x + bs * b, blk);
+    std::memcpy(out + b * sizeof blk, &blk, sizeof blk);
+  }
+}
 // n activations (finite; n a multiple of the format's block) into out (dot_row_bytes(d, n) bytes), for
 // the block formats q8_0, q8_1, q8_k.
 inline void quantize_activations(dot_type d, const float* x, std::size_t n, std::byte* out) noexcept {
   switch (d) {
-    case dot_type::q8_0:
-      for (std::size_t b = 0; b < n / 32; ++b) {
-        block_q8_0 blk;
-        quantize_q8_0(x + 32 * b, blk);
-        std::memcpy(out + b * sizeof blk, &blk, sizeof blk);
-      }
-      return;
-    case dot_type::q8_1:
-      for (std::size_t b = 0; b < n / 32; ++b) {
-        block_q8_1 blk;
-        quantize_q8_1(x + 32 * b, blk);
-        std::memcpy(out + b * sizeof blk, &blk, sizeof blk);
-      }
-      return;
-    case dot_type::q8_k:
-      for (std::size_t b = 0; b < n / qk_k; ++b) {
-        block_q8_k blk;
-        quantize_q8_k(x + qk_k * b, blk);
-        std::memcpy(out + b * sizeof blk, &blk, sizeof blk);
-      }
-      return;
+    case dot_type::q8_0: return quantize_activation_blocks<block_q8_0>(x, n, out, quantize_q8_0);
+    case dot_type::q8_1: return quantize_activation_blocks<block_q8_1>(x, n, out, quantize_q8_1);
+    case dot_type::q8_k: return quantize_activation_blocks<block_q8_k>(x, n, out, quantize_q8_k);
     default: return;
   }
 }
@@ -298,20 +290,9 @@ inline block_factors to_ints(const block_iq4_nl& b, int_block& o) noexcept {
   o.S[0] = 1;
   return {fp16_to_fp32(b.d)};
 }
-inline block_factors to_ints(const block_q4_k& b, int_block& o) noexcept {
-  o.sub = 32;
-  o.subs = 8;
-  for (int s = 0; s < 8; ++s) {
-    std::uint8_t sc = 0, m = 0;
-    get_scale_min_k4(s, b.scales, sc, m);
-    o.S[s] = sc;
-    o.M[s] = m;
-    const std::uint8_t* q = b.qs + 32 * (s / 2);
-    for (int l = 0; l < 32; ++l) o.c[32 * s + l] = static_cast<std::int8_t>(s % 2 == 0 ? q[l] & 0xF : q[l] >> 4);
-  }
-  return {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
-}
-inline block_factors to_ints(const block_q5_k& b, int_block& o) noexcept {
+// Q4_K, and Q5_K with its fifth bits (bit s of qh[l] for element l of sub-block s).
+template <class Block>
+block_factors to_ints_k4(const Block& b, int_block& o) noexcept {
   o.sub = 32;
   o.subs = 8;
   for (int s = 0; s < 8; ++s) {
@@ -321,12 +302,15 @@ inline block_factors to_ints(const block_q5_k& b, int_block& o) noexcept {
     o.M[s] = m;
     const std::uint8_t* q = b.qs + 32 * (s / 2);
     for (int l = 0; l < 32; ++l) {
-      const int low = s % 2 == 0 ? q[l] & 0xF : q[l] >> 4;
-      o.c[32 * s + l] = static_cast<std::int8_t>(low | (((b.qh[l] >> s) & 1) << 4));
+      int code = s % 2 == 0 ? q[l] & 0xF : q[l] >> 4;
+      if constexpr (std::is_same_v<Block, block_q5_k>) code |= ((b.qh[l] >> s) & 1) << 4;
+      o.c[32 * s + l] = static_cast<std::int8_t>(code);
     }
   }
   return {fp16_to_fp32(b.d), fp16_to_fp32(b.dmin), true};
 }
+inline block_factors to_ints(const block_q4_k& b, int_block& o) noexcept { return to_ints_k4(b, o); }
+inline block_factors to_ints(const block_q5_k& b, int_block& o) noexcept { return to_ints_k4(b, o); }
 inline block_factors to_ints(const block_q6_k& b, int_block& o) noexcept {
   o.sub = 16;
   o.subs = 16;
