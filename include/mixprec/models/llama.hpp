@@ -469,6 +469,21 @@ struct engine_options {
   int max_context = 0;                                  // positions the cache may hold; 0: context_length
 };
 
+// What run_layer computed inside one layer for positions 0..T-1, kept for the backward pass
+// (models/llama_backward.hpp); names as in the banner's formulas.
+struct llama_layer_trace {
+  row_matrix n;              // T x dim: rmsnorm(x) * attn_norm
+  row_matrix q, k, v;        // T x dim, T x kv_dim, T x kv_dim: q and k after RoPE
+  std::vector<row_matrix> p;  // per head, T x T: the causal softmax (zero above the diagonal)
+  row_matrix att;            // T x dim: the heads' outputs, Wo's input
+  row_matrix h;              // T x dim: x + Wo att
+  row_matrix m;              // T x dim: rmsnorm(h) * ffn_norm
+  row_matrix gate, up;       // T x hidden_dim: Wgate m and Wup m
+  row_matrix act;            // T x hidden_dim: silu(gate) * up, Wdown's input
+};
+
+class llama_backprop;
+
 // The forward pass over a model, with per-matrix specs and a KV cache. Holds a reference to the model,
 // which must outlive it; an engine runs one sequence at a time (reset() starts another).
 class llama_engine {
@@ -640,8 +655,9 @@ class llama_engine {
   }
 
   // x (T x dim): the residual stream entering layer `layer` at positions 0..T-1 becomes the stream
-  // leaving it. Throws errc::invalid_argument for a layer out of range, errc::shape_mismatch for x.
-  void run_layer(int layer, row_matrix& x) {
+  // leaving it; with a trace, also keeps what the layer computed inside (for a backward pass). Throws
+  // errc::invalid_argument for a layer out of range, errc::shape_mismatch for x.
+  void run_layer(int layer, row_matrix& x, llama_layer_trace* trace = nullptr) {
     if (layer < 0 || layer >= cfg_.n_layers)
       throw error(errc::invalid_argument, "llama_engine: layer " + std::to_string(layer) + " of " + std::to_string(cfg_.n_layers));
     check_stream(x);
@@ -659,6 +675,13 @@ class llama_engine {
       rope(&q(p, 0), cfg_.n_heads, hs);
       rope(&k(p, 0), cfg_.n_kv_heads, hs);
     }
+    if (trace) {
+      trace->n = n;
+      trace->q = q;
+      trace->k = k;
+      trace->v = v;
+      trace->p.resize(static_cast<std::size_t>(cfg_.n_heads));
+    }
     // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p attending to positions 0..p.
     row_matrix att(T, cfg_.dim);
     row_matrix scores(T, T);
@@ -673,6 +696,7 @@ class llama_engine {
         std::fill(row + p + 1, row + T, 0.0f);
       }
       att.middleCols(h * hs, hs).noalias() = scores * v.middleCols(kv_head, hs);
+      if (trace) trace->p[static_cast<std::size_t>(h)] = scores;
     }
     row_matrix o(T, cfg_.dim);
     lin.wo.apply_rows(att, o);
@@ -681,8 +705,16 @@ class llama_engine {
     row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
     lin.gate.apply_rows(n, g);
     lin.up.apply_rows(n, u);
+    if (trace) {
+      trace->att = std::move(att);
+      trace->h = x;
+      trace->m = n;
+      trace->gate = g;
+      trace->up = u;
+    }
     g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
     lin.down.apply_rows(g, o);
+    if (trace) trace->act = g;
     x += o;
   }
 
@@ -705,6 +737,8 @@ class llama_engine {
   }
 
  private:
+  friend class llama_backprop;  // runs the layers with a trace and the products backwards
+
   // One matrix-vector product y = W x as configured.
   struct linear {
     const llama_matrix* source = nullptr;
@@ -747,6 +781,26 @@ class llama_engine {
       mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
         const index_t r0 = static_cast<index_t>(b) * block, n = std::min(block, rows - r0);
         y.middleCols(r0, n).noalias() = x * w->middleRows(r0, n).transpose();
+      });
+    }
+    // dX = dY W (T x cols) for dY (T x rows): the gradient reaching this product's input, through the
+    // weights it runs (a stored or re-quantized matrix decoded to FP32 for the call; activation
+    // quantization passes the gradient unchanged, the straight-through estimator). Fixed blocks of
+    // input columns, so that no value depends on the thread count.
+    void backprop_rows(const row_matrix& dy, row_matrix& dx) const {
+      row_matrix owned;
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() && !quantized ? &source->fp32() : nullptr;
+      if (!w) {
+        owned = quantized ? dequantize(quantized->weight()) : source->to_float();
+        w = &owned;
+      }
+      dx.resize(dy.rows(), w->cols());
+      constexpr index_t block = 256;
+      const index_t cols = w->cols();
+      const auto blocks = static_cast<std::size_t>((cols + block - 1) / block);
+      mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
+        const index_t c0 = static_cast<index_t>(b) * block, n = std::min(block, cols - c0);
+        dx.middleCols(c0, n).noalias() = dy * w->middleCols(c0, n);
       });
     }
     [[nodiscard]] std::size_t bytes() const noexcept {

@@ -1,0 +1,296 @@
+// The backward pass of the LLaMA engine (models/llama.hpp): gradients of a scalar loss on a sequence's
+// logits with respect to every matrix product, RMSNorm gain and embedding row, for sensitivity by
+// gradients (Fisher pricing, HAWQ-style traces) and precision-aware training.
+//
+//   llama_backprop bp(engine);
+//   const row_matrix& z = bp.forward(tokens);           // T x vocab logits, keeps each layer's input
+//   loss_gradient l = next_token_nll(z, tokens);         // or kl_to_reference, sampled_nll
+//   llama_gradients g = bp.backward(l.dlogits, sink);    // sink(name, X, dY) once per matrix product
+//
+// A matrix product Y = X W^T (X: T x in, W: out x in) reports its input X and the gradient dY = dL/dY
+// (T x out) instead of dL/dW = dY^T X: the weight gradient, K-FAC's factors (X^T X, dY^T dY) and the
+// per-token diagonal Fisher (dY.^2)^T (X.^2) all follow from the pair, and no out x in gradient is held
+// unless the caller builds one. Norm gains and the embedding's input come back in llama_gradients.
+//
+// Numerics: FP32, the forward's own layout, exact for the function the engine computes (checked against
+// central differences of a double-precision forward, tests/models/llama_backward_test.cpp). Through a
+// stored or re-quantized matrix the gradient flows through the weights as run (decoded values), and
+// through activations quantized by ggml's rules as if unquantized: the straight-through estimator.
+// Memory: the forward keeps n_layers + 1 streams of T x dim; the backward recomputes one layer at a time
+// (llama_layer_trace: about 8 T x dim, 4 T x hidden_dim and n_heads T x T values) and decodes one
+// matrix at a time, so a model mapped from a GGUF is never copied whole.
+//
+// Formulas (per position p; r_p = 1 / sqrt(mean(x_p^2) + eps), n_p = r_p x_p .* g):
+//   RMSNorm:   dg += r_p x_p .* dn_p;   dx_p = r_p (g .* dn_p) - x_p r_p^3 <g .* dn_p, x_p> / dim
+//   SwiGLU:    a = silu(u1) u2, silu(z) = z s(z):  du2 = da silu(u1),  du1 = da u2 s(u1) (1 + u1 (1 - s(u1)))
+//   softmax:   dS = P .* (dP - rowsum(P .* dP))   (P causal, zero above the diagonal)
+//   attention: out_h = P_h V_j: dP_h = dout_h V_j^T, dV_j += P_h^T dout_h, S = Q_h K_j^T / sqrt(hs):
+//              dQ_h = dS K_j / sqrt(hs), dK_j += dS^T Q_h / sqrt(hs)   (j = h / (n_heads / n_kv_heads))
+//   RoPE:      the transpose of the rotation (the same pairs rotated by minus the angle)
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <random>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mixprec/error.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/sensitivity/kl.hpp"
+#include "mixprec/types.hpp"
+
+namespace mixprec::models {
+
+// Called once per matrix product during backward(), in reverse order of the forward: the matrix's name
+// (llama_matrix::name), its input X (T x in) and the gradient of the loss with respect to its output dY
+// (T x out). The references are valid during the call only.
+using product_gradient_sink = std::function<void(const std::string& name, const row_matrix& x, const row_matrix& dy)>;
+
+// The gradients backward() returns besides the matrix products'.
+struct llama_gradients {
+  std::vector<Eigen::VectorXf> attn_norm, ffn_norm;  // per layer, dim each
+  Eigen::VectorXf output_norm;                       // dim
+  row_matrix embedding;  // T x dim: dL/dx at the embedding, row p for token p (add it to token_embd's row)
+};
+
+// A loss on a sequence's logits and its gradient with respect to them.
+struct loss_gradient {
+  double loss = 0.0;   // nats, mean over the positions that count
+  row_matrix dlogits;  // T x vocab
+};
+
+// One sequence's forward pass with what its backward pass needs, over an engine (which must outlive it).
+// Throws what the engine throws (errc::invalid_argument for tokens, errc::shape_mismatch for sizes).
+class llama_backprop {
+ public:
+  explicit llama_backprop(llama_engine& engine) : engine_(engine) {}
+
+  // The logits (T x vocab) of `tokens` from position 0, as llama_engine::logits computes them; keeps
+  // the residual stream entering every layer until the next forward().
+  const row_matrix& forward(std::span<const int> tokens) {
+    engine_.reset();
+    tokens_.assign(tokens.begin(), tokens.end());
+    streams_.clear();
+    row_matrix x = engine_.embed(tokens);
+    for (int l = 0; l < engine_.cfg_.n_layers; ++l) {
+      streams_.push_back(x);
+      engine_.run_layer(l, x);
+    }
+    streams_.push_back(std::move(x));
+    logits_ = engine_.head(streams_.back());
+    return logits_;
+  }
+
+  // The backward pass from dlogits = dL/dlogits (T x vocab) of the last forward(); `sink` sees every
+  // matrix product's (X, dY). Throws errc::invalid_argument before a forward(), errc::shape_mismatch
+  // for dlogits of another shape.
+  llama_gradients backward(const row_matrix& dlogits, const product_gradient_sink& sink = {}) {
+    if (streams_.empty()) throw error(errc::invalid_argument, "llama_backprop: backward() before forward()");
+    if (dlogits.rows() != logits_.rows() || dlogits.cols() != logits_.cols())
+      throw error(errc::shape_mismatch, "llama_backprop: dlogits " + std::to_string(dlogits.rows()) + "x" + std::to_string(dlogits.cols()) +
+                                            ", logits " + std::to_string(logits_.rows()) + "x" + std::to_string(logits_.cols()));
+    const llama_config& c = engine_.cfg_;
+    const llama_model& model = engine_.model_;
+    llama_gradients out;
+    out.attn_norm.resize(static_cast<std::size_t>(c.n_layers));
+    out.ffn_norm.resize(static_cast<std::size_t>(c.n_layers));
+    const auto report = [&](const llama_engine::linear& lin, const row_matrix& x, const row_matrix& dy) {
+      if (sink) sink(lin.source->name(), x, dy);
+    };
+
+    // head: logits = nf C^T, nf = rmsnorm(x_L) .* output_norm
+    const row_matrix& xl = streams_.back();
+    const row_matrix nf = engine_.rmsnorm_rows(xl, model.output_norm);
+    report(engine_.classifier_, nf, dlogits);
+    row_matrix dn;
+    engine_.classifier_.backprop_rows(dlogits, dn);
+    row_matrix dx = rmsnorm_backward(xl, model.output_norm, dn, out.output_norm);
+
+    llama_layer_trace tr;
+    row_matrix tmp;
+    for (int l = c.n_layers - 1; l >= 0; --l) {
+      const auto li = static_cast<std::size_t>(l);
+      const llama_layer& w = model.layers[li];
+      const llama_engine::layer_linears& lin = engine_.layers_[li];
+      const row_matrix& x = streams_[li];
+      row_matrix y = x;
+      engine_.run_layer(l, y, &tr);  // recomputes the layer, keeping its inside
+
+      // FFN: x' = h + Wdown act, act = silu(gate) .* up
+      report(lin.down, tr.act, dx);
+      row_matrix dact;
+      lin.down.backprop_rows(dx, dact);
+      row_matrix dgate(dact.rows(), dact.cols()), dup(dact.rows(), dact.cols());
+      for (index_t i = 0; i < dact.size(); ++i) {
+        const float z = tr.gate.data()[i], s = 1.0f / (1.0f + std::exp(-z));
+        dup.data()[i] = dact.data()[i] * z * s;
+        dgate.data()[i] = dact.data()[i] * tr.up.data()[i] * s * (1.0f + z * (1.0f - s));
+      }
+      report(lin.gate, tr.m, dgate);
+      report(lin.up, tr.m, dup);
+      lin.gate.backprop_rows(dgate, dn);
+      lin.up.backprop_rows(dup, tmp);
+      dn += tmp;
+      dx += rmsnorm_backward(tr.h, w.ffn_norm, dn, out.ffn_norm[li]);  // now dL/dh
+
+      // attention: h = x + Wo att
+      report(lin.wo, tr.att, dx);
+      row_matrix datt;
+      lin.wo.backprop_rows(dx, datt);
+      row_matrix dq, dk, dv;
+      attention_backward(tr, datt, dq, dk, dv);
+      report(lin.wq, tr.n, dq);
+      report(lin.wk, tr.n, dk);
+      report(lin.wv, tr.n, dv);
+      lin.wq.backprop_rows(dq, dn);
+      lin.wk.backprop_rows(dk, tmp);
+      dn += tmp;
+      lin.wv.backprop_rows(dv, tmp);
+      dn += tmp;
+      dx += rmsnorm_backward(x, w.attn_norm, dn, out.attn_norm[li]);
+    }
+    out.embedding = std::move(dx);
+    return out;
+  }
+
+  // The last forward()'s logits and tokens.
+  [[nodiscard]] const row_matrix& logits() const noexcept { return logits_; }
+  [[nodiscard]] std::span<const int> tokens() const noexcept { return tokens_; }
+
+ private:
+  // dL/dx of n = rmsnorm(x) .* g from dn (T x dim each); adds dL/dg into dg (sized here when empty).
+  row_matrix rmsnorm_backward(const row_matrix& x, const Eigen::VectorXf& g, const row_matrix& dn, Eigen::VectorXf& dg) const {
+    const index_t dim = x.cols();
+    if (dg.size() != dim) dg = Eigen::VectorXf::Zero(dim);
+    row_matrix dx(x.rows(), dim);
+    for (index_t p = 0; p < x.rows(); ++p) {
+      // r as the forward computes it (llama_engine::rmsnorm_rows)
+      const float ss = x.row(p).squaredNorm() / static_cast<float>(dim) + engine_.cfg_.rms_eps;
+      const float r = 1.0f / std::sqrt(ss);
+      const Eigen::RowVectorXf gdn = dn.row(p).cwiseProduct(g.transpose());
+      dg += (dn.row(p).cwiseProduct(x.row(p)) * r).transpose();
+      const float dot = gdn.dot(x.row(p));
+      dx.row(p) = gdn * r - x.row(p) * (r * r * r * dot / static_cast<float>(dim));
+    }
+    return dx;
+  }
+
+  // From datt (T x dim, dL/d of the heads' outputs) to dq (T x dim), dk, dv (T x kv_dim): through the
+  // causal softmax attention and then RoPE, back to the products' outputs.
+  void attention_backward(const llama_layer_trace& tr, const row_matrix& datt, row_matrix& dq, row_matrix& dk, row_matrix& dv) {
+    const llama_config& c = engine_.cfg_;
+    const index_t T = datt.rows();
+    const int hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
+    const float scale = std::sqrt(static_cast<float>(hs));
+    dq = row_matrix::Zero(T, c.dim);
+    dk = row_matrix::Zero(T, c.kv_dim());
+    dv = row_matrix::Zero(T, c.kv_dim());
+    row_matrix dp(T, T);
+    for (int h = 0; h < c.n_heads; ++h) {
+      const index_t qh = static_cast<index_t>(h * hs), kvh = static_cast<index_t>((h / kv_mul) * hs);
+      const row_matrix& p = tr.p[static_cast<std::size_t>(h)];
+      dp.noalias() = datt.middleCols(qh, hs) * tr.v.middleCols(kvh, hs).transpose();
+      dv.middleCols(kvh, hs).noalias() += p.transpose() * datt.middleCols(qh, hs);
+      for (index_t r = 0; r < T; ++r) {  // dS = P .* (dP - rowsum(P .* dP)), then the 1/sqrt(hs)
+        const float s = p.row(r).head(r + 1).dot(dp.row(r).head(r + 1));
+        for (index_t t = 0; t <= r; ++t) dp(r, t) = p(r, t) * (dp(r, t) - s) / scale;
+        for (index_t t = r + 1; t < T; ++t) dp(r, t) = 0.0f;
+      }
+      dq.middleCols(qh, hs).noalias() = dp * tr.k.middleCols(kvh, hs);
+      dk.middleCols(kvh, hs).noalias() += dp.transpose() * tr.q.middleCols(qh, hs);
+    }
+    for (index_t p = 0; p < T; ++p) {  // RoPE's transpose
+      engine_.set_rope(static_cast<int>(p));
+      rope_transpose(&dq(p, 0), c.n_heads, hs);
+      rope_transpose(&dk(p, 0), c.n_kv_heads, hs);
+    }
+  }
+
+  void rope_transpose(float* g, int heads, int hs) const {
+    const auto& cs = engine_.rope_cos_;
+    const auto& sn = engine_.rope_sin_;
+    for (int h = 0; h < heads; ++h) {
+      float* p = g + h * hs;
+      for (std::size_t i = 0; i < cs.size(); ++i) {
+        const float g0 = p[2 * i], g1 = p[2 * i + 1];
+        p[2 * i] = g0 * cs[i] + g1 * sn[i];
+        p[2 * i + 1] = -g0 * sn[i] + g1 * cs[i];
+      }
+    }
+  }
+
+  llama_engine& engine_;
+  std::vector<int> tokens_;
+  std::vector<row_matrix> streams_;  // n_layers + 1: the stream entering each layer, then leaving the last
+  row_matrix logits_;
+};
+
+// ---- losses on logits (T x vocab), in double (sensitivity/kl.hpp's log_softmax), gradients in FP32 ----
+
+
+// Next-token negative log-likelihood, mean over positions 0..T-2: -log p(tokens[p+1] | tokens[0..p]).
+// The last row's gradient is zero. Throws errc::shape_mismatch when tokens.size() != T,
+// errc::invalid_argument for T < 2 or a token outside the vocabulary, errc::empty_input and errc::non_finite
+// as log_softmax (sensitivity/kl.hpp).
+[[nodiscard]] inline loss_gradient next_token_nll(const row_matrix& logits, std::span<const int> tokens) {
+  const row_matrix_d lp = log_softmax(logits);  // throws empty_input, non_finite
+  if (static_cast<std::size_t>(logits.rows()) != tokens.size())
+    throw error(errc::shape_mismatch, "next_token_nll: " + std::to_string(tokens.size()) + " tokens, " + std::to_string(logits.rows()) + " rows of logits");
+  if (tokens.size() < 2) throw error(errc::invalid_argument, "next_token_nll: needs at least 2 tokens");
+  const index_t T = logits.rows(), V = logits.cols();
+  loss_gradient out{0.0, row_matrix::Zero(T, V)};
+  const double w = 1.0 / static_cast<double>(T - 1);
+  for (index_t p = 0; p + 1 < T; ++p) {
+    const int y = tokens[static_cast<std::size_t>(p + 1)];
+    if (y < 0 || y >= V) throw error(errc::invalid_argument, "next_token_nll: token " + std::to_string(y) + " outside the vocabulary");
+    out.loss -= w * lp(p, y);
+    for (index_t i = 0; i < V; ++i) out.dlogits(p, i) = static_cast<float>(w * (std::exp(lp(p, i)) - (i == y ? 1.0 : 0.0)));
+  }
+  return out;
+}
+
+// KL(P_ref || P) per row, mean over the T rows, with P_ref = softmax(reference) (e.g. the full-precision
+// model's logits) and P = softmax(logits), the KL that mixprec measure scores. Throws errc::shape_mismatch for
+// different shapes, errc::empty_input and errc::non_finite as log_softmax.
+[[nodiscard]] inline loss_gradient kl_to_reference(const row_matrix& logits, const row_matrix& reference) {
+  mixprec::detail::check_logits(logits, reference, "kl_to_reference");
+  const row_matrix_d lq = log_softmax(logits), lr = log_softmax(reference);
+  const index_t T = logits.rows(), V = logits.cols();
+  loss_gradient out{0.0, row_matrix(T, V)};
+  const double w = 1.0 / static_cast<double>(T);
+  for (index_t p = 0; p < T; ++p) {
+    for (index_t i = 0; i < V; ++i) {
+      const double pr = std::exp(lr(p, i));
+      out.loss += w * pr * (lr(p, i) - lq(p, i));
+      out.dlogits(p, i) = static_cast<float>(w * (std::exp(lq(p, i)) - pr));
+    }
+  }
+  return out;
+}
+
+// The negative log-likelihood of labels drawn from the model's own distribution (one per row, seeded;
+// std::mt19937_64 and std::discrete_distribution on softmax(logits)), mean over the T rows: its
+// gradients' second moments estimate the true Fisher information (not the empirical one of the data's
+// labels). Throws errc::empty_input and errc::non_finite as log_softmax.
+[[nodiscard]] inline loss_gradient sampled_nll(const row_matrix& logits, std::uint64_t seed) {
+  const row_matrix_d lp = log_softmax(logits);  // throws empty_input, non_finite
+  const index_t T = logits.rows(), V = logits.cols();
+  loss_gradient out{0.0, row_matrix(T, V)};
+  std::mt19937_64 gen(seed);
+  const double w = 1.0 / static_cast<double>(T);
+  for (index_t p = 0; p < T; ++p) {
+    std::vector<double> prob(static_cast<std::size_t>(V));
+    for (index_t i = 0; i < V; ++i) prob[static_cast<std::size_t>(i)] = std::exp(lp(p, i));
+    const auto y = static_cast<index_t>(std::discrete_distribution<std::size_t>(prob.begin(), prob.end())(gen));
+    out.loss -= w * lp(p, y);
+    for (index_t i = 0; i < V; ++i) out.dlogits(p, i) = static_cast<float>(w * (prob[static_cast<std::size_t>(i)] - (i == y ? 1.0 : 0.0)));
+  }
+  return out;
+}
+
+}  // namespace mixprec::models
