@@ -4,11 +4,12 @@
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
-//   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] [--shard I/N] -o measure.json
+//   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--method probe|fisher|both] [--imatrix-out F]
+//                   [--shard I/N] -o measure.json
 //       (every stream starts with the vocabulary's BOS, tokenizer.ggml.bos_token_id; --text only when it
 //       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
-//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|kl_upper|gram_proxy|proxy|weight_error] --budget ... -o plan.json
+//   mixprec plan MODEL.gguf --measured measure.json [--metric kl|kl_upper|gram_proxy|proxy|weight_error|fisher_*] --budget ... -o plan.json
 //   plan takes --tensor-type-file OUT.txt (the plan as llama-quantize's --tensor-type-file), or instead of --budget and -o,
 //   --pareto DIR [--points 32]: every plan on the frontier (plan_output.hpp). A plan from --measured (or any, with
 //   --verify N:LEN) is run whole on held-out streams and its real KL recorded (verify.hpp; --no-verify skips it);
@@ -192,6 +193,8 @@ struct measure_command {
   int ctx = 64, max_streams = 8;
   std::uint64_t seed = 1;
   unsigned threads = 0;
+  std::string method = "probe";
+  int fisher_draws = 4;
 };
 
 inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool with_shard) {
@@ -209,6 +212,11 @@ inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool wit
   m->add_option("-o,--output", c.output, "measure file")->capture_default_str();
   m->add_option("--threads", c.threads, "threads for each product (0: every core); the numbers do not depend on it")->capture_default_str();
   if (with_shard) m->add_option("--shard", c.shard, "I/N: probe only the tensors k with k % N == I (a partial file for `mixprec merge`)");
+  m->add_option("--method", c.method,
+                "probe (run the model per tensor and type: kl), fisher (estimate kl from gradients of the model's own sampled labels: "
+                "fisher_*, one backward pass per stream and draw), or both")
+      ->capture_default_str();
+  m->add_option("--fisher-draws", c.fisher_draws, "label draws per stream for --method fisher|both (seed --seed)")->capture_default_str();
   return m;
 }
 
@@ -242,6 +250,9 @@ inline measure_options measure_request(const measure_command& c, bool check_outp
       if (mo.sample_streams <= 0 || mo.sample_length < 2) throw error(errc::invalid_argument, "--sample '" + c.sample + "': N >= 1, LEN >= 2");
     }
     if (c.ctx < 2 || c.max_streams < 1) throw error(errc::invalid_argument, "--ctx must be >= 2 and --streams >= 1");
+    if (c.method != "probe" && c.method != "fisher" && c.method != "both")
+      throw error(errc::invalid_argument, "--method '" + c.method + "': expected probe, fisher or both");
+    if (c.fisher_draws < 1 || c.fisher_draws > 1024) throw error(errc::invalid_argument, "--fisher-draws must be in [1, 1024]");
     if (!c.shard.empty()) {
       std::tie(mo.shard_index, mo.shard_count) = int_pair(c.shard, '/', "--shard", "I/N");
       if (mo.shard_count < 1 || mo.shard_index < 0 || mo.shard_index >= mo.shard_count)
@@ -257,17 +268,28 @@ inline measure_options measure_request(const measure_command& c, bool check_outp
   mo.imatrix_out = c.imatrix_out;
   mo.imatrix_dat_out = c.imatrix_dat_out;
   mo.threads = c.threads;
+  mo.probe = c.method != "fisher";
+  mo.fisher_draws = c.method == "probe" ? 0 : c.fisher_draws;
   return mo;
 }
 
 // The table `measure` prints, from a measure file's JSON.
+// KL is the measured one (--method probe, both), Fisher KL the sequence estimate (fisher, both); a
+// column the file lacks is left out.
 inline void print_measure_table(const nlohmann::json& measured) {
-  std::printf("| tensor | type | bytes | KL (nats) | Gram proxy | imatrix proxy | SQNR (dB) |\n|---|---|---:|---:|---:|---:|---:|\n");
-  for (const auto& t : measured.at("tensors"))
-    for (const auto& r : t.at("results"))
-      std::printf("| %s | %s | %llu | %.6g | %.4g | %.4g | %.2f |\n", t.at("name").get<std::string>().c_str(), r.at("spec").get<std::string>().c_str(),
-                  r.at("bytes").get<unsigned long long>(), r.at("kl").get<double>(), r.at("gram_proxy").get<double>(), r.at("proxy").get<double>(),
-                  r.at("sqnr_db").get<double>());
+  const auto& tensors = measured.at("tensors");
+  const nlohmann::json* first = tensors.empty() || tensors.front().at("results").empty() ? nullptr : &tensors.front().at("results").front();
+  const bool kl = !first || first->contains("kl"), fisher = first && first->contains("fisher_sequence");
+  std::printf("| tensor | type | bytes |%s%s Gram proxy | imatrix proxy | SQNR (dB) |\n|---|---|---:|%s%s---:|---:|---:|\n", kl ? " KL (nats) |" : "",
+              fisher ? " Fisher KL (nats) |" : "", kl ? "---:|" : "", fisher ? "---:|" : "");
+  for (const auto& t : tensors)
+    for (const auto& r : t.at("results")) {
+      std::printf("| %s | %s | %llu |", t.at("name").get<std::string>().c_str(), r.at("spec").get<std::string>().c_str(),
+                  r.at("bytes").get<unsigned long long>());
+      if (kl) std::printf(" %.6g |", r.at("kl").get<double>());
+      if (fisher) std::printf(" %.6g |", r.at("fisher_sequence").get<double>());
+      std::printf(" %.4g | %.4g | %.2f |\n", r.at("gram_proxy").get<double>(), r.at("proxy").get<double>(), r.at("sqnr_db").get<double>());
+    }
 }
 
 }  // namespace detail
@@ -337,7 +359,8 @@ inline void print_measure_table(const nlohmann::json& measured) {
   quantize->add_flag("--force", force, "use a plan made for another model (other tensors or other weights)");
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
-  plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error) or weight_error")
+  plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error), "
+                               "weight_error, or a Fisher estimate of kl: fisher (= fisher_sequence), fisher_token, fisher_kfac, fisher_diagonal")
       ->capture_default_str();
   detail::measure_command mc;
   auto* measure = detail::add_measure_command(app, mc, true);
@@ -377,7 +400,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       const measure_options mo = detail::measure_request(mc, true);
       nlohmann::json meta;
       const auto tensors = measure_file(mc.file, mo, &meta);
-      const nlohmann::json measured = measure_json(tensors, meta);
+      const nlohmann::json measured = measure_json(tensors, meta, mo.probe);
       detail::print_measure_table(measured);
       mixprec::output_file out(mc.output, {mc.file});
       out.stream() << measured.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";  // a path need not be UTF-8

@@ -61,6 +61,8 @@ struct measure_options {
   std::string imatrix_dat_out;  // legacy .dat ("" = none)
   unsigned threads = 1;         // per matrix product (0: every core); the numbers do not depend on it
   int shard_index = 0, shard_count = 1;  // --shard i/N: probe the tensors k with k % N == i
+  bool probe = true;                     // --method probe|both: the one-tensor KL runs
+  int fisher_draws = 0;                  // --method fisher|both: label draws per stream (--fisher-draws)
 };
 
 using mixprec::models::tensor_measurement;
@@ -124,7 +126,13 @@ using mixprec::models::calibration_hash;
 [[nodiscard]] inline std::vector<tensor_measurement> measure_file(const std::string& model_path, const measure_options& o,
                                                                   nlohmann::json* meta = nullptr, bool show_progress = true) {
   namespace mm = mixprec::models;
-  const mm::measure_options request{.types = o.types, .threads = o.threads, .shard_index = o.shard_index, .shard_count = o.shard_count};
+  const mm::measure_options request{.types = o.types,
+                                    .threads = o.threads,
+                                    .shard_index = o.shard_index,
+                                    .shard_count = o.shard_count,
+                                    .fisher_draws = o.fisher_draws,
+                                    .fisher_seed = o.seed,
+                                    .probe = o.probe};
   request.check();  // before the model is read
   const auto g = mixprec::gguf::file::open(model_path);
   mm::llama_model m = mm::load_gguf(g);
@@ -182,7 +190,8 @@ using mixprec::models::calibration_hash;
                {"ids_fnv1a64", calibration_hash(streams)},
                {"bos", calib.bos.id >= 0 ? nlohmann::json(calib.bos.id) : nlohmann::json(nullptr)},
                {"bos_first", calib.bos_first}}},
-             {"types", types}};
+             {"types", types},
+             {"method", {{"probe", o.probe}, {"fisher_draws", o.fisher_draws}}}};
     if (o.shard_count > 1) (*meta)["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   }
   return std::move(r.tensors);
@@ -190,18 +199,32 @@ using mixprec::models::calibration_hash;
 
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
 // "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, kl_ci95 (kl_interval: [low, high]),
-// proxy, gram_proxy, weight_error, sqnr_db}], notes}]}. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
+// proxy, gram_proxy, weight_error, sqnr_db, fisher_sequence, fisher_token, fisher_kfac, fisher_diagonal}],
+// notes}]}; kl and kl_ci95 only when probed (--method probe or both), the fisher_* estimates
+// (sensitivity/fisher.hpp) only with --method fisher or both. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
 // vocabulary's BOS id, null when it has none), bos_first (measure put it first in every stream)}.
-[[nodiscard]] inline nlohmann::json measure_json(const std::vector<tensor_measurement>& tensors, const nlohmann::json& meta) {
+[[nodiscard]] inline nlohmann::json measure_json(const std::vector<tensor_measurement>& tensors, const nlohmann::json& meta, bool probed = true) {
   nlohmann::json j = meta;
   j["format"] = "mixprec-measure";
   j["version"] = 1;
   j["tensors"] = nlohmann::json::array();
   for (const auto& t : tensors) {
     nlohmann::json r = nlohmann::json::array();
-    for (const auto& m : t.types)
-      r.push_back({{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes}, {"kl", m.kl}, {"kl_ci95", {m.kl_ci95.low, m.kl_ci95.high}},
-                   {"proxy", m.proxy}, {"gram_proxy", m.gram_proxy}, {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}});
+    for (const auto& m : t.types) {
+      nlohmann::json e = {{"spec", mixprec::to_string(m.spec)}, {"bytes", m.bytes},           {"proxy", m.proxy},
+                          {"gram_proxy", m.gram_proxy},        {"weight_error", m.weight_error}, {"sqnr_db", m.sqnr_db}};
+      if (probed) {
+        e["kl"] = m.kl;
+        e["kl_ci95"] = {m.kl_ci95.low, m.kl_ci95.high};
+      }
+      if (m.fisher) {
+        e["fisher_sequence"] = m.fisher->sequence;
+        e["fisher_token"] = m.fisher->token;
+        e["fisher_kfac"] = m.fisher->kfac;
+        e["fisher_diagonal"] = m.fisher->diagonal;
+      }
+      r.push_back(std::move(e));
+    }
     j["tensors"].push_back({{"name", t.name}, {"index", t.index}, {"rows", t.rows}, {"cols", t.cols}, {"results", r}, {"notes", t.notes}});
   }
   return j;
@@ -241,8 +264,9 @@ using mixprec::models::calibration_hash;
     for (std::size_t i = 0; i < parts.size(); ++i) {
       const nlohmann::json& p = parts[i];
       const std::string what = "merge: '" + names[i] + "'";
-      for (const char* key : {"model", "calibration", "types"})
-        if (p.at(key) != first.at(key)) throw error(errc::invalid_argument, what + " measured another " + key + " than '" + names[0] + "'");
+      const auto field = [](const nlohmann::json& j, const char* key) { return j.contains(key) ? j.at(key) : nlohmann::json(); };
+      for (const char* key : {"model", "calibration", "types", "method"})  // "method": absent before mixprec had --method
+        if (field(p, key) != field(first, key)) throw error(errc::invalid_argument, what + " measured another " + key + " than '" + names[0] + "'");
       const auto index = p.at("shard").at("index").get<int>();
       if (p.at("shard").at("count").get<int>() != count || index < 0 || index >= count || seen[static_cast<std::size_t>(index)])
         throw error(errc::invalid_argument, what + " is shard " + p.at("shard").dump() + ", given twice or out of " + std::to_string(count));
@@ -310,14 +334,19 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
 }
 
 // The sensitivity table of a measure.json by one metric ("kl", "kl_upper": the upper end of kl's 95 %
-// interval, a risk-aware loss where few calibration streams leave a KL uncertain; "proxy", "gram_proxy"
-// or "weight_error"). A partial file (--shard) is refused: merge the shards first.
+// interval, a risk-aware loss where few calibration streams leave a KL uncertain; "proxy", "gram_proxy",
+// "weight_error", or a Fisher estimate of kl: "fisher" (= "fisher_sequence", the unbiased one, which ranks
+// best), "fisher_token", "fisher_kfac", "fisher_diagonal"; a metric the file lacks: errc::invalid_argument). A partial file (--shard) is refused: merge the shards first.
 // `only`: the tensors to take (null: all), e.g. those the file stores in float (measure also measures
 // tensors stored quantized, which plan keeps as they are).
 [[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric,
                                                                const std::set<std::string>* only = nullptr) {
-  if (metric != "kl" && metric != "kl_upper" && metric != "proxy" && metric != "gram_proxy" && metric != "weight_error")
-    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, kl_upper, proxy, gram_proxy or weight_error");
+  static const std::set<std::string> metrics = {"kl",         "kl_upper",        "proxy",        "gram_proxy",  "weight_error",
+                                                "fisher",     "fisher_sequence", "fisher_token", "fisher_kfac", "fisher_diagonal"};
+  if (!metrics.contains(metric))
+    throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, kl_upper, proxy, gram_proxy, weight_error, fisher (= "
+                                        "fisher_sequence), fisher_token, fisher_kfac or fisher_diagonal");
+  if (metric == "fisher") return measured_table(j, path, "fisher_sequence", only);
   if (j.contains("shard"))
     throw error(errc::invalid_argument, "measure file '" + path + "' is shard " + j.at("shard").dump() + ": `mixprec merge` the shards first");
   mixprec::sensitivity_table t;
@@ -329,8 +358,13 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
       const auto cols = mixprec::detail::json_integer<index_t>(x.at("cols"), "measure: cols");
       for (const auto& r : x.at("results")) {
         if (metric == "kl_upper" && !r.contains("kl_ci95"))
-          throw error(errc::invalid_argument, "measure file '" + path + "' has no kl_ci95 (measured before mixprec recorded intervals): measure "
-                                              "again for --metric kl_upper");
+          throw error(errc::invalid_argument, "measure file '" + path + "' has no kl_ci95 (measured before mixprec recorded intervals, or with "
+                                              "--method fisher): measure again for --metric kl_upper");
+        if (metric != "kl_upper" && !r.contains(metric))
+          throw error(errc::invalid_argument, "measure file '" + path + "' has no " + metric + " (" +
+                                                  (metric.starts_with("fisher") ? "measured without --method fisher or both"
+                                                                                : "measured with --method fisher: no probes") +
+                                                  "): measure again, or plan by another --metric");
         const nlohmann::json& value = metric == "kl_upper" ? r.at("kl_ci95").at(1) : r.at(metric);
         const double loss = value.get<double>();
         if (!std::isfinite(loss) || loss < 0.0) throw error(errc::parse_error, "measure file '" + path + "': " + name + " " + metric + " = " + value.dump());

@@ -88,7 +88,7 @@ int run_measure(const mpi_session& mpi, int argc, char** argv) {
   if (const int rc = collective_step(mpi, [&] {
         nlohmann::json meta;
         const auto tensors = measure_file(mc.file, mo, &meta, mpi.rank == 0);
-        part = measure_json(tensors, meta).dump(1, ' ', false, nlohmann::json::error_handler_t::replace);
+        part = measure_json(tensors, meta, mo.probe).dump(1, ' ', false, nlohmann::json::error_handler_t::replace);
         if (part.size() > static_cast<std::size_t>(INT_MAX))
           throw error(errc::unsupported, "rank " + std::to_string(mpi.rank) + "'s measure holds more than INT_MAX bytes of JSON, more than one MPI message");
       }))

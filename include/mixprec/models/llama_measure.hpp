@@ -14,6 +14,10 @@
 //   proxy         sum_ij imp_j (W - Q(W))_ij^2, imp_j the mean x_j^2 of the inputs (the imatrix; an untied
 //                 embedding lookup has none: its weight_error)
 //   weight_error  |W - Q(W)|_F^2, and sqnr_db = 10 log10(|W|^2 / weight_error)
+//   fisher        (measure_options::fisher_draws > 0) the Fisher estimates of kl from gradients of the
+//                 model's own sampled labels (sensitivity/fisher.hpp: sequence, token, kfac, diagonal),
+//                 one backward pass per stream and draw (models/llama_backward.hpp) instead of a run per
+//                 tensor and type; measure_options::probe = false leaves kl out (0) and runs no probe
 // Q(W) is what a GGUF writer stores for the type, searched with the imatrix where the type's search takes
 // one (quantize/quantize.hpp), so the probe, the proxies and a written file agree. A tensor no requested
 // type holds takes the fallback chain (plan/fallback.hpp), with a note.
@@ -27,7 +31,9 @@
 #include <cmath>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <utility>
@@ -38,8 +44,10 @@
 #include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/llama_backward.hpp"
 #include "mixprec/plan/fallback.hpp"
 #include "mixprec/quantize/quantize.hpp"
+#include "mixprec/sensitivity/fisher.hpp"
 #include "mixprec/sensitivity/input_moments.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 #include "mixprec/sensitivity/metrics.hpp"
@@ -51,12 +59,17 @@ struct measure_options {
   std::vector<quant_spec> types;         // candidate types, each measured on every tensor that holds it
   unsigned threads = 1;                  // per matrix product (0: every core)
   int shard_index = 0, shard_count = 1;  // probe only the matrices k (in model order) with k % count == index
+  int fisher_draws = 0;                  // label draws per stream for the Fisher estimates (0: none)
+  std::uint64_t fisher_seed = 1;         // the draws' seed (stream s, draw k: sampled_nll's seed from it)
+  bool probe = true;                     // false: no one-tensor runs (kl 0); needs fisher_draws > 0
 
   // Throws errc::invalid_argument for no types or a bad shard (measure_llama checks it first).
   void check() const {
     if (types.empty()) throw error(errc::invalid_argument, "measure: no types");
     if (shard_count < 1 || shard_index < 0 || shard_index >= shard_count)
       throw error(errc::invalid_argument, "measure: shard " + std::to_string(shard_index) + "/" + std::to_string(shard_count));
+    if (fisher_draws < 0 || fisher_draws > 1024) throw error(errc::invalid_argument, "measure: fisher_draws must be in [0, 1024]");
+    if (!probe && fisher_draws == 0) throw error(errc::invalid_argument, "measure: without probes, fisher_draws must be > 0");
   }
   // Whether the shard probes matrix k (in the order of llama_measure_matrices).
   [[nodiscard]] bool probes(std::size_t k) const noexcept { return static_cast<int>(k % static_cast<std::size_t>(shard_count)) == shard_index; }
@@ -68,6 +81,7 @@ struct type_measurement {
   std::uint64_t bytes = 0;  // of the quantized tensor
   double kl = 0.0, proxy = 0.0, gram_proxy = 0.0, weight_error = 0.0, sqnr_db = 0.0;
   interval kl_ci95;
+  std::optional<fisher_estimate> fisher;  // with measure_options::fisher_draws > 0
 };
 
 struct tensor_measurement {
@@ -148,6 +162,48 @@ using measure_progress = std::function<void(const std::string& item, double weig
   const auto matrices = llama_measure_matrices(m);
   out.matrices = matrices.size();
   const bool tied = !m.output;
+
+  // The Fisher pass: per stream one forward, per draw of labels one backward; every product's inputs X
+  // and output gradients dY of the shard's matrices kept (positions x in, draws x positions x out).
+  struct gradients {
+    row_matrix x, dy;
+  };
+  std::map<std::string, gradients> fisher_grads;
+  row_matrix lookup_dy;  // draws x positions x dim: at the embedding lookup
+  std::vector<int> all_tokens;
+  std::vector<index_t> stream_lengths;
+  if (o.fisher_draws > 0) {
+    std::set<std::string> wanted;
+    for (std::size_t k = 0; k < matrices.size(); ++k)
+      if (o.probes(k)) wanted.insert(matrices[k].first->name());
+    const auto n = static_cast<index_t>(out.positions), draws = static_cast<index_t>(o.fisher_draws);
+    lookup_dy.resize(draws * n, m.config.dim);
+    llama_engine e(m, {}, {.threads = o.threads});
+    llama_backprop bp(e);
+    index_t t0 = 0;
+    for (std::size_t s = 0; s < streams.size(); ++s) {
+      const auto len = static_cast<index_t>(streams[s].size());
+      const row_matrix& z = bp.forward(streams[s]);
+      for (index_t k = 0; k < draws; ++k) {
+        loss_gradient l = sampled_nll(z, o.fisher_seed ^ (0x9E3779B97F4A7C15ull * (s * 1024 + static_cast<std::size_t>(k) + 1)));
+        l.dlogits *= static_cast<float>(len);  // the summed log-likelihood's gradient (sampled_nll's is the mean)
+        const llama_gradients g = bp.backward(l.dlogits, [&](const std::string& name, const row_matrix& x, const row_matrix& dy) {
+          if (!wanted.contains(name)) return;
+          gradients& fg = fisher_grads[name];
+          if (fg.x.size() == 0) {
+            fg.x.resize(n, x.cols());
+            fg.dy.resize(draws * n, dy.cols());
+          }
+          if (k == 0) fg.x.middleRows(t0, len) = x;
+          fg.dy.middleRows(k * n + t0, len) = dy;
+        });
+        lookup_dy.middleRows(k * n + t0, len) = g.embedding;
+      }
+      all_tokens.insert(all_tokens.end(), streams[s].begin(), streams[s].end());
+      stream_lengths.push_back(len);
+      t0 += len;
+    }
+  }
   for (std::size_t k = 0; k < matrices.size(); ++k) {
     if (!o.probes(k)) continue;
     llama_matrix* mat = matrices[k].first;
@@ -181,6 +237,16 @@ using measure_progress = std::function<void(const std::string& item, double weig
         else (void)fp.head(x);
       }
     }
+    std::optional<fisher_pricing> pricing;
+    if (o.fisher_draws > 0) {
+      std::vector<fisher_use> uses;
+      if (embedding) uses.emplace_back(all_tokens, w.rows(), lookup_dy);
+      if (auto it = fisher_grads.find(t.name); it != fisher_grads.end()) {
+        uses.emplace_back(std::move(it->second.x), std::move(it->second.dy));
+        fisher_grads.erase(it);
+      }
+      pricing.emplace(std::move(uses), stream_lengths);
+    }
     // One candidate measured (nullopt, with a note, when the type cannot hold the tensor).
     auto measure_type = [&](const quant_spec& spec) -> std::optional<type_measurement> {
       if (!fits(spec, w.cols())) {
@@ -207,6 +273,11 @@ using measure_progress = std::function<void(const std::string& item, double weig
       double gram_sum = error_out.cast<double>().squaredNorm();
       if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
       r.gram_proxy = gram_sum / static_cast<double>(out.positions);
+      if (pricing) r.fisher = (*pricing)(d.cast<float>());
+      if (!o.probe) {
+        if (progress) progress(t.name + " " + to_string(spec), static_cast<double>(w.size()));
+        return r;
+      }
       // Only this tensor swapped for its quantized bytes (run as stored by the engine), restored after.
       double kl = 0.0;
       std::vector<double> stream_kl, stream_positions;
