@@ -13,6 +13,7 @@
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama_measure.hpp"
 #include "mixprec/sensitivity/kl.hpp"
+#include "mixprec/sensitivity/rank.hpp"
 #include "support/errors.hpp"
 #include "support/tiny_llama.hpp"
 
@@ -149,6 +150,46 @@ TEST_CASE("measure_llama: shards and threads change no number; the input moments
   CHECK(mixprec::test::error_code_of([&] { (void)again.count("no such matrix"); }) == mixprec::errc::invalid_argument);
   const float three[3] = {1, 2, 3};
   CHECK(mixprec::test::error_code_of([&] { again.observe(wq, three, 3); }) == mixprec::errc::shape_mismatch);
+}
+
+TEST_CASE("measure_llama: Fisher estimates rank the measured KL; shards, threads and probes change none of them", "[models][measure]") {
+  mm::llama_model m = mm::from_llama2c(mixprec::test::tiny_llama());
+  const auto streams = some_streams(m);
+  const std::vector<mixprec::quant_spec> types = {parse_spec("q4_0"), parse_spec("q5_1"), parse_spec("q8_0")};
+  const mm::llama_measurement both = mm::measure_llama(m, streams, {.types = types, .threads = 1, .fisher_draws = 8});
+  const mm::llama_measurement fisher = mm::measure_llama(m, streams, {.types = types, .threads = 2, .fisher_draws = 8, .probe = false});
+  std::vector<mm::tensor_measurement> shards;
+  for (int i = 0; i < 2; ++i) {
+    const auto part = mm::measure_llama(m, streams, {.types = types, .threads = 1, .shard_index = i, .shard_count = 2, .fisher_draws = 8, .probe = false});
+    shards.insert(shards.end(), part.tensors.begin(), part.tensors.end());
+  }
+  std::sort(shards.begin(), shards.end(), [](const auto& a, const auto& b) { return a.index < b.index; });
+  REQUIRE(fisher.tensors.size() == both.tensors.size());
+  REQUIRE(shards.size() == both.tensors.size());
+  std::vector<double> kl, estimate;
+  for (std::size_t k = 0; k < both.tensors.size(); ++k)
+    for (std::size_t j = 0; j < both.tensors[k].types.size(); ++j) {
+      const mm::type_measurement& b = both.tensors[k].types[j];
+      const mm::type_measurement& f = fisher.tensors[k].types[j];
+      REQUIRE(b.fisher);
+      REQUIRE(f.fisher);
+      CHECK(f.kl == 0.0);  // not probed
+      CHECK(b.kl > 0.0);
+      CHECK(f.fisher->sequence == b.fisher->sequence);
+      CHECK(f.fisher->diagonal == b.fisher->diagonal);
+      CHECK(shards[k].types[j].fisher->token == b.fisher->token);
+      CHECK(shards[k].types[j].fisher->kfac == b.fisher->kfac);
+      CHECK(f.gram_proxy == b.gram_proxy);
+      kl.push_back(b.kl);
+      estimate.push_back(b.fisher->sequence);
+    }
+  const auto rho = mixprec::spearman(kl, estimate);
+  REQUIRE(rho);
+  INFO("Spearman of fisher_sequence against the measured KL over " << kl.size() << " tensor x type: " << *rho);
+  CHECK(*rho > 0.9);
+  // Without probes the Fisher pass is needed.
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::measure_llama(m, streams, {.types = types, .probe = false}); }) == mixprec::errc::invalid_argument);
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::measure_llama(m, streams, {.types = types, .fisher_draws = -1}); }) == mixprec::errc::invalid_argument);
 }
 
 TEST_CASE("measure_llama: refusals", "[models][measure]") {

@@ -195,3 +195,55 @@ TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tenso
   CHECK(mixprec_cli::load_plan((dir / "p.json").string()).entries.size() == j.at("tensors").size());
   fs::remove_all(dir);
 }
+
+TEST_CASE("measure --method fisher|both: Fisher estimates in the file, plans from them, the kl only where probed", "[cli][measure]") {
+  const fs::path dir = dir_with_model("mixprec_measure_fisher");
+  const std::string gguf = (dir / "a.gguf").string(), fisher = (dir / "f.json").string(), both = (dir / "b.json").string();
+  const std::vector<std::string> base = {"measure", gguf, "--types", "q4_0,q8_0", "--sample", "4:24", "--seed", "3", "--fisher-draws", "4"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  REQUIRE(tool(with({"--method", "fisher", "-o", fisher})) == 0);
+  REQUIRE(tool(with({"--method", "both", "-o", both})) == 0);
+  const nlohmann::json f = read_json(fisher), b = read_json(both);
+  CHECK(f.at("method") == nlohmann::json{{"probe", false}, {"fisher_draws", 4}});
+  CHECK(b.at("method") == nlohmann::json{{"probe", true}, {"fisher_draws", 4}});
+  REQUIRE(f.at("tensors").size() == b.at("tensors").size());
+  for (std::size_t k = 0; k < f.at("tensors").size(); ++k)
+    for (std::size_t j = 0; j < f.at("tensors")[k].at("results").size(); ++j) {
+      const auto& rf = f.at("tensors")[k].at("results")[j];
+      const auto& rb = b.at("tensors")[k].at("results")[j];
+      CHECK_FALSE(rf.contains("kl"));
+      CHECK_FALSE(rf.contains("kl_ci95"));
+      CHECK(rb.contains("kl"));
+      for (const char* key : {"fisher_sequence", "fisher_token", "fisher_kfac", "fisher_diagonal"}) {
+        CHECK(rf.at(key).get<double>() > 0.0);
+        CHECK(rf.at(key) == rb.at(key));  // the probes change no estimate
+      }
+    }
+  // Plans by the Fisher estimate meet the budget; by a metric the file lacks: refused, saying why.
+  const std::string plan = (dir / "p.json").string();
+  REQUIRE(tool({"plan", gguf, "--measured", fisher, "--metric", "fisher", "--budget", "7", "-o", plan}) == 0);
+  CHECK(mixprec_cli::load_plan(plan).bits_per_weight() <= 7.0);
+  REQUIRE(tool({"plan", gguf, "--measured", both, "--metric", "fisher_kfac", "--budget", "7", "-o", plan}) == 0);
+  CHECK(tool({"plan", gguf, "--measured", fisher, "--budget", "7", "-o", plan}) == 2);  // the default metric kl
+  CHECK(tool({"plan", gguf, "--measured", fisher, "--metric", "kl_upper", "--budget", "7", "-o", plan}) == 2);
+  const std::string probed = (dir / "k.json").string();
+  REQUIRE(tool({"measure", gguf, "--types", "q4_0,q8_0", "--sample", "4:24", "--seed", "3", "-o", probed}) == 0);
+  CHECK_FALSE(read_json(probed).at("tensors")[0].at("results")[0].contains("fisher_sequence"));
+  CHECK(tool({"plan", gguf, "--measured", probed, "--metric", "fisher", "--budget", "7", "-o", plan}) == 2);
+  // Shards of a Fisher measurement merge into the single-process file; shards of different methods do not.
+  const std::string s0 = (dir / "s0.json").string(), s1 = (dir / "s1.json").string(), merged = (dir / "m.json").string();
+  REQUIRE(tool(with({"--method", "fisher", "--shard", "0/2", "-o", s0})) == 0);
+  REQUIRE(tool(with({"--method", "fisher", "--shard", "1/2", "--threads", "2", "-o", s1})) == 0);
+  REQUIRE(tool({"merge", s0, s1, "-o", merged}) == 0);
+  CHECK(read_json(merged) == f);
+  REQUIRE(tool(with({"--method", "both", "--shard", "1/2", "-o", s1})) == 0);
+  CHECK(tool({"merge", s0, s1, "-o", merged}) == 2);
+  // Bad requests.
+  CHECK(tool(with({"--method", "hessian", "-o", fisher})) == 2);
+  CHECK(tool(with({"--method", "fisher", "--fisher-draws", "0", "-o", fisher})) == 2);
+  fs::remove_all(dir);
+}
