@@ -5,6 +5,9 @@
 //   BM_kl/T          the KL of T positions' logits against kept reference distributions (sensitivity/kl.hpp kl_reference)
 //   BM_quantize_q4_K a 4096 x 4096 matrix to q4_K with an importance vector, and back (per probe)
 //   BM_eigen_gemm/T  the baseline: Eigen's FP32 X W^T for one 4096 x 4096 matrix, T rows, one call
+//   BM_forward/T     the one-layer model's whole forward pass (embed, run_layer, head) over T positions
+//   BM_backward/T    the same forward kept for a backward pass (llama_backprop), one sampled-label loss and
+//                    the backward (layer recomputed, every product's dX): one Fisher draw of --method fisher
 // Counter us_per_token = time / T. A probe of a tensor in layer L of an n-layer model costs about
 // T * ((n - L) * run_layer + head + kl) + quantize; the full-precision pass T * (n * run_layer + head).
 //   ./build/benchmarks/measure_bench --benchmark_min_time=1
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/llama_backward.hpp"
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 
@@ -122,11 +126,34 @@ void BM_eigen_gemm(benchmark::State& state) {
   per_token(state, T);
 }
 
+void BM_forward(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
+  const std::vector<int> t = tokens(T);
+  for (auto _ : state) benchmark::DoNotOptimize(e.logits(t).data());
+  per_token(state, T);
+}
+
+void BM_backward(benchmark::State& state) {
+  const int T = static_cast<int>(state.range(0));
+  mm::llama_engine e(model_7b_layer(), {}, {.threads = 2});
+  mm::llama_backprop bp(e);
+  const std::vector<int> t = tokens(T);
+  for (auto _ : state) {
+    const mixprec::row_matrix& z = bp.forward(t);
+    const mm::llama_gradients g = bp.backward(mm::sampled_nll(z, 1).dlogits);
+    benchmark::DoNotOptimize(g.embedding.data());
+  }
+  per_token(state, T);
+}
+
 BENCHMARK(BM_eigen_gemm)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_run_layer)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_head)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_kl)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_quantize_q4_K)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_forward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_backward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 

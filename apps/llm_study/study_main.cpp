@@ -4,13 +4,15 @@
 //   llm_study MODEL.gguf WORKDIR [--calibration N:LEN] [--calibration-seed S] [--eval N:LEN] [--eval-seed S]
 //             [--types LIST] [--budgets LIST] [--threads N]
 //
-// 1. `mixprec measure` on N:LEN streams sampled from the model (seed S): per tensor x type the KL of the
-//    output with only that tensor quantized, the Gram proxy, the imatrix proxy; and the imatrix.
+// 1. `mixprec measure --method both` on N:LEN streams sampled from the model (seed S): per tensor x type
+//    the KL of the output with only that tensor quantized, its Fisher estimate from sampled-label
+//    gradients, the Gram proxy, the imatrix proxy; and the imatrix.
 // 2. llama.cpp's recipes Q4_0, Q4_K_M, Q5_K_M, Q6_K, Q8_0 by llama_model_quantize, without and with
 //    that imatrix.
 // 3. mixprec plans at each budget (bits per weight of the weight matrices, and "q4_K_M": the matrix
-//    bytes of llama.cpp's Q4_K_M file with imatrix) from four measures of loss:
+//    bytes of llama.cpp's Q4_K_M file with imatrix) from five measures of loss:
 //      kl            measured KL (mixprec plan --measured --metric kl), quantized with the imatrix
+//      fisher        the Fisher estimate of that KL (--metric fisher), quantized with the imatrix
 //      gram_proxy    |(W - Q(W)) X|^2 (--metric gram_proxy), quantized with the imatrix
 //      imatrix_error imatrix-weighted weight error (mixprec plan --imatrix), quantized with it
 //      weight_error  plain weight error (mixprec plan), quantized without an imatrix
@@ -124,7 +126,8 @@ void write_svg(const std::string& path, const std::vector<entry>& entries, doubl
   auto px = [&](double mb) { return L + (mb - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double lk) { return T + (y1 - lk) / (y1 - y0) * (H - T - B); };
   const std::map<std::string, std::string> colour = {{"llama.cpp", "#000000"},     {"llama.cpp + imatrix", "#777777"},
-                                                     {"kl", "#d62728"},            {"gram_proxy", "#1f77b4"},
+                                                     {"kl", "#d62728"},            {"fisher", "#9467bd"},
+                                                     {"gram_proxy", "#1f77b4"},
                                                      {"imatrix_error", "#2ca02c"}, {"weight_error", "#ff7f0e"}};
   std::ofstream o(path);
   o << "<svg xmlns='http://www.w3.org/2000/svg' width='" << W << "' height='" << H << "' font-family='sans-serif' font-size='12'>\n";
@@ -172,7 +175,7 @@ int run_study(const study_options& o) {
     std::fprintf(stderr, "llm_study: measuring %s on %s sampled streams (seed %llu)...\n", o.model.c_str(), o.calibration.c_str(),
                  static_cast<unsigned long long>(o.calibration_seed));
     if (const int rc = mixprec_tool({"measure", o.model, "--types", o.types, "--sample", o.calibration, "--seed", std::to_string(o.calibration_seed),
-                                     "--imatrix-out", imatrix, "--threads", threads, "-o", measure},
+                                     "--method", "both", "--imatrix-out", imatrix, "--threads", threads, "-o", measure},
                                     log))
       throw mixprec::error(errc::invalid_argument, "mixprec measure failed (exit " + std::to_string(rc) + "); see " + log);
   }
@@ -207,14 +210,14 @@ int run_study(const study_options& o) {
 
   // 3. mixprec plans
   const std::string q4km = dir + "llama_Q4_K_M_imatrix.gguf";
-  for (const std::string metric : {"kl", "gram_proxy", "imatrix_error", "weight_error"})
+  for (const std::string metric : {"kl", "fisher", "gram_proxy", "imatrix_error", "weight_error"})
     for (const auto& budget : o.budgets) {
       const std::string b = budget == "q4_K_M" ? std::to_string(matrix_bytes(q4km)) : budget;
       entry e{metric, budget, dir + "mixprec_" + metric + "_" + budget + ".gguf", "", {}};
       const std::string plan = dir + "plan_" + metric + "_" + budget + ".json";
       if (!fs::exists(e.path)) {
         std::vector<std::string> args = {"plan", o.model, "--budget", b, "--threads", threads, "-o", plan};
-        if (metric == "kl" || metric == "gram_proxy") args.insert(args.end(), {"--measured", measure, "--metric", metric});
+        if (metric == "kl" || metric == "fisher" || metric == "gram_proxy") args.insert(args.end(), {"--measured", measure, "--metric", metric});
         else args.insert(args.end(), {"--types", o.types});
         if (metric == "imatrix_error") args.insert(args.end(), {"--imatrix", imatrix});
         const int rc = mixprec_tool(args, log);

@@ -37,7 +37,7 @@ check(len({t for s in streams for t in s}) >= 32, "eval streams of varied tokens
 check(rows[("llama.cpp", "Q4_0")]["top1"] < 100, "Q4_0 changes some of the F32 model's picks")
 check(rows[("llama.cpp", "Q8_0")]["kl"] < rows[("llama.cpp", "Q4_0")]["kl"], "Q8_0 closer to F32 than Q4_0")
 weights = None
-for metric in ["kl", "gram_proxy", "imatrix_error", "weight_error"]:
+for metric in ["kl", "fisher", "gram_proxy", "imatrix_error", "weight_error"]:
     check("note" in rows[(metric, "4.0")], f"{metric} 4.0: refused (no type under 4.5 bits)")
     r = rows[(metric, "8.0")]
     check(r.get("matrix_bpw", 99) <= 8.0 + 1e-9, f"{metric} 8.0 within its budget ({r.get('matrix_bpw')})")
