@@ -274,12 +274,12 @@ inline measure_options measure_request(const measure_command& c, bool check_outp
 }
 
 // The table `measure` prints, from a measure file's JSON.
-// KL is the measured one (--method probe, both), Fisher KL the sequence estimate (fisher, both); a
+// KL is the measured one (--method probe, both), Fisher KL the diagonal estimate (fisher, both); a
 // column the file lacks is left out.
 inline void print_measure_table(const nlohmann::json& measured) {
   const auto& tensors = measured.at("tensors");
   const nlohmann::json* first = tensors.empty() || tensors.front().at("results").empty() ? nullptr : &tensors.front().at("results").front();
-  const bool kl = !first || first->contains("kl"), fisher = first && first->contains("fisher_sequence");
+  const bool kl = !first || first->contains("kl"), fisher = first && first->contains("fisher_diagonal");
   std::printf("| tensor | type | bytes |%s%s Gram proxy | imatrix proxy | SQNR (dB) |\n|---|---|---:|%s%s---:|---:|---:|\n", kl ? " KL (nats) |" : "",
               fisher ? " Fisher KL (nats) |" : "", kl ? "---:|" : "", fisher ? "---:|" : "");
   for (const auto& t : tensors)
@@ -287,7 +287,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
       std::printf("| %s | %s | %llu |", t.at("name").get<std::string>().c_str(), r.at("spec").get<std::string>().c_str(),
                   r.at("bytes").get<unsigned long long>());
       if (kl) std::printf(" %.6g |", r.at("kl").get<double>());
-      if (fisher) std::printf(" %.6g |", r.at("fisher_sequence").get<double>());
+      if (fisher) std::printf(" %.6g |", r.at("fisher_diagonal").get<double>());
       std::printf(" %.4g | %.4g | %.2f |\n", r.at("gram_proxy").get<double>(), r.at("proxy").get<double>(), r.at("sqnr_db").get<double>());
     }
 }
@@ -360,7 +360,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
   plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error), "
-                               "weight_error, or a Fisher estimate of kl: fisher (= fisher_sequence), fisher_token, fisher_kfac, fisher_diagonal")
+                               "weight_error, or a Fisher estimate of kl: fisher (= fisher_diagonal), fisher_sequence, fisher_token, fisher_kfac")
       ->capture_default_str();
   detail::measure_command mc;
   auto* measure = detail::add_measure_command(app, mc, true);

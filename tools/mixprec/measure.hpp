@@ -335,8 +335,9 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
 
 // The sensitivity table of a measure.json by one metric ("kl", "kl_upper": the upper end of kl's 95 %
 // interval, a risk-aware loss where few calibration streams leave a KL uncertain; "proxy", "gram_proxy",
-// "weight_error", or a Fisher estimate of kl: "fisher" (= "fisher_sequence", the unbiased one, which ranks
-// best), "fisher_token", "fisher_kfac", "fisher_diagonal"; a metric the file lacks: errc::invalid_argument). A partial file (--shard) is refused: merge the shards first.
+// "weight_error", or a Fisher estimate of kl: "fisher" (= "fisher_diagonal", the steadiest ranking of
+// the measured kl on few streams, docs/measurements.md), "fisher_sequence", "fisher_token", "fisher_kfac";
+// a metric the file lacks: errc::invalid_argument). A partial file (--shard) is refused: merge the shards first.
 // `only`: the tensors to take (null: all), e.g. those the file stores in float (measure also measures
 // tensors stored quantized, which plan keeps as they are).
 [[nodiscard]] inline mixprec::sensitivity_table measured_table(const nlohmann::json& j, const std::string& path, const std::string& metric,
@@ -345,8 +346,8 @@ inline void check_measure_fits(const nlohmann::json& j, const std::string& path,
                                                 "fisher",     "fisher_sequence", "fisher_token", "fisher_kfac", "fisher_diagonal"};
   if (!metrics.contains(metric))
     throw error(errc::invalid_argument, "metric '" + metric + "': expected kl, kl_upper, proxy, gram_proxy, weight_error, fisher (= "
-                                        "fisher_sequence), fisher_token, fisher_kfac or fisher_diagonal");
-  if (metric == "fisher") return measured_table(j, path, "fisher_sequence", only);
+                                        "fisher_diagonal), fisher_sequence, fisher_token, fisher_kfac or fisher_diagonal");
+  if (metric == "fisher") return measured_table(j, path, "fisher_diagonal", only);
   if (j.contains("shard"))
     throw error(errc::invalid_argument, "measure file '" + path + "' is shard " + j.at("shard").dump() + ": `mixprec merge` the shards first");
   mixprec::sensitivity_table t;
