@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "tools/mixprec/app.hpp"
+#include "mixprec/models/calibration.hpp"
+#include "mixprec/models/llama_measure.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
 #include "support/tool_run.hpp"
@@ -245,5 +247,35 @@ TEST_CASE("measure --method fisher|both: Fisher estimates in the file, plans fro
   // Bad requests.
   CHECK(tool(with({"--method", "hessian", "-o", fisher})) == 2);
   CHECK(tool({"measure", gguf, "--types", "q4_0", "--sample", "4:24", "--method", "fisher", "--fisher-draws", "0", "-o", fisher}) == 2);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("measure --dry-run: the work counted as measure does it, a time and memory, nothing written", "[cli][measure]") {
+  const fs::path dir = dir_with_model("mixprec_measure_dry");
+  const std::string gguf = (dir / "a.gguf").string(), out = (dir / "m.json").string();
+  REQUIRE(tool({"measure", gguf, "--types", "q4_0,q8_0", "--sample", "3:16", "--method", "both", "--dry-run", "-o", out}) == 0);
+  CHECK_FALSE(fs::exists(out));
+  CHECK(tool({"measure", gguf, "--types", "q4_0,q8_0", "--sample", "3:16", "--method", "nope", "--dry-run", "-o", out}) == 2);
+
+  // The library's counts against what measure_llama then does.
+  namespace mm = mixprec::models;
+  mm::llama_model m = mm::load_gguf(gguf);
+  mm::llama_engine sampler(m);
+  const auto streams = mm::sample_streams(sampler, {.streams = 3, .length = 16, .seed = 2, .first = 1});
+  const std::vector<mixprec::quant_spec> types = {mixprec::parse_spec("q4_0"), mixprec::parse_spec("q8_0")};
+  for (const bool probe : {true, false}) {
+    const mm::measure_options o{.types = types, .threads = 1, .shard_index = 1, .shard_count = 2, .fisher_draws = 2, .probe = probe};
+    const mm::measure_cost c = mm::estimate_measure(m, streams, o);
+    const mm::llama_measurement r = mm::measure_llama(m, streams, o);
+    std::size_t pairs = 0;
+    for (const auto& t : r.tensors) pairs += t.types.size();
+    CHECK(c.matrices == r.tensors.size());
+    CHECK(c.quantizations == pairs);
+    CHECK(c.probes == (probe ? pairs : 0));
+    CHECK(c.backward_passes == 6);
+    CHECK(c.seconds > 0.0);
+    CHECK(c.peak_bytes > 0.0);
+    CHECK(c.model_bytes > 0.0);
+  }
   fs::remove_all(dir);
 }

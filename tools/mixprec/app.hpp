@@ -5,7 +5,7 @@
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 //   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--method probe|fisher|both] [--imatrix-out F]
-//                   [--shard I/N] -o measure.json
+//                   [--shard I/N] [--dry-run] -o measure.json
 //       (every stream starts with the vocabulary's BOS, tokenizer.ggml.bos_token_id; --text only when it
 //       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
@@ -195,6 +195,7 @@ struct measure_command {
   unsigned threads = 0;
   std::string method = "probe";
   int fisher_draws = 4;
+  bool dry_run = false;
 };
 
 inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool with_shard) {
@@ -217,6 +218,8 @@ inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool wit
                 "fisher_*, one backward pass per stream and draw), or both")
       ->capture_default_str();
   m->add_option("--fisher-draws", c.fisher_draws, "label draws per stream for --method fisher|both (seed --seed)")->capture_default_str();
+  // mixprec-mpi has no --dry-run: `mixprec measure --dry-run --shard 0/K` gives one rank's cost.
+  if (with_shard) m->add_flag("--dry-run", c.dry_run, "print the work, the expected time (from a timed sample) and memory; write nothing");
   return m;
 }
 
@@ -397,7 +400,11 @@ inline void print_measure_table(const nlohmann::json& measured) {
       return 0;
     }
     if (measure->parsed()) {
-      const measure_options mo = detail::measure_request(mc, true);
+      const measure_options mo = detail::measure_request(mc, !mc.dry_run);
+      if (mc.dry_run) {
+        print_measure_cost(mc.file, mo);
+        return 0;
+      }
       nlohmann::json meta;
       const auto tensors = measure_file(mc.file, mo, &meta);
       const nlohmann::json measured = measure_json(tensors, meta, mo.probe);

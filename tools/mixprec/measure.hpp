@@ -197,6 +197,35 @@ using mixprec::models::calibration_hash;
   return std::move(r.tensors);
 }
 
+// `mixprec measure --dry-run`: what the measurement of o would cost (models/llama_measure.hpp
+// estimate_measure, after a timed sample), printed to stdout; nothing is written.
+inline void print_measure_cost(const std::string& model_path, const measure_options& o) {
+  namespace mm = mixprec::models;
+  const mm::measure_options request{.types = o.types,
+                                    .threads = o.threads,
+                                    .shard_index = o.shard_index,
+                                    .shard_count = o.shard_count,
+                                    .fisher_draws = o.fisher_draws,
+                                    .fisher_seed = o.seed,
+                                    .probe = o.probe};
+  request.check();
+  const auto g = mixprec::gguf::file::open(model_path);
+  mm::llama_model m = mm::load_gguf(g);
+  const calibration_set calib = calibration_streams(g, m, o);
+  std::size_t positions = 0;
+  for (const auto& s : calib.streams) positions += s.size();
+  const mm::measure_cost c = mm::estimate_measure(m, calib.streams, request);
+  const auto gb = [](double bytes) { return bytes / 1e9; };
+  std::printf("measure (dry run) of %s: %zu matrices, %zu types, %zu streams, %zu positions\n", model_path.c_str(), c.matrices, o.types.size(),
+              calib.streams.size(), positions);
+  std::printf("  probes (one-tensor runs)   %zu\n", c.probes);
+  std::printf("  quantizations              %zu\n", c.quantizations);
+  std::printf("  layer runs, head runs      %zu, %zu (over all positions)\n", c.layer_runs, c.head_runs);
+  std::printf("  backward passes            %zu (streams x --fisher-draws)\n", c.backward_passes);
+  std::printf("  expected time              %.0f s on this machine (timed sample: %.2f s)\n", c.seconds, c.sample_seconds);
+  std::printf("  expected memory            %.2f GB for the weights + %.2f GB\n", gb(c.model_bytes), gb(c.peak_bytes));
+}
+
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
 // "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, kl_ci95 (kl_interval: [low, high]),
 // proxy, gram_proxy, weight_error, sqnr_db, fisher_sequence, fisher_token, fisher_kfac, fisher_diagonal}],

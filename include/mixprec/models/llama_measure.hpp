@@ -28,6 +28,7 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <functional>
@@ -123,6 +124,125 @@ using measure_progress = std::function<void(const std::string& item, double weig
   }
   if (m.output) out.emplace_back(&*m.output, m.config.n_layers);
   return out;
+}
+
+// What a measure_llama call will cost, before it runs (`mixprec measure --dry-run`): the work from the
+// model and options, its time from a timed sample on this machine, its memory from the sizes
+// measure_llama keeps. The sample: one layer and the head over the first stream, one forward and
+// backward of it and the Fisher arithmetic on the first layer's wq when Fisher draws are asked, and
+// one quantization per type of that wq; times scale linearly with positions and weights (attention's
+// quadratic part is left out, so long streams take longer than estimated). The proxies and the KL sums
+// are left out. Throws what measure_llama throws for its arguments.
+struct measure_cost {
+  std::size_t matrices = 0;         // the shard's matrices
+  std::size_t probes = 0;           // tensor x type runs of the model (0 without probes)
+  std::size_t quantizations = 0;    // tensor x type quantizations (the fallback chain included)
+  std::size_t layer_runs = 0;       // layer runs over all positions: full-precision pass, inputs, probes
+  std::size_t head_runs = 0;        // the same for the head
+  std::size_t backward_passes = 0;  // streams x draws
+  double seconds = 0.0;             // expected wall time
+  double sample_seconds = 0.0;      // what the timed sample took
+  double model_bytes = 0.0;         // the weights as loaded
+  double peak_bytes = 0.0;          // expected memory beyond the weights
+};
+
+[[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
+  o.check();
+  if (streams.empty() || streams.front().empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
+  using clock = std::chrono::steady_clock;
+  const auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
+  const clock::time_point begin = clock::now();
+  double positions = 0.0;
+  for (const auto& s : streams) positions += static_cast<double>(s.size());
+  const llama_config& c = m.config;
+  const double scale = positions / static_cast<double>(streams.front().size());
+  measure_cost r;
+
+  // The timed sample.
+  double t_layer = 0.0, t_head = 0.0, t_backward = 0.0, t_fisher_matrix = 0.0, t_fisher_type = 0.0;
+  std::map<std::string, double> t_quantize;  // seconds per weight, per type
+  {
+    llama_engine e(m, {}, {.threads = o.threads});
+    row_matrix x = e.embed(streams.front());
+    clock::time_point t = clock::now();
+    e.run_layer(0, x);
+    t_layer = seconds_since(t) * scale;
+    t = clock::now();
+    const row_matrix z = e.head(x);
+    t_head = seconds_since(t) * scale;
+    if (o.fisher_draws > 0) {
+      llama_backprop bp(e);
+      t = clock::now();
+      (void)bp.backward(sampled_nll(bp.forward(streams.front()), 1).dlogits);
+      t_backward = seconds_since(t) * scale;
+    }
+    const row_matrix w = m.layers.front().wq.to_float();
+    if (o.fisher_draws > 0) {  // the Fisher arithmetic per weight: once per matrix, then per type
+      const auto n0 = static_cast<index_t>(streams.front().size());
+      const fisher_use use(row_matrix::Zero(n0, w.cols()), row_matrix::Zero(n0 * o.fisher_draws, w.rows()));
+      t = clock::now();
+      const fisher_pricing p({use}, {n0});
+      t_fisher_matrix = seconds_since(t) * scale / static_cast<double>(w.size());
+      t = clock::now();
+      (void)p(w);
+      t_fisher_type = seconds_since(t) * scale / static_cast<double>(w.size());
+    }
+    for (const quant_spec& spec : o.types) {
+      if (!fits(spec, w.cols()) || spec.format == format_id::fp32) continue;
+      t = clock::now();
+      try {
+        (void)quantize(w, spec, m.layers.front().wq.name());
+      } catch (const error& ex) {
+        if (ex.code() != errc::not_representable) throw;
+      }
+      t_quantize[to_string(spec)] = seconds_since(t) / static_cast<double>(w.size());
+    }
+  }
+
+  // The work.
+  const auto matrices = llama_measure_matrices(m);
+  const int n_layers = c.n_layers;
+  double quantize_seconds = 0.0, largest = 0.0, kept_gradients = 0.0;  // quantize_seconds: the Fisher arithmetic too
+  r.layer_runs = static_cast<std::size_t>(n_layers);  // the full-precision pass
+  r.head_runs = 1;
+  for (std::size_t k = 0; k < matrices.size(); ++k) {
+    r.model_bytes += static_cast<double>(matrices[k].first->bytes());
+    if (!o.probes(k)) continue;
+    const llama_matrix& mat = *matrices[k].first;
+    const int layer = matrices[k].second;
+    const bool embedding = k == 0;
+    ++r.matrices;
+    const auto size = static_cast<double>(mat.rows()) * static_cast<double>(mat.cols());
+    largest = std::max(largest, size);
+    if (!embedding || !m.output) (layer < n_layers && !embedding ? r.layer_runs : r.head_runs) += 1;  // the inputs
+    if (o.fisher_draws > 0 && (!embedding || !m.output))
+      kept_gradients += positions * (static_cast<double>(mat.cols()) + o.fisher_draws * static_cast<double>(mat.rows())) * 4.0;
+    const auto chain = with_fallback(o.types, [&](const quant_spec& s) -> std::optional<quant_spec> {
+      return fits(s, mat.cols()) ? std::optional<quant_spec>(s) : std::nullopt;
+    });
+    quantize_seconds += size * t_fisher_matrix;
+    for (const quant_spec& s : chain.specs) {
+      ++r.quantizations;
+      const auto q = t_quantize.find(to_string(s));
+      quantize_seconds += size * ((q == t_quantize.end() ? 0.0 : q->second) + t_fisher_type);
+      if (!o.probe) continue;
+      ++r.probes;
+      r.layer_runs += static_cast<std::size_t>(n_layers - layer);
+      r.head_runs += 1;
+    }
+  }
+  r.backward_passes = o.fisher_draws > 0 ? streams.size() * static_cast<std::size_t>(o.fisher_draws) : 0;
+  r.seconds = static_cast<double>(r.layer_runs) * t_layer + static_cast<double>(r.head_runs) * t_head +
+              static_cast<double>(o.fisher_draws) * t_backward + quantize_seconds;
+  // Memory: the kept streams and reference distributions, one matrix's inputs, its FP32 copy and the
+  // double error matrices of a type, and with Fisher draws the kept inputs and output gradients, the
+  // embedding's per draw, and one matrix's diagonal Fisher (double).
+  const double dim = c.dim, vocab = c.vocab_size;
+  r.peak_bytes = (n_layers + 1.0) * positions * dim * 4.0 + positions * vocab * 8.0 + positions * static_cast<double>(c.hidden_dim) * 4.0 +
+                 largest * (4.0 + 8.0 + 8.0);
+  if (o.fisher_draws > 0) r.peak_bytes += kept_gradients + o.fisher_draws * positions * dim * 4.0 + largest * 8.0;
+  r.sample_seconds = seconds_since(begin);
+  return r;
 }
 
 // Measures every matrix x type of model m on the calibration streams (token ids, each run whole; see the
