@@ -329,4 +329,14 @@ TEST_CASE("losses: gradients as defined, sampled labels from the model's distrib
   (void)bp.forward(two);
   CHECK(error_code_of([&] { (void)bp.backward(row_matrix::Zero(3, o.vocab_size)); }) == errc::shape_mismatch);
   CHECK(error_code_of([&] { (void)bp.forward(std::vector<int>{1, o.vocab_size}); }) == errc::invalid_argument);
+  // A forward that failed leaves nothing to go backward from.
+  CHECK(error_code_of([&] { (void)bp.backward(row_matrix::Zero(2, o.vocab_size)); }) == errc::invalid_argument);
+  // The engine's observer sees each product once per forward, not again in the backward's recomputation.
+  int seen = 0;
+  e.observe([&](const std::string&, const float*, mixprec::index_t) { ++seen; });
+  const row_matrix& logits = bp.forward(two);
+  const int per_forward = seen;
+  CHECK(per_forward == 2 * (7 * o.n_layers + 1));  // two positions, seven products per layer and the classifier
+  (void)bp.backward(models::next_token_nll(logits, two).dlogits);
+  CHECK(seen == per_forward);
 }

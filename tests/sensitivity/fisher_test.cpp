@@ -128,6 +128,7 @@ TEST_CASE("fisher_pricing: the four estimates are their formulas", "[fisher]") {
     CHECK(error_code_of([&] { fisher_use(row_matrix(0, in), row_matrix(0, out)); }) == errc::empty_input);
     CHECK(error_code_of([&] { fisher_use(std::vector<int>(static_cast<std::size_t>(n), 9), 9, dy); }) == errc::invalid_argument);
     CHECK(error_code_of([&] { fisher_pricing({fisher_use(x, dy)}, {4, 6}); }) == errc::invalid_argument);
+    CHECK(error_code_of([&] { fisher_pricing({fisher_use(x, dy)}, {4, 10, -1}); }) == errc::invalid_argument);  // sums to n
     CHECK(error_code_of([&] { fisher_pricing({}, streams); }) == errc::invalid_argument);
     CHECK(error_code_of([&] { fisher_pricing({fisher_use(x, dy), fisher_use(x, random_matrix(n, out, gen))}, streams); }) == errc::invalid_argument);
     CHECK(error_code_of([&] { (void)p(random_matrix(in, out, gen)); }) == errc::shape_mismatch);

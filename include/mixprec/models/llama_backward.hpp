@@ -17,6 +17,7 @@
 // stored or re-quantized matrix the gradient flows through the weights as run (decoded values), and
 // through activations quantized by ggml's rules as if unquantized: the straight-through estimator.
 // Memory: the forward keeps n_layers + 1 streams of T x dim; the backward recomputes one layer at a time
+// (the engine's activation observer does not see the recomputation)
 // (llama_layer_trace: about 8 T x dim, 4 T x hidden_dim and n_heads T x T values) and decodes one
 // matrix at a time, so a model mapped from a GGUF is never copied whole.
 //
@@ -74,15 +75,17 @@ class llama_backprop {
   // the residual stream entering every layer until the next forward().
   const row_matrix& forward(std::span<const int> tokens) {
     engine_.reset();
-    tokens_.assign(tokens.begin(), tokens.end());
-    streams_.clear();
+    streams_.clear();  // until this forward has succeeded, backward() refuses
+    std::vector<row_matrix> streams;
     row_matrix x = engine_.embed(tokens);
     for (int l = 0; l < engine_.cfg_.n_layers; ++l) {
-      streams_.push_back(x);
+      streams.push_back(x);
       engine_.run_layer(l, x);
     }
-    streams_.push_back(std::move(x));
-    logits_ = engine_.head(streams_.back());
+    streams.push_back(std::move(x));
+    logits_ = engine_.head(streams.back());
+    streams_ = std::move(streams);
+    tokens_.assign(tokens.begin(), tokens.end());
     return logits_;
   }
 
@@ -111,6 +114,12 @@ class llama_backprop {
     engine_.classifier_.backprop_rows(dlogits, dn);
     row_matrix dx = rmsnorm_backward(xl, model.output_norm, dn, out.output_norm);
 
+    // The layers are run again below: an observer of the engine's products sees the forward only once.
+    struct observer_pause {
+      activation_observer& slot;
+      activation_observer saved;
+      ~observer_pause() { slot = std::move(saved); }
+    } pause{engine_.observer_, std::exchange(engine_.observer_, {})};
     llama_layer_trace tr;
     row_matrix tmp;
     for (int l = c.n_layers - 1; l >= 0; --l) {

@@ -148,7 +148,9 @@ struct measure_cost {
 
 [[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
   o.check();
-  if (streams.empty() || streams.front().empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
+  if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
+  for (const auto& s : streams)
+    if (s.empty()) throw error(errc::invalid_argument, "measure: an empty calibration stream");
   using clock = std::chrono::steady_clock;
   const auto seconds_since = [](clock::time_point t) { return std::chrono::duration<double>(clock::now() - t).count(); };
   const clock::time_point begin = clock::now();
@@ -237,10 +239,13 @@ struct measure_cost {
   // Memory: the kept streams and reference distributions, one matrix's inputs, its FP32 copy and the
   // double error matrices of a type, and with Fisher draws the kept inputs and output gradients, the
   // embedding's per draw, and one matrix's diagonal Fisher (double).
+  // Per weight of the largest matrix: its FP32 copy and decoded type, the double error and its square,
+  // and with Fisher draws the FP32 error, the pricing's squares and one diagonal Fisher per use.
   const double dim = c.dim, vocab = c.vocab_size;
-  r.peak_bytes = (n_layers + 1.0) * positions * dim * 4.0 + positions * vocab * 8.0 + positions * static_cast<double>(c.hidden_dim) * 4.0 +
-                 largest * (4.0 + 8.0 + 8.0);
-  if (o.fisher_draws > 0) r.peak_bytes += kept_gradients + o.fisher_draws * positions * dim * 4.0 + largest * 8.0;
+  r.peak_bytes = (n_layers + 1.0) * positions * dim * 4.0 + (o.probe ? positions * vocab * 8.0 : 0.0) +
+                 positions * static_cast<double>(c.hidden_dim) * 4.0 + largest * (4.0 + 4.0 + 8.0 + 8.0);
+  if (o.fisher_draws > 0)
+    r.peak_bytes += kept_gradients + (o.probes(0) ? o.fisher_draws * positions * dim * 4.0 : 0.0) + largest * (4.0 + 8.0 + 8.0 * (m.output ? 1.0 : 2.0));
   r.sample_seconds = seconds_since(begin);
   return r;
 }
@@ -275,7 +280,8 @@ struct measure_cost {
         fp.run_layer(l, x);
       }
       entering[s].push_back(x);
-      reference.emplace_back(fp.head(x));
+      const row_matrix logits = fp.head(x);  // also the classifier's input moments
+      if (o.probe) reference.emplace_back(logits);  // only the probes compare with it
     }
   }
 
@@ -292,12 +298,12 @@ struct measure_cost {
   row_matrix lookup_dy;  // draws x positions x dim: at the embedding lookup
   std::vector<int> all_tokens;
   std::vector<index_t> stream_lengths;
-  if (o.fisher_draws > 0) {
-    std::set<std::string> wanted;
-    for (std::size_t k = 0; k < matrices.size(); ++k)
-      if (o.probes(k)) wanted.insert(matrices[k].first->name());
+  std::set<std::string> wanted;  // the shard's matrices
+  for (std::size_t k = 0; k < matrices.size(); ++k)
+    if (o.probes(k)) wanted.insert(matrices[k].first->name());
+  if (o.fisher_draws > 0 && !wanted.empty()) {
     const auto n = static_cast<index_t>(out.positions), draws = static_cast<index_t>(o.fisher_draws);
-    lookup_dy.resize(draws * n, m.config.dim);
+    if (o.probes(0)) lookup_dy.resize(draws * n, m.config.dim);  // token_embd is matrix 0
     llama_engine e(m, {}, {.threads = o.threads});
     llama_backprop bp(e);
     index_t t0 = 0;
@@ -317,7 +323,7 @@ struct measure_cost {
           if (k == 0) fg.x.middleRows(t0, len) = x;
           fg.dy.middleRows(k * n + t0, len) = dy;
         });
-        lookup_dy.middleRows(k * n + t0, len) = g.embedding;
+        if (lookup_dy.size()) lookup_dy.middleRows(k * n + t0, len) = g.embedding;
       }
       all_tokens.insert(all_tokens.end(), streams[s].begin(), streams[s].end());
       stream_lengths.push_back(len);
@@ -360,7 +366,7 @@ struct measure_cost {
     std::optional<fisher_pricing> pricing;
     if (o.fisher_draws > 0) {
       std::vector<fisher_use> uses;
-      if (embedding) uses.emplace_back(all_tokens, w.rows(), lookup_dy);
+      if (embedding) uses.emplace_back(all_tokens, w.rows(), std::move(lookup_dy));
       if (auto it = fisher_grads.find(t.name); it != fisher_grads.end()) {
         uses.emplace_back(std::move(it->second.x), std::move(it->second.dy));
         fisher_grads.erase(it);

@@ -79,16 +79,19 @@ class fisher_use {
   // F = (dY.^2)^T (X.^2) (out x in for a product; rows x out for a lookup), mean over draws.
   [[nodiscard]] Eigen::MatrixXd diagonal_fisher() const {
     const index_t n = positions();
-    const Eigen::MatrixXd dy2 = dy_.cast<double>().array().square().matrix();
+    // One draw's dY.^2 at a time (a classifier's dY is draws x positions x vocab).
+    const auto dy2 = [&](index_t k) -> Eigen::MatrixXd { return dy_.middleRows(k * n, n).cast<double>().array().square().matrix(); };
     if (!lookup()) {
       const Eigen::MatrixXd x2 = x_.cast<double>().array().square().matrix();
       Eigen::MatrixXd f = Eigen::MatrixXd::Zero(dy_.cols(), x_.cols());
-      for (index_t k = 0; k < draws(); ++k) f.noalias() += dy2.middleRows(k * n, n).transpose() * x2;
+      for (index_t k = 0; k < draws(); ++k) f.noalias() += dy2(k).transpose() * x2;
       return f / static_cast<double>(draws());
     }
     Eigen::MatrixXd f = Eigen::MatrixXd::Zero(rows_, dy_.cols());
-    for (index_t k = 0; k < draws(); ++k)
-      for (index_t t = 0; t < n; ++t) f.row(tokens_[static_cast<std::size_t>(t)]) += dy2.row(k * n + t);
+    for (index_t k = 0; k < draws(); ++k) {
+      const Eigen::MatrixXd d = dy2(k);
+      for (index_t t = 0; t < n; ++t) f.row(tokens_[static_cast<std::size_t>(t)]) += d.row(t);
+    }
     return f / static_cast<double>(draws());
   }
 
@@ -110,7 +113,7 @@ class fisher_pricing {
  public:
   // streams: the lengths of the calibration streams, in order, summing to the positions. Throws
   // errc::invalid_argument for no uses or uses of different positions, draws or weight shapes, or
-  // stream lengths that do not sum to the positions.
+  // stream lengths that are not positive or do not sum to the positions.
   fisher_pricing(std::vector<fisher_use> uses, std::vector<index_t> streams) : uses_(std::move(uses)), streams_(std::move(streams)) {
     if (uses_.empty()) throw error(errc::invalid_argument, "fisher_pricing: no uses");
     const fisher_use& u0 = uses_.front();
@@ -118,7 +121,10 @@ class fisher_pricing {
       if (u.positions() != u0.positions() || u.draws() != u0.draws() || u.weight_rows() != u0.weight_rows() || u.weight_cols() != u0.weight_cols())
         throw error(errc::invalid_argument, "fisher_pricing: uses of different positions, draws or shapes");
     index_t sum = 0;
-    for (index_t s : streams_) sum += s;
+    for (index_t s : streams_) {
+      if (s <= 0) throw error(errc::invalid_argument, "fisher_pricing: a stream of " + std::to_string(s) + " positions");
+      sum += s;
+    }
     if (sum != u0.positions()) throw error(errc::invalid_argument, "fisher_pricing: stream lengths do not sum to the positions");
     for (const fisher_use& u : uses_) {
       diagonal_.push_back(u.diagonal_fisher());
