@@ -119,6 +119,17 @@ struct calibration_set {
 
 using mixprec::models::calibration_hash;
 
+// The library's part of a measure request (models/llama_measure.hpp measure_options).
+[[nodiscard]] inline mixprec::models::measure_options library_request(const measure_options& o) {
+  return {.types = o.types,
+          .threads = o.threads,
+          .shard_index = o.shard_index,
+          .shard_count = o.shard_count,
+          .fisher_draws = o.fisher_draws,
+          .fisher_seed = o.seed,
+          .probe = o.probe};
+}
+
 // Measures every tensor x type of the GGUF at model_path (models/llama_measure.hpp measure_llama on the
 // calibration of o) and writes the imatrix files the options name. With o.shard_count > 1 only the
 // tensors k (in the model's order) with k % shard_count == shard_index are probed; every shard runs the
@@ -126,13 +137,7 @@ using mixprec::models::calibration_hash;
 [[nodiscard]] inline std::vector<tensor_measurement> measure_file(const std::string& model_path, const measure_options& o,
                                                                   nlohmann::json* meta = nullptr, bool show_progress = true) {
   namespace mm = mixprec::models;
-  const mm::measure_options request{.types = o.types,
-                                    .threads = o.threads,
-                                    .shard_index = o.shard_index,
-                                    .shard_count = o.shard_count,
-                                    .fisher_draws = o.fisher_draws,
-                                    .fisher_seed = o.seed,
-                                    .probe = o.probe};
+  const mm::measure_options request = library_request(o);
   request.check();  // before the model is read
   const auto g = mixprec::gguf::file::open(model_path);
   mm::llama_model m = mm::load_gguf(g);
@@ -201,13 +206,7 @@ using mixprec::models::calibration_hash;
 // estimate_measure, after a timed sample), printed to stdout; nothing is written.
 inline void print_measure_cost(const std::string& model_path, const measure_options& o) {
   namespace mm = mixprec::models;
-  const mm::measure_options request{.types = o.types,
-                                    .threads = o.threads,
-                                    .shard_index = o.shard_index,
-                                    .shard_count = o.shard_count,
-                                    .fisher_draws = o.fisher_draws,
-                                    .fisher_seed = o.seed,
-                                    .probe = o.probe};
+  const mm::measure_options request = library_request(o);
   request.check();
   const auto g = mixprec::gguf::file::open(model_path);
   mm::llama_model m = mm::load_gguf(g);
