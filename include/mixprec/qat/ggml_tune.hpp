@@ -1,0 +1,324 @@
+// Tuning a matrix inside llama.cpp's block types: the same ggml type, the same bytes per row, other
+// codes, chosen for what the matrix's output loses rather than for its weights alone.
+//
+// The objective is GPTQ's layer-wise output error (Frantar et al., "GPTQ: Accurate Post-Training
+// Quantization for Generative Pre-trained Transformers", ICLR 2023, eq. 1):
+//   E(Q) = |(W - Q(W)) X^T|_F^2 = sum_r d_r G d_r^T,   d_r = Q(W)_r - W_r,   G = X^T X
+// with X the matrix's inputs on calibration streams (sensitivity/input_gram.hpp). GPTQ minimises it
+// column by column: each column is rounded to the nearest value the format holds, and its rounding
+// error, scaled by the Cholesky factor U of G^-1 (G^-1 = U^T U), is moved onto the columns not yet
+// rounded (algorithm 1, with the lazy batch update per block). Here the "values the format holds" are
+// a ggml block's: when the columns reach a block, ggml's own search (with the imatrix, as llama-quantize
+// runs it) picks that block's scales from the weights as updated so far; the block's codes are then
+// chosen column by column with the error moved on. So the file keeps the block's layout and scales as
+// ggml would write them for those weights, and llama.cpp decodes it unchanged.
+//
+//   ggml::tunable(t)                 the types whose codes can be set: q4_0 q4_1 q5_0 q5_1 q8_0 q4_K q5_K q6_K
+//   ggml::code_range(t) / get_code / set_code   one weight's integer code inside a block's bytes
+//   ggml::output_error(t, bytes, W, G)          E of stored bytes, in double
+//   ggml::gptq_quantize(t, W, G, importance, o) the rows x row_bytes(t, cols) bytes
+//   ggml::tune_matrix(t, W, untuned, G_cal, G_held, importance, o)   GPTQ's bytes, kept only when their
+//                                    error on held-out inputs G_held is below the untuned bytes'
+//
+// Not tuned (yet): q2_K, q3_K and the IQ types (their codes are not set here); an embedding lookup (its
+// inputs are one-hot: G is diagonal and GPTQ moves no error).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <Eigen/Cholesky>
+#include <Eigen/Core>
+
+#include "mixprec/detail/parallel.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/formats/ggml_blocks.hpp"
+#include "mixprec/kernels/ggml_row.hpp"
+#include "mixprec/kernels/ref/ggml_ref.hpp"
+#include "mixprec/types.hpp"
+
+namespace mixprec::ggml {
+
+// ---- one weight's code inside a block ----
+
+[[nodiscard]] constexpr bool tunable(ggml_type t) noexcept {
+  switch (t) {
+    case ggml_type::q4_0:
+    case ggml_type::q4_1:
+    case ggml_type::q5_0:
+    case ggml_type::q5_1:
+    case ggml_type::q8_0:
+    case ggml_type::q4_k:
+    case ggml_type::q5_k:
+    case ggml_type::q6_k: return true;
+    default: return false;
+  }
+}
+
+struct codes {
+  int lo, hi;  // the codes a weight may take, as stored (q4_0: 0..15, decoded (q - 8) d; q8_0: -127..127)
+};
+
+// The stored code range of a tunable type (errc::unsupported for another). q8_0 leaves out -128, which
+// ggml's quantizer never writes.
+[[nodiscard]] inline codes code_range(ggml_type t) {
+  switch (t) {
+    case ggml_type::q4_0:
+    case ggml_type::q4_1:
+    case ggml_type::q4_k: return {0, 15};
+    case ggml_type::q5_0:
+    case ggml_type::q5_1:
+    case ggml_type::q5_k: return {0, 31};
+    case ggml_type::q6_k: return {0, 63};
+    case ggml_type::q8_0: return {-127, 127};
+    default: throw error(errc::unsupported, std::string("ggml tuning: the codes of ") + std::string(to_string(t)) + " are not settable");
+  }
+}
+
+namespace detail {
+
+// Where weight e of a block keeps its code: the low bits (byte, shift, width) and, for 5- and 6-bit
+// codes, the high bits (byte, shift, width), as ggml-common.h lays the blocks out (see the decoders in
+// kernels/ref/ggml_ref.hpp).
+struct code_place {
+  std::size_t lo_byte;
+  int lo_shift, lo_bits;
+  std::size_t hi_byte = 0;
+  int hi_shift = 0, hi_bits = 0;
+};
+
+[[nodiscard]] inline code_place place_of(ggml_type t, int e) {
+  const auto u = [](auto v) { return static_cast<std::size_t>(v); };
+  switch (t) {
+    case ggml_type::q4_0: return {offsetof(block_q4_0, qs) + u(e % 16), e < 16 ? 0 : 4, 4};
+    case ggml_type::q4_1: return {offsetof(block_q4_1, qs) + u(e % 16), e < 16 ? 0 : 4, 4};
+    case ggml_type::q5_0: return {offsetof(block_q5_0, qs) + u(e % 16), e < 16 ? 0 : 4, 4, offsetof(block_q5_0, qh) + u(e / 8), e % 8, 1};
+    case ggml_type::q5_1: return {offsetof(block_q5_1, qs) + u(e % 16), e < 16 ? 0 : 4, 4, offsetof(block_q5_1, qh) + u(e / 8), e % 8, 1};
+    case ggml_type::q8_0: return {offsetof(block_q8_0, qs) + u(e), 0, 8};
+    case ggml_type::q4_k: {
+      const int g = e / 64, r = e % 64;
+      return {offsetof(block_q4_k, qs) + u(32 * g + r % 32), r < 32 ? 0 : 4, 4};
+    }
+    case ggml_type::q5_k: {
+      const int g = e / 64, r = e % 64;
+      return {offsetof(block_q5_k, qs) + u(32 * g + r % 32), r < 32 ? 0 : 4, 4, offsetof(block_q5_k, qh) + u(r % 32), 2 * g + (r < 32 ? 0 : 1), 1};
+    }
+    case ggml_type::q6_k: {
+      const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+      return {offsetof(block_q6_k, ql) + u(64 * h + l + 32 * (k & 1)), k < 2 ? 0 : 4, 4, offsetof(block_q6_k, qh) + u(32 * h + l), 2 * k, 2};
+    }
+    default: (void)code_range(t); return {0, 0, 0};  // code_range throws
+  }
+}
+
+inline int read_bits(const std::byte* b, std::size_t at, int shift, int bits) noexcept {
+  return (std::to_integer<int>(b[at]) >> shift) & ((1 << bits) - 1);
+}
+inline void write_bits(std::byte* b, std::size_t at, int shift, int bits, int v) noexcept {
+  const int mask = ((1 << bits) - 1) << shift;
+  b[at] = static_cast<std::byte>((std::to_integer<int>(b[at]) & ~mask) | ((v << shift) & mask));
+}
+
+}  // namespace detail
+
+// The code of weight e (0 <= e < block_size(t)) of the block at `block` (type_size(t) bytes).
+[[nodiscard]] inline int get_code(ggml_type t, const std::byte* block, int e) {
+  const detail::code_place p = detail::place_of(t, e);
+  if (t == ggml_type::q8_0) return static_cast<int>(static_cast<std::int8_t>(block[p.lo_byte]));
+  int c = detail::read_bits(block, p.lo_byte, p.lo_shift, p.lo_bits);
+  if (p.hi_bits) c |= detail::read_bits(block, p.hi_byte, p.hi_shift, p.hi_bits) << p.lo_bits;
+  return c;
+}
+
+// Sets the code of weight e to c (code_range(t), errc::invalid_argument outside it); nothing else of
+// the block changes.
+inline void set_code(ggml_type t, std::byte* block, int e, int c) {
+  const codes r = code_range(t);
+  if (c < r.lo || c > r.hi)
+    throw error(errc::invalid_argument, "ggml tuning: code " + std::to_string(c) + " is outside " + std::string(to_string(t)) + "'s " +
+                                            std::to_string(r.lo) + ".." + std::to_string(r.hi));
+  const detail::code_place p = detail::place_of(t, e);
+  if (t == ggml_type::q8_0) {
+    block[p.lo_byte] = static_cast<std::byte>(static_cast<std::int8_t>(c));
+    return;
+  }
+  detail::write_bits(block, p.lo_byte, p.lo_shift, p.lo_bits, c);
+  if (p.hi_bits) detail::write_bits(block, p.hi_byte, p.hi_shift, p.hi_bits, c >> p.lo_bits);
+}
+
+// ---- the objective ----
+
+// E = sum_r d_r G d_r^T, d = decode(bytes) - W (rows x cols; G cols x cols): the output error summed
+// over the positions G was collected on. Errors: shape_mismatch for sizes that disagree.
+[[nodiscard]] inline double output_error(ggml_type t, std::span<const std::byte> bytes, const row_matrix_ref& w, const Eigen::MatrixXd& gram) {
+  if (gram.rows() != w.cols() || gram.cols() != w.cols())
+    throw error(errc::shape_mismatch, "ggml tuning: a Gram matrix of " + std::to_string(gram.rows()) + "x" + std::to_string(gram.cols()) +
+                                          " for rows of " + std::to_string(w.cols()));
+  const std::size_t rb = row_bytes(t, w.cols());
+  if (bytes.size() != rb * static_cast<std::size_t>(w.rows()))
+    throw error(errc::shape_mismatch, "ggml tuning: " + std::to_string(bytes.size()) + " bytes for " + std::to_string(w.rows()) + " rows of " +
+                                          std::to_string(rb));
+  std::vector<float> row(static_cast<std::size_t>(w.cols()));
+  Eigen::MatrixXd d(w.rows(), w.cols());
+  for (index_t r = 0; r < w.rows(); ++r) {
+    dequantize_row(t, bytes.subspan(static_cast<std::size_t>(r) * rb, rb), row);
+    for (index_t c = 0; c < w.cols(); ++c) d(r, c) = static_cast<double>(row[static_cast<std::size_t>(c)]) - static_cast<double>(w(r, c));
+  }
+  return (d * gram).cwiseProduct(d).sum();
+}
+
+// ---- GPTQ inside the block types ----
+
+struct gptq_options {
+  double damp = 0.01;    // added to G's diagonal: damp x its mean (GPTQ's percdamp), then x10 until G is positive definite
+  unsigned threads = 1;  // rows split over threads (0: every core); the bytes do not depend on it
+};
+
+namespace detail {
+
+// U with G^-1 = U^T U (upper triangular) for G damped as gptq_options says; a column no input ever
+// reached (G_jj = 0) gets G_jj = 1 (its weights do not change the output, so any code will do).
+[[nodiscard]] inline Eigen::MatrixXd inverse_cholesky_upper(Eigen::MatrixXd g, double damp) {
+  const index_t n = g.rows();
+  for (index_t j = 0; j < n; ++j)
+    if (!(g(j, j) > 0.0)) g.row(j).setZero(), g.col(j).setZero(), g(j, j) = 1.0;
+  const double mean_diag = g.diagonal().mean();
+  for (int attempt = 0; attempt < 8; ++attempt, damp *= 10.0) {
+    Eigen::MatrixXd h = g;
+    h.diagonal().array() += damp * mean_diag;
+    const Eigen::LLT<Eigen::MatrixXd> llt(h);
+    if (llt.info() != Eigen::Success) continue;
+    const Eigen::MatrixXd inv = llt.solve(Eigen::MatrixXd::Identity(n, n));
+    const Eigen::LLT<Eigen::MatrixXd> chol(inv);
+    if (chol.info() != Eigen::Success) continue;
+    return chol.matrixU();
+  }
+  throw error(errc::not_representable, "ggml tuning: the Gram matrix stays singular after damping");
+}
+
+}  // namespace detail
+
+// The rows x row_bytes(t, cols) bytes of W in type t, chosen by GPTQ against G (see the banner).
+// w: rows x cols (ggml's ne1 x ne0); gram: cols x cols, symmetric, finite; importance: null or cols
+// values, the imatrix entry ggml's block searches take (as ggml::quantize_into). Errors: unsupported
+// for a type that is not tunable, invalid_argument for cols that the block does not divide,
+// shape_mismatch for a Gram of other size, non_finite for NaN/Inf in W or G, empty_input for no rows.
+[[nodiscard]] inline std::vector<std::byte> gptq_quantize(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& gram,
+                                                          const float* importance = nullptr, const gptq_options& o = {}) {
+  if (!tunable(t)) (void)code_range(t);
+  if (w.size() == 0) throw error(errc::empty_input, "ggml tuning: empty matrix");
+  const index_t n = w.cols();
+  const std::size_t rb = row_bytes(t, n);
+  if (gram.rows() != n || gram.cols() != n)
+    throw error(errc::shape_mismatch, "ggml tuning: a Gram matrix of " + std::to_string(gram.rows()) + "x" + std::to_string(gram.cols()) +
+                                          " for rows of " + std::to_string(n));
+  if (!gram.allFinite()) throw error(errc::non_finite, "ggml tuning: the Gram matrix is not finite");
+  if (!w.allFinite()) throw error(errc::non_finite, "ggml tuning: the weights are not finite");
+  if (importance && !ggml::detail::weights_valid(importance, static_cast<std::size_t>(n)))
+    throw error(errc::invalid_argument, "ggml tuning: an importance weight is negative or not finite");
+  if (!(o.damp > 0.0) || !std::isfinite(o.damp)) throw error(errc::invalid_argument, "ggml tuning: damp must be positive");
+
+  const Eigen::MatrixXd u = detail::inverse_cholesky_upper(gram, o.damp);
+  const int bs = block_size(t);
+  const auto ts = static_cast<std::size_t>(type_size(t));
+  const codes range = code_range(t);
+  const bool row_sigma = importance && traits(t).takes_weights &&
+                         (t == ggml_type::q4_0 || t == ggml_type::q4_1 || t == ggml_type::q5_0 || t == ggml_type::q5_1);
+
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> wk = w.cast<double>();
+  std::vector<float> sigma2(static_cast<std::size_t>(w.rows()), 0.0f);
+  if (row_sigma)
+    for (index_t r = 0; r < w.rows(); ++r) sigma2[static_cast<std::size_t>(r)] = ggml::detail::row_sigma2(w.row(r).data(), n);
+  std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
+  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> err(w.rows(), bs);
+
+  for (index_t s = 0; s < n; s += bs) {
+    const std::size_t block = static_cast<std::size_t>(s / bs);
+    mixprec::detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+      std::vector<float> x(static_cast<std::size_t>(bs)), v0(x.size()), v1(x.size());
+      std::vector<std::byte> probe(ts);
+      for (index_t r = r0; r < r1; ++r) {
+        std::byte* b = out.data() + static_cast<std::size_t>(r) * rb + block * ts;
+        for (int j = 0; j < bs; ++j) x[static_cast<std::size_t>(j)] = static_cast<float>(wk(r, s + j));
+        // ggml's search picks the block's scales from the weights as updated so far.
+        const float* qw = importance && traits(t).takes_weights ? importance + s : nullptr;
+        if (row_sigma) {
+          const float s2 = sigma2[static_cast<std::size_t>(r)];
+          const auto weighted = [&](auto blk, auto search) {
+            search(x.data(), qw, s2, blk);
+            std::memcpy(b, &blk, ts);
+          };
+          switch (t) {
+            case ggml_type::q4_0: weighted(block_q4_0{}, ref::quantize_q4_0_weighted); break;
+            case ggml_type::q4_1: weighted(block_q4_1{}, ref::quantize_q4_1_weighted); break;
+            case ggml_type::q5_0: weighted(block_q5_0{}, ref::quantize_q5_0_weighted); break;
+            default: weighted(block_q5_1{}, ref::quantize_q5_1_weighted); break;
+          }
+        } else {
+          quantize_row(t, x, std::span<std::byte>(b, ts),
+                       qw ? std::optional<std::span<const float>>(std::span<const float>(qw, static_cast<std::size_t>(bs))) : std::nullopt);
+        }
+        // The block's values are affine in each weight's code: v0 at code lo, v0 + a (c - lo) at c.
+        std::memcpy(probe.data(), b, ts);
+        for (int j = 0; j < bs; ++j) set_code(t, probe.data(), j, range.lo);
+        dequantize_row(t, probe, v0);
+        for (int j = 0; j < bs; ++j) set_code(t, probe.data(), j, range.lo + 1);
+        dequantize_row(t, probe, v1);
+        for (int j = 0; j < bs; ++j) {
+          const index_t c = s + j;
+          const auto k = static_cast<std::size_t>(j);
+          const double a = static_cast<double>(v1[k]) - static_cast<double>(v0[k]);
+          const double wv = wk(r, c);
+          int code = get_code(t, b, j);
+          if (a != 0.0) {
+            const double ideal = std::nearbyint((wv - static_cast<double>(v0[k])) / a);
+            code = static_cast<int>(std::clamp(ideal, 0.0, static_cast<double>(range.hi - range.lo))) + range.lo;
+            set_code(t, b, j, code);
+          }
+          const double q = static_cast<double>(v0[k]) + a * static_cast<double>(code - range.lo);
+          const double e = (wv - q) / u(c, c);
+          err(r, j) = e;
+          for (index_t c2 = c + 1; c2 < s + bs; ++c2) wk(r, c2) -= e * u(c, c2);
+        }
+      }
+    });
+    const index_t rest = n - s - bs;
+    if (rest > 0) wk.rightCols(rest).noalias() -= err * u.block(s, s + bs, bs, rest);
+  }
+  return out;
+}
+
+// One matrix tuned, and what decided it.
+struct tuned_matrix {
+  std::vector<std::byte> bytes;  // the kept bytes: GPTQ's, or the untuned ones
+  double calibration_before = 0.0, calibration_after = 0.0;  // output_error on the calibration G
+  double heldout_before = 0.0, heldout_after = 0.0;          // and on the held-out G
+  bool kept = false;                                          // GPTQ's bytes were kept
+};
+
+// GPTQ's bytes for W (gptq_quantize on g_calibration), kept only when their output error on the
+// held-out inputs (g_heldout: other streams than the calibration's) is below that of `untuned` (the
+// bytes ggml's search writes, rows x row_bytes(t, cols)): never worse than untuned on held-out data.
+[[nodiscard]] inline tuned_matrix tune_matrix(ggml_type t, const row_matrix_ref& w, std::vector<std::byte> untuned,
+                                              const Eigen::MatrixXd& g_calibration, const Eigen::MatrixXd& g_heldout,
+                                              const float* importance = nullptr, const gptq_options& o = {}) {
+  tuned_matrix m;
+  std::vector<std::byte> tuned = gptq_quantize(t, w, g_calibration, importance, o);
+  if (!g_heldout.allFinite()) throw error(errc::non_finite, "ggml tuning: the held-out Gram matrix is not finite");
+  m.calibration_before = output_error(t, untuned, w, g_calibration);
+  m.calibration_after = output_error(t, tuned, w, g_calibration);
+  m.heldout_before = output_error(t, untuned, w, g_heldout);
+  m.heldout_after = output_error(t, tuned, w, g_heldout);
+  m.kept = m.heldout_after < m.heldout_before;
+  m.bytes = m.kept ? std::move(tuned) : std::move(untuned);
+  return m;
+}
+
+}  // namespace mixprec::ggml
