@@ -2,7 +2,8 @@
 //   mixprec inspect FILE
 //   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type RULE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
-//   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] -o OUT.gguf
+//   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] [--tune N:LEN [--tune-seed 11]] -o OUT.gguf
+//       (--tune: GPTQ's codes inside each planned type, kept where better on held-out streams; tune.hpp)
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 //   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--method probe|fisher|both] [--imatrix-out F]
 //                   [--shard I/N] [--dry-run] -o measure.json
@@ -61,6 +62,7 @@
 #include "measure.hpp"
 #include "plan_output.hpp"
 #include "refine.hpp"
+#include "tune.hpp"
 #include "verify.hpp"
 #include "tool.hpp"
 
@@ -138,7 +140,7 @@ inline int print_inspection(const model_file& f) {
 }
 
 inline int run_quantize(const model_file& f, const std::string& file, const std::string& plan_in, const std::string& imatrix_path,
-                        const std::string& out_path, unsigned threads, bool force) {
+                        const std::string& out_path, unsigned threads, bool force, const std::optional<tune_request>& tune = std::nullopt) {
   const plan_file pf = load_plan_file(plan_in);
   if (!force)
     if (const auto warning = check_same_model(pf.model, f.tensors(), file, "plan '" + plan_in + "'"))
@@ -150,7 +152,12 @@ inline int run_quantize(const model_file& f, const std::string& file, const std:
                  missing.size(), missing.size() == 1 ? "x" : "ces", file.c_str(), some_names(missing).c_str());
   const importance_set importance = imatrix_path.empty() ? importance_set{} : load_importance(imatrix_path);
   detail::note_absent_entries(importance, f, imatrix_path, file);
-  const auto s = quantize_gguf(f, pf.plan, out_path, true, importance, threads);
+  std::optional<model_tuner> tuner;
+  if (tune) tuner.emplace(f, *tune);
+  retune_fn retune;
+  if (tuner) retune = std::ref(*tuner);
+  const auto s = quantize_gguf(f, pf.plan, out_path, true, importance, threads, retune);
+  if (tuner) tuner->print_report();
   std::printf("| | tensors | bytes |\n|---|---:|---:|\n| in (%s) | %zu | %llu |\n| out (%s) | %zu (%zu re-encoded) | %llu |\n"
               "\ngeneral.file_type = %u, general.quantization_version = 2; every other metadata key copied\n",
               file.c_str(), s.tensors, static_cast<unsigned long long>(s.bytes_in), out_path.c_str(), s.tensors, s.converted,
@@ -360,6 +367,14 @@ inline void print_measure_table(const nlohmann::json& measured) {
   quantize->add_option("-o,--output", out_path, "output GGUF")->required();
   quantize->add_option("--threads", threads, "threads (0: every core); the bytes do not depend on it")->capture_default_str();
   quantize->add_flag("--force", force, "use a plan made for another model (other tensors or other weights)");
+  std::string tune_spec;
+  tune_request tune;
+  auto* tune_opt = quantize->add_option("--tune", tune_spec,
+                                        "N:LEN: choose each matrix's codes by GPTQ inside its type against its inputs on N streams of LEN tokens "
+                                        "sampled from the model, kept where better on N other streams");
+  quantize->add_option("--tune-rounds", tune.rounds, "FP16 scale refits by least squares, each followed by a sweep that keeps them (0: GPTQ's codes only)")
+      ->capture_default_str()->needs(tune_opt);
+  quantize->add_option("--tune-seed", tune.seed, "seed of the tuning streams (the held-out ones take seed + 1)")->capture_default_str()->needs(tune_opt);
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
   plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error), "
@@ -444,7 +459,15 @@ inline void print_measure_table(const nlohmann::json& measured) {
     // 2. The inputs' headers (no tensor data yet), and the request against them.
     const model_file f(file);
     if (inspect->parsed()) return detail::print_inspection(f);
-    if (quantize->parsed()) return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads, force);
+    if (quantize->parsed()) {
+      std::optional<tune_request> t;
+      if (tune_opt->count() > 0) {
+        t = tune;
+        std::tie(t->streams, t->length) = detail::request([&] { return detail::int_pair(tune_spec, ':', "--tune", "N:LEN"); });
+        t->threads = threads;
+      }
+      return detail::run_quantize(f, file, plan_in, imatrix_path, out_path, threads, force, t);
+    }
     if (const auto& part = f.shard(); part && plan->parsed() && !force)  // a budget over part of a model is not the budget asked for
       throw error(errc::invalid_argument,
                   "'" + file + "' is part " + std::to_string(part->number) + " of " + std::to_string(part->count) + " of a model" +

@@ -1013,8 +1013,13 @@ struct quantize_summary {
 // With importance (an imatrix), each tensor is searched with its entry as analyze did (quantize_stack),
 // so the file holds the bytes the plan measured; tensors without an entry are quantized without. What
 // the imatrix lacks or holds in vain for a planned tensor is printed as a note (importance_view::of).
+// retune (optional): given a tensor's name, type, values, search weights and ggml's bytes, the bytes
+// to write instead, of the same size (tune.hpp's model_tuner).
+using retune_fn = std::function<std::vector<std::byte>(const std::string&, ggml_type, const row_matrix&, const std::vector<const float*>&,
+                                                       std::vector<std::byte>)>;
 inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan& plan, const std::string& out_path,
-                                      bool show_progress = true, const importance_set& importance = {}, unsigned threads = 1) {
+                                      bool show_progress = true, const importance_set& importance = {}, unsigned threads = 1,
+                                      const retune_fn& retune = {}) {
   std::vector<std::string> warnings;
   const std::map<std::string, ggml_type> types = check_plan(src, plan, &warnings, importance);
   for (const auto& w : warnings) std::fprintf(stderr, "mixprec: warning: %s\n", w.c_str());
@@ -1052,7 +1057,13 @@ inline quantize_summary quantize_gguf(const model_file& src, const mixprec::plan
         const row_matrix w = g.to_float(t.name);
         drop_pages(t.bytes);
         check_finite(w, t.name);
-        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, view.of(*entries.at(t.name)).search, t.name, threads);
+        const std::vector<const float*> search = view.of(*entries.at(t.name)).search;
+        auto bytes = quantize_stack(static_cast<ggml_type>(type), w, search, t.name, threads);
+        if (retune) {
+          const std::size_t size = bytes.size();
+          bytes = retune(t.name, static_cast<ggml_type>(type), w, search, std::move(bytes));
+          if (bytes.size() != size) throw error(errc::shape_mismatch, "quantize: tuning '" + t.name + "' changed its size");
+        }
         if (show_progress) bar.step(t.name, static_cast<double>(w.size()));
         ++s.converted;
         return bytes;

@@ -38,6 +38,7 @@
 #include <Eigen/Core>
 
 #include "mixprec/detail/parallel.hpp"
+#include "mixprec/formats/float_convert.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/formats/ggml_blocks.hpp"
 #include "mixprec/kernels/ggml_row.hpp"
@@ -178,6 +179,7 @@ inline void set_code(ggml_type t, std::byte* block, int e, int c) {
 
 struct gptq_options {
   double damp = 0.01;    // added to G's diagonal: damp x its mean (GPTQ's percdamp), then x10 until G is positive definite
+  int rounds = 2;        // scale refits, each followed by a sweep that keeps the refitted scales
   unsigned threads = 1;  // rows split over threads (0: every core); the bytes do not depend on it
 };
 
@@ -205,65 +207,77 @@ namespace detail {
 
 }  // namespace detail
 
-// The rows x row_bytes(t, cols) bytes of W in type t, chosen by GPTQ against G (see the banner).
-// w: rows x cols (ggml's ne1 x ne0); gram: cols x cols, symmetric, finite; importance: null or cols
-// values, the imatrix entry ggml's block searches take (as ggml::quantize_into). Errors: unsupported
-// for a type that is not tunable, invalid_argument for cols that the block does not divide,
-// shape_mismatch for a Gram of other size, non_finite for NaN/Inf in W or G, empty_input for no rows.
-[[nodiscard]] inline std::vector<std::byte> gptq_quantize(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& gram,
-                                                          const float* importance = nullptr, const gptq_options& o = {}) {
-  if (!tunable(t)) (void)code_range(t);
-  if (w.size() == 0) throw error(errc::empty_input, "ggml tuning: empty matrix");
+namespace detail {
+
+using row_matrix_d = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// The FP16 fields of a block that scale its codes (byte offsets): d (and m / dmin). A block's values
+// are linear in them for fixed codes (and fixed 6-bit sub-scales): q4_0 d (q - 8), q4_1 d q + m,
+// q4_K d sc q - dmin m, q6_K d sc (q - 32)...
+[[nodiscard]] inline std::vector<std::size_t> scale_fields(ggml_type t) {
+  switch (t) {
+    case ggml_type::q4_0: return {offsetof(block_q4_0, d)};
+    case ggml_type::q5_0: return {offsetof(block_q5_0, d)};
+    case ggml_type::q8_0: return {offsetof(block_q8_0, d)};
+    case ggml_type::q6_k: return {offsetof(block_q6_k, d)};
+    case ggml_type::q4_1: return {offsetof(block_q4_1, d), offsetof(block_q4_1, m)};
+    case ggml_type::q5_1: return {offsetof(block_q5_1, d), offsetof(block_q5_1, m)};
+    case ggml_type::q4_k: return {offsetof(block_q4_k, d), offsetof(block_q4_k, dmin)};
+    case ggml_type::q5_k: return {offsetof(block_q5_k, d), offsetof(block_q5_k, dmin)};
+    default: (void)code_range(t); return {};
+  }
+}
+
+inline void write_fp16(std::byte* at, float v) noexcept {
+  const std::uint16_t h = fp32_to_fp16(v);
+  std::memcpy(at, &h, 2);
+}
+
+// One GPTQ sweep (the banner) over the columns; u: the upper Cholesky factor of G^-1. With `fixed`
+// (bytes of the same shape), each block keeps that block's scales and sub-scales and only its codes
+// are chosen; without, ggml's search picks the block's scales from the weights as updated so far.
+[[nodiscard]] inline std::vector<std::byte> gptq_sweep(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& u, const float* importance,
+                                                       const std::vector<std::byte>* fixed, unsigned threads) {
   const index_t n = w.cols();
   const std::size_t rb = row_bytes(t, n);
-  if (gram.rows() != n || gram.cols() != n)
-    throw error(errc::shape_mismatch, "ggml tuning: a Gram matrix of " + std::to_string(gram.rows()) + "x" + std::to_string(gram.cols()) +
-                                          " for rows of " + std::to_string(n));
-  if (!gram.allFinite()) throw error(errc::non_finite, "ggml tuning: the Gram matrix is not finite");
-  if (!w.allFinite()) throw error(errc::non_finite, "ggml tuning: the weights are not finite");
-  if (importance && !ggml::detail::weights_valid(importance, static_cast<std::size_t>(n)))
-    throw error(errc::invalid_argument, "ggml tuning: an importance weight is negative or not finite");
-  if (!(o.damp > 0.0) || !std::isfinite(o.damp)) throw error(errc::invalid_argument, "ggml tuning: damp must be positive");
-
-  const Eigen::MatrixXd u = detail::inverse_cholesky_upper(gram, o.damp);
   const int bs = block_size(t);
   const auto ts = static_cast<std::size_t>(type_size(t));
   const codes range = code_range(t);
-  const bool row_sigma = importance && traits(t).takes_weights &&
+  const bool row_sigma = !fixed && importance && traits(t).takes_weights &&
                          (t == ggml_type::q4_0 || t == ggml_type::q4_1 || t == ggml_type::q5_0 || t == ggml_type::q5_1);
-
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> wk = w.cast<double>();
+  row_matrix_d wk = w.cast<double>();
   std::vector<float> sigma2(static_cast<std::size_t>(w.rows()), 0.0f);
   if (row_sigma)
     for (index_t r = 0; r < w.rows(); ++r) sigma2[static_cast<std::size_t>(r)] = ggml::detail::row_sigma2(w.row(r).data(), n);
-  std::vector<std::byte> out(rb * static_cast<std::size_t>(w.rows()));
-  Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor> err(w.rows(), bs);
+  std::vector<std::byte> out = fixed ? *fixed : std::vector<std::byte>(rb * static_cast<std::size_t>(w.rows()));
+  row_matrix_d err(w.rows(), bs);
 
   for (index_t s = 0; s < n; s += bs) {
     const std::size_t block = static_cast<std::size_t>(s / bs);
-    mixprec::detail::for_row_chunks(w.rows(), o.threads, [&](index_t r0, index_t r1) {
+    mixprec::detail::for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) {
       std::vector<float> x(static_cast<std::size_t>(bs)), v0(x.size()), v1(x.size());
       std::vector<std::byte> probe(ts);
       for (index_t r = r0; r < r1; ++r) {
         std::byte* b = out.data() + static_cast<std::size_t>(r) * rb + block * ts;
-        for (int j = 0; j < bs; ++j) x[static_cast<std::size_t>(j)] = static_cast<float>(wk(r, s + j));
-        // ggml's search picks the block's scales from the weights as updated so far.
-        const float* qw = importance && traits(t).takes_weights ? importance + s : nullptr;
-        if (row_sigma) {
-          const float s2 = sigma2[static_cast<std::size_t>(r)];
-          const auto weighted = [&](auto blk, auto search) {
-            search(x.data(), qw, s2, blk);
-            std::memcpy(b, &blk, ts);
-          };
-          switch (t) {
-            case ggml_type::q4_0: weighted(block_q4_0{}, ref::quantize_q4_0_weighted); break;
-            case ggml_type::q4_1: weighted(block_q4_1{}, ref::quantize_q4_1_weighted); break;
-            case ggml_type::q5_0: weighted(block_q5_0{}, ref::quantize_q5_0_weighted); break;
-            default: weighted(block_q5_1{}, ref::quantize_q5_1_weighted); break;
+        if (!fixed) {
+          for (int j = 0; j < bs; ++j) x[static_cast<std::size_t>(j)] = static_cast<float>(wk(r, s + j));
+          const float* qw = importance && traits(t).takes_weights ? importance + s : nullptr;
+          if (row_sigma) {
+            const float s2 = sigma2[static_cast<std::size_t>(r)];
+            const auto weighted = [&](auto blk, auto search) {
+              search(x.data(), qw, s2, blk);
+              std::memcpy(b, &blk, ts);
+            };
+            switch (t) {
+              case ggml_type::q4_0: weighted(block_q4_0{}, ref::quantize_q4_0_weighted); break;
+              case ggml_type::q4_1: weighted(block_q4_1{}, ref::quantize_q4_1_weighted); break;
+              case ggml_type::q5_0: weighted(block_q5_0{}, ref::quantize_q5_0_weighted); break;
+              default: weighted(block_q5_1{}, ref::quantize_q5_1_weighted); break;
+            }
+          } else {
+            quantize_row(t, x, std::span<std::byte>(b, ts),
+                         qw ? std::optional<std::span<const float>>(std::span<const float>(qw, static_cast<std::size_t>(bs))) : std::nullopt);
           }
-        } else {
-          quantize_row(t, x, std::span<std::byte>(b, ts),
-                       qw ? std::optional<std::span<const float>>(std::span<const float>(qw, static_cast<std::size_t>(bs))) : std::nullopt);
         }
         // The block's values are affine in each weight's code: v0 at code lo, v0 + a (c - lo) at c.
         std::memcpy(probe.data(), b, ts);
@@ -293,6 +307,96 @@ namespace detail {
     if (rest > 0) wk.rightCols(rest).noalias() -= err * u.block(s, s + bs, bs, rest);
   }
   return out;
+}
+
+// The row objective d G d^T of row r of `bytes` (d = decoded - w).
+[[nodiscard]] inline double row_error(ggml_type t, std::span<const std::byte> row, const row_matrix_ref& w, index_t r, const Eigen::MatrixXd& g,
+                                      std::vector<float>& buf) {
+  dequantize_row(t, row, buf);
+  const Eigen::VectorXd d = Eigen::Map<const Eigen::VectorXf>(buf.data(), w.cols()).cast<double>() - w.row(r).transpose().cast<double>();
+  return d.dot(g * d);
+}
+
+// Refits each row's FP16 scales (scale_fields) for its codes as they are: the least-squares solution
+// of min_theta (B theta - w) G (B theta - w)^T, B the values per unit scale, rounded to FP16; a row
+// keeps its old scales unless the refit lowers its error (exact, through ggml's decoder).
+inline void refit_scales(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& g, std::vector<std::byte>& bytes, unsigned threads) {
+  const index_t n = w.cols();
+  const std::size_t rb = row_bytes(t, n);
+  const int bs = block_size(t);
+  const auto ts = static_cast<std::size_t>(type_size(t));
+  const std::vector<std::size_t> fields = scale_fields(t);
+  const auto k = static_cast<index_t>(fields.size());
+  const index_t nb = n / bs, p = nb * k;
+  mixprec::detail::for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) {
+    std::vector<float> buf(static_cast<std::size_t>(n)), unit(static_cast<std::size_t>(bs));
+    std::vector<std::byte> probe(ts), trial(rb);
+    Eigen::MatrixXd basis(n, p), gb(n, p);
+    for (index_t r = r0; r < r1; ++r) {
+      const std::span<std::byte> row(bytes.data() + static_cast<std::size_t>(r) * rb, rb);
+      basis.setZero();
+      for (index_t b = 0; b < nb; ++b)
+        for (index_t f = 0; f < k; ++f) {
+          std::memcpy(probe.data(), row.data() + static_cast<std::size_t>(b) * ts, ts);
+          for (index_t o = 0; o < k; ++o) write_fp16(probe.data() + fields[static_cast<std::size_t>(o)], o == f ? 1.0f : 0.0f);
+          dequantize_row(t, probe, unit);
+          for (int j = 0; j < bs; ++j) basis(b * bs + j, b * k + f) = static_cast<double>(unit[static_cast<std::size_t>(j)]);
+        }
+      for (index_t c = 0; c < p; ++c) gb.col(c).noalias() = g.middleCols((c / k) * bs, bs) * basis.col(c).segment((c / k) * bs, bs);
+      const Eigen::MatrixXd normal = basis.transpose() * gb;
+      const Eigen::VectorXd rhs = gb.transpose() * w.row(r).transpose().cast<double>();
+      const Eigen::LDLT<Eigen::MatrixXd> ldlt(normal);
+      if (ldlt.info() != Eigen::Success) continue;
+      const Eigen::VectorXd theta = ldlt.solve(rhs);
+      if (!theta.allFinite() || theta.cwiseAbs().maxCoeff() >= 65504.0) continue;
+      std::copy(row.begin(), row.end(), trial.begin());
+      for (index_t b = 0; b < nb; ++b)
+        for (index_t f = 0; f < k; ++f)
+          write_fp16(trial.data() + static_cast<std::size_t>(b) * ts + fields[static_cast<std::size_t>(f)], static_cast<float>(theta(b * k + f)));
+      if (row_error(t, trial, w, r, g, buf) < row_error(t, row, w, r, g, buf)) std::copy(trial.begin(), trial.end(), row.begin());
+    }
+  });
+}
+
+}  // namespace detail
+
+// The rows x row_bytes(t, cols) bytes of W in type t, chosen against G (see the banner): a GPTQ sweep
+// with ggml's block search, then `rounds` times: the FP16 scales refitted by least squares for the
+// codes (detail::refit_scales), and a GPTQ sweep that keeps those scales; the candidate of least
+// output error on G is returned.
+// w: rows x cols (ggml's ne1 x ne0); gram: cols x cols, symmetric, finite; importance: null or cols
+// values, the imatrix entry ggml's block searches take (as ggml::quantize_into). Errors: unsupported
+// for a type that is not tunable, invalid_argument for cols that the block does not divide,
+// shape_mismatch for a Gram of other size, non_finite for NaN/Inf in W or G, empty_input for no rows.
+// Cost: per sweep rows x cols^2 multiply-adds (the lazy updates) plus ggml's search; per refit
+// rows x cols^2 x (scales per block) plus a solve of (scales per row)^3 per row.
+[[nodiscard]] inline std::vector<std::byte> gptq_quantize(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& gram,
+                                                          const float* importance = nullptr, const gptq_options& o = {}) {
+  if (!tunable(t)) (void)code_range(t);
+  if (w.size() == 0) throw error(errc::empty_input, "ggml tuning: empty matrix");
+  const index_t n = w.cols();
+  (void)row_bytes(t, n);
+  if (gram.rows() != n || gram.cols() != n)
+    throw error(errc::shape_mismatch, "ggml tuning: a Gram matrix of " + std::to_string(gram.rows()) + "x" + std::to_string(gram.cols()) +
+                                          " for rows of " + std::to_string(n));
+  if (!gram.allFinite()) throw error(errc::non_finite, "ggml tuning: the Gram matrix is not finite");
+  if (!w.allFinite()) throw error(errc::non_finite, "ggml tuning: the weights are not finite");
+  if (importance && !ggml::detail::weights_valid(importance, static_cast<std::size_t>(n)))
+    throw error(errc::invalid_argument, "ggml tuning: an importance weight is negative or not finite");
+  if (!(o.damp > 0.0) || !std::isfinite(o.damp)) throw error(errc::invalid_argument, "ggml tuning: damp must be positive");
+  if (o.rounds < 0 || o.rounds > 16) throw error(errc::invalid_argument, "ggml tuning: rounds must be in [0, 16]");
+
+  const Eigen::MatrixXd u = detail::inverse_cholesky_upper(gram, o.damp);
+  std::vector<std::byte> best = detail::gptq_sweep(t, w, u, importance, nullptr, o.threads);
+  double best_error = output_error(t, best, w, gram);
+  std::vector<std::byte> current = best;
+  for (int round = 0; round < o.rounds; ++round) {
+    detail::refit_scales(t, w, gram, current, o.threads);
+    if (const double e = output_error(t, current, w, gram); e < best_error) best_error = e, best = current;
+    current = detail::gptq_sweep(t, w, u, importance, &current, o.threads);
+    if (const double e = output_error(t, current, w, gram); e < best_error) best_error = e, best = current;
+  }
+  return best;
 }
 
 // One matrix tuned, and what decided it.
