@@ -39,6 +39,7 @@ class model_tuner {
     if (r.streams < 1 || r.length < 2)
       throw error(errc::invalid_argument, "--tune " + std::to_string(r.streams) + ":" + std::to_string(r.length) +
                                               ": give at least 1 stream of 2 tokens");
+    if (r.rounds < 0 || r.rounds > 16) throw error(errc::invalid_argument, "--tune-rounds " + std::to_string(r.rounds) + ": expected 0 to 16");
     const mm::llama_model m = mm::load_gguf(f.gguf());  // errc::unsupported for an architecture the engine does not run
     const int bos = mm::bos_of(f.gguf(), m.config.vocab_size).id;
     if (bos < 0) throw error(errc::unsupported, "quantize --tune: the vocabulary of '" + f.gguf().path() + "' has no BOS to start sampled streams with");

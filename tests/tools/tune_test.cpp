@@ -1,0 +1,96 @@
+// `mixprec quantize --tune` on the seeded synthetic model of support/tiny_llama.hpp: the file keeps the
+// plan's types and bytes per tensor, changes codes, lowers the model's KL to full precision on streams
+// neither the tuning nor its held-out check saw, and refuses bad requests before writing anything.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/models/calibration.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/sensitivity/kl.hpp"
+#include "support/files.hpp"
+#include "support/tool_run.hpp"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+using mixprec::test::dir_with_model;
+using mixprec::test::tool;
+using mixprec::test::tool_captured;
+
+// Mean KL(float || quantized) over every position of `streams`, both run by the library's engine.
+double mean_kl(const std::string& reference, const std::string& quantized, const std::vector<std::vector<int>>& streams) {
+  namespace mm = mixprec::models;
+  const auto gr = mixprec::gguf::file::open(reference), gq = mixprec::gguf::file::open(quantized);
+  const mm::llama_model mr = mm::load_gguf(gr), mq = mm::load_gguf(gq);
+  mm::llama_engine er(mr), eq(mq);
+  double sum = 0.0, n = 0.0;
+  for (const auto& s : streams) {
+    const mixprec::kl_reference ref(er.logits(s));
+    sum += ref.per_row(eq.logits(s)).sum();
+    n += static_cast<double>(s.size());
+  }
+  return sum / n;
+}
+
+}  // namespace
+
+TEST_CASE("quantize --tune: the plan's types and sizes, other codes, a lower KL on unseen streams", "[cli][tune]") {
+  const fs::path dir = dir_with_model("mixprec_tune");
+  const std::string gguf = (dir / "a.gguf").string(), plan = (dir / "plan.json").string();
+  const std::string plain = (dir / "plain.gguf").string(), tuned = (dir / "tuned.gguf").string();
+  REQUIRE(tool({"plan", gguf, "--budget", "7", "--types", "q4_0,q4_1,q5_0,q8_0,f16", "-o", plan}) == 0);
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "-o", plain}) == 0);
+  const auto run = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "-o", tuned});
+  REQUIRE(run.code == 0);
+  CHECK(run.out.find("| blk.0.attn_q.weight |") != std::string::npos);
+  CHECK(run.out.find("token_embd") == std::string::npos);  // a lookup: not tuned
+
+  const auto a = mixprec::gguf::file::open(plain), b = mixprec::gguf::file::open(tuned);
+  REQUIRE(a.tensors().size() == b.tensors().size());
+  int changed = 0;
+  for (std::size_t i = 0; i < a.tensors().size(); ++i) {
+    const auto& ta = a.tensors()[i];
+    const auto& tb = b.tensors()[i];
+    INFO(ta.name);
+    CHECK(ta.name == tb.name);
+    CHECK(ta.type == tb.type);
+    REQUIRE(ta.size == tb.size);
+    changed += std::equal(ta.bytes.begin(), ta.bytes.end(), tb.bytes.begin()) ? 0 : 1;
+  }
+  CHECK(changed > 5);
+  CHECK(fs::file_size(plain) == fs::file_size(tuned));
+
+  // Streams of another seed than the tuning's (11) and its held-out check's (12).
+  namespace mm = mixprec::models;
+  const auto g = mixprec::gguf::file::open(gguf);
+  const mm::llama_model m = mm::load_gguf(g);
+  mm::llama_engine e(m);
+  const auto streams = mm::sample_streams(e, {.streams = 8, .length = 32, .seed = 99, .first = mm::bos_of(g, m.config.vocab_size).id});
+  const double kl_plain = mean_kl(gguf, plain, streams), kl_tuned = mean_kl(gguf, tuned, streams);
+  INFO("KL untuned " << kl_plain << ", tuned " << kl_tuned);
+  CHECK(kl_tuned < 0.9 * kl_plain);
+
+  // The same request, the same bytes; threads do not change them.
+  const std::string again = (dir / "again.gguf").string();
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--threads", "1", "-o", again}) == 0);
+  CHECK(mixprec::test::read_bytes(again) == mixprec::test::read_bytes(tuned));
+}
+
+TEST_CASE("quantize --tune refuses a bad request with exit 2 and writes nothing", "[cli][tune]") {
+  const fs::path dir = dir_with_model("mixprec_tune_refusals");
+  const std::string gguf = (dir / "a.gguf").string(), plan = (dir / "plan.json").string(), out = (dir / "out.gguf").string();
+  REQUIRE(tool({"plan", gguf, "--budget", "7", "--types", "q4_0,q8_0,f16", "-o", plan}) == 0);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "0:32", "-o", out}) == 2);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:1", "-o", out}) == 2);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8x32", "-o", out}) == 2);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-rounds", "-1", "-o", out}) == 2);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune-seed", "3", "-o", out}) == 2);  // needs --tune
+  CHECK_FALSE(fs::exists(out));
+}
