@@ -2,7 +2,7 @@
 // every file scored inside llama.cpp (llama_cpp_study.hpp).
 //
 //   llm_study MODEL.gguf WORKDIR [--calibration N:LEN] [--calibration-seed S] [--eval N:LEN] [--eval-seed S]
-//             [--types LIST] [--budgets LIST] [--threads N]
+//             [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]
 //
 // 1. `mixprec measure --method both` on N:LEN streams sampled from the model (seed S): per tensor x type
 //    the KL of the output with only that tensor quantized, its Fisher estimate from sampled-label
@@ -16,6 +16,8 @@
 //      gram_proxy    |(W - Q(W)) X|^2 (--metric gram_proxy), quantized with the imatrix
 //      imatrix_error imatrix-weighted weight error (mixprec plan --imatrix), quantized with it
 //      weight_error  plain weight error (mixprec plan), quantized without an imatrix
+//    and kl_tuned: the kl plan quantized with `mixprec quantize --tune` (GPTQ's codes inside each type,
+//    qat/ggml_tune.hpp) on --tune N:LEN streams of seeds --tune-seed and --tune-seed + 1.
 // 4. Every file against MODEL in llama.cpp on other streams (--eval, seed --eval-seed): KL, top-1, PPL.
 // Writes WORKDIR/results.json, results.md (a table) and pareto.svg (KL against file bytes). Files
 // already in WORKDIR are reused (delete WORKDIR to start over); the tools' own output goes to
@@ -48,6 +50,8 @@ struct study_options {
   std::string model, work;
   std::string calibration = "8:64", eval = "16:128";
   std::uint64_t calibration_seed = 1, eval_seed = 2;
+  std::string tune = "32:128";  // streams of `mixprec quantize --tune` ("0": no kl_tuned family)
+  std::uint64_t tune_seed = 11;  // and + 1 for its held-out check
   std::string types = "q4_0,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K,q8_0";
   std::vector<std::string> budgets = {"4.0", "4.5", "5.0", "5.5", "6.5", "q4_K_M"};
   int threads = 2;
@@ -126,7 +130,7 @@ void write_svg(const std::string& path, const std::vector<entry>& entries, doubl
   auto px = [&](double mb) { return L + (mb - x0) / (x1 - x0) * (W - L - R); };
   auto py = [&](double lk) { return T + (y1 - lk) / (y1 - y0) * (H - T - B); };
   const std::map<std::string, std::string> colour = {{"llama.cpp", "#000000"},     {"llama.cpp + imatrix", "#777777"},
-                                                     {"kl", "#d62728"},            {"fisher", "#9467bd"},
+                                                     {"kl", "#d62728"},            {"kl_tuned", "#8c564b"},      {"fisher", "#9467bd"},
                                                      {"gram_proxy", "#1f77b4"},
                                                      {"imatrix_error", "#2ca02c"}, {"weight_error", "#ff7f0e"}};
   std::ofstream o(path);
@@ -237,6 +241,25 @@ int run_study(const study_options& o) {
       entries.push_back(e);
     }
 
+  // kl_tuned: the kl plans with GPTQ's codes (tuning and held-out streams of other seeds than the scoring's).
+  if (o.tune != "0") {
+    if (o.tune_seed == o.eval_seed || o.tune_seed + 1 == o.eval_seed)
+      throw mixprec::error(errc::invalid_argument, "--tune-seed " + std::to_string(o.tune_seed) + " and + 1 must differ from --eval-seed");
+    for (const auto& budget : o.budgets) {
+      const std::string plan = dir + "plan_kl_" + budget + ".json";
+      entry e{"kl_tuned", budget, dir + "mixprec_kl_tuned_" + budget + ".gguf", "", {}};
+      if (!fs::exists(plan)) continue;  // the kl plan's budget could not be met
+      if (!fs::exists(e.path)) {
+        const std::vector<std::string> q = {"quantize",  o.model, "--plan", plan, "--imatrix", imatrix, "--tune", o.tune, "--tune-seed",
+                                            std::to_string(o.tune_seed), "--threads", threads, "-o", e.path};
+        if (const int qrc = mixprec_tool(q, log))
+          throw mixprec::error(errc::invalid_argument, "mixprec quantize --tune failed (exit " + std::to_string(qrc) + "); see " + log);
+        std::fprintf(stderr, "llm_study: mixprec kl_tuned at %s\n", budget.c_str());
+      }
+      entries.push_back(e);
+    }
+  }
+
   // 4. everything scored in llama.cpp
   std::vector<std::string> files;
   for (const auto& e : entries)
@@ -297,12 +320,14 @@ int main(int argc, char** argv) {
       else if (a == "--types") o.types = value();
       else if (a == "--budgets") o.budgets = split(value(), ',');
       else if (a == "--threads") o.threads = std::stoi(value());
+      else if (a == "--tune") o.tune = value();
+      else if (a == "--tune-seed") o.tune_seed = std::stoull(value());
       else if (a.size() > 1 && a[0] == '-') throw mixprec::error(errc::invalid_argument, "unknown option " + a);
       else positional.push_back(a);
     }
     if (positional.size() != 2) {
       std::fputs("usage: llm_study MODEL.gguf WORKDIR [--calibration N:LEN] [--calibration-seed S] [--eval N:LEN] [--eval-seed S]\n"
-                 "                 [--types LIST] [--budgets LIST] [--threads N]\n",
+                 "                 [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]\n",
                  stderr);
       return 2;
     }

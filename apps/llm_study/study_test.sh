@@ -14,7 +14,7 @@ mkdir -p "$work"
 "$make_tiny_llama" "$work/model" >/dev/null
 "$build/tools/mixprec/mixprec" convert "$work/model/tiny_llama.bin" "$work/model/tiny_tok.bin" -o "$work/a.gguf" >/dev/null
 bash "$root/tests/interop/run.sh" "$build/apps/llm_study/llama.cpp" "$build/apps/llm_study/llm_study" "$work/a.gguf" "$work/study" \
-  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M --threads 1 >"$work/out.txt" 2>"$work/err.txt" || {
+  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M --tune 4:32 --threads 1 >"$work/out.txt" 2>"$work/err.txt" || {
   rc=$?
   cat "$work/err.txt"
   exit "$rc"
@@ -44,6 +44,11 @@ for metric in ["kl", "fisher", "gram_proxy", "imatrix_error", "weight_error"]:
     q = rows[(metric, "q4_K_M")]
     check(q.get("matrix_bpw", 99) <= rows[("llama.cpp + imatrix", "Q4_K_M")]["matrix_bpw"] + 1e-9, f"{metric} at Q4_K_M's matrix bytes")
     check(q["kl"] >= 0 and q["ppl"] > 1, f"{metric} q4_K_M scored")
+# The tuned files: the kl plan's bytes exactly, scored (no file where the kl plan had none).
+check(("kl_tuned", "4.0") not in rows, "kl_tuned 4.0: no plan, no file")
+for b in ["8.0", "q4_K_M"]:
+    t, k = rows[("kl_tuned", b)], rows[("kl", b)]
+    check(t["bytes"] == k["bytes"] and t["kl"] >= 0 and t["ppl"] > 1, f"kl_tuned {b}: the kl plan's bytes, scored")
 for f in ["results.md", "pareto.svg"]:
     check(os.path.getsize(os.path.join(d, f)) > 0, f)
 if fail:
