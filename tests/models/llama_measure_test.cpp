@@ -192,6 +192,39 @@ TEST_CASE("measure_llama: Fisher estimates rank the measured KL; shards, threads
   CHECK(mixprec::test::error_code_of([&] { (void)mm::measure_llama(m, streams, {.types = types, .fisher_draws = -1}); }) == mixprec::errc::invalid_argument);
 }
 
+TEST_CASE("measure_llama with tune_rounds measures GPTQ's bytes: lower Gram proxy and KL, the embedding untouched", "[models][measure][tune]") {
+  mm::llama_model m = mm::from_llama2c(mixprec::test::tiny_llama());
+  const auto streams = some_streams(m);
+  const std::vector<mixprec::quant_spec> types = {parse_spec("q4_0"), parse_spec("q5_1")};
+  const mm::llama_measurement plain = mm::measure_llama(m, streams, {.types = types});
+  const mm::llama_measurement tuned = mm::measure_llama(m, streams, {.types = types, .tune_rounds = 0});
+  REQUIRE(plain.tensors.size() == tuned.tensors.size());
+  double gram_plain = 0.0, gram_tuned = 0.0, kl_plain = 0.0, kl_tuned = 0.0;
+  int lower = 0, compared = 0;
+  for (std::size_t k = 0; k < plain.tensors.size(); ++k) {
+    const auto& a = plain.tensors[k];
+    const auto& b = tuned.tensors[k];
+    REQUIRE(a.types.size() == b.types.size());
+    for (std::size_t j = 0; j < a.types.size(); ++j) {
+      INFO(a.name << " " << mixprec::to_string(a.types[j].spec));
+      CHECK(a.types[j].bytes == b.types[j].bytes);
+      if (a.index == 0 || a.types[j].spec.format != mixprec::format_id::ggml_block) {
+        CHECK(a.types[j].kl == b.types[j].kl);  // not tuned: the same bytes, the same run
+        continue;
+      }
+      ++compared;
+      lower += b.types[j].gram_proxy < a.types[j].gram_proxy ? 1 : 0;
+      gram_plain += a.types[j].gram_proxy, gram_tuned += b.types[j].gram_proxy;
+      kl_plain += a.types[j].kl, kl_tuned += b.types[j].kl;
+    }
+  }
+  REQUIRE(compared > 20);
+  CHECK(lower == compared);  // GPTQ minimises exactly this, on these inputs
+  CHECK(gram_tuned < 0.8 * gram_plain);
+  CHECK(kl_tuned < kl_plain);
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::measure_llama(m, streams, {.types = types, .tune_rounds = 17}); }) == mixprec::errc::invalid_argument);
+}
+
 TEST_CASE("measure_llama: refusals", "[models][measure]") {
   mm::llama_model m = mm::from_llama2c(mixprec::test::tiny_llama());
   const std::vector<std::vector<int>> streams = {{1, 5, 9}};

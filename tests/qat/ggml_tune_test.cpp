@@ -196,3 +196,45 @@ TEST_CASE("refit_scales solves for the FP16 scales of fixed codes and never rais
   ggml::detail::refit_scales(ggml_type::q4_0, w, g, q, 1);
   CHECK(ggml::output_error(ggml_type::q4_0, q, w, g) < 0.97 * e0);
 }
+
+TEST_CASE("the held-out check rejects GPTQ fitted to fewer positions than columns; rows split over threads", "[qat][ggml_tune]") {
+  const index_t n = 256;
+  const row_matrix mix = row_matrix::Identity(n, n) + test::gaussian(n, n, 0.15f, 31);
+  const row_matrix few = correlated_inputs(32, n, 33, mix), enough = correlated_inputs(512, n, 36, mix), many = correlated_inputs(2048, n, 34, mix);
+  const Eigen::MatrixXd g_few = few.cast<double>().transpose() * few.cast<double>();
+  const Eigen::MatrixXd g_enough = enough.cast<double>().transpose() * enough.cast<double>();
+  const Eigen::MatrixXd gh = many.cast<double>().transpose() * many.cast<double>();
+  const row_matrix w = test::gaussian(130, n, 0.05f, 35);  // more than 64 rows: for_row_chunks splits them
+  for (ggml_type t : {ggml_type::q4_0, ggml_type::q4_1, ggml_type::q8_0, ggml_type::q4_k}) {
+    INFO(to_string(t));
+    const auto untuned = ggml::quantize(t, w);
+    // 32 positions for 256 columns: G has rank 32 and GPTQ moves error where those inputs are blind.
+    const auto overfit = ggml::tune_matrix(t, w, untuned, g_few, gh);
+    CHECK(overfit.calibration_after < overfit.calibration_before);
+    CHECK_FALSE(overfit.kept);
+    CHECK(overfit.bytes == untuned);
+    const auto m = ggml::tune_matrix(t, w, untuned, g_enough, gh);
+    CHECK(m.kept);
+    CHECK(m.heldout_after < 0.9 * m.heldout_before);
+    CHECK(ggml::gptq_quantize(t, w, g_enough, nullptr, {.threads = 3}) == ggml::gptq_quantize(t, w, g_enough, nullptr, {.threads = 1}));
+  }
+}
+
+TEST_CASE("weights a block's FP16 scale cannot hold are not_representable, as untuned", "[qat][ggml_tune]") {
+  row_matrix w = test::gaussian(2, 64, 1.0f, 37);
+  w(1, 3) = 1e6f;  // q4_0's d would be 1e6 / 8, above FP16's 65504
+  w(1, 4) = -1e6f;
+  const std::vector<float> imp(64, 1.0f);
+  const Eigen::MatrixXd g = Eigen::MatrixXd::Identity(64, 64);
+  auto code_of = [](auto&& f) {
+    try {
+      f();
+    } catch (const error& e) {
+      return e.code();
+    }
+    return errc::output_error;  // not thrown
+  };
+  CHECK(code_of([&] { (void)ggml::quantize(ggml_type::q4_0, w, std::span<const float>(imp)); }) == errc::not_representable);
+  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g, imp.data()); }) == errc::not_representable);
+  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g); }) == errc::not_representable);
+}

@@ -2,11 +2,11 @@
 //   mixprec inspect FILE
 //   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type RULE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
-//   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] [--tune N:LEN [--tune-seed 11]] -o OUT.gguf
+//   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX] [--tune N:LEN [--tune-rounds 2] [--tune-seed 11]] -o OUT.gguf
 //       (--tune: GPTQ's codes inside each planned type, kept where better on held-out streams; tune.hpp)
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 //   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--method probe|fisher|both] [--imatrix-out F]
-//                   [--shard I/N] [--dry-run] -o measure.json
+//                   [--shard I/N] [--tune R] [--dry-run] -o measure.json
 //       (every stream starts with the vocabulary's BOS, tokenizer.ggml.bos_token_id; --text only when it
 //       adds one, tokenizer.ggml.add_bos_token; --tokens are used as given)
 //   mixprec merge PART.json... -o measure.json                    (the N shards of one measure)
@@ -202,6 +202,7 @@ struct measure_command {
   unsigned threads = 0;
   std::string method = "probe";
   int fisher_draws = 4;
+  int tune_rounds = -1;  // --tune R: the tunable types measured as `quantize --tune --tune-rounds R` writes them
   bool dry_run = false;
 };
 
@@ -225,6 +226,9 @@ inline CLI::App* add_measure_command(CLI::App& app, measure_command& c, bool wit
                 "fisher_*, one backward pass per stream and draw), or both")
       ->capture_default_str();
   m->add_option("--fisher-draws", c.fisher_draws, "label draws per stream for --method fisher|both (seed --seed)")->capture_default_str();
+  m->add_option("--tune", c.tune_rounds,
+                "R: measure each matrix product in q4_0..q8_0, q4_K, q5_K, q6_K with GPTQ's codes against its calibration inputs and R "
+                "scale refits, as `quantize --tune --tune-rounds R` writes it (plans for tuned files)");
   // mixprec-mpi has no --dry-run: `mixprec measure --dry-run --shard 0/K` gives one rank's cost.
   if (with_shard) m->add_flag("--dry-run", c.dry_run, "print the work, the expected time (from a timed sample) and memory; write nothing");
   return m;
@@ -263,6 +267,7 @@ inline measure_options measure_request(const measure_command& c, bool check_outp
     if (c.method != "probe" && c.method != "fisher" && c.method != "both")
       throw error(errc::invalid_argument, "--method '" + c.method + "': expected probe, fisher or both");
     if (c.fisher_draws < 1 || c.fisher_draws > 1024) throw error(errc::invalid_argument, "--fisher-draws must be in [1, 1024]");
+    if (c.tune_rounds < -1 || c.tune_rounds > 16) throw error(errc::invalid_argument, "--tune must be in [0, 16]");
     if (!c.shard.empty()) {
       std::tie(mo.shard_index, mo.shard_count) = int_pair(c.shard, '/', "--shard", "I/N");
       if (mo.shard_count < 1 || mo.shard_index < 0 || mo.shard_index >= mo.shard_count)
@@ -280,6 +285,7 @@ inline measure_options measure_request(const measure_command& c, bool check_outp
   mo.threads = c.threads;
   mo.probe = c.method != "fisher";
   mo.fisher_draws = c.method == "probe" ? 0 : c.fisher_draws;
+  mo.tune_rounds = c.tune_rounds;
   return mo;
 }
 

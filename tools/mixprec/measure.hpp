@@ -63,6 +63,7 @@ struct measure_options {
   int shard_index = 0, shard_count = 1;  // --shard i/N: probe the tensors k with k % N == i
   bool probe = true;                     // --method probe|both: the one-tensor KL runs
   int fisher_draws = 0;                  // --method fisher|both: label draws per stream (--fisher-draws)
+  int tune_rounds = -1;                  // --tune R (>= 0): tunable types measured with GPTQ's codes
 };
 
 using mixprec::models::tensor_measurement;
@@ -127,7 +128,8 @@ using mixprec::models::calibration_hash;
           .shard_count = o.shard_count,
           .fisher_draws = o.fisher_draws,
           .fisher_seed = o.seed,
-          .probe = o.probe};
+          .probe = o.probe,
+          .tune_rounds = o.tune_rounds};
 }
 
 // Measures every tensor x type of the GGUF at model_path (models/llama_measure.hpp measure_llama on the
@@ -197,6 +199,7 @@ using mixprec::models::calibration_hash;
                {"bos_first", calib.bos_first}}},
              {"types", types},
              {"method", {{"probe", o.probe}, {"fisher_draws", o.fisher_draws}}}};
+    if (o.tune_rounds >= 0) (*meta)["method"]["tune_rounds"] = o.tune_rounds;  // absent: untuned
     if (o.shard_count > 1) (*meta)["shard"] = {{"index", o.shard_index}, {"count", o.shard_count}};
   }
   return std::move(r.tensors);

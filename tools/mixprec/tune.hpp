@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -60,6 +61,10 @@ class model_tuner {
                                                   const std::vector<const float*>& search, std::vector<std::byte> untuned) {
     if (!mixprec::ggml::tunable(t) || search.size() != 1) return untuned;
     if (name == "token_embd.weight" || !calibration_.contains(name) || !heldout_.contains(name)) return untuned;
+    if (calibration_.count(name) < static_cast<double>(w.cols()) && warned_.insert(w.cols()).second)
+      std::fprintf(stderr, "mixprec: warning: --tune: %.0f positions for matrices of %lld inputs ('%s'): GPTQ fits fewer positions than inputs "
+                           "poorly and the held-out check will mostly keep the untuned bytes; give more streams\n",
+                   calibration_.count(name), static_cast<long long>(w.cols()), name.c_str());
     const auto m = mixprec::ggml::tune_matrix(t, w, std::move(untuned), calibration_.gram(name), heldout_.gram(name), search[0],
                                               {.rounds = r_.rounds, .threads = r_.threads});
     const double positions = heldout_.count(name);
@@ -75,7 +80,7 @@ class model_tuner {
     std::printf("| tensor | type | held-out |(W-Q)x|^2 per position, untuned | tuned | change | kept |\n|---|---|---:|---:|---:|---|\n");
     for (const auto& r : records_) {
       std::printf("| %s | %s | %.4g | %.4g | %+.1f %% | %s |\n", r.name.c_str(), r.type.c_str(), r.before, r.after,
-                  100.0 * (r.after / r.before - 1.0), r.kept ? "yes" : "no");
+                  r.before > 0 ? 100.0 * (r.after / r.before - 1.0) : 0.0, r.kept ? "yes" : "no");
       before += r.before, kept_after += r.kept ? r.after : r.before, kept += r.kept ? 1 : 0;
     }
     std::printf("\ntuned %zu of %zu tensors (kept where the held-out error fell); summed held-out output error %.4g -> %.4g (%+.1f %%)\n\n",
@@ -91,6 +96,7 @@ class model_tuner {
   tune_request r_;
   mixprec::input_gram calibration_, heldout_;
   std::vector<record> records_;
+  std::set<mixprec::index_t> warned_;  // input sizes warned about
 };
 
 }  // namespace mixprec_cli

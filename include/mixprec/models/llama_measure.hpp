@@ -19,7 +19,9 @@
 //                 one backward pass per stream and draw (models/llama_backward.hpp) instead of a run per
 //                 tensor and type; measure_options::probe = false leaves kl out (0) and runs no probe
 // Q(W) is what a GGUF writer stores for the type, searched with the imatrix where the type's search takes
-// one (quantize/quantize.hpp), so the probe, the proxies and a written file agree. A tensor no requested
+// one (quantize/quantize.hpp), so the probe, the proxies and a written file agree; with
+// measure_options::tune_rounds >= 0, a product's matrix in a tunable ggml type is GPTQ's bytes against its
+// calibration inputs instead (qat/ggml_tune.hpp; what `quantize --tune` writes, but for the held-out check). A tensor no requested
 // type holds takes the fallback chain (plan/fallback.hpp), with a note.
 // Cost: one full-precision pass (kept: the reference distributions, positions x vocab doubles, and the
 // residual stream entering every layer), then per tensor one pass of its layer for its inputs and per
@@ -47,6 +49,7 @@
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama_backward.hpp"
 #include "mixprec/plan/fallback.hpp"
+#include "mixprec/qat/ggml_tune.hpp"
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/sensitivity/fisher.hpp"
 #include "mixprec/sensitivity/input_moments.hpp"
@@ -63,6 +66,9 @@ struct measure_options {
   int fisher_draws = 0;                  // label draws per stream for the Fisher estimates (0: none)
   std::uint64_t fisher_seed = 1;         // the draws' seed (stream s, draw k: sampled_nll's seed from it)
   bool probe = true;                     // false: no one-tensor runs (kl 0); needs fisher_draws > 0
+  int tune_rounds = -1;                  // >= 0: each tunable ggml type of a product's matrix is measured as
+                                         // qat/ggml_tune.hpp's gptq_quantize writes it (G = the calibration
+                                         // inputs' Gram, this many scale refits), as `quantize --tune` does
 
   // Throws errc::invalid_argument for no types or a bad shard (measure_llama checks it first).
   void check() const {
@@ -71,6 +77,7 @@ struct measure_options {
       throw error(errc::invalid_argument, "measure: shard " + std::to_string(shard_index) + "/" + std::to_string(shard_count));
     if (fisher_draws < 0 || fisher_draws > 1024) throw error(errc::invalid_argument, "measure: fisher_draws must be in [0, 1024]");
     if (!probe && fisher_draws == 0) throw error(errc::invalid_argument, "measure: without probes, fisher_draws must be > 0");
+    if (tune_rounds < -1 || tune_rounds > 16) throw error(errc::invalid_argument, "measure: tune_rounds must be in [-1, 16]");
   }
   // Whether the shard probes matrix k (in the order of llama_measure_matrices).
   [[nodiscard]] bool probes(std::size_t k) const noexcept { return static_cast<int>(k % static_cast<std::size_t>(shard_count)) == shard_index; }
@@ -363,6 +370,7 @@ struct measure_cost {
         else (void)fp.head(x);
       }
     }
+    Eigen::MatrixXd gram;  // X^T X, computed for the first tuned type (measure_options::tune_rounds)
     std::optional<fisher_pricing> pricing;
     if (o.fisher_draws > 0) {
       std::vector<fisher_use> uses;
@@ -383,7 +391,15 @@ struct measure_cost {
       r.spec = spec;
       quantized_tensor q;
       try {
-        q = imp.size() ? quantize(w, spec, t.name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size()))) : quantize(w, spec, t.name);
+        if (o.tune_rounds >= 0 && spec.format == format_id::ggml_block && ggml::tunable(spec.ggml) && !embedding && inputs.rows() > 0) {
+          if (gram.size() == 0) gram = inputs.cast<double>().transpose() * inputs.cast<double>();
+          const auto bytes = ggml::gptq_quantize(spec.ggml, w, gram, imp.size() ? imp.data() : nullptr,
+                                                 {.rounds = o.tune_rounds, .threads = o.threads});
+          const auto* b = reinterpret_cast<const std::uint8_t*>(bytes.data());
+          q = quantized_tensor(spec, w.rows(), w.cols(), std::vector<std::uint8_t>(b, b + bytes.size()), {}, {});
+        } else {
+          q = imp.size() ? quantize(w, spec, t.name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size()))) : quantize(w, spec, t.name);
+        }
       } catch (const error& e) {
         if (e.code() != errc::not_representable) throw;
         t.notes.push_back(to_string(spec) + " left out: " + e.message());

@@ -187,18 +187,18 @@ namespace detail {
 
 // U with G^-1 = U^T U (upper triangular) for G damped as gptq_options says; a column no input ever
 // reached (G_jj = 0) gets G_jj = 1 (its weights do not change the output, so any code will do).
-[[nodiscard]] inline Eigen::MatrixXd inverse_cholesky_upper(Eigen::MatrixXd g, double damp) {
+// Returns U and sets `damped` to the G it factored.
+[[nodiscard]] inline Eigen::MatrixXd inverse_cholesky_upper(Eigen::MatrixXd g, double damp, Eigen::MatrixXd& damped) {
   const index_t n = g.rows();
   for (index_t j = 0; j < n; ++j)
     if (!(g(j, j) > 0.0)) g.row(j).setZero(), g.col(j).setZero(), g(j, j) = 1.0;
   const double mean_diag = g.diagonal().mean();
   for (int attempt = 0; attempt < 8; ++attempt, damp *= 10.0) {
-    Eigen::MatrixXd h = g;
-    h.diagonal().array() += damp * mean_diag;
-    const Eigen::LLT<Eigen::MatrixXd> llt(h);
+    damped = g;
+    damped.diagonal().array() += damp * mean_diag;
+    const Eigen::LLT<Eigen::MatrixXd> llt(damped);
     if (llt.info() != Eigen::Success) continue;
-    const Eigen::MatrixXd inv = llt.solve(Eigen::MatrixXd::Identity(n, n));
-    const Eigen::LLT<Eigen::MatrixXd> chol(inv);
+    const Eigen::LLT<Eigen::MatrixXd> chol(llt.solve(Eigen::MatrixXd::Identity(n, n)));
     if (chol.info() != Eigen::Success) continue;
     return chol.matrixU();
   }
@@ -289,6 +289,9 @@ inline void write_fp16(std::byte* at, float v) noexcept {
           const index_t c = s + j;
           const auto k = static_cast<std::size_t>(j);
           const double a = static_cast<double>(v1[k]) - static_cast<double>(v0[k]);
+          if (!std::isfinite(a) || !std::isfinite(v0[k]))
+            throw error(errc::not_representable, "ggml tuning: row " + std::to_string(r) + ", block " + std::to_string(block) + ": " +
+                                                     std::string(to_string(t)) + "'s scales cannot hold these weights");
           const double wv = wk(r, c);
           int code = get_code(t, b, j);
           if (a != 0.0) {
@@ -319,7 +322,9 @@ inline void write_fp16(std::byte* at, float v) noexcept {
 
 // Refits each row's FP16 scales (scale_fields) for its codes as they are: the least-squares solution
 // of min_theta (B theta - w) G (B theta - w)^T, B the values per unit scale, rounded to FP16; a row
-// keeps its old scales unless the refit lowers its error (exact, through ggml's decoder).
+// keeps its old scales unless the refit lowers its error (exact, through ggml's decoder). G should be
+// damped as the sweep's (an undamped G of fewer positions than columns overfits the calibration).
+// Cost per row: cols^2 x (scales per block) multiply-adds and a solve of (scales per row)^3.
 inline void refit_scales(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& g, std::vector<std::byte>& bytes, unsigned threads) {
   const index_t n = w.cols();
   const std::size_t rb = row_bytes(t, n);
@@ -331,20 +336,23 @@ inline void refit_scales(ggml_type t, const row_matrix_ref& w, const Eigen::Matr
   mixprec::detail::for_row_chunks(w.rows(), threads, [&](index_t r0, index_t r1) {
     std::vector<float> buf(static_cast<std::size_t>(n)), unit(static_cast<std::size_t>(bs));
     std::vector<std::byte> probe(ts), trial(rb);
-    Eigen::MatrixXd basis(n, p), gb(n, p);
+    Eigen::MatrixXd basis(bs, p), gb(n, p), normal(p, p);  // basis column c: block c / k's values per unit of field c % k
+    Eigen::VectorXd rhs(p);
     for (index_t r = r0; r < r1; ++r) {
       const std::span<std::byte> row(bytes.data() + static_cast<std::size_t>(r) * rb, rb);
-      basis.setZero();
       for (index_t b = 0; b < nb; ++b)
         for (index_t f = 0; f < k; ++f) {
           std::memcpy(probe.data(), row.data() + static_cast<std::size_t>(b) * ts, ts);
           for (index_t o = 0; o < k; ++o) write_fp16(probe.data() + fields[static_cast<std::size_t>(o)], o == f ? 1.0f : 0.0f);
           dequantize_row(t, probe, unit);
-          for (int j = 0; j < bs; ++j) basis(b * bs + j, b * k + f) = static_cast<double>(unit[static_cast<std::size_t>(j)]);
+          for (int j = 0; j < bs; ++j) basis(j, b * k + f) = static_cast<double>(unit[static_cast<std::size_t>(j)]);
         }
-      for (index_t c = 0; c < p; ++c) gb.col(c).noalias() = g.middleCols((c / k) * bs, bs) * basis.col(c).segment((c / k) * bs, bs);
-      const Eigen::MatrixXd normal = basis.transpose() * gb;
-      const Eigen::VectorXd rhs = gb.transpose() * w.row(r).transpose().cast<double>();
+      const Eigen::VectorXd wr = w.row(r).transpose().cast<double>();
+      for (index_t c = 0; c < p; ++c) gb.col(c).noalias() = g.middleCols((c / k) * bs, bs) * basis.col(c);
+      for (index_t c = 0; c < p; ++c) {
+        normal.row(c).noalias() = basis.col(c).transpose() * gb.middleRows((c / k) * bs, bs);
+        rhs(c) = gb.col(c).dot(wr);
+      }
       const Eigen::LDLT<Eigen::MatrixXd> ldlt(normal);
       if (ldlt.info() != Eigen::Success) continue;
       const Eigen::VectorXd theta = ldlt.solve(rhs);
@@ -362,14 +370,15 @@ inline void refit_scales(ggml_type t, const row_matrix_ref& w, const Eigen::Matr
 
 // The rows x row_bytes(t, cols) bytes of W in type t, chosen against G (see the banner): a GPTQ sweep
 // with ggml's block search, then `rounds` times: the FP16 scales refitted by least squares for the
-// codes (detail::refit_scales), and a GPTQ sweep that keeps those scales; the candidate of least
+// codes against the damped G (detail::refit_scales), and a GPTQ sweep that keeps those scales; the candidate of least
 // output error on G is returned.
 // w: rows x cols (ggml's ne1 x ne0); gram: cols x cols, symmetric, finite; importance: null or cols
 // values, the imatrix entry ggml's block searches take (as ggml::quantize_into). Errors: unsupported
 // for a type that is not tunable, invalid_argument for cols that the block does not divide,
 // shape_mismatch for a Gram of other size, non_finite for NaN/Inf in W or G, empty_input for no rows.
 // Cost: per sweep rows x cols^2 multiply-adds (the lazy updates) plus ggml's search; per refit
-// rows x cols^2 x (scales per block) plus a solve of (scales per row)^3 per row.
+// rows x cols^2 x (scales per block) plus a solve of (scales per row)^3 per row. Memory: W in double
+// and about six cols x cols doubles while G^-1 is factored.
 [[nodiscard]] inline std::vector<std::byte> gptq_quantize(ggml_type t, const row_matrix_ref& w, const Eigen::MatrixXd& gram,
                                                           const float* importance = nullptr, const gptq_options& o = {}) {
   if (!tunable(t)) (void)code_range(t);
@@ -386,12 +395,14 @@ inline void refit_scales(ggml_type t, const row_matrix_ref& w, const Eigen::Matr
   if (!(o.damp > 0.0) || !std::isfinite(o.damp)) throw error(errc::invalid_argument, "ggml tuning: damp must be positive");
   if (o.rounds < 0 || o.rounds > 16) throw error(errc::invalid_argument, "ggml tuning: rounds must be in [0, 16]");
 
-  const Eigen::MatrixXd u = detail::inverse_cholesky_upper(gram, o.damp);
+  Eigen::MatrixXd damped;
+  const Eigen::MatrixXd u = detail::inverse_cholesky_upper(gram, o.damp, damped);
   std::vector<std::byte> best = detail::gptq_sweep(t, w, u, importance, nullptr, o.threads);
   double best_error = output_error(t, best, w, gram);
+  if (!std::isfinite(best_error)) throw error(errc::not_representable, "ggml tuning: the output error is not finite");
   std::vector<std::byte> current = best;
   for (int round = 0; round < o.rounds; ++round) {
-    detail::refit_scales(t, w, gram, current, o.threads);
+    detail::refit_scales(t, w, damped, current, o.threads);
     if (const double e = output_error(t, current, w, gram); e < best_error) best_error = e, best = current;
     current = detail::gptq_sweep(t, w, u, importance, &current, o.threads);
     if (const double e = output_error(t, current, w, gram); e < best_error) best_error = e, best = current;
@@ -414,8 +425,10 @@ struct tuned_matrix {
                                               const Eigen::MatrixXd& g_calibration, const Eigen::MatrixXd& g_heldout,
                                               const float* importance = nullptr, const gptq_options& o = {}) {
   tuned_matrix m;
-  std::vector<std::byte> tuned = gptq_quantize(t, w, g_calibration, importance, o);
   if (!g_heldout.allFinite()) throw error(errc::non_finite, "ggml tuning: the held-out Gram matrix is not finite");
+  if (g_heldout.rows() != w.cols() || g_heldout.cols() != w.cols() || untuned.size() != row_bytes(t, w.cols()) * static_cast<std::size_t>(w.rows()))
+    throw error(errc::shape_mismatch, "ggml tuning: the held-out Gram matrix or the untuned bytes do not fit the matrix");
+  std::vector<std::byte> tuned = gptq_quantize(t, w, g_calibration, importance, o);
   m.calibration_before = output_error(t, untuned, w, g_calibration);
   m.calibration_after = output_error(t, tuned, w, g_calibration);
   m.heldout_before = output_error(t, untuned, w, g_heldout);

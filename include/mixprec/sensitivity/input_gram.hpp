@@ -19,21 +19,19 @@ namespace mixprec {
 
 class input_gram {
  public:
-  // Only the matrices `keep` accepts are collected (all when empty).
-  input_gram() = default;
-
   // One position's input x (n values) of matrix `name`. Throws shape_mismatch when n differs from the
   // matrix's earlier inputs, non_finite for a NaN/Inf value.
   void observe(const std::string& name, const float* x, index_t n) {
-    auto& s = by_name_[name];
+    const Eigen::Map<const Eigen::RowVectorXf> v(x, n);
+    if (!v.allFinite()) throw error(errc::non_finite, "input_gram: an input of '" + name + "' is not finite");
+    const auto it = by_name_.find(name);
+    if (it != by_name_.end() && it->second.gram.rows() != n)
+      throw error(errc::shape_mismatch, "input_gram: '" + name + "' had inputs of " + std::to_string(it->second.gram.rows()) + " values, now " + std::to_string(n));
+    sums& s = it != by_name_.end() ? it->second : by_name_[name];
     if (s.gram.size() == 0) {
       s.gram = Eigen::MatrixXd::Zero(n, n);
       s.pending.resize(batch, n);
     }
-    if (s.gram.rows() != n)
-      throw error(errc::shape_mismatch, "input_gram: '" + name + "' had inputs of " + std::to_string(s.gram.rows()) + " values, now " + std::to_string(n));
-    const Eigen::Map<const Eigen::RowVectorXf> v(x, n);
-    if (!v.allFinite()) throw error(errc::non_finite, "input_gram: an input of '" + name + "' is not finite");
     s.pending.row(s.filled++) = v.cast<double>();
     s.count += 1.0;
     if (s.filled == batch) flush(s);
