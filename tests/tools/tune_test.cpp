@@ -94,3 +94,27 @@ TEST_CASE("quantize --tune refuses a bad request with exit 2 and writes nothing"
   CHECK(tool({"quantize", gguf, "--plan", plan, "--tune-seed", "3", "-o", out}) == 2);  // needs --tune
   CHECK_FALSE(fs::exists(out));
 }
+
+TEST_CASE("measure --tune R records the tuning and measures GPTQ's bytes", "[cli][tune]") {
+  const fs::path dir = dir_with_model("mixprec_tune_measure");
+  const std::string gguf = (dir / "a.gguf").string(), plain = (dir / "plain.json").string(), tuned = (dir / "tuned.json").string();
+  const std::vector<std::string> base = {"measure", gguf, "--types", "q4_0,q8_0", "--sample", "4:32", "--seed", "7"};
+  auto with = [&](std::vector<std::string> extra) {
+    auto a = base;
+    a.insert(a.end(), extra.begin(), extra.end());
+    return a;
+  };
+  REQUIRE(tool(with({"-o", plain})) == 0);
+  REQUIRE(tool(with({"--tune", "0", "-o", tuned})) == 0);
+  const nlohmann::json a = mixprec::test::read_json(plain), b = mixprec::test::read_json(tuned);
+  CHECK_FALSE(a.at("method").contains("tune_rounds"));
+  CHECK(b.at("method").at("tune_rounds") == 0);
+  double gram_a = 0.0, gram_b = 0.0;
+  for (std::size_t k = 0; k < a.at("tensors").size(); ++k)
+    for (std::size_t j = 0; j < a.at("tensors")[k].at("results").size(); ++j) {
+      gram_a += a.at("tensors")[k].at("results")[j].at("gram_proxy").get<double>();
+      gram_b += b.at("tensors")[k].at("results")[j].at("gram_proxy").get<double>();
+    }
+  CHECK(gram_b < 0.9 * gram_a);
+  CHECK(tool(with({"--tune", "17", "-o", tuned})) == 2);
+}
