@@ -14,7 +14,7 @@
 //   sensitivity/  metrics, hessian, probe, reports (sensitivity/sensitivity.hpp)
 //   plan/       plan_builder, policies, constraints, rules, quantize_model, drop classes (plan/plan.hpp),
 //               llama.cpp's tensor-type file (plan/tensor_type_file.hpp)
-//   qat/        fake_quant
+//   qat/        fake_quant; ggml_tune (GPTQ inside llama.cpp's block types)
 //   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
 //   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams, measured sensitivity
 //
@@ -77,6 +77,7 @@
 #include "mixprec/kernels/ref/reference_kernels.hpp"
 #include "mixprec/kernels/ref/row_codec.hpp"
 
+#include "mixprec/sensitivity/input_gram.hpp"
 #include "mixprec/sensitivity/sensitivity.hpp"
 
 #include "mixprec/plan/drop_classes.hpp"
@@ -84,6 +85,7 @@
 #include "mixprec/plan/tensor_type_file.hpp"
 
 #include "mixprec/qat/fake_quant.hpp"
+#include "mixprec/qat/ggml_tune.hpp"
 
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/imatrix.hpp"
