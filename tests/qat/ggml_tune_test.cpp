@@ -12,6 +12,7 @@
 #include "mixprec/qat/ggml_tune.hpp"
 #include "mixprec/sensitivity/input_gram.hpp"
 #include "support/data.hpp"
+#include "support/errors.hpp"
 
 using namespace mixprec;
 
@@ -145,24 +146,16 @@ TEST_CASE("tune_matrix keeps ggml's bytes when GPTQ's are worse on the held-out 
 TEST_CASE("gptq_quantize refuses what it cannot tune", "[qat][ggml_tune]") {
   const row_matrix w = test::gaussian(4, 64, 1.0f, 1);
   const Eigen::MatrixXd g = Eigen::MatrixXd::Identity(64, 64);
-  auto code_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const error& e) {
-      return e.code();
-    }
-    return errc::output_error;  // not thrown
-  };
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q2_k, row_matrix::Ones(4, 256), Eigen::MatrixXd::Identity(256, 256)); }) == errc::unsupported);
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, Eigen::MatrixXd::Identity(32, 32)); }) == errc::shape_mismatch);
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, row_matrix::Ones(4, 48), Eigen::MatrixXd::Identity(48, 48)); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q2_k, row_matrix::Ones(4, 256), Eigen::MatrixXd::Identity(256, 256)); }) == errc::unsupported);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, Eigen::MatrixXd::Identity(32, 32)); }) == errc::shape_mismatch);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, row_matrix::Ones(4, 48), Eigen::MatrixXd::Identity(48, 48)); }) == errc::invalid_argument);
   Eigen::MatrixXd bad = g;
   bad(3, 5) = std::nan("");
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, bad); }) == errc::non_finite);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, bad); }) == errc::non_finite);
   row_matrix wn = w;
   wn(1, 1) = INFINITY;
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, wn, g); }) == errc::non_finite);
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g, nullptr, {.damp = 0.0}); }) == errc::invalid_argument);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, wn, g); }) == errc::non_finite);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g, nullptr, {.damp = 0.0}); }) == errc::invalid_argument);
   // A column no input reaches (G_jj = 0) is no reason to fail.
   Eigen::MatrixXd dead = g;
   dead(7, 7) = 0.0;
@@ -226,15 +219,7 @@ TEST_CASE("weights a block's FP16 scale cannot hold are not_representable, as un
   w(1, 4) = -1e6f;
   const std::vector<float> imp(64, 1.0f);
   const Eigen::MatrixXd g = Eigen::MatrixXd::Identity(64, 64);
-  auto code_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const error& e) {
-      return e.code();
-    }
-    return errc::output_error;  // not thrown
-  };
-  CHECK(code_of([&] { (void)ggml::quantize(ggml_type::q4_0, w, std::span<const float>(imp)); }) == errc::not_representable);
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g, imp.data()); }) == errc::not_representable);
-  CHECK(code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g); }) == errc::not_representable);
+  CHECK(test::error_code_of([&] { (void)ggml::quantize(ggml_type::q4_0, w, std::span<const float>(imp)); }) == errc::not_representable);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g, imp.data()); }) == errc::not_representable);
+  CHECK(test::error_code_of([&] { (void)ggml::gptq_quantize(ggml_type::q4_0, w, g); }) == errc::not_representable);
 }
