@@ -2,7 +2,7 @@
 // every file scored inside llama.cpp (llama_cpp_study.hpp).
 //
 //   llm_study MODEL.gguf WORKDIR [--calibration N:LEN] [--calibration-seed S] [--eval N:LEN] [--eval-seed S]
-//             [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]
+//             [--eval-text FILE] [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]
 //
 // 1. `mixprec measure --method both` on N:LEN streams sampled from the model (seed S): per tensor x type
 //    the KL of the output with only that tensor quantized, its Fisher estimate from sampled-label
@@ -18,7 +18,10 @@
 //      weight_error  plain weight error (mixprec plan), quantized without an imatrix
 //    and kl_tuned: the kl plan quantized with `mixprec quantize --tune` (GPTQ's codes inside each type,
 //    qat/ggml_tune.hpp) on --tune N:LEN streams of seeds --tune-seed and --tune-seed + 1.
-// 4. Every file against MODEL in llama.cpp on other streams (--eval, seed --eval-seed): KL, top-1, PPL.
+// 4. Every file against MODEL in llama.cpp on other streams (--eval, seed --eval-seed): KL, top-1, PPL;
+//    with --eval-text, also on that text (tokenized with MODEL's vocabulary, cut into at most N streams
+//    of LEN tokens, each starting with the vocabulary's BOS when it adds one; apps/llm_study/
+//    heldout_stories.txt, which run.sh passes, was written for the project and is never calibrated on).
 // Writes WORKDIR/results.json, results.md (a table) and pareto.svg (KL against file bytes). Files
 // already in WORKDIR are reused (delete WORKDIR to start over); the tools' own output goes to
 // WORKDIR/tools.log. Needs MIXPREC_LLAMA_LIB (apps/llm_study/run.sh sets it).
@@ -38,7 +41,9 @@
 #include "tools/mixprec/app.hpp"
 #include "llama_cpp_study.hpp"
 #include "mixprec/models/calibration.hpp"
+#include "mixprec/io/mapped_file.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/tokenizer.hpp"
 
 namespace {
 
@@ -50,6 +55,7 @@ struct study_options {
   std::string model, work;
   std::string calibration = "8:64", eval = "16:128";
   std::uint64_t calibration_seed = 1, eval_seed = 2;
+  std::string eval_text;  // held-out text scored beside the eval streams ("": none)
   std::string tune = "32:128";  // streams of `mixprec quantize --tune` ("0": no kl_tuned family)
   std::uint64_t tune_seed = 11;  // and + 1 for its held-out check
   std::string types = "q4_0,q4_1,q5_0,q5_1,q4_K,q5_K,q6_K,q8_0";
@@ -64,6 +70,7 @@ struct entry {
   std::string path;    // "" when the budget cannot be met
   std::string note;
   lc::model_score score;
+  lc::model_score text;  // on --eval-text (positions 0 without one)
 };
 
 std::vector<std::string> split(const std::string& s, char sep) {
@@ -166,6 +173,15 @@ void write_svg(const std::string& path, const std::vector<entry>& entries, doubl
   o << "</svg>\n";
 }
 
+// Token streams as a file: one stream per line, ids separated by spaces (models::read_token_streams).
+void write_streams(const std::string& path, const std::vector<std::vector<int>>& streams) {
+  std::ofstream f(path);
+  for (const auto& s : streams) {
+    for (std::size_t i = 0; i < s.size(); ++i) f << (i ? " " : "") << s[i];
+    f << '\n';
+  }
+}
+
 int run_study(const study_options& o) {
   fs::create_directories(o.work);
   const std::string dir = o.work + "/", log = dir + "tools.log", measure = dir + "measure.json", imatrix = dir + "imatrix.gguf";
@@ -193,18 +209,29 @@ int run_study(const study_options& o) {
     const int bos = mixprec::models::bos_of(mixprec::gguf::file::open(o.model), m.config.vocab_size).id;
     if (bos < 0) throw mixprec::error(errc::unsupported, "'" + o.model + "' has no BOS token to start sampled streams with");
     eval_streams = mixprec::models::sample_streams(e, {.streams = eval_n, .length = eval_len, .seed = o.eval_seed, .first = bos});
-    std::ofstream f(eval_tokens);
-    for (const auto& s : eval_streams) {
-      for (std::size_t i = 0; i < s.size(); ++i) f << (i ? " " : "") << s[i];
-      f << '\n';
-    }
+    write_streams(eval_tokens, eval_streams);
+  }
+  // Held-out text, cut as `mixprec measure --text` cuts calibration text.
+  std::vector<std::vector<int>> text_streams;
+  if (!o.eval_text.empty()) {
+    const auto g = mixprec::gguf::file::open(o.model);
+    const auto bos = mixprec::models::bos_of(g, mixprec::models::load_gguf(o.model).config.vocab_size);
+    const mixprec::mapped_file f(o.eval_text);
+    const std::string text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
+    const auto ids = mixprec::models::spm_tokenizer::from_gguf(g).encode(text, {.add_bos = false});
+    text_streams = mixprec::models::chunk_tokens(ids, eval_len, bos.add ? bos.id : -1, static_cast<std::size_t>(eval_n));
+    if (text_streams.empty())
+      throw mixprec::error(errc::invalid_argument, "--eval-text '" + o.eval_text + "' is " + std::to_string(ids.size()) +
+                                                       " tokens, fewer than one stream of " + std::to_string(eval_len));
+    write_streams(dir + "eval_text_tokens.txt", text_streams);
+    std::fprintf(stderr, "llm_study: --eval-text: %zu streams of %d tokens from %zu text tokens\n", text_streams.size(), eval_len, ids.size());
   }
 
   // 2. llama.cpp's recipes
   std::vector<entry> entries;
   for (const std::string recipe : {"Q4_0", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0"})
     for (const bool with_imatrix : {false, true}) {
-      entry e{with_imatrix ? "llama.cpp + imatrix" : "llama.cpp", recipe, dir + "llama_" + recipe + (with_imatrix ? "_imatrix" : "") + ".gguf", "", {}};
+      entry e{with_imatrix ? "llama.cpp + imatrix" : "llama.cpp", recipe, dir + "llama_" + recipe + (with_imatrix ? "_imatrix" : "") + ".gguf", "", {}, {}};
       if (!fs::exists(e.path)) {
         std::fprintf(stderr, "llm_study: llama.cpp %s%s\n", recipe.c_str(), with_imatrix ? " + imatrix" : "");
         (void)lc::quantize_file(o.model, e.path, lc::parse_ftype(recipe), with_imatrix ? imatrix : "", o.threads);
@@ -217,7 +244,7 @@ int run_study(const study_options& o) {
   for (const std::string metric : {"kl", "fisher", "gram_proxy", "imatrix_error", "weight_error"})
     for (const auto& budget : o.budgets) {
       const std::string b = budget == "q4_K_M" ? std::to_string(matrix_bytes(q4km)) : budget;
-      entry e{metric, budget, dir + "mixprec_" + metric + "_" + budget + ".gguf", "", {}};
+      entry e{metric, budget, dir + "mixprec_" + metric + "_" + budget + ".gguf", "", {}, {}};
       const std::string plan = dir + "plan_" + metric + "_" + budget + ".json";
       if (!fs::exists(e.path)) {
         std::vector<std::string> args = {"plan", o.model, "--budget", b, "--threads", threads, "-o", plan};
@@ -247,7 +274,7 @@ int run_study(const study_options& o) {
       throw mixprec::error(errc::invalid_argument, "--tune-seed " + std::to_string(o.tune_seed) + " and + 1 must differ from --eval-seed");
     for (const auto& budget : o.budgets) {
       const std::string plan = dir + "plan_kl_" + budget + ".json";
-      entry e{"kl_tuned", budget, dir + "mixprec_kl_tuned_" + budget + ".gguf", "", {}};
+      entry e{"kl_tuned", budget, dir + "mixprec_kl_tuned_" + budget + ".gguf", "", {}, {}};
       if (!fs::exists(plan)) continue;  // the kl plan's budget could not be met
       if (!fs::exists(e.path)) {
         const std::vector<std::string> q = {"quantize",  o.model, "--plan", plan, "--imatrix", imatrix, "--tune", o.tune, "--tune-seed",
@@ -270,29 +297,49 @@ int run_study(const study_options& o) {
   std::size_t k = 0;
   for (auto& e : entries)
     if (!e.path.empty()) e.score = scores[k++];
+  if (!text_streams.empty()) {
+    std::fprintf(stderr, "llm_study: scoring them on %s\n", o.eval_text.c_str());
+    const auto on_text = lc::score_models(o.model, text_streams, files, {.threads = o.threads});
+    k = 0;
+    for (auto& e : entries)
+      if (!e.path.empty()) e.text = on_text[k++];
+  }
+  const bool text = !text_streams.empty();
 
   const double weights = static_cast<double>(matrix_weights(o.model));
   nlohmann::json j = {{"model", o.model},     {"calibration", o.calibration}, {"calibration_seed", o.calibration_seed},
                       {"eval", o.eval},        {"eval_seed", o.eval_seed},     {"types", o.types},
                       {"results", nlohmann::json::array()}};
+  if (text) j["eval_text"] = {{"file", o.eval_text}, {"streams", text_streams.size()}};
   std::ofstream md(dir + "results.md");
-  md << "| method | budget | file bytes | matrix bits/weight | KL (nats) | top-1 % | PPL |\n|---|---|---:|---:|---:|---:|---:|\n";
+  md << "| method | budget | file bytes | matrix bits/weight | KL (nats) | top-1 % | PPL |" << (text ? " KL, text | top-1 %, text | PPL, text |" : "")
+     << "\n|---|---|---:|---:|---:|---:|---:|" << (text ? "---:|---:|---:|" : "") << "\n";
   for (const auto& e : entries) {
     if (e.path.empty()) {
-      md << "| " << e.family << " | " << e.label << " | - | - | " << e.note << " | | |\n";
+      md << "| " << e.family << " | " << e.label << " | - | - | " << e.note << " | | |" << (text ? " | | |" : "") << "\n";
       j["results"].push_back({{"method", e.family}, {"budget", e.label}, {"note", e.note}});
       continue;
     }
     const double bpw = 8.0 * static_cast<double>(matrix_bytes(e.path)) / weights;
     char line[256];
-    std::snprintf(line, sizeof line, "| %s | %s | %ju | %.3f | %.5f | %.2f | %.4f |\n", e.family.c_str(), e.label.c_str(), e.score.bytes, bpw,
+    std::snprintf(line, sizeof line, "| %s | %s | %ju | %.3f | %.5f | %.2f | %.4f |", e.family.c_str(), e.label.c_str(), e.score.bytes, bpw,
                   e.score.kl, e.score.top1, e.score.ppl);
     md << line;
+    if (text) {
+      std::snprintf(line, sizeof line, " %.5f | %.2f | %.4f |", e.text.kl, e.text.top1, e.text.ppl);
+      md << line;
+    }
+    md << '\n';
     j["results"].push_back({{"method", e.family}, {"budget", e.label}, {"file", e.path}, {"bytes", e.score.bytes}, {"matrix_bpw", bpw},
                             {"kl", e.score.kl}, {"top1", e.score.top1}, {"ppl", e.score.ppl}, {"ref_ppl", e.score.ref_ppl}});
+    if (text) j["results"].back()["text"] = {{"kl", e.text.kl}, {"top1", e.text.top1}, {"ppl", e.text.ppl}, {"ref_ppl", e.text.ref_ppl}};
   }
   md << "\nF32 reference PPL " << (scores.empty() ? 0.0 : scores.front().ref_ppl) << " over " << (scores.empty() ? 0 : scores.front().positions)
-     << " positions.\n";
+     << " positions of the eval streams";
+  if (const auto first = std::find_if(entries.begin(), entries.end(), [](const entry& e) { return !e.path.empty(); }); text && first != entries.end())
+    md << "; " << first->text.ref_ppl << " over " << first->text.positions << " positions of " << o.eval_text;
+  md << ".\n";
+  md.close();  // complete on disk before it is printed below
   std::ofstream(dir + "results.json") << j.dump(1) << '\n';
   write_svg(dir + "pareto.svg", entries, static_cast<double>(fs::file_size(o.model)));
   std::fprintf(stderr, "llm_study: wrote %sresults.md, results.json, pareto.svg\n", dir.c_str());
@@ -317,6 +364,7 @@ int main(int argc, char** argv) {
       else if (a == "--calibration-seed") o.calibration_seed = std::stoull(value());
       else if (a == "--eval") o.eval = value();
       else if (a == "--eval-seed") o.eval_seed = std::stoull(value());
+      else if (a == "--eval-text") o.eval_text = value();
       else if (a == "--types") o.types = value();
       else if (a == "--budgets") o.budgets = split(value(), ',');
       else if (a == "--threads") o.threads = std::stoi(value());
@@ -327,7 +375,7 @@ int main(int argc, char** argv) {
     }
     if (positional.size() != 2) {
       std::fputs("usage: llm_study MODEL.gguf WORKDIR [--calibration N:LEN] [--calibration-seed S] [--eval N:LEN] [--eval-seed S]\n"
-                 "                 [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]\n",
+                 "                 [--eval-text FILE] [--types LIST] [--budgets LIST] [--tune N:LEN] [--tune-seed S] [--threads N]\n",
                  stderr);
       return 2;
     }

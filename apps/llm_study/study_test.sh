@@ -14,7 +14,8 @@ mkdir -p "$work"
 "$make_tiny_llama" "$work/model" >/dev/null
 "$build/tools/mixprec/mixprec" convert "$work/model/tiny_llama.bin" "$work/model/tiny_tok.bin" -o "$work/a.gguf" >/dev/null
 bash "$root/tests/interop/run.sh" "$build/apps/llm_study/llama.cpp" "$build/apps/llm_study/llm_study" "$work/a.gguf" "$work/study" \
-  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M --tune 4:32 --threads 1 >"$work/out.txt" 2>"$work/err.txt" || {
+  --calibration 4:32 --eval 4:64 --types q4_0,q5_0,q8_0 --budgets 4.0,8.0,q4_K_M --tune 4:32 --threads 1 \
+  --eval-text "$root/apps/llm_study/heldout_stories.txt" >"$work/out.txt" 2>"$work/err.txt" || {
   rc=$?
   cat "$work/err.txt"
   exit "$rc"
@@ -49,6 +50,15 @@ check(("kl_tuned", "4.0") not in rows, "kl_tuned 4.0: no plan, no file")
 for b in ["8.0", "q4_K_M"]:
     t, k = rows[("kl_tuned", b)], rows[("kl", b)]
     check(t["bytes"] == k["bytes"] and t["kl"] >= 0 and t["ppl"] > 1, f"kl_tuned {b}: the kl plan's bytes, scored")
+# The held-out text: 4 streams of 64 tokens cut from it (BOS first), every file scored on them too.
+text = [line.split() for line in open(os.path.join(d, "eval_text_tokens.txt")) if line.strip()]
+check(len(text) == 4 and all(len(s) == 64 and s[0] == "1" for s in text), "eval text: 4 streams of 64 tokens, BOS first")
+check(len({t for s in text for t in s}) >= 32 and text != streams, "eval text: varied tokens, not the sampled streams")
+check(j["eval_text"]["streams"] == 4, "results.json names the text's streams")
+for r in j["results"]:
+    if "file" in r:
+        check(r["text"]["kl"] >= 0 and r["text"]["ppl"] > 1 and r["text"]["ref_ppl"] > 1, f"{r['method']} {r['budget']}: scored on the text")
+check(rows[("llama.cpp", "Q8_0")]["text"]["kl"] < rows[("llama.cpp", "Q4_0")]["text"]["kl"], "text: Q8_0 closer to F32 than Q4_0")
 for f in ["results.md", "pareto.svg"]:
     check(os.path.getsize(os.path.join(d, f)) > 0, f)
 if fail:

@@ -51,6 +51,12 @@ TEST_CASE("quantize --tune: the plan's types and sizes, other codes, a lower KL 
   REQUIRE(run.code == 0);
   CHECK(run.out.find("| blk.0.attn_q.weight |") != std::string::npos);
   CHECK(run.out.find("token_embd") == std::string::npos);  // a lookup: not tuned
+  // The cost, against the full-precision pass over the calibration streams (a positive ratio).
+  const auto cost = run.out.find("x the full-precision pass over the calibration streams");
+  REQUIRE(cost != std::string::npos);
+  const auto ratio_at = run.out.rfind(", ", cost);
+  REQUIRE(ratio_at != std::string::npos);
+  CHECK(std::stod(run.out.substr(ratio_at + 2, cost - ratio_at - 2)) > 1.0);  // sampling and the pass are part of it
 
   const auto a = mixprec::gguf::file::open(plain), b = mixprec::gguf::file::open(tuned);
   REQUIRE(a.tensors().size() == b.tensors().size());

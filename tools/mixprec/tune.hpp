@@ -9,6 +9,7 @@
 // q3_K, IQ), 3-D expert stacks, and matrices no stream reached.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <map>
@@ -47,11 +48,16 @@ class model_tuner {
     const int length = std::min(r.length, m.config.context_length);
     mm::llama_engine e(m, {}, {.threads = r.threads});
     for (int set = 0; set < 2; ++set) {
+      const auto start = clock::now();
       const auto ids = mm::sample_streams(e, {.streams = r.streams, .length = length, .seed = r.seed + static_cast<std::uint64_t>(set), .first = bos});
+      const auto sampled = clock::now();
       mixprec::input_gram& g = set == 0 ? calibration_ : heldout_;
       e.observe([&g](const std::string& name, const float* x, mixprec::index_t n) { g.observe(name, x, n); });
       for (const auto& s : ids) (void)e.logits(s);
       e.observe({});
+      sampling_seconds_ += seconds(start, sampled);
+      pass_seconds_ += seconds(sampled, clock::now());
+      if (set == 0) calibration_pass_seconds_ = seconds(start, clock::now());
     }
   }
 
@@ -65,10 +71,12 @@ class model_tuner {
       std::fprintf(stderr, "mixprec: warning: --tune: %.0f positions for matrices of %lld inputs ('%s'): GPTQ fits fewer positions than inputs "
                            "poorly and the held-out check will mostly keep the untuned bytes; give more streams\n",
                    calibration_.count(name), static_cast<long long>(w.cols()), name.c_str());
+    const auto start = clock::now();
     const auto m = mixprec::ggml::tune_matrix(t, w, std::move(untuned), calibration_.gram(name), heldout_.gram(name), search[0],
                                               {.rounds = r_.rounds, .threads = r_.threads});
     const double positions = heldout_.count(name);
     records_.push_back({name, std::string(mixprec::to_string(t)), m.heldout_before / positions, m.heldout_after / positions, m.kept});
+    tune_seconds_ += seconds(start, clock::now());
     return m.bytes;
   }
 
@@ -85,9 +93,18 @@ class model_tuner {
     }
     std::printf("\ntuned %zu of %zu tensors (kept where the held-out error fell); summed held-out output error %.4g -> %.4g (%+.1f %%)\n\n",
                 kept, records_.size(), before, kept_after, before > 0 ? 100.0 * (kept_after / before - 1.0) : 0.0);
+    // The cost against a measurement's full-precision pass over the same calibration streams (sampling
+    // them from the model, then one pass that records each product's inputs), which tuning cannot skip.
+    const double total = sampling_seconds_ + pass_seconds_ + tune_seconds_;
+    std::printf("time: %.1f s sampling both sets of streams, %.1f s running them (Gram matrices), %.1f s tuning; %.1f s in all, "
+                "%.1fx the full-precision pass over the calibration streams (%.1f s)\n\n",
+                sampling_seconds_, pass_seconds_, tune_seconds_, total,
+                calibration_pass_seconds_ > 0 ? total / calibration_pass_seconds_ : 0.0, calibration_pass_seconds_);
   }
 
  private:
+  using clock = std::chrono::steady_clock;
+  static double seconds(clock::time_point a, clock::time_point b) { return std::chrono::duration<double>(b - a).count(); }
   struct record {
     std::string name, type;
     double before, after;
@@ -97,6 +114,7 @@ class model_tuner {
   mixprec::input_gram calibration_, heldout_;
   std::vector<record> records_;
   std::set<mixprec::index_t> warned_;  // input sizes warned about
+  double sampling_seconds_ = 0.0, pass_seconds_ = 0.0, tune_seconds_ = 0.0, calibration_pass_seconds_ = 0.0;
 };
 
 }  // namespace mixprec_cli
