@@ -89,6 +89,41 @@ TEST_CASE("quantize --tune: the plan's types and sizes, other codes, a lower KL 
   CHECK(mixprec::test::read_bytes(again) == mixprec::test::read_bytes(tuned));
 }
 
+TEST_CASE("quantize --tune-checkpoint: a stopped run resumes to the same bytes; another run's or a cut-off file is tuned again",
+          "[cli][tune]") {
+  const fs::path dir = dir_with_model("mixprec_tune_checkpoint");
+  const std::string gguf = (dir / "a.gguf").string(), plan = (dir / "plan.json").string(), ck = (dir / "ck").string();
+  REQUIRE(tool({"plan", gguf, "--budget", "7", "--types", "q4_0,q4_1,q5_0,q8_0,f16", "-o", plan}) == 0);
+  const std::string direct = (dir / "direct.gguf").string(), first = (dir / "first.gguf").string();
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "-o", direct}) == 0);
+  const auto fresh = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-checkpoint", ck, "-o", first});
+  REQUIRE(fresh.code == 0);
+  CHECK(fresh.out.find("(resumed)") == std::string::npos);
+  CHECK(mixprec::test::read_bytes(first) == mixprec::test::read_bytes(direct));  // saving changes nothing
+  std::vector<fs::path> saved;
+  for (const auto& f : fs::directory_iterator(ck)) saved.push_back(f.path());
+  std::sort(saved.begin(), saved.end());
+  REQUIRE(saved.size() >= 3);
+
+  // As if stopped: one tensor never saved, one cut off, one saved by a run with other rounds (its key).
+  fs::remove(saved[0]);
+  fs::resize_file(saved[1], fs::file_size(saved[1]) - 7);
+  const std::string other = (dir / "other").string(), other_out = (dir / "other.gguf").string();
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-rounds", "0", "--tune-checkpoint", other, "-o", other_out}) == 0);
+  fs::copy_file(fs::path(other) / saved[2].filename(), saved[2], fs::copy_options::overwrite_existing);
+
+  const std::string second = (dir / "second.gguf").string();
+  const auto resumed = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-checkpoint", ck, "-o", second});
+  REQUIRE(resumed.code == 0);
+  CHECK(mixprec::test::read_bytes(second) == mixprec::test::read_bytes(direct));
+  CHECK(resumed.out.find(std::to_string(saved.size() - 3) + " of " + std::to_string(saved.size()) + " tensors resumed") != std::string::npos);
+  CHECK(resumed.err.find("is cut off") != std::string::npos);
+  CHECK(resumed.err.find("is not this run's tuning") != std::string::npos);
+  std::size_t now = 0;
+  for ([[maybe_unused]] const auto& f : fs::directory_iterator(ck)) ++now;
+  CHECK(now == saved.size());  // the three are saved again
+}
+
 TEST_CASE("quantize --tune refuses a bad request with exit 2 and writes nothing", "[cli][tune]") {
   const fs::path dir = dir_with_model("mixprec_tune_refusals");
   const std::string gguf = (dir / "a.gguf").string(), plan = (dir / "plan.json").string(), out = (dir / "out.gguf").string();
