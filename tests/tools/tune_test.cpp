@@ -4,11 +4,16 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <span>
 #include <filesystem>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
@@ -51,12 +56,18 @@ TEST_CASE("quantize --tune: the plan's types and sizes, other codes, a lower KL 
   REQUIRE(run.code == 0);
   CHECK(run.out.find("| blk.0.attn_q.weight |") != std::string::npos);
   CHECK(run.out.find("token_embd") == std::string::npos);  // a lookup: not tuned
-  // The cost, against the full-precision pass over the calibration streams (a positive ratio).
-  const auto cost = run.out.find("x the full-precision pass over the calibration streams");
+  // The cost: its parts add up, and the ratio is the whole over the calibration streams' pass.
+  const auto cost = run.out.find("time: ");
   REQUIRE(cost != std::string::npos);
-  const auto ratio_at = run.out.rfind(", ", cost);
-  REQUIRE(ratio_at != std::string::npos);
-  CHECK(std::stod(run.out.substr(ratio_at + 2, cost - ratio_at - 2)) > 1.0);  // sampling and the pass are part of it
+  double sampling = 0, pass = 0, tuning = 0, total = 0, ratio = 0, fp_pass = 0;
+  REQUIRE(std::sscanf(run.out.c_str() + cost,
+                      "time: %lf s sampling both sets of streams, %lf s running them (Gram matrices), %lf s tuning; %lf s in all, "
+                      "%lfx the full-precision pass over the calibration streams (%lf s)",
+                      &sampling, &pass, &tuning, &total, &ratio, &fp_pass) == 6);
+  CHECK(std::abs(total - (sampling + pass + tuning)) <= 0.01 * total + 0.001);  // printed to 3 digits
+  CHECK(fp_pass > 0);
+  CHECK(fp_pass <= 1.01 * (sampling + pass));
+  CHECK(std::abs(ratio - total / fp_pass) <= 0.05 * ratio + 0.06);
 
   const auto a = mixprec::gguf::file::open(plain), b = mixprec::gguf::file::open(tuned);
   REQUIRE(a.tensors().size() == b.tensors().size());
@@ -122,6 +133,61 @@ TEST_CASE("quantize --tune-checkpoint: a stopped run resumes to the same bytes; 
   std::size_t now = 0;
   for ([[maybe_unused]] const auto& f : fs::directory_iterator(ck)) ++now;
   CHECK(now == saved.size());  // the three are saved again
+
+  // What is resumed is the saved bytes: one code byte of blk.0.attn_q.weight changed, with its checksum.
+  fs::path q;
+  for (const auto& f : fs::directory_iterator(ck))
+    if (f.path().filename().string().starts_with("blk.0.attn_q.weight-")) q = f.path();
+  REQUIRE(!q.empty());
+  const std::vector<char> raw = mixprec::test::read_bytes(q);
+  std::string file(raw.begin(), raw.end());
+  const auto eol = file.find('\n');
+  REQUIRE(eol != std::string::npos);
+  std::string payload = file.substr(eol + 1);
+  REQUIRE(payload.size() > 2);
+  payload[2] = static_cast<char>(payload[2] ^ 0x01);  // past the block's first FP16 scale: a code, or the low bits of a min
+  std::string header = file.substr(0, eol);
+  header = header.substr(0, header.rfind(' ') + 1) + mixprec::detail::hex16(mixprec::detail::fnv1a(std::as_bytes(std::span(payload))));
+  std::ofstream(q, std::ios::binary) << header << '\n' << payload;
+  const std::string third = (dir / "third.gguf").string();
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-checkpoint", ck, "-o", third}) == 0);
+  const auto g3 = mixprec::gguf::file::open(third);
+  bool found = false;
+  for (const auto& t : g3.tensors())
+    if (t.name == "blk.0.attn_q.weight") {
+      found = true;
+      CHECK(std::string(reinterpret_cast<const char*>(t.bytes.data()), t.bytes.size()) == payload);
+    }
+  CHECK(found);
+
+  // Other streams (another --tune-seed): nothing is this run's.
+  const auto reseeded = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-seed", "5", "--tune-checkpoint", ck, "-o",
+                                            (dir / "fourth.gguf").string()});
+  REQUIRE(reseeded.code == 0);
+  CHECK(reseeded.out.find("(resumed)") == std::string::npos);
+}
+
+TEST_CASE("quantize --tune-text: streams cut from a text, alternately tuned on and checked on", "[cli][tune]") {
+  const fs::path dir = dir_with_model("mixprec_tune_text");
+  const std::string gguf = (dir / "a.gguf").string(), plan = (dir / "plan.json").string(), text = (dir / "text.txt").string();
+  REQUIRE(tool({"plan", gguf, "--budget", "7", "--types", "q4_0,q4_1,q5_0,q8_0,f16", "-o", plan}) == 0);
+  {
+    std::ofstream f(text);
+    for (int k = 0; k < 40; ++k) f << "Once upon a time a little fox found " << k << " red apples under the old tree, and she shared them.\n";
+  }
+  const std::string tuned = (dir / "tuned.gguf").string(), sampled = (dir / "sampled.gguf").string();
+  const auto run = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", text, "-o", tuned});
+  REQUIRE(run.code == 0);
+  CHECK(run.out.find("| blk.0.attn_q.weight |") != std::string::npos);
+  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "-o", sampled}) == 0);
+  CHECK(mixprec::test::read_bytes(tuned) != mixprec::test::read_bytes(sampled));  // other streams, other codes
+
+  // Too little text for one stream to tune on and one to check on; a seed where nothing is sampled.
+  const std::string short_text = (dir / "short.txt").string(), out = (dir / "out.gguf").string();
+  std::ofstream(short_text) << "Once upon a time.\n";
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", short_text, "-o", out}) == 2);
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", text, "--tune-seed", "3", "-o", out}) == 2);
+  CHECK_FALSE(fs::exists(out));
 }
 
 TEST_CASE("quantize --tune refuses a bad request with exit 2 and writes nothing", "[cli][tune]") {

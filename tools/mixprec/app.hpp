@@ -3,7 +3,8 @@
 //   mixprec analyze FILE [--types q4_0,q4_1,q5_0,q5_1,q8_0,q4_K,q6_K,f16] [--imatrix IMATRIX] [--tensor-type RULE]... [--json OUT]
 //   mixprec plan FILE --budget 4.8 [--policy knapsack|greedy] [--types ...] [--imatrix IMATRIX] [--tensor-type RULE]... -o plan.json
 //   mixprec quantize FILE.gguf --plan plan.json [--imatrix IMATRIX]
-//                    [--tune N:LEN [--tune-rounds 2] [--tune-seed 11] [--tune-checkpoint DIR]] -o OUT.gguf
+//                    [--tune N:LEN [--tune-rounds 2] [--tune-seed 11 | --tune-text F | --tune-tokens F] [--tune-checkpoint DIR]]
+//                    -o OUT.gguf
 //       (--tune: GPTQ's codes inside each planned type, kept where better on held-out streams; tune.hpp)
 //   mixprec convert CHECKPOINT.bin TOKENIZER.bin -o OUT.gguf      (llama2.c -> GGUF, as llama.cpp's converter)
 //   mixprec measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--method probe|fisher|both] [--imatrix-out F]
@@ -381,10 +382,16 @@ inline void print_measure_table(const nlohmann::json& measured) {
                                         "sampled from the model, kept where better on N other streams");
   quantize->add_option("--tune-rounds", tune.rounds, "FP16 scale refits by least squares, each followed by a sweep that keeps them (0: GPTQ's codes only)")
       ->capture_default_str()->needs(tune_opt);
-  quantize->add_option("--tune-seed", tune.seed, "seed of the tuning streams (the held-out ones take seed + 1)")->capture_default_str()->needs(tune_opt);
+  auto* tune_seed = quantize->add_option("--tune-seed", tune.seed, "seed of the tuning streams (the held-out ones take seed + 1)")
+                        ->capture_default_str()->needs(tune_opt);
   quantize->add_option("--tune-checkpoint", tune.checkpoint,
                        "DIR: save each tuned tensor there as it is done, and take the ones a stopped run with the same request saved")
       ->needs(tune_opt);
+  auto* tune_text = quantize->add_option("--tune-text", tune.text,
+                                         "FILE: tune on streams of LEN tokens cut from this text (alternately tuning and checking) instead of sampled ones")
+                        ->needs(tune_opt)->excludes(tune_seed);
+  quantize->add_option("--tune-tokens", tune.tokens, "FILE: token ids, one stream per line, instead of sampled streams (as --tune-text)")
+      ->needs(tune_opt)->excludes(tune_text)->excludes(tune_seed);
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");
   plan->add_option("--metric", metric, "with --measured: kl (measured), kl_upper (the upper end of its 95 % interval), gram_proxy (|(W-Q)X|^2), proxy (imatrix-weighted error), "

@@ -1,21 +1,25 @@
 // `mixprec quantize --tune N:LEN`: each planned matrix of a tunable type (qat/ggml_tune.hpp) is written
 // with GPTQ's codes inside its ggml type, against the Gram matrix of its inputs on N streams of LEN
 // tokens sampled from the model (seed --tune-seed), and kept only when its output error on N other
-// streams (seed --tune-seed + 1) is below the untuned bytes'. The types and bytes per tensor are the
+// streams (seed --tune-seed + 1) is below the untuned bytes'. With --tune-text FILE (or --tune-tokens
+// FILE) the streams are instead cut from a text as `measure --text` cuts it (or read as `measure
+// --tokens` reads them), up to 2N of LEN tokens, taken alternately for tuning and for the check. The types and bytes per tensor are the
 // plan's; llama.cpp loads the file as it loads the untuned one.
 // Not tuned: token_embd.weight (a lookup: its inputs are one-hot, so G is diagonal and GPTQ moves no
 // error; tuned against the Fisher of the residual stream it feeds, sum_p g_p g_p^T, its held-out
 // objective fell 22 % on stories15M but llama.cpp's KL did not), types whose codes are not set (q2_K,
 // q3_K, IQ), 3-D expert stacks, and matrices no stream reached.
-// Resuming (--tune-checkpoint DIR): each tuned tensor's decision and bytes go to DIR/NAME.tuned as
-// soon as it is tuned; a later run with the same DIR takes them instead of tuning again when its key
-// matches: FNV-1a over the type, the untuned bytes (the weights, the type and the imatrix's search as
-// quantized), both Gram matrices (the model and the streams), the search weights and --tune-rounds,
-// which together decide the tuned bytes. Any other file there (another run's, a cut-off one) is tuned
-// again and replaced. The streams are sampled and run again on resume: tuning is what is saved.
+// Resuming (--tune-checkpoint DIR): each tuned tensor's decision and bytes go to a file in DIR as soon
+// as it is tuned; a later run with the same DIR takes them instead of tuning again when its key
+// matches: FNV-1a over the tuner's version, the type, --tune-rounds, the damping, the weights, the
+// untuned bytes, both Gram matrices (the model and the streams) and the search weights, which together
+// decide the tuned bytes. Any other file there (another run's, a cut-off or damaged one, by the
+// bytes' own FNV-1a) is tuned again and replaced. The streams are sampled and run again on resume: tuning is what is saved.
 #pragma once
 
 #include <algorithm>
+#include <bit>
+#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -34,6 +38,7 @@
 #include "mixprec/models/llama.hpp"
 #include "mixprec/qat/ggml_tune.hpp"
 #include "mixprec/sensitivity/input_gram.hpp"
+#include "measure.hpp"
 #include "tool.hpp"
 
 namespace mixprec_cli {
@@ -44,6 +49,7 @@ struct tune_request {
   int rounds = 2;               // scale refits (ggml::gptq_options::rounds)
   unsigned threads = 1;
   std::string checkpoint;       // folder of tuned tensors to resume from and add to ("": none)
+  std::string text, tokens;     // streams cut from a text / read from a token file instead of sampled
 };
 
 // The inputs' Gram matrices on the two sets of streams, and the per-tensor record of the decisions.
@@ -58,7 +64,9 @@ class model_tuner {
     if (r.rounds < 0 || r.rounds > 16) throw error(errc::invalid_argument, "--tune-rounds " + std::to_string(r.rounds) + ": expected 0 to 16");
     const mm::llama_model m = mm::load_gguf(f.gguf());  // errc::unsupported for an architecture the engine does not run
     const int bos = mm::bos_of(f.gguf(), m.config.vocab_size).id;
-    if (bos < 0) throw error(errc::unsupported, "quantize --tune: the vocabulary of '" + f.gguf().path() + "' has no BOS to start sampled streams with");
+    if (bos < 0 && r.text.empty() && r.tokens.empty())
+      throw error(errc::unsupported, "quantize --tune: the vocabulary of '" + f.gguf().path() +
+                                         "' has no BOS to start sampled streams with: give --tune-text or --tune-tokens");
     if (!r.checkpoint.empty()) {
       std::error_code ec;
       std::filesystem::create_directories(r.checkpoint, ec);
@@ -67,9 +75,27 @@ class model_tuner {
     }
     const int length = std::min(r.length, m.config.context_length);
     mm::llama_engine e(m, {}, {.threads = r.threads});
+    // Given streams (a text or token file, cut as `measure` cuts them): alternately to the two sets.
+    std::vector<std::vector<int>> given[2];
+    if (!r.text.empty() || !r.tokens.empty()) {
+      const auto start = clock::now();
+      measure_options mo;
+      mo.text = r.text, mo.tokens = r.tokens, mo.ctx = length, mo.max_streams = 2 * r.streams;
+      try {
+        auto c = calibration_streams(f.gguf(), m, mo);
+        for (std::size_t k = 0; k < c.streams.size(); ++k) given[k % 2].push_back(std::move(c.streams[k]));
+      } catch (const error& e) {
+        throw e.in_context("quantize --tune " + std::to_string(r.streams) + ":" + std::to_string(r.length) + " (streams of LEN tokens)");
+      }
+      if (given[1].empty())
+        throw error(errc::invalid_argument, "quantize --tune: '" + (r.text.empty() ? r.tokens : r.text) +
+                                                "' gives 1 stream; tuning needs 2 (one to tune on, one to check on): give more text or a smaller LEN");
+      sampling_seconds_ += seconds(start, clock::now());
+    }
     for (int set = 0; set < 2; ++set) {
       const auto start = clock::now();
-      const auto ids = mm::sample_streams(e, {.streams = r.streams, .length = length, .seed = r.seed + static_cast<std::uint64_t>(set), .first = bos});
+      const auto ids = given[0].empty() ? mm::sample_streams(e, {.streams = r.streams, .length = length, .seed = r.seed + static_cast<std::uint64_t>(set), .first = bos})
+                                        : std::move(given[set]);
       const auto sampled = clock::now();
       mixprec::input_gram& g = set == 0 ? calibration_ : heldout_;
       e.observe([&g](const std::string& name, const float* x, mixprec::index_t n) { g.observe(name, x, n); });
@@ -77,7 +103,7 @@ class model_tuner {
       e.observe({});
       sampling_seconds_ += seconds(start, sampled);
       pass_seconds_ += seconds(sampled, clock::now());
-      if (set == 0) calibration_pass_seconds_ = seconds(start, clock::now());
+      if (set == 0) calibration_pass_seconds_ = seconds(given[0].empty() ? start : sampled, clock::now());
     }
   }
 
@@ -92,16 +118,16 @@ class model_tuner {
                            "poorly and the held-out check will mostly keep the untuned bytes; give more streams\n",
                    calibration_.count(name), static_cast<long long>(w.cols()), name.c_str());
     const auto start = clock::now();
-    const std::string key = checkpoint_key(name, t, w.cols(), search[0], untuned);
+    const std::string key = r_.checkpoint.empty() ? std::string() : checkpoint_key(name, t, w, search[0], untuned);
     const double positions = heldout_.count(name);
-    if (auto saved = resume(name, key, untuned.size())) {
+    if (auto saved = key.empty() ? std::nullopt : resume(name, key, untuned.size())) {
       records_.push_back({name, std::string(mixprec::to_string(t)), saved->before / positions, saved->after / positions, saved->kept, true});
       return std::move(saved->bytes);
     }
     auto m = mixprec::ggml::tune_matrix(t, w, std::move(untuned), calibration_.gram(name), heldout_.gram(name), search[0],
                                         {.rounds = r_.rounds, .threads = r_.threads});
     records_.push_back({name, std::string(mixprec::to_string(t)), m.heldout_before / positions, m.heldout_after / positions, m.kept, false});
-    save(name, key, m);
+    if (!key.empty()) save(name, key, m);
     tune_seconds_ += seconds(start, clock::now());
     return std::move(m.bytes);
   }
@@ -123,10 +149,11 @@ class model_tuner {
     // The cost against a measurement's full-precision pass over the same calibration streams (sampling
     // them from the model, then one pass that records each product's inputs), which tuning cannot skip.
     const double total = sampling_seconds_ + pass_seconds_ + tune_seconds_;
-    std::printf("time: %.1f s sampling both sets of streams, %.1f s running them (Gram matrices), %.1f s tuning; %.1f s in all, "
-                "%.1fx the full-precision pass over the calibration streams (%.1f s)\n\n",
+    std::printf("time: %.3g s sampling both sets of streams, %.3g s running them (Gram matrices), %.3g s tuning; %.3g s in all, "
+                "%.1fx the full-precision pass over the calibration streams (%.3g s)%s\n\n",
                 sampling_seconds_, pass_seconds_, tune_seconds_, total,
-                calibration_pass_seconds_ > 0 ? total / calibration_pass_seconds_ : 0.0, calibration_pass_seconds_);
+                calibration_pass_seconds_ > 0 ? total / calibration_pass_seconds_ : 0.0, calibration_pass_seconds_,
+                resumed > 0 ? "; resumed tensors not timed" : "");
   }
 
  private:
@@ -143,55 +170,62 @@ class model_tuner {
     std::vector<std::byte> bytes;
   };
 
-  std::string checkpoint_path(std::string name) const {
-    std::replace(name.begin(), name.end(), '/', '_');  // a name is one file in the folder
-    return r_.checkpoint + "/" + name + ".tuned";
+  // The file of tensor `name`: its name with every character but [A-Za-z0-9._-] as '_', cut to 96, then
+  // FNV-1a of the whole name (names that sanitize alike keep apart; any length fits a file name).
+  std::string checkpoint_path(const std::string& name) const {
+    std::string safe;
+    for (char c : name.substr(0, 96)) safe += std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-' ? c : '_';
+    return r_.checkpoint + "/" + safe + "-" + mixprec::detail::hex16(mixprec::detail::fnv1a(std::as_bytes(std::span(name)))) + ".tuned";
   }
 
-  // What decides the tuned bytes, hashed (see the banner).
-  std::string checkpoint_key(const std::string& name, ggml_type t, mixprec::index_t cols, const float* importance,
-                             const std::vector<std::byte>& untuned) {
+  // What decides the tuned bytes, hashed (see the banner). tuner_version changes whenever the tuning
+  // itself (ggml_tune.hpp's sweep, refits, damping) would give other bytes for the same inputs.
+  static constexpr std::uint32_t tuner_version = 1;
+  std::string checkpoint_key(const std::string& name, ggml_type t, const row_matrix& w, const float* importance, const std::vector<std::byte>& untuned) {
     using mixprec::detail::fnv1a;
     const auto bytes_of = [](const auto& v) { return std::as_bytes(std::span(v.data(), static_cast<std::size_t>(v.size()))); };
-    const std::uint32_t fields[2] = {static_cast<std::uint32_t>(t), static_cast<std::uint32_t>(r_.rounds)};
+    const mixprec::ggml::gptq_options defaults;
+    const std::uint64_t fields[6] = {tuner_version, static_cast<std::uint64_t>(t), static_cast<std::uint64_t>(r_.rounds),
+                                     static_cast<std::uint64_t>(w.rows()), static_cast<std::uint64_t>(w.cols()), std::bit_cast<std::uint64_t>(defaults.damp)};
     std::uint64_t h = fnv1a(std::as_bytes(std::span(fields)));
+    h = fnv1a(bytes_of(w), h);
     h = fnv1a(std::span(untuned), h);
     h = fnv1a(bytes_of(calibration_.gram(name)), h);
     h = fnv1a(bytes_of(heldout_.gram(name)), h);
-    if (importance) h = fnv1a(std::as_bytes(std::span(importance, static_cast<std::size_t>(cols))), h);
+    if (importance) h = fnv1a(std::as_bytes(std::span(importance, static_cast<std::size_t>(w.cols()))), h);
     return mixprec::detail::hex16(h);
   }
 
-  // A checkpoint file: the line "mixprec-tune 1 KEY BEFORE AFTER KEPT SIZE", then SIZE bytes.
+  // A checkpoint file: the line "mixprec-tune 2 KEY BEFORE AFTER KEPT SIZE CHECKSUM", then SIZE bytes
+  // whose FNV-1a is CHECKSUM.
   std::optional<saved_tensor> resume(const std::string& name, const std::string& key, std::size_t size) const {
-    if (r_.checkpoint.empty()) return std::nullopt;
-    std::ifstream in(checkpoint_path(name), std::ios::binary);
+    const std::string path = checkpoint_path(name);
+    std::ifstream in(path, std::ios::binary);
     if (!in) return std::nullopt;
-    std::string magic, version, k;
+    std::string magic, version, k, checksum;
     saved_tensor s{};
     std::size_t n = 0;
     int kept = 0;
-    if (!(in >> magic >> version >> k >> s.before >> s.after >> kept >> n) || in.get() != '\n' || magic != "mixprec-tune" || version != "1" ||
-        k != key || n != size) {
-      std::fprintf(stderr, "mixprec: note: --tune-checkpoint: '%s' is not this run's tuning of '%s': tuned again\n", checkpoint_path(name).c_str(),
-                   name.c_str());
+    if (!(in >> magic >> version >> k >> s.before >> s.after >> kept >> n >> checksum) || in.get() != '\n' || magic != "mixprec-tune" ||
+        version != "2" || k != key || n != size) {
+      std::fprintf(stderr, "mixprec: note: --tune-checkpoint: '%s' is not this run's tuning of '%s': tuned again\n", path.c_str(), name.c_str());
       return std::nullopt;
     }
     s.kept = kept != 0;
     s.bytes.resize(size);
-    if (!in.read(reinterpret_cast<char*>(s.bytes.data()), static_cast<std::streamsize>(size)) || in.peek() != std::char_traits<char>::eof()) {
-      std::fprintf(stderr, "mixprec: note: --tune-checkpoint: '%s' is cut off or too long: tuned again\n", checkpoint_path(name).c_str());
+    if (!in.read(reinterpret_cast<char*>(s.bytes.data()), static_cast<std::streamsize>(size)) || in.peek() != std::char_traits<char>::eof() ||
+        mixprec::detail::hex16(mixprec::detail::fnv1a(std::span(s.bytes))) != checksum) {
+      std::fprintf(stderr, "mixprec: note: --tune-checkpoint: '%s' is cut off or damaged: tuned again\n", path.c_str());
       return std::nullopt;
     }
     return s;
   }
 
   void save(const std::string& name, const std::string& key, const mixprec::ggml::tuned_matrix& m) const {
-    if (r_.checkpoint.empty()) return;
     mixprec::output_file out(checkpoint_path(name), std::span<const std::string>{});
-    char line[160];
-    std::snprintf(line, sizeof line, "mixprec-tune 1 %s %.17g %.17g %d %zu\n", key.c_str(), m.heldout_before, m.heldout_after, m.kept ? 1 : 0,
-                  m.bytes.size());
+    char line[192];
+    std::snprintf(line, sizeof line, "mixprec-tune 2 %s %.17g %.17g %d %zu %s\n", key.c_str(), m.heldout_before, m.heldout_after, m.kept ? 1 : 0,
+                  m.bytes.size(), mixprec::detail::hex16(mixprec::detail::fnv1a(std::span(m.bytes))).c_str());
     out.stream() << line;
     out.stream().write(reinterpret_cast<const char*>(m.bytes.data()), static_cast<std::streamsize>(m.bytes.size()));
     out.commit();
