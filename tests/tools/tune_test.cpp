@@ -179,13 +179,31 @@ TEST_CASE("quantize --tune-text: streams cut from a text, alternately tuned on a
   const auto run = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", text, "-o", tuned});
   REQUIRE(run.code == 0);
   CHECK(run.out.find("| blk.0.attn_q.weight |") != std::string::npos);
-  REQUIRE(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "-o", sampled}) == 0);
+  CHECK(run.err.find("16 streams from '" + text + "': 8 to tune on, 8 to check on") != std::string::npos);
+  const auto by_sampling = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "-o", sampled});
+  REQUIRE(by_sampling.code == 0);
   CHECK(mixprec::test::read_bytes(tuned) != mixprec::test::read_bytes(sampled));  // other streams, other codes
+  // The held-out check ran on the text too: the untuned bytes' held-out error differs from the sampled run's.
+  const auto row_of = [](const std::string& out) {  // the row's third cell: the untuned bytes' held-out error
+    const auto at = out.find("| blk.0.attn_q.weight |");
+    if (at == std::string::npos) return std::string();
+    std::size_t cell = at;
+    for (int k = 0; k < 2 && cell != std::string::npos; ++k) cell = out.find('|', cell + 1);  // past the name and the type
+    return cell == std::string::npos ? std::string() : out.substr(cell, out.find('|', cell + 1) - cell);
+  };
+  REQUIRE(!row_of(run.out).empty());
+  CHECK(row_of(run.out) != row_of(by_sampling.out));
+  CHECK(run.out.find("s reading both sets of streams") != std::string::npos);
 
   // Too little text for one stream to tune on and one to check on; a seed where nothing is sampled.
   const std::string short_text = (dir / "short.txt").string(), out = (dir / "out.gguf").string();
   std::ofstream(short_text) << "Once upon a time.\n";
-  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", short_text, "-o", out}) == 2);
+  const auto too_short = tool_captured(dir, {"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", short_text, "-o", out});
+  CHECK(too_short.code == 2);
+  CHECK(too_short.err.find("gives no stream of 32 tokens") != std::string::npos);
+  const std::string no_tokens = (dir / "none.txt").string();
+  std::ofstream(no_tokens) << "# no streams\n";
+  CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-tokens", no_tokens, "-o", out}) == 2);
   CHECK(tool({"quantize", gguf, "--plan", plan, "--tune", "8:32", "--tune-text", text, "--tune-seed", "3", "-o", out}) == 2);
   CHECK_FALSE(fs::exists(out));
 }

@@ -379,7 +379,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
   tune_request tune;
   auto* tune_opt = quantize->add_option("--tune", tune_spec,
                                         "N:LEN: choose each matrix's codes by GPTQ inside its type against its inputs on N streams of LEN tokens "
-                                        "sampled from the model, kept where better on N other streams");
+                                        "sampled from the model (or cut from --tune-text / --tune-tokens), kept where better on N other streams");
   quantize->add_option("--tune-rounds", tune.rounds, "FP16 scale refits by least squares, each followed by a sweep that keeps them (0: GPTQ's codes only)")
       ->capture_default_str()->needs(tune_opt);
   auto* tune_seed = quantize->add_option("--tune-seed", tune.seed, "seed of the tuning streams (the held-out ones take seed + 1)")
@@ -390,7 +390,7 @@ inline void print_measure_table(const nlohmann::json& measured) {
   auto* tune_text = quantize->add_option("--tune-text", tune.text,
                                          "FILE: tune on streams of LEN tokens cut from this text (alternately tuning and checking) instead of sampled ones")
                         ->needs(tune_opt)->excludes(tune_seed);
-  quantize->add_option("--tune-tokens", tune.tokens, "FILE: token ids, one stream per line, instead of sampled streams (as --tune-text)")
+  quantize->add_option("--tune-tokens", tune.tokens, "FILE: token ids, one stream per line (cut to LEN), instead of sampled streams (as --tune-text)")
       ->needs(tune_opt)->excludes(tune_text)->excludes(tune_seed);
   std::string measured, metric = "kl";
   plan->add_option("--measured", measured, "plan from a measure.json (`mixprec measure`) instead of analysing the weights");

@@ -77,25 +77,33 @@ class model_tuner {
     mm::llama_engine e(m, {}, {.threads = r.threads});
     // Given streams (a text or token file, cut as `measure` cuts them): alternately to the two sets.
     std::vector<std::vector<int>> given[2];
-    if (!r.text.empty() || !r.tokens.empty()) {
+    const bool from_file = !r.text.empty() || !r.tokens.empty();
+    if (from_file) {
       const auto start = clock::now();
+      const std::string file = r.text.empty() ? r.tokens : r.text, request = "--tune " + std::to_string(r.streams) + ":" + std::to_string(r.length);
       measure_options mo;
       mo.text = r.text, mo.tokens = r.tokens, mo.ctx = length, mo.max_streams = 2 * r.streams;
       try {
         auto c = calibration_streams(f.gguf(), m, mo);
         for (std::size_t k = 0; k < c.streams.size(); ++k) given[k % 2].push_back(std::move(c.streams[k]));
       } catch (const error& e) {
-        throw e.in_context("quantize --tune " + std::to_string(r.streams) + ":" + std::to_string(r.length) + " (streams of LEN tokens)");
+        // Too short a text or an empty token file: named in this command's terms (exit 2).
+        if (e.code() == errc::invalid_argument || e.code() == errc::empty_input)
+          throw error(errc::invalid_argument, "quantize " + request + ": '" + file + "' gives no stream of " + std::to_string(length) +
+                                                  " tokens: give more text or a smaller LEN");
+        throw e.in_context("quantize " + request + " '" + file + "'");
       }
       if (given[1].empty())
-        throw error(errc::invalid_argument, "quantize --tune: '" + (r.text.empty() ? r.tokens : r.text) +
+        throw error(errc::invalid_argument, "quantize " + request + ": '" + file +
                                                 "' gives 1 stream; tuning needs 2 (one to tune on, one to check on): give more text or a smaller LEN");
+      std::fprintf(stderr, "mixprec: --tune: %zu streams from '%s': %zu to tune on, %zu to check on\n", given[0].size() + given[1].size(),
+                   file.c_str(), given[0].size(), given[1].size());
       sampling_seconds_ += seconds(start, clock::now());
     }
     for (int set = 0; set < 2; ++set) {
       const auto start = clock::now();
-      const auto ids = given[0].empty() ? mm::sample_streams(e, {.streams = r.streams, .length = length, .seed = r.seed + static_cast<std::uint64_t>(set), .first = bos})
-                                        : std::move(given[set]);
+      const auto ids = from_file ? std::move(given[set])
+                                 : mm::sample_streams(e, {.streams = r.streams, .length = length, .seed = r.seed + static_cast<std::uint64_t>(set), .first = bos});
       const auto sampled = clock::now();
       mixprec::input_gram& g = set == 0 ? calibration_ : heldout_;
       e.observe([&g](const std::string& name, const float* x, mixprec::index_t n) { g.observe(name, x, n); });
@@ -103,7 +111,7 @@ class model_tuner {
       e.observe({});
       sampling_seconds_ += seconds(start, sampled);
       pass_seconds_ += seconds(sampled, clock::now());
-      if (set == 0) calibration_pass_seconds_ = seconds(given[0].empty() ? start : sampled, clock::now());
+      if (set == 0) calibration_pass_seconds_ = seconds(from_file ? sampled : start, clock::now());
     }
   }
 
@@ -115,7 +123,7 @@ class model_tuner {
     if (name == "token_embd.weight" || !calibration_.contains(name) || !heldout_.contains(name)) return untuned;
     if (calibration_.count(name) < static_cast<double>(w.cols()) && warned_.insert(w.cols()).second)
       std::fprintf(stderr, "mixprec: warning: --tune: %.0f positions for matrices of %lld inputs ('%s'): GPTQ fits fewer positions than inputs "
-                           "poorly and the held-out check will mostly keep the untuned bytes; give more streams\n",
+                           "poorly and the held-out check will mostly keep the untuned bytes; give more streams (or more text)\n",
                    calibration_.count(name), static_cast<long long>(w.cols()), name.c_str());
     const auto start = clock::now();
     const std::string key = r_.checkpoint.empty() ? std::string() : checkpoint_key(name, t, w, search[0], untuned);
@@ -149,9 +157,9 @@ class model_tuner {
     // The cost against a measurement's full-precision pass over the same calibration streams (sampling
     // them from the model, then one pass that records each product's inputs), which tuning cannot skip.
     const double total = sampling_seconds_ + pass_seconds_ + tune_seconds_;
-    std::printf("time: %.3g s sampling both sets of streams, %.3g s running them (Gram matrices), %.3g s tuning; %.3g s in all, "
+    std::printf("time: %.3g s %s both sets of streams, %.3g s running them (Gram matrices), %.3g s tuning; %.3g s in all, "
                 "%.1fx the full-precision pass over the calibration streams (%.3g s)%s\n\n",
-                sampling_seconds_, pass_seconds_, tune_seconds_, total,
+                sampling_seconds_, r_.text.empty() && r_.tokens.empty() ? "sampling" : "reading", pass_seconds_, tune_seconds_, total,
                 calibration_pass_seconds_ > 0 ? total / calibration_pass_seconds_ : 0.0, calibration_pass_seconds_,
                 resumed > 0 ? "; resumed tensors not timed" : "");
   }
