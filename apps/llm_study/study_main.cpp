@@ -41,9 +41,7 @@
 #include "tools/mixprec/app.hpp"
 #include "llama_cpp_study.hpp"
 #include "mixprec/models/calibration.hpp"
-#include "mixprec/io/mapped_file.hpp"
 #include "mixprec/models/llama.hpp"
-#include "mixprec/models/tokenizer.hpp"
 
 namespace {
 
@@ -201,30 +199,28 @@ int run_study(const study_options& o) {
   }
   // Evaluation streams: other draws from the model (their own seed), as a token file.
   const std::string eval_tokens = dir + "eval_tokens.txt";
-  std::vector<std::vector<int>> eval_streams;
+  std::vector<std::vector<int>> eval_streams, text_streams;
   {
-    const auto m = mixprec::models::load_gguf(o.model);
+    const auto g = mixprec::gguf::file::open(o.model);
+    const auto m = mixprec::models::load_gguf(g);
     mixprec::models::llama_engine e(m);
     // Each stream starts with the vocabulary's BOS, as measure's calibration streams do.
-    const int bos = mixprec::models::bos_of(mixprec::gguf::file::open(o.model), m.config.vocab_size).id;
+    const int bos = mixprec::models::bos_of(g, m.config.vocab_size).id;
     if (bos < 0) throw mixprec::error(errc::unsupported, "'" + o.model + "' has no BOS token to start sampled streams with");
     eval_streams = mixprec::models::sample_streams(e, {.streams = eval_n, .length = eval_len, .seed = o.eval_seed, .first = bos});
     write_streams(eval_tokens, eval_streams);
-  }
-  // Held-out text, cut as `mixprec measure --text` cuts calibration text.
-  std::vector<std::vector<int>> text_streams;
-  if (!o.eval_text.empty()) {
-    const auto g = mixprec::gguf::file::open(o.model);
-    const auto bos = mixprec::models::bos_of(g, mixprec::models::load_gguf(o.model).config.vocab_size);
-    const mixprec::mapped_file f(o.eval_text);
-    const std::string text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
-    const auto ids = mixprec::models::spm_tokenizer::from_gguf(g).encode(text, {.add_bos = false});
-    text_streams = mixprec::models::chunk_tokens(ids, eval_len, bos.add ? bos.id : -1, static_cast<std::size_t>(eval_n));
-    if (text_streams.empty())
-      throw mixprec::error(errc::invalid_argument, "--eval-text '" + o.eval_text + "' is " + std::to_string(ids.size()) +
-                                                       " tokens, fewer than one stream of " + std::to_string(eval_len));
-    write_streams(dir + "eval_text_tokens.txt", text_streams);
-    std::fprintf(stderr, "llm_study: --eval-text: %zu streams of %d tokens from %zu text tokens\n", text_streams.size(), eval_len, ids.size());
+    // Held-out text, cut by the function that cuts `mixprec measure --text`'s calibration text.
+    if (!o.eval_text.empty()) {
+      mixprec_cli::measure_options mo;
+      mo.text = o.eval_text, mo.ctx = eval_len, mo.max_streams = eval_n;
+      try {
+        text_streams = mixprec_cli::calibration_streams(g, m, mo).streams;
+      } catch (const mixprec::error& err) {
+        throw err.in_context("--eval-text (streams of --eval's LEN)");
+      }
+      write_streams(dir + "eval_text_tokens.txt", text_streams);
+      std::fprintf(stderr, "llm_study: --eval-text: %zu streams of %d tokens\n", text_streams.size(), eval_len);
+    }
   }
 
   // 2. llama.cpp's recipes
