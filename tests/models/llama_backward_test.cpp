@@ -1,7 +1,8 @@
 // The LLaMA engine's backward pass (mixprec/models/llama_backward.hpp) against central differences of
 // the tests' double-precision forward (support/naive_llama.hpp, which shares no code with the engine),
 // on every parameter of small seeded models: GQA, a partial RoPE with frequency factors and linear
-// scaling, a classifier tied to the embedding; the losses' gradients against their definitions; the
+// scaling, a classifier tied to the embedding, qwen2's q/k/v biases with NEOX RoPE, qwen3's head norms;
+// the losses' gradients against their definitions; the
 // straight-through gradient of a re-quantized matrix; refusals.
 #include <catch2/catch.hpp>
 
@@ -34,10 +35,48 @@ struct variant {
   const char* name;
   bool partial_rope = false;  // rope_dim = head_size / 2, rope factors, linear scaling 1/2
   bool tied = false;          // no output matrix: the embedding is the classifier
+  bool qwen2 = false;         // q/k/v biases, NEOX RoPE
+  bool qwen3 = false;         // head norms on q and k, NEOX RoPE
 };
 
-models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const variant& v) {
+// The parameters a variant adds to the checkpoint's, per layer (seeded; the test perturbs the norms').
+struct extras {
+  std::vector<Eigen::VectorXf> bq, bk, bv, q_norm, k_norm;
+};
+extras make_extras(const mixprec::llama2c::checkpoint& ck) {
+  std::mt19937 gen(23);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  const auto vec = [&](index_t n, float mean) {
+    Eigen::VectorXf v(n);
+    for (index_t i = 0; i < n; ++i) v[i] = mean + normal(gen);
+    return v;
+  };
+  extras e;
+  const int hs = ck.cfg.head_size(), kv = hs * ck.cfg.n_kv_heads;
+  for (int l = 0; l < ck.cfg.n_layers; ++l) {
+    e.bq.push_back(vec(ck.cfg.dim, 0.0f));
+    e.bk.push_back(vec(kv, 0.0f));
+    e.bv.push_back(vec(kv, 0.0f));
+    e.q_norm.push_back(vec(hs, 1.0f));
+    e.k_norm.push_back(vec(hs, 1.0f));
+  }
+  return e;
+}
+
+models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const variant& v, const extras& e = {}) {
   models::llama_model m = models::from_llama2c(ck);
+  if (v.qwen2 || v.qwen3) m.config.rope = models::llama_config::rope_type::neox;
+  for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    if (v.qwen2) {
+      m.layers[l].bq = e.bq[l];
+      m.layers[l].bk = e.bk[l];
+      m.layers[l].bv = e.bv[l];
+    }
+    if (v.qwen3) {
+      m.layers[l].q_norm = e.q_norm[l];
+      m.layers[l].k_norm = e.k_norm[l];
+    }
+  }
   if (v.partial_rope) {
     m.config.rope_dim = m.config.head_size() / 2;
     m.config.rope_freq_scale = 0.5f;
@@ -121,9 +160,12 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
   std::normal_distribution<float> normal(0.0f, 2.0f);
   for (index_t i = 0; i < reference.size(); ++i) reference.data()[i] = normal(gen);
 
-  for (const variant v : {variant{"llama2.c"}, variant{"partial RoPE, factors, scaling", true, false}, variant{"tied classifier", false, true}}) {
+  extras ex = make_extras(base);
+  for (const variant v : {variant{"llama2.c"}, variant{"partial RoPE, factors, scaling", true, false}, variant{"tied classifier", false, true},
+                          variant{"qwen2: q/k/v biases, NEOX RoPE", false, false, true, false},
+                          variant{"qwen3: head norms, NEOX RoPE, partial", true, false, false, true}}) {
     SECTION(v.name) {
-      const models::llama_model m = make_model(base, v);
+      const models::llama_model m = make_model(base, v, ex);
       const engine_gradients g_nll = engine_grad(m, tokens, reference, false);
       const engine_gradients g_kl = engine_grad(m, tokens, reference, true);
 
@@ -172,6 +214,12 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
                            [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.attn_norm[li][i]); }});
         tensors.push_back({p + "ffn_norm", w.rms_ffn.data(), w.rms_ffn.size(), 1,
                            [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.ffn_norm[li][i]); }});
+        if (v.qwen3) {
+          tensors.push_back({p + "q_norm", ex.q_norm[li].data(), ex.q_norm[li].size(), 1,
+                             [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.q_norm.at(li)[i]); }});
+          tensors.push_back({p + "k_norm", ex.k_norm[li].data(), ex.k_norm[li].size(), 1,
+                             [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.k_norm.at(li)[i]); }});
+        }
       }
       tensors.push_back({"output_norm", ck.rms_final.data(), ck.rms_final.size(), 1,
                          [](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.output_norm[i]); }});
@@ -186,11 +234,11 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
           const float h = 1e-3f * std::max(1.0f, std::abs(keep));
           t.data[i] = keep + h;
           const double up_value = t.data[i];
-          naive_llama up(make_model(ck, v));
+          naive_llama up(make_model(ck, v, ex));
           const losses lu = double_losses(up.logits(tokens), tokens, reference);
           t.data[i] = keep - h;
           const double down_value = t.data[i];
-          naive_llama down(make_model(ck, v));
+          naive_llama down(make_model(ck, v, ex));
           const losses ld = double_losses(down.logits(tokens), tokens, reference);
           t.data[i] = keep;
           const double step = up_value - down_value;  // the float values' exact difference

@@ -2,7 +2,8 @@
 // support/tiny_llama.hpp through both loaders: the llama2.c checkpoint and the GGUF that `mixprec convert`
 // (tools/mixprec/convert.hpp, as llama.cpp's convert-llama2c-to-ggml writes it) makes of it, checked
 // against the plain double-precision forward pass of support/naive_llama.hpp; quantized GGUFs run from
-// their ggml bytes; malformed GGUFs give typed errors.
+// their ggml bytes; malformed GGUFs give typed errors; seeded "llama" (Llama 3), "qwen2" and "qwen3" GGUFs
+// of support/tiny_arch.hpp against the same reference.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -18,6 +19,7 @@
 
 #include "support/errors.hpp"
 #include "support/naive_llama.hpp"
+#include "support/tiny_arch.hpp"
 #include "support/tiny_llama.hpp"
 
 #include <unistd.h>
@@ -458,16 +460,21 @@ TEST_CASE("malformed or unsupported GGUFs are typed errors naming the key or ten
     CHECK(e->code() == c.code);
     CHECK_THAT(e->what(), Catch::Contains(c.names));
   }
-  // A bias the graph does not use: refused rather than ignored.
+  // A tensor the llama graph does not use (qwen3's head norm): refused rather than ignored; and a q bias
+  // without k's and v's.
   static const std::vector<float> bias(64, 0.0f);
-  gguf::tensor_source b;
-  b.name = "blk.0.attn_q.bias";
-  b.dims = {64};
-  b.bytes = std::as_bytes(std::span<const float>(bias));
-  const auto bias_error = load_error(edited_gguf(tiny().gguf, {.extra = {b}}, "bias.gguf"));
-  REQUIRE(bias_error);
-  CHECK(bias_error->code() == errc::unsupported);
-  CHECK_THAT(bias_error->what(), Catch::Contains("blk.0.attn_q.bias"));
+  for (const char* name : {"blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"}) {
+    const bool is_bias = std::string_view(name).ends_with(".bias");
+    gguf::tensor_source b;
+    b.name = name;
+    b.dims = {is_bias ? 64u : 8u};
+    b.bytes = std::as_bytes(std::span<const float>(bias).first(b.dims[0]));
+    const auto bias_error = load_error(edited_gguf(tiny().gguf, {.extra = {b}}, "extra.gguf"));
+    REQUIRE(bias_error);
+    INFO(bias_error->what());
+    CHECK(bias_error->code() == (is_bias ? errc::parse_error : errc::unsupported));
+    CHECK_THAT(bias_error->what(), Catch::Contains(is_bias ? "blk.0.attn_k.bias" : name));
+  }
   // Linear RoPE scaling with factor 1 is the unscaled model.
   const std::string lin = edited_gguf(tiny().gguf, {.kvs = [](gguf::metadata& k) {
                                         k.set("llama.rope.scaling.type", gguf::value("linear"));
@@ -602,5 +609,91 @@ TEST_CASE("every ggml block type runs as stored by row-decode GEMV, as FP32 on i
       for (const auto* x : q.matrices()) b += x->bytes();
       return b - q.classifier().bytes();
     }());
+  }
+}
+
+TEST_CASE("llama (Llama 3), qwen2 and qwen3 GGUFs run as the reference computes them", "[models][llama][arch]") {
+  const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
+  const std::vector<int> in = forced_input(64);
+  for (const char* arch : {"llama", "qwen2", "qwen3"}) {
+    SECTION(arch) {
+      const mixprec::test::tiny_arch_options o = mixprec::test::tiny_arch_defaults(arch);
+      const std::string path = (work_dir() / (std::string(arch) + ".gguf")).string();
+      mixprec::test::write_tiny_arch(path, o, vocab);
+      const models::llama_model m = models::load_gguf(path);
+      const models::llama_config& c = m.config;
+      CHECK(c.rope == (std::string(arch) == "llama" ? models::llama_config::rope_type::norm : models::llama_config::rope_type::neox));
+      CHECK(c.head_size() == (o.head_dim ? o.head_dim : o.dim / o.n_heads));
+      CHECK(m.layers[1].wq.rows() == c.q_dim());
+      CHECK(m.layers[0].bq.size() == (std::string(arch) == "qwen2" ? c.q_dim() : 0));
+      CHECK(m.layers[0].k_norm.size() == (std::string(arch) == "qwen3" ? c.head_size() : 0));
+      CHECK(m.rope_freq_factors.size() == (o.rope_freqs ? c.rope_dim / 2 : 0));
+      CHECK(m.output.has_value() == !o.tied);
+      CHECK(c.rms_eps == o.rms_eps);
+      models::llama_engine e(m);
+      const mixprec::row_matrix all = e.logits(in), stepped = stepped_logits(e, in);
+      const auto ref = naive_llama(m).logits(in);
+      INFO("prefill against the reference " << relative_gap(all, ref) << ", token by token " << relative_gap(stepped, ref));
+      CHECK(relative_gap(all, ref) < naive_tolerance);
+      CHECK(relative_gap(stepped, ref) < naive_tolerance);
+      // The logits are varied (a random network, not a constant one) and the extra tensors matter.
+      CHECK(all.row(10).maxCoeff() - all.row(10).minCoeff() > 1.0f);
+      models::llama_model plain = m;
+      for (auto& l : plain.layers) l.bq = l.bk = l.bv = l.q_norm = l.k_norm = Eigen::VectorXf();
+      plain.config.rope = models::llama_config::rope_type::norm;
+      if (std::string(arch) != "llama") {
+        models::llama_engine ep(plain);
+        CHECK(relative_gap(ep.logits(in), all) > 1e-2);
+      }
+    }
+  }
+}
+
+TEST_CASE("qwen2 and qwen3 GGUFs with missing or inconsistent parts are typed errors", "[models][llama][arch][errors]") {
+  const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
+  auto load_error = [](const std::string& path) { return mixprec::test::error_of([&] { (void)models::load_gguf(path); }); };
+  const std::string qwen2 = (work_dir() / "qwen2-base.gguf").string(), qwen3 = (work_dir() / "qwen3-base.gguf").string();
+  mixprec::test::write_tiny_arch(qwen2, mixprec::test::tiny_arch_defaults("qwen2"), vocab);
+  mixprec::test::write_tiny_arch(qwen3, mixprec::test::tiny_arch_defaults("qwen3"), vocab);
+  struct case_ {
+    const char* name;
+    const std::string* src;
+    edits e;
+    errc code;
+    const char* names;
+  };
+  const std::vector<case_> cases = {
+      {"qwen2-no-bias", &qwen2, {.keep = [](const gguf::tensor_info& t) { return t.name != "blk.1.attn_v.bias"; }}, errc::parse_error,
+       "blk.1.attn_v.bias"},
+      {"qwen3-no-norm", &qwen3, {.keep = [](const gguf::tensor_info& t) { return t.name != "blk.0.attn_k_norm.weight"; }}, errc::parse_error,
+       "blk.0.attn_k_norm.weight"},
+      {"qwen3-value-length", &qwen3, {.kvs = [](gguf::metadata& k) { k.set("qwen3.attention.value_length", gguf::value(std::uint32_t{16})); }},
+       errc::unsupported, "qwen3.attention.value_length"},
+      {"qwen3-no-eps", &qwen3, {.kvs = [](gguf::metadata& k) { k.erase("qwen3.attention.layer_norm_rms_epsilon"); }}, errc::parse_error,
+       "qwen3.attention.layer_norm_rms_epsilon"},
+      {"qwen3-norm-shape",
+       &qwen3,
+       {.tensor = [](gguf::tensor_source& s) {
+          if (s.name == "blk.1.attn_q_norm.weight") s.dims = {16, 2};
+        }},
+       errc::shape_mismatch, "blk.1.attn_q_norm.weight"},
+      {"qwen2-rope-freqs", &qwen2, {.extra = {[] {
+                                      static const std::vector<float> f(8, 1.0f);
+                                      gguf::tensor_source t;
+                                      t.name = "rope_freqs.weight";
+                                      t.dims = {8};
+                                      t.bytes = std::as_bytes(std::span<const float>(f));
+                                      return t;
+                                    }()}},
+       errc::unsupported, "rope_freqs.weight"},
+      {"gemma3", &qwen2, {.kvs = [](gguf::metadata& k) { k.set("general.architecture", gguf::value("gemma3")); }}, errc::unsupported, "gemma3"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto e = load_error(edited_gguf(*c.src, c.e, std::string(c.name) + ".gguf"));
+    REQUIRE(e);
+    INFO(e->what());
+    CHECK(e->code() == c.code);
+    CHECK_THAT(e->what(), Catch::Contains(c.names));
   }
 }

@@ -13,7 +13,9 @@
 // GQA: query head h reads KV head g(h) = h / (n_heads / n_kv_heads). RoPE: within each head, the pair
 // (2i, 2i+1) turns by the angle pos * theta^(-2i / head_size), theta 10000 (llama2.c). For hand-built
 // llama_models also the engine's generalisations: only the pairs with 2i < rope_dim turn, by
-// pos * freq_scale / factor_i * theta^(-2i / rope_dim).
+// pos * freq_scale / factor_i * theta^(-2i / rope_dim); heads of head_dim values (q has n_heads of them,
+// Wo takes n_heads * head_dim); with NEOX RoPE, pair i is (i, i + rope_dim / 2); biases added to q, k
+// and v; q's and k's heads each RMSNormed (eps as the model's) times their gains before RoPE.
 #pragma once
 
 #include <algorithm>
@@ -39,7 +41,7 @@ class naive_llama {
     embedding_ = copy(ck.token_embedding);
     for (const llama2c::layer_weights& w : ck.layers)
       layers_.push_back({copy(w.rms_att), copy(w.rms_ffn), copy(w.wq), copy(w.wk), copy(w.wv), copy(w.wo), copy(w.w1), copy(w.w2),
-                         copy(w.w3)});
+                         copy(w.w3), {}, {}, {}, {}, {}});
     rms_final_ = copy(ck.rms_final);
     classifier_ = copy(ck.classifier);
     check();
@@ -49,8 +51,9 @@ class naive_llama {
   // theta, rope_dim, linear scaling and rope factors.
   explicit naive_llama(const models::llama_model& m) {
     const models::llama_config& c = m.config;
-    set_shape(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.context_length);
+    set_shape(c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.context_length, c.head_size());
     eps_ = c.rms_eps;
+    neox_ = c.rope == models::llama_config::rope_type::neox;
     theta_ = c.rope_theta;
     rope_dim_ = c.rope_dim;
     freq_scale_ = c.rope_freq_scale;
@@ -58,7 +61,8 @@ class naive_llama {
     embedding_ = copy(m.token_embd.to_float());
     for (const models::llama_layer& l : m.layers)
       layers_.push_back({copy(l.attn_norm), copy(l.ffn_norm), copy(l.wq.to_float()), copy(l.wk.to_float()), copy(l.wv.to_float()),
-                         copy(l.wo.to_float()), copy(l.gate.to_float()), copy(l.down.to_float()), copy(l.up.to_float())});
+                         copy(l.wo.to_float()), copy(l.gate.to_float()), copy(l.down.to_float()), copy(l.up.to_float()), copy(l.bq),
+                         copy(l.bk), copy(l.bv), copy(l.q_norm), copy(l.k_norm)});
     rms_final_ = copy(m.output_norm);
     classifier_ = copy(m.classifier().to_float());
     check();
@@ -72,7 +76,7 @@ class naive_llama {
     if (token < 0 || token >= vocab_) throw std::out_of_range("naive_llama: token " + std::to_string(token));
     if (pos < 0 || pos > cached_ || pos >= seq_len_) throw std::out_of_range("naive_llama: position " + std::to_string(pos));
     cached_ = pos + 1;
-    const int kv_dim = head_size_ * n_kv_heads_;
+    const int kv_dim = head_size_ * n_kv_heads_, q_dim = head_size_ * n_heads_;
     const int group = n_heads_ / n_kv_heads_;
     std::vector<double> x(embedding_.begin() + static_cast<std::ptrdiff_t>(token) * dim_,
                           embedding_.begin() + static_cast<std::ptrdiff_t>(token + 1) * dim_);
@@ -80,16 +84,23 @@ class naive_llama {
       const layer& w = layers_[l];
       // Attention.
       const std::vector<double> a = rmsnorm(x, w.rms_att);
-      std::vector<double> q = matvec(w.wq, dim_, dim_, a);
+      std::vector<double> q = matvec(w.wq, q_dim, dim_, a);
       std::vector<double> k = matvec(w.wk, kv_dim, dim_, a);
-      const std::vector<double> v = matvec(w.wv, kv_dim, dim_, a);
+      std::vector<double> v = matvec(w.wv, kv_dim, dim_, a);
+      add(q, w.bq);
+      add(k, w.bk);
+      add(v, w.bv);
+      if (!w.q_norm.empty())
+        for (int h = 0; h < n_heads_; ++h) norm_head(q, h, w.q_norm);
+      if (!w.k_norm.empty())
+        for (int h = 0; h < n_kv_heads_; ++h) norm_head(k, h, w.k_norm);
       rope(q, n_heads_, pos);
       rope(k, n_kv_heads_, pos);
       keys_[l].resize(static_cast<std::size_t>(cached_));
       values_[l].resize(static_cast<std::size_t>(cached_));
       keys_[l][static_cast<std::size_t>(pos)] = k;
       values_[l][static_cast<std::size_t>(pos)] = v;
-      std::vector<double> heads(static_cast<std::size_t>(dim_), 0.0);
+      std::vector<double> heads(static_cast<std::size_t>(q_dim), 0.0);
       for (int h = 0; h < n_heads_; ++h) {
         const int g = h / group;
         std::vector<double> score(static_cast<std::size_t>(pos + 1));
@@ -104,7 +115,7 @@ class naive_llama {
           for (int i = 0; i < head_size_; ++i)
             heads[idx(h * head_size_ + i)] += score[static_cast<std::size_t>(t)] * values_[l][static_cast<std::size_t>(t)][idx(g * head_size_ + i)];
       }
-      const std::vector<double> o = matvec(w.wo, dim_, dim_, heads);
+      const std::vector<double> o = matvec(w.wo, dim_, q_dim, heads);
       for (int i = 0; i < dim_; ++i) x[idx(i)] += o[idx(i)];
       // Feed-forward (SwiGLU).
       const std::vector<double> b = rmsnorm(x, w.rms_ffn);
@@ -153,6 +164,7 @@ class naive_llama {
  private:
   struct layer {
     std::vector<double> rms_att, rms_ffn, wq, wk, wv, wo, w1, w2, w3;  // matrices row-major (out x in)
+    std::vector<double> bq, bk, bv, q_norm, k_norm;                    // empty: none
   };
 
   static std::size_t idx(int i) { return static_cast<std::size_t>(i); }
@@ -166,24 +178,27 @@ class naive_llama {
     return out;
   }
 
-  void set_shape(int dim, int hidden, int n_layers, int n_heads, int n_kv_heads, int vocab, int seq_len) {
+  void set_shape(int dim, int hidden, int n_layers, int n_heads, int n_kv_heads, int vocab, int seq_len, int head_size = 0) {
     dim_ = dim, hidden_ = hidden, n_layers_ = n_layers, n_heads_ = n_heads, n_kv_heads_ = n_kv_heads, vocab_ = vocab, seq_len_ = seq_len;
-    if (n_heads <= 0 || n_kv_heads <= 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0)
+    if (n_heads <= 0 || n_kv_heads <= 0 || (head_size == 0 && dim % n_heads != 0) || n_heads % n_kv_heads != 0)
       throw std::invalid_argument("naive_llama: heads do not divide the dimensions");
-    head_size_ = dim / n_heads;
+    head_size_ = head_size > 0 ? head_size : dim / n_heads;
     keys_.assign(static_cast<std::size_t>(n_layers), {});
     values_.assign(static_cast<std::size_t>(n_layers), {});
   }
 
   void check() const {
-    const auto kv_dim = static_cast<std::size_t>(head_size_ * n_kv_heads_);
+    const auto kv_dim = static_cast<std::size_t>(head_size_ * n_kv_heads_), q_dim = static_cast<std::size_t>(head_size_ * n_heads_);
+    const auto hs = static_cast<std::size_t>(head_size_);
     const auto d = static_cast<std::size_t>(dim_), h = static_cast<std::size_t>(hidden_), v = static_cast<std::size_t>(vocab_);
     bool ok = embedding_.size() == v * d && classifier_.size() == v * d && rms_final_.size() == d &&
               layers_.size() == static_cast<std::size_t>(n_layers_) && rope_dim_ % 2 == 0 && rope_dim_ <= head_size_ &&
               (rope_factors_.empty() || rope_factors_.size() == static_cast<std::size_t>(rope_dim_ / 2));
     for (const layer& l : layers_)
-      ok = ok && l.rms_att.size() == d && l.rms_ffn.size() == d && l.wq.size() == d * d && l.wk.size() == kv_dim * d &&
-           l.wv.size() == kv_dim * d && l.wo.size() == d * d && l.w1.size() == h * d && l.w2.size() == d * h && l.w3.size() == h * d;
+      ok = ok && l.rms_att.size() == d && l.rms_ffn.size() == d && l.wq.size() == q_dim * d && l.wk.size() == kv_dim * d &&
+           l.wv.size() == kv_dim * d && l.wo.size() == d * q_dim && l.w1.size() == h * d && l.w2.size() == d * h && l.w3.size() == h * d &&
+           (l.bq.empty() || l.bq.size() == q_dim) && (l.bk.empty() || l.bk.size() == kv_dim) && (l.bv.empty() || l.bv.size() == kv_dim) &&
+           (l.q_norm.empty() || l.q_norm.size() == hs) && (l.k_norm.empty() || l.k_norm.size() == hs);
     if (!ok) throw std::invalid_argument("naive_llama: the weights do not have the config's shapes");
   }
 
@@ -215,15 +230,27 @@ class naive_llama {
     for (double& e : x) e /= sum;
   }
 
-  // Rotates the pairs (2i, 2i+1), 2i < rope_dim, of each of `heads` heads of vec.
+  static void add(std::vector<double>& y, const std::vector<double>& b) {
+    for (std::size_t i = 0; i < b.size(); ++i) y[i] += b[i];
+  }
+
+  // Head h of vec (head_size values from h * head_size) replaced by rmsnorm(head) * gain.
+  void norm_head(std::vector<double>& vec, int h, const std::vector<double>& gain) const {
+    const auto first = vec.begin() + static_cast<std::ptrdiff_t>(h) * head_size_;
+    std::vector<double> head(first, first + head_size_);
+    head = rmsnorm(head, gain);
+    std::copy(head.begin(), head.end(), first);
+  }
+
+  // Rotates the pairs (2i, 2i+1), 2i < rope_dim, of each of `heads` heads of vec; NEOX: (i, i + rope_dim / 2).
   void rope(std::vector<double>& vec, int heads, int pos) const {
     for (int h = 0; h < heads; ++h)
       for (int i = 0; 2 * i < rope_dim_; ++i) {
         double freq = std::pow(theta_, -2.0 * i / static_cast<double>(rope_dim_)) * freq_scale_;
         if (!rope_factors_.empty()) freq /= rope_factors_[idx(i)];
         const double angle = pos * freq, c = std::cos(angle), s = std::sin(angle);
-        double& a = vec[idx(h * head_size_ + 2 * i)];
-        double& b = vec[idx(h * head_size_ + 2 * i + 1)];
+        double& a = vec[idx(h * head_size_ + (neox_ ? i : 2 * i))];
+        double& b = vec[idx(h * head_size_ + (neox_ ? i + rope_dim_ / 2 : 2 * i + 1))];
         const double a0 = a, b0 = b;
         a = a0 * c - b0 * s;
         b = a0 * s + b0 * c;
@@ -233,6 +260,7 @@ class naive_llama {
   int dim_ = 0, hidden_ = 0, n_layers_ = 0, n_heads_ = 0, n_kv_heads_ = 0, vocab_ = 0, seq_len_ = 0, head_size_ = 0;
   double eps_ = 1e-5, theta_ = 10000.0, freq_scale_ = 1.0;
   int rope_dim_ = 0;
+  bool neox_ = false;
   std::vector<double> rope_factors_;
   std::vector<double> embedding_, classifier_, rms_final_;
   std::vector<layer> layers_;

@@ -1,26 +1,33 @@
 // A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
-// of architecture "llama" (as llama.cpp writes it) or a llama2.c checkpoint, and runs the forward pass
-// token by token with a KV cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
+// of architecture "llama" (Llama 1/2/3, Mistral), "qwen2" (Qwen2/2.5) or "qwen3" (dense Qwen3), as
+// llama.cpp writes them, or a llama2.c checkpoint, and runs the forward pass token by token with a KV
+// cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
 // llama.cpp's block types straight from their bytes by mixprec::gemv, no FP32 copy; block types take
 // their activations quantized as ggml does unless engine_options::activations is fp32)
 // or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
 //
-// The forward pass (llama2.c's run.c and llama.cpp's "llama" graph compute the same thing), per layer:
-//   h  = x + Wo attention(RoPE(Wq n), RoPE(Wk n), Wv n),    n = rmsnorm(x) * attn_norm
+// The forward pass (llama2.c's run.c and llama.cpp's "llama", "qwen2" and "qwen3" graphs compute the
+// same thing), per layer:
+//   h  = x + Wo attention(RoPE(N_q(Wq n + bq)), RoPE(N_k(Wk n + bk)), Wv n + bv),   n = rmsnorm(x) * attn_norm
 //   x' = h + Wdown (silu(Wgate m) * (Wup m)),                m = rmsnorm(h) * ffn_norm
-//   rmsnorm(x) = x / sqrt(mean(x^2) + eps)                   eps: llama.attention.layer_norm_rms_epsilon
-// then logits = Woutput (rmsnorm(x) * output_norm). Attention: grouped-query (head h reads KV head
-// h / (n_heads / n_kv_heads)), scores q.k / sqrt(head_size), causal softmax in FP32.
-// RoPE: llama.cpp's NORM mode, which arch "llama" uses: within each head, the pairs (2i, 2i+1) for
-// 2i < rope_dim are rotated by the angle p * s / f_i * theta^(-2i / rope_dim) (p the position, s the
-// linear scaling 1 / llama.rope.scaling.factor, f_i rope_freqs.weight[i] when the file has it, else 1);
-// the remaining head_size - rope_dim values pass unchanged. llama2.c's RoPE on interleaved pairs is the
-// same rotation (its converter does not permute wq/wk, llama.cpp's convert_hf_to_gguf permutes HF's
-// half-split q/k into this order), so one engine runs both kinds of file.
+//   rmsnorm(x) = x / sqrt(mean(x^2) + eps)                   eps: ARCH.attention.layer_norm_rms_epsilon
+// then logits = Woutput (rmsnorm(x) * output_norm). The biases b (qwen2; some llama files) and the head
+// norms N (qwen3: rmsnorm of each head times attn_q_norm / attn_k_norm) are absent from other models.
+// Attention: grouped-query (head h reads KV head h / (n_heads / n_kv_heads)), heads of head_size values
+// (ARCH.attention.key_length, else dim / n_heads), scores q.k / sqrt(head_size), causal softmax in FP32.
+// RoPE: pair i of each head, i < rope_dim / 2, is rotated by the angle p * s / f_i * theta^(-2i / rope_dim)
+// (p the position, s the linear scaling 1 / ARCH.rope.scaling.factor, f_i rope_freqs.weight[i] when the
+// file has it, else 1); the remaining head_size - rope_dim values pass unchanged. Pair i is the values
+// (2i, 2i+1) in llama.cpp's NORM mode, which "llama" uses, and (i, i + rope_dim / 2) in its NEOX mode,
+// which "qwen2" and "qwen3" use. llama2.c's RoPE on interleaved pairs is NORM (its converter does not
+// permute wq/wk; llama.cpp's convert_hf_to_gguf permutes HF's half-split q/k into that order for
+// "llama" and leaves them for the NEOX architectures), so one engine runs every kind of file.
 //
 // Matrices are (out x in) row-major; a GGUF tensor of dims {ne0, ne1} is ne1 rows of ne0 inputs.
-// Numerics: FP32 throughout; forward() is the first engine of apps/llama2c_study operation for operation
-// (same results, bit for bit); logits() runs a whole sequence with matrix-matrix products (prefill).
+// Numerics: FP32 throughout, the RoPE angles computed as ggml computes them (set_rope); forward() runs
+// one token against the KV cache, logits() a whole sequence with matrix-matrix products (prefill).
+// Against llama.cpp's libllama on seeded models of each architecture (tests/interop/llama_arch_test.cpp;
+// F32 weights and KV cache): logits within 2e-6 of the largest |logit|.
 #pragma once
 
 #include <algorithm>
@@ -63,8 +70,13 @@ struct llama_config {
   float rope_theta = 10000.0f;      // llama.rope.freq_base
   float rope_freq_scale = 1.0f;     // 1 / llama.rope.scaling.factor for scaling type "linear"
   float rms_eps = 1e-5f;            // llama.attention.layer_norm_rms_epsilon
+  int head_dim = 0;                 // ARCH.attention.key_length (= value_length); 0: dim / n_heads
+  // llama.cpp's rope types: NORM rotates the pairs (2i, 2i+1) ("llama"), NEOX the pairs (i, i + rope_dim/2)
+  // ("qwen2", "qwen3": the order of Hugging Face's rotate_half, which their converter does not permute).
+  enum class rope_type { norm, neox } rope = rope_type::norm;
 
-  [[nodiscard]] int head_size() const noexcept { return n_heads > 0 ? dim / n_heads : 0; }
+  [[nodiscard]] int head_size() const noexcept { return head_dim > 0 ? head_dim : n_heads > 0 ? dim / n_heads : 0; }
+  [[nodiscard]] int q_dim() const noexcept { return head_size() * n_heads; }  // rows of wq, columns of wo
   [[nodiscard]] int kv_dim() const noexcept { return head_size() * n_kv_heads; }
 };
 
@@ -117,9 +129,13 @@ class llama_matrix {
 
 struct llama_layer {
   Eigen::VectorXf attn_norm, ffn_norm;  // dim each
-  // wq: (n_heads * head_size) x dim, wk / wv: kv_dim x dim, wo: dim x dim, gate / up: hidden x dim,
-  // down: dim x hidden.
+  // wq: q_dim x dim (q_dim = n_heads * head_size), wk / wv: kv_dim x dim, wo: dim x q_dim, gate / up:
+  // hidden x dim, down: dim x hidden.
   llama_matrix wq, wk, wv, wo, gate, up, down;
+  // Optional, empty when the model has none: biases added to wq's, wk's and wv's outputs (q_dim,
+  // kv_dim, kv_dim; "qwen2", attn_{q,k,v}.bias), and RMSNorm gains applied to each head of q and of k
+  // before RoPE (head_size each; "qwen3", attn_q_norm / attn_k_norm), with the model's rms_eps.
+  Eigen::VectorXf bq, bk, bv, q_norm, k_norm;
 };
 
 // The weights and hyper-parameters of a model. Build with load_llama / load_gguf / from_llama2c, or by
@@ -152,7 +168,9 @@ struct llama_model {
     if (c.dim <= 0 || c.hidden_dim <= 0 || c.n_layers <= 0 || c.n_heads <= 0 || c.n_kv_heads <= 0 || c.vocab_size <= 0 ||
         c.context_length <= 0)
       bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size and context_length must be positive");
-    if (c.dim % c.n_heads != 0) bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads " + std::to_string(c.n_heads));
+    if (c.head_dim < 0) bad("head_dim must be >= 0");
+    if (c.head_dim == 0 && c.dim % c.n_heads != 0)
+      bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads " + std::to_string(c.n_heads));
     if (c.n_heads % c.n_kv_heads != 0) bad("n_heads " + std::to_string(c.n_heads) + " is not a multiple of n_kv_heads " + std::to_string(c.n_kv_heads));
     if (c.rope_dim <= 0 || c.rope_dim % 2 != 0 || c.rope_dim > c.head_size())
       bad("rope dimension count " + std::to_string(c.rope_dim) + " must be even and in (0, head size " + std::to_string(c.head_size()) + "]");
@@ -173,12 +191,23 @@ struct llama_model {
     shape(token_embd, c.vocab_size, c.dim);
     if (output) shape(*output, c.vocab_size, c.dim);
     vec(output_norm, "the output norm");
+    auto optional = [](const Eigen::VectorXf& v, index_t n, const std::string& what) {
+      if (v.size() != 0 && v.size() != n)
+        throw error(errc::shape_mismatch, "llama model: " + what + " has " + std::to_string(v.size()) + " entries, expected " +
+                                              std::to_string(n));
+    };
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const llama_layer& l = layers[i];
-      shape(l.wq, c.dim, c.dim);
+      shape(l.wq, c.q_dim(), c.dim);
       shape(l.wk, c.kv_dim(), c.dim);
       shape(l.wv, c.kv_dim(), c.dim);
-      shape(l.wo, c.dim, c.dim);
+      shape(l.wo, c.dim, c.q_dim());
+      const std::string li = "layer " + std::to_string(i) + "'s ";
+      optional(l.bq, c.q_dim(), li + "q bias");
+      optional(l.bk, c.kv_dim(), li + "k bias");
+      optional(l.bv, c.kv_dim(), li + "v bias");
+      optional(l.q_norm, c.head_size(), li + "q norm");
+      optional(l.k_norm, c.head_size(), li + "k norm");
       shape(l.gate, c.hidden_dim, c.dim);
       shape(l.up, c.hidden_dim, c.dim);
       shape(l.down, c.dim, c.hidden_dim);
@@ -199,7 +228,15 @@ struct llama_model {
 [[nodiscard]] inline llama_model from_llama2c(llama2c::checkpoint ck) {
   llama_model m;
   const llama2c::config& c = ck.cfg;
-  m.config = {c.dim, c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab_size, c.seq_len, c.head_size(), 10000.0f, 1.0f, 1e-5f};
+  llama_config& mc = m.config;
+  mc.dim = c.dim;
+  mc.hidden_dim = c.hidden_dim;
+  mc.n_layers = c.n_layers;
+  mc.n_heads = c.n_heads;
+  mc.n_kv_heads = c.n_kv_heads;
+  mc.vocab_size = c.vocab_size;
+  mc.context_length = c.seq_len;
+  mc.rope_dim = c.head_size();
   m.token_embd = llama_matrix("token_embedding", std::move(ck.token_embedding));
   for (std::size_t i = 0; i < ck.layers.size(); ++i) {
     auto& w = ck.layers[i];
@@ -258,7 +295,7 @@ inline int kv_int(const gguf::file& g, const std::string& key, std::optional<int
   const auto v = kv_uint(g, key);
   if (!v) {
     if (fallback) return *fallback;
-    throw error(errc::parse_error, "GGUF '" + g.path() + "': the llama model needs the key '" + key + "'");
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': the model needs the key '" + key + "'");
   }
   if (*v == 0 || *v > (1u << 30))
     throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' = " + std::to_string(*v) + " is out of range");
@@ -274,7 +311,7 @@ inline std::string dims_text(const std::vector<std::uint64_t>& d) {
 // The tensor `name`, checked to be `dims` (ne0 first; trailing 1s allowed) and of a type mixprec reads.
 inline const gguf::tensor_info& gguf_tensor(const gguf::file& g, const std::string& name, std::vector<std::uint64_t> dims) {
   const gguf::tensor_info* t = g.find(name);
-  if (!t) throw error(errc::parse_error, "GGUF '" + g.path() + "': the llama model needs the tensor '" + name + "'");
+  if (!t) throw error(errc::parse_error, "GGUF '" + g.path() + "': the model needs the tensor '" + name + "'");
   std::vector<std::uint64_t> have = t->dims;
   while (have.size() > dims.size() && have.back() == 1) have.pop_back();
   if (have != dims)
@@ -311,87 +348,114 @@ inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, in
 
 }  // namespace detail
 
-// A GGUF of general.architecture "llama" as a model, matrices kept as stored (see llama_matrix) and
-// named by their tensor names. Reads llama.embedding_length, feed_forward_length, block_count,
-// attention.head_count, context_length, attention.layer_norm_rms_epsilon (required), attention.head_count_kv
-// (default head_count), rope.dimension_count (default head size), rope.freq_base (default 10000),
-// rope.scaling.type ("none", or "linear" with rope.scaling.factor; also the older rope.scale_linear),
-// vocab_size (optional, checked). Tensors: token_embd, output_norm, output (absent: tied), rope_freqs
-// (optional), blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up,
-// ffn_down}, each ".weight"; types F32, F16, BF16 and every ggml block type mixprec implements.
-// Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other than
-// none/linear, experts (llama.expert_count > 0), key/value head sizes other than dim / head_count, a
-// tensor type mixprec does not implement, or a tensor the engine would not use (e.g. biases);
-// errc::parse_error for a missing key or tensor or a malformed value; errc::shape_mismatch for a tensor
-// of other dims. Every message names the file and the key or tensor.
+// The architectures load_gguf reads (general.architecture), and what each adds to the llama graph.
+// From llama.cpp's src/llama-model.cpp (tensors it loads, rope type) and convert_hf_to_gguf.py.
+struct llama_architecture {
+  std::string_view name;
+  llama_config::rope_type rope;
+  bool qkv_bias;   // attn_q/k/v.bias: required for "qwen2", optional for "llama" (llama.cpp loads them when present)
+  bool qk_norm;    // attn_q_norm / attn_k_norm: required ("qwen3")
+  bool rope_freqs;  // rope_freqs.weight may be present (Llama 3.1's scaling)
+};
+inline constexpr llama_architecture llama_architectures[] = {
+    {"llama", llama_config::rope_type::norm, false, false, true},  // Llama 1/2/3, Mistral, llama2.c
+    {"qwen2", llama_config::rope_type::neox, true, false, false},  // Qwen1.5, Qwen2, Qwen2.5
+    {"qwen3", llama_config::rope_type::neox, false, true, false},  // Qwen3 (dense)
+};
+
+// A GGUF of general.architecture "llama", "qwen2" or "qwen3" as a model, matrices kept as stored (see
+// llama_matrix) and named by their tensor names. Reads, with ARCH the architecture's name:
+// ARCH.embedding_length, feed_forward_length, block_count, attention.head_count, context_length,
+// attention.layer_norm_rms_epsilon (required), attention.head_count_kv (default head_count),
+// attention.key_length / value_length (equal; default dim / head_count), rope.dimension_count (default
+// head size), rope.freq_base (default 10000), rope.scaling.type ("none", or "linear" with
+// rope.scaling.factor; also the older rope.scale_linear), vocab_size (optional, checked). Tensors:
+// token_embd, output_norm, output (absent: tied), rope_freqs ("llama" only, optional),
+// blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, each
+// ".weight"; "qwen2" also blk.N.attn_{q,k,v}.bias (optional for "llama"), "qwen3" blk.N.attn_q_norm
+// and attn_k_norm. Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
+// F32). Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other
+// than none/linear, experts (ARCH.expert_count > 0), a value_length other than key_length, a tensor
+// type mixprec does not implement, or a tensor the engine would not use; errc::parse_error for a
+// missing key or tensor or a malformed value; errc::shape_mismatch for a tensor of other dims. Every
+// message names the file and the key or tensor.
 [[nodiscard]] inline llama_model load_gguf(const gguf::file& g) {
   const std::string file = "GGUF '" + g.path() + "': ";
   const gguf::value* arch = g.kvs().find("general.architecture");
   if (!arch) throw error(errc::parse_error, file + "no key 'general.architecture'");
   const std::string* arch_name = arch->get_if<std::string>();
   if (!arch_name) throw error(errc::parse_error, file + "key 'general.architecture' is not a string");
-  if (*arch_name != "llama")
-    throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama' only");
+  const llama_architecture* a = nullptr;
+  for (const llama_architecture& x : llama_architectures)
+    if (x.name == *arch_name) a = &x;
+  if (!a) throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama', 'qwen2' and 'qwen3'");
+  const std::string k = *arch_name + ".";  // the prefix of the architecture's keys
 
   llama_model m;
   llama_config& c = m.config;
-  c.dim = detail::kv_int(g, "llama.embedding_length");
-  c.hidden_dim = detail::kv_int(g, "llama.feed_forward_length");
-  c.n_layers = detail::kv_int(g, "llama.block_count");
-  c.n_heads = detail::kv_int(g, "llama.attention.head_count");
-  c.n_kv_heads = detail::kv_int(g, "llama.attention.head_count_kv", c.n_heads);
-  c.context_length = detail::kv_int(g, "llama.context_length");
-  if (c.dim % c.n_heads != 0)
-    throw error(errc::parse_error, file + "llama.embedding_length " + std::to_string(c.dim) + " is not a multiple of llama.attention.head_count " +
-                                       std::to_string(c.n_heads));
+  c.rope = a->rope;
+  c.dim = detail::kv_int(g, k + "embedding_length");
+  c.hidden_dim = detail::kv_int(g, k + "feed_forward_length");
+  c.n_layers = detail::kv_int(g, k + "block_count");
+  c.n_heads = detail::kv_int(g, k + "attention.head_count");
+  c.n_kv_heads = detail::kv_int(g, k + "attention.head_count_kv", c.n_heads);
+  c.context_length = detail::kv_int(g, k + "context_length");
   if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
-    throw error(errc::parse_error, file + "llama.attention.head_count " + std::to_string(c.n_heads) +
-                                       " is not a multiple of llama.attention.head_count_kv " + std::to_string(c.n_kv_heads));
-  for (const char* key : {"llama.attention.key_length", "llama.attention.value_length"})
-    if (const auto v = detail::kv_uint(g, key); v && *v != static_cast<std::uint64_t>(c.head_size()))
-      throw error(errc::unsupported, file + "key '" + key + "' = " + std::to_string(*v) + "; this engine needs the head size dim / head_count = " +
-                                         std::to_string(c.head_size()));
-  if (const auto e = detail::kv_uint(g, "llama.expert_count"); e && *e > 0)
-    throw error(errc::unsupported, file + "key 'llama.expert_count' = " + std::to_string(*e) + ": mixture-of-experts models are not implemented");
-  c.rope_dim = detail::kv_int(g, "llama.rope.dimension_count", c.head_size());
+    throw error(errc::parse_error, file + k + "attention.head_count " + std::to_string(c.n_heads) + " is not a multiple of " + k +
+                                       "attention.head_count_kv " + std::to_string(c.n_kv_heads));
+  const auto key_length = detail::kv_uint(g, k + "attention.key_length");
+  const auto value_length = detail::kv_uint(g, k + "attention.value_length");
+  if (key_length && value_length && *key_length != *value_length)
+    throw error(errc::unsupported, file + k + "attention.key_length " + std::to_string(*key_length) + " differs from " + k +
+                                       "attention.value_length " + std::to_string(*value_length) + "; this engine needs them equal");
+  if (const auto hd = key_length ? key_length : value_length) {
+    if (*hd == 0 || *hd > 65536) throw error(errc::parse_error, file + k + "attention.key_length " + std::to_string(*hd) + " is out of range");
+    if (*hd * static_cast<std::uint64_t>(c.n_heads) != static_cast<std::uint64_t>(c.dim)) c.head_dim = static_cast<int>(*hd);
+  }
+  if (c.head_dim == 0 && c.dim % c.n_heads != 0)
+    throw error(errc::parse_error, file + k + "embedding_length " + std::to_string(c.dim) + " is not a multiple of " + k +
+                                       "attention.head_count " + std::to_string(c.n_heads) + " and the file gives no attention.key_length");
+  if (const auto e = detail::kv_uint(g, k + "expert_count"); e && *e > 0)
+    throw error(errc::unsupported, file + "key '" + k + "expert_count' = " + std::to_string(*e) + ": mixture-of-experts models are not implemented");
+  c.rope_dim = detail::kv_int(g, k + "rope.dimension_count", c.head_size());
   if (c.rope_dim % 2 != 0 || c.rope_dim > c.head_size())
-    throw error(errc::parse_error, file + "llama.rope.dimension_count " + std::to_string(c.rope_dim) + " must be even and at most the head size " +
+    throw error(errc::parse_error, file + k + "rope.dimension_count " + std::to_string(c.rope_dim) + " must be even and at most the head size " +
                                        std::to_string(c.head_size()));
-  const auto eps = detail::kv_float(g, "llama.attention.layer_norm_rms_epsilon");
-  if (!eps) throw error(errc::parse_error, file + "the llama model needs the key 'llama.attention.layer_norm_rms_epsilon'");
-  if (!(*eps > 0.0 && *eps < 1.0)) throw error(errc::parse_error, file + "llama.attention.layer_norm_rms_epsilon must be in (0, 1)");
+  const auto eps = detail::kv_float(g, k + "attention.layer_norm_rms_epsilon");
+  if (!eps) throw error(errc::parse_error, file + "the " + *arch_name + " model needs the key '" + k + "attention.layer_norm_rms_epsilon'");
+  if (!(*eps > 0.0 && *eps < 1.0)) throw error(errc::parse_error, file + k + "attention.layer_norm_rms_epsilon must be in (0, 1)");
   c.rms_eps = static_cast<float>(*eps);
-  const auto base = detail::kv_float(g, "llama.rope.freq_base");
-  if (base && !(*base > 0.0 && std::isfinite(*base))) throw error(errc::parse_error, file + "llama.rope.freq_base must be positive");
+  const auto base = detail::kv_float(g, k + "rope.freq_base");
+  if (base && !(*base > 0.0 && std::isfinite(*base))) throw error(errc::parse_error, file + k + "rope.freq_base must be positive");
   c.rope_theta = base ? static_cast<float>(*base) : 10000.0f;
   std::string scaling = "none";
-  if (const gguf::value* v = g.kvs().find("llama.rope.scaling.type")) {
+  if (const gguf::value* v = g.kvs().find(k + "rope.scaling.type")) {
     const std::string* s = v->get_if<std::string>();
-    if (!s) throw error(errc::parse_error, file + "key 'llama.rope.scaling.type' is not a string");
+    if (!s) throw error(errc::parse_error, file + "key '" + k + "rope.scaling.type' is not a string");
     scaling = *s;
   }
   if (scaling == "linear") {
-    const auto f = detail::kv_float(g, "llama.rope.scaling.factor");
-    if (!f) throw error(errc::parse_error, file + "llama.rope.scaling.type 'linear' needs the key 'llama.rope.scaling.factor'");
-    if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + "llama.rope.scaling.factor must be positive");
+    const auto f = detail::kv_float(g, k + "rope.scaling.factor");
+    if (!f) throw error(errc::parse_error, file + k + "rope.scaling.type 'linear' needs the key '" + k + "rope.scaling.factor'");
+    if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + k + "rope.scaling.factor must be positive");
     c.rope_freq_scale = static_cast<float>(1.0 / *f);
   } else if (scaling != "none") {
-    throw error(errc::unsupported, file + "llama.rope.scaling.type '" + scaling + "' is not implemented (none and linear are)");
+    throw error(errc::unsupported, file + k + "rope.scaling.type '" + scaling + "' is not implemented (none and linear are)");
   }
   if (scaling == "none")
-    if (const auto f = detail::kv_float(g, "llama.rope.scale_linear"); f && *f != 1.0) {  // the older key
-      if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + "llama.rope.scale_linear must be positive");
+    if (const auto f = detail::kv_float(g, k + "rope.scale_linear"); f && *f != 1.0) {  // the older key
+      if (!(*f > 0.0 && std::isfinite(*f))) throw error(errc::parse_error, file + k + "rope.scale_linear must be positive");
       c.rope_freq_scale = static_cast<float>(1.0 / *f);
     }
 
   const gguf::tensor_info* embd = g.find("token_embd.weight");
-  if (!embd) throw error(errc::parse_error, file + "the llama model needs the tensor 'token_embd.weight'");
+  if (!embd) throw error(errc::parse_error, file + "the model needs the tensor 'token_embd.weight'");
   if (embd->dims.size() < 2 || embd->rows() > (1u << 30))
     throw error(errc::shape_mismatch, file + "tensor 'token_embd.weight' has dims " + detail::dims_text(embd->dims) + ", expected {" +
                                           std::to_string(c.dim) + ", vocab}");
   c.vocab_size = static_cast<int>(embd->rows());
-  if (const auto v = detail::kv_uint(g, "llama.vocab_size"); v && *v != static_cast<std::uint64_t>(c.vocab_size))
-    throw error(errc::shape_mismatch, file + "llama.vocab_size " + std::to_string(*v) + " differs from token_embd.weight's " +
+  if (const auto v = detail::kv_uint(g, k + "vocab_size"); v && *v != static_cast<std::uint64_t>(c.vocab_size))
+    throw error(errc::shape_mismatch, file + k + "vocab_size " + std::to_string(*v) + " differs from token_embd.weight's " +
                                           std::to_string(c.vocab_size) + " rows");
 
   std::vector<std::string> used = {"token_embd.weight", "output_norm.weight"};
@@ -401,40 +465,52 @@ inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, in
     m.output = detail::gguf_matrix(g, "output.weight", c.vocab_size, c.dim);
     used.emplace_back("output.weight");
   }
-  if (g.find("rope_freqs.weight")) {
+  if (a->rope_freqs && g.find("rope_freqs.weight")) {
     m.rope_freq_factors = detail::gguf_vector(g, "rope_freqs.weight", static_cast<std::uint64_t>(c.rope_dim / 2));
     if (!(m.rope_freq_factors.array() > 0.0f).all() || !m.rope_freq_factors.allFinite())
       throw error(errc::parse_error, file + "tensor 'rope_freqs.weight' must hold positive factors");
     used.emplace_back("rope_freqs.weight");
   }
-  for (int i = 0; i < c.n_layers; ++i) {
-    const std::string p = "blk." + std::to_string(i) + ".";
-    llama_layer l;
-    l.attn_norm = detail::gguf_vector(g, p + "attn_norm.weight", static_cast<std::uint64_t>(c.dim));
-    l.ffn_norm = detail::gguf_vector(g, p + "ffn_norm.weight", static_cast<std::uint64_t>(c.dim));
-    l.wq = detail::gguf_matrix(g, p + "attn_q.weight", c.dim, c.dim);
-    l.wk = detail::gguf_matrix(g, p + "attn_k.weight", c.kv_dim(), c.dim);
-    l.wv = detail::gguf_matrix(g, p + "attn_v.weight", c.kv_dim(), c.dim);
-    l.wo = detail::gguf_matrix(g, p + "attn_output.weight", c.dim, c.dim);
-    l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
-    l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
-    l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
-    for (const char* n : {"attn_norm", "ffn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"})
-      used.push_back(p + n + ".weight");
-    m.layers.push_back(std::move(l));
-  }
-  std::sort(used.begin(), used.end());
-  for (const gguf::tensor_info& t : g.tensors())
-    if (!std::binary_search(used.begin(), used.end(), t.name))
-      throw error(errc::unsupported, file + "tensor '" + t.name + "' is not part of the llama graph this engine runs");
   const auto finite = [&](const Eigen::VectorXf& v, const std::string& n) {
     if (!v.allFinite()) throw error(errc::non_finite, file + "tensor '" + n + "' has non-finite values");
   };
-  finite(m.output_norm, "output_norm.weight");
+  // A vector tensor, kept in `used` and checked finite.
+  const auto vector = [&](const std::string& name, int n) {
+    Eigen::VectorXf v = detail::gguf_vector(g, name, static_cast<std::uint64_t>(n));
+    finite(v, name);
+    used.push_back(name);
+    return v;
+  };
+  const auto q = static_cast<std::uint64_t>(c.q_dim()), kv = static_cast<std::uint64_t>(c.kv_dim());
   for (int i = 0; i < c.n_layers; ++i) {
-    finite(m.layers[static_cast<std::size_t>(i)].attn_norm, "blk." + std::to_string(i) + ".attn_norm.weight");
-    finite(m.layers[static_cast<std::size_t>(i)].ffn_norm, "blk." + std::to_string(i) + ".ffn_norm.weight");
+    const std::string p = "blk." + std::to_string(i) + ".";
+    llama_layer l;
+    l.attn_norm = vector(p + "attn_norm.weight", c.dim);
+    l.ffn_norm = vector(p + "ffn_norm.weight", c.dim);
+    l.wq = detail::gguf_matrix(g, p + "attn_q.weight", c.q_dim(), c.dim);
+    l.wk = detail::gguf_matrix(g, p + "attn_k.weight", c.kv_dim(), c.dim);
+    l.wv = detail::gguf_matrix(g, p + "attn_v.weight", c.kv_dim(), c.dim);
+    l.wo = detail::gguf_matrix(g, p + "attn_output.weight", c.dim, c.q_dim());
+    l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
+    l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
+    l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
+    for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
+    if (a->qkv_bias || (a->name == "llama" && g.find(p + "attn_q.bias"))) {
+      l.bq = vector(p + "attn_q.bias", static_cast<int>(q));
+      l.bk = vector(p + "attn_k.bias", static_cast<int>(kv));
+      l.bv = vector(p + "attn_v.bias", static_cast<int>(kv));
+    }
+    if (a->qk_norm) {
+      l.q_norm = vector(p + "attn_q_norm.weight", c.head_size());
+      l.k_norm = vector(p + "attn_k_norm.weight", c.head_size());
+    }
+    m.layers.push_back(std::move(l));
   }
+  finite(m.output_norm, "output_norm.weight");
+  std::sort(used.begin(), used.end());
+  for (const gguf::tensor_info& t : g.tensors())
+    if (!std::binary_search(used.begin(), used.end(), t.name))
+      throw error(errc::unsupported, file + "tensor '" + t.name + "' is not part of the " + *arch_name + " graph this engine runs");
   m.validate();
   return m;
 }
@@ -473,9 +549,10 @@ struct engine_options {
 // (models/llama_backward.hpp); names as in the banner's formulas.
 struct llama_layer_trace {
   row_matrix n;              // T x dim: rmsnorm(x) * attn_norm
-  row_matrix q, k, v;        // T x dim, T x kv_dim, T x kv_dim: q and k after RoPE
+  row_matrix q, k, v;        // T x q_dim, T x kv_dim, T x kv_dim: after the biases; q and k after the head norms and RoPE
+  row_matrix q_raw, k_raw;   // q and k before the head norms (kept only when the model has them)
   std::vector<row_matrix> p;  // per head, T x T: the causal softmax (zero above the diagonal)
-  row_matrix att;            // T x dim: the heads' outputs, Wo's input
+  row_matrix att;            // T x q_dim: the heads' outputs, Wo's input
   row_matrix h;              // T x dim: x + Wo att
   row_matrix m;              // T x dim: rmsnorm(h) * ffn_norm
   row_matrix gate, up;       // T x hidden_dim: Wgate m and Wup m
@@ -529,12 +606,7 @@ class llama_engine {
       }
     key_cache_.resize(model.layers.size());
     value_cache_.resize(model.layers.size());
-    rope_freq_.resize(static_cast<std::size_t>(cfg_.rope_dim / 2));
-    for (int i = 0; i < cfg_.rope_dim; i += 2) {
-      float f = 1.0f / std::pow(cfg_.rope_theta, static_cast<float>(i) / static_cast<float>(cfg_.rope_dim));
-      if (model.rope_freq_factors.size() != 0) f /= model.rope_freq_factors[i / 2];
-      rope_freq_[static_cast<std::size_t>(i / 2)] = f;
-    }
+    rope_theta_scale_ = std::pow(cfg_.rope_theta, -2.0f / static_cast<float>(cfg_.rope_dim));
   }
 
   llama_engine(const llama_engine&) = delete;  // the linears point at this object's observer
@@ -577,7 +649,8 @@ class llama_engine {
     model_.token_embd.row(token, x_.data());
     xb_.resize(dim);
     xb2_.resize(dim);
-    q_.resize(dim);
+    q_.resize(cfg_.q_dim());
+    heads_.resize(cfg_.q_dim());
     hb_.resize(cfg_.hidden_dim);
     hb2_.resize(cfg_.hidden_dim);
     att_.resize(n_cached_);
@@ -599,6 +672,11 @@ class llama_engine {
       lin.wq.apply(xb_.data(), q_.data());
       lin.wk.apply(xb_.data(), k);
       lin.wv.apply(xb_.data(), v);
+      add_bias(q_.data(), w.bq);
+      add_bias(k, w.bk);
+      add_bias(v, w.bv);
+      head_norm(q_.data(), cfg_.n_heads, w.q_norm);
+      head_norm(k, cfg_.n_kv_heads, w.k_norm);
       rope(q_.data(), cfg_.n_heads, hs);
       rope(k, cfg_.n_kv_heads, hs);
       for (int h = 0; h < cfg_.n_heads; ++h) {
@@ -611,14 +689,14 @@ class llama_engine {
           att_[t] = score / std::sqrt(static_cast<float>(hs));
         }
         softmax(att_.data(), pos + 1);
-        float* out = xb_.data() + h * hs;
+        float* out = heads_.data() + h * hs;
         std::fill(out, out + hs, 0.0f);
         for (int t = 0; t <= pos; ++t) {
           const float* vt = vc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
           for (int i = 0; i < hs; ++i) out[i] += att_[t] * vt[i];
         }
       }
-      lin.wo.apply(xb_.data(), xb2_.data());
+      lin.wo.apply(heads_.data(), xb2_.data());
       x_ += xb2_;
       rmsnorm(xb_, x_, w.ffn_norm);
       lin.gate.apply(xb_.data(), hb_.data());
@@ -666,11 +744,20 @@ class llama_engine {
     const llama_layer& w = model_.layers[static_cast<std::size_t>(layer)];
     const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
     row_matrix n = rmsnorm_rows(x, w.attn_norm);
-    row_matrix q(T, cfg_.dim), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
+    row_matrix q(T, cfg_.q_dim()), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
     lin.wq.apply_rows(n, q);
     lin.wk.apply_rows(n, k);
     lin.wv.apply_rows(n, v);
+    if (w.bq.size()) q.rowwise() += w.bq.transpose();
+    if (w.bk.size()) k.rowwise() += w.bk.transpose();
+    if (w.bv.size()) v.rowwise() += w.bv.transpose();
+    if (trace && (w.q_norm.size() || w.k_norm.size())) {
+      trace->q_raw = q;
+      trace->k_raw = k;
+    }
     for (index_t p = 0; p < T; ++p) {
+      head_norm(&q(p, 0), cfg_.n_heads, w.q_norm);
+      head_norm(&k(p, 0), cfg_.n_kv_heads, w.k_norm);
       set_rope(static_cast<int>(p));
       rope(&q(p, 0), cfg_.n_heads, hs);
       rope(&k(p, 0), cfg_.n_kv_heads, hs);
@@ -683,7 +770,7 @@ class llama_engine {
       trace->p.resize(static_cast<std::size_t>(cfg_.n_heads));
     }
     // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p attending to positions 0..p.
-    row_matrix att(T, cfg_.dim);
+    row_matrix att(T, cfg_.q_dim());
     row_matrix scores(T, T);
     const float scale = std::sqrt(static_cast<float>(hs));
     for (int h = 0; h < cfg_.n_heads; ++h) {
@@ -823,13 +910,20 @@ class llama_engine {
       throw error(errc::shape_mismatch, "llama_engine: a residual stream of " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
                                             ", expected at most " + std::to_string(max_context_) + " positions of " + std::to_string(cfg_.dim));
   }
-  // The rotation of pair i at position pos, shared by every head and layer.
+  // The rotation of pair i at position pos, shared by every head and layer: the angle
+  // pos * theta^(-2i / rope_dim), divided by the pair's factor and scaled, computed as ggml's rope cache
+  // computes it (ggml-cpu's ggml_rope_cache_init: pos times theta_scale = theta^(-2 / rope_dim) i times
+  // over, in FP32), so that the angles are llama.cpp's to the last bit (a pow per pair differs in the
+  // last bits, enough to turn a few activations to the next 8-bit code in quantized products).
   void set_rope(int pos) {
-    const std::size_t n_pairs = rope_freq_.size();
+    const auto n_pairs = static_cast<std::size_t>(cfg_.rope_dim / 2);
     rope_cos_.resize(n_pairs);
     rope_sin_.resize(n_pairs);
-    for (std::size_t i = 0; i < n_pairs; ++i) {
-      const float val = static_cast<float>(pos) * cfg_.rope_freq_scale * rope_freq_[i];
+    const Eigen::VectorXf& factors = model_.rope_freq_factors;
+    float theta = static_cast<float>(pos);
+    for (std::size_t i = 0; i < n_pairs; ++i, theta *= rope_theta_scale_) {
+      const float ff = factors.size() ? factors[static_cast<index_t>(i)] : 1.0f;
+      const float val = theta / ff * cfg_.rope_freq_scale;
       rope_cos_[i] = std::cos(val);
       rope_sin_[i] = std::sin(val);
     }
@@ -842,15 +936,32 @@ class llama_engine {
     }
     return out;
   }
-  void rope(float* vec, int heads, int hs) const {
-    const auto n_pairs = rope_freq_.size();
+  // Rotates pair i of each head by the angle set_rope chose: the values (2i, 2i+1) for rope type NORM,
+  // (i, i + rope_dim / 2) for NEOX; sign -1 rotates backwards (the transpose, for the backward pass).
+  void rope(float* vec, int heads, int hs, float sign = 1.0f) const {
+    const auto n_pairs = rope_cos_.size();
+    const bool neox = cfg_.rope == llama_config::rope_type::neox;
     for (int h = 0; h < heads; ++h) {
       float* p = vec + h * hs;
       for (std::size_t i = 0; i < n_pairs; ++i) {
-        const float v0 = p[2 * i], v1 = p[2 * i + 1];
-        p[2 * i] = v0 * rope_cos_[i] - v1 * rope_sin_[i];
-        p[2 * i + 1] = v0 * rope_sin_[i] + v1 * rope_cos_[i];
+        float& a = p[neox ? i : 2 * i];
+        float& b = p[neox ? i + n_pairs : 2 * i + 1];
+        const float v0 = a, v1 = b, s = sign * rope_sin_[i];
+        a = v0 * rope_cos_[i] - v1 * s;
+        b = v0 * s + v1 * rope_cos_[i];
       }
+    }
+  }
+  static void add_bias(float* y, const Eigen::VectorXf& bias) {
+    if (bias.size()) Eigen::Map<Eigen::VectorXf>(y, bias.size()) += bias;
+  }
+  // RMSNorm of each of `heads` heads of vec (head_size values each) times `gain`; nothing when empty.
+  void head_norm(float* vec, int heads, const Eigen::VectorXf& gain) const {
+    if (!gain.size()) return;
+    for (int h = 0; h < heads; ++h) {
+      Eigen::Map<Eigen::VectorXf> x(vec + h * gain.size(), gain.size());
+      const float ss = x.squaredNorm() / static_cast<float>(gain.size()) + cfg_.rms_eps;  // as rmsnorm
+      x = x.cwiseProduct(gain) / std::sqrt(ss);
     }
   }
   void rmsnorm(Eigen::VectorXf& out, const Eigen::VectorXf& x, const Eigen::VectorXf& weight) const {
@@ -873,8 +984,9 @@ class llama_engine {
   std::vector<layer_linears> layers_;
   linear classifier_;
   std::vector<std::vector<float>> key_cache_, value_cache_;  // per layer: positions x kv_dim
-  std::vector<float> rope_freq_, rope_cos_, rope_sin_;
-  Eigen::VectorXf x_, xb_, xb2_, q_, hb_, hb2_, att_, logits_;
+  float rope_theta_scale_ = 1.0f;
+  std::vector<float> rope_cos_, rope_sin_;
+  Eigen::VectorXf x_, xb_, xb2_, q_, heads_, hb_, hb2_, att_, logits_;
 };
 
 // Greedy decoding from `first` (default BOS, id 1) at position 0: the next `steps` ids (argmax; ties to

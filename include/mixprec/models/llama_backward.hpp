@@ -28,6 +28,8 @@
 //   attention: out_h = P_h V_j: dP_h = dout_h V_j^T, dV_j += P_h^T dout_h, S = Q_h K_j^T / sqrt(hs):
 //              dQ_h = dS K_j / sqrt(hs), dK_j += dS^T Q_h / sqrt(hs)   (j = h / (n_heads / n_kv_heads))
 //   RoPE:      the transpose of the rotation (the same pairs rotated by minus the angle)
+//   head norms (qwen3): RMSNorm's formulas above on each head of head_size values
+//   biases:    no change to the gradients of the products' inputs (their own gradient is dY's column sum)
 #pragma once
 
 #include <algorithm>
@@ -55,6 +57,7 @@ using product_gradient_sink = std::function<void(const std::string& name, const 
 // The gradients backward() returns besides the matrix products'.
 struct llama_gradients {
   std::vector<Eigen::VectorXf> attn_norm, ffn_norm;  // per layer, dim each
+  std::vector<Eigen::VectorXf> q_norm, k_norm;       // per layer, head_size each; empty for models without head norms
   Eigen::VectorXf output_norm;                       // dim
   row_matrix embedding;  // T x dim: dL/dx at the embedding, row p for token p (add it to token_embd's row)
 };
@@ -102,6 +105,10 @@ class llama_backprop {
     llama_gradients out;
     out.attn_norm.resize(static_cast<std::size_t>(c.n_layers));
     out.ffn_norm.resize(static_cast<std::size_t>(c.n_layers));
+    if (std::any_of(model.layers.begin(), model.layers.end(), [](const llama_layer& w) { return w.q_norm.size() || w.k_norm.size(); })) {
+      out.q_norm.resize(static_cast<std::size_t>(c.n_layers));
+      out.k_norm.resize(static_cast<std::size_t>(c.n_layers));
+    }
     const auto report = [&](const llama_engine::linear& lin, const row_matrix& x, const row_matrix& dy) {
       if (sink) sink(lin.source->name(), x, dy);
     };
@@ -153,6 +160,8 @@ class llama_backprop {
       lin.wo.backprop_rows(dx, datt);
       row_matrix dq, dk, dv;
       attention_backward(tr, datt, dq, dk, dv);
+      if (w.q_norm.size()) head_norm_backward(tr.q_raw, w.q_norm, dq, out.q_norm[li]);
+      if (w.k_norm.size()) head_norm_backward(tr.k_raw, w.k_norm, dk, out.k_norm[li]);
       report(lin.wq, tr.n, dq);
       report(lin.wk, tr.n, dk);
       report(lin.wv, tr.n, dv);
@@ -196,7 +205,7 @@ class llama_backprop {
     const index_t T = datt.rows();
     const int hs = c.head_size(), kv_mul = c.n_heads / c.n_kv_heads;
     const float scale = std::sqrt(static_cast<float>(hs));
-    dq = row_matrix::Zero(T, c.dim);
+    dq = row_matrix::Zero(T, c.q_dim());
     dk = row_matrix::Zero(T, c.kv_dim());
     dv = row_matrix::Zero(T, c.kv_dim());
     row_matrix dp(T, T);
@@ -215,22 +224,27 @@ class llama_backprop {
     }
     for (index_t p = 0; p < T; ++p) {  // RoPE's transpose
       engine_.set_rope(static_cast<int>(p));
-      rope_transpose(&dq(p, 0), c.n_heads, hs);
-      rope_transpose(&dk(p, 0), c.n_kv_heads, hs);
+      engine_.rope(&dq(p, 0), c.n_heads, hs, -1.0f);
+      engine_.rope(&dk(p, 0), c.n_kv_heads, hs, -1.0f);
     }
   }
 
-  void rope_transpose(float* g, int heads, int hs) const {
-    const auto& cs = engine_.rope_cos_;
-    const auto& sn = engine_.rope_sin_;
-    for (int h = 0; h < heads; ++h) {
-      float* p = g + h * hs;
-      for (std::size_t i = 0; i < cs.size(); ++i) {
-        const float g0 = p[2 * i], g1 = p[2 * i + 1];
-        p[2 * i] = g0 * cs[i] + g1 * sn[i];
-        p[2 * i + 1] = -g0 * sn[i] + g1 * cs[i];
+  // Through the head norms y = rmsnorm(x) .* gain of each head (T x heads * head_size): dy becomes dx;
+  // adds the gain's gradient into dg (sized here when empty). x: the values before the norm.
+  void head_norm_backward(const row_matrix& x, const Eigen::VectorXf& gain, row_matrix& dy, Eigen::VectorXf& dg) const {
+    const index_t hs = gain.size();
+    if (dg.size() != hs) dg = Eigen::VectorXf::Zero(hs);
+    for (index_t p = 0; p < x.rows(); ++p)
+      for (index_t h = 0; h * hs < x.cols(); ++h) {
+        const auto xs = x.row(p).segment(h * hs, hs);
+        auto d = dy.row(p).segment(h * hs, hs);
+        const float ss = xs.squaredNorm() / static_cast<float>(hs) + engine_.cfg_.rms_eps;  // as llama_engine::head_norm
+        const float r = 1.0f / std::sqrt(ss);
+        const Eigen::RowVectorXf gd = d.cwiseProduct(gain.transpose());
+        dg += (d.cwiseProduct(xs) * r).transpose();
+        const float dot = gd.dot(xs);
+        d = gd * r - xs * (r * r * r * dot / static_cast<float>(hs));
       }
-    }
   }
 
   llama_engine& engine_;
