@@ -1,6 +1,7 @@
 // The architectures besides llama2.c's against llama.cpp itself: for "llama" as Llama 3 has it (GQA,
-// RoPE base 500000, rope_freqs), "qwen2" (q/k/v biases, NEOX RoPE, tied classifier) and "qwen3" (q/k
-// head norms, NEOX RoPE, heads of 32 values on a width of 64), a seeded random-weight F32 GGUF written
+// RoPE base 500000, rope_freqs), "qwen2" (q/k/v biases, NEOX RoPE, tied classifier), "qwen3" (q/k
+// head norms, NEOX RoPE, heads of 32 values on a width of 64) and "phi3" (fused attn_qkv, ffn_up of gate
+// and up, NEOX RoPE), a seeded random-weight F32 GGUF written
 // by support/tiny_arch.hpp with the synthetic vocabulary of support/tiny_llama.hpp, loaded by llama.cpp's
 // libllama (npm @node-llama-cpp/linux-x64@3.22.1, through run.sh) and by mixprec's engine: over 64
 // positions the logits agree within 1e-4 of the largest |logit| (F32 weights, F32 KV cache, no flash
@@ -71,7 +72,7 @@ double relative_gap(const mixprec::row_matrix& a, const mixprec::row_matrix& b) 
 
 }  // namespace
 
-TEST_CASE("llama (Llama 3), qwen2 and qwen3: llama.cpp and mixprec's engine compute the same logits, also after mixprec quantizes",
+TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engine compute the same logits, also after mixprec quantizes",
           "[interop][arch]") {
   const fs::path dir = work_dir();
   const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
@@ -81,7 +82,7 @@ TEST_CASE("llama (Llama 3), qwen2 and qwen3: llama.cpp and mixprec's engine comp
   std::vector<int> tokens = {1};
   for (int p = 1; p < 64; ++p) tokens.push_back(3 + (p * 97 + 11) % 509);
 
-  for (const char* arch : {"llama", "qwen2", "qwen3"}) {
+  for (const char* arch : {"llama", "qwen2", "qwen3", "phi3"}) {
     SECTION(arch) {
       const std::string f32 = (dir / (std::string(arch) + "-f32.gguf")).string();
       mixprec::test::write_tiny_arch(f32, mixprec::test::tiny_arch_defaults(arch), vocab);

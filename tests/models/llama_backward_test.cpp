@@ -1,7 +1,8 @@
 // The LLaMA engine's backward pass (mixprec/models/llama_backward.hpp) against central differences of
 // the tests' double-precision forward (support/naive_llama.hpp, which shares no code with the engine),
 // on every parameter of small seeded models: GQA, a partial RoPE with frequency factors and linear
-// scaling, a classifier tied to the embedding, qwen2's q/k/v biases with NEOX RoPE, qwen3's head norms;
+// scaling, a classifier tied to the embedding, qwen2's q/k/v biases with NEOX RoPE, qwen3's head norms,
+// phi3's fused matrices;
 // the losses' gradients against their definitions; the
 // straight-through gradient of a re-quantized matrix; refusals.
 #include <catch2/catch.hpp>
@@ -37,6 +38,7 @@ struct variant {
   bool tied = false;          // no output matrix: the embedding is the classifier
   bool qwen2 = false;         // q/k/v biases, NEOX RoPE
   bool qwen3 = false;         // head norms on q and k, NEOX RoPE
+  bool fused = false;         // phi3's fused [wq; wk; wv] and [gate; up], NEOX RoPE
 };
 
 // The parameters a variant adds to the checkpoint's, per layer (seeded; the test perturbs the norms').
@@ -65,7 +67,7 @@ extras make_extras(const mixprec::llama2c::checkpoint& ck) {
 
 models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const variant& v, const extras& e = {}) {
   models::llama_model m = models::from_llama2c(ck);
-  if (v.qwen2 || v.qwen3) m.config.rope = models::llama_config::rope_type::neox;
+  if (v.qwen2 || v.qwen3 || v.fused) m.config.rope = models::llama_config::rope_type::neox;
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
     if (v.qwen2) {
       m.layers[l].bq = e.bq[l];
@@ -75,6 +77,24 @@ models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const var
     if (v.qwen3) {
       m.layers[l].q_norm = e.q_norm[l];
       m.layers[l].k_norm = e.k_norm[l];
+    }
+    if (v.fused) {
+      models::llama_layer& w = m.layers[l];
+      const auto stack = [](std::initializer_list<const models::llama_matrix*> parts) {
+        index_t rows = 0;
+        for (const auto* x : parts) rows += x->rows();
+        row_matrix out(rows, (*parts.begin())->cols());
+        rows = 0;
+        for (const auto* x : parts) {
+          out.middleRows(rows, x->rows()) = x->fp32();
+          rows += x->rows();
+        }
+        return out;
+      };
+      const std::string p = "layers." + std::to_string(l) + ".";
+      w.wqkv = models::llama_matrix(p + "wqkv", stack({&w.wq, &w.wk, &w.wv}));
+      w.gate_up = models::llama_matrix(p + "w13", stack({&w.gate, &w.up}));
+      w.wq = w.wk = w.wv = w.gate = w.up = models::llama_matrix();
     }
   }
   if (v.partial_rope) {
@@ -163,7 +183,8 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
   extras ex = make_extras(base);
   for (const variant v : {variant{"llama2.c"}, variant{"partial RoPE, factors, scaling", true, false}, variant{"tied classifier", false, true},
                           variant{"qwen2: q/k/v biases, NEOX RoPE", false, false, true, false},
-                          variant{"qwen3: head norms, NEOX RoPE, partial", true, false, false, true}}) {
+                          variant{"qwen3: head norms, NEOX RoPE, partial", true, false, false, true},
+                          variant{"phi3: fused wqkv and gate-up", false, false, false, false, true}}) {
     SECTION(v.name) {
       const models::llama_model m = make_model(base, v, ex);
       const engine_gradients g_nll = engine_grad(m, tokens, reference, false);
@@ -207,8 +228,20 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
       for (int l = 0; l < o.n_layers; ++l) {
         auto& w = ck.layers[static_cast<std::size_t>(l)];
         const std::string p = "layers." + std::to_string(l) + ".";
-        for (auto [n, mat] : {std::pair{"wq", &w.wq}, {"wk", &w.wk}, {"wv", &w.wv}, {"wo", &w.wo}, {"w1", &w.w1}, {"w2", &w.w2}, {"w3", &w.w3}})
-          tensors.push_back({p + n, mat->data(), mat->size(), mat->cols(), matrix_grad(p + n)});
+        // A part of a fused matrix: the engine's gradient of the fused one, from the part's first row.
+        const auto part_grad = [](std::string name, index_t first_row) {
+          return [name, first_row](const engine_gradients& g, index_t i) {
+            const Eigen::MatrixXd& d = g.matrices.at(name);
+            return d(first_row + i / d.cols(), i % d.cols());
+          };
+        };
+        const index_t q_rows = w.wq.rows(), kv_rows = w.wk.rows(), hidden = w.w1.rows();
+        for (auto [n, mat, fused, first] :
+             {std::tuple{"wq", &w.wq, "wqkv", index_t{0}}, {"wk", &w.wk, "wqkv", q_rows}, {"wv", &w.wv, "wqkv", q_rows + kv_rows},
+              {"wo", &w.wo, "", index_t{0}}, {"w1", &w.w1, "w13", index_t{0}}, {"w2", &w.w2, "", index_t{0}}, {"w3", &w.w3, "w13", hidden}})
+          tensors.push_back({p + n, mat->data(), mat->size(), mat->cols(),
+                             v.fused && *fused ? std::function<double(const engine_gradients&, index_t)>(part_grad(p + fused, first))
+                                               : matrix_grad(p + n)});
         const auto li = static_cast<std::size_t>(l);
         tensors.push_back({p + "attn_norm", w.rms_att.data(), w.rms_att.size(), 1,
                            [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.attn_norm[li][i]); }});

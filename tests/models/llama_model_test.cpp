@@ -2,7 +2,7 @@
 // support/tiny_llama.hpp through both loaders: the llama2.c checkpoint and the GGUF that `mixprec convert`
 // (tools/mixprec/convert.hpp, as llama.cpp's convert-llama2c-to-ggml writes it) makes of it, checked
 // against the plain double-precision forward pass of support/naive_llama.hpp; quantized GGUFs run from
-// their ggml bytes; malformed GGUFs give typed errors; seeded "llama" (Llama 3), "qwen2" and "qwen3" GGUFs
+// their ggml bytes; malformed GGUFs give typed errors; seeded "llama" (Llama 3), "qwen2", "qwen3" and "phi3" GGUFs
 // of support/tiny_arch.hpp against the same reference.
 #include <catch2/catch.hpp>
 
@@ -612,10 +612,10 @@ TEST_CASE("every ggml block type runs as stored by row-decode GEMV, as FP32 on i
   }
 }
 
-TEST_CASE("llama (Llama 3), qwen2 and qwen3 GGUFs run as the reference computes them", "[models][llama][arch]") {
+TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3 GGUFs run as the reference computes them", "[models][llama][arch]") {
   const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
   const std::vector<int> in = forced_input(64);
-  for (const char* arch : {"llama", "qwen2", "qwen3"}) {
+  for (const char* arch : {"llama", "qwen2", "qwen3", "phi3"}) {
     SECTION(arch) {
       const mixprec::test::tiny_arch_options o = mixprec::test::tiny_arch_defaults(arch);
       const std::string path = (work_dir() / (std::string(arch) + ".gguf")).string();
@@ -624,11 +624,17 @@ TEST_CASE("llama (Llama 3), qwen2 and qwen3 GGUFs run as the reference computes 
       const models::llama_config& c = m.config;
       CHECK(c.rope == (std::string(arch) == "llama" ? models::llama_config::rope_type::norm : models::llama_config::rope_type::neox));
       CHECK(c.head_size() == (o.head_dim ? o.head_dim : o.dim / o.n_heads));
-      CHECK(m.layers[1].wq.rows() == c.q_dim());
+      CHECK(m.layers[1].wo.cols() == c.q_dim());
       CHECK(m.layers[0].bq.size() == (std::string(arch) == "qwen2" ? c.q_dim() : 0));
       CHECK(m.layers[0].k_norm.size() == (std::string(arch) == "qwen3" ? c.head_size() : 0));
       CHECK(m.rope_freq_factors.size() == (o.rope_freqs ? c.rope_dim / 2 : 0));
       CHECK(m.output.has_value() == !o.tied);
+      const bool fused = std::string(arch) == "phi3";
+      CHECK(m.layers[0].wqkv.present() == fused);
+      CHECK(m.layers[0].gate_up.present() == fused);
+      CHECK(m.layers[0].wq.present() == !fused);
+      CHECK(m.layers[0].matrices().size() == (fused ? 4u : 7u));
+      CHECK(m.matrices().size() == m.layers.size() * (fused ? 4u : 7u) + 1);
       CHECK(c.rms_eps == o.rms_eps);
       models::llama_engine e(m);
       const mixprec::row_matrix all = e.logits(in), stepped = stepped_logits(e, in);
@@ -649,12 +655,14 @@ TEST_CASE("llama (Llama 3), qwen2 and qwen3 GGUFs run as the reference computes 
   }
 }
 
-TEST_CASE("qwen2 and qwen3 GGUFs with missing or inconsistent parts are typed errors", "[models][llama][arch][errors]") {
+TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are typed errors", "[models][llama][arch][errors]") {
   const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
   auto load_error = [](const std::string& path) { return mixprec::test::error_of([&] { (void)models::load_gguf(path); }); };
-  const std::string qwen2 = (work_dir() / "qwen2-base.gguf").string(), qwen3 = (work_dir() / "qwen3-base.gguf").string();
+  const std::string qwen2 = (work_dir() / "qwen2-base.gguf").string(), qwen3 = (work_dir() / "qwen3-base.gguf").string(),
+                    phi3 = (work_dir() / "phi3-base.gguf").string();
   mixprec::test::write_tiny_arch(qwen2, mixprec::test::tiny_arch_defaults("qwen2"), vocab);
   mixprec::test::write_tiny_arch(qwen3, mixprec::test::tiny_arch_defaults("qwen3"), vocab);
+  mixprec::test::write_tiny_arch(phi3, mixprec::test::tiny_arch_defaults("phi3"), vocab);
   struct case_ {
     const char* name;
     const std::string* src;
@@ -686,6 +694,28 @@ TEST_CASE("qwen2 and qwen3 GGUFs with missing or inconsistent parts are typed er
                                       return t;
                                     }()}},
        errc::unsupported, "rope_freqs.weight"},
+      {"phi3-gate", &phi3, {.extra = {[] {
+                              static const std::vector<float> f(96 * 64, 0.0f);
+                              gguf::tensor_source t;
+                              t.name = "blk.0.ffn_gate.weight";
+                              t.dims = {64, 96};
+                              t.bytes = std::as_bytes(std::span<const float>(f));
+                              return t;
+                            }()}},
+       errc::unsupported, "blk.0.ffn_gate.weight"},
+      {"phi3-longrope", &phi3, {.extra = {[] {
+                                  static const std::vector<float> f(8, 1.0f);
+                                  gguf::tensor_source t;
+                                  t.name = "rope_factors_long.weight";
+                                  t.dims = {8};
+                                  t.bytes = std::as_bytes(std::span<const float>(f));
+                                  return t;
+                                }()}},
+       errc::unsupported, "rope_factors_long.weight"},
+      {"phi3-up-shape", &phi3, {.tensor = [](gguf::tensor_source& s) {
+                                  if (s.name == "blk.1.ffn_up.weight") s.dims = {128, 96};  // the same bytes, other dims
+                                }},
+       errc::shape_mismatch, "blk.1.ffn_up.weight"},
       {"gemma3", &qwen2, {.kvs = [](gguf::metadata& k) { k.set("general.architecture", gguf::value("gemma3")); }}, errc::unsupported, "gemma3"},
   };
   for (const auto& c : cases) {

@@ -15,7 +15,7 @@
 // llama_models also the engine's generalisations: only the pairs with 2i < rope_dim turn, by
 // pos * freq_scale / factor_i * theta^(-2i / rope_dim); heads of head_dim values (q has n_heads of them,
 // Wo takes n_heads * head_dim); with NEOX RoPE, pair i is (i, i + rope_dim / 2); biases added to q, k
-// and v; q's and k's heads each RMSNormed (eps as the model's) times their gains before RoPE.
+// and v; fused matrices (wqkv, gate_up) split into their parts; q's and k's heads each RMSNormed (eps as the model's) times their gains before RoPE.
 #pragma once
 
 #include <algorithm>
@@ -59,10 +59,18 @@ class naive_llama {
     freq_scale_ = c.rope_freq_scale;
     for (Eigen::Index i = 0; i < m.rope_freq_factors.size(); ++i) rope_factors_.push_back(m.rope_freq_factors[i]);
     embedding_ = copy(m.token_embd.to_float());
-    for (const models::llama_layer& l : m.layers)
-      layers_.push_back({copy(l.attn_norm), copy(l.ffn_norm), copy(l.wq.to_float()), copy(l.wk.to_float()), copy(l.wv.to_float()),
-                         copy(l.wo.to_float()), copy(l.gate.to_float()), copy(l.down.to_float()), copy(l.up.to_float()), copy(l.bq),
-                         copy(l.bk), copy(l.bv), copy(l.q_norm), copy(l.k_norm)});
+    const index_t q_dim = c.q_dim(), kv_dim = c.kv_dim(), hidden = c.hidden_dim;
+    for (const models::llama_layer& l : m.layers) {
+      // A fused matrix is run here as its parts: wqkv's rows are wq's, wk's and wv's; gate_up's gate's and up's.
+      const row_matrix qkv = l.wqkv.present() ? l.wqkv.to_float() : row_matrix(), gu = l.gate_up.present() ? l.gate_up.to_float() : row_matrix();
+      const row_matrix wq = qkv.size() ? row_matrix(qkv.topRows(q_dim)) : l.wq.to_float();
+      const row_matrix wk = qkv.size() ? row_matrix(qkv.middleRows(q_dim, kv_dim)) : l.wk.to_float();
+      const row_matrix wv = qkv.size() ? row_matrix(qkv.bottomRows(kv_dim)) : l.wv.to_float();
+      const row_matrix gate = gu.size() ? row_matrix(gu.topRows(hidden)) : l.gate.to_float();
+      const row_matrix up = gu.size() ? row_matrix(gu.bottomRows(hidden)) : l.up.to_float();
+      layers_.push_back({copy(l.attn_norm), copy(l.ffn_norm), copy(wq), copy(wk), copy(wv), copy(l.wo.to_float()), copy(gate),
+                         copy(l.down.to_float()), copy(up), copy(l.bq), copy(l.bk), copy(l.bv), copy(l.q_norm), copy(l.k_norm)});
+    }
     rms_final_ = copy(m.output_norm);
     classifier_ = copy(m.classifier().to_float());
     check();

@@ -1,7 +1,8 @@
 // Seeded random-weight GGUFs of the architectures the engine runs ("llama" as Llama 3 has it, "qwen2",
-// "qwen3"), written by the tests themselves with the structure llama.cpp loads for each: the keys under
+// "qwen3", "phi3"), written by the tests themselves with the structure llama.cpp loads for each: the keys under
 // the architecture's prefix, the tensors of its graph (qwen2's q/k/v biases, qwen3's head norms and a
-// head size other than dim / n_heads, Llama 3's rope_freqs and large RoPE base), F32 throughout. The
+// head size other than dim / n_heads, Llama 3's rope_freqs and large RoPE base, phi3's fused attn_qkv and
+// ffn_up of gate and up), F32 throughout. The
 // vocabulary is another GGUF's (every "tokenizer." key copied, e.g. from the converted tiny_llama), so
 // that llama.cpp loads the file; the vocabulary size follows from it. No weight is trained: the logits
 // of these models are what a random network computes, varied enough to compare two engines on.
@@ -22,7 +23,7 @@
 namespace mixprec::test {
 
 struct tiny_arch_options {
-  std::string arch = "llama";  // "llama", "qwen2" or "qwen3"
+  std::string arch = "llama";  // "llama", "qwen2", "qwen3" or "phi3"
   int dim = 64;
   int hidden_dim = 96;
   int n_layers = 2;
@@ -53,6 +54,9 @@ inline tiny_arch_options tiny_arch_defaults(const std::string& arch) {
   } else if (arch == "qwen3") {
     o.head_dim = 32;
     o.rope_theta = 1000000.0f;
+  } else if (arch == "phi3") {
+    o.n_kv_heads = o.n_heads;  // Phi-3-mini has no GQA (Phi-4-mini has)
+    o.rms_eps = 1e-5f;
   }
   return o;
 }
@@ -63,13 +67,15 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
   if (!tokens || !tokens->get_if<gguf::array>()) throw std::invalid_argument("write_tiny_arch: the tokenizer has no tokenizer.ggml.tokens");
   const int vocab = static_cast<int>(tokens->get_if<gguf::array>()->items.size());
   const int hs = o.head_dim > 0 ? o.head_dim : o.dim / o.n_heads, q_dim = hs * o.n_heads, kv_dim = hs * o.n_kv_heads;
-  const bool qwen2 = o.arch == "qwen2", qwen3 = o.arch == "qwen3";
+  const bool qwen2 = o.arch == "qwen2", qwen3 = o.arch == "qwen3", phi3 = o.arch == "phi3";
 
   gguf::metadata kvs;
   const std::string k = o.arch + ".";
   auto u32 = [](int v) { return gguf::value(static_cast<std::uint32_t>(v)); };
   kvs.set("general.architecture", gguf::value(o.arch));
-  kvs.set("general.name", gguf::value("tiny " + o.arch));
+  // Not the architecture's name: llama.cpp gives vocabularies of models named "phi3" Phi-3's special
+  // tokens' attributes (llama_vocab::load), which this vocabulary does not have.
+  kvs.set("general.name", gguf::value("mixprec tiny test model"));
   kvs.set("general.file_type", gguf::value(std::uint32_t{0}));
   kvs.set(k + "context_length", u32(o.context_length));
   kvs.set(k + "embedding_length", u32(o.dim));
@@ -119,9 +125,13 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
   for (int l = 0; l < o.n_layers; ++l) {
     const std::string p = "blk." + std::to_string(l) + ".";
     add(p + "attn_norm.weight", {u(o.dim)}, 1.0f, 0.1f);
-    matrix(p + "attn_q.weight", q_dim, o.dim, 2.0f);
-    matrix(p + "attn_k.weight", kv_dim, o.dim, 2.0f);
-    matrix(p + "attn_v.weight", kv_dim, o.dim, 1.0f);
+    if (phi3) {
+      matrix(p + "attn_qkv.weight", q_dim + 2 * kv_dim, o.dim, 2.0f);
+    } else {
+      matrix(p + "attn_q.weight", q_dim, o.dim, 2.0f);
+      matrix(p + "attn_k.weight", kv_dim, o.dim, 2.0f);
+      matrix(p + "attn_v.weight", kv_dim, o.dim, 1.0f);
+    }
     if (qwen2) {
       add(p + "attn_q.bias", {u(q_dim)}, 0.0f, 0.5f);
       add(p + "attn_k.bias", {u(kv_dim)}, 0.0f, 0.5f);
@@ -133,8 +143,12 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
     }
     matrix(p + "attn_output.weight", o.dim, q_dim, 1.0f);
     add(p + "ffn_norm.weight", {u(o.dim)}, 1.0f, 0.1f);
-    matrix(p + "ffn_gate.weight", o.hidden_dim, o.dim, 1.0f);
-    matrix(p + "ffn_up.weight", o.hidden_dim, o.dim, 1.0f);
+    if (phi3) {
+      matrix(p + "ffn_up.weight", 2 * o.hidden_dim, o.dim, 1.0f);  // gate's rows, then up's
+    } else {
+      matrix(p + "ffn_gate.weight", o.hidden_dim, o.dim, 1.0f);
+      matrix(p + "ffn_up.weight", o.hidden_dim, o.dim, 1.0f);
+    }
     matrix(p + "ffn_down.weight", o.dim, o.hidden_dim, 1.0f);
   }
   for (std::size_t i = 0; i < ts.size(); ++i) ts[i].bytes = std::as_bytes(std::span<const float>(store[i]));

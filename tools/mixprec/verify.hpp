@@ -151,7 +151,7 @@ class plan_verifier {
   [[nodiscard]] std::vector<mixprec::models::llama_matrix*> matrices() {
     std::vector<mixprec::models::llama_matrix*> out{&model_.token_embd};
     for (auto& l : model_.layers)
-      for (auto* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) out.push_back(m);
+      for (auto* m : l.matrices()) out.push_back(m);
     if (model_.output) out.push_back(&*model_.output);
     return out;
   }

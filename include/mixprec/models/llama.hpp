@@ -94,6 +94,8 @@ class llama_matrix {
   [[nodiscard]] index_t rows() const noexcept { return stored_ ? stored_->rows() : fp32_.rows(); }
   [[nodiscard]] index_t cols() const noexcept { return stored_ ? stored_->cols() : fp32_.cols(); }
   [[nodiscard]] bool is_fp32() const noexcept { return !stored_; }
+  // False for a default-constructed matrix: a slot the model does not use (e.g. wq of a fused wqkv).
+  [[nodiscard]] bool present() const noexcept { return rows() > 0; }
   [[nodiscard]] const row_matrix& fp32() const {
     if (stored_) throw error(errc::invalid_argument, "llama_matrix '" + name_ + "' is stored as " + to_string(stored_->spec()));
     return fp32_;
@@ -132,10 +134,29 @@ struct llama_layer {
   // wq: q_dim x dim (q_dim = n_heads * head_size), wk / wv: kv_dim x dim, wo: dim x q_dim, gate / up:
   // hidden x dim, down: dim x hidden.
   llama_matrix wq, wk, wv, wo, gate, up, down;
+  // Fused, as "phi3" stores them (one GGUF tensor, so one type): wqkv, (q_dim + 2 kv_dim) x dim, the rows
+  // of wq, wk and wv one after the other (attn_qkv); gate_up, 2 hidden x dim, gate's rows then up's
+  // (ffn_up of twice the feed-forward length). When present, wq/wk/wv (or gate/up) are not.
+  llama_matrix wqkv, gate_up;
   // Optional, empty when the model has none: biases added to wq's, wk's and wv's outputs (q_dim,
   // kv_dim, kv_dim; "qwen2", attn_{q,k,v}.bias), and RMSNorm gains applied to each head of q and of k
   // before RoPE (head_size each; "qwen3", attn_q_norm / attn_k_norm), with the model's rms_eps.
   Eigen::VectorXf bq, bk, bv, q_norm, k_norm;
+
+  // The matrices present, in the order the forward pass runs them: wq wk wv (or wqkv), wo, gate up (or
+  // gate_up), down.
+  [[nodiscard]] std::vector<const llama_matrix*> matrices() const {
+    std::vector<const llama_matrix*> out;
+    for (const llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down})
+      if (m->present()) out.push_back(m);
+    return out;
+  }
+  [[nodiscard]] std::vector<llama_matrix*> matrices() {
+    std::vector<llama_matrix*> out;
+    for (llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down})
+      if (m->present()) out.push_back(m);
+    return out;
+  }
 };
 
 // The weights and hyper-parameters of a model. Build with load_llama / load_gguf / from_llama2c, or by
@@ -155,7 +176,7 @@ struct llama_model {
   [[nodiscard]] std::vector<const llama_matrix*> matrices() const {
     std::vector<const llama_matrix*> out;
     for (const llama_layer& l : layers)
-      for (const llama_matrix* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) out.push_back(m);
+      for (const llama_matrix* m : l.matrices()) out.push_back(m);
     out.push_back(&classifier());
     return out;
   }
@@ -198,18 +219,28 @@ struct llama_model {
     };
     for (std::size_t i = 0; i < layers.size(); ++i) {
       const llama_layer& l = layers[i];
-      shape(l.wq, c.q_dim(), c.dim);
-      shape(l.wk, c.kv_dim(), c.dim);
-      shape(l.wv, c.kv_dim(), c.dim);
-      shape(l.wo, c.dim, c.q_dim());
       const std::string li = "layer " + std::to_string(i) + "'s ";
+      if (l.wqkv.present()) {
+        if (l.wq.present() || l.wk.present() || l.wv.present()) bad(li + "wqkv comes with wq, wk or wv");
+        shape(l.wqkv, c.q_dim() + 2 * c.kv_dim(), c.dim);
+      } else {
+        shape(l.wq, c.q_dim(), c.dim);
+        shape(l.wk, c.kv_dim(), c.dim);
+        shape(l.wv, c.kv_dim(), c.dim);
+      }
+      shape(l.wo, c.dim, c.q_dim());
       optional(l.bq, c.q_dim(), li + "q bias");
       optional(l.bk, c.kv_dim(), li + "k bias");
       optional(l.bv, c.kv_dim(), li + "v bias");
       optional(l.q_norm, c.head_size(), li + "q norm");
       optional(l.k_norm, c.head_size(), li + "k norm");
-      shape(l.gate, c.hidden_dim, c.dim);
-      shape(l.up, c.hidden_dim, c.dim);
+      if (l.gate_up.present()) {
+        if (l.gate.present() || l.up.present()) bad(li + "gate_up comes with gate or up");
+        shape(l.gate_up, 2 * static_cast<index_t>(c.hidden_dim), c.dim);
+      } else {
+        shape(l.gate, c.hidden_dim, c.dim);
+        shape(l.up, c.hidden_dim, c.dim);
+      }
       shape(l.down, c.dim, c.hidden_dim);
       vec(l.attn_norm, "layer " + std::to_string(i) + "'s attention norm");
       vec(l.ffn_norm, "layer " + std::to_string(i) + "'s FFN norm");
@@ -356,14 +387,16 @@ struct llama_architecture {
   bool qkv_bias;   // attn_q/k/v.bias: required for "qwen2", optional for "llama" (llama.cpp loads them when present)
   bool qk_norm;    // attn_q_norm / attn_k_norm: required ("qwen3")
   bool rope_freqs;  // rope_freqs.weight may be present (Llama 3.1's scaling)
+  bool fused;       // attn_qkv (or attn_q/k/v) and ffn_up of 2 x feed_forward_length, no ffn_gate ("phi3")
 };
 inline constexpr llama_architecture llama_architectures[] = {
-    {"llama", llama_config::rope_type::norm, false, false, true},  // Llama 1/2/3, Mistral, llama2.c
-    {"qwen2", llama_config::rope_type::neox, true, false, false},  // Qwen1.5, Qwen2, Qwen2.5
-    {"qwen3", llama_config::rope_type::neox, false, true, false},  // Qwen3 (dense)
+    {"llama", llama_config::rope_type::norm, false, false, true, false},  // Llama 1/2/3, Mistral, llama2.c
+    {"qwen2", llama_config::rope_type::neox, true, false, false, false},  // Qwen1.5, Qwen2, Qwen2.5
+    {"qwen3", llama_config::rope_type::neox, false, true, false, false},  // Qwen3 (dense)
+    {"phi3", llama_config::rope_type::neox, false, false, false, true},   // Phi-3, Phi-3.5, Phi-4-mini (without LongRoPE factors)
 };
 
-// A GGUF of general.architecture "llama", "qwen2" or "qwen3" as a model, matrices kept as stored (see
+// A GGUF of general.architecture "llama", "qwen2", "qwen3" or "phi3" as a model, matrices kept as stored (see
 // llama_matrix) and named by their tensor names. Reads, with ARCH the architecture's name:
 // ARCH.embedding_length, feed_forward_length, block_count, attention.head_count, context_length,
 // attention.layer_norm_rms_epsilon (required), attention.head_count_kv (default head_count),
@@ -373,7 +406,8 @@ inline constexpr llama_architecture llama_architectures[] = {
 // token_embd, output_norm, output (absent: tied), rope_freqs ("llama" only, optional),
 // blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, each
 // ".weight"; "qwen2" also blk.N.attn_{q,k,v}.bias (optional for "llama"), "qwen3" blk.N.attn_q_norm
-// and attn_k_norm. Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
+// and attn_k_norm, "phi3" blk.N.attn_qkv (else attn_q/k/v) and an ffn_up of 2 x feed_forward_length
+// rows for gate and up (no ffn_gate; phi3's LongRoPE factors are refused). Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
 // F32). Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other
 // than none/linear, experts (ARCH.expert_count > 0), a value_length other than key_length, a tensor
 // type mixprec does not implement, or a tensor the engine would not use; errc::parse_error for a
@@ -388,7 +422,8 @@ inline constexpr llama_architecture llama_architectures[] = {
   const llama_architecture* a = nullptr;
   for (const llama_architecture& x : llama_architectures)
     if (x.name == *arch_name) a = &x;
-  if (!a) throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama', 'qwen2' and 'qwen3'");
+  if (!a)
+    throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama', 'qwen2', 'qwen3' and 'phi3'");
   const std::string k = *arch_name + ".";  // the prefix of the architecture's keys
 
   llama_model m;
@@ -487,14 +522,25 @@ inline constexpr llama_architecture llama_architectures[] = {
     llama_layer l;
     l.attn_norm = vector(p + "attn_norm.weight", c.dim);
     l.ffn_norm = vector(p + "ffn_norm.weight", c.dim);
-    l.wq = detail::gguf_matrix(g, p + "attn_q.weight", c.q_dim(), c.dim);
-    l.wk = detail::gguf_matrix(g, p + "attn_k.weight", c.kv_dim(), c.dim);
-    l.wv = detail::gguf_matrix(g, p + "attn_v.weight", c.kv_dim(), c.dim);
+    if (a->fused && g.find(p + "attn_qkv.weight")) {
+      l.wqkv = detail::gguf_matrix(g, p + "attn_qkv.weight", c.q_dim() + 2 * c.kv_dim(), c.dim);
+      used.push_back(p + "attn_qkv.weight");
+    } else {
+      l.wq = detail::gguf_matrix(g, p + "attn_q.weight", c.q_dim(), c.dim);
+      l.wk = detail::gguf_matrix(g, p + "attn_k.weight", c.kv_dim(), c.dim);
+      l.wv = detail::gguf_matrix(g, p + "attn_v.weight", c.kv_dim(), c.dim);
+      for (const char* n : {"attn_q", "attn_k", "attn_v"}) used.push_back(p + n + ".weight");
+    }
     l.wo = detail::gguf_matrix(g, p + "attn_output.weight", c.dim, c.q_dim());
-    l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
-    l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
+    if (a->fused) {
+      l.gate_up = detail::gguf_matrix(g, p + "ffn_up.weight", 2 * c.hidden_dim, c.dim);
+    } else {
+      l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
+      l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
+      used.push_back(p + "ffn_gate.weight");
+    }
     l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
-    for (const char* n : {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
+    for (const char* n : {"attn_output", "ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
     if (a->qkv_bias || (a->name == "llama" && g.find(p + "attn_q.bias"))) {
       l.bq = vector(p + "attn_q.bias", static_cast<int>(q));
       l.bk = vector(p + "attn_k.bias", static_cast<int>(kv));
@@ -596,7 +642,7 @@ class llama_engine {
       return l;
     };
     for (const llama_layer& w : model.layers)
-      layers_.push_back({make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down)});
+      layers_.push_back({make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down), make(w.wqkv), make(w.gate_up)});
     classifier_ = make(model.classifier());
     if (found != specs.size())
       for (const auto& [name, s] : specs) {
@@ -627,7 +673,7 @@ class llama_engine {
   [[nodiscard]] std::size_t matrix_bytes() const {
     std::size_t b = classifier_.bytes();
     for (const auto& l : layers_)
-      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down}) b += m->bytes();
+      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down, &l.wqkv, &l.gate_up}) b += m->bytes();
     return b;
   }
 
@@ -669,9 +715,17 @@ class llama_engine {
       rmsnorm(xb_, x_, w.attn_norm);
       float* k = kc.data() + static_cast<std::size_t>(pos) * kvd;
       float* v = vc.data() + static_cast<std::size_t>(pos) * kvd;
-      lin.wq.apply(xb_.data(), q_.data());
-      lin.wk.apply(xb_.data(), k);
-      lin.wv.apply(xb_.data(), v);
+      if (w.wqkv.present()) {
+        qkv_.resize(cfg_.q_dim() + 2 * kv_dim);
+        lin.wqkv.apply(xb_.data(), qkv_.data());
+        q_ = qkv_.head(cfg_.q_dim());
+        std::copy_n(qkv_.data() + cfg_.q_dim(), kv_dim, k);
+        std::copy_n(qkv_.data() + cfg_.q_dim() + kv_dim, kv_dim, v);
+      } else {
+        lin.wq.apply(xb_.data(), q_.data());
+        lin.wk.apply(xb_.data(), k);
+        lin.wv.apply(xb_.data(), v);
+      }
       add_bias(q_.data(), w.bq);
       add_bias(k, w.bk);
       add_bias(v, w.bv);
@@ -699,8 +753,15 @@ class llama_engine {
       lin.wo.apply(heads_.data(), xb2_.data());
       x_ += xb2_;
       rmsnorm(xb_, x_, w.ffn_norm);
-      lin.gate.apply(xb_.data(), hb_.data());
-      lin.up.apply(xb_.data(), hb2_.data());
+      if (w.gate_up.present()) {
+        gate_up_.resize(2 * cfg_.hidden_dim);
+        lin.gate_up.apply(xb_.data(), gate_up_.data());
+        hb_ = gate_up_.head(cfg_.hidden_dim);
+        hb2_ = gate_up_.tail(cfg_.hidden_dim);
+      } else {
+        lin.gate.apply(xb_.data(), hb_.data());
+        lin.up.apply(xb_.data(), hb2_.data());
+      }
       for (int i = 0; i < cfg_.hidden_dim; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];  // SwiGLU
       lin.down.apply(hb_.data(), xb_.data());
       x_ += xb_;
@@ -745,9 +806,17 @@ class llama_engine {
     const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
     row_matrix n = rmsnorm_rows(x, w.attn_norm);
     row_matrix q(T, cfg_.q_dim()), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
-    lin.wq.apply_rows(n, q);
-    lin.wk.apply_rows(n, k);
-    lin.wv.apply_rows(n, v);
+    if (w.wqkv.present()) {
+      row_matrix qkv(T, cfg_.q_dim() + 2 * cfg_.kv_dim());
+      lin.wqkv.apply_rows(n, qkv);
+      q = qkv.leftCols(cfg_.q_dim());
+      k = qkv.middleCols(cfg_.q_dim(), cfg_.kv_dim());
+      v = qkv.rightCols(cfg_.kv_dim());
+    } else {
+      lin.wq.apply_rows(n, q);
+      lin.wk.apply_rows(n, k);
+      lin.wv.apply_rows(n, v);
+    }
     if (w.bq.size()) q.rowwise() += w.bq.transpose();
     if (w.bk.size()) k.rowwise() += w.bk.transpose();
     if (w.bv.size()) v.rowwise() += w.bv.transpose();
@@ -790,8 +859,15 @@ class llama_engine {
     x += o;
     n = rmsnorm_rows(x, w.ffn_norm);
     row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
-    lin.gate.apply_rows(n, g);
-    lin.up.apply_rows(n, u);
+    if (w.gate_up.present()) {
+      row_matrix gu(T, 2 * static_cast<index_t>(cfg_.hidden_dim));
+      lin.gate_up.apply_rows(n, gu);
+      g = gu.leftCols(cfg_.hidden_dim);
+      u = gu.rightCols(cfg_.hidden_dim);
+    } else {
+      lin.gate.apply_rows(n, g);
+      lin.up.apply_rows(n, u);
+    }
     if (trace) {
       trace->att = std::move(att);
       trace->h = x;
@@ -897,7 +973,7 @@ class llama_engine {
     }
   };
   struct layer_linears {
-    linear wq, wk, wv, wo, gate, up, down;
+    linear wq, wk, wv, wo, gate, up, down, wqkv, gate_up;  // the absent ones have no rows
   };
 
   void check_token(int token) const {
@@ -986,7 +1062,7 @@ class llama_engine {
   std::vector<std::vector<float>> key_cache_, value_cache_;  // per layer: positions x kv_dim
   float rope_theta_scale_ = 1.0f;
   std::vector<float> rope_cos_, rope_sin_;
-  Eigen::VectorXf x_, xb_, xb2_, q_, heads_, hb_, hb2_, att_, logits_;
+  Eigen::VectorXf x_, xb_, xb2_, q_, qkv_, heads_, hb_, hb2_, gate_up_, att_, logits_;
 };
 
 // Greedy decoding from `first` (default BOS, id 1) at position 0: the next `steps` ids (argmax; ties to

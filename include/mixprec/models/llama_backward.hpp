@@ -147,11 +147,18 @@ class llama_backprop {
         dup.data()[i] = dact.data()[i] * z * s;
         dgate.data()[i] = dact.data()[i] * tr.up.data()[i] * s * (1.0f + z * (1.0f - s));
       }
-      report(lin.gate, tr.m, dgate);
-      report(lin.up, tr.m, dup);
-      lin.gate.backprop_rows(dgate, dn);
-      lin.up.backprop_rows(dup, tmp);
-      dn += tmp;
+      if (w.gate_up.present()) {  // one product of [gate up]: its output gradient is [dgate dup]
+        row_matrix dgu(dgate.rows(), 2 * dgate.cols());
+        dgu << dgate, dup;
+        report(lin.gate_up, tr.m, dgu);
+        lin.gate_up.backprop_rows(dgu, dn);
+      } else {
+        report(lin.gate, tr.m, dgate);
+        report(lin.up, tr.m, dup);
+        lin.gate.backprop_rows(dgate, dn);
+        lin.up.backprop_rows(dup, tmp);
+        dn += tmp;
+      }
       dx += rmsnorm_backward(tr.h, w.ffn_norm, dn, out.ffn_norm[li]);  // now dL/dh
 
       // attention: h = x + Wo att
@@ -162,14 +169,21 @@ class llama_backprop {
       attention_backward(tr, datt, dq, dk, dv);
       if (w.q_norm.size()) head_norm_backward(tr.q_raw, w.q_norm, dq, out.q_norm[li]);
       if (w.k_norm.size()) head_norm_backward(tr.k_raw, w.k_norm, dk, out.k_norm[li]);
-      report(lin.wq, tr.n, dq);
-      report(lin.wk, tr.n, dk);
-      report(lin.wv, tr.n, dv);
-      lin.wq.backprop_rows(dq, dn);
-      lin.wk.backprop_rows(dk, tmp);
-      dn += tmp;
-      lin.wv.backprop_rows(dv, tmp);
-      dn += tmp;
+      if (w.wqkv.present()) {  // one product of [wq wk wv]: its output gradient is [dq dk dv]
+        row_matrix dqkv(dq.rows(), dq.cols() + dk.cols() + dv.cols());
+        dqkv << dq, dk, dv;
+        report(lin.wqkv, tr.n, dqkv);
+        lin.wqkv.backprop_rows(dqkv, dn);
+      } else {
+        report(lin.wq, tr.n, dq);
+        report(lin.wk, tr.n, dk);
+        report(lin.wv, tr.n, dv);
+        lin.wq.backprop_rows(dq, dn);
+        lin.wk.backprop_rows(dk, tmp);
+        dn += tmp;
+        lin.wv.backprop_rows(dv, tmp);
+        dn += tmp;
+      }
       dx += rmsnorm_backward(x, w.attn_norm, dn, out.attn_norm[li]);
     }
     out.embedding = std::move(dx);

@@ -120,14 +120,14 @@ using measure_progress = std::function<void(const std::string& item, double weig
   return {std::max(0.0, ci.low), std::max(0.0, ci.high)};
 }
 
-// Every weight matrix of m in measurement order (token_embd, per layer wq wk wv wo gate up down, output
+// Every weight matrix of m in measurement order (token_embd, per layer llama_layer::matrices(), output
 // when untied), with the layer a probe of it restarts at (0 for the embedding, n_layers for the
 // classifier: the head only).
 [[nodiscard]] inline std::vector<std::pair<llama_matrix*, int>> llama_measure_matrices(llama_model& m) {
   std::vector<std::pair<llama_matrix*, int>> out{{&m.token_embd, 0}};
   for (int l = 0; l < m.config.n_layers; ++l) {
     auto& w = m.layers[static_cast<std::size_t>(l)];
-    for (llama_matrix* x : {&w.wq, &w.wk, &w.wv, &w.wo, &w.gate, &w.up, &w.down}) out.emplace_back(x, l);
+    for (llama_matrix* x : w.matrices()) out.emplace_back(x, l);
   }
   if (m.output) out.emplace_back(&*m.output, m.config.n_layers);
   return out;
@@ -185,7 +185,8 @@ struct measure_cost {
       (void)bp.backward(sampled_nll(bp.forward(streams.front()), 1).dlogits);
       t_backward = seconds_since(t) * scale;
     }
-    const row_matrix w = m.layers.front().wq.to_float();
+    const llama_matrix& first = *m.layers.front().matrices().front();  // wq (or wqkv)
+    const row_matrix w = first.to_float();
     if (o.fisher_draws > 0) {  // the Fisher arithmetic per weight: once per matrix, then per type
       const auto n0 = static_cast<index_t>(streams.front().size());
       const fisher_use use(row_matrix::Zero(n0, w.cols()), row_matrix::Zero(n0 * o.fisher_draws, w.rows()));
@@ -200,7 +201,7 @@ struct measure_cost {
       if (!fits(spec, w.cols()) || spec.format == format_id::fp32) continue;
       t = clock::now();
       try {
-        (void)quantize(w, spec, m.layers.front().wq.name());
+        (void)quantize(w, spec, first.name());
       } catch (const error& ex) {
         if (ex.code() != errc::not_representable) throw;
       }
