@@ -5,7 +5,8 @@
 // by support/tiny_arch.hpp with the synthetic vocabulary of support/tiny_llama.hpp, loaded by llama.cpp's
 // libllama (npm @node-llama-cpp/linux-x64@3.22.1, through run.sh) and by mixprec's engine: over 64
 // positions the logits agree within 1e-4 of the largest |logit| (F32 weights, F32 KV cache, no flash
-// attention). Then the tool's whole path on each (measure -> plan -> quantize at 6 bits per weight):
+// attention). Then the tool's whole path on each (measure, also by gradients, -> plan -> quantize at 6
+// bits per weight):
 // llama.cpp loads the mixed-type file, and its logits are mixprec's engine's on the same bytes (with
 // ggml's 8-bit activations; but for a few positions where one activation rounds to the next code).
 #include <catch2/catch.hpp>
@@ -103,6 +104,9 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engin
       const std::string measured = (dir / (std::string(arch) + "-m.json")).string(), plan = (dir / (std::string(arch) + "-plan.json")).string(),
                         quantized = (dir / (std::string(arch) + "-q.gguf")).string();
       REQUIRE(mixprec_tool({"measure", f32, "--sample", "4:32", "--seed", "1", "-o", measured}) == 0);
+      // The gradient estimate runs too (the backward pass through this architecture's graph).
+      REQUIRE(mixprec_tool({"measure", f32, "--method", "fisher", "--sample", "4:32", "--seed", "1", "-o",
+                            (dir / (std::string(arch) + "-fisher.json")).string()}) == 0);
       REQUIRE(mixprec_tool({"plan", f32, "--measured", measured, "--budget", "6", "--no-verify", "-o", plan}) == 0);
       REQUIRE(mixprec_tool({"quantize", f32, "--plan", plan, "-o", quantized}) == 0);
       std::string qwarnings;
