@@ -677,6 +677,20 @@ TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are ty
        "blk.0.attn_k_norm.weight"},
       {"qwen3-value-length", &qwen3, {.kvs = [](gguf::metadata& k) { k.set("qwen3.attention.value_length", gguf::value(std::uint32_t{16})); }},
        errc::unsupported, "qwen3.attention.value_length"},
+      {"qwen3-value-only", &qwen3, {.kvs = [](gguf::metadata& k) { k.erase("qwen3.attention.key_length"); }}, errc::unsupported,
+       "qwen3.attention.value_length"},
+      {"qwen3-overflow",
+       &qwen3,
+       {.kvs =
+            [](gguf::metadata& k) {
+              k.set("qwen3.attention.key_length", gguf::value(std::uint32_t{65536}));
+              k.set("qwen3.attention.value_length", gguf::value(std::uint32_t{65536}));
+              k.set("qwen3.attention.head_count", gguf::value(std::uint32_t{65537}));
+              k.set("qwen3.attention.head_count_kv", gguf::value(std::uint32_t{1}));
+            }},
+       errc::parse_error, "qwen3.attention.head_count"},
+      {"phi3-attn-factor", &phi3, {.kvs = [](gguf::metadata& k) { k.set("phi3.rope.scaling.attn_factor", gguf::value(1.19f)); }},
+       errc::unsupported, "phi3.rope.scaling.attn_factor"},
       {"qwen3-no-eps", &qwen3, {.kvs = [](gguf::metadata& k) { k.erase("qwen3.attention.layer_norm_rms_epsilon"); }}, errc::parse_error,
        "qwen3.attention.layer_norm_rms_epsilon"},
       {"qwen3-norm-shape",

@@ -1,18 +1,19 @@
 // A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
-// of architecture "llama" (Llama 1/2/3, Mistral), "qwen2" (Qwen2/2.5) or "qwen3" (dense Qwen3), as
-// llama.cpp writes them, or a llama2.c checkpoint, and runs the forward pass token by token with a KV
+// of architecture "llama" (Llama 1/2/3, Mistral), "qwen2" (Qwen2/2.5), "qwen3" (dense Qwen3) or "phi3"
+// (Phi-3, Phi-4-mini), as llama.cpp writes them, or a llama2.c checkpoint, and runs the forward pass token by token with a KV
 // cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
 // llama.cpp's block types straight from their bytes by mixprec::gemv, no FP32 copy; block types take
 // their activations quantized as ggml does unless engine_options::activations is fp32)
 // or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
 //
-// The forward pass (llama2.c's run.c and llama.cpp's "llama", "qwen2" and "qwen3" graphs compute the
-// same thing), per layer:
+// The forward pass (llama2.c's run.c and llama.cpp's "llama", "qwen2", "qwen3" and "phi3" graphs compute
+// the same thing), per layer:
 //   h  = x + Wo attention(RoPE(N_q(Wq n + bq)), RoPE(N_k(Wk n + bk)), Wv n + bv),   n = rmsnorm(x) * attn_norm
 //   x' = h + Wdown (silu(Wgate m) * (Wup m)),                m = rmsnorm(h) * ffn_norm
 //   rmsnorm(x) = x / sqrt(mean(x^2) + eps)                   eps: ARCH.attention.layer_norm_rms_epsilon
 // then logits = Woutput (rmsnorm(x) * output_norm). The biases b (qwen2; some llama files) and the head
-// norms N (qwen3: rmsnorm of each head times attn_q_norm / attn_k_norm) are absent from other models.
+// norms N (qwen3: rmsnorm of each head times attn_q_norm / attn_k_norm) are absent from other models;
+// phi3 stores [Wq; Wk; Wv] and [Wgate; Wup] as one matrix each (run as one product, split after it).
 // Attention: grouped-query (head h reads KV head h / (n_heads / n_kv_heads)), heads of head_size values
 // (ARCH.attention.key_length, else dim / n_heads), scores q.k / sqrt(head_size), causal softmax in FP32.
 // RoPE: pair i of each head, i < rope_dim / 2, is rotated by the angle p * s / f_i * theta^(-2i / rope_dim)
@@ -74,6 +75,10 @@ struct llama_config {
   // llama.cpp's rope types: NORM rotates the pairs (2i, 2i+1) ("llama"), NEOX the pairs (i, i + rope_dim/2)
   // ("qwen2", "qwen3": the order of Hugging Face's rotate_half, which their converter does not permute).
   enum class rope_type { norm, neox } rope = rope_type::norm;
+
+  // The largest width (dim, q_dim, kv_dim, hidden_dim) validate() and load_gguf accept: sums of three
+  // (q_dim + 2 kv_dim, the rows of a fused wqkv) stay within int.
+  static constexpr std::int64_t max_width = std::int64_t{1} << 28;
 
   [[nodiscard]] int head_size() const noexcept { return head_dim > 0 ? head_dim : n_heads > 0 ? dim / n_heads : 0; }
   [[nodiscard]] int q_dim() const noexcept { return head_size() * n_heads; }  // rows of wq, columns of wo
@@ -190,6 +195,8 @@ struct llama_model {
         c.context_length <= 0)
       bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size and context_length must be positive");
     if (c.head_dim < 0) bad("head_dim must be >= 0");
+    for (const std::int64_t w : {std::int64_t{c.dim}, std::int64_t{c.hidden_dim}, std::int64_t{c.head_size()} * c.n_heads})
+      if (w > llama_config::max_width) bad("a width of " + std::to_string(w) + " is more than " + std::to_string(llama_config::max_width));
     if (c.head_dim == 0 && c.dim % c.n_heads != 0)
       bad("dim " + std::to_string(c.dim) + " is not a multiple of n_heads " + std::to_string(c.n_heads));
     if (c.n_heads % c.n_kv_heads != 0) bad("n_heads " + std::to_string(c.n_heads) + " is not a multiple of n_kv_heads " + std::to_string(c.n_kv_heads));
@@ -438,18 +445,22 @@ inline constexpr llama_architecture llama_architectures[] = {
   if (c.n_kv_heads > c.n_heads || c.n_heads % c.n_kv_heads != 0)
     throw error(errc::parse_error, file + k + "attention.head_count " + std::to_string(c.n_heads) + " is not a multiple of " + k +
                                        "attention.head_count_kv " + std::to_string(c.n_kv_heads));
-  const auto key_length = detail::kv_uint(g, k + "attention.key_length");
-  const auto value_length = detail::kv_uint(g, k + "attention.value_length");
-  if (key_length && value_length && *key_length != *value_length)
-    throw error(errc::unsupported, file + k + "attention.key_length " + std::to_string(*key_length) + " differs from " + k +
-                                       "attention.value_length " + std::to_string(*value_length) + "; this engine needs them equal");
-  if (const auto hd = key_length ? key_length : value_length) {
+  // The head size: key_length, else dim / head_count (llama.cpp's n_embd_head_k); value_length must equal it.
+  if (const auto hd = detail::kv_uint(g, k + "attention.key_length")) {
     if (*hd == 0 || *hd > 65536) throw error(errc::parse_error, file + k + "attention.key_length " + std::to_string(*hd) + " is out of range");
     if (*hd * static_cast<std::uint64_t>(c.n_heads) != static_cast<std::uint64_t>(c.dim)) c.head_dim = static_cast<int>(*hd);
   }
   if (c.head_dim == 0 && c.dim % c.n_heads != 0)
     throw error(errc::parse_error, file + k + "embedding_length " + std::to_string(c.dim) + " is not a multiple of " + k +
                                        "attention.head_count " + std::to_string(c.n_heads) + " and the file gives no attention.key_length");
+  if (static_cast<std::uint64_t>(c.head_size()) * static_cast<std::uint64_t>(c.n_heads) > llama_config::max_width)
+    throw error(errc::parse_error, file + k + "attention.head_count " + std::to_string(c.n_heads) + " heads of " + std::to_string(c.head_size()) +
+                                       " values are more than " + std::to_string(llama_config::max_width));
+  if (const auto v = detail::kv_uint(g, k + "attention.value_length"); v && *v != static_cast<std::uint64_t>(c.head_size()))
+    throw error(errc::unsupported, file + k + "attention.value_length " + std::to_string(*v) + " differs from the key head size " +
+                                       std::to_string(c.head_size()) + "; this engine needs them equal");
+  if (const auto f = detail::kv_float(g, k + "rope.scaling.attn_factor"); f && *f != 1.0)
+    throw error(errc::unsupported, file + k + "rope.scaling.attn_factor " + std::to_string(*f) + " is not implemented (only 1)");
   if (const auto e = detail::kv_uint(g, k + "expert_count"); e && *e > 0)
     throw error(errc::unsupported, file + "key '" + k + "expert_count' = " + std::to_string(*e) + ": mixture-of-experts models are not implemented");
   c.rope_dim = detail::kv_int(g, k + "rope.dimension_count", c.head_size());
@@ -668,8 +679,8 @@ class llama_engine {
   // Sees the input of every matrix-vector product; empty by default.
   void observe(activation_observer fn) { observer_ = std::move(fn); }
 
-  // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' seven and the
-  // classifier; norms and the embedding lookup excluded.
+  // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' products
+  // (llama_layer::matrices()) and the classifier; norms and the embedding lookup excluded.
   [[nodiscard]] std::size_t matrix_bytes() const {
     std::size_t b = classifier_.bytes();
     for (const auto& l : layers_)

@@ -212,7 +212,7 @@ class llama_backprop {
     return dx;
   }
 
-  // From datt (T x dim, dL/d of the heads' outputs) to dq (T x dim), dk, dv (T x kv_dim): through the
+  // From datt (T x q_dim, dL/d of the heads' outputs) to dq (T x q_dim), dk, dv (T x kv_dim): through the
   // causal softmax attention and then RoPE, back to the products' outputs.
   void attention_backward(const llama_layer_trace& tr, const row_matrix& datt, row_matrix& dq, row_matrix& dk, row_matrix& dv) {
     const llama_config& c = engine_.cfg_;
