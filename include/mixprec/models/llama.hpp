@@ -391,16 +391,15 @@ inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, in
 struct llama_architecture {
   std::string_view name;
   llama_config::rope_type rope;
-  bool qkv_bias;   // attn_q/k/v.bias: required for "qwen2", optional for "llama" (llama.cpp loads them when present)
   bool qk_norm;    // attn_q_norm / attn_k_norm: required ("qwen3")
   bool rope_freqs;  // rope_freqs.weight may be present (Llama 3.1's scaling)
   bool fused;       // attn_qkv (or attn_q/k/v) and ffn_up of 2 x feed_forward_length, no ffn_gate ("phi3")
 };
 inline constexpr llama_architecture llama_architectures[] = {
-    {"llama", llama_config::rope_type::norm, false, false, true, false},  // Llama 1/2/3, Mistral, llama2.c
-    {"qwen2", llama_config::rope_type::neox, true, false, false, false},  // Qwen1.5, Qwen2, Qwen2.5
-    {"qwen3", llama_config::rope_type::neox, false, true, false, false},  // Qwen3 (dense)
-    {"phi3", llama_config::rope_type::neox, false, false, false, true},   // Phi-3, Phi-3.5, Phi-4-mini (without LongRoPE factors)
+    {"llama", llama_config::rope_type::norm, false, true, false},  // Llama 1/2/3, Mistral, llama2.c
+    {"qwen2", llama_config::rope_type::neox, false, false, false},  // Qwen1.5, Qwen2, Qwen2.5 (q/k/v biases)
+    {"qwen3", llama_config::rope_type::neox, true, false, false},   // Qwen3 (dense)
+    {"phi3", llama_config::rope_type::neox, false, false, true},    // Phi-3, Phi-3.5, Phi-4-mini (without LongRoPE factors)
 };
 
 // A GGUF of general.architecture "llama", "qwen2", "qwen3" or "phi3" as a model, matrices kept as stored (see
@@ -412,7 +411,7 @@ inline constexpr llama_architecture llama_architectures[] = {
 // rope.scaling.factor; also the older rope.scale_linear), vocab_size (optional, checked). Tensors:
 // token_embd, output_norm, output (absent: tied), rope_freqs ("llama" only, optional),
 // blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, each
-// ".weight"; "qwen2" also blk.N.attn_{q,k,v}.bias (optional for "llama"), "qwen3" blk.N.attn_q_norm
+// ".weight"; blk.N.attn_{q,k,v}.bias each when present (Qwen2 has them), "qwen3" blk.N.attn_q_norm
 // and attn_k_norm, "phi3" blk.N.attn_qkv (else attn_q/k/v) and an ffn_up of 2 x feed_forward_length
 // rows for gate and up (no ffn_gate; phi3's LongRoPE factors are refused). Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
 // F32). Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other
@@ -552,11 +551,10 @@ inline constexpr llama_architecture llama_architectures[] = {
     }
     l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
     for (const char* n : {"attn_output", "ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
-    if (a->qkv_bias || (a->name == "llama" && g.find(p + "attn_q.bias"))) {
-      l.bq = vector(p + "attn_q.bias", static_cast<int>(q));
-      l.bk = vector(p + "attn_k.bias", static_cast<int>(kv));
-      l.bv = vector(p + "attn_v.bias", static_cast<int>(kv));
-    }
+    // q/k/v biases, each when present (llama.cpp's create_tensor_qkv: Qwen2 has all three).
+    if (!l.wqkv.present())
+      for (auto [name, bias, n] : {std::tuple{"attn_q.bias", &l.bq, q}, {"attn_k.bias", &l.bk, kv}, {"attn_v.bias", &l.bv, kv}})
+        if (g.find(p + name)) *bias = vector(p + name, static_cast<int>(n));
     if (a->qk_norm) {
       l.q_norm = vector(p + "attn_q_norm.weight", c.head_size());
       l.k_norm = vector(p + "attn_k_norm.weight", c.head_size());
