@@ -25,7 +25,7 @@
 #include "mixprec/models/llama.hpp"
 #include "support/tiny_arch.hpp"
 #include "support/tiny_llama.hpp"
-#include "tools/mixprec/app.hpp"
+#include "support/tool_run.hpp"
 
 namespace {
 
@@ -37,13 +37,6 @@ fs::path work_dir() {
   const fs::path dir = fs::temp_directory_path() / ("mixprec_llama_arch_" + std::to_string(::getpid()));
   fs::create_directories(dir);
   return dir;
-}
-
-int mixprec_tool(std::vector<std::string> args) {
-  args.insert(args.begin(), "mixprec");
-  std::vector<const char*> argv;
-  for (const auto& a : args) argv.push_back(a.c_str());
-  return mixprec_cli::run(static_cast<int>(argv.size()), argv.data());
 }
 
 // llama.cpp's logits for `tokens` from position 0 in one batch (T x vocab), and the warnings it logged
@@ -78,7 +71,7 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engin
   const fs::path dir = work_dir();
   const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
   const std::string vocab_gguf = (dir / "vocab.gguf").string();
-  REQUIRE(mixprec_tool({"convert", files.model, files.tokenizer, "-o", vocab_gguf}) == 0);
+  REQUIRE(mixprec::test::tool({"convert", files.model, files.tokenizer, "-o", vocab_gguf}) == 0);
   const gguf::metadata vocab = gguf::file::open(vocab_gguf).kvs();
   std::vector<int> tokens = {1};
   for (int p = 1; p < 64; ++p) tokens.push_back(3 + (p * 97 + 11) % 509);
@@ -103,12 +96,12 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engin
       // measure -> plan -> quantize, then both engines on the written bytes.
       const std::string measured = (dir / (std::string(arch) + "-m.json")).string(), plan = (dir / (std::string(arch) + "-plan.json")).string(),
                         quantized = (dir / (std::string(arch) + "-q.gguf")).string();
-      REQUIRE(mixprec_tool({"measure", f32, "--sample", "4:32", "--seed", "1", "-o", measured}) == 0);
+      REQUIRE(mixprec::test::tool({"measure", f32, "--sample", "4:32", "--seed", "1", "-o", measured}) == 0);
       // The gradient estimate runs too (the backward pass through this architecture's graph).
-      REQUIRE(mixprec_tool({"measure", f32, "--method", "fisher", "--sample", "4:32", "--seed", "1", "-o",
+      REQUIRE(mixprec::test::tool({"measure", f32, "--method", "fisher", "--sample", "4:32", "--seed", "1", "-o",
                             (dir / (std::string(arch) + "-fisher.json")).string()}) == 0);
-      REQUIRE(mixprec_tool({"plan", f32, "--measured", measured, "--budget", "6", "--no-verify", "-o", plan}) == 0);
-      REQUIRE(mixprec_tool({"quantize", f32, "--plan", plan, "-o", quantized}) == 0);
+      REQUIRE(mixprec::test::tool({"plan", f32, "--measured", measured, "--budget", "6", "--no-verify", "-o", plan}) == 0);
+      REQUIRE(mixprec::test::tool({"quantize", f32, "--plan", plan, "-o", quantized}) == 0);
       std::string qwarnings;
       const mixprec::row_matrix theirs_q = llama_cpp_logits(quantized, tokens, qwarnings);
       INFO("llama.cpp's warnings on the quantized file: " << qwarnings);

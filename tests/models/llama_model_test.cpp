@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -187,6 +188,20 @@ std::string edited_gguf(const std::string& src, const edits& e, const std::strin
   const std::string out = (work_dir() / name).string();
   gguf::write(out, kvs, ts);
   return out;
+}
+
+// An F32 tensor of `dims` (ne0 first) holding `value` everywhere, for edits::extra; its values live as
+// long as the process.
+gguf::tensor_source constant_tensor(std::string name, std::vector<std::uint64_t> dims, float value) {
+  static std::deque<std::vector<float>> values;
+  std::size_t n = 1;
+  for (const auto d : dims) n *= static_cast<std::size_t>(d);
+  values.emplace_back(n, value);
+  gguf::tensor_source t;
+  t.name = std::move(name);
+  t.dims = std::move(dims);
+  t.bytes = std::as_bytes(std::span<const float>(values.back()));
+  return t;
 }
 
 // The model with every matrix decoded to FP32 (the reference for a quantized file).
@@ -462,14 +477,9 @@ TEST_CASE("malformed or unsupported GGUFs are typed errors naming the key or ten
   }
   // A tensor the llama graph does not use (qwen3's head norm): refused rather than ignored. A q bias
   // alone, as llama.cpp takes it, is added to q.
-  static const std::vector<float> bias(64, 0.5f);
   for (const char* name : {"blk.0.attn_q_norm.weight", "blk.0.attn_q.bias"}) {
     const bool is_bias = std::string_view(name).ends_with(".bias");
-    gguf::tensor_source b;
-    b.name = name;
-    b.dims = {is_bias ? 64u : 8u};
-    b.bytes = std::as_bytes(std::span<const float>(bias).first(b.dims[0]));
-    const std::string path = edited_gguf(tiny().gguf, {.extra = {b}}, "extra.gguf");
+    const std::string path = edited_gguf(tiny().gguf, {.extra = {constant_tensor(name, {is_bias ? 64u : 8u}, 0.5f)}}, "extra.gguf");
     if (is_bias) {
       const models::llama_model mb = models::load_gguf(path);
       CHECK(mb.layers[0].bq.size() == 64);
@@ -712,32 +722,11 @@ TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are ty
           if (s.name == "blk.1.attn_q_norm.weight") s.dims = {16, 2};
         }},
        errc::shape_mismatch, "blk.1.attn_q_norm.weight"},
-      {"qwen2-rope-freqs", &qwen2, {.extra = {[] {
-                                      static const std::vector<float> f(8, 1.0f);
-                                      gguf::tensor_source t;
-                                      t.name = "rope_freqs.weight";
-                                      t.dims = {8};
-                                      t.bytes = std::as_bytes(std::span<const float>(f));
-                                      return t;
-                                    }()}},
+      {"qwen2-rope-freqs", &qwen2, {.extra = {constant_tensor("rope_freqs.weight", {8}, 1.0f)}},
        errc::unsupported, "rope_freqs.weight"},
-      {"phi3-gate", &phi3, {.extra = {[] {
-                              static const std::vector<float> f(96 * 64, 0.0f);
-                              gguf::tensor_source t;
-                              t.name = "blk.0.ffn_gate.weight";
-                              t.dims = {64, 96};
-                              t.bytes = std::as_bytes(std::span<const float>(f));
-                              return t;
-                            }()}},
+      {"phi3-gate", &phi3, {.extra = {constant_tensor("blk.0.ffn_gate.weight", {64, 96}, 0.0f)}},
        errc::unsupported, "blk.0.ffn_gate.weight"},
-      {"phi3-longrope", &phi3, {.extra = {[] {
-                                  static const std::vector<float> f(8, 1.0f);
-                                  gguf::tensor_source t;
-                                  t.name = "rope_factors_long.weight";
-                                  t.dims = {8};
-                                  t.bytes = std::as_bytes(std::span<const float>(f));
-                                  return t;
-                                }()}},
+      {"phi3-longrope", &phi3, {.extra = {constant_tensor("rope_factors_long.weight", {8}, 1.0f)}},
        errc::unsupported, "rope_factors_long.weight"},
       {"phi3-up-shape", &phi3, {.tensor = [](gguf::tensor_source& s) {
                                   if (s.name == "blk.1.ffn_up.weight") s.dims = {128, 96};  // the same bytes, other dims
