@@ -40,9 +40,12 @@
 #include <nlohmann/json.hpp>
 
 #include "apps/llm_study/llama_cpp.hpp"
-#include "tools/mixprec/app.hpp"
+#include "tools/mixprec/cli.hpp"
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/plan/plan.hpp"
+#include "mixprec/plan/plan_json.hpp"
+#include "mixprec/quantize/spec.hpp"
 #include "support/tool_run.hpp"
 
 namespace {

@@ -39,7 +39,7 @@
 #include <unistd.h>
 
 #include "apps/llm_study/llama_cpp.hpp"
-#include "tools/mixprec/app.hpp"
+#include "tools/mixprec/cli.hpp"
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
@@ -174,7 +174,7 @@ std::vector<int> llama_cpp_tokenize(const std::string& gguf_path, const std::str
 
 // ---- mixprec's side ----
 
-// Runs the mixprec command line in-process (tools/mixprec/app.hpp), as a user would run the tool.
+// Runs the mixprec command line in-process (tools/mixprec/cli.hpp), as a user would run the tool.
 int mixprec_tool(std::vector<std::string> args) {
   args.insert(args.begin(), "mixprec");
   std::vector<const char*> argv;

@@ -1,4 +1,4 @@
-// Running the `mixprec` command line in-process from a test (tools/mixprec/app.hpp's run), with or
+// Running the `mixprec` command line in-process from a test (tools/mixprec/cli.hpp's run, mixprec::cli), with or
 // without its output captured, and the synthetic model as a GGUF the tool made itself.
 #pragma once
 
@@ -18,7 +18,7 @@
 
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
-#include "tools/mixprec/app.hpp"
+#include "tools/mixprec/cli.hpp"
 
 namespace mixprec::test {
 

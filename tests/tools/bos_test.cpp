@@ -15,7 +15,10 @@
 
 #include <unistd.h>
 
-#include "tools/mixprec/app.hpp"
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/models/calibration.hpp"
+#include "mixprec/models/llama.hpp"
+#include "mixprec/models/tokenizer.hpp"
 #include "support/errors.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
@@ -115,27 +118,27 @@ TEST_CASE("measure --sample: every stream starts with the vocabulary's BOS (a Ll
   CHECK(c.at("bos_first") == true);
   const auto expected = sampled(l3, 3, 12, 5, 300);
   for (const auto& s : expected) CHECK(s.front() == 300);
-  CHECK(c.at("ids_fnv1a64") == mixprec_cli::calibration_hash(expected));
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(expected));
   // What the hard-coded 1 drew: other streams (the check above can fail).
-  CHECK(mixprec_cli::calibration_hash(sampled(l3, 3, 12, 5, 1)) != c.at("ids_fnv1a64").get<std::string>());
+  CHECK(mixprec::models::calibration_hash(sampled(l3, 3, 12, 5, 1)) != c.at("ids_fnv1a64").get<std::string>());
 
   // The same weights with the SentencePiece vocabulary: BOS 1, as before.
   REQUIRE(tool({"measure", (dir / "a.gguf").string(), "--types", "q8_0", "--sample", "3:12", "--seed", "5", "-o", m}) == 0);
   CHECK(read_json(m).at("calibration").at("bos") == 1);
-  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec_cli::calibration_hash(sampled((dir / "a.gguf").string(), 3, 12, 5, 1)));
+  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec::models::calibration_hash(sampled((dir / "a.gguf").string(), 3, 12, 5, 1)));
 
   // No bos_token_id: llama.cpp's default for a BPE vocabulary, 11.
   const std::string bpe = with_metadata(l3, dir / "bpe.gguf", [](gguf::metadata& kvs) { kvs.erase("tokenizer.ggml.bos_token_id"); });
   REQUIRE(tool({"measure", bpe, "--types", "q8_0", "--sample", "2:8", "--seed", "5", "-o", m}) == 0);
   CHECK(read_json(m).at("calibration").at("bos") == 11);
-  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec_cli::calibration_hash(sampled(bpe, 2, 8, 5, 11)));
+  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec::models::calibration_hash(sampled(bpe, 2, 8, 5, 11)));
 
   // --tokens: the ids as given, the vocabulary's BOS recorded but not put first.
   std::ofstream(dir / "ids.txt") << "7 8 9 10\n300 11 12\n";
   REQUIRE(tool({"measure", l3, "--types", "q8_0", "--tokens", (dir / "ids.txt").string(), "-o", m}) == 0);
   CHECK(read_json(m).at("calibration").at("bos") == 300);
   CHECK(read_json(m).at("calibration").at("bos_first") == false);
-  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec_cli::calibration_hash({{7, 8, 9, 10}, {300, 11, 12}}));
+  CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec::models::calibration_hash({{7, 8, 9, 10}, {300, 11, 12}}));
 
   // --text needs a tokenizer: the BPE one is not implemented (exit 5, before any tensor is probed).
   std::ofstream(dir / "text.txt") << calibration_text;
@@ -174,7 +177,7 @@ TEST_CASE("measure --text: streams start with the vocabulary's BOS when it adds 
   CHECK(c.at("bos") == 1);
   CHECK(c.at("bos_first") == true);
   CHECK(c.at("positions") == 32);
-  CHECK(c.at("ids_fnv1a64") == mixprec_cli::calibration_hash(models::chunk_tokens(text_ids(plain), 16, 1, 2)));
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(models::chunk_tokens(text_ids(plain), 16, 1, 2)));
 
   // A BOS other than 1: every stream starts with it.
   const std::string five = with_metadata(plain, dir / "bos5.gguf", [](gguf::metadata& kvs) { kvs.set("tokenizer.ggml.bos_token_id", u32(5)); });
@@ -184,8 +187,8 @@ TEST_CASE("measure --text: streams start with the vocabulary's BOS when it adds 
   const auto expected = models::chunk_tokens(text_ids(five), 16, 5, 2);
   REQUIRE(expected.size() == 2);
   CHECK(expected[0].front() == 5);
-  CHECK(c.at("ids_fnv1a64") == mixprec_cli::calibration_hash(expected));
-  CHECK(c.at("ids_fnv1a64") != mixprec_cli::calibration_hash(models::chunk_tokens(text_ids(five), 16, 1, 2)));
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(expected));
+  CHECK(c.at("ids_fnv1a64") != mixprec::models::calibration_hash(models::chunk_tokens(text_ids(five), 16, 1, 2)));
 
   // A vocabulary that adds no BOS: --ctx text tokens per stream, as llama.cpp's imatrix cuts them.
   const std::string no_bos = with_metadata(plain, dir / "nobos.gguf", [](gguf::metadata& kvs) {
@@ -195,7 +198,7 @@ TEST_CASE("measure --text: streams start with the vocabulary's BOS when it adds 
   CHECK(c.at("bos") == 1);
   CHECK(c.at("bos_first") == false);
   CHECK(c.at("positions") == 32);
-  CHECK(c.at("ids_fnv1a64") == mixprec_cli::calibration_hash(models::chunk_tokens(text_ids(no_bos), 16, -1, 2)));
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(models::chunk_tokens(text_ids(no_bos), 16, -1, 2)));
 
   // The vocabulary's add_space_prefix, not a constant true.
   const std::string no_prefix = with_metadata(plain, dir / "noprefix.gguf", [](gguf::metadata& kvs) {
@@ -204,6 +207,6 @@ TEST_CASE("measure --text: streams start with the vocabulary's BOS when it adds 
   const auto ids = text_ids(no_prefix);
   CHECK(ids != text_ids(plain));
   c = measured(no_prefix);
-  CHECK(c.at("ids_fnv1a64") == mixprec_cli::calibration_hash(models::chunk_tokens(ids, 16, 1, 2)));
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(models::chunk_tokens(ids, 16, 1, 2)));
   fs::remove_all(dir);
 }

@@ -18,7 +18,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "tools/mixprec/app.hpp"
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/io/imatrix.hpp"
+#include "mixprec/plan/plan.hpp"
+#include "mixprec/plan/plan_json.hpp"
+#include "mixprec/quantize/spec.hpp"
+#include "tools/mixprec/cli.hpp"
 #include "support/files.hpp"
 #include "support/tool_run.hpp"
 

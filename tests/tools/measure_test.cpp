@@ -7,13 +7,15 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <unistd.h>
 
-#include "tools/mixprec/app.hpp"
+#include "mixprec/io/imatrix.hpp"
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama_measure.hpp"
+#include "mixprec/plan/plan_json.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"
 #include "support/tool_run.hpp"
@@ -25,6 +27,12 @@ namespace {
 using mixprec::test::dir_with_model;
 using mixprec::test::read_json;
 using mixprec::test::tool;
+
+// The plan a plan file holds (the library's plan JSON, as `mixprec quantize` reads it).
+mixprec::plan plan_of(const std::string& path) {
+  const std::vector<char> text = mixprec::test::read_bytes(path);
+  return mixprec::parse_plan(std::string_view(text.data(), text.size()), path);
+}
 
 }  // namespace
 
@@ -77,7 +85,7 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
   // Plans from the file: the KL plan meets the budget and quantize writes exactly its bytes.
   const std::string plan = (dir / "p.json").string(), out = (dir / "q.gguf").string();
   REQUIRE(tool({"plan", gguf, "--measured", m1, "--budget", "7", "-o", plan}) == 0);
-  const mixprec::plan p = mixprec_cli::load_plan(plan);
+  const mixprec::plan p = plan_of(plan);
   CHECK(p.bits_per_weight() <= 7.0);
   REQUIRE(tool({"quantize", gguf, "--plan", plan, "--imatrix", (dir / "im.gguf").string(), "-o", out}) == 0);
   std::uint64_t planned = 0;
@@ -86,7 +94,7 @@ TEST_CASE("measure: KL per tensor and type, the imatrix, reproducible, and plans
   CHECK(planned == p.bytes());
   // A plan by KL and one by the proxy differ in what they predict, not in meeting the budget.
   REQUIRE(tool({"plan", gguf, "--measured", m1, "--metric", "proxy", "--budget", "7", "-o", plan}) == 0);
-  CHECK(mixprec_cli::load_plan(plan).bits_per_weight() <= 7.0);
+  CHECK(plan_of(plan).bits_per_weight() <= 7.0);
 
   // Shards: two partial files, merged in either order, are the single-process file; so is another thread count.
   const std::string s0 = (dir / "s0.json").string(), s1 = (dir / "s1.json").string(), merged = (dir / "merged.json").string();
@@ -194,7 +202,7 @@ TEST_CASE("measure: the Gram proxy is |(W - Q(W)) X|^2 per position of the tenso
     CHECK(t.at("notes").back().get<std::string>().find("fallback types fp16") != std::string::npos);
   }
   REQUIRE(tool({"plan", gguf, "--measured", m, "--metric", "gram_proxy", "--budget", "7", "-o", (dir / "p.json").string()}) == 0);
-  CHECK(mixprec_cli::load_plan((dir / "p.json").string()).entries.size() == j.at("tensors").size());
+  CHECK(plan_of((dir / "p.json").string()).entries.size() == j.at("tensors").size());
   fs::remove_all(dir);
 }
 
@@ -228,7 +236,7 @@ TEST_CASE("measure --method fisher|both: Fisher estimates in the file, plans fro
   // Plans by the Fisher estimate meet the budget; by a metric the file lacks: refused, saying why.
   const std::string plan = (dir / "p.json").string();
   REQUIRE(tool({"plan", gguf, "--measured", fisher, "--metric", "fisher", "--budget", "7", "-o", plan}) == 0);
-  CHECK(mixprec_cli::load_plan(plan).bits_per_weight() <= 7.0);
+  CHECK(plan_of(plan).bits_per_weight() <= 7.0);
   REQUIRE(tool({"plan", gguf, "--measured", both, "--metric", "fisher_kfac", "--budget", "7", "-o", plan}) == 0);
   CHECK(tool({"plan", gguf, "--measured", fisher, "--budget", "7", "-o", plan}) == 2);  // the default metric kl
   CHECK(tool({"plan", gguf, "--measured", fisher, "--metric", "kl_upper", "--budget", "7", "-o", plan}) == 2);

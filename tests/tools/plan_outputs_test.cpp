@@ -24,6 +24,7 @@
 #include "support/errors.hpp"
 #include "support/files.hpp"
 #include "support/tool_run.hpp"
+#include "tools/mixprec/plan_output.hpp"
 #include "tools/mixprec/verify.hpp"
 
 namespace {

@@ -19,6 +19,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "mixprec/io/gguf.hpp"
+#include "mixprec/io/imatrix.hpp"
+#include "mixprec/io/safetensors.hpp"
 #include "support/files.hpp"
 #include "support/tool_run.hpp"
 

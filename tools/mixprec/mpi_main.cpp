@@ -1,12 +1,12 @@
 // mixprec-mpi: `mixprec measure` over the ranks of an MPI job, one shard per rank:
 //   mpirun -np K mixprec-mpi measure MODEL.gguf --types ... (--text F | --tokens F | --sample N:LEN) [--imatrix-out F] -o measure.json
-// The options are `mixprec measure`'s (app.hpp) but --shard: rank r measures shard r/K in-process
+// The options are `mixprec measure`'s (app.hpp's measure_command) but --shard: rank r measures shard r/K in-process
 // (measure_file), rank 0 gathers every rank's partial JSON (MPI_Gather of the lengths, MPI_Gatherv of
 // the bytes), joins them with merge_measures and writes the file one `mixprec measure` writes, byte for
 // byte. Only rank 0 prints (the table, the progress of its own shard) and writes (the measure file, the
 // imatrix files); every rank runs the same full-precision pass, so each holds the model.
 //
-// Exit codes are app.hpp's. A failure on any rank makes every rank exit with the code of the lowest
+// Exit codes are cli.hpp's. A failure on any rank makes every rank exit with the code of the lowest
 // failed rank, which alone prints its message: after each step the ranks exchange their status
 // (MPI_Allgather), so a rank never waits in a collective that a failed rank will not join.
 #include <climits>
