@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "mixprec/models/llama.hpp"
-#include "mixprec/models/llama_backward.hpp"
+#include "mixprec/models/llama/backward.hpp"
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 

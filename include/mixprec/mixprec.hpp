@@ -95,5 +95,5 @@
 
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
-#include "mixprec/models/llama_measure.hpp"
+#include "mixprec/models/llama/measure.hpp"
 #include "mixprec/models/tokenizer.hpp"

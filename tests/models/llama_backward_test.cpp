@@ -1,4 +1,4 @@
-// The LLaMA engine's backward pass (mixprec/models/llama_backward.hpp) against central differences of
+// The LLaMA engine's backward pass (mixprec/models/llama/backward.hpp) against central differences of
 // the tests' double-precision forward (support/naive_llama.hpp, which shares no code with the engine),
 // on every parameter of small seeded models: GQA, a partial RoPE with frequency factors and linear
 // scaling, a classifier tied to the embedding, qwen2's q/k/v biases with NEOX RoPE, qwen3's head norms,
@@ -19,7 +19,7 @@
 #include "support/naive_llama.hpp"
 #include "support/tiny_llama.hpp"
 
-#include "mixprec/models/llama_backward.hpp"
+#include "mixprec/models/llama/backward.hpp"
 #include "mixprec/quantize/spec.hpp"
 
 namespace {

@@ -1,4 +1,4 @@
-// The library's measured sensitivity (models/llama_measure.hpp) against an independent computation:
+// The library's measured sensitivity (models/llama/measure.hpp) against an independent computation:
 // each one-tensor KL is the full model run whole with that tensor's quantized bytes in place; the
 // model comes back bit for bit; shards and threads change no number; the fallback chain; errors.
 #include <catch2/catch.hpp>
@@ -11,7 +11,7 @@
 
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
-#include "mixprec/models/llama_measure.hpp"
+#include "mixprec/models/llama/measure.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 #include "mixprec/sensitivity/rank.hpp"
 #include "support/errors.hpp"

@@ -1,6 +1,6 @@
 // Fisher estimates (mixprec/sensitivity/fisher.hpp): each of the four equals its formula written out
 // in loops; a lookup equals the product with one-hot inputs; two uses add before squaring; refusals.
-// On a model (models/llama_backward.hpp's sampled-label gradients), the sequence estimate converges to
+// On a model (models/llama/backward.hpp's sampled-label gradients), the sequence estimate converges to
 // the KL of a small change, which it is the second-order term of.
 #include <catch2/catch.hpp>
 
@@ -12,7 +12,8 @@
 #include <utility>
 #include <vector>
 
-#include "mixprec/models/llama_backward.hpp"
+#include "mixprec/models/llama/backward.hpp"
+#include "mixprec/models/llama/load.hpp"
 #include "mixprec/sensitivity/fisher.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 #include "support/errors.hpp"

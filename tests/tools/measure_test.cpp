@@ -14,7 +14,7 @@
 
 #include "mixprec/io/imatrix.hpp"
 #include "mixprec/models/calibration.hpp"
-#include "mixprec/models/llama_measure.hpp"
+#include "mixprec/models/llama/measure.hpp"
 #include "mixprec/plan/plan_json.hpp"
 #include "support/files.hpp"
 #include "support/tiny_llama.hpp"

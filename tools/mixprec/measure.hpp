@@ -1,5 +1,5 @@
 // `mixprec measure`: what quantizing each weight matrix of a LLaMA-family GGUF costs the model's output,
-// per tensor and candidate type. The measurement is the library's (models/llama_measure.hpp
+// per tensor and candidate type. The measurement is the library's (models/llama/measure.hpp
 // measure_llama: kl with its bootstrap interval kl_ci95, gram_proxy, proxy, weight_error, sqnr_db, the
 // fallback chain); this file adds the calibration, the imatrix files, measure.json and its checks.
 // The same full-precision pass writes the importance matrix in llama.cpp's GGUF imatrix format (and
@@ -42,7 +42,7 @@
 #include <mixprec/io/imatrix.hpp>
 #include <mixprec/models/calibration.hpp>
 #include <mixprec/models/llama.hpp>
-#include <mixprec/models/llama_measure.hpp>
+#include <mixprec/models/llama/measure.hpp>
 #include <mixprec/models/tokenizer.hpp>
 #include <mixprec/plan/plan_json.hpp>
 
@@ -120,7 +120,7 @@ struct calibration_set {
 
 using mixprec::models::calibration_hash;
 
-// The library's part of a measure request (models/llama_measure.hpp measure_options).
+// The library's part of a measure request (models/llama/measure.hpp measure_options).
 [[nodiscard]] inline mixprec::models::measure_options library_request(const measure_options& o) {
   return {.types = o.types,
           .threads = o.threads,
@@ -132,7 +132,7 @@ using mixprec::models::calibration_hash;
           .tune_rounds = o.tune_rounds};
 }
 
-// Measures every tensor x type of the GGUF at model_path (models/llama_measure.hpp measure_llama on the
+// Measures every tensor x type of the GGUF at model_path (models/llama/measure.hpp measure_llama on the
 // calibration of o) and writes the imatrix files the options name. With o.shard_count > 1 only the
 // tensors k (in the model's order) with k % shard_count == shard_index are probed; every shard runs the
 // same full-precision pass. meta (when given) receives measure.json's model and calibration records.
@@ -205,7 +205,7 @@ using mixprec::models::calibration_hash;
   return std::move(r.tensors);
 }
 
-// `mixprec measure --dry-run`: what the measurement of o would cost (models/llama_measure.hpp
+// `mixprec measure --dry-run`: what the measurement of o would cost (models/llama/measure.hpp
 // estimate_measure, after a timed sample), printed to stdout; nothing is written.
 inline void print_measure_cost(const std::string& model_path, const measure_options& o) {
   namespace mm = mixprec::models;

@@ -525,6 +525,51 @@ class file {
 
 // ---- writing ----
 
+// ---- typed reads of a file's KVs, with errors naming the file and the key ----
+
+// An unsigned integer KV of any integer type; nullopt when absent. Negative values and non-integers
+// are errc::parse_error naming the key.
+[[nodiscard]] inline std::optional<std::uint64_t> uint_kv(const file& g, const std::string& key) {
+  const value* v = g.kvs().find(key);
+  if (!v) return std::nullopt;
+  std::optional<std::uint64_t> out;
+  std::visit(
+      [&](const auto& x) {
+        using T = std::decay_t<decltype(x)>;
+        if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+          if (x >= 0) out = static_cast<std::uint64_t>(x);
+        }
+      },
+      v->v);
+  if (!out)
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' is " + std::string(to_string(v->type())) +
+                                       "; a non-negative integer is expected");
+  return out;
+}
+
+// A floating-point KV (f32 or f64) as a double; nullopt when absent, errc::parse_error for another type.
+[[nodiscard]] inline std::optional<double> float_kv(const file& g, const std::string& key) {
+  const value* v = g.kvs().find(key);
+  if (!v) return std::nullopt;
+  if (const float* f = v->get_if<float>()) return *f;
+  if (const double* d = v->get_if<double>()) return *d;
+  throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' is " + std::string(to_string(v->type())) +
+                                     "; f32 or f64 is expected");
+}
+
+// A count (a dimension, a number of layers or heads): an integer KV in [1, 2^30], else fallback when
+// absent; errc::parse_error for a missing key without fallback, a malformed or out-of-range value.
+[[nodiscard]] inline int count_kv(const file& g, const std::string& key, std::optional<int> fallback = std::nullopt) {
+  const auto v = uint_kv(g, key);
+  if (!v) {
+    if (fallback) return *fallback;
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': the model needs the key '" + key + "'");
+  }
+  if (*v == 0 || *v > (1u << 30))
+    throw error(errc::parse_error, "GGUF '" + g.path() + "': key '" + key + "' = " + std::to_string(*v) + " is out of range");
+  return static_cast<int>(*v);
+}
+
 namespace detail {
 
 inline void put_bytes(std::ostream& out, const void* p, std::size_t n, std::uint64_t& written) {

@@ -3,7 +3,7 @@
 // perturbed one has zero gradient and the Fisher information F as Hessian (Amari), so
 //   KL(P || P_D) ~ (1/2) vec(D)^T F vec(D),   F = E_y[ g g^T ],  g = grad log p(y), y ~ P (the true Fisher)
 // A product Y = X W^T over N positions (X: N x in) sees D only through E = X D^T (N x out), and with
-// dY = dL/dY of L = -sum_t log p(y_t) for labels drawn from the model itself (models/llama_backward.hpp
+// dY = dL/dY of L = -sum_t log p(y_t) for labels drawn from the model itself (models/llama/backward.hpp
 // sampled_nll), g . vec(D) = sum_t dY_t . E_t. Four estimates of the mean KL per position, each averaged
 // over K draws of the labels (per position, draws independent; mean over draws):
 //   sequence   (1/2N) sum_streams (sum_{t in stream} dY_t . E_t)^2   unbiased for the Fisher form

@@ -1,4 +1,4 @@
-// The backward pass of the LLaMA engine (models/llama.hpp): gradients of a scalar loss on a sequence's
+// The backward pass of the LLaMA engine (models/llama/engine.hpp): gradients of a scalar loss on a sequence's
 // logits with respect to every matrix product, RMSNorm gain and embedding row, for sensitivity by
 // gradients (Fisher pricing, HAWQ-style traces) and precision-aware training.
 //
@@ -43,7 +43,8 @@
 #include <vector>
 
 #include "mixprec/error.hpp"
-#include "mixprec/models/llama.hpp"
+#include "mixprec/models/blocks.hpp"
+#include "mixprec/models/llama/engine.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 #include "mixprec/types.hpp"
 
@@ -115,11 +116,11 @@ class llama_backprop {
 
     // head: logits = nf C^T, nf = rmsnorm(x_L) .* output_norm
     const row_matrix& xl = streams_.back();
-    const row_matrix nf = engine_.rmsnorm_rows(xl, model.output_norm);
+    const row_matrix nf = rms_norm_rows(xl, model.output_norm, c.rms_eps);
     report(engine_.classifier_, nf, dlogits);
     row_matrix dn;
     engine_.classifier_.backprop_rows(dlogits, dn);
-    row_matrix dx = rmsnorm_backward(xl, model.output_norm, dn, out.output_norm);
+    row_matrix dx = rms_norm_rows_backward(xl, model.output_norm, dn, out.output_norm, c.rms_eps);
 
     // The layers are run again below: an observer of the engine's products sees the forward only once.
     struct observer_pause {
@@ -159,7 +160,7 @@ class llama_backprop {
         lin.up.backprop_rows(dup, tmp);
         dn += tmp;
       }
-      dx += rmsnorm_backward(tr.h, w.ffn_norm, dn, out.ffn_norm[li]);  // now dL/dh
+      dx += rms_norm_rows_backward(tr.h, w.ffn_norm, dn, out.ffn_norm[li], c.rms_eps);  // now dL/dh
 
       // attention: h = x + Wo att
       report(lin.wo, tr.att, dx);
@@ -167,8 +168,8 @@ class llama_backprop {
       lin.wo.backprop_rows(dx, datt);
       row_matrix dq, dk, dv;
       attention_backward(tr, datt, dq, dk, dv);
-      if (w.q_norm.size()) head_norm_backward(tr.q_raw, w.q_norm, dq, out.q_norm[li]);
-      if (w.k_norm.size()) head_norm_backward(tr.k_raw, w.k_norm, dk, out.k_norm[li]);
+      if (w.q_norm.size()) head_rms_norm_backward(tr.q_raw, w.q_norm, dq, out.q_norm[li], c.rms_eps);
+      if (w.k_norm.size()) head_rms_norm_backward(tr.k_raw, w.k_norm, dk, out.k_norm[li], c.rms_eps);
       if (w.wqkv.present()) {  // one product of [wq wk wv]: its output gradient is [dq dk dv]
         row_matrix dqkv(dq.rows(), dq.cols() + dk.cols() + dv.cols());
         dqkv << dq, dk, dv;
@@ -184,7 +185,7 @@ class llama_backprop {
         lin.wv.backprop_rows(dv, tmp);
         dn += tmp;
       }
-      dx += rmsnorm_backward(x, w.attn_norm, dn, out.attn_norm[li]);
+      dx += rms_norm_rows_backward(x, w.attn_norm, dn, out.attn_norm[li], c.rms_eps);
     }
     out.embedding = std::move(dx);
     return out;
@@ -195,23 +196,6 @@ class llama_backprop {
   [[nodiscard]] std::span<const int> tokens() const noexcept { return tokens_; }
 
  private:
-  // dL/dx of n = rmsnorm(x) .* g from dn (T x dim each); adds dL/dg into dg (sized here when empty).
-  row_matrix rmsnorm_backward(const row_matrix& x, const Eigen::VectorXf& g, const row_matrix& dn, Eigen::VectorXf& dg) const {
-    const index_t dim = x.cols();
-    if (dg.size() != dim) dg = Eigen::VectorXf::Zero(dim);
-    row_matrix dx(x.rows(), dim);
-    for (index_t p = 0; p < x.rows(); ++p) {
-      // r as the forward computes it (llama_engine::rmsnorm_rows)
-      const float ss = x.row(p).squaredNorm() / static_cast<float>(dim) + engine_.cfg_.rms_eps;
-      const float r = 1.0f / std::sqrt(ss);
-      const Eigen::RowVectorXf gdn = dn.row(p).cwiseProduct(g.transpose());
-      dg += (dn.row(p).cwiseProduct(x.row(p)) * r).transpose();
-      const float dot = gdn.dot(x.row(p));
-      dx.row(p) = gdn * r - x.row(p) * (r * r * r * dot / static_cast<float>(dim));
-    }
-    return dx;
-  }
-
   // From datt (T x q_dim, dL/d of the heads' outputs) to dq (T x q_dim), dk, dv (T x kv_dim): through the
   // causal softmax attention and then RoPE, back to the products' outputs.
   void attention_backward(const llama_layer_trace& tr, const row_matrix& datt, row_matrix& dq, row_matrix& dk, row_matrix& dv) {
@@ -237,28 +221,10 @@ class llama_backprop {
       dk.middleCols(kvh, hs).noalias() += dp.transpose() * tr.q.middleCols(qh, hs);
     }
     for (index_t p = 0; p < T; ++p) {  // RoPE's transpose
-      engine_.set_rope(static_cast<int>(p));
-      engine_.rope(&dq(p, 0), c.n_heads, hs, -1.0f);
-      engine_.rope(&dk(p, 0), c.n_kv_heads, hs, -1.0f);
+      engine_.rope_.set(static_cast<int>(p));
+      engine_.rope_.rotate(&dq(p, 0), c.n_heads, hs, -1.0f);
+      engine_.rope_.rotate(&dk(p, 0), c.n_kv_heads, hs, -1.0f);
     }
-  }
-
-  // Through the head norms y = rmsnorm(x) .* gain of each head (T x heads * head_size): dy becomes dx;
-  // adds the gain's gradient into dg (sized here when empty). x: the values before the norm.
-  void head_norm_backward(const row_matrix& x, const Eigen::VectorXf& gain, row_matrix& dy, Eigen::VectorXf& dg) const {
-    const index_t hs = gain.size();
-    if (dg.size() != hs) dg = Eigen::VectorXf::Zero(hs);
-    for (index_t p = 0; p < x.rows(); ++p)
-      for (index_t h = 0; h * hs < x.cols(); ++h) {
-        const auto xs = x.row(p).segment(h * hs, hs);
-        auto d = dy.row(p).segment(h * hs, hs);
-        const float ss = xs.squaredNorm() / static_cast<float>(hs) + engine_.cfg_.rms_eps;  // as llama_engine::head_norm
-        const float r = 1.0f / std::sqrt(ss);
-        const Eigen::RowVectorXf gd = d.cwiseProduct(gain.transpose());
-        dg += (d.cwiseProduct(xs) * r).transpose();
-        const float dot = gd.dot(xs);
-        d = gd * r - xs * (r * r * r * dot / static_cast<float>(hs));
-      }
   }
 
   llama_engine& engine_;

@@ -16,7 +16,7 @@
 //   weight_error  |W - Q(W)|_F^2, and sqnr_db = 10 log10(|W|^2 / weight_error)
 //   fisher        (measure_options::fisher_draws > 0) the Fisher estimates of kl from gradients of the
 //                 model's own sampled labels (sensitivity/fisher.hpp: sequence, token, kfac, diagonal),
-//                 one backward pass per stream and draw (models/llama_backward.hpp) instead of a run per
+//                 one backward pass per stream and draw (models/llama/backward.hpp) instead of a run per
 //                 tensor and type; measure_options::probe = false leaves kl out (0) and runs no probe
 // Q(W) is what a GGUF writer stores for the type, searched with the imatrix where the type's search takes
 // one (quantize/quantize.hpp), so the probe, the proxies and a written file agree; with
@@ -47,7 +47,7 @@
 #include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/error.hpp"
 #include "mixprec/models/llama.hpp"
-#include "mixprec/models/llama_backward.hpp"
+#include "mixprec/models/llama/backward.hpp"
 #include "mixprec/plan/fallback.hpp"
 #include "mixprec/qat/ggml_tune.hpp"
 #include "mixprec/quantize/quantize.hpp"

@@ -1,0 +1,467 @@
+// The forward pass of a LLaMA-family model (models/llama.hpp's banner has the formulas): token by token
+// against a KV cache (forward), or a whole sequence at once with matrix-matrix products (embed,
+// run_layer, head; logits), every matrix as stored or re-quantized by a spec; greedy decoding.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "mixprec/detail/parallel.hpp"
+#include "mixprec/error.hpp"
+#include "mixprec/kernels/quantized_linear.hpp"
+#include "mixprec/models/blocks.hpp"
+#include "mixprec/models/llama/model.hpp"
+#include "mixprec/quantize/quantize.hpp"
+#include "mixprec/types.hpp"
+
+namespace mixprec::models {
+
+// Called with the input of every matrix-vector product: the matrix's name, the vector, its length.
+using activation_observer = std::function<void(const std::string& name, const float* x, index_t n)>;
+
+// threads and activations mean what they mean in gemv_options (kernels/gemv_options.hpp), in its order.
+struct engine_options {
+  unsigned threads = 1;                                 // rows of each product over this many threads
+  // How every product takes its input: automatic (llama.cpp's block types, stored or re-quantized,
+  // take activations quantized as ggml does; others FP32), fp32 (all FP32, block types decode rows:
+  // the reference), int8 (INT4/INT8 re-quantized matrices take INT8 activations; the rest automatic).
+  activation_type activations = activation_type::automatic;
+  int max_context = 0;                                  // positions the cache may hold; 0: context_length
+};
+
+// What run_layer computed inside one layer for positions 0..T-1, kept for the backward pass
+// (models/llama/backward.hpp); names as in the banner's formulas.
+struct llama_layer_trace {
+  row_matrix n;              // T x dim: rmsnorm(x) * attn_norm
+  row_matrix q, k, v;        // T x q_dim, T x kv_dim, T x kv_dim: after the biases; q and k after the head norms and RoPE
+  row_matrix q_raw, k_raw;   // q and k before the head norms (kept only when the model has them)
+  std::vector<row_matrix> p;  // per head, T x T: the causal softmax (zero above the diagonal)
+  row_matrix att;            // T x q_dim: the heads' outputs, Wo's input
+  row_matrix h;              // T x dim: x + Wo att
+  row_matrix m;              // T x dim: rmsnorm(h) * ffn_norm
+  row_matrix gate, up;       // T x hidden_dim: Wgate m and Wup m
+  row_matrix act;            // T x hidden_dim: silu(gate) * up, Wdown's input
+};
+
+class llama_backprop;
+
+// The forward pass over a model, with per-matrix specs and a KV cache. Holds a reference to the model,
+// which must outlive it; an engine runs one sequence at a time (reset() starts another).
+class llama_engine {
+ public:
+  // `specs` maps matrix names (llama_matrix::name) to the spec that matrix runs at: re-quantized from
+  // its FP32 values by that spec (a ggml_block spec gives ggml's bytes); spec fp32 runs it in FP32
+  // (decoded once if stored quantized); absent: as stored. Throws errc::invalid_argument for a name no
+  // matrix has, and the quantizer's errors (e.g. a ggml block that does not tile the rows).
+  explicit llama_engine(const llama_model& model, const std::map<std::string, quant_spec>& specs = {}, engine_options o = {})
+      : model_(model), cfg_(model.config) {
+    model.validate();
+    if (o.max_context < 0) throw error(errc::invalid_argument, "llama_engine: max_context must be >= 0");
+    max_context_ = o.max_context > 0 ? std::min(o.max_context, cfg_.context_length) : cfg_.context_length;
+    std::size_t found = 0;
+    auto make = [&](const llama_matrix& m) {
+      linear l;
+      l.source = &m;
+      l.observer = &observer_;
+      l.options.threads = o.threads;
+      l.options.activations = o.activations == activation_type::fp32 ? activation_type::fp32 : activation_type::automatic;
+      const auto it = specs.find(m.name());
+      if (it == specs.end()) return l;
+      ++found;
+      const quant_spec& s = it->second;
+      if (s.format == format_id::fp32) {
+        if (!m.is_fp32()) l.decoded = m.to_float();
+        return l;
+      }
+      l.quantized.emplace(m.is_fp32() ? m.fp32() : m.to_float(), s, std::nullopt, m.name());
+      if ((s.format == format_id::int4 || s.format == format_id::int8) && o.activations == activation_type::int8)
+        l.options.activations = o.activations;
+      l.quantized->set_options(l.options);
+      return l;
+    };
+    for (const llama_layer& w : model.layers)
+      layers_.push_back({make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down), make(w.wqkv), make(w.gate_up)});
+    classifier_ = make(model.classifier());
+    if (found != specs.size())
+      for (const auto& [name, s] : specs) {
+        const auto ms = model.matrices();
+        if (std::none_of(ms.begin(), ms.end(), [&](const llama_matrix* m) { return m->name() == name; }))
+          throw error(errc::invalid_argument, "llama_engine: a spec names '" + name + "', which is no matrix of the model");
+      }
+    key_cache_.resize(model.layers.size());
+    value_cache_.resize(model.layers.size());
+    rope_ = rope_cache(cfg_.rope_dim, cfg_.rope_theta, cfg_.rope_freq_scale,
+                       cfg_.rope == llama_config::rope_type::neox ? rope_cache::mode::neox : rope_cache::mode::norm, model.rope_freq_factors);
+  }
+
+  llama_engine(const llama_engine&) = delete;  // the linears point at this object's observer
+  llama_engine& operator=(const llama_engine&) = delete;
+
+  [[nodiscard]] const llama_config& config() const noexcept { return cfg_; }
+  [[nodiscard]] const llama_model& model() const noexcept { return model_; }
+  // Positions in the KV cache (the next forward() position when decoding in order).
+  [[nodiscard]] int position() const noexcept { return n_cached_; }
+  // The most positions this engine holds (max_context, or the model's context_length).
+  [[nodiscard]] int max_context() const noexcept { return max_context_; }
+
+  // Sees the input of every matrix-vector product; empty by default.
+  void observe(activation_observer fn) { observer_ = std::move(fn); }
+
+  // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' products
+  // (llama_layer::matrices()) and the classifier; norms and the embedding lookup excluded.
+  [[nodiscard]] std::size_t matrix_bytes() const {
+    std::size_t b = classifier_.bytes();
+    for (const auto& l : layers_)
+      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down, &l.wqkv, &l.gate_up}) b += m->bytes();
+    return b;
+  }
+
+  // Forgets the cached positions (a new sequence starts at position 0).
+  void reset() noexcept { n_cached_ = 0; }
+
+  // Logits (vocab_size) for `token` at position `pos`, which must be at most position(): pos ==
+  // position() extends the sequence, a smaller pos drops the cached positions from pos on. The
+  // reference stays valid until the next call. Throws errc::invalid_argument for a token or position
+  // out of range (pos < max_context()).
+  const Eigen::VectorXf& forward(int token, int pos) {
+    check_token(token);
+    if (pos < 0 || pos > n_cached_ || pos >= max_context_)
+      throw error(errc::invalid_argument, "llama_engine: position " + std::to_string(pos) + " (cached " + std::to_string(n_cached_) +
+                                              ", context " + std::to_string(max_context_) + ")");
+    n_cached_ = pos + 1;
+    const int dim = cfg_.dim, hs = cfg_.head_size(), kv_dim = cfg_.kv_dim(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
+    x_.resize(dim);
+    model_.token_embd.row(token, x_.data());
+    xb_.resize(dim);
+    xb2_.resize(dim);
+    q_.resize(cfg_.q_dim());
+    heads_.resize(cfg_.q_dim());
+    hb_.resize(cfg_.hidden_dim);
+    hb2_.resize(cfg_.hidden_dim);
+    att_.resize(n_cached_);
+    rope_.set(pos);
+    const auto kvd = static_cast<std::size_t>(kv_dim);
+    for (int l = 0; l < cfg_.n_layers; ++l) {
+      const auto li = static_cast<std::size_t>(l);
+      const llama_layer& w = model_.layers[li];
+      const layer_linears& lin = layers_[li];
+      std::vector<float>& kc = key_cache_[li];
+      std::vector<float>& vc = value_cache_[li];
+      if (kc.size() < static_cast<std::size_t>(n_cached_) * kvd) {
+        kc.resize(static_cast<std::size_t>(n_cached_) * kvd);
+        vc.resize(static_cast<std::size_t>(n_cached_) * kvd);
+      }
+      rms_norm(xb_, x_, w.attn_norm, cfg_.rms_eps);
+      float* k = kc.data() + static_cast<std::size_t>(pos) * kvd;
+      float* v = vc.data() + static_cast<std::size_t>(pos) * kvd;
+      if (w.wqkv.present()) {
+        qkv_.resize(cfg_.q_dim() + 2 * kv_dim);
+        lin.wqkv.apply(xb_.data(), qkv_.data());
+        q_ = qkv_.head(cfg_.q_dim());
+        std::copy_n(qkv_.data() + cfg_.q_dim(), kv_dim, k);
+        std::copy_n(qkv_.data() + cfg_.q_dim() + kv_dim, kv_dim, v);
+      } else {
+        lin.wq.apply(xb_.data(), q_.data());
+        lin.wk.apply(xb_.data(), k);
+        lin.wv.apply(xb_.data(), v);
+      }
+      add_bias(q_.data(), w.bq);
+      add_bias(k, w.bk);
+      add_bias(v, w.bv);
+      head_rms_norm(q_.data(), cfg_.n_heads, w.q_norm, cfg_.rms_eps);
+      head_rms_norm(k, cfg_.n_kv_heads, w.k_norm, cfg_.rms_eps);
+      rope_.rotate(q_.data(), cfg_.n_heads, hs);
+      rope_.rotate(k, cfg_.n_kv_heads, hs);
+      for (int h = 0; h < cfg_.n_heads; ++h) {
+        const float* qh = q_.data() + h * hs;
+        const auto kv_head = static_cast<std::size_t>((h / kv_mul) * hs);
+        for (int t = 0; t <= pos; ++t) {
+          const float* kt = kc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
+          float score = 0.0f;
+          for (int i = 0; i < hs; ++i) score += qh[i] * kt[i];
+          att_[t] = score / std::sqrt(static_cast<float>(hs));
+        }
+        softmax_in_place(att_.data(), pos + 1);
+        float* out = heads_.data() + h * hs;
+        std::fill(out, out + hs, 0.0f);
+        for (int t = 0; t <= pos; ++t) {
+          const float* vt = vc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
+          for (int i = 0; i < hs; ++i) out[i] += att_[t] * vt[i];
+        }
+      }
+      lin.wo.apply(heads_.data(), xb2_.data());
+      x_ += xb2_;
+      rms_norm(xb_, x_, w.ffn_norm, cfg_.rms_eps);
+      if (w.gate_up.present()) {
+        gate_up_.resize(2 * cfg_.hidden_dim);
+        lin.gate_up.apply(xb_.data(), gate_up_.data());
+        hb_ = gate_up_.head(cfg_.hidden_dim);
+        hb2_ = gate_up_.tail(cfg_.hidden_dim);
+      } else {
+        lin.gate.apply(xb_.data(), hb_.data());
+        lin.up.apply(xb_.data(), hb2_.data());
+      }
+      for (int i = 0; i < cfg_.hidden_dim; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];  // SwiGLU
+      lin.down.apply(hb_.data(), xb_.data());
+      x_ += xb_;
+    }
+    rms_norm(xb_, x_, model_.output_norm, cfg_.rms_eps);
+    logits_.resize(cfg_.vocab_size);
+    classifier_.apply(xb_.data(), logits_.data());
+    return logits_;
+  }
+
+  // ---- a whole sequence at once (prefill) ----
+  // The same forward pass over positions 0..T-1 of one sequence with matrix-matrix products (T rows of
+  // activations per product), in three steps that let a caller keep the residual stream between layers
+  // and restart from it (mixprec measure probes one tensor from the cached input of its layer):
+  //   x = embed(tokens); for l in [0, n_layers): run_layer(l, x); logits = head(x)
+  // Numerics: FP32 as forward(), summed in another order (per value |difference| ~ 1e-6 relative); the
+  // results do not depend on engine_options::threads. The KV cache is not used or changed.
+
+  // The embedding rows of `tokens` (T x dim). Throws errc::invalid_argument for an id outside the
+  // vocabulary or a sequence longer than max_context().
+  [[nodiscard]] row_matrix embed(std::span<const int> tokens) const {
+    if (static_cast<std::size_t>(max_context_) < tokens.size())
+      throw error(errc::invalid_argument, "llama_engine: " + std::to_string(tokens.size()) + " positions, context " + std::to_string(max_context_));
+    row_matrix x(static_cast<index_t>(tokens.size()), cfg_.dim);
+    for (std::size_t p = 0; p < tokens.size(); ++p) {
+      check_token(tokens[p]);
+      model_.token_embd.row(tokens[p], &x(static_cast<index_t>(p), 0));
+    }
+    return x;
+  }
+
+  // x (T x dim): the residual stream entering layer `layer` at positions 0..T-1 becomes the stream
+  // leaving it; with a trace, also keeps what the layer computed inside (for a backward pass). Throws
+  // errc::invalid_argument for a layer out of range, errc::shape_mismatch for x.
+  void run_layer(int layer, row_matrix& x, llama_layer_trace* trace = nullptr) {
+    if (layer < 0 || layer >= cfg_.n_layers)
+      throw error(errc::invalid_argument, "llama_engine: layer " + std::to_string(layer) + " of " + std::to_string(cfg_.n_layers));
+    check_stream(x);
+    const index_t T = x.rows();
+    const int hs = cfg_.head_size(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
+    const llama_layer& w = model_.layers[static_cast<std::size_t>(layer)];
+    const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
+    row_matrix n = rms_norm_rows(x, w.attn_norm, cfg_.rms_eps);
+    row_matrix q(T, cfg_.q_dim()), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
+    if (w.wqkv.present()) {
+      row_matrix qkv(T, cfg_.q_dim() + 2 * cfg_.kv_dim());
+      lin.wqkv.apply_rows(n, qkv);
+      q = qkv.leftCols(cfg_.q_dim());
+      k = qkv.middleCols(cfg_.q_dim(), cfg_.kv_dim());
+      v = qkv.rightCols(cfg_.kv_dim());
+    } else {
+      lin.wq.apply_rows(n, q);
+      lin.wk.apply_rows(n, k);
+      lin.wv.apply_rows(n, v);
+    }
+    if (w.bq.size()) q.rowwise() += w.bq.transpose();
+    if (w.bk.size()) k.rowwise() += w.bk.transpose();
+    if (w.bv.size()) v.rowwise() += w.bv.transpose();
+    if (trace && (w.q_norm.size() || w.k_norm.size())) {
+      trace->q_raw = q;
+      trace->k_raw = k;
+    }
+    for (index_t p = 0; p < T; ++p) {
+      head_rms_norm(&q(p, 0), cfg_.n_heads, w.q_norm, cfg_.rms_eps);
+      head_rms_norm(&k(p, 0), cfg_.n_kv_heads, w.k_norm, cfg_.rms_eps);
+      rope_.set(static_cast<int>(p));
+      rope_.rotate(&q(p, 0), cfg_.n_heads, hs);
+      rope_.rotate(&k(p, 0), cfg_.n_kv_heads, hs);
+    }
+    if (trace) {
+      trace->n = n;
+      trace->q = q;
+      trace->k = k;
+      trace->v = v;
+      trace->p.resize(static_cast<std::size_t>(cfg_.n_heads));
+    }
+    // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p attending to positions 0..p.
+    row_matrix att(T, cfg_.q_dim());
+    row_matrix scores(T, T);
+    const float scale = std::sqrt(static_cast<float>(hs));
+    for (int h = 0; h < cfg_.n_heads; ++h) {
+      const index_t kv_head = static_cast<index_t>((h / kv_mul) * hs);
+      scores.noalias() = q.middleCols(h * hs, hs) * k.middleCols(kv_head, hs).transpose();
+      for (index_t p = 0; p < T; ++p) {
+        float* row = &scores(p, 0);
+        for (index_t t = 0; t <= p; ++t) row[t] /= scale;
+        softmax_in_place(row, static_cast<int>(p + 1));
+        std::fill(row + p + 1, row + T, 0.0f);
+      }
+      att.middleCols(h * hs, hs).noalias() = scores * v.middleCols(kv_head, hs);
+      if (trace) trace->p[static_cast<std::size_t>(h)] = scores;
+    }
+    row_matrix o(T, cfg_.dim);
+    lin.wo.apply_rows(att, o);
+    x += o;
+    n = rms_norm_rows(x, w.ffn_norm, cfg_.rms_eps);
+    row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
+    if (w.gate_up.present()) {
+      row_matrix gu(T, 2 * static_cast<index_t>(cfg_.hidden_dim));
+      lin.gate_up.apply_rows(n, gu);
+      g = gu.leftCols(cfg_.hidden_dim);
+      u = gu.rightCols(cfg_.hidden_dim);
+    } else {
+      lin.gate.apply_rows(n, g);
+      lin.up.apply_rows(n, u);
+    }
+    if (trace) {
+      trace->att = std::move(att);
+      trace->h = x;
+      trace->m = n;
+      trace->gate = g;
+      trace->up = u;
+    }
+    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
+    lin.down.apply_rows(g, o);
+    if (trace) trace->act = g;
+    x += o;
+  }
+
+  // Logits (T x vocab_size) of the residual stream x leaving the last layer.
+  [[nodiscard]] row_matrix head(const row_matrix& x) {
+    check_stream(x);
+    const row_matrix n = rms_norm_rows(x, model_.output_norm, cfg_.rms_eps);
+    row_matrix out(x.rows(), cfg_.vocab_size);
+    classifier_.apply_rows(n, out);
+    return out;
+  }
+
+  // Teacher forcing from position 0: row p holds the logits after tokens[0..p]; tokens.size() x
+  // vocab_size. Runs the sequence at once (embed, run_layer, head above); the KV cache is reset.
+  [[nodiscard]] row_matrix logits(std::span<const int> tokens) {
+    reset();
+    row_matrix x = embed(tokens);
+    for (int l = 0; l < cfg_.n_layers; ++l) run_layer(l, x);
+    return head(x);
+  }
+
+ private:
+  friend class llama_backprop;  // runs the layers with a trace and the products backwards
+
+  // One matrix-vector product y = W x as configured.
+  struct linear {
+    const llama_matrix* source = nullptr;
+    std::optional<quantized_linear> quantized;  // re-quantized by a spec
+    row_matrix decoded;                         // spec fp32 for a stored-quantized matrix
+    const activation_observer* observer = nullptr;
+    gemv_options options;
+
+    void apply(const float* x, float* y) const {
+      if (observer && *observer) (*observer)(source->name(), x, source->cols());
+      if (quantized) {
+        quantized->forward({x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())});
+        return;
+      }
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
+      if (!w) {
+        gemv(source->stored(), {x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())},
+             options);
+        return;
+      }
+      Eigen::Map<Eigen::VectorXf>(y, w->rows()).noalias() = *w * Eigen::Map<const Eigen::VectorXf>(x, w->cols());
+    }
+    // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller).
+    void apply_rows(const row_matrix& x, row_matrix& y) const {
+      if (observer && *observer)
+        for (index_t p = 0; p < x.rows(); ++p) (*observer)(source->name(), &x(p, 0), source->cols());
+      if (quantized) {
+        y = quantized->forward(x);
+        return;
+      }
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
+      if (!w) {
+        gemm(source->stored(), x, y, options);
+        return;
+      }
+      // Fixed blocks of output columns, so that no value depends on the thread count.
+      constexpr index_t block = 256;
+      const index_t rows = w->rows();
+      const auto blocks = static_cast<std::size_t>((rows + block - 1) / block);
+      mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
+        const index_t r0 = static_cast<index_t>(b) * block, n = std::min(block, rows - r0);
+        y.middleCols(r0, n).noalias() = x * w->middleRows(r0, n).transpose();
+      });
+    }
+    // dX = dY W (T x cols) for dY (T x rows): the gradient reaching this product's input, through the
+    // weights it runs (a stored or re-quantized matrix decoded to FP32 for the call; activation
+    // quantization passes the gradient unchanged, the straight-through estimator). Fixed blocks of
+    // input columns, so that no value depends on the thread count.
+    void backprop_rows(const row_matrix& dy, row_matrix& dx) const {
+      row_matrix owned;
+      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() && !quantized ? &source->fp32() : nullptr;
+      if (!w) {
+        owned = quantized ? dequantize(quantized->weight()) : source->to_float();
+        w = &owned;
+      }
+      dx.resize(dy.rows(), w->cols());
+      constexpr index_t block = 256;
+      const index_t cols = w->cols();
+      const auto blocks = static_cast<std::size_t>((cols + block - 1) / block);
+      mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
+        const index_t c0 = static_cast<index_t>(b) * block, n = std::min(block, cols - c0);
+        dx.middleCols(c0, n).noalias() = dy * w->middleCols(c0, n);
+      });
+    }
+    [[nodiscard]] std::size_t bytes() const noexcept {
+      if (quantized) return quantized->weight().bytes();
+      if (decoded.size()) return static_cast<std::size_t>(decoded.size()) * sizeof(float);
+      return source->bytes();
+    }
+  };
+  struct layer_linears {
+    linear wq, wk, wv, wo, gate, up, down, wqkv, gate_up;  // the absent ones have no rows
+  };
+
+  void check_token(int token) const {
+    if (token < 0 || token >= cfg_.vocab_size)
+      throw error(errc::invalid_argument, "llama_engine: token " + std::to_string(token) + " is outside the vocabulary of " +
+                                              std::to_string(cfg_.vocab_size));
+  }
+  void check_stream(const row_matrix& x) const {
+    if (x.cols() != cfg_.dim || x.rows() > max_context_)
+      throw error(errc::shape_mismatch, "llama_engine: a residual stream of " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
+                                            ", expected at most " + std::to_string(max_context_) + " positions of " + std::to_string(cfg_.dim));
+  }
+  static void add_bias(float* y, const Eigen::VectorXf& bias) {
+    if (bias.size()) Eigen::Map<Eigen::VectorXf>(y, bias.size()) += bias;
+  }
+
+  const llama_model& model_;
+  llama_config cfg_;
+  int max_context_ = 0;
+  int n_cached_ = 0;
+  activation_observer observer_;
+  std::vector<layer_linears> layers_;
+  linear classifier_;
+  std::vector<std::vector<float>> key_cache_, value_cache_;  // per layer: positions x kv_dim
+  rope_cache rope_;
+  Eigen::VectorXf x_, xb_, xb2_, q_, qkv_, heads_, hb_, hb2_, gate_up_, att_, logits_;
+};
+
+// Greedy decoding from `first` (default BOS, id 1) at position 0: the next `steps` ids (argmax; ties to
+// the lower id). Resets the engine first.
+inline std::vector<int> greedy(llama_engine& engine, int steps, int first = 1) {
+  engine.reset();
+  std::vector<int> out;
+  int token = first;
+  for (int pos = 0; pos < steps; ++pos) {
+    Eigen::Index next = 0;
+    engine.forward(token, pos).maxCoeff(&next);
+    token = static_cast<int>(next);
+    out.push_back(token);
+  }
+  return out;
+}
+
+}  // namespace mixprec::models
