@@ -23,10 +23,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <span>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -173,6 +175,9 @@ struct api {
   void (*memory_clear)(opaque_memory*, bool data);
   float* (*get_logits_ith)(opaque_context*, std::int32_t);
   std::int32_t (*token_to_piece)(const opaque_vocab*, std::int32_t, char*, std::int32_t, std::int32_t, bool);
+  // (vocab, text, text_len, tokens, n_tokens_max, add_special, parse_special): the count, or minus the
+  // count needed when n_tokens_max is too small
+  std::int32_t (*tokenize)(const opaque_vocab*, const char*, std::int32_t, std::int32_t*, std::int32_t, bool, bool);
 };
 
 namespace detail {
@@ -254,6 +259,7 @@ inline std::string cpu_backend() {
   sym(a.memory_clear, "llama_memory_clear");
   sym(a.get_logits_ith, "llama_get_logits_ith");
   sym(a.token_to_piece, "llama_token_to_piece");
+  sym(a.tokenize, "llama_tokenize");
   a.log_set(detail::keep_warnings, nullptr);
   a.backend_init();
   a.load_all_from_path(std::filesystem::path(path).parent_path().c_str());
@@ -309,6 +315,23 @@ class model {
   [[nodiscard]] opaque_model* get() const noexcept { return handle_; }
   [[nodiscard]] const opaque_vocab* vocab() const noexcept { return api_->model_get_vocab(handle_); }
   [[nodiscard]] int n_vocab() const noexcept { return api_->vocab_n_tokens(vocab()); }
+  // llama_tokenize's ids of text (add_special: BOS/EOS as the vocabulary adds them; parse_special: control
+  // tokens' texts become those tokens). Throws errc::invalid_argument when llama.cpp fails.
+  [[nodiscard]] std::vector<std::int32_t> tokenize(std::string_view text, bool add_special, bool parse_special) const {
+    std::vector<std::int32_t> ids(text.size() + 8);
+    const auto call = [&] {
+      return api_->tokenize(vocab(), text.data(), static_cast<std::int32_t>(text.size()), ids.data(), static_cast<std::int32_t>(ids.size()),
+                            add_special, parse_special);
+    };
+    std::int32_t n = call();
+    if (n < 0 && n != std::numeric_limits<std::int32_t>::min()) {
+      ids.resize(static_cast<std::size_t>(-n));
+      n = call();
+    }
+    if (n < 0) throw error(errc::invalid_argument, "llama_tokenize failed (" + std::to_string(n) + ")");
+    ids.resize(static_cast<std::size_t>(n));
+    return ids;
+  }
 
  private:
   const api* api_;
