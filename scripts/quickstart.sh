@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(cmake ninja-build g++ libeigen3-dev libxsimd-dev catch2 libbenchmark-dev nlohmann-json3-dev
-          libcli11-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox clang libclang-rt-14-dev curl ca-certificates
+          libcli11-dev zlib1g-dev dataset-fashion-mnist gnuplot-nox clang libclang-rt-14-dev curl ca-certificates unicode-data
           openmpi-bin libopenmpi-dev)
 
 install_missing() {

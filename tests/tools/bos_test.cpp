@@ -140,9 +140,9 @@ TEST_CASE("measure --sample: every stream starts with the vocabulary's BOS (a Ll
   CHECK(read_json(m).at("calibration").at("bos_first") == false);
   CHECK(read_json(m).at("calibration").at("ids_fnv1a64") == mixprec::models::calibration_hash({{7, 8, 9, 10}, {300, 11, 12}}));
 
-  // --text needs a tokenizer: the BPE one is not implemented (exit 5, before any tensor is probed).
+  // --text with a "gpt2" vocabulary that has no merges: a damaged vocabulary (exit 3, before any tensor is probed).
   std::ofstream(dir / "text.txt") << calibration_text;
-  CHECK(tool({"measure", l3, "--types", "q8_0", "--text", (dir / "text.txt").string(), "-o", m}) == 5);
+  CHECK(tool({"measure", l3, "--types", "q8_0", "--text", (dir / "text.txt").string(), "-o", m}) == 3);
   // A vocabulary without BOS cannot start sampled streams (exit 5); a BOS outside the vocabulary or not
   // u32 is a damaged file (exit 3).
   const std::string t5 = with_metadata(dir / "a.gguf", dir / "t5.gguf", [](gguf::metadata& kvs) {
@@ -208,5 +208,37 @@ TEST_CASE("measure --text: streams start with the vocabulary's BOS when it adds 
   CHECK(ids != text_ids(plain));
   c = measured(no_prefix);
   CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(models::chunk_tokens(ids, 16, 1, 2)));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("measure --text: a byte-level BPE vocabulary (Llama 3's layout) tokenizes the text, BOS first", "[cli][measure][bos]") {
+  const fs::path dir = dir_with_model("mixprec_bos_bpe_text");
+  std::ofstream(dir / "text.txt") << calibration_text;
+  // 512 tokens as the synthetic model has: the 256 byte symbols, then the pairs of the letters a..p, each
+  // made by a merge; BOS 300 (a pair token: any id will do for a test of where it goes).
+  const std::string l3 = with_metadata(dir / "a.gguf", dir / "l3.gguf", [](gguf::metadata& kvs) {
+    gguf::array tokens{gguf::value_type::string, {}}, merges{gguf::value_type::string, {}};
+    for (const auto& b : models::detail::byte_symbols()) tokens.items.emplace_back(b);
+    for (char x = 'a'; x <= 'p'; ++x)
+      for (char y = 'a'; y <= 'p'; ++y) {
+        tokens.items.emplace_back(std::string{x, y});
+        merges.items.emplace_back(std::string{x, ' ', y});
+      }
+    kvs.set("tokenizer.ggml.model", gguf::value("gpt2"));
+    kvs.set("tokenizer.ggml.pre", gguf::value("llama-bpe"));
+    kvs.set("tokenizer.ggml.tokens", gguf::value(std::move(tokens)));
+    kvs.set("tokenizer.ggml.merges", gguf::value(std::move(merges)));
+    kvs.erase("tokenizer.ggml.scores");
+    kvs.erase("tokenizer.ggml.token_type");
+    kvs.set("tokenizer.ggml.bos_token_id", u32(300));
+  });
+  const std::string m = (dir / "m.json").string();
+  REQUIRE(tool({"measure", l3, "--types", "q8_0", "--text", (dir / "text.txt").string(), "--ctx", "16", "--streams", "2", "-o", m}) == 0);
+  const nlohmann::json c = read_json(m).at("calibration");
+  CHECK(c.at("bos") == 300);
+  CHECK(c.at("bos_first") == true);  // llama-bpe adds BOS by default
+  const auto ids = models::bpe_tokenizer::from_gguf(l3).encode(calibration_text, false);
+  CHECK(ids.size() < std::string_view(calibration_text).size());  // merges made pairs
+  CHECK(c.at("ids_fnv1a64") == mixprec::models::calibration_hash(models::chunk_tokens(ids, 16, 300, 2)));
   fs::remove_all(dir);
 }

@@ -90,10 +90,9 @@ struct calibration_set {
   calibration_set c;
   c.bos = mm::bos_of(g, m.config.vocab_size);
   if (!o.text.empty()) {
-    const auto tok = mm::spm_tokenizer::from_gguf(g);  // errc::unsupported for a vocabulary it cannot tokenize
     const mixprec::mapped_file f(o.text);
-    const std::string text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
-    const auto ids = tok.encode(text, {.add_bos = false});  // the vocabulary's add_space_prefix
+    const std::string_view text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
+    const auto ids = mm::tokenize_text(g, text);  // errc::unsupported for a vocabulary it cannot tokenize
     c.bos_first = c.bos.add && c.bos.id >= 0;
     c.streams = mm::chunk_tokens(ids, o.ctx, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(o.max_streams));
     if (c.streams.empty())  // a valid text, too short for the request: a request problem (exit 2), named by its option

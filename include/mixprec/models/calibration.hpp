@@ -12,13 +12,16 @@
 #include <random>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "mixprec/error.hpp"
 #include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
+#include "mixprec/models/bpe_tokenizer.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/tokenizer.hpp"
 
 namespace mixprec::models {
 
@@ -179,6 +182,17 @@ struct vocab_bos {
   return v;
 }
 [[nodiscard]] inline vocab_bos bos_of(const gguf::file& g, int vocab_size = 0) { return bos_of(g.kvs(), vocab_size, "GGUF '" + g.path() + "'"); }
+
+// The ids of text by the GGUF's own vocabulary, without BOS or EOS (chunk_tokens adds the BOS), as
+// llama.cpp tokenizes it: tokenizer.ggml.model "llama" by spm_tokenizer (with the vocabulary's
+// add_space_prefix), "gpt2" by bpe_tokenizer (Llama 3's and Qwen's pre-tokenizers). Throws
+// errc::unsupported for another tokenizer or pre-tokenizer, errc::parse_error for a malformed vocabulary.
+[[nodiscard]] inline std::vector<int> tokenize_text(const gguf::file& g, std::string_view text) {
+  const gguf::value* model = g.kvs().find("tokenizer.ggml.model");
+  const std::string* m = model ? model->get_if<std::string>() : nullptr;
+  if (m && *m == "gpt2") return bpe_tokenizer::from_gguf(g).encode(text, false);
+  return spm_tokenizer::from_gguf(g).encode(text, {.add_bos = false});  // errc::unsupported for other vocabularies
+}
 
 // A uniform double in [0, 1) from the top 53 bits of one draw of gen (the same on every platform, unlike
 // std::uniform_real_distribution / std::discrete_distribution, whose algorithms the standard leaves open).
