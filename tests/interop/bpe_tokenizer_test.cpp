@@ -8,6 +8,7 @@
 //      tabs, CR/LF and Unicode spaces, punctuation, code, accented, Cyrillic, Devanagari, CJK, emoji,
 //      combining marks, invalid UTF-8, user-defined tokens) give llama_tokenize's ids (libllama loaded
 //      with vocab_only; add_special true, parse_special false: what calibration text gets).
+// 3. the SentencePiece tokenizer (models/tokenizer.hpp) both ways on the llama-spm and phi-3 vocabularies.
 // Skipped (with a warning) where the source bundle could not be fetched or built (llama_quantize.sh exit 77).
 #include <catch2/catch.hpp>
 
@@ -23,6 +24,7 @@
 
 #include "apps/llm_study/llama_cpp.hpp"
 #include "mixprec/models/bpe_tokenizer.hpp"
+#include "mixprec/models/tokenizer.hpp"
 
 namespace fs = std::filesystem;
 namespace mm = mixprec::models;
@@ -119,31 +121,47 @@ std::string random_text(std::mt19937_64& rng, bool with_pad_tokens) {
   return s;
 }
 
-}  // namespace
-
-TEST_CASE("bpe tokenizer: llama.cpp's own tokenizer tests of the llama-bpe and qwen2 vocabularies", "[bpe][interop]") {
-  const fs::path dir = vocab_dir();
-  if (dir.empty()) {
-    WARN("SKIPPED: llama.cpp's source bundle (its test vocabularies) is not here");
-    return;
-  }
-  for (const char* name : {"llama-bpe", "qwen2"}) {
-    const fs::path gguf = dir / (std::string("ggml-vocab-") + name + ".gguf");
-    const auto tok = mm::bpe_tokenizer::from_gguf(gguf.string());
-    const llama_cpp::model ref(gguf.string(), vocab_only());
-    REQUIRE(ref.n_vocab() == tok.size());
-    const auto cases = read_cases(gguf.string() + ".inp", gguf.string() + ".out");
-    CHECK(cases.size() > 40);
-    for (const auto& [text, ids] : cases) {
-      INFO(name << ": '" << text << "'");
-      CHECK(tok.encode(text, false) == ids);
-      const auto theirs = ref.tokenize(text, false, false);
-      CHECK(std::vector<int>(theirs.begin(), theirs.end()) == ids);
-    }
+// Every text of llama.cpp's tests of the vocabulary `gguf` gives the ids its .out file expects, from
+// `encode` (text -> ids without BOS/EOS) and from llama_tokenize.
+template <class Encode>
+void check_llama_cases(const fs::path& gguf, Encode encode) {
+  const llama_cpp::model ref(gguf.string(), vocab_only());
+  const auto cases = read_cases(gguf.string() + ".inp", gguf.string() + ".out");
+  CHECK(cases.size() > 40);
+  for (const auto& [text, ids] : cases) {
+    INFO(gguf.filename().string() << ": '" << text << "'");
+    CHECK(encode(text) == ids);
+    const auto theirs = ref.tokenize(text, false, false);
+    CHECK(std::vector<int>(theirs.begin(), theirs.end()) == ids);
   }
 }
 
-TEST_CASE("bpe tokenizer: 3,000 random texts give llama_tokenize's ids", "[bpe][interop]") {
+// 1,500 random texts (seeded) give llama_tokenize's ids (add_special true, parse_special false) from
+// `encode` (text -> ids with the vocabulary's BOS/EOS); the first differences are shown.
+template <class Encode>
+void check_random_texts(const fs::path& gguf, std::uint64_t seed, bool pad_tokens, Encode encode) {
+  const llama_cpp::model ref(gguf.string(), vocab_only());
+  std::mt19937_64 rng(seed);
+  std::size_t differ = 0, ids = 0;
+  for (int i = 0; i < 1500; ++i) {
+    const std::string text = random_text(rng, pad_tokens);
+    const auto theirs = ref.tokenize(text, true, false);
+    const std::vector<int> expected(theirs.begin(), theirs.end());
+    const std::vector<int> ours = encode(text);
+    ids += ours.size();
+    if (ours != expected && differ++ < 5) {
+      INFO(gguf.filename().string() << " text " << i << ": '" << text << "'");
+      CHECK(ours == expected);
+    }
+  }
+  INFO(gguf.filename().string() << ": " << ids << " ids");
+  CHECK(differ == 0);
+  CHECK(ids > 30000);
+}
+
+}  // namespace
+
+TEST_CASE("bpe tokenizer: llama.cpp's own tokenizer tests and 3,000 random texts, llama-bpe and qwen2 vocabularies", "[bpe][interop]") {
   const fs::path dir = vocab_dir();
   if (dir.empty()) {
     WARN("SKIPPED: llama.cpp's source bundle (its test vocabularies) is not here");
@@ -152,22 +170,25 @@ TEST_CASE("bpe tokenizer: 3,000 random texts give llama_tokenize's ids", "[bpe][
   for (const char* name : {"llama-bpe", "qwen2"}) {
     const fs::path gguf = dir / (std::string("ggml-vocab-") + name + ".gguf");
     const auto tok = mm::bpe_tokenizer::from_gguf(gguf.string());
-    const llama_cpp::model ref(gguf.string(), vocab_only());
-    std::mt19937_64 rng(2026);
-    std::size_t differ = 0, ids = 0;
-    for (int i = 0; i < 1500; ++i) {
-      const std::string text = random_text(rng, std::string(name) == "qwen2");
-      const auto theirs = ref.tokenize(text, true, false);
-      const std::vector<int> expected(theirs.begin(), theirs.end());
-      const std::vector<int> ours = tok.encode(text);
-      ids += ours.size();
-      if (ours != expected && differ++ < 5) {
-        INFO(name << " text " << i << ": '" << text << "'");
-        CHECK(ours == expected);
-      }
-    }
-    INFO(name << ": " << ids << " ids");
-    CHECK(differ == 0);
-    CHECK(ids > 30000);
+    REQUIRE(llama_cpp::model(gguf.string(), vocab_only()).n_vocab() == tok.size());
+    check_llama_cases(gguf, [&](const std::string& t) { return tok.encode(t, false); });
+    check_random_texts(gguf, 2026, std::string(name) == "qwen2", [&](const std::string& t) { return tok.encode(t); });
+  }
+}
+
+// The SentencePiece tokenizer (models/tokenizer.hpp) the same way, on LLaMA 1/2's vocabulary (llama-spm,
+// 32,000 tokens) and Phi-3's (32,064).
+TEST_CASE("spm tokenizer: llama.cpp's own tokenizer tests and 3,000 random texts, llama-spm and phi-3 vocabularies", "[spm][interop]") {
+  const fs::path dir = vocab_dir();
+  if (dir.empty()) {
+    WARN("SKIPPED: llama.cpp's source bundle (its test vocabularies) is not here");
+    return;
+  }
+  for (const char* name : {"llama-spm", "phi-3"}) {
+    const fs::path gguf = dir / (std::string("ggml-vocab-") + name + ".gguf");
+    const auto tok = mm::spm_tokenizer::from_gguf(gguf.string());
+    REQUIRE(llama_cpp::model(gguf.string(), vocab_only()).n_vocab() == tok.size());
+    check_llama_cases(gguf, [&](const std::string& t) { return tok.encode(t, {.add_bos = false}); });
+    check_random_texts(gguf, 2027, false, [&](const std::string& t) { return tok.encode(t); });
   }
 }
