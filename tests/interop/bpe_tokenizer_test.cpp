@@ -8,7 +8,7 @@
 //      tabs, CR/LF and Unicode spaces, punctuation, code, accented, Cyrillic, Devanagari, CJK, emoji,
 //      combining marks, invalid UTF-8, user-defined tokens) give llama_tokenize's ids (libllama loaded
 //      with vocab_only; add_special true, parse_special false: what calibration text gets).
-// 3. the SentencePiece tokenizer (models/tokenizer.hpp) both ways on the llama-spm and phi-3 vocabularies.
+//   3. the SentencePiece tokenizer (models/tokenizer.hpp) both ways on the llama-spm and phi-3 vocabularies.
 // Skipped (with a warning) where the source bundle could not be fetched or built (llama_quantize.sh exit 77).
 #include <catch2/catch.hpp>
 
