@@ -163,6 +163,20 @@ TEST_CASE("bpe: merges by rank, ties to the leftmost pair", "[bpe]") {
   CHECK(v.decode(v.encode("abc ab zz")) == "abc ab zz");
 }
 
+TEST_CASE("bpe: of overlapping pairs of one rank the leftmost joins first", "[bpe]") {
+  const mm::bpe_tokenizer v({"a", "aa"}, {}, {"a a"}, mm::bpe_pre_tokenizer::qwen2, -1, -1, false, false);
+  CHECK(v.encode("aaa") == std::vector<int>{1, 0});  // (aa) a, not a (aa)
+  CHECK(v.encode("aaaaa") == std::vector<int>{1, 1, 0});
+}
+
+TEST_CASE("bpe: the longest user-defined token is cut out first", "[bpe]") {
+  std::vector<std::string> tokens = {"a", "b", "y", "<x>", "<x>y"};
+  std::vector<mm::token_type> types(tokens.size(), mm::token_type::normal);
+  types[3] = types[4] = mm::token_type::user_defined;
+  const mm::bpe_tokenizer v(tokens, types, {}, mm::bpe_pre_tokenizer::qwen2, -1, -1, false, false);
+  CHECK(v.encode("a<x>yb<x>") == std::vector<int>{0, 4, 1, 3});
+}
+
 TEST_CASE("bpe: llama3 takes a piece that is a token whole (ignore_merges)", "[bpe]") {
   const auto v = small_vocabulary(mm::bpe_pre_tokenizer::llama3, true);
   CHECK(v.encode("zz") == std::vector<int>{32, 33});  // BOS, then the piece as one token
@@ -181,7 +195,8 @@ TEST_CASE("bpe: user-defined tokens are cut out first, control tokens never", "[
 TEST_CASE("bpe: malformed vocabularies and GGUF keys are refused", "[bpe]") {
   const std::vector<mm::token_type> none;
   CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer({"a", "a"}, none, {}, mm::bpe_pre_tokenizer::llama3, -1, -1, false, false); }) == errc::invalid_argument);
-  CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer({"a", "b"}, none, {"ab"}, mm::bpe_pre_tokenizer::llama3, -1, -1, false, false); }) == errc::invalid_argument);
+  // A merge without a space between two texts joins nothing (llama.cpp stores it and never matches it).
+  CHECK(mm::bpe_tokenizer({"a", "b", "ab"}, none, {"ab", "a "}, mm::bpe_pre_tokenizer::qwen2, -1, -1, false, false).encode("ab") == std::vector<int>{0, 1});
   CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer({"a"}, none, {}, mm::bpe_pre_tokenizer::llama3, 3, -1, false, false); }) == errc::invalid_argument);
 
   const auto strings_array = [](std::vector<std::string> v) {
@@ -198,7 +213,38 @@ TEST_CASE("bpe: malformed vocabularies and GGUF keys are refused", "[bpe]") {
   kvs.set("tokenizer.ggml.merges", strings_array({"a b"}));
   const auto v = mm::bpe_tokenizer::from_gguf(kvs);
   CHECK(v.encode("ab") == std::vector<int>{2});
-  CHECK_FALSE(v.add_bos());
+
+  // BOS/EOS: llama.cpp's default id 11; added by default for llama-bpe, not for qwen2; an id outside the
+  // vocabulary is refused (as bos_of refuses it); an empty token text becomes "[EMPTY_i]".
+  std::vector<std::string> many = {"a", "b", "ab", ""};
+  for (int i = 0; i < 12; ++i) many.push_back("t" + std::to_string(i));
+  kvs.set("tokenizer.ggml.tokens", strings_array(many));
+  const auto qwen = mm::bpe_tokenizer::from_gguf(kvs);
+  CHECK(qwen.bos() == 11);
+  CHECK_FALSE(qwen.add_bos());
+  CHECK(qwen.text(3) == "[EMPTY_3]");
+  kvs.set("tokenizer.ggml.pre", gguf::value{std::string("llama-bpe")});
+  const auto llama3 = mm::bpe_tokenizer::from_gguf(kvs);
+  CHECK(llama3.add_bos());
+  CHECK(llama3.encode("ab") == std::vector<int>{11, 2});
+  kvs.set("tokenizer.ggml.add_bos_token", gguf::value{false});
+  CHECK(mm::bpe_tokenizer::from_gguf(kvs).encode("ab") == std::vector<int>{2});
+  kvs.set("tokenizer.ggml.bos_token_id", gguf::value{std::uint32_t{99}});
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer::from_gguf(kvs); }) == errc::parse_error);
+  kvs.erase("tokenizer.ggml.bos_token_id");
+
+  // Arrays built by hand whose items are not of the declared type: refused, never read.
+  gguf::array bad_types;
+  bad_types.type = gguf::value_type::i32;
+  for (std::size_t i = 0; i < many.size(); ++i) bad_types.items.push_back(gguf::value{std::uint32_t{1}});
+  kvs.set("tokenizer.ggml.token_type", gguf::value{bad_types});
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer::from_gguf(kvs); }) == errc::parse_error);
+  kvs.erase("tokenizer.ggml.token_type");
+  gguf::value merges = strings_array({"a b"});
+  std::get<gguf::array>(merges.v).items.push_back(gguf::value{std::int32_t{7}});
+  kvs.set("tokenizer.ggml.merges", merges);
+  CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer::from_gguf(kvs); }) == errc::parse_error);
+  kvs.set("tokenizer.ggml.merges", strings_array({"a b"}));
   kvs.set("tokenizer.ggml.pre", gguf::value{std::string("deepseek-llm")});
   CHECK(mixprec::test::error_code_of([&] { (void)mm::bpe_tokenizer::from_gguf(kvs); }) == errc::unsupported);
   kvs.set("tokenizer.ggml.model", gguf::value{std::string("llama")});

@@ -98,7 +98,8 @@ TEST_CASE("bos_of: the vocabulary's BOS and add_bos, with llama.cpp's defaults p
   // chunk_tokens without a BOS: `length` ids each.
   const std::vector<int> ids = {5, 6, 7, 8, 9};
   CHECK(models::chunk_tokens(ids, 2, -1) == std::vector<std::vector<int>>{{5, 6}, {7, 8}});
-  CHECK(models::chunk_tokens(ids, 3, 128000) == std::vector<std::vector<int>>{{128000, 5, 6}, {128000, 7, 8}});
+  // With a BOS, as llama.cpp's imatrix and perplexity cut text: [128000 5 6 7 8 9] every 3, the first of each set to BOS.
+  CHECK(models::chunk_tokens(ids, 3, 128000) == std::vector<std::vector<int>>{{128000, 5, 6}, {128000, 8, 9}});
 }
 
 TEST_CASE("measure --sample: every stream starts with the vocabulary's BOS (a Llama-3-style vocabulary)", "[cli][measure][bos]") {

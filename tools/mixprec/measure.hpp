@@ -8,9 +8,10 @@
 //
 // Calibration (reproducible: the streams, their seed, an FNV-1a hash of the ids and the BOS are in the file):
 //   --text FILE       the text, tokenized with the GGUF's own vocabulary, cut into streams of --ctx
-//                     tokens, each the vocabulary's BOS and --ctx - 1 text tokens when the vocabulary
-//                     adds BOS (tokenizer.ggml.add_bos_token), else --ctx text tokens (llama.cpp's
-//                     imatrix and perplexity tools do the same)
+//                     tokens as llama.cpp's imatrix and perplexity tools cut it: when the vocabulary
+//                     adds BOS (tokenizer.ggml.add_bos_token), the text with BOS first cut every --ctx
+//                     tokens and each stream's first token set to BOS (one text token between streams
+//                     is not seen); else --ctx text tokens each (models::chunk_tokens)
 //   --tokens FILE     token ids, used as given (one stream per line of whitespace-separated ids)
 //   --sample N:LEN    N streams of LEN tokens sampled from the model itself (seed --seed), each started
 //                     with the vocabulary's BOS

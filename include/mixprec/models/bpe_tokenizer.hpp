@@ -35,7 +35,6 @@
 #include <cstdint>
 #include <iterator>
 #include <optional>
-#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
@@ -45,6 +44,7 @@
 
 #include "mixprec/error.hpp"
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/models/detail/symbol_merge.hpp"
 #include "mixprec/models/detail/unicode_ranges.hpp"
 #include "mixprec/models/tokenizer.hpp"
 
@@ -207,9 +207,10 @@ class bpe_tokenizer {
  public:
   bpe_tokenizer() = default;
   // tokens[i] is token i's text in GPT-2's byte-level form ("Ġthe"); types has as many entries (empty: all
-  // NORMAL); merges are "left right" pairs of token texts, rank = index (the first of equal pairs wins).
-  // bos / eos: ids, or -1 for none. Throws errc::invalid_argument for lengths that differ, an id out of
-  // range, two tokens of one text or a merge without its space.
+  // NORMAL); merges are "left right" pairs of token texts, rank = index (the first of equal pairs wins;
+  // an entry without a space between two texts joins nothing, as in llama.cpp). bos / eos: ids, or -1
+  // for none. Throws errc::invalid_argument for lengths that differ, an id out of range, add_bos / add_eos
+  // without the token, or two tokens of one text.
   bpe_tokenizer(std::vector<std::string> tokens, std::vector<token_type> types, const std::vector<std::string>& merges,
                 bpe_pre_tokenizer pre, int bos, int eos, bool add_bos, bool add_eos)
       : tokens_(std::move(tokens)), types_(std::move(types)), pre_(pre), bos_(bos), eos_(eos), add_bos_(add_bos), add_eos_(add_eos) {
@@ -225,13 +226,11 @@ class bpe_tokenizer {
     for (std::size_t i = 0; i < n; ++i)
       if (!ids_.emplace(tokens_[i], static_cast<int>(i)).second)
         throw error(errc::invalid_argument, "bpe_tokenizer: tokens " + std::to_string(ids_.at(tokens_[i])) + " and " + std::to_string(i) +
-                                                " have the same text");
+                                                " have the same text (tokenizer.ggml.tokens)");
     ranks_.reserve(merges.size());
     for (std::size_t i = 0; i < merges.size(); ++i) {
       const std::size_t space = merges[i].find(' ', 1);
-      if (space == std::string::npos || space + 1 >= merges[i].size())
-        throw error(errc::invalid_argument, "bpe_tokenizer: merge " + std::to_string(i) + " '" + merges[i] + "' is not two texts");
-      ranks_.emplace(merges[i], static_cast<int>(i));
+      if (space != std::string::npos && space + 1 < merges[i].size()) ranks_.emplace(merges[i], static_cast<int>(i));
     }
     for (std::size_t i = 0; i < n; ++i)
       if (types_[i] == token_type::user_defined && !tokens_[i].empty()) user_defined_.push_back(static_cast<int>(i));
@@ -241,22 +240,17 @@ class bpe_tokenizer {
 
   // The vocabulary of a GGUF's metadata: tokenizer.ggml.model must be "gpt2" and tokenizer.ggml.pre one of
   // "llama-bpe", "llama3", "llama-v3" (Llama 3) or "qwen2" (Qwen) (else errc::unsupported); tokens and
-  // merges (arrays of strings) required, token_type optional; bos_token_id, eos_token_id, add_bos_token,
-  // add_eos_token as llama.cpp reads them (an id outside the vocabulary is ignored, as llama.cpp does).
-  // errc::parse_error names the key that is missing or malformed.
+  // merges (arrays of strings) required, token_type optional; bos_token_id and eos_token_id (default 11,
+  // llama.cpp's for gpt2 vocabularies), add_bos_token (default true for Llama 3's pre-tokenizers, false
+  // for qwen2), add_eos_token (default false). As llama.cpp loads them, an empty token text becomes
+  // "[EMPTY_i]". errc::parse_error names the key that is missing or malformed (and, like bos_of, an id
+  // outside the vocabulary, which llama.cpp would ignore with a warning).
   [[nodiscard]] static bpe_tokenizer from_gguf(const gguf::metadata& kvs, const std::string& name = "GGUF") {
-    const auto fail = [&](errc c, const std::string& what) { throw error(c, name + ": " + what); };
-    const auto string_kv = [&](const char* key) -> const std::string* {
-      const gguf::value* v = kvs.find(key);
-      if (!v) return nullptr;
-      const std::string* s = v->get_if<std::string>();
-      if (!s) fail(errc::parse_error, std::string("key '") + key + "' is not a string");
-      return s;
-    };
-    const std::string* model = string_kv("tokenizer.ggml.model");
+    const detail::vocab_keys keys(kvs, name);
+    const std::string* model = keys.string("tokenizer.ggml.model");
     if (!model || *model != "gpt2")
-      fail(errc::unsupported, "tokenizer.ggml.model is '" + (model ? *model : std::string("(none)")) + "'; bpe_tokenizer reads 'gpt2'");
-    const std::string* pre_name = string_kv("tokenizer.ggml.pre");
+      keys.fail(errc::unsupported, "tokenizer.ggml.model is '" + (model ? *model : std::string("(none)")) + "'; bpe_tokenizer reads 'gpt2'");
+    const std::string* pre_name = keys.string("tokenizer.ggml.pre");
     const std::string pre_text = pre_name ? *pre_name : "default";
     bpe_pre_tokenizer pre{};
     bool add_bos = false;
@@ -266,49 +260,22 @@ class bpe_tokenizer {
     } else if (pre_text == "qwen2") {
       pre = bpe_pre_tokenizer::qwen2;
     } else {
-      fail(errc::unsupported, "tokenizer.ggml.pre '" + pre_text + "' is not implemented (llama-bpe, llama3, llama-v3 and qwen2 are)");
+      keys.fail(errc::unsupported, "tokenizer.ggml.pre '" + pre_text + "' is not implemented (llama-bpe, llama3, llama-v3 and qwen2 are)");
     }
-    const auto strings = [&](const char* key) {
-      const gguf::value* v = kvs.find(key);
-      if (!v) fail(errc::parse_error, std::string("the vocabulary needs the key '") + key + "'");
-      const gguf::array* a = v->get_if<gguf::array>();
-      if (!a || a->type != gguf::value_type::string) fail(errc::parse_error, std::string("key '") + key + "' is not an array of strings");
-      std::vector<std::string> out;
-      out.reserve(a->items.size());
-      for (const auto& x : a->items) out.push_back(*x.get_if<std::string>());
-      return out;
-    };
-    std::vector<std::string> tokens = strings("tokenizer.ggml.tokens");
-    const std::vector<std::string> merges = strings("tokenizer.ggml.merges");
-    std::vector<token_type> types;
-    if (const gguf::value* v = kvs.find("tokenizer.ggml.token_type")) {
-      const gguf::array* a = v->get_if<gguf::array>();
-      if (!a || a->type != gguf::value_type::i32 || a->items.size() < tokens.size())
-        fail(errc::parse_error, "tokenizer.ggml.token_type is not an array of int32 as long as the tokens");
-      for (std::size_t i = 0; i < tokens.size(); ++i) types.push_back(static_cast<token_type>(*a->items[i].get_if<std::int32_t>()));
-    }
-    const auto id_kv = [&](const char* key, int fallback) {
-      const gguf::value* v = kvs.find(key);
-      if (!v) return fallback;
-      const std::uint32_t* u = v->get_if<std::uint32_t>();
-      if (!u) fail(errc::parse_error, std::string("key '") + key + "' is not a uint32");
-      return *u < tokens.size() ? static_cast<int>(*u) : fallback;
-    };
-    const auto flag_kv = [&](const char* key, bool fallback) {
-      const gguf::value* v = kvs.find(key);
-      if (!v) return fallback;
-      const bool* b = v->get_if<bool>();
-      if (!b) fail(errc::parse_error, std::string("key '") + key + "' is not a bool");
-      return *b;
-    };
-    const int default_special = tokens.size() > 11 ? 11 : -1;  // llama.cpp's default BOS / EOS of gpt2 vocabularies
-    const int bos = id_kv("tokenizer.ggml.bos_token_id", default_special), eos = id_kv("tokenizer.ggml.eos_token_id", default_special);
-    add_bos = flag_kv("tokenizer.ggml.add_bos_token", add_bos) && bos >= 0;
-    const bool add_eos = flag_kv("tokenizer.ggml.add_eos_token", false) && eos >= 0;
+    std::vector<std::string> tokens = keys.strings("tokenizer.ggml.tokens");
+    for (std::size_t i = 0; i < tokens.size(); ++i)
+      if (tokens[i].empty()) tokens[i] = "[EMPTY_" + std::to_string(i) + "]";
+    const std::vector<std::string> merges = keys.strings("tokenizer.ggml.merges");
+    std::vector<token_type> types = keys.types(tokens.size());
+    const std::size_t n = tokens.size();
+    const int fallback = n > 11 ? 11 : -1;
+    const int bos = keys.id("tokenizer.ggml.bos_token_id", fallback, n), eos = keys.id("tokenizer.ggml.eos_token_id", fallback, n);
+    add_bos = keys.flag("tokenizer.ggml.add_bos_token", add_bos) && bos >= 0;
+    const bool add_eos = keys.flag("tokenizer.ggml.add_eos_token", false) && eos >= 0;
     try {
       return bpe_tokenizer(std::move(tokens), std::move(types), merges, pre, bos, eos, add_bos, add_eos);
     } catch (const error& e) {
-      throw error(errc::parse_error, name + ": " + e.message());
+      throw e.in_context(name, errc::parse_error);
     }
   }
   [[nodiscard]] static bpe_tokenizer from_gguf(const gguf::file& g) { return from_gguf(g.kvs(), "GGUF '" + g.path() + "'"); }
@@ -399,51 +366,20 @@ class bpe_tokenizer {
         out.push_back(it->second);
         return;
       }
-    struct symbol {
-      std::size_t pos, n;
-      int prev, next;
-    };
-    std::vector<symbol> sym;
-    for (std::size_t i = 0; i < word.size();) {  // one symbol per UTF-8 character of the mapped text
-      const auto b = static_cast<std::uint8_t>(word[i]);
-      const std::size_t n = std::min<std::size_t>(b < 0xC0 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4, word.size() - i);  // as llama.cpp's unicode_len_utf8
-      sym.push_back({i, n, static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1});
-      i += n;
-    }
-    if (sym.empty()) return;
-    sym.back().next = -1;
-    struct bigram {
-      int rank, left, right;
-      std::size_t n;  // bytes of the pair when pushed: a pair whose symbols changed since is stale
-    };
-    const auto later = [](const bigram& a, const bigram& b) { return a.rank > b.rank || (a.rank == b.rank && a.left > b.left); };
-    std::priority_queue<bigram, std::vector<bigram>, decltype(later)> queue(later);
-    const auto push = [&](int l, int r) {
-      if (l < 0 || r < 0) return;
-      const symbol &a = sym[static_cast<std::size_t>(l)], &b = sym[static_cast<std::size_t>(r)];
-      const std::string key = word.substr(a.pos, a.n) + ' ' + word.substr(b.pos, b.n);
-      if (const auto it = ranks_.find(key); it != ranks_.end()) queue.push({it->second, l, r, a.n + b.n});
-    };
-    for (int i = 0; i + 1 < static_cast<int>(sym.size()); ++i) push(i, i + 1);
-    while (!queue.empty()) {
-      const bigram top = queue.top();
-      queue.pop();
-      symbol &a = sym[static_cast<std::size_t>(top.left)], &b = sym[static_cast<std::size_t>(top.right)];
-      if (a.n == 0 || b.n == 0 || a.next != top.right || a.n + b.n != top.n) continue;
-      a.n += b.n;
-      b.n = 0;
-      a.next = b.next;
-      if (a.next >= 0) sym[static_cast<std::size_t>(a.next)].prev = top.left;
-      push(a.prev, top.left);
-      push(top.left, a.next);
-    }
-    for (int i = 0; i >= 0; i = sym[static_cast<std::size_t>(i)].next) {
-      const std::string s = word.substr(sym[static_cast<std::size_t>(i)].pos, sym[static_cast<std::size_t>(i)].n);
-      if (const auto it = ids_.find(s); it != ids_.end()) {
+    const auto merged = detail::merge_symbols(word, [&](std::string_view l, std::string_view r) -> std::optional<double> {
+      std::string key;
+      key.reserve(l.size() + 1 + r.size());
+      key.append(l).append(1, ' ').append(r);
+      const auto it = ranks_.find(key);
+      if (it == ranks_.end()) return std::nullopt;
+      return -static_cast<double>(it->second);  // the lowest rank first
+    });
+    for (const std::string_view piece : merged) {
+      if (const auto it = ids_.find(std::string(piece)); it != ids_.end()) {
         out.push_back(it->second);
         continue;
       }
-      for (const char ch : s)  // llama.cpp's fallback: the one-byte tokens among the symbol's bytes
+      for (const char ch : piece)  // llama.cpp's fallback: the one-byte tokens among the piece's bytes
         if (const auto one = ids_.find(std::string(1, ch)); one != ids_.end()) out.push_back(one->second);
     }
   }

@@ -109,18 +109,26 @@ enum class token_file_format {
   return split_at_bos(ids, bos);
 }
 
-// Cuts a long id sequence (e.g. a tokenized corpus without BOS) into consecutive chunks of `length`
-// tokens, each a BOS followed by the next length - 1 ids (bos < 0: no BOS, `length` ids each, as
-// llama.cpp's imatrix and perplexity tools cut text for a vocabulary that adds no BOS); a shorter tail
-// is dropped; at most max_chunks (0: all). Throws errc::invalid_argument for length < 2.
+// Cuts a long id sequence (a tokenized text without BOS) into consecutive chunks of `length` tokens as
+// llama.cpp's imatrix and perplexity tools cut text (tools/imatrix/imatrix.cpp, compute_imatrix): the
+// text with BOS first is cut every `length` tokens and each chunk's first token is set to BOS, so chunk k
+// is BOS then ids[k length, (k + 1) length - 1) (the id at (k + 1) length - 1 is dropped where the next
+// chunk's BOS stands); bos < 0: ids[k length, (k + 1) length), no BOS. A shorter tail is dropped; at
+// most max_chunks (0: all). Throws errc::invalid_argument for length < 2.
 [[nodiscard]] inline std::vector<std::vector<int>> chunk_tokens(std::span<const int> ids, int length, int bos = 1, std::size_t max_chunks = 0) {
   if (length < 2) throw error(errc::invalid_argument, "chunk_tokens: length must be at least 2, got " + std::to_string(length));
   std::vector<std::vector<int>> out;
-  const auto body = static_cast<std::size_t>(bos >= 0 ? length - 1 : length);
-  for (std::size_t at = 0; at + body <= ids.size() && (max_chunks == 0 || out.size() < max_chunks); at += body) {
+  const auto n = static_cast<std::size_t>(length);
+  const std::size_t total = ids.size() + (bos >= 0 ? 1 : 0);  // with the BOS in front
+  for (std::size_t k = 0; (k + 1) * n <= total && (max_chunks == 0 || out.size() < max_chunks); ++k) {
     std::vector<int> c;
-    if (bos >= 0) c.push_back(bos);
-    c.insert(c.end(), ids.begin() + static_cast<std::ptrdiff_t>(at), ids.begin() + static_cast<std::ptrdiff_t>(at + body));
+    const std::size_t from = k * n;
+    std::size_t to = (k + 1) * n;  // of ids
+    if (bos >= 0) {
+      c.push_back(bos);
+      to -= 1;
+    }
+    c.insert(c.end(), ids.begin() + static_cast<std::ptrdiff_t>(from), ids.begin() + static_cast<std::ptrdiff_t>(to));
     out.push_back(std::move(c));
   }
   return out;

@@ -13,7 +13,8 @@
 //      byte (the unknown token when the vocabulary lacks that byte token);
 //   5. BOS first when add_bos (tokenizer.ggml.add_bos_token, default true). Text is never parsed for
 //      special tokens ("<s>" in the text is three characters).
-//   Merging runs with a priority queue (score, then position): O(n log n) in the text length.
+//   Merging runs with a priority queue (score, then position; models/detail/symbol_merge.hpp): O(n log n)
+//   in the text length.
 // decode: llama.cpp's token_to_piece for SPM vocabularies: NORMAL pieces with U+2581 shown as ' ', BYTE
 //   tokens as their byte, USER_DEFINED pieces as they are, CONTROL / UNKNOWN / UNUSED / UNDEFINED as
 //   nothing (unless decode_options::special).
@@ -21,7 +22,6 @@
 
 #include <cstdint>
 #include <optional>
-#include <queue>
 #include <span>
 #include <string>
 #include <string_view>
@@ -32,11 +32,97 @@
 #include "mixprec/error.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
+#include "mixprec/models/detail/symbol_merge.hpp"
 
 namespace mixprec::models {
 
 // llama.cpp's llama_token_type (include/llama.h), as tokenizer.ggml.token_type stores it.
 enum class token_type : std::int32_t { undefined = 0, normal = 1, unknown = 2, control = 3, user_defined = 4, unused = 5, byte = 6 };
+
+namespace detail {
+
+// Typed reads of a vocabulary's tokenizer.ggml.* keys from GGUF metadata, every item checked; errors are
+// errc::parse_error naming the file (`name`) and the key.
+class vocab_keys {
+ public:
+  vocab_keys(const gguf::metadata& kvs, std::string name) : kvs_(kvs), name_(std::move(name)) {}
+
+  [[noreturn]] void fail(errc c, const std::string& what) const { throw error(c, name_ + ": " + what); }
+  [[nodiscard]] const std::string& name() const noexcept { return name_; }
+
+  // A string key; nullptr when absent.
+  [[nodiscard]] const std::string* string(const char* key) const {
+    const gguf::value* v = kvs_.find(key);
+    if (!v) return nullptr;
+    const std::string* s = v->get_if<std::string>();
+    if (!s) fail(errc::parse_error, std::string("key '") + key + "' is " + std::string(gguf::to_string(v->type())) + ", not a string");
+    return s;
+  }
+  // The items of an array key of element type t; nullptr when absent (parse_error when required).
+  [[nodiscard]] const gguf::array* array(const char* key, gguf::value_type t, bool required) const {
+    const gguf::value* v = kvs_.find(key);
+    if (!v) {
+      if (required) fail(errc::parse_error, std::string("the vocabulary needs the key '") + key + "'");
+      return nullptr;
+    }
+    const gguf::array* a = v->get_if<gguf::array>();
+    if (!a || a->type != t) fail(errc::parse_error, std::string("key '") + key + "' is not an array of " + std::string(gguf::to_string(t)));
+    return a;
+  }
+  // Item i of an array of element type T (checked: an array built by hand may hold other items).
+  template <class T>
+  [[nodiscard]] const T& item(const gguf::array& a, std::size_t i, const char* key) const {
+    const T* x = a.items[i].get_if<T>();
+    if (!x) fail(errc::parse_error, std::string("key '") + key + "' item " + std::to_string(i) + " is " +
+                                        std::string(gguf::to_string(a.items[i].type())) + ", not " + std::string(gguf::to_string(a.type)));
+    return *x;
+  }
+  [[nodiscard]] std::vector<std::string> strings(const char* key) const {
+    const gguf::array* a = array(key, gguf::value_type::string, true);
+    std::vector<std::string> out;
+    out.reserve(a->items.size());
+    for (std::size_t i = 0; i < a->items.size(); ++i) out.push_back(item<std::string>(*a, i, key));
+    return out;
+  }
+  // tokenizer.ggml.token_type's first n entries (empty when absent), each in 0..6.
+  [[nodiscard]] std::vector<token_type> types(std::size_t n) const {
+    const char* key = "tokenizer.ggml.token_type";
+    const gguf::array* a = array(key, gguf::value_type::i32, false);
+    if (!a) return {};
+    if (a->items.size() != n) fail(errc::parse_error, std::string("key '") + key + "' has " + std::to_string(a->items.size()) +
+                                                          " entries for " + std::to_string(n) + " tokens");
+    std::vector<token_type> out;
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::int32_t x = item<std::int32_t>(*a, i, key);
+      if (x < 0 || x > 6) fail(errc::parse_error, std::string("key '") + key + "' holds " + std::to_string(x) + " (expected 0..6)");
+      out.push_back(static_cast<token_type>(x));
+    }
+    return out;
+  }
+  // A token id key (u32, below n); fallback when absent.
+  [[nodiscard]] int id(const char* key, int fallback, std::size_t n) const {
+    const gguf::value* v = kvs_.find(key);
+    if (!v) return fallback;
+    const std::uint32_t* u = v->get_if<std::uint32_t>();
+    if (!u) fail(errc::parse_error, std::string("key '") + key + "' is not u32");
+    if (*u >= n) fail(errc::parse_error, std::string("key '") + key + "' = " + std::to_string(*u) + " is outside the vocabulary of " +
+                                             std::to_string(n) + " tokens");
+    return static_cast<int>(*u);
+  }
+  [[nodiscard]] bool flag(const char* key, bool fallback) const {
+    const gguf::value* v = kvs_.find(key);
+    if (!v) return fallback;
+    const bool* b = v->get_if<bool>();
+    if (!b) fail(errc::parse_error, std::string("key '") + key + "' is not bool");
+    return *b;
+  }
+
+ private:
+  const gguf::metadata& kvs_;
+  std::string name_;
+};
+
+}  // namespace detail
 
 struct encode_options {
   std::optional<bool> add_bos = std::nullopt;           // default: the vocabulary's add_bos
@@ -81,59 +167,21 @@ class spm_tokenizer {
   // token ids (default 1, 2, 0), add_bos_token and add_space_prefix (default true). Malformed or
   // missing values: errc::parse_error naming the key.
   [[nodiscard]] static spm_tokenizer from_gguf(const gguf::metadata& kvs, const std::string& name = "GGUF") {
-    auto fail = [&](errc c, const std::string& what) { throw error(c, name + ": " + what); };
-    const gguf::value* model = kvs.find("tokenizer.ggml.model");
-    if (!model) fail(errc::parse_error, "no key 'tokenizer.ggml.model'");
-    const std::string* m = model->get_if<std::string>();
-    if (!m) fail(errc::parse_error, "key 'tokenizer.ggml.model' is not a string");
-    if (*m != "llama") fail(errc::unsupported, "tokenizer.ggml.model is '" + *m + "'; only the SentencePiece-style 'llama' is implemented");
-    auto array_of = [&](const char* key, gguf::value_type t, bool required) -> const gguf::array* {
-      const gguf::value* v = kvs.find(key);
-      if (!v) {
-        if (required) fail(errc::parse_error, std::string("no key '") + key + "'");
-        return nullptr;
-      }
-      const gguf::array* a = v->get_if<gguf::array>();
-      if (!a || a->type != t) fail(errc::parse_error, std::string("key '") + key + "' is not an array of " + std::string(gguf::to_string(t)));
-      return a;
-    };
-    const gguf::array* tokens = array_of("tokenizer.ggml.tokens", gguf::value_type::string, true);
-    const gguf::array* scores = array_of("tokenizer.ggml.scores", gguf::value_type::f32, false);
-    const gguf::array* types = array_of("tokenizer.ggml.token_type", gguf::value_type::i32, false);
-    const std::size_t n = tokens->items.size();
-    if ((scores && scores->items.size() != n) || (types && types->items.size() != n))
-      fail(errc::parse_error, "tokenizer.ggml.scores / token_type do not have one entry per token (" + std::to_string(n) + ")");
-    std::vector<std::string> p;
+    const detail::vocab_keys keys(kvs, name);
+    const std::string* m = keys.string("tokenizer.ggml.model");
+    if (!m) keys.fail(errc::parse_error, "no key 'tokenizer.ggml.model'");
+    if (*m != "llama") keys.fail(errc::unsupported, "tokenizer.ggml.model is '" + *m + "'; spm_tokenizer reads the SentencePiece-style 'llama'");
+    std::vector<std::string> p = keys.strings("tokenizer.ggml.tokens");
+    const std::size_t n = p.size();
     std::vector<float> s;
-    std::vector<token_type> t;
-    p.reserve(n);
-    for (const auto& v : tokens->items) p.push_back(*v.get_if<std::string>());
-    if (scores)
-      for (const auto& v : scores->items) s.push_back(*v.get_if<float>());
-    if (types)
-      for (const auto& v : types->items) {
-        const std::int32_t x = *v.get_if<std::int32_t>();
-        if (x < 0 || x > 6) fail(errc::parse_error, "tokenizer.ggml.token_type holds " + std::to_string(x) + " (expected 0..6)");
-        t.push_back(static_cast<token_type>(x));
-      }
-    auto id = [&](const char* key, int fallback) {
-      const gguf::value* v = kvs.find(key);
-      if (!v) return fallback;
-      const std::uint32_t* u = v->get_if<std::uint32_t>();
-      if (!u) fail(errc::parse_error, std::string("key '") + key + "' is not u32");
-      if (*u >= n) fail(errc::parse_error, std::string("key '") + key + "' = " + std::to_string(*u) + " is outside the vocabulary");
-      return static_cast<int>(*u);
-    };
-    auto flag = [&](const char* key, bool fallback) {
-      const gguf::value* v = kvs.find(key);
-      if (!v) return fallback;
-      const bool* b = v->get_if<bool>();
-      if (!b) fail(errc::parse_error, std::string("key '") + key + "' is not bool");
-      return *b;
-    };
-    return spm_tokenizer(std::move(p), std::move(s), std::move(t), id("tokenizer.ggml.bos_token_id", 1), id("tokenizer.ggml.eos_token_id", 2),
-                         id("tokenizer.ggml.unknown_token_id", 0), flag("tokenizer.ggml.add_bos_token", true),
-                         flag("tokenizer.ggml.add_space_prefix", true));
+    if (const gguf::array* scores = keys.array("tokenizer.ggml.scores", gguf::value_type::f32, false)) {
+      if (scores->items.size() != n) keys.fail(errc::parse_error, "tokenizer.ggml.scores does not have one entry per token (" + std::to_string(n) + ")");
+      for (std::size_t i = 0; i < n; ++i) s.push_back(keys.item<float>(*scores, i, "tokenizer.ggml.scores"));
+    }
+    std::vector<token_type> t = keys.types(n);
+    return spm_tokenizer(std::move(p), std::move(s), std::move(t), keys.id("tokenizer.ggml.bos_token_id", 1, n),
+                         keys.id("tokenizer.ggml.eos_token_id", 2, n), keys.id("tokenizer.ggml.unknown_token_id", 0, n),
+                         keys.flag("tokenizer.ggml.add_bos_token", true), keys.flag("tokenizer.ggml.add_space_prefix", true));
   }
   [[nodiscard]] static spm_tokenizer from_gguf(const gguf::file& g) { return from_gguf(g.kvs(), "GGUF '" + g.path() + "'"); }
   [[nodiscard]] static spm_tokenizer from_gguf(const std::string& path) { return from_gguf(gguf::file::open(path)); }
@@ -180,55 +228,18 @@ class spm_tokenizer {
     s += text;
     s = escape_spaces(s);
 
-    struct symbol {
-      std::size_t begin, length;
-      int prev, next;  // -1: none
-    };
-    std::vector<symbol> sym;
-    for (std::size_t i = 0; i < s.size();) {
-      const auto lead = static_cast<unsigned char>(s[i]);
-      const std::size_t len = std::min<std::size_t>(s.size() - i, lead < 0xC0 ? 1 : lead < 0xE0 ? 2 : lead < 0xF0 ? 3 : 4);
-      sym.push_back({i, len, static_cast<int>(sym.size()) - 1, static_cast<int>(sym.size()) + 1});
-      i += len;
-    }
-    sym.back().next = -1;
-    struct candidate {
-      float score;
-      int left, right;
-      std::size_t length;  // of the merged text when queued: a stale entry no longer matches
-      bool operator<(const candidate& o) const noexcept {  // the queue's top: highest score, then leftmost
-        return score < o.score || (score == o.score && left > o.left);
-      }
-    };
-    std::priority_queue<candidate> queue;
-    auto consider = [&](int left, int right) {
-      if (left < 0 || right < 0) return;
-      const std::size_t len = sym[static_cast<std::size_t>(left)].length + sym[static_cast<std::size_t>(right)].length;
-      const auto it = ids_.find(s.substr(sym[static_cast<std::size_t>(left)].begin, len));
-      if (it != ids_.end()) queue.push({scores_[static_cast<std::size_t>(it->second)], left, right, len});
-    };
-    for (std::size_t i = 1; i < sym.size(); ++i) consider(static_cast<int>(i) - 1, static_cast<int>(i));
-    while (!queue.empty()) {
-      const candidate c = queue.top();
-      queue.pop();
-      symbol& l = sym[static_cast<std::size_t>(c.left)];
-      symbol& r = sym[static_cast<std::size_t>(c.right)];
-      if (l.length == 0 || r.length == 0 || l.next != c.right || l.length + r.length != c.length) continue;  // stale
-      l.length += r.length;
-      r.length = 0;
-      l.next = r.next;
-      if (r.next >= 0) sym[static_cast<std::size_t>(r.next)].prev = c.left;
-      consider(l.prev, c.left);
-      consider(c.left, l.next);
-    }
-    for (int i = 0; i >= 0; i = sym[static_cast<std::size_t>(i)].next) {
-      const symbol& x = sym[static_cast<std::size_t>(i)];
-      const auto it = ids_.find(s.substr(x.begin, x.length));
+    const auto merged = detail::merge_symbols(s, [&](std::string_view l, std::string_view r) -> std::optional<double> {
+      const auto it = ids_.find(std::string(l.data(), l.size() + r.size()));  // r follows l in s
+      if (it == ids_.end()) return std::nullopt;
+      return scores_[static_cast<std::size_t>(it->second)];
+    });
+    for (const std::string_view piece : merged) {
+      const auto it = ids_.find(std::string(piece));
       if (it != ids_.end()) {
         out.push_back(it->second);
         continue;
       }
-      for (std::size_t k = 0; k < x.length; ++k) out.push_back(byte_ids_[static_cast<unsigned char>(s[x.begin + k])]);
+      for (const char c : piece) out.push_back(byte_ids_[static_cast<unsigned char>(c)]);
     }
     return out;
   }
