@@ -240,9 +240,9 @@ class bpe_tokenizer {
 
   // The vocabulary of a GGUF's metadata: tokenizer.ggml.model must be "gpt2" and tokenizer.ggml.pre one of
   // "llama-bpe", "llama3", "llama-v3" (Llama 3) or "qwen2" (Qwen) (else errc::unsupported); tokens and
-  // merges (arrays of strings) required, token_type optional; bos_token_id and eos_token_id (default 11,
-  // llama.cpp's for gpt2 vocabularies), add_bos_token (default true for Llama 3's pre-tokenizers, false
-  // for qwen2), add_eos_token (default false). As llama.cpp loads them, an empty token text becomes
+  // merges (arrays of strings) required, token_type optional; BOS and add_bos as bos_of reads them (id
+  // default 11; added by default for Llama 3's pre-tokenizers, not for qwen2), eos_token_id (default 11),
+  // add_eos_token (default false). As llama.cpp loads them, an empty token text becomes
   // "[EMPTY_i]". errc::parse_error names the key that is missing or malformed (and, like bos_of, an id
   // outside the vocabulary, which llama.cpp would ignore with a warning).
   [[nodiscard]] static bpe_tokenizer from_gguf(const gguf::metadata& kvs, const std::string& name = "GGUF") {
@@ -253,10 +253,8 @@ class bpe_tokenizer {
     const std::string* pre_name = keys.string("tokenizer.ggml.pre");
     const std::string pre_text = pre_name ? *pre_name : "default";
     bpe_pre_tokenizer pre{};
-    bool add_bos = false;
     if (pre_text == "llama-bpe" || pre_text == "llama3" || pre_text == "llama-v3") {
       pre = bpe_pre_tokenizer::llama3;
-      add_bos = true;
     } else if (pre_text == "qwen2") {
       pre = bpe_pre_tokenizer::qwen2;
     } else {
@@ -268,9 +266,10 @@ class bpe_tokenizer {
     const std::vector<std::string> merges = keys.strings("tokenizer.ggml.merges");
     std::vector<token_type> types = keys.types(tokens.size());
     const std::size_t n = tokens.size();
-    const int fallback = n > 11 ? 11 : -1;
-    const int bos = keys.id("tokenizer.ggml.bos_token_id", fallback, n), eos = keys.id("tokenizer.ggml.eos_token_id", fallback, n);
-    add_bos = keys.flag("tokenizer.ggml.add_bos_token", add_bos) && bos >= 0;
+    const vocab_bos b = bos_of(kvs, static_cast<int>(n), name);  // the one rule for BOS and add_bos
+    const int fallback = n > 11 ? 11 : -1;                         // llama.cpp's default id for gpt2 vocabularies
+    const int bos = b.id < static_cast<int>(n) ? b.id : -1, eos = keys.id("tokenizer.ggml.eos_token_id", fallback, n);
+    const bool add_bos = b.add && bos >= 0;
     const bool add_eos = keys.flag("tokenizer.ggml.add_eos_token", false) && eos >= 0;
     try {
       return bpe_tokenizer(std::move(tokens), std::move(types), merges, pre, bos, eos, add_bos, add_eos);

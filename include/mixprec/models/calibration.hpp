@@ -134,62 +134,6 @@ enum class token_file_format {
   return out;
 }
 
-// How a GGUF's vocabulary starts a sequence, as llama.cpp reads it (llama_vocab_bos,
-// llama_vocab_get_add_bos): the token its imatrix and perplexity tools put first in every chunk of text.
-struct vocab_bos {
-  int id = 1;             // the BOS token; -1: the vocabulary has none
-  bool add = true;        // text is tokenized with BOS first (tokenizer.ggml.add_bos_token)
-  std::string tokenizer;  // tokenizer.ggml.model ("" when the file has none)
-};
-
-// The vocab_bos of a GGUF's metadata, as llama.cpp's llama_vocab::load sets it:
-//   id   tokenizer.ggml.bos_token_id (u32) when present, else the default of tokenizer.ggml.model:
-//        "llama" (SentencePiece) and "plamo2" 1, "gpt2" (BPE) 11 (none with the pre-tokenizers
-//        tokenizer.ggml.pre "glm4" / "chatglm-bpe"), "bert" 101; "t5", "rwkv", "none", "no_vocab" and
-//        models llama.cpp does not know: none (-1).
-//   add  tokenizer.ggml.add_bos_token (bool) when present, else true for "llama" and "bert", and for
-//        "gpt2" with the pre-tokenizers that add one ("llama3", "llama-v3", "llama-bpe", "falcon3",
-//        "falcon-h1", "pixtral", "midm-2.0", "lfm2", "tekken", "chameleon"); false otherwise.
-// A file without tokenizer.ggml.model (a bare model, not one llama.cpp loads) gets "llama"'s 1 and true.
-// Unlike llama.cpp, which warns and keeps the default, an id at or above the vocabulary's size (the
-// length of tokenizer.ggml.tokens when present, and vocab_size when > 0, e.g. token_embd's rows) is an
-// error. Throws errc::parse_error naming `name` and the key for such an id or a value of another type.
-[[nodiscard]] inline vocab_bos bos_of(const gguf::metadata& kvs, int vocab_size = 0, const std::string& name = "GGUF") {
-  auto fail = [&](const std::string& what) { throw error(errc::parse_error, name + ": " + what); };
-  vocab_bos v;
-  if (const gguf::value* model = kvs.find("tokenizer.ggml.model")) {
-    const std::string* m = model->get_if<std::string>();
-    if (!m) fail("key 'tokenizer.ggml.model' is not a string");
-    v.tokenizer = *m;
-    std::string pre;
-    if (const gguf::value* p = kvs.find("tokenizer.ggml.pre"))
-      if (const std::string* s = p->get_if<std::string>()) pre = *s;
-    if (*m == "llama") v = {1, true, *m};
-    else if (*m == "plamo2") v = {1, false, *m};
-    else if (*m == "bert") v = {101, true, *m};
-    else if (*m == "gpt2") {
-      v = {pre == "glm4" || pre == "chatglm-bpe" ? -1 : 11, false, *m};
-      for (const char* adds : {"llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "tekken", "chameleon"})
-        if (pre == adds) v.add = true;
-    } else v = {-1, false, *m};
-  }
-  if (const gguf::value* b = kvs.find("tokenizer.ggml.bos_token_id")) {
-    const std::uint32_t* u = b->get_if<std::uint32_t>();
-    if (!u) fail("key 'tokenizer.ggml.bos_token_id' is " + std::string(gguf::to_string(b->type())) + ", not u32");
-    std::uint64_t n = vocab_size > 0 ? static_cast<std::uint64_t>(vocab_size) : std::numeric_limits<std::uint64_t>::max();
-    if (const gguf::value* t = kvs.find("tokenizer.ggml.tokens"))
-      if (const gguf::array* a = t->get_if<gguf::array>()) n = std::min<std::uint64_t>(n, a->items.size());
-    if (*u >= n) fail("key 'tokenizer.ggml.bos_token_id' = " + std::to_string(*u) + " is outside the vocabulary of " + std::to_string(n) + " tokens");
-    v.id = static_cast<int>(*u);
-  }
-  if (const gguf::value* a = kvs.find("tokenizer.ggml.add_bos_token")) {
-    const bool* f = a->get_if<bool>();
-    if (!f) fail("key 'tokenizer.ggml.add_bos_token' is " + std::string(gguf::to_string(a->type())) + ", not bool");
-    v.add = *f;
-  }
-  return v;
-}
-[[nodiscard]] inline vocab_bos bos_of(const gguf::file& g, int vocab_size = 0) { return bos_of(g.kvs(), vocab_size, "GGUF '" + g.path() + "'"); }
 
 // The ids of text by the GGUF's own vocabulary, without BOS or EOS (chunk_tokens adds the BOS), as
 // llama.cpp tokenizes it: tokenizer.ggml.model "llama" by spm_tokenizer (with the vocabulary's
