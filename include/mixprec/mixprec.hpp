@@ -13,7 +13,8 @@
 //   kernels/    SIMD kernels and their dispatch, GEMV, quantized_linear; kernels/ref/: the scalar truth
 //   sensitivity/  metrics, hessian, probe, reports (sensitivity/sensitivity.hpp)
 //   plan/       plan_builder, policies, constraints, rules, quantize_model, drop classes (plan/plan.hpp),
-//               llama.cpp's tensor-type file (plan/tensor_type_file.hpp)
+//               llama.cpp's tensor-type file (plan/tensor_type_file.hpp), its quantization policy
+//               (plan/llama_quant_policy.hpp: tensor roles, fallback chain, file types)
 //   qat/        fake_quant; ggml_tune (GPTQ inside llama.cpp's block types)
 //   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
 //   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams, measured sensitivity
@@ -39,6 +40,7 @@
 //   threads                          detail/parallel.hpp (one exception-safe pool: parallel_for, for_row_chunks)
 //   log-softmax and KL of logits     sensitivity/kl.hpp (kl_reference for one reference against many)
 //   the fallback chain of types      plan/fallback.hpp (with_fallback)
+//   which tensors llama.cpp quantizes plan/llama_quant_policy.hpp (tensor_role_of; llama_file_type)
 //   matrix products' options         kernels/gemv_options.hpp (threads, FP32 or INT8 activations)
 //   writing a file                   io/output_file.hpp (temporary + rename; the tools' signal handler)
 //   ggml's block types               formats/ggml_blocks.hpp, kernels/ref/ggml_ref.hpp, kernels/ggml_row.hpp,
@@ -81,6 +83,7 @@
 #include "mixprec/sensitivity/sensitivity.hpp"
 
 #include "mixprec/plan/drop_classes.hpp"
+#include "mixprec/plan/llama_quant_policy.hpp"
 #include "mixprec/plan/plan.hpp"
 #include "mixprec/plan/tensor_type_file.hpp"
 

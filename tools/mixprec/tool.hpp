@@ -44,6 +44,7 @@
 #include <mixprec/io/mapped_file.hpp>
 #include <mixprec/io/safetensors.hpp>
 #include <mixprec/io/safetensors_index.hpp>
+#include <mixprec/plan/llama_quant_policy.hpp>
 #include <mixprec/plan/plan.hpp>
 #include <mixprec/plan/plan_json.hpp>
 #include <mixprec/plan/tensor_type_file.hpp>
@@ -254,35 +255,12 @@ void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
 
 // ---- tensor roles ----
 
-// What a tensor is to the planner, from its name and shape. Only float weight matrices (and 3-D
-// stacks of expert matrices) are quantization candidates by default, as in llama.cpp's quantizer
-// (src/llama-quant.cpp): vectors (norms, biases), MoE routers (ffn_gate_inp) and a few other tensors
-// stay in float there, and an empty tensor has nothing to quantize.
-enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
+// What a tensor is to the planner (plan/llama_quant_policy.hpp: llama.cpp's rules).
+using mixprec::tensor_role;
+using mixprec::to_string;
 
-[[nodiscard]] inline const char* to_string(tensor_role r) noexcept {
-  switch (r) {
-    case tensor_role::matrix: return "weight matrix";
-    case tensor_role::experts: return "expert matrices";
-    case tensor_role::router: return "MoE router (ffn_gate_inp), which llama.cpp keeps in float";
-    case tensor_role::vector: return "1-D tensor (a norm or bias), kept in float";
-    case tensor_role::empty: return "tensor with no elements";
-    case tensor_role::kept_float: return "tensor that llama.cpp keeps in float";
-  }
-  return "?";
-}
-
-[[nodiscard]] inline tensor_role role_of(const tensor_entry& t) {
-  if (t.rows <= 0 || t.cols <= 0) return tensor_role::empty;
-  if (t.dims.size() < 2) return tensor_role::vector;
-  if (t.name.find("ffn_gate_inp") != std::string::npos) return tensor_role::router;
-  // llama.cpp quantizes only tensors named "*weight", and never these (positional and token-type
-  // embeddings, Mamba's convolution and RWKV's time-mix constants).
-  const bool weight = t.name.size() >= 6 && t.name.compare(t.name.size() - 6, 6, "weight") == 0;
-  if (!weight || t.dims.size() > 3) return tensor_role::kept_float;
-  for (const char* keep : {"pos_embd", "token_types", "ssm_conv1d", "time_mix_first", "time_mix_w1", "time_mix_w2"})
-    if (t.name.find(keep) != std::string::npos) return tensor_role::kept_float;
-  return t.n_mat > 1 ? tensor_role::experts : tensor_role::matrix;
+[[nodiscard]] inline tensor_role role_of(const tensor_entry& t) noexcept {
+  return mixprec::tensor_role_of(t.name, t.dims.size(), t.rows, t.cols, t.n_mat);
 }
 
 // "mxfp4, which mixprec does not decode" for a type mixprec only carries, else the type's name.
@@ -298,7 +276,7 @@ enum class tensor_role { matrix, experts, router, vector, empty, kept_float };
   for (const auto& t : tensors) {
     if (t.is_float) continue;
     const tensor_role r = role_of(t);
-    if (r == tensor_role::matrix || r == tensor_role::experts) out.push_back(&t);
+    if (mixprec::quantized_by_default(r)) out.push_back(&t);
   }
   return out;
 }
@@ -467,7 +445,7 @@ struct tensor_analysis {
 [[nodiscard]] inline bool plannable(const tensor_entry& t, const std::vector<plan_rule>& overrides = {}) {
   if (!t.is_float) return false;
   const tensor_role r = role_of(t);
-  if (r == tensor_role::matrix || r == tensor_role::experts) return true;
+  if (mixprec::quantized_by_default(r)) return true;
   return (r == tensor_role::router || r == tensor_role::kept_float) && t.dims.size() >= 2 && find_override(overrides, t.name);
 }
 
@@ -913,7 +891,7 @@ struct plan_file {
   std::vector<const tensor_entry*> out;
   for (const auto& t : tensors) {
     const tensor_role r = role_of(t);
-    if (t.is_float && (r == tensor_role::matrix || r == tensor_role::experts) && !covered.count(t.name)) out.push_back(&t);
+    if (t.is_float && mixprec::quantized_by_default(r) && !covered.count(t.name)) out.push_back(&t);
   }
   return out;
 }
@@ -928,32 +906,7 @@ struct plan_file {
 
 // ---- quantize ----
 
-// llama.cpp's general.file_type (enum llama_ftype, include/llama.h) for a file whose weights are mostly
-// of the ggml type named `type`, mapped as llama.cpp's model loader maps a type to a file type when it
-// guesses one for a file without the key (src/llama-model-loader.cpp: a K type counts as its _M mix);
-// nullopt for a type no file type names.
-[[nodiscard]] inline std::optional<std::uint32_t> llama_file_type(std::string_view type) {
-  static constexpr std::pair<std::string_view, std::uint32_t> table[] = {
-      {"f32", 0},      {"f16", 1},      {"q4_0", 2},    {"q4_1", 3},    {"q8_0", 7},     {"q5_0", 8},    {"q5_1", 9},
-      {"q2_K", 10},    {"q3_K", 12},    {"q4_K", 15},   {"q5_K", 17},   {"q6_K", 18},    {"iq2_xxs", 19}, {"iq2_xs", 20},
-      {"iq3_xxs", 23}, {"iq1_s", 24},   {"iq4_nl", 25}, {"iq3_s", 26},  {"iq2_s", 28},   {"iq4_xs", 30}, {"iq1_m", 31},
-      {"bf16", 32},    {"tq1_0", 36},   {"tq2_0", 37},  {"mxfp4", 38}};
-  for (const auto& [name, code] : table)
-    if (name == type) return code;
-  return std::nullopt;
-}
-
-// The general.file_type of a file whose tensors hold `weights_by_type` (ggml type name -> weights of
-// its tensors of 2+ dimensions, over the whole file): the type holding most of them that has a file type.
-// llama.cpp shows a file by this key (its loader's own guess, without the key, counts tensors, norms
-// included; counting weights names what most of the bytes are).
-[[nodiscard]] inline std::uint32_t dominant_file_type(const std::map<std::string, double>& weights_by_type) {
-  std::uint32_t best = 0;
-  double most = -1.0;
-  for (const auto& [type, n] : weights_by_type)
-    if (const auto code = llama_file_type(type); code && n > most) most = n, best = *code;
-  return best;
-}
+using mixprec::dominant_file_type;  // general.file_type (plan/llama_quant_policy.hpp)
 
 struct quantize_summary {
   std::size_t tensors = 0, converted = 0;
