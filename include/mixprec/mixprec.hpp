@@ -17,7 +17,8 @@
 //               (plan/llama_quant_policy.hpp: tensor roles, fallback chain, file types)
 //   qat/        fake_quant; ggml_tune (GPTQ inside llama.cpp's block types)
 //   io/         GGUF, imatrix, llama2.c checkpoints, mapped and atomically written files
-//   models/     the LLaMA-family engine, its SPM tokenizer, calibration streams, measured sensitivity
+//   models/     the LLaMA-family engine, its tokenizers, calibration streams, measured sensitivity,
+//               verified plans
 //
 // Optional, not included: each needs a library beyond Eigen and xsimd; include it yourself and link
 // that library (mixprec's package does not require them):
@@ -99,4 +100,5 @@
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama/measure.hpp"
+#include "mixprec/models/llama/verify.hpp"
 #include "mixprec/models/tokenizer.hpp"

@@ -35,8 +35,8 @@
 //   models/llama/load.hpp      llama_architectures, load_gguf, from_llama2c, load_llama
 //   models/llama/engine.hpp    llama_engine (forward, prefill), greedy
 //   models/blocks.hpp          RMSNorm, RoPE and softmax, forward and backward, shared by the engines
-// and beside them (not included here): models/llama/backward.hpp (gradients) and
-// models/llama/measure.hpp (measured sensitivity).
+// and beside them (not included here): models/llama/backward.hpp (gradients),
+// models/llama/measure.hpp (measured sensitivity) and models/llama/verify.hpp (plans run whole).
 #pragma once
 
 #include "mixprec/models/blocks.hpp"
