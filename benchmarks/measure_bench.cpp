@@ -10,14 +10,26 @@
 //                    the backward (layer recomputed, every product's dX): one Fisher draw of --method fisher
 // Counter us_per_token = time / T. A probe of a tensor in layer L of an n-layer model costs about
 // T * ((n - L) * run_layer + head + kl) + quantize; the full-precision pass T * (n * run_layer + head).
+// A plan's verification (models/llama/verify.hpp), on a stories15M-shaped model (dim 288, hidden 768, 6
+// layers, 6 heads, vocabulary 32000, the classifier shared with the embedding; random weights, FP32) and
+// plan's default held-out streams (8 x 64 tokens), 2 threads:
+//   BM_verify_reference   the baseline: the full-precision pass over the streams (plan_verifier::reference_pass)
+//   BM_verify_all_new     plan_verifier::verify of a plan none of whose tensors the last plan used (every
+//                         matrix re-quantized: q4_K and q6_K plans in turn), the pass and the statistics
+//   BM_verify_neighbour   verify of a plan that differs from the last in one matrix (a frontier's neighbours,
+//                         a refinement's children)
+// The target: verify <= 2 x the full-precision pass.
 //   ./build/benchmarks/measure_bench --benchmark_min_time=1
 #include <benchmark/benchmark.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama/backward.hpp"
+#include "mixprec/models/llama/measure.hpp"
+#include "mixprec/models/llama/verify.hpp"
 #include "mixprec/quantize/quantize.hpp"
 #include "mixprec/sensitivity/kl.hpp"
 
@@ -147,6 +159,68 @@ void BM_backward(benchmark::State& state) {
   per_token(state, T);
 }
 
+const mm::llama_model& model_stories15m() {
+  static const mm::llama_model m = [] {
+    mm::llama_model x;
+    x.config = {288, 768, 6, 6, 6, 32000, 256, 48, 10000.0f, 1.0f, 1e-5f};
+    x.token_embd = mm::llama_matrix("token_embd.weight", random_matrix(32000, 288, 0.02f, 1));
+    const char* names[] = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    for (int L = 0; L < 6; ++L) {
+      mm::llama_layer l;
+      l.attn_norm = l.ffn_norm = Eigen::VectorXf::Ones(288);
+      mm::llama_matrix* slots[] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down};
+      for (int k = 0; k < 7; ++k) {
+        const mixprec::index_t rows = k == 4 || k == 5 ? 768 : 288, cols = k == 6 ? 768 : 288;
+        *slots[k] = mm::llama_matrix("blk." + std::to_string(L) + "." + names[k] + ".weight",
+                                     random_matrix(rows, cols, 0.05f, static_cast<std::uint64_t>(10 * L + k + 2)));
+      }
+      x.layers.push_back(std::move(l));
+    }
+    x.output_norm = Eigen::VectorXf::Ones(288);
+    x.validate();
+    return x;
+  }();
+  return m;
+}
+
+// Every matrix of m at `type`; `other` for the one named `except`.
+mixprec::plan plan_of(const mm::llama_model& m, const char* type, const std::string& except = "", const char* other = "") {
+  mm::llama_model copy = m;
+  mixprec::plan p;
+  for (auto& [mat, layer] : mm::llama_measure_matrices(copy)) {
+    mixprec::plan_entry e;
+    e.layer = mat->name(), e.rows = mat->rows(), e.cols = mat->cols();
+    e.spec = mixprec::parse_spec(mat->name() == except ? other : type);
+    p.entries.push_back(e);
+  }
+  return p;
+}
+
+constexpr mm::verify_options verify_defaults{.streams = 8, .length = 64, .threads = 2};
+
+void BM_verify_reference(benchmark::State& state) {
+  const mm::plan_verifier v(model_stories15m(), 1, verify_defaults);
+  for (auto _ : state) benchmark::DoNotOptimize(v.reference_pass().front().data());
+  per_token(state, 8 * 64);
+}
+
+void BM_verify_all_new(benchmark::State& state) {
+  mm::plan_verifier v(model_stories15m(), 1, verify_defaults);
+  const mixprec::plan plans[] = {plan_of(model_stories15m(), "q4_K"), plan_of(model_stories15m(), "q6_K")};
+  std::size_t k = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(v.verify(plans[k++ % 2]).kl);
+  per_token(state, 8 * 64);
+}
+
+void BM_verify_neighbour(benchmark::State& state) {
+  mm::plan_verifier v(model_stories15m(), 1, verify_defaults);
+  const mixprec::plan plans[] = {plan_of(model_stories15m(), "q4_K"), plan_of(model_stories15m(), "q4_K", "blk.3.ffn_down.weight", "q6_K")};
+  (void)v.verify(plans[1]);
+  std::size_t k = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(v.verify(plans[k++ % 2]).kl);
+  per_token(state, 8 * 64);
+}
+
 BENCHMARK(BM_eigen_gemm)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_run_layer)->Arg(64)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_head)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
@@ -154,6 +228,9 @@ BENCHMARK(BM_kl)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_quantize_q4_K)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_forward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_backward)->Arg(64)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_verify_reference)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_verify_all_new)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_verify_neighbour)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
