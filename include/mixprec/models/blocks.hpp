@@ -1,6 +1,6 @@
 // The blocks transformer graphs share, forward and backward side by side, for the engines in models/
-// (llama/engine.hpp runs them, llama/backward.hpp differentiates them): RMSNorm (of a vector, of the rows
-// of a matrix, of each head), RoPE with llama.cpp's rope cache, and a softmax. FP32 throughout; each
+// (llama/engine.hpp runs them, llama/backward.hpp differentiates them): RMSNorm (of the rows of a
+// matrix, of each head), RoPE with llama.cpp's rope cache, and a softmax. FP32 throughout; each
 // forward here is the one numerics of its block (the engine's results against llama.cpp's depend on it,
 // tests/interop/llama_arch_test.cpp), and each backward is exact for it.
 //
@@ -26,12 +26,6 @@
 namespace mixprec::models {
 
 // ---- RMSNorm ----
-
-// out = rmsnorm(x) .* gain (x.size() values each).
-inline void rms_norm(Eigen::VectorXf& out, const Eigen::VectorXf& x, const Eigen::VectorXf& gain, float eps) {
-  const float ss = x.squaredNorm() / static_cast<float>(x.size()) + eps;
-  out = x.cwiseProduct(gain) / std::sqrt(ss);
-}
 
 // Each row of x (T x dim) normed and times gain (dim).
 [[nodiscard]] inline row_matrix rms_norm_rows(const row_matrix& x, const Eigen::VectorXf& gain, float eps) {

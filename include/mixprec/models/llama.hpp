@@ -1,8 +1,9 @@
 // A LLaMA-family inference engine on mixprec, for measuring quantization on real models: loads a GGUF
 // of architecture "llama" (Llama 1/2/3, Mistral), "qwen2" (Qwen2/2.5), "qwen3" (dense Qwen3) or "phi3"
-// (Phi-3, Phi-4-mini), as llama.cpp writes them, or a llama2.c checkpoint, and runs the forward pass token by token with a KV
-// cache or a whole sequence at once, every weight matrix either as stored (FP32 by Eigen; F16, BF16 and
-// llama.cpp's block types straight from their bytes by mixprec::gemv, no FP32 copy; block types take
+// (Phi-3, Phi-4-mini), as llama.cpp writes them, or a llama2.c checkpoint, and runs the forward pass (one
+// implementation) over a whole sequence at once or token by token with a KV cache, every weight matrix
+// either as stored (FP32 by Eigen; F16, BF16 and llama.cpp's block types straight from their bytes by
+// mixprec::gemm, no FP32 copy; block types take
 // their activations quantized as ggml does unless engine_options::activations is fp32)
 // or re-quantized by one spec per matrix (a mixprec::quantized_linear built from a plan entry).
 //

@@ -1,6 +1,7 @@
-// The forward pass of a LLaMA-family model (models/llama.hpp's banner has the formulas): token by token
-// against a KV cache (forward), or a whole sequence at once with matrix-matrix products (embed,
-// run_layer, head; logits), every matrix as stored or re-quantized by a spec; greedy decoding.
+// The forward pass of a LLaMA-family model (models/llama.hpp's banner has the formulas), written once
+// (llama_engine::layer_pass) for a whole sequence at once with matrix-matrix products (embed, run_layer,
+// head; logits) and for decoding token by token against a KV cache (forward: the same pass over one
+// position), every matrix as stored or re-quantized by a spec; greedy decoding.
 #pragma once
 
 #include <algorithm>
@@ -130,102 +131,29 @@ class llama_engine {
   // Logits (vocab_size) for `token` at position `pos`, which must be at most position(): pos ==
   // position() extends the sequence, a smaller pos drops the cached positions from pos on. The
   // reference stays valid until the next call. Throws errc::invalid_argument for a token or position
-  // out of range (pos < max_context()).
+  // out of range (pos < max_context()). Decoding is the prefill below with one position, its keys and
+  // values kept in the KV cache: one forward path.
   const Eigen::VectorXf& forward(int token, int pos) {
     check_token(token);
     if (pos < 0 || pos > n_cached_ || pos >= max_context_)
       throw error(errc::invalid_argument, "llama_engine: position " + std::to_string(pos) + " (cached " + std::to_string(n_cached_) +
                                               ", context " + std::to_string(max_context_) + ")");
     n_cached_ = pos + 1;
-    const int dim = cfg_.dim, hs = cfg_.head_size(), kv_dim = cfg_.kv_dim(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
-    x_.resize(dim);
-    model_.token_embd.row(token, x_.data());
-    xb_.resize(dim);
-    xb2_.resize(dim);
-    q_.resize(cfg_.q_dim());
-    heads_.resize(cfg_.q_dim());
-    hb_.resize(cfg_.hidden_dim);
-    hb2_.resize(cfg_.hidden_dim);
-    att_.resize(n_cached_);
-    rope_.set(pos);
-    const auto kvd = static_cast<std::size_t>(kv_dim);
-    for (int l = 0; l < cfg_.n_layers; ++l) {
-      const auto li = static_cast<std::size_t>(l);
-      const llama_layer& w = model_.layers[li];
-      const layer_linears& lin = layers_[li];
-      std::vector<float>& kc = key_cache_[li];
-      std::vector<float>& vc = value_cache_[li];
-      if (kc.size() < static_cast<std::size_t>(n_cached_) * kvd) {
-        kc.resize(static_cast<std::size_t>(n_cached_) * kvd);
-        vc.resize(static_cast<std::size_t>(n_cached_) * kvd);
-      }
-      rms_norm(xb_, x_, w.attn_norm, cfg_.rms_eps);
-      float* k = kc.data() + static_cast<std::size_t>(pos) * kvd;
-      float* v = vc.data() + static_cast<std::size_t>(pos) * kvd;
-      if (w.wqkv.present()) {
-        qkv_.resize(cfg_.q_dim() + 2 * kv_dim);
-        lin.wqkv.apply(xb_.data(), qkv_.data());
-        q_ = qkv_.head(cfg_.q_dim());
-        std::copy_n(qkv_.data() + cfg_.q_dim(), kv_dim, k);
-        std::copy_n(qkv_.data() + cfg_.q_dim() + kv_dim, kv_dim, v);
-      } else {
-        lin.wq.apply(xb_.data(), q_.data());
-        lin.wk.apply(xb_.data(), k);
-        lin.wv.apply(xb_.data(), v);
-      }
-      add_bias(q_.data(), w.bq);
-      add_bias(k, w.bk);
-      add_bias(v, w.bv);
-      head_rms_norm(q_.data(), cfg_.n_heads, w.q_norm, cfg_.rms_eps);
-      head_rms_norm(k, cfg_.n_kv_heads, w.k_norm, cfg_.rms_eps);
-      rope_.rotate(q_.data(), cfg_.n_heads, hs);
-      rope_.rotate(k, cfg_.n_kv_heads, hs);
-      for (int h = 0; h < cfg_.n_heads; ++h) {
-        const float* qh = q_.data() + h * hs;
-        const auto kv_head = static_cast<std::size_t>((h / kv_mul) * hs);
-        for (int t = 0; t <= pos; ++t) {
-          const float* kt = kc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
-          float score = 0.0f;
-          for (int i = 0; i < hs; ++i) score += qh[i] * kt[i];
-          att_[t] = score / std::sqrt(static_cast<float>(hs));
-        }
-        softmax_in_place(att_.data(), pos + 1);
-        float* out = heads_.data() + h * hs;
-        std::fill(out, out + hs, 0.0f);
-        for (int t = 0; t <= pos; ++t) {
-          const float* vt = vc.data() + static_cast<std::size_t>(t) * kvd + kv_head;
-          for (int i = 0; i < hs; ++i) out[i] += att_[t] * vt[i];
-        }
-      }
-      lin.wo.apply(heads_.data(), xb2_.data());
-      x_ += xb2_;
-      rms_norm(xb_, x_, w.ffn_norm, cfg_.rms_eps);
-      if (w.gate_up.present()) {
-        gate_up_.resize(2 * cfg_.hidden_dim);
-        lin.gate_up.apply(xb_.data(), gate_up_.data());
-        hb_ = gate_up_.head(cfg_.hidden_dim);
-        hb2_ = gate_up_.tail(cfg_.hidden_dim);
-      } else {
-        lin.gate.apply(xb_.data(), hb_.data());
-        lin.up.apply(xb_.data(), hb2_.data());
-      }
-      for (int i = 0; i < cfg_.hidden_dim; ++i) hb_[i] = hb_[i] / (1.0f + std::exp(-hb_[i])) * hb2_[i];  // SwiGLU
-      lin.down.apply(hb_.data(), xb_.data());
-      x_ += xb_;
-    }
-    rms_norm(xb_, x_, model_.output_norm, cfg_.rms_eps);
-    logits_.resize(cfg_.vocab_size);
-    classifier_.apply(xb_.data(), logits_.data());
+    row_matrix x(1, cfg_.dim);
+    model_.token_embd.row(token, x.data());
+    for (int l = 0; l < cfg_.n_layers; ++l) layer_pass(l, x, pos, nullptr);
+    logits_ = head(x).row(0).transpose();
     return logits_;
   }
 
   // ---- a whole sequence at once (prefill) ----
-  // The same forward pass over positions 0..T-1 of one sequence with matrix-matrix products (T rows of
+  // The forward pass over positions 0..T-1 of one sequence with matrix-matrix products (T rows of
   // activations per product), in three steps that let a caller keep the residual stream between layers
   // and restart from it (mixprec measure probes one tensor from the cached input of its layer):
   //   x = embed(tokens); for l in [0, n_layers): run_layer(l, x); logits = head(x)
-  // Numerics: FP32 as forward(), summed in another order (per value |difference| ~ 1e-6 relative); the
-  // results do not depend on engine_options::threads. The KV cache is not used or changed.
+  // The results do not depend on engine_options::threads; they equal forward()'s token by token up to
+  // the products' summation order (a product of T rows may block its sums otherwise than one of 1 row).
+  // The KV cache is not used or changed: any number of runs from cached layer inputs may follow.
 
   // The embedding rows of `tokens` (T x dim). Throws errc::invalid_argument for an id outside the
   // vocabulary or a sequence longer than max_context().
@@ -247,85 +175,7 @@ class llama_engine {
     if (layer < 0 || layer >= cfg_.n_layers)
       throw error(errc::invalid_argument, "llama_engine: layer " + std::to_string(layer) + " of " + std::to_string(cfg_.n_layers));
     check_stream(x);
-    const index_t T = x.rows();
-    const int hs = cfg_.head_size(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
-    const llama_layer& w = model_.layers[static_cast<std::size_t>(layer)];
-    const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
-    row_matrix n = rms_norm_rows(x, w.attn_norm, cfg_.rms_eps);
-    row_matrix q(T, cfg_.q_dim()), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
-    if (w.wqkv.present()) {
-      row_matrix qkv(T, cfg_.q_dim() + 2 * cfg_.kv_dim());
-      lin.wqkv.apply_rows(n, qkv);
-      q = qkv.leftCols(cfg_.q_dim());
-      k = qkv.middleCols(cfg_.q_dim(), cfg_.kv_dim());
-      v = qkv.rightCols(cfg_.kv_dim());
-    } else {
-      lin.wq.apply_rows(n, q);
-      lin.wk.apply_rows(n, k);
-      lin.wv.apply_rows(n, v);
-    }
-    if (w.bq.size()) q.rowwise() += w.bq.transpose();
-    if (w.bk.size()) k.rowwise() += w.bk.transpose();
-    if (w.bv.size()) v.rowwise() += w.bv.transpose();
-    if (trace && (w.q_norm.size() || w.k_norm.size())) {
-      trace->q_raw = q;
-      trace->k_raw = k;
-    }
-    for (index_t p = 0; p < T; ++p) {
-      head_rms_norm(&q(p, 0), cfg_.n_heads, w.q_norm, cfg_.rms_eps);
-      head_rms_norm(&k(p, 0), cfg_.n_kv_heads, w.k_norm, cfg_.rms_eps);
-      rope_.set(static_cast<int>(p));
-      rope_.rotate(&q(p, 0), cfg_.n_heads, hs);
-      rope_.rotate(&k(p, 0), cfg_.n_kv_heads, hs);
-    }
-    if (trace) {
-      trace->n = n;
-      trace->q = q;
-      trace->k = k;
-      trace->v = v;
-      trace->p.resize(static_cast<std::size_t>(cfg_.n_heads));
-    }
-    // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p attending to positions 0..p.
-    row_matrix att(T, cfg_.q_dim());
-    row_matrix scores(T, T);
-    const float scale = std::sqrt(static_cast<float>(hs));
-    for (int h = 0; h < cfg_.n_heads; ++h) {
-      const index_t kv_head = static_cast<index_t>((h / kv_mul) * hs);
-      scores.noalias() = q.middleCols(h * hs, hs) * k.middleCols(kv_head, hs).transpose();
-      for (index_t p = 0; p < T; ++p) {
-        float* row = &scores(p, 0);
-        for (index_t t = 0; t <= p; ++t) row[t] /= scale;
-        softmax_in_place(row, static_cast<int>(p + 1));
-        std::fill(row + p + 1, row + T, 0.0f);
-      }
-      att.middleCols(h * hs, hs).noalias() = scores * v.middleCols(kv_head, hs);
-      if (trace) trace->p[static_cast<std::size_t>(h)] = scores;
-    }
-    row_matrix o(T, cfg_.dim);
-    lin.wo.apply_rows(att, o);
-    x += o;
-    n = rms_norm_rows(x, w.ffn_norm, cfg_.rms_eps);
-    row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
-    if (w.gate_up.present()) {
-      row_matrix gu(T, 2 * static_cast<index_t>(cfg_.hidden_dim));
-      lin.gate_up.apply_rows(n, gu);
-      g = gu.leftCols(cfg_.hidden_dim);
-      u = gu.rightCols(cfg_.hidden_dim);
-    } else {
-      lin.gate.apply_rows(n, g);
-      lin.up.apply_rows(n, u);
-    }
-    if (trace) {
-      trace->att = std::move(att);
-      trace->h = x;
-      trace->m = n;
-      trace->gate = g;
-      trace->up = u;
-    }
-    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
-    lin.down.apply_rows(g, o);
-    if (trace) trace->act = g;
-    x += o;
+    layer_pass(layer, x, -1, trace);
   }
 
   // Logits (T x vocab_size) of the residual stream x leaving the last layer.
@@ -349,7 +199,7 @@ class llama_engine {
  private:
   friend class llama_backprop;  // runs the layers with a trace and the products backwards
 
-  // One matrix-vector product y = W x as configured.
+  // One matrix product Y = X W^T as configured.
   struct linear {
     const llama_matrix* source = nullptr;
     std::optional<quantized_linear> quantized;  // re-quantized by a spec
@@ -357,20 +207,6 @@ class llama_engine {
     const activation_observer* observer = nullptr;
     gemv_options options;
 
-    void apply(const float* x, float* y) const {
-      if (observer && *observer) (*observer)(source->name(), x, source->cols());
-      if (quantized) {
-        quantized->forward({x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())});
-        return;
-      }
-      const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
-      if (!w) {
-        gemv(source->stored(), {x, static_cast<std::size_t>(source->cols())}, {y, static_cast<std::size_t>(source->rows())},
-             options);
-        return;
-      }
-      Eigen::Map<Eigen::VectorXf>(y, w->rows()).noalias() = *w * Eigen::Map<const Eigen::VectorXf>(x, w->cols());
-    }
     // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller).
     void apply_rows(const row_matrix& x, row_matrix& y) const {
       if (observer && *observer)
@@ -423,6 +259,111 @@ class llama_engine {
     linear wq, wk, wv, wo, gate, up, down, wqkv, gate_up;  // the absent ones have no rows
   };
 
+  // The one layer pass (run_layer's checks done by the caller): x holds the residual stream of T
+  // positions. first < 0: positions 0..T-1 on their own, the KV cache untouched (prefill, run_layer).
+  // first >= 0: positions first..first+T-1 of the sequence whose keys and values for positions
+  // 0..first-1 are in the layer's KV cache, theirs written after them (decoding: forward()).
+  void layer_pass(int layer, row_matrix& x, int first, llama_layer_trace* trace) {
+    const index_t T = x.rows();
+    const index_t p0 = first < 0 ? 0 : first;  // the sequence position of row 0
+    const int hs = cfg_.head_size(), kv_mul = cfg_.n_heads / cfg_.n_kv_heads;
+    const llama_layer& w = model_.layers[static_cast<std::size_t>(layer)];
+    const layer_linears& lin = layers_[static_cast<std::size_t>(layer)];
+    row_matrix n = rms_norm_rows(x, w.attn_norm, cfg_.rms_eps);
+    row_matrix q(T, cfg_.q_dim()), k(T, cfg_.kv_dim()), v(T, cfg_.kv_dim());
+    if (w.wqkv.present()) {
+      row_matrix qkv(T, cfg_.q_dim() + 2 * cfg_.kv_dim());
+      lin.wqkv.apply_rows(n, qkv);
+      q = qkv.leftCols(cfg_.q_dim());
+      k = qkv.middleCols(cfg_.q_dim(), cfg_.kv_dim());
+      v = qkv.rightCols(cfg_.kv_dim());
+    } else {
+      lin.wq.apply_rows(n, q);
+      lin.wk.apply_rows(n, k);
+      lin.wv.apply_rows(n, v);
+    }
+    if (w.bq.size()) q.rowwise() += w.bq.transpose();
+    if (w.bk.size()) k.rowwise() += w.bk.transpose();
+    if (w.bv.size()) v.rowwise() += w.bv.transpose();
+    if (trace && (w.q_norm.size() || w.k_norm.size())) {
+      trace->q_raw = q;
+      trace->k_raw = k;
+    }
+    for (index_t p = 0; p < T; ++p) {
+      head_rms_norm(&q(p, 0), cfg_.n_heads, w.q_norm, cfg_.rms_eps);
+      head_rms_norm(&k(p, 0), cfg_.n_kv_heads, w.k_norm, cfg_.rms_eps);
+      rope_.set(static_cast<int>(p0 + p));
+      rope_.rotate(&q(p, 0), cfg_.n_heads, hs);
+      rope_.rotate(&k(p, 0), cfg_.n_kv_heads, hs);
+    }
+    if (trace) {
+      trace->n = n;
+      trace->q = q;
+      trace->k = k;
+      trace->v = v;
+      trace->p.resize(static_cast<std::size_t>(cfg_.n_heads));
+    }
+    // The keys and values attended to: this pass's (prefill), or the cache's with this pass's after them.
+    const row_matrix* keys = &k;
+    const row_matrix* values = &v;
+    if (first >= 0) {
+      row_matrix& kc = key_cache_[static_cast<std::size_t>(layer)];
+      row_matrix& vc = value_cache_[static_cast<std::size_t>(layer)];
+      if (kc.rows() < p0 + T) {  // grown by doubling, the cached rows kept
+        const index_t rows = std::min<index_t>(max_context_, std::max<index_t>(p0 + T, 2 * kc.rows()));
+        kc.conservativeResize(rows, cfg_.kv_dim());
+        vc.conservativeResize(rows, cfg_.kv_dim());
+      }
+      kc.middleRows(p0, T) = k;
+      vc.middleRows(p0, T) = v;
+      keys = &kc;
+      values = &vc;
+    }
+    // Per head: causal softmax(Q K^T / sqrt(hs)) V, row p (position p0 + p) attending to positions 0..p0 + p.
+    const index_t n_keys = p0 + T;
+    row_matrix att(T, cfg_.q_dim());
+    row_matrix scores(T, n_keys);
+    const float scale = std::sqrt(static_cast<float>(hs));
+    for (int h = 0; h < cfg_.n_heads; ++h) {
+      const index_t kv_head = static_cast<index_t>((h / kv_mul) * hs);
+      scores.noalias() = q.middleCols(h * hs, hs) * keys->block(0, kv_head, n_keys, hs).transpose();
+      for (index_t p = 0; p < T; ++p) {
+        float* row = &scores(p, 0);
+        const index_t seen = p0 + p + 1;
+        for (index_t t = 0; t < seen; ++t) row[t] /= scale;
+        softmax_in_place(row, static_cast<int>(seen));
+        std::fill(row + seen, row + n_keys, 0.0f);
+      }
+      att.middleCols(h * hs, hs).noalias() = scores * values->block(0, kv_head, n_keys, hs);
+      if (trace) trace->p[static_cast<std::size_t>(h)] = scores;
+    }
+    row_matrix o(T, cfg_.dim);
+    lin.wo.apply_rows(att, o);
+    x += o;
+    n = rms_norm_rows(x, w.ffn_norm, cfg_.rms_eps);
+    row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
+    if (w.gate_up.present()) {
+      row_matrix gu(T, 2 * static_cast<index_t>(cfg_.hidden_dim));
+      lin.gate_up.apply_rows(n, gu);
+      g = gu.leftCols(cfg_.hidden_dim);
+      u = gu.rightCols(cfg_.hidden_dim);
+    } else {
+      lin.gate.apply_rows(n, g);
+      lin.up.apply_rows(n, u);
+    }
+    if (trace) {
+      trace->att = std::move(att);
+      trace->h = x;
+      trace->m = n;
+      trace->gate = g;
+      trace->up = u;
+    }
+    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
+    lin.down.apply_rows(g, o);
+    if (trace) trace->act = g;
+    x += o;
+  }
+
   void check_token(int token) const {
     if (token < 0 || token >= cfg_.vocab_size)
       throw error(errc::invalid_argument, "llama_engine: token " + std::to_string(token) + " is outside the vocabulary of " +
@@ -433,9 +374,6 @@ class llama_engine {
       throw error(errc::shape_mismatch, "llama_engine: a residual stream of " + std::to_string(x.rows()) + "x" + std::to_string(x.cols()) +
                                             ", expected at most " + std::to_string(max_context_) + " positions of " + std::to_string(cfg_.dim));
   }
-  static void add_bias(float* y, const Eigen::VectorXf& bias) {
-    if (bias.size()) Eigen::Map<Eigen::VectorXf>(y, bias.size()) += bias;
-  }
 
   const llama_model& model_;
   llama_config cfg_;
@@ -444,9 +382,9 @@ class llama_engine {
   activation_observer observer_;
   std::vector<layer_linears> layers_;
   linear classifier_;
-  std::vector<std::vector<float>> key_cache_, value_cache_;  // per layer: positions x kv_dim
+  std::vector<row_matrix> key_cache_, value_cache_;  // per layer: positions x kv_dim (rows past position() unused)
   rope_cache rope_;
-  Eigen::VectorXf x_, xb_, xb2_, q_, qkv_, heads_, hb_, hb2_, gate_up_, att_, logits_;
+  Eigen::VectorXf logits_;
 };
 
 // Greedy decoding from `first` (default BOS, id 1) at position 0: the next `steps` ids (argmax; ties to
