@@ -396,6 +396,27 @@ TEST_CASE("engine options: specs, observers, cache positions", "[models][llama]"
   CHECK_THROWS_AS(e.forward(1, 16), mixprec::error);
 }
 
+TEST_CASE("prefill, then decode: logits() leaves the KV cache that forward() continues from", "[models][llama]") {
+  const std::vector<int> in = forced_sequence(tiny().naive.greedy, 160);
+  const models::llama_model m = models::load_gguf(tiny().gguf);
+  models::llama_engine stepper(m), e(m);
+  const mixprec::row_matrix stepped = stepped_logits(stepper, in);
+  const std::vector<int> prefix(in.begin(), in.begin() + 100);
+  (void)e.logits(prefix);
+  CHECK(e.position() == 100);
+  // A run from a layer input in between changes no cached key or value.
+  mixprec::row_matrix other = e.embed(std::vector<int>(in.rbegin(), in.rbegin() + 50));
+  e.run_layer(0, other);
+  mixprec::row_matrix continued(60, m.config.vocab_size);
+  for (int p = 100; p < 160; ++p) continued.row(p - 100) = e.forward(in[static_cast<std::size_t>(p)], p).transpose();
+  INFO("relative gap " << relative_gap(continued, stepped.bottomRows(60)));
+  CHECK(relative_gap(continued, stepped.bottomRows(60)) < 1e-5);
+  CHECK(e.position() == 160);
+  // Going back into the prefilled positions recomputes from the cache as decoding would.
+  CHECK(relative_gap(mixprec::row_matrix(e.forward(in[50], 50).transpose()), stepped.middleRows(50, 1)) < 1e-5);
+  CHECK(e.position() == 51);
+}
+
 TEST_CASE("a sequence at once (prefill) computes the token-by-token pass; restarts from a cached layer input", "[models][llama]") {
   const std::vector<int> in = forced_sequence(tiny().naive.greedy, 256);  // the whole context
   const models::llama_model m = models::load_gguf(tiny().gguf);

@@ -153,7 +153,8 @@ class llama_engine {
   //   x = embed(tokens); for l in [0, n_layers): run_layer(l, x); logits = head(x)
   // The results do not depend on engine_options::threads; they equal forward()'s token by token up to
   // the products' summation order (a product of T rows may block its sums otherwise than one of 1 row).
-  // The KV cache is not used or changed: any number of runs from cached layer inputs may follow.
+  // embed, run_layer and head neither use nor change the KV cache: any number of runs from cached layer
+  // inputs may follow.
 
   // The embedding rows of `tokens` (T x dim). Throws errc::invalid_argument for an id outside the
   // vocabulary or a sequence longer than max_context().
@@ -188,11 +189,13 @@ class llama_engine {
   }
 
   // Teacher forcing from position 0: row p holds the logits after tokens[0..p]; tokens.size() x
-  // vocab_size. Runs the sequence at once (embed, run_layer, head above); the KV cache is reset.
+  // vocab_size. Runs the sequence at once (the pass of embed, run_layer, head above) and leaves its keys
+  // and values in the KV cache: forward(next, tokens.size()) continues the sequence (prefill, then decode).
   [[nodiscard]] row_matrix logits(std::span<const int> tokens) {
     reset();
     row_matrix x = embed(tokens);
-    for (int l = 0; l < cfg_.n_layers; ++l) run_layer(l, x);
+    for (int l = 0; l < cfg_.n_layers; ++l) layer_pass(l, x, 0, nullptr);
+    n_cached_ = static_cast<int>(tokens.size());
     return head(x);
   }
 
