@@ -211,10 +211,8 @@ int run_study(const study_options& o) {
     write_streams(eval_tokens, eval_streams);
     // Held-out text, cut by the function that cuts `mixprec measure --text`'s calibration text.
     if (!o.eval_text.empty()) {
-      mixprec_cli::measure_options mo;
-      mo.text = o.eval_text, mo.ctx = eval_len, mo.max_streams = eval_n;
       try {
-        text_streams = mixprec_cli::calibration_streams(g, m, mo).streams;
+        text_streams = mixprec::models::calibration_streams(g, m, {.text_path = o.eval_text, .length = eval_len, .max_streams = eval_n}).streams;
       } catch (const mixprec::error& err) {
         throw err.in_context("--eval-text (streams of --eval's LEN)");
       }

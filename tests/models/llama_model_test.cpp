@@ -28,6 +28,7 @@
 #include "tools/mixprec/convert.hpp"
 #include "mixprec/formats/ggml.hpp"
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
 
 namespace {
@@ -763,4 +764,37 @@ TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are ty
     CHECK(e->code() == c.code);
     CHECK_THAT(e->what(), Catch::Contains(c.names));
   }
+}
+
+TEST_CASE("calibration_streams: exactly one source, each cut as its own function cuts it", "[models][calibration]") {
+  const gguf::file g = gguf::file::open(tiny().gguf);
+  const models::llama_model m = models::load_gguf(g);
+  using mixprec::test::error_code_of;
+  CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {}); }) == errc::invalid_argument);
+  const fs::path text = work_dir() / "calibration.txt", ids = work_dir() / "calibration_ids.txt";
+  std::ofstream(text) << "Once upon a time there was a little girl who liked to play in the park with her dog. "
+                         "One day the dog found a big red ball under a tree, and they played with it all day long.";
+  std::ofstream(ids) << "1 5 6 7 8\n1 9 10\n1 11\n";
+  CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.text_path = text.string(), .sample_streams = 2, .sample_length = 8}); }) ==
+        errc::invalid_argument);
+
+  const models::vocab_bos bos = models::bos_of(g, m.config.vocab_size);
+  // Sampled: sample_streams from the vocabulary's BOS.
+  const models::calibration_set s = models::calibration_streams(g, m, {.sample_streams = 2, .sample_length = 10, .seed = 3});
+  models::llama_engine e(m);
+  CHECK(s.streams == models::sample_streams(e, {.streams = 2, .length = 10, .seed = 3, .first = bos.id}));
+  CHECK(s.bos_first);
+  CHECK(s.bos.id == bos.id);
+  // A text: the vocabulary's tokens cut by chunk_tokens (BOS first when the vocabulary adds it).
+  const models::calibration_set t = models::calibration_streams(g, m, {.text_path = text.string(), .length = 12, .max_streams = 3});
+  std::ifstream in(text);
+  const std::string body((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  CHECK(t.streams == models::chunk_tokens(models::tokenize_text(g, body), 12, bos.add ? bos.id : -1, 3));
+  CHECK(t.streams.size() == 3);
+  CHECK(t.bos_first == bos.add);
+  CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.text_path = text.string(), .length = 4000}); }) == errc::invalid_argument);
+  // Token ids: as given, cut to the length and the number of streams.
+  const models::calibration_set k = models::calibration_streams(g, m, {.tokens_path = ids.string(), .length = 3, .max_streams = 2});
+  CHECK(k.streams == std::vector<std::vector<int>>{{1, 5, 6}, {1, 9, 10}});
+  CHECK_FALSE(k.bos_first);
 }

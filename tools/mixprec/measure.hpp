@@ -70,52 +70,17 @@ struct measure_options {
 using mixprec::models::tensor_measurement;
 using mixprec::models::type_measurement;
 
-// The calibration of a measurement: its streams and the BOS they start with.
-struct calibration_set {
-  std::vector<std::vector<int>> streams;
-  mixprec::models::vocab_bos bos;  // the model's vocabulary's (mixprec::models::bos_of)
-  bool bos_first = false;          // measure put bos.id first in every stream (--sample; --text when bos.add)
-};
+using mixprec::models::calibration_set;
 
-// The calibration streams of o for model m, read from GGUF g (see the banner). The BOS is the
-// vocabulary's (tokenizer.ggml.bos_token_id, else llama.cpp's default for tokenizer.ggml.model), never a
-// constant: --text puts it first in every stream when the vocabulary adds one
-// (tokenizer.ggml.add_bos_token), as llama.cpp's imatrix and perplexity tools do, else cuts streams of
-// --ctx text tokens; --sample starts every stream with it (errc::unsupported for a vocabulary without
-// one); --tokens takes the ids as given.
+// The calibration streams of o for model m, read from GGUF g: the library's calibration_streams
+// (models/calibration.hpp; see the banner), after the check that names the options.
 [[nodiscard]] inline calibration_set calibration_streams(const mixprec::gguf::file& g, const mixprec::models::llama_model& m,
                                                          const measure_options& o) {
-  namespace mm = mixprec::models;
   const int sources = (o.text.empty() ? 0 : 1) + (o.tokens.empty() ? 0 : 1) + (o.sample_streams > 0 ? 1 : 0);
   if (sources != 1) throw error(errc::invalid_argument, "measure: give exactly one of --text, --tokens, --sample N:LEN");
-  calibration_set c;
-  c.bos = mm::bos_of(g, m.config.vocab_size);
-  if (!o.text.empty()) {
-    const mixprec::mapped_file f(o.text);
-    const std::string_view text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
-    const auto ids = mm::tokenize_text(g, text);  // errc::unsupported for a vocabulary it cannot tokenize
-    c.bos_first = c.bos.add && c.bos.id >= 0;
-    c.streams = mm::chunk_tokens(ids, o.ctx, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(o.max_streams));
-    if (c.streams.empty())  // a valid text, too short for the request: a request problem (exit 2), named by its option
-      throw error(errc::invalid_argument, "measure: --text '" + o.text + "' is " + std::to_string(ids.size()) +
-                                              " tokens, fewer than one stream of --ctx " + std::to_string(o.ctx) +
-                                              (c.bos_first ? " (the BOS and " + std::to_string(o.ctx - 1) + " text tokens)" : std::string()) +
-                                              ": give a longer text or a smaller --ctx");
-  } else if (!o.tokens.empty()) {
-    c.streams = mm::read_token_streams(o.tokens, mm::token_file_format::text, m.config.vocab_size, c.bos.id);
-    for (auto& s : c.streams)
-      if (static_cast<int>(s.size()) > o.ctx) s.resize(static_cast<std::size_t>(o.ctx));
-    if (static_cast<int>(c.streams.size()) > o.max_streams) c.streams.resize(static_cast<std::size_t>(o.max_streams));
-  } else {
-    if (c.bos.id < 0)
-      throw error(errc::unsupported, "measure: the vocabulary of '" + g.path() + "' (tokenizer.ggml.model '" + c.bos.tokenizer +
-                                         "') has no BOS to start sampled streams with: give --text or --tokens");
-    mm::llama_engine e(m);
-    c.streams = mm::sample_streams(e, {.streams = o.sample_streams, .length = o.sample_length, .seed = o.seed, .first = c.bos.id});
-    c.bos_first = true;
-  }
-  if (c.streams.empty()) throw error(errc::empty_input, "measure: no calibration tokens");
-  return c;
+  return mixprec::models::calibration_streams(g, m, {.text_path = o.text, .tokens_path = o.tokens, .sample_streams = o.sample_streams,
+                                                     .sample_length = o.sample_length, .seed = o.seed, .length = o.ctx,
+                                                     .max_streams = o.max_streams});
 }
 
 using mixprec::models::calibration_hash;

@@ -19,6 +19,7 @@
 #include "mixprec/detail/fnv1a.hpp"
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/io/llama2c.hpp"
+#include "mixprec/io/mapped_file.hpp"
 #include "mixprec/models/bpe_tokenizer.hpp"
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/tokenizer.hpp"
@@ -204,6 +205,67 @@ struct sampling_options {
     out.push_back(std::move(toks));
   }
   return out;
+}
+
+// Where a measurement's calibration streams come from: exactly one of a text file, a token-id file or
+// streams sampled from the model.
+struct calibration_source {
+  std::string text_path{};   // tokenized with the GGUF's own vocabulary (tokenize_text), cut by chunk_tokens
+  std::string tokens_path{}; // token ids as given, one stream per line (read_token_streams, text format)
+  int sample_streams = 0;    // > 0: that many streams sampled from the model (sample_streams) ...
+  int sample_length = 0;     // ... of this many tokens, the BOS included
+  std::uint64_t seed = 1;    // of the sampled streams
+  int length = 64;           // tokens per stream cut from a text, at most from a token file
+  int max_streams = 8;       // streams kept at most from a text or token file
+};
+
+// A calibration: its streams and the BOS they start with.
+struct calibration_set {
+  std::vector<std::vector<int>> streams;
+  vocab_bos bos;           // the model's vocabulary's (bos_of)
+  bool bos_first = false;  // the BOS was put first in every stream (sampled; a text when the vocabulary adds one)
+};
+
+// The calibration streams of `source` for model m, whose vocabulary GGUF g holds. The BOS is the
+// vocabulary's (tokenizer.ggml.bos_token_id, else llama.cpp's default for tokenizer.ggml.model), never a
+// constant. A text is cut as llama.cpp's imatrix and perplexity tools cut it (chunk_tokens: the BOS first
+// in every stream when the vocabulary adds one, tokenizer.ggml.add_bos_token; else `length` text tokens
+// each); sampled streams start with the BOS; token ids are taken as given (cut to `length`).
+// Errors: errc::invalid_argument for no source or more than one, or a text too short for one stream;
+// errc::unsupported for a text in a vocabulary that cannot be tokenized, or sampling from a vocabulary
+// without a BOS; errc::empty_input for no tokens; the readers' errors for the files.
+[[nodiscard]] inline calibration_set calibration_streams(const gguf::file& g, const llama_model& m, const calibration_source& o) {
+  const int sources = (o.text_path.empty() ? 0 : 1) + (o.tokens_path.empty() ? 0 : 1) + (o.sample_streams > 0 ? 1 : 0);
+  if (sources != 1)
+    throw error(errc::invalid_argument, "calibration: give exactly one source (a text, token ids or sampled streams), not " + std::to_string(sources));
+  calibration_set c;
+  c.bos = bos_of(g, m.config.vocab_size);
+  if (!o.text_path.empty()) {
+    const mapped_file f(o.text_path);
+    const std::string_view text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
+    const std::vector<int> ids = tokenize_text(g, text);
+    c.bos_first = c.bos.add && c.bos.id >= 0;
+    c.streams = chunk_tokens(ids, o.length, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(std::max(o.max_streams, 0)));
+    if (c.streams.empty())  // a valid text, too short for the request
+      throw error(errc::invalid_argument, "calibration text '" + o.text_path + "' is " + std::to_string(ids.size()) +
+                                              " tokens, fewer than one stream of " + std::to_string(o.length) +
+                                              (c.bos_first ? " (the BOS and " + std::to_string(o.length - 1) + " text tokens)" : std::string()) +
+                                              ": give a longer text or shorter streams");
+  } else if (!o.tokens_path.empty()) {
+    c.streams = read_token_streams(o.tokens_path, token_file_format::text, m.config.vocab_size, c.bos.id);
+    for (auto& s : c.streams)
+      if (static_cast<int>(s.size()) > o.length) s.resize(static_cast<std::size_t>(std::max(o.length, 0)));
+    if (static_cast<int>(c.streams.size()) > o.max_streams) c.streams.resize(static_cast<std::size_t>(std::max(o.max_streams, 0)));
+  } else {
+    if (c.bos.id < 0)
+      throw error(errc::unsupported, "calibration: the vocabulary of '" + g.path() + "' (tokenizer.ggml.model '" + c.bos.tokenizer +
+                                         "') has no BOS to start sampled streams with: give a text or token ids");
+    llama_engine e(m);
+    c.streams = sample_streams(e, {.streams = o.sample_streams, .length = o.sample_length, .seed = o.seed, .first = c.bos.id});
+    c.bos_first = true;
+  }
+  if (c.streams.empty()) throw error(errc::empty_input, "calibration: no calibration tokens");
+  return c;
 }
 
 // A calibration's identity: FNV-1a (detail/fnv1a.hpp) over the ids of every stream in order, as 16
