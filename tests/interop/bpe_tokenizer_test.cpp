@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "apps/llm_study/llama_cpp.hpp"
+#include "interop/llama_cpp_source.hpp"
 #include "mixprec/models/bpe_tokenizer.hpp"
 #include "mixprec/models/tokenizer.hpp"
 
@@ -32,23 +33,12 @@ namespace llama_cpp = mixprec_apps::llama_cpp;
 
 namespace {
 
+using mixprec::test::slurp;
+
 // The folder of llama.cpp's test vocabularies, or empty when the source bundle is not here.
 fs::path vocab_dir() {
-  const char* cache = std::getenv("MIXPREC_INTEROP_CACHE");
-  if (!cache) FAIL("MIXPREC_INTEROP_CACHE is not set: run this binary through tests/interop/run.sh");
-  const fs::path dir = fs::path(cache) / "llama.cpp-src" / "models";
-  if (!fs::exists(dir / "ggml-vocab-llama-bpe.gguf")) {
-    const char* quantize = std::getenv("MIXPREC_LLAMA_QUANTIZE");
-    if (quantize && *quantize) FAIL("llama.cpp's source is built but " << dir.string() << " lacks its test vocabularies");
-    return {};
-  }
-  return dir;
-}
-
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  REQUIRE(in);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  const fs::path src = mixprec::test::llama_cpp_source("models/ggml-vocab-llama-bpe.gguf");
+  return src.empty() ? src : src / "models";
 }
 
 // llama.cpp's tests/test-tokenizer-0.cpp format: texts joined by "\n__ggml_vocab_test__\n"; one line of

@@ -22,6 +22,7 @@
 #include <set>
 #include <string>
 
+#include "interop/llama_cpp_source.hpp"
 #include "mixprec/formats/ggml_types.hpp"
 #include "mixprec/plan/llama_quant_policy.hpp"
 
@@ -29,24 +30,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// llama.cpp's source folder, or empty when the bundle is not here.
-fs::path llama_source() {
-  const char* cache = std::getenv("MIXPREC_INTEROP_CACHE");
-  if (!cache) FAIL("MIXPREC_INTEROP_CACHE is not set: run this binary through tests/interop/run.sh");
-  const fs::path dir = fs::path(cache) / "llama.cpp-src";
-  if (!fs::exists(dir / "src" / "llama-quant.cpp")) {
-    const char* quantize = std::getenv("MIXPREC_LLAMA_QUANTIZE");
-    if (quantize && *quantize) FAIL("llama.cpp's source is built but " << dir.string() << " lacks src/llama-quant.cpp");
-    return {};
-  }
-  return dir;
-}
+using mixprec::test::slurp;
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  REQUIRE(in);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+// llama.cpp's source folder, or empty when the bundle is not here.
+fs::path llama_source() { return mixprec::test::llama_cpp_source("src/llama-quant.cpp"); }
 
 // The text of the function `name` defined in `source`: from its name to the first "\n}".
 std::string function_body(const std::string& source, const std::string& name) {

@@ -12,9 +12,9 @@
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama/measure.hpp"
-#include "mixprec/sensitivity/kl.hpp"
 #include "mixprec/sensitivity/rank.hpp"
 #include "support/errors.hpp"
+#include "support/model_kl.hpp"
 #include "support/tiny_llama.hpp"
 
 namespace mm = mixprec::models;
@@ -31,16 +31,10 @@ std::vector<std::vector<int>> some_streams(const mm::llama_model& m) {
 // The mean KL over the streams' positions of the model with `name` replaced by `replacement`, each
 // stream run whole: the definition, without the measurement's cached restarts.
 double direct_kl(const mm::llama_model& m, const std::vector<std::vector<int>>& streams, const std::string& name, const mm::llama_matrix& replacement) {
-  mm::llama_model fp = m, q = m;
+  mm::llama_model q = m;
   for (auto& [mat, layer] : mm::llama_measure_matrices(q))
     if (mat->name() == name) *mat = replacement;
-  mm::llama_engine ef(fp), eq(q);
-  double sum = 0.0, n = 0.0;
-  for (const auto& s : streams) {
-    sum += mixprec::kl_per_row(ef.logits(s), eq.logits(s)).sum();
-    n += static_cast<double>(s.size());
-  }
-  return sum / n;
+  return mixprec::test::whole_model_kl(m, q, streams);
 }
 
 }  // namespace

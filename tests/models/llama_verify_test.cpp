@@ -13,8 +13,8 @@
 #include "mixprec/models/llama/measure.hpp"
 #include "mixprec/models/llama/verify.hpp"
 #include "mixprec/quantize/quantize.hpp"
-#include "mixprec/sensitivity/kl.hpp"
 #include "support/errors.hpp"
+#include "support/model_kl.hpp"
 #include "support/tiny_llama.hpp"
 
 namespace mm = mixprec::models;
@@ -42,18 +42,12 @@ mixprec::plan whole_plan(mm::llama_model& m, const std::string& type) {
 // The definition: the plan's tensors quantized by quantize(), the model run whole on the streams, the
 // mean KL per position to the model as given.
 double direct_kl(const mm::llama_model& m, const std::vector<std::vector<int>>& streams, const mixprec::plan& p) {
-  mm::llama_model fp = m, q = m;
+  mm::llama_model q = m;
   for (auto& [mat, layer] : mm::llama_measure_matrices(q)) {
     const mixprec::quant_spec spec = p.at(mat->name()).spec;
     if (spec != parse_spec("f32")) *mat = mm::llama_matrix(mat->name(), mixprec::quantize(mat->to_float(), spec, mat->name()));
   }
-  mm::llama_engine ef(fp), eq(q);
-  double sum = 0.0, n = 0.0;
-  for (const auto& s : streams) {
-    sum += mixprec::kl_per_row(ef.logits(s), eq.logits(s)).sum();
-    n += static_cast<double>(s.size());
-  }
-  return sum / n;
+  return mixprec::test::whole_model_kl(m, q, streams);
 }
 
 }  // namespace
