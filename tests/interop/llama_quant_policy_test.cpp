@@ -7,7 +7,8 @@
 //   2. general.file_type: each case of the model loader's guess (src/llama-model-loader.cpp,
 //      "case GGML_TYPE_X: ftype = LLAMA_FTYPE_Y") gives llama_file_type("x") == Y's value in include/llama.h,
 //      and llama_file_type names no type that switch leaves out but mxfp4 (MOSTLY_MXFP4_MOE).
-// A newer pinned source that adds a rule fails here until the library follows it.
+// A newer pinned source that adds a rule fails here until the library follows it: every
+// `quantize &= ...` statement and early `return false` of that function must be of a form this reads.
 // Skipped (with a warning) where the source bundle could not be fetched or built (llama_quantize.sh exit 77).
 #include <catch2/catch.hpp>
 
@@ -70,6 +71,26 @@ TEST_CASE("the tensors llama-quantize keeps in float are the library's", "[polic
   // The rules the library's function applies besides the lists.
   CHECK(body.find("ggml_n_dims(tensor) < 2") != std::string::npos);
   CHECK(body.find("rfind(\"weight\") == name.size() - 6") != std::string::npos);
+  // Every rule is of a form read below or one the library knows it leaves to the caller, so that a new
+  // rule of another form fails here instead of passing unread.
+  {
+    const std::regex rule_re(R"re(quantize\s*&=\s*([^;]+);)re");
+    const std::regex known_re(R"re(^(name\.find\("[^"]+"\)\s*==\s*std::string::npos|name\s*!=\s*LLM_TN\(arch\)\(LLM_TENSOR_\w+,\s*"\w+"\))$)re");
+    int rules = 0;
+    for (std::sregex_iterator it(body.begin(), body.end(), rule_re), end; it != end; ++it, ++rules) {
+      const std::string rule = (*it)[1].str();
+      INFO("llama.cpp's rule: quantize &= " << rule);
+      // --leave-output-tensor is llama-quantize's option, not a policy: mixprec plans output.weight.
+      CHECK((std::regex_match(rule, known_re) || rule == "params->quantize_output_tensor || name != \"output.weight\""));
+    }
+    CHECK(rules > 20);
+    const std::regex early_re(R"re(if\s*\(([^\n]+)\)\s*return false;)re");
+    for (std::sregex_iterator it(body.begin(), body.end(), early_re), end; it != end; ++it) {
+      const std::string guard = (*it)[1].str();
+      INFO("llama.cpp's guard: if (" << guard << ") return false");
+      CHECK((guard == "params->only_copy" || guard == "ggml_n_dims(tensor) < 2"));
+    }
+  }
 
   std::set<std::string> parts;
   const std::regex find_re(R"re(name\.find\("([^"]+)"\)\s*==\s*std::string::npos)re");
@@ -81,7 +102,7 @@ TEST_CASE("the tensors llama-quantize keeps in float are the library's", "[polic
   for (const std::string& p : parts) {
     INFO("llama.cpp keeps tensors named *" << p << "* in float");
     CHECK(ours.count(p) == 1);
-    CHECK(mixprec::tensor_role_of("blk.0." + p + ".weight", 2, 64, 64) == mixprec::tensor_role::kept_float);
+    CHECK(mixprec::tensor_role_of("blk.0." + p + ".weight", std::vector<std::uint64_t>{64, 64}) == mixprec::tensor_role::kept_float);
   }
   for (const std::string& p : ours) {
     INFO("the library keeps *" << p << "* in float");
@@ -100,7 +121,7 @@ TEST_CASE("the tensors llama-quantize keeps in float are the library's", "[polic
   }
   const std::set<std::string> our_wholes(std::begin(mixprec::never_quantized_names), std::end(mixprec::never_quantized_names));
   CHECK(wholes == our_wholes);
-  for (const std::string& w : wholes) CHECK(mixprec::tensor_role_of(w, 2, 64, 64) == mixprec::tensor_role::kept_float);
+  for (const std::string& w : wholes) CHECK(mixprec::tensor_role_of(w, std::vector<std::uint64_t>{64, 64}) == mixprec::tensor_role::kept_float);
 }
 
 TEST_CASE("general.file_type is llama.cpp's for every type its loader names", "[policy]") {

@@ -797,4 +797,6 @@ TEST_CASE("calibration_streams: exactly one source, each cut as its own function
   const models::calibration_set k = models::calibration_streams(g, m, {.tokens_path = ids.string(), .length = 3, .max_streams = 2});
   CHECK(k.streams == std::vector<std::vector<int>>{{1, 5, 6}, {1, 9, 10}});
   CHECK_FALSE(k.bos_first);
+  CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.tokens_path = ids.string(), .length = 1}); }) == errc::invalid_argument);
+  CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.text_path = text.string(), .max_streams = 0}); }) == errc::invalid_argument);
 }

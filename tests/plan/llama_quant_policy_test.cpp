@@ -3,39 +3,58 @@
 // tests/interop/llama_quant_policy_test.cpp; this checks the rules that combine them.
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "mixprec/plan/llama_quant_policy.hpp"
 
 using mixprec::tensor_role;
 using mixprec::tensor_role_of;
 
+namespace {
+
+// The role of a tensor of shape ne (ggml's order: the row length first).
+tensor_role role(std::string_view name, const std::vector<std::uint64_t>& ne) { return tensor_role_of(name, ne); }
+
+}  // namespace
+
 TEST_CASE("tensor roles follow llama.cpp's quantizer", "[policy]") {
   // Matrices and expert stacks of a LLaMA / MoE model.
-  CHECK(tensor_role_of("token_embd.weight", 2, 32000, 4096) == tensor_role::matrix);
-  CHECK(tensor_role_of("output.weight", 2, 32000, 4096) == tensor_role::matrix);
-  CHECK(tensor_role_of("blk.0.attn_q.weight", 2, 4096, 4096) == tensor_role::matrix);
-  CHECK(tensor_role_of("blk.3.ffn_up_exps.weight", 3, 8 * 1024, 256, 8) == tensor_role::experts);
-  // Routers, by the name's ".weight"-anchored part: a shared expert's gate vector is another tensor.
-  CHECK(tensor_role_of("blk.0.ffn_gate_inp.weight", 2, 8, 256) == tensor_role::router);
-  CHECK(tensor_role_of("blk.0.ffn_gate_inp_shexp.weight", 2, 1, 256) == tensor_role::matrix);
+  CHECK(role("token_embd.weight", {4096, 32000}) == tensor_role::matrix);
+  CHECK(role("output.weight", {4096, 32000}) == tensor_role::matrix);
+  CHECK(role("blk.0.attn_q.weight", {4096, 4096}) == tensor_role::matrix);
+  CHECK(role("blk.3.ffn_up_exps.weight", {256, 1024, 8}) == tensor_role::experts);
+  CHECK(role("blk.3.ffn_up_exps.weight", {256, 1, 8}) == tensor_role::experts);  // one-row experts: still 3-D
+  CHECK(role("blk.0.attn_q.weight", {4096, 4096, 1}) == tensor_role::matrix);     // a trailing 1 is no dimension
+  // Routers, by the name's ".weight"-anchored part; a shared expert's gate is another tensor, stored as
+  // [n_embd, 1] by llama.cpp's converter: 1-D as ggml counts (ggml_n_dims), so a vector, as llama.cpp keeps it.
+  CHECK(role("blk.0.ffn_gate_inp.weight", {256, 8}) == tensor_role::router);
+  CHECK(role("blk.0.ffn_gate_inp_shexp.weight", {256, 1}) == tensor_role::vector);
+  CHECK(role("blk.0.ffn_gate_inp_shexp.weight", {256}) == tensor_role::vector);
+  CHECK(role("blk.0.ffn_gate_inp_shexp.weight", {256, 2}) == tensor_role::matrix);
+  CHECK(mixprec::ggml_n_dims(std::vector<std::uint64_t>{256, 1, 1}) == 1);
+  CHECK(mixprec::ggml_n_dims(std::vector<std::uint64_t>{1, 1}) == 1);
+  CHECK(mixprec::ggml_n_dims(std::vector<std::uint64_t>{1, 5}) == 2);
   // Vectors whatever their names; empty tensors before anything else.
-  CHECK(tensor_role_of("blk.0.attn_norm.weight", 1, 1, 4096) == tensor_role::vector);
-  CHECK(tensor_role_of("blk.0.attn_q.bias", 1, 1, 4096) == tensor_role::vector);
-  CHECK(tensor_role_of("blk.0.attn_q.weight", 2, 0, 4096) == tensor_role::empty);
-  CHECK(tensor_role_of("blk.0.attn_q.weight", 2, 4096, 0) == tensor_role::empty);
+  CHECK(role("blk.0.attn_norm.weight", {4096}) == tensor_role::vector);
+  CHECK(role("blk.0.attn_q.bias", {4096}) == tensor_role::vector);
+  CHECK(role("blk.0.attn_q.weight", {4096, 0}) == tensor_role::empty);
+  CHECK(role("blk.0.attn_q.weight", {0, 4096}) == tensor_role::empty);
+  CHECK(role("blk.0.attn_q.weight", {}) == tensor_role::empty);
   // Kept in float: names not ending in "weight", 4-D tensors, norms stored as matrices, the listed parts
   // (anywhere in the name) and the whole names (only as the whole name).
-  CHECK(tensor_role_of("blk.0.attn_q.bias", 2, 4, 4096) == tensor_role::kept_float);
-  CHECK(tensor_role_of("blk.0.attn_q.weight", 4, 4096, 4096) == tensor_role::kept_float);
-  CHECK(tensor_role_of("blk.0.attn_q_norm.weight", 2, 32, 128) == tensor_role::kept_float);
-  CHECK(tensor_role_of("blk.0.ssm_conv1d.weight", 2, 4, 4096) == tensor_role::kept_float);
-  CHECK(tensor_role_of("blk.0.time_mix_w1.weight", 2, 64, 4096) == tensor_role::kept_float);
-  CHECK(tensor_role_of("position_embd.weight", 2, 1024, 768) == tensor_role::kept_float);
-  CHECK(tensor_role_of("token_types.weight", 2, 2, 768) == tensor_role::kept_float);
-  CHECK(tensor_role_of("v.position_embd.weight", 2, 1024, 768) == tensor_role::kept_float);
-  CHECK(tensor_role_of("blk.0.token_types.weight", 2, 2, 768) == tensor_role::matrix);  // not the whole name
+  CHECK(role("blk.0.attn_q.bias", {4096, 4}) == tensor_role::kept_float);
+  CHECK(role("blk.0.attn_q.weight", {64, 64, 2, 2}) == tensor_role::kept_float);
+  CHECK(role("blk.0.attn_q_norm.weight", {128, 32}) == tensor_role::kept_float);
+  CHECK(role("blk.0.ssm_conv1d.weight", {4096, 4}) == tensor_role::kept_float);
+  CHECK(role("blk.0.time_mix_w1.weight", {4096, 64}) == tensor_role::kept_float);
+  CHECK(role("position_embd.weight", {768, 1024}) == tensor_role::kept_float);
+  CHECK(role("token_types.weight", {768, 2}) == tensor_role::kept_float);
+  CHECK(role("v.position_embd.weight", {768, 1024}) == tensor_role::kept_float);
+  CHECK(role("blk.0.token_types.weight", {768, 2}) == tensor_role::matrix);  // not the whole name
   // Only matrices and expert stacks are quantized by default.
   for (tensor_role r : {tensor_role::matrix, tensor_role::experts}) CHECK(mixprec::quantized_by_default(r));
   for (tensor_role r : {tensor_role::router, tensor_role::vector, tensor_role::empty, tensor_role::kept_float})

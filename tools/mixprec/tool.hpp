@@ -84,6 +84,7 @@ struct tensor_entry {
   bool decodable = true;            // GGUF: a type mixprec decodes (false: MXFP4, the IQ1/2/3 types... whose
                                     // bytes are listed and copied, never decoded; formats/ggml_types.hpp)
   std::span<const std::byte> data;  // the stored bytes, inside the mapped file
+  bool ggml_order = true;           // dims as GGUF stores them (ne0 first); false: safetensors' (outermost first)
 
   [[nodiscard]] double weights() const noexcept { return static_cast<double>(rows) * static_cast<double>(cols); }
 };
@@ -163,7 +164,7 @@ class model_file {
     } else {
       auto add = [&](const mixprec::safetensors::tensor_info& t) {
         tensors_.push_back({t.name, std::string(mixprec::safetensors::to_string(t.type)), t.shape, t.rows(), t.cols(),
-                            t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1, true, t.bytes});
+                            t.end - t.begin, true, t.shape.size() == 3 ? static_cast<index_t>(t.shape[0]) : 1, true, t.bytes, false});
       };
       if (st_) {
         for (const auto& t : st_->tensors()) add(t);
@@ -259,8 +260,10 @@ void parallel_for(std::size_t n, unsigned threads, Fn&& fn) {
 using mixprec::tensor_role;
 using mixprec::to_string;
 
-[[nodiscard]] inline tensor_role role_of(const tensor_entry& t) noexcept {
-  return mixprec::tensor_role_of(t.name, t.dims.size(), t.rows, t.cols, t.n_mat);
+[[nodiscard]] inline tensor_role role_of(const tensor_entry& t) {
+  std::vector<std::uint64_t> ne(t.dims.begin(), t.dims.end());
+  if (!t.ggml_order) std::reverse(ne.begin(), ne.end());
+  return mixprec::tensor_role_of(t.name, ne);
 }
 
 // "mxfp4, which mixprec does not decode" for a type mixprec only carries, else the type's name.

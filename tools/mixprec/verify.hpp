@@ -63,6 +63,9 @@ class plan_verifier {
  private:
   [[nodiscard]] static mixprec::models::plan_verifier make(const model_file& f, const importance_set& importance, const verify_options& o) {
     namespace mm = mixprec::models;
+    if (o.streams < 1 || o.length < 2 || o.resamples < 1)  // before the model is loaded (the library checks again)
+      throw error(errc::invalid_argument, "verify: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) +
+                                              " tokens: give at least 1 stream of 2 tokens");
     if (!f.is_gguf()) throw error(errc::unsupported, "verifying a plan runs the model, which needs a GGUF");
     mm::llama_model model = mm::load_gguf(f.gguf());
     const int bos = mm::bos_of(f.gguf(), model.config.vocab_size).id;

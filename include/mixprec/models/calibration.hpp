@@ -231,13 +231,17 @@ struct calibration_set {
 // constant. A text is cut as llama.cpp's imatrix and perplexity tools cut it (chunk_tokens: the BOS first
 // in every stream when the vocabulary adds one, tokenizer.ggml.add_bos_token; else `length` text tokens
 // each); sampled streams start with the BOS; token ids are taken as given (cut to `length`).
-// Errors: errc::invalid_argument for no source or more than one, or a text too short for one stream;
+// Errors: errc::invalid_argument for no source or more than one, streams of a text or token file shorter
+// than 2 tokens or fewer than 1, or a text too short for one stream;
 // errc::unsupported for a text in a vocabulary that cannot be tokenized, or sampling from a vocabulary
 // without a BOS; errc::empty_input for no tokens; the readers' errors for the files.
 [[nodiscard]] inline calibration_set calibration_streams(const gguf::file& g, const llama_model& m, const calibration_source& o) {
   const int sources = (o.text_path.empty() ? 0 : 1) + (o.tokens_path.empty() ? 0 : 1) + (o.sample_streams > 0 ? 1 : 0);
   if (sources != 1)
     throw error(errc::invalid_argument, "calibration: give exactly one source (a text, token ids or sampled streams), not " + std::to_string(sources));
+  if (o.sample_streams <= 0 && (o.length < 2 || o.max_streams < 1))
+    throw error(errc::invalid_argument, "calibration: streams of " + std::to_string(o.length) + " tokens, at most " + std::to_string(o.max_streams) +
+                                            ": give at least 1 stream of 2 tokens");
   calibration_set c;
   c.bos = bos_of(g, m.config.vocab_size);
   if (!o.text_path.empty()) {
@@ -245,7 +249,7 @@ struct calibration_set {
     const std::string_view text(reinterpret_cast<const char*>(f.data().data()), f.data().size());
     const std::vector<int> ids = tokenize_text(g, text);
     c.bos_first = c.bos.add && c.bos.id >= 0;
-    c.streams = chunk_tokens(ids, o.length, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(std::max(o.max_streams, 0)));
+    c.streams = chunk_tokens(ids, o.length, c.bos_first ? c.bos.id : -1, static_cast<std::size_t>(o.max_streams));
     if (c.streams.empty())  // a valid text, too short for the request
       throw error(errc::invalid_argument, "calibration text '" + o.text_path + "' is " + std::to_string(ids.size()) +
                                               " tokens, fewer than one stream of " + std::to_string(o.length) +
@@ -254,8 +258,8 @@ struct calibration_set {
   } else if (!o.tokens_path.empty()) {
     c.streams = read_token_streams(o.tokens_path, token_file_format::text, m.config.vocab_size, c.bos.id);
     for (auto& s : c.streams)
-      if (static_cast<int>(s.size()) > o.length) s.resize(static_cast<std::size_t>(std::max(o.length, 0)));
-    if (static_cast<int>(c.streams.size()) > o.max_streams) c.streams.resize(static_cast<std::size_t>(std::max(o.max_streams, 0)));
+      if (static_cast<int>(s.size()) > o.length) s.resize(static_cast<std::size_t>(o.length));
+    if (static_cast<int>(c.streams.size()) > o.max_streams) c.streams.resize(static_cast<std::size_t>(o.max_streams));
   } else {
     if (c.bos.id < 0)
       throw error(errc::unsupported, "calibration: the vocabulary of '" + g.path() + "' (tokenizer.ggml.model '" + c.bos.tokenizer +

@@ -10,12 +10,12 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
 #include "mixprec/plan/fallback.hpp"
-#include "mixprec/types.hpp"
 
 namespace mixprec {
 
@@ -73,15 +73,26 @@ inline constexpr std::string_view never_quantized_parts[] = {
 // Whole names llama.cpp never quantizes: positional and token-type embeddings (GPT-2, BERT).
 inline constexpr std::string_view never_quantized_names[] = {"position_embd.weight", "token_types.weight"};
 
-// The role of a tensor named `name` with `n_dims` dimensions, viewed as n_mat stacked matrices of
-// rows x cols (n_mat > 1 only for a 3-D tensor of experts; rows or cols 0 for an empty tensor), by
-// llama.cpp's rules (tensor_allows_quantization): a tensor is quantized when it has 2 or 3 dimensions,
-// its name ends in "weight", it is not a MoE router ("ffn_gate_inp.weight") and no part of its name is in
-// never_quantized_parts nor the whole in never_quantized_names. 4-D tensors are kept in float too (a
-// rule of mixprec's: it plans matrices and stacks of them).
-[[nodiscard]] constexpr tensor_role tensor_role_of(std::string_view name, std::size_t n_dims, index_t rows, index_t cols,
-                                                   index_t n_mat = 1) noexcept {
-  if (rows <= 0 || cols <= 0) return tensor_role::empty;
+// ggml's count of a tensor's dimensions (ggml_n_dims): ne in ggml's order (ne[0] the row length), the
+// trailing dimensions of size 1 not counted, at least 1. A [4096, 1] router of a shared expert is 1-D to
+// llama.cpp, as a [4096] one is.
+[[nodiscard]] constexpr std::size_t ggml_n_dims(std::span<const std::uint64_t> ne) noexcept {
+  std::size_t n = ne.size();
+  while (n > 1 && ne[n - 1] == 1) --n;
+  return n == 0 ? 1 : n;
+}
+
+// The role of a tensor named `name` of shape `ne` (ggml's order: ne[0] the row length, ne[1] the rows,
+// ne[2] the stacked expert matrices), by llama.cpp's rules (tensor_allows_quantization): a tensor is
+// quantized when it has 2 or 3 dimensions as ggml counts them (ggml_n_dims), its name ends in "weight",
+// it is not a MoE router ("ffn_gate_inp.weight") and no part of its name is in never_quantized_parts nor
+// the whole in never_quantized_names. A tensor with no elements is `empty`; 4-D tensors are kept in float
+// too (a rule of mixprec's: it plans matrices and stacks of them).
+[[nodiscard]] constexpr tensor_role tensor_role_of(std::string_view name, std::span<const std::uint64_t> ne) noexcept {
+  if (ne.empty()) return tensor_role::empty;
+  for (const std::uint64_t n : ne)
+    if (n == 0) return tensor_role::empty;
+  const std::size_t n_dims = ggml_n_dims(ne);
   if (n_dims < 2) return tensor_role::vector;
   if (name.find("ffn_gate_inp.weight") != std::string_view::npos) return tensor_role::router;
   if (!name.ends_with("weight") || n_dims > 3) return tensor_role::kept_float;
@@ -89,7 +100,7 @@ inline constexpr std::string_view never_quantized_names[] = {"position_embd.weig
     if (name.find(part) != std::string_view::npos) return tensor_role::kept_float;
   for (std::string_view whole : never_quantized_names)
     if (name == whole) return tensor_role::kept_float;
-  return n_mat > 1 ? tensor_role::experts : tensor_role::matrix;
+  return n_dims == 3 ? tensor_role::experts : tensor_role::matrix;
 }
 
 // ---- file types ----

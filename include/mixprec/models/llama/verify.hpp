@@ -14,7 +14,7 @@
 // Cost: the streams' sampling (a decode of each) and one pass of the model as given (kept: positions x
 // vocab logits per stream), then per plan the quantization of the tensors the last plan did not use and
 // one pass with them swapped in (the streams shared out over the threads). A frontier's neighbouring
-// plans share most tensors; benchmarks/verify_bench.cpp times a plan's verification against the pass.
+// plans share most tensors; benchmarks/measure_bench.cpp times a plan's verification against the pass.
 // Other stream sets (add_streams) serve a plan search (plan/refine.hpp's fitness): mean_kl runs a plan on
 // the first streams of one, and keeps the quantized tensors of the last 64 plans run.
 #pragma once
@@ -160,7 +160,7 @@ class plan_verifier {
   }
 
   // The logits of the model as given on the held-out streams, run again (what verify's pass costs without
-  // a plan: the baseline of benchmarks/verify_bench.cpp).
+  // a plan: the baseline of benchmarks/measure_bench.cpp).
   [[nodiscard]] std::vector<row_matrix> reference_pass() const { return run(sets_[0].ids, sets_[0].ids.size()); }
 
  private:
