@@ -73,14 +73,20 @@ using mixprec::models::type_measurement;
 using mixprec::models::calibration_set;
 
 // The calibration streams of o for model m, read from GGUF g: the library's calibration_streams
-// (models/calibration.hpp; see the banner), after the check that names the options.
+// (models/calibration.hpp; see the banner), its refused requests named by the options.
 [[nodiscard]] inline calibration_set calibration_streams(const mixprec::gguf::file& g, const mixprec::models::llama_model& m,
                                                          const measure_options& o) {
   const int sources = (o.text.empty() ? 0 : 1) + (o.tokens.empty() ? 0 : 1) + (o.sample_streams > 0 ? 1 : 0);
   if (sources != 1) throw error(errc::invalid_argument, "measure: give exactly one of --text, --tokens, --sample N:LEN");
-  return mixprec::models::calibration_streams(g, m, {.text_path = o.text, .tokens_path = o.tokens, .sample_streams = o.sample_streams,
-                                                     .sample_length = o.sample_length, .seed = o.seed, .length = o.ctx,
-                                                     .max_streams = o.max_streams});
+  try {
+    return mixprec::models::calibration_streams(g, m, {.text_path = o.text, .tokens_path = o.tokens, .sample_streams = o.sample_streams,
+                                                       .sample_length = o.sample_length, .seed = o.seed, .length = o.ctx,
+                                                       .max_streams = o.max_streams});
+  } catch (const error& e) {  // a request problem (exit 2): named by the options that make it
+    if (e.code() != errc::invalid_argument) throw;
+    throw e.in_context(std::string(!o.text.empty() ? "measure --text" : !o.tokens.empty() ? "measure --tokens" : "measure --sample") +
+                       " with --ctx " + std::to_string(o.ctx) + " and --streams " + std::to_string(o.max_streams));
+  }
 }
 
 using mixprec::models::calibration_hash;
