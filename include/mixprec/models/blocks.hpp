@@ -27,13 +27,22 @@ namespace mixprec::models {
 
 // ---- RMSNorm ----
 
+// r = 1 / sqrt(mean(x^2) + eps) of x[0..n), in ggml_rms_norm's arithmetic (ggml-cpu/ops.cpp): the
+// squares in FP32 summed in double in order, the mean rounded to FP32, then 1.0f / sqrtf. The norms
+// below then compute (x * r) * gain, as llama.cpp's graph does (ggml_rms_norm, then ggml_mul), so that
+// their values are llama.cpp's bit for bit.
+[[nodiscard]] inline float rms_scale(const float* x, index_t n, float eps) noexcept {
+  double sum = 0.0;
+  for (index_t i = 0; i < n; ++i) sum += static_cast<double>(x[i] * x[i]);
+  const auto mean = static_cast<float>(sum / static_cast<double>(n));
+  return 1.0f / std::sqrt(mean + eps);
+}
+
 // Each row of x (T x dim) normed and times gain (dim).
 [[nodiscard]] inline row_matrix rms_norm_rows(const row_matrix& x, const Eigen::VectorXf& gain, float eps) {
   row_matrix out(x.rows(), x.cols());
-  for (index_t p = 0; p < x.rows(); ++p) {
-    const float ss = x.row(p).squaredNorm() / static_cast<float>(x.cols()) + eps;
-    out.row(p) = x.row(p).cwiseProduct(gain.transpose()) / std::sqrt(ss);
-  }
+  for (index_t p = 0; p < x.rows(); ++p)
+    out.row(p) = (x.row(p) * rms_scale(&x(p, 0), x.cols(), eps)).cwiseProduct(gain.transpose());
   return out;
 }
 
@@ -45,8 +54,7 @@ namespace mixprec::models {
   if (dgain.size() != dim) dgain = Eigen::VectorXf::Zero(dim);
   row_matrix dx(x.rows(), dim);
   for (index_t p = 0; p < x.rows(); ++p) {
-    const float ss = x.row(p).squaredNorm() / static_cast<float>(dim) + eps;  // r as the forward computes it
-    const float r = 1.0f / std::sqrt(ss);
+    const float r = rms_scale(&x(p, 0), dim, eps);  // as the forward computes it
     const Eigen::RowVectorXf gdn = dn.row(p).cwiseProduct(gain.transpose());
     dgain += (dn.row(p).cwiseProduct(x.row(p)) * r).transpose();
     const float dot = gdn.dot(x.row(p));
@@ -61,8 +69,7 @@ inline void head_rms_norm(float* vec, int heads, const Eigen::VectorXf& gain, fl
   if (!gain.size()) return;
   for (int h = 0; h < heads; ++h) {
     Eigen::Map<Eigen::VectorXf> x(vec + h * gain.size(), gain.size());
-    const float ss = x.squaredNorm() / static_cast<float>(gain.size()) + eps;
-    x = x.cwiseProduct(gain) / std::sqrt(ss);
+    x = (x * rms_scale(x.data(), x.size(), eps)).cwiseProduct(gain);
   }
 }
 
@@ -76,8 +83,7 @@ inline void head_rms_norm_backward(const row_matrix& x, const Eigen::VectorXf& g
     for (index_t h = 0; h * hs < x.cols(); ++h) {
       const auto xs = x.row(p).segment(h * hs, hs);
       auto d = dy.row(p).segment(h * hs, hs);
-      const float ss = xs.squaredNorm() / static_cast<float>(hs) + eps;  // as head_rms_norm
-      const float r = 1.0f / std::sqrt(ss);
+      const float r = rms_scale(&x(p, h * hs), hs, eps);  // as head_rms_norm
       const Eigen::RowVectorXf gd = d.cwiseProduct(gain.transpose());
       dgain += (d.cwiseProduct(xs) * r).transpose();
       const float dot = gd.dot(xs);

@@ -17,6 +17,7 @@
 
 #include "mixprec/detail/parallel.hpp"
 #include "mixprec/error.hpp"
+#include "mixprec/formats/float_convert.hpp"
 #include "mixprec/kernels/quantized_linear.hpp"
 #include "mixprec/models/blocks.hpp"
 #include "mixprec/models/llama/model.hpp"
@@ -31,9 +32,11 @@ using activation_observer = std::function<void(const std::string& name, const fl
 // threads and activations mean what they mean in gemv_options (kernels/gemv_options.hpp), in its order.
 struct engine_options {
   unsigned threads = 1;                                 // rows of each product over this many threads
-  // How every product takes its input: automatic (llama.cpp's block types, stored or re-quantized,
-  // take activations quantized as ggml does; others FP32), fp32 (all FP32, block types decode rows:
-  // the reference), int8 (INT4/INT8 re-quantized matrices take INT8 activations; the rest automatic).
+  // How every product takes its input: automatic (as llama.cpp's CPU backend runs each weight type:
+  // llama.cpp's block types, stored or re-quantized, take activations quantized to ggml's vec_dot_type;
+  // F16 and BF16 matrices take them rounded to F16 / BF16, ggml's vec_dot_type for those types; FP32
+  // ones FP32), fp32 (all FP32, block types decode rows: the reference), int8 (INT4/INT8 re-quantized
+  // matrices take INT8 activations; the rest automatic).
   activation_type activations = activation_type::automatic;
   int max_context = 0;                                  // positions the cache may hold; 0: context_length
 };
@@ -74,14 +77,22 @@ class llama_engine {
       l.observer = &observer_;
       l.options.threads = o.threads;
       l.options.activations = o.activations == activation_type::fp32 ? activation_type::fp32 : activation_type::automatic;
+      // ggml's vec_dot_type of F16 and BF16 weights is their own type: the activations are rounded first.
+      auto rounding_of = [&](format_id f) {
+        return o.activations != activation_type::fp32 && (f == format_id::fp16 || f == format_id::bf16) ? f : format_id::fp32;
+      };
       const auto it = specs.find(m.name());
-      if (it == specs.end()) return l;
+      if (it == specs.end()) {
+        l.round_to = rounding_of(m.spec().format);
+        return l;
+      }
       ++found;
       const quant_spec& s = it->second;
       if (s.format == format_id::fp32) {
         if (!m.is_fp32()) l.decoded = m.to_float();
         return l;
       }
+      l.round_to = rounding_of(s.format);
       l.quantized.emplace(m.is_fp32() ? m.fp32() : m.to_float(), s, std::nullopt, m.name());
       if ((s.format == format_id::int4 || s.format == format_id::int8) && o.activations == activation_type::int8)
         l.options.activations = o.activations;
@@ -209,11 +220,19 @@ class llama_engine {
     row_matrix decoded;                         // spec fp32 for a stored-quantized matrix
     const activation_observer* observer = nullptr;
     gemv_options options;
+    format_id round_to = format_id::fp32;  // fp16 / bf16: X is rounded to that type first, as ggml does
 
-    // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller).
-    void apply_rows(const row_matrix& x, row_matrix& y) const {
+    // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller). The observer sees
+    // X as given (llama.cpp's imatrix collects the FP32 activations before ggml converts them).
+    void apply_rows(const row_matrix& x_in, row_matrix& y) const {
       if (observer && *observer)
-        for (index_t p = 0; p < x.rows(); ++p) (*observer)(source->name(), &x(p, 0), source->cols());
+        for (index_t p = 0; p < x_in.rows(); ++p) (*observer)(source->name(), &x_in(p, 0), source->cols());
+      row_matrix rounded;
+      if (round_to != format_id::fp32) {
+        const bool f16 = round_to == format_id::fp16;
+        rounded = x_in.unaryExpr([f16](float v) { return f16 ? fp16_to_fp32(fp32_to_fp16(v)) : bf16_to_fp32(fp32_to_bf16(v)); });
+      }
+      const row_matrix& x = round_to != format_id::fp32 ? rounded : x_in;
       if (quantized) {
         y = quantized->forward(x);
         return;
