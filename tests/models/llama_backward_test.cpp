@@ -2,7 +2,7 @@
 // the tests' double-precision forward (support/naive_llama.hpp, which shares no code with the engine),
 // on every parameter of small seeded models: GQA, a partial RoPE with frequency factors and linear
 // scaling, a classifier tied to the embedding, qwen2's q/k/v biases with NEOX RoPE, qwen3's head norms,
-// phi3's fused matrices;
+// phi3's fused matrices, heads wider than dim / n_heads (q_dim != dim, as qwen3's key_length gives);
 // the losses' gradients against their definitions; the
 // straight-through gradient of a re-quantized matrix; refusals.
 #include <catch2/catch.hpp>
@@ -39,28 +39,44 @@ struct variant {
   bool qwen2 = false;         // q/k/v biases, NEOX RoPE
   bool qwen3 = false;         // head norms on q and k, NEOX RoPE
   bool fused = false;         // phi3's fused [wq; wk; wv] and [gate; up], NEOX RoPE
+  int head_dim = 0;           // > 0: heads of this many values (key_length), so q_dim != dim: wq, wk, wv and
+                              // wo are the extras' (qwen3's shapes: Qwen3-0.6B has 16 heads of 128 on 1024)
 };
 
-// The parameters a variant adds to the checkpoint's, per layer (seeded; the test perturbs the norms').
+// The parameters a variant adds to the checkpoint's, per layer (seeded; the test perturbs them), for heads
+// of head_dim values (0: the checkpoint's); with head_dim, also the attention's matrices of that shape.
 struct extras {
   std::vector<Eigen::VectorXf> bq, bk, bv, q_norm, k_norm;
+  std::vector<row_matrix> wq, wk, wv, wo;
 };
-extras make_extras(const mixprec::llama2c::checkpoint& ck) {
-  std::mt19937 gen(23);
+extras make_extras(const mixprec::llama2c::checkpoint& ck, int head_dim = 0) {
+  std::mt19937 gen(head_dim > 0 ? 29 : 23);
   std::normal_distribution<float> normal(0.0f, 0.5f);
   const auto vec = [&](index_t n, float mean) {
     Eigen::VectorXf v(n);
     for (index_t i = 0; i < n; ++i) v[i] = mean + normal(gen);
     return v;
   };
+  const auto mat = [&](index_t rows, index_t cols) {
+    row_matrix w(rows, cols);
+    const float sd = 1.0f / std::sqrt(static_cast<float>(cols));
+    for (index_t i = 0; i < w.size(); ++i) w.data()[i] = 2.0f * sd * normal(gen);
+    return w;
+  };
   extras e;
-  const int hs = ck.cfg.head_size(), kv = hs * ck.cfg.n_kv_heads;
+  const int hs = head_dim > 0 ? head_dim : ck.cfg.head_size(), q = hs * ck.cfg.n_heads, kv = hs * ck.cfg.n_kv_heads;
   for (int l = 0; l < ck.cfg.n_layers; ++l) {
-    e.bq.push_back(vec(ck.cfg.dim, 0.0f));
+    e.bq.push_back(vec(q, 0.0f));
     e.bk.push_back(vec(kv, 0.0f));
     e.bv.push_back(vec(kv, 0.0f));
     e.q_norm.push_back(vec(hs, 1.0f));
     e.k_norm.push_back(vec(hs, 1.0f));
+    if (head_dim > 0) {
+      e.wq.push_back(mat(q, ck.cfg.dim));
+      e.wk.push_back(mat(kv, ck.cfg.dim));
+      e.wv.push_back(mat(kv, ck.cfg.dim));
+      e.wo.push_back(mat(ck.cfg.dim, q));
+    }
   }
   return e;
 }
@@ -68,7 +84,18 @@ extras make_extras(const mixprec::llama2c::checkpoint& ck) {
 models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const variant& v, const extras& e = {}) {
   models::llama_model m = models::from_llama2c(ck);
   if (v.qwen2 || v.qwen3 || v.fused) m.config.rope = models::llama_config::rope_type::neox;
+  if (v.head_dim > 0) {
+    m.config.head_dim = v.head_dim;
+    m.config.rope_dim = v.head_dim;
+  }
   for (std::size_t l = 0; l < m.layers.size(); ++l) {
+    if (v.head_dim > 0) {
+      models::llama_layer& w = m.layers[l];
+      w.wq = models::llama_matrix(w.wq.name(), e.wq[l]);
+      w.wk = models::llama_matrix(w.wk.name(), e.wk[l]);
+      w.wv = models::llama_matrix(w.wv.name(), e.wv[l]);
+      w.wo = models::llama_matrix(w.wo.name(), e.wo[l]);
+    }
     if (v.qwen2) {
       m.layers[l].bq = e.bq[l];
       m.layers[l].bk = e.bk[l];
@@ -180,12 +207,14 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
   std::normal_distribution<float> normal(0.0f, 2.0f);
   for (index_t i = 0; i < reference.size(); ++i) reference.data()[i] = normal(gen);
 
-  extras ex = make_extras(base);
+  extras ex_base = make_extras(base), ex_wide = make_extras(base, 6);
   for (const variant v : {variant{"llama2.c"}, variant{"partial RoPE, factors, scaling", true, false}, variant{"tied classifier", false, true},
                           variant{"qwen2: q/k/v biases, NEOX RoPE", false, false, true, false},
                           variant{"qwen3: head norms, NEOX RoPE, partial", true, false, false, true},
-                          variant{"phi3: fused wqkv and gate-up", false, false, false, false, true}}) {
+                          variant{"phi3: fused wqkv and gate-up", false, false, false, false, true},
+                          variant{"qwen3 with heads of 6 on a width of 16: q_dim 24, kv_dim 12", false, false, false, true, false, 6}}) {
     SECTION(v.name) {
+      extras& ex = v.head_dim > 0 ? ex_wide : ex_base;
       const models::llama_model m = make_model(base, v, ex);
       const engine_gradients g_nll = engine_grad(m, tokens, reference, false);
       const engine_gradients g_kl = engine_grad(m, tokens, reference, true);
@@ -236,13 +265,16 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
           };
         };
         const index_t q_rows = w.wq.rows(), kv_rows = w.wk.rows(), hidden = w.w1.rows();
+        const auto li = static_cast<std::size_t>(l);
+        // With v.head_dim the attention's matrices are the extras' (the checkpoint's are not used).
+        const bool wide = v.head_dim > 0;
         for (auto [n, mat, fused, first] :
-             {std::tuple{"wq", &w.wq, "wqkv", index_t{0}}, {"wk", &w.wk, "wqkv", q_rows}, {"wv", &w.wv, "wqkv", q_rows + kv_rows},
-              {"wo", &w.wo, "", index_t{0}}, {"w1", &w.w1, "w13", index_t{0}}, {"w2", &w.w2, "", index_t{0}}, {"w3", &w.w3, "w13", hidden}})
+             {std::tuple{"wq", wide ? &ex.wq[li] : &w.wq, "wqkv", index_t{0}}, {"wk", wide ? &ex.wk[li] : &w.wk, "wqkv", q_rows},
+              {"wv", wide ? &ex.wv[li] : &w.wv, "wqkv", q_rows + kv_rows}, {"wo", wide ? &ex.wo[li] : &w.wo, "", index_t{0}},
+              {"w1", &w.w1, "w13", index_t{0}}, {"w2", &w.w2, "", index_t{0}}, {"w3", &w.w3, "w13", hidden}})
           tensors.push_back({p + n, mat->data(), mat->size(), mat->cols(),
                              v.fused && *fused ? std::function<double(const engine_gradients&, index_t)>(part_grad(p + fused, first))
                                                : matrix_grad(p + n)});
-        const auto li = static_cast<std::size_t>(l);
         tensors.push_back({p + "attn_norm", w.rms_att.data(), w.rms_att.size(), 1,
                            [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.attn_norm[li][i]); }});
         tensors.push_back({p + "ffn_norm", w.rms_ffn.data(), w.rms_ffn.size(), 1,
