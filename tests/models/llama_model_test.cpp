@@ -30,6 +30,8 @@
 #include "mixprec/io/gguf.hpp"
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
+#include "mixprec/models/llama/backward.hpp"
+#include "mixprec/models/llama/verify.hpp"
 
 namespace {
 
@@ -477,8 +479,16 @@ TEST_CASE("malformed or unsupported GGUFs are typed errors naming the key or ten
       {"no-blocks", {.kvs = [](gguf::metadata& k) { k.erase("llama.block_count"); }}, errc::parse_error, "llama.block_count"},
       {"eps-type", {.kvs = [](gguf::metadata& k) { k.set("llama.attention.layer_norm_rms_epsilon", gguf::value("1e-5")); }}, errc::parse_error,
        "llama.attention.layer_norm_rms_epsilon"},
-      {"experts", {.kvs = [](gguf::metadata& k) { k.set("llama.expert_count", gguf::value(std::uint32_t{8})); }}, errc::unsupported,
-       "llama.expert_count"},
+      // Experts in a llama file: the count of those used is needed, then the router of each layer.
+      {"experts", {.kvs = [](gguf::metadata& k) { k.set("llama.expert_count", gguf::value(std::uint32_t{8})); }}, errc::parse_error,
+       "llama.expert_used_count"},
+      {"experts-dense",
+       {.kvs =
+            [](gguf::metadata& k) {
+              k.set("llama.expert_count", gguf::value(std::uint32_t{8}));
+              k.set("llama.expert_used_count", gguf::value(std::uint32_t{2}));
+            }},
+       errc::parse_error, "blk.0.ffn_gate_inp.weight"},
       {"heads", {.kvs = [](gguf::metadata& k) { k.set("llama.attention.head_count_kv", gguf::value(std::uint32_t{3})); }}, errc::parse_error,
        "head_count_kv"},
       {"missing-tensor", {.keep = [](const gguf::tensor_info& t) { return t.name != "blk.1.ffn_up.weight"; }}, errc::parse_error,
@@ -799,4 +809,142 @@ TEST_CASE("calibration_streams: exactly one source, each cut as its own function
   CHECK_FALSE(k.bos_first);
   CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.tokens_path = ids.string(), .length = 1}); }) == errc::invalid_argument);
   CHECK(error_code_of([&] { (void)models::calibration_streams(g, m, {.text_path = text.string(), .max_streams = 0}); }) == errc::invalid_argument);
+}
+
+// A mixture-of-experts copy of the dense model m: E experts, K used, each expert's FFN the dense FFN
+// (gate_exps etc. stacked E times), a router of seeded values.
+models::llama_model experts_of(const models::llama_model& m, int E, int K, bool norm) {
+  models::llama_model x = m;
+  x.config.n_expert = E;
+  x.config.n_expert_used = K;
+  x.config.expert_hidden_dim = m.config.hidden_dim;
+  x.config.expert_weights_norm = norm;
+  std::mt19937 gen(5);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (std::size_t l = 0; l < x.layers.size(); ++l) {
+    models::llama_layer& w = x.layers[l];
+    const auto stack = [&](const models::llama_matrix& d, const std::string& name) {
+      mixprec::row_matrix s(d.rows() * E, d.cols());
+      for (int e = 0; e < E; ++e) s.middleRows(e * d.rows(), d.rows()) = d.fp32();
+      return models::llama_matrix(name, std::move(s));
+    };
+    const std::string p = "blk." + std::to_string(l) + ".";
+    w.gate_exps = stack(w.gate, p + "ffn_gate_exps.weight");
+    w.up_exps = stack(w.up, p + "ffn_up_exps.weight");
+    w.down_exps = stack(w.down, p + "ffn_down_exps.weight");
+    mixprec::row_matrix router(E, m.config.dim);
+    for (mixprec::index_t i = 0; i < router.size(); ++i) router.data()[i] = normal(gen);
+    w.gate_inp = models::llama_matrix(p + "ffn_gate_inp.weight", std::move(router));
+    w.gate = w.up = w.down = models::llama_matrix();
+  }
+  x.validate();
+  return x;
+}
+
+TEST_CASE("mixture of experts: routing, weights, decode against prefill, refusals", "[models][llama][moe]") {
+  const models::llama_model dense = models::from_llama2c(tiny().ck);
+  std::vector<int> tokens = {1};
+  for (int p = 1; p < 24; ++p) tokens.push_back(3 + (p * 37) % 200);
+  models::llama_engine de(dense);
+  const mixprec::row_matrix want = de.logits(tokens);
+  const auto rel = [&](const mixprec::row_matrix& z) { return static_cast<double>((z - want).cwiseAbs().maxCoeff() / want.cwiseAbs().maxCoeff()); };
+
+  // One expert, always chosen with weight 1: the dense model's values exactly.
+  {
+    const models::llama_model one = experts_of(dense, 1, 1, false);
+    models::llama_engine e(one);
+    CHECK(e.logits(tokens) == want);
+  }
+  // Identical experts, 2 of 3 chosen: weights renormalised to sum 1 give the dense model (up to rounding);
+  // without renormalisation the output is scaled by the two chosen probabilities' sum (< 1), not the dense one.
+  {
+    const models::llama_model normed = experts_of(dense, 3, 2, true), raw = experts_of(dense, 3, 2, false);
+    models::llama_engine en(normed), er(raw);
+    const mixprec::row_matrix zn = en.logits(tokens), zr = er.logits(tokens);
+    CHECK(rel(zn) < 1e-5);
+    CHECK(rel(zr) > 1e-3);
+    // Decoding token by token continues from the same cache and routes each token alike.
+    er.reset();
+    for (int p = 0; p < static_cast<int>(tokens.size()); ++p) {
+      const Eigen::VectorXf& z = er.forward(tokens[static_cast<std::size_t>(p)], p);
+      CHECK((z.transpose() - zr.row(p)).cwiseAbs().maxCoeff() <= 1e-5f * zr.cwiseAbs().maxCoeff());
+    }
+    // A plan's spec for a stack re-quantizes each expert (q8_0: close to FP32; and the stack counts its bytes).
+    models::llama_engine eq(raw, {{"blk.0.ffn_up_exps.weight", mixprec::ggml_spec(mixprec::ggml_type::q8_0)}});
+    const mixprec::row_matrix zq = eq.logits(tokens);
+    CHECK((zq - zr).cwiseAbs().maxCoeff() > 0.0f);
+    CHECK((zq - zr).cwiseAbs().maxCoeff() < 0.05f * zr.cwiseAbs().maxCoeff());
+    CHECK(eq.matrix_bytes() < er.matrix_bytes());
+    // The router is not a plan's matrix: a spec naming it is refused.
+    const auto e = mixprec::test::error_of(
+        [&] { models::llama_engine bad(raw, {{"blk.0.ffn_gate_inp.weight", mixprec::ggml_spec(mixprec::ggml_type::q8_0)}}); });
+    REQUIRE(e);
+    CHECK(e->code() == errc::invalid_argument);
+    // What does not handle experts yet says so.
+    for (auto run : std::vector<std::function<void()>>{[&] { models::llama_backprop bp(er); },
+                                                       [&] { (void)models::plan_verifier(raw, 1, {}); }}) {
+      const auto r = mixprec::test::error_of(run);
+      REQUIRE(r);
+      CHECK(r->code() == errc::unsupported);
+      CHECK_THAT(r->what(), Catch::Contains("mixture-of-experts"));
+    }
+  }
+  // validate(): experts beside a dense FFN, or more used than there are.
+  {
+    models::llama_model both = experts_of(dense, 2, 1, true);
+    both.layers[0].gate = dense.layers[0].gate;
+    models::llama_model over = experts_of(dense, 2, 1, true);
+    over.config.n_expert_used = 3;
+    for (const models::llama_model* bad : {&both, &over}) {
+      const auto r = mixprec::test::error_of([&] { bad->validate(); });
+      REQUIRE(r);
+      CHECK(r->code() == errc::invalid_argument);
+    }
+  }
+}
+
+TEST_CASE("mixture-of-experts GGUFs with missing or inconsistent parts are typed errors", "[models][llama][moe][errors]") {
+  const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
+  auto load_error = [](const std::string& path) { return mixprec::test::error_of([&] { (void)models::load_gguf(path); }); };
+  const std::string moe = (work_dir() / "qwen3moe-base.gguf").string(), qwen2 = (work_dir() / "qwen2-moe-base.gguf").string();
+  mixprec::test::write_tiny_arch(moe, mixprec::test::tiny_arch_defaults("qwen3moe"), vocab);
+  mixprec::test::write_tiny_arch(qwen2, mixprec::test::tiny_arch_defaults("qwen2"), vocab);
+  const models::llama_model m = models::load_gguf(moe);
+  CHECK(m.config.n_expert == 8);
+  CHECK(m.config.n_expert_used == 3);
+  CHECK(m.config.expert_hidden_dim == 32);
+  CHECK(m.layers[1].down_exps.rows() == 8 * 64);
+  CHECK(m.matrices().size() == 2 * 7 + 1);  // q k v o, three stacks per layer; the classifier
+  struct case_ {
+    const char* name;
+    const std::string* src;
+    edits e;
+    errc code;
+    const char* names;
+  };
+  const std::vector<case_> cases = {
+      {"no-count", &moe, {.kvs = [](gguf::metadata& k) { k.erase("qwen3moe.expert_count"); }}, errc::parse_error, "qwen3moe.expert_count"},
+      {"no-used", &moe, {.kvs = [](gguf::metadata& k) { k.erase("qwen3moe.expert_used_count"); }}, errc::parse_error,
+       "qwen3moe.expert_used_count"},
+      {"used-over", &moe, {.kvs = [](gguf::metadata& k) { k.set("qwen3moe.expert_used_count", gguf::value(std::uint32_t{9})); }},
+       errc::parse_error, "qwen3moe.expert_used_count"},
+      {"groups", &moe, {.kvs = [](gguf::metadata& k) { k.set("qwen3moe.expert_group_count", gguf::value(std::uint32_t{2})); }},
+       errc::unsupported, "qwen3moe.expert_group_count"},
+      {"stack-shape", &moe, {.tensor = [](gguf::tensor_source& s) {
+                               if (s.name == "blk.1.ffn_up_exps.weight") s.dims = {64, 64, 4};  // the same bytes, other dims
+                             }},
+       errc::shape_mismatch, "blk.1.ffn_up_exps.weight"},
+      {"no-router", &moe, {.keep = [](const gguf::tensor_info& t) { return t.name != "blk.0.ffn_gate_inp.weight"; }}, errc::parse_error,
+       "blk.0.ffn_gate_inp.weight"},
+      {"dense-experts", &qwen2, {.kvs = [](gguf::metadata& k) { k.set("qwen2.expert_count", gguf::value(std::uint32_t{4})); }},
+       errc::unsupported, "qwen2.expert_count"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto e = load_error(edited_gguf(*c.src, c.e, std::string(c.name) + ".gguf"));
+    REQUIRE(e);
+    INFO(e->what());
+    CHECK(e->code() == c.code);
+    CHECK_THAT(e->what(), Catch::Contains(c.names));
+  }
 }

@@ -1,8 +1,9 @@
 // Seeded random-weight GGUFs of the architectures the engine runs ("llama" as Llama 3 has it, "qwen2",
-// "qwen3", "phi3"), written by the tests themselves with the structure llama.cpp loads for each: the keys under
+// "qwen3", "phi3", "qwen2moe", "qwen3moe", and "llama" with experts as Mixtral), written by the tests
+// themselves with the structure llama.cpp loads for each: the keys under
 // the architecture's prefix, the tensors of its graph (qwen2's q/k/v biases, qwen3's head norms and a
 // head size other than dim / n_heads, Llama 3's rope_freqs and large RoPE base, phi3's fused attn_qkv and
-// ffn_up of gate and up), F32 throughout. The
+// ffn_up of gate and up, the MoEs' router, 3-D expert stacks and qwen2moe's shared expert), F32 throughout. The
 // vocabulary is another GGUF's (every "tokenizer." key copied, e.g. from the converted tiny_llama), so
 // that llama.cpp loads the file; the vocabulary size follows from it. No weight is trained: the logits
 // of these models are what a random network computes, varied enough to compare two engines on.
@@ -23,7 +24,7 @@
 namespace mixprec::test {
 
 struct tiny_arch_options {
-  std::string arch = "llama";  // "llama", "qwen2", "qwen3" or "phi3"
+  std::string arch = "llama";  // "llama", "qwen2", "qwen3", "phi3", "qwen2moe" or "qwen3moe"
   int dim = 64;
   int hidden_dim = 96;
   int n_layers = 2;
@@ -35,6 +36,10 @@ struct tiny_arch_options {
   float rms_eps = 1e-6f;
   bool tied = false;            // no output.weight: the embedding is the classifier
   bool rope_freqs = false;      // rope_freqs.weight ("llama" only), factors in [1, 4]
+  int n_expert = 0;             // > 0: a mixture of experts ("llama" as Mixtral, "qwen2moe", "qwen3moe")
+  int n_expert_used = 0;
+  int expert_hidden_dim = 0;    // the Qwen MoEs' expert_feed_forward_length ("llama": hidden_dim)
+  int shared_hidden_dim = 0;    // "qwen2moe": the shared expert's width
   std::uint32_t seed = 1;
 };
 
@@ -57,6 +62,24 @@ inline tiny_arch_options tiny_arch_defaults(const std::string& arch) {
   } else if (arch == "phi3") {
     o.n_kv_heads = o.n_heads;  // Phi-3-mini has no GQA (Phi-4-mini has)
     o.rms_eps = 1e-5f;
+  } else if (arch == "mixtral") {  // "llama" with 4 experts of feed_forward_length, 2 used per token
+    o.arch = "llama";
+    o.rope_theta = 1000000.0f;
+    o.rms_eps = 1e-5f;
+    o.n_expert = 4;
+    o.n_expert_used = 2;
+  } else if (arch == "qwen2moe") {  // biases, 4 experts of 32, 2 used, a shared expert of 64
+    o.rope_theta = 1000000.0f;
+    o.n_expert = 4;
+    o.n_expert_used = 2;
+    o.expert_hidden_dim = 32;
+    o.shared_hidden_dim = 64;
+  } else if (arch == "qwen3moe") {  // head norms, heads of 32, 8 experts of 32, 3 used
+    o.head_dim = 32;
+    o.rope_theta = 1000000.0f;
+    o.n_expert = 8;
+    o.n_expert_used = 3;
+    o.expert_hidden_dim = 32;
   }
   return o;
 }
@@ -67,7 +90,8 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
   if (!tokens || !tokens->get_if<gguf::array>()) throw std::invalid_argument("write_tiny_arch: the tokenizer has no tokenizer.ggml.tokens");
   const int vocab = static_cast<int>(tokens->get_if<gguf::array>()->items.size());
   const int hs = o.head_dim > 0 ? o.head_dim : o.dim / o.n_heads, q_dim = hs * o.n_heads, kv_dim = hs * o.n_kv_heads;
-  const bool qwen2 = o.arch == "qwen2", qwen3 = o.arch == "qwen3", phi3 = o.arch == "phi3";
+  const bool qwen2 = o.arch == "qwen2" || o.arch == "qwen2moe", qwen3 = o.arch == "qwen3" || o.arch == "qwen3moe", phi3 = o.arch == "phi3";
+  const int expert_ff = o.arch == "llama" ? o.hidden_dim : o.expert_hidden_dim;
 
   gguf::metadata kvs;
   const std::string k = o.arch + ".";
@@ -90,6 +114,12 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
   kvs.set(k + "rope.dimension_count", u32(hs));
   kvs.set(k + "rope.freq_base", gguf::value(o.rope_theta));
   kvs.set(k + "attention.layer_norm_rms_epsilon", gguf::value(o.rms_eps));
+  if (o.n_expert > 0) {
+    kvs.set(k + "expert_count", u32(o.n_expert));
+    kvs.set(k + "expert_used_count", u32(o.n_expert_used));
+    if (o.arch != "llama") kvs.set(k + "expert_feed_forward_length", u32(o.expert_hidden_dim));
+    if (o.shared_hidden_dim > 0) kvs.set(k + "expert_shared_feed_forward_length", u32(o.shared_hidden_dim));
+  }
   for (const gguf::kv& e : tokenizer)
     if (e.key.starts_with("tokenizer.")) kvs.set(e.key, e.val);
 
@@ -143,6 +173,21 @@ inline void write_tiny_arch(const std::string& path, const tiny_arch_options& o,
     }
     matrix(p + "attn_output.weight", o.dim, q_dim, 1.0f);
     add(p + "ffn_norm.weight", {u(o.dim)}, 1.0f, 0.1f);
+    if (o.n_expert > 0) {
+      // The router with a large gain, so that the experts' probabilities are far from ties.
+      matrix(p + "ffn_gate_inp.weight", o.n_expert, o.dim, 4.0f);
+      const float sd = 1.0f / std::sqrt(static_cast<float>(o.dim));
+      add(p + "ffn_gate_exps.weight", {u(o.dim), u(expert_ff), u(o.n_expert)}, 0.0f, sd);
+      add(p + "ffn_up_exps.weight", {u(o.dim), u(expert_ff), u(o.n_expert)}, 0.0f, sd);
+      add(p + "ffn_down_exps.weight", {u(expert_ff), u(o.dim), u(o.n_expert)}, 0.0f, 1.0f / std::sqrt(static_cast<float>(expert_ff)));
+      if (o.shared_hidden_dim > 0) {
+        add(p + "ffn_gate_inp_shexp.weight", {u(o.dim)}, 0.0f, 1.0f / std::sqrt(static_cast<float>(o.dim)));
+        matrix(p + "ffn_gate_shexp.weight", o.shared_hidden_dim, o.dim, 1.0f);
+        matrix(p + "ffn_up_shexp.weight", o.shared_hidden_dim, o.dim, 1.0f);
+        matrix(p + "ffn_down_shexp.weight", o.dim, o.shared_hidden_dim, 1.0f);
+      }
+      continue;
+    }
     if (phi3) {
       matrix(p + "ffn_up.weight", 2 * o.hidden_dim, o.dim, 1.0f);  // gate's rows, then up's
     } else {

@@ -73,7 +73,8 @@ struct loss_gradient {
 // Throws what the engine throws (errc::invalid_argument for tokens, errc::shape_mismatch for sizes).
 class llama_backprop {
  public:
-  explicit llama_backprop(llama_engine& engine) : engine_(engine) {}
+  // Throws errc::unsupported for a mixture-of-experts model (not implemented yet).
+  explicit llama_backprop(llama_engine& engine) : engine_(engine) { refuse_experts(engine.config(), "the backward pass"); }
 
   // The logits (T x vocab) of `tokens` from position 0, as llama_engine::logits computes them; keeps
   // the residual stream entering every layer until the next forward().

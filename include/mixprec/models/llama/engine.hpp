@@ -71,22 +71,26 @@ class llama_engine {
     if (o.max_context < 0) throw error(errc::invalid_argument, "llama_engine: max_context must be >= 0");
     max_context_ = o.max_context > 0 ? std::min(o.max_context, cfg_.context_length) : cfg_.context_length;
     std::size_t found = 0;
-    auto make = [&](const llama_matrix& m) {
+    // ggml's vec_dot_type of F16 and BF16 weights is their own type: the activations are rounded first.
+    auto rounding_of = [&](format_id f) {
+      return o.activations != activation_type::fp32 && (f == format_id::fp16 || f == format_id::bf16) ? f : format_id::fp32;
+    };
+    // A product of m as stored (seen by the observer when `observed`).
+    auto as_stored = [&](const llama_matrix& m, bool observed) {
       linear l;
       l.source = &m;
-      l.observer = &observer_;
+      l.observer = observed ? &observer_ : nullptr;
       l.options.threads = o.threads;
       l.options.activations = o.activations == activation_type::fp32 ? activation_type::fp32 : activation_type::automatic;
-      // ggml's vec_dot_type of F16 and BF16 weights is their own type: the activations are rounded first.
-      auto rounding_of = [&](format_id f) {
-        return o.activations != activation_type::fp32 && (f == format_id::fp16 || f == format_id::bf16) ? f : format_id::fp32;
-      };
+      l.round_to = rounding_of(m.spec().format);
+      return l;
+    };
+    auto make = [&](const llama_matrix& m) {
+      linear l = as_stored(m, true);
       const auto it = specs.find(m.name());
-      if (it == specs.end()) {
-        l.round_to = rounding_of(m.spec().format);
-        return l;
-      }
+      if (it == specs.end()) return l;
       ++found;
+      l.round_to = format_id::fp32;
       const quant_spec& s = it->second;
       if (s.format == format_id::fp32) {
         if (!m.is_fp32()) l.decoded = m.to_float();
@@ -99,8 +103,45 @@ class llama_engine {
       l.quantized->set_options(l.options);
       return l;
     };
-    for (const llama_layer& w : model.layers)
-      layers_.push_back({make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down), make(w.wqkv), make(w.gate_up)});
+    // An expert stack runs one expert's rows at a time: per expert a linear over its rows (re-quantized
+    // by a spec: each expert on its own, as llama.cpp quantizes a 3-D tensor). The observer sees no
+    // expert's or router's input (the imatrix of a stack is per expert; not collected here).
+    auto experts = [&](const llama_matrix& m, index_t rows_per_expert) {
+      std::vector<linear> out;
+      if (!m.present()) return out;
+      const auto it = specs.find(m.name());
+      if (it != specs.end()) ++found;
+      const bool requantize = it != specs.end() && it->second.format != format_id::fp32;  // by the spec
+      const bool decode = it != specs.end() && !requantize && !m.is_fp32();               // spec fp32 of a stored stack
+      const row_matrix values = requantize || decode ? m.to_float() : row_matrix();
+      for (index_t e = 0; e * rows_per_expert < m.rows(); ++e) {
+        linear l = as_stored(m, false);
+        l.row0 = e * rows_per_expert;
+        l.n_rows = rows_per_expert;
+        if (decode) {
+          l.round_to = format_id::fp32;
+          l.decoded = values.middleRows(l.row0, rows_per_expert);
+          l.row0 = 0;
+        } else if (requantize) {
+          l.round_to = rounding_of(it->second.format);
+          l.quantized.emplace(values.middleRows(l.row0, rows_per_expert), it->second, std::nullopt, m.name());
+          l.quantized->set_options(l.options);
+        }
+        out.push_back(std::move(l));
+      }
+      return out;
+    };
+    for (const llama_layer& w : model.layers) {
+      layer_linears l{make(w.wq), make(w.wk), make(w.wv), make(w.wo), make(w.gate), make(w.up), make(w.down), make(w.wqkv), make(w.gate_up),
+                      make(w.gate_shexp), make(w.up_shexp), make(w.down_shexp), {}, {}, {}, {}};
+      if (cfg_.n_expert > 0) {
+        l.router = as_stored(w.gate_inp, false);  // never re-quantized (not among llama_layer::matrices())
+        l.gate_exps = experts(w.gate_exps, cfg_.expert_hidden_dim);
+        l.up_exps = experts(w.up_exps, cfg_.expert_hidden_dim);
+        l.down_exps = experts(w.down_exps, cfg_.dim);
+      }
+      layers_.push_back(std::move(l));
+    }
     classifier_ = make(model.classifier());
     if (found != specs.size())
       for (const auto& [name, s] : specs) {
@@ -128,11 +169,15 @@ class llama_engine {
   void observe(activation_observer fn) { observer_ = std::move(fn); }
 
   // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' products
-  // (llama_layer::matrices()) and the classifier; norms and the embedding lookup excluded.
+  // (llama_layer::matrices()) and the classifier; norms, routers and the embedding lookup excluded.
   [[nodiscard]] std::size_t matrix_bytes() const {
     std::size_t b = classifier_.bytes();
-    for (const auto& l : layers_)
-      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down, &l.wqkv, &l.gate_up}) b += m->bytes();
+    for (const auto& l : layers_) {
+      for (const linear* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down, &l.wqkv, &l.gate_up, &l.gate_shexp, &l.up_shexp, &l.down_shexp})
+        b += m->bytes();
+      for (const auto* stack : {&l.gate_exps, &l.up_exps, &l.down_exps})
+        for (const linear& e : *stack) b += e.bytes();
+    }
     return b;
   }
 
@@ -221,6 +266,9 @@ class llama_engine {
     const activation_observer* observer = nullptr;
     gemv_options options;
     format_id round_to = format_id::fp32;  // fp16 / bf16: X is rounded to that type first, as ggml does
+    // The rows of source this product runs (one expert of a stack), n_rows < 0: all. A re-quantized or
+    // decoded expert holds only its rows (row0 0).
+    index_t row0 = 0, n_rows = -1;
 
     // Y = X W^T for a batch of rows (X: T x cols, Y: T x rows, sized by the caller). The observer sees
     // X as given (llama.cpp's imatrix collects the FP32 activations before ggml converts them).
@@ -239,16 +287,27 @@ class llama_engine {
       }
       const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() ? &source->fp32() : nullptr;
       if (!w) {
-        gemm(source->stored(), x, y, options);
+        if (n_rows < 0 || n_rows == source->rows()) {
+          gemm(source->stored(), x, y, options);
+        } else {  // one expert of a stored stack: its rows' bytes, copied for the call (no second copy of the stack)
+          const quantized_tensor& all = source->stored();
+          if (!all.scale_bytes().empty() || !all.zero_point_bytes().empty())
+            throw error(errc::unsupported, "llama_engine: '" + source->name() + "' stores scales apart from its rows; an expert cannot be cut from it");
+          const auto rb = all.row_bytes();
+          const auto first = all.codes().begin() + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(row0) * rb);
+          const quantized_tensor part(all.spec(), n_rows, all.cols(),
+                                      std::vector<std::uint8_t>(first, first + static_cast<std::ptrdiff_t>(static_cast<std::size_t>(n_rows) * rb)), {}, {});
+          gemm(part, x, y, options);
+        }
         return;
       }
       // Fixed blocks of output columns, so that no value depends on the thread count.
       constexpr index_t block = 256;
-      const index_t rows = w->rows();
+      const index_t first_row = decoded.size() ? 0 : row0, rows = n_rows < 0 ? w->rows() : n_rows;
       const auto blocks = static_cast<std::size_t>((rows + block - 1) / block);
       mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
         const index_t r0 = static_cast<index_t>(b) * block, n = std::min(block, rows - r0);
-        y.middleCols(r0, n).noalias() = x * w->middleRows(r0, n).transpose();
+        y.middleCols(r0, n).noalias() = x * w->middleRows(first_row + r0, n).transpose();
       });
     }
     // dX = dY W (T x cols) for dY (T x rows): the gradient reaching this product's input, through the
@@ -274,11 +333,15 @@ class llama_engine {
     [[nodiscard]] std::size_t bytes() const noexcept {
       if (quantized) return quantized->weight().bytes();
       if (decoded.size()) return static_cast<std::size_t>(decoded.size()) * sizeof(float);
+      if (n_rows >= 0 && source->rows() > 0)
+        return source->bytes() / static_cast<std::size_t>(source->rows()) * static_cast<std::size_t>(n_rows);
       return source->bytes();
     }
   };
   struct layer_linears {
     linear wq, wk, wv, wo, gate, up, down, wqkv, gate_up;  // the absent ones have no rows
+    linear gate_shexp, up_shexp, down_shexp, router;       // a mixture-of-experts layer's
+    std::vector<linear> gate_exps, up_exps, down_exps;     // per expert
   };
 
   // The one layer pass (run_layer's checks done by the caller): x holds the residual stream of T
@@ -363,6 +426,11 @@ class llama_engine {
     lin.wo.apply_rows(att, o);
     x += o;
     n = rms_norm_rows(x, w.ffn_norm, cfg_.rms_eps);
+    if (cfg_.n_expert > 0) {
+      if (trace) throw error(errc::unsupported, "llama_engine: no trace (backward pass) through a mixture-of-experts layer");
+      x += moe_ffn(lin, w, n);
+      return;
+    }
     row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
     if (w.gate_up.present()) {
       row_matrix gu(T, 2 * static_cast<index_t>(cfg_.hidden_dim));
@@ -384,6 +452,80 @@ class llama_engine {
     lin.down.apply_rows(g, o);
     if (trace) trace->act = g;
     x += o;
+  }
+
+  // A mixture-of-experts FFN on n (T x dim), as llama.cpp's build_moe_ffn with softmax gating: per
+  // token the router's softmax over all experts (in ggml's arithmetic: exp(z - max) summed in double,
+  // times the reciprocal), the n_expert_used largest (ties to the lower expert), their probabilities
+  // as weights (divided by their sum, at least 2^-14, when expert_weights_norm), each chosen expert's
+  // SwiGLU FFN times its weight, summed in the order chosen; then the shared expert's SwiGLU FFN times
+  // sigmoid(gate_inp_shexp . n) when the model has one. Each expert runs once on the rows routed to it.
+  [[nodiscard]] row_matrix moe_ffn(const layer_linears& lin, const llama_layer& w, const row_matrix& n) const {
+    const index_t T = n.rows();
+    const int E = cfg_.n_expert, K = cfg_.n_expert_used;
+    row_matrix logits(T, E);
+    lin.router.apply_rows(n, logits);
+    std::vector<int> chosen(static_cast<std::size_t>(T * K));
+    std::vector<float> weight(chosen.size());
+    std::vector<int> order(static_cast<std::size_t>(E));
+    for (index_t p = 0; p < T; ++p) {
+      float* z = &logits(p, 0);
+      const float mx = *std::max_element(z, z + E);
+      double sum = 0.0;
+      for (int e = 0; e < E; ++e) sum += static_cast<double>(z[e] = std::exp(z[e] - mx));
+      const auto inv = static_cast<float>(1.0 / sum);
+      for (int e = 0; e < E; ++e) z[e] *= inv;
+      for (int e = 0; e < E; ++e) order[static_cast<std::size_t>(e)] = e;
+      std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+      double chosen_sum = 0.0;
+      for (int k = 0; k < K; ++k) chosen_sum += z[order[static_cast<std::size_t>(k)]];
+      const float norm = cfg_.expert_weights_norm ? std::max(static_cast<float>(chosen_sum), 6.103515625e-5f) : 1.0f;
+      for (int k = 0; k < K; ++k) {
+        const auto i = static_cast<std::size_t>(p * K + k);
+        chosen[i] = order[static_cast<std::size_t>(k)];
+        weight[i] = cfg_.expert_weights_norm ? z[chosen[i]] / norm : z[chosen[i]];
+      }
+    }
+    // Each expert on the rows routed to it; results kept per (token, rank) to sum in the order chosen.
+    const index_t F = cfg_.expert_hidden_dim;
+    row_matrix expert_out(T * K, cfg_.dim);
+    for (int e = 0; e < E; ++e) {
+      std::vector<index_t> slots;  // p * K + k of every (token, rank) that chose e
+      for (std::size_t i = 0; i < chosen.size(); ++i)
+        if (chosen[i] == e) slots.push_back(static_cast<index_t>(i));
+      if (slots.empty()) continue;
+      const auto R = static_cast<index_t>(slots.size());
+      row_matrix xe(R, cfg_.dim);
+      for (index_t r = 0; r < R; ++r) xe.row(r) = n.row(slots[static_cast<std::size_t>(r)] / K);
+      row_matrix g(R, F), u(R, F), d(R, cfg_.dim);
+      const auto ei = static_cast<std::size_t>(e);
+      lin.gate_exps[ei].apply_rows(xe, g);
+      lin.up_exps[ei].apply_rows(xe, u);
+      g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+      lin.down_exps[ei].apply_rows(g, d);
+      for (index_t r = 0; r < R; ++r) {
+        const index_t slot = slots[static_cast<std::size_t>(r)];
+        expert_out.row(slot) = d.row(r) * weight[static_cast<std::size_t>(slot)];
+      }
+    }
+    row_matrix out(T, cfg_.dim);
+    for (index_t p = 0; p < T; ++p) {
+      out.row(p) = expert_out.row(p * K);
+      for (int k = 1; k < K; ++k) out.row(p) += expert_out.row(p * K + k);
+    }
+    if (cfg_.shared_hidden_dim > 0) {
+      const index_t S = cfg_.shared_hidden_dim;
+      row_matrix g(T, S), u(T, S), d(T, cfg_.dim);
+      lin.gate_shexp.apply_rows(n, g);
+      lin.up_shexp.apply_rows(n, u);
+      g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
+      lin.down_shexp.apply_rows(g, d);
+      for (index_t p = 0; p < T; ++p) {
+        const float s = n.row(p).dot(w.gate_inp_shexp.transpose());
+        out.row(p) += d.row(p) * (1.0f / (1.0f + std::exp(-s)));
+      }
+    }
+    return out;
   }
 
   void check_token(int token) const {

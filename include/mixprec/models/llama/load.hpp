@@ -97,12 +97,16 @@ inline Eigen::VectorXf gguf_vector(const gguf::file& g, const std::string& name,
 }
 
 // A matrix of `rows` x `cols` (GGUF dims {cols, rows}) kept as stored: F32 as FP32, the others as a
-// quantized_tensor holding the file's bytes.
-inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, int rows, int cols) {
-  const gguf::tensor_info& t = gguf_tensor(g, name, {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)});
+// quantized_tensor holding the file's bytes. With experts > 0, a stack of that many such matrices (GGUF
+// dims {cols, rows, experts}) held as one of experts * rows rows.
+inline llama_matrix gguf_matrix(const gguf::file& g, const std::string& name, int rows, int cols, int experts = 0) {
+  std::vector<std::uint64_t> dims = {static_cast<std::uint64_t>(cols), static_cast<std::uint64_t>(rows)};
+  if (experts > 0) dims.push_back(static_cast<std::uint64_t>(experts));
+  const gguf::tensor_info& t = gguf_tensor(g, name, dims);
   if (t.type == 0) return llama_matrix(name, g.to_float(name));
   const auto* p = reinterpret_cast<const std::uint8_t*>(t.bytes.data());
-  return llama_matrix(name, quantized_tensor(ggml_spec(static_cast<ggml_type>(t.type)), rows, cols, std::vector<std::uint8_t>(p, p + t.size), {}, {}));
+  const index_t all_rows = static_cast<index_t>(rows) * std::max(1, experts);
+  return llama_matrix(name, quantized_tensor(ggml_spec(static_cast<ggml_type>(t.type)), all_rows, cols, std::vector<std::uint8_t>(p, p + t.size), {}, {}));
 }
 
 }  // namespace detail
@@ -115,15 +119,22 @@ struct llama_architecture {
   bool qk_norm;    // attn_q_norm / attn_k_norm: required ("qwen3")
   bool rope_freqs;  // rope_freqs.weight may be present (Llama 3.1's scaling)
   bool fused;       // attn_qkv (or attn_q/k/v) and ffn_up of 2 x feed_forward_length, no ffn_gate ("phi3")
+  enum class experts { none, optional, required } moe = experts::none;  // ARCH.expert_count > 0 allowed / needed
+  bool expert_weights_norm = false;  // the chosen experts' weights renormalised (build_moe_ffn's norm_w)
+  bool shared_expert = false;        // ffn_{gate,up,down}_shexp and ffn_gate_inp_shexp ("qwen2moe")
 };
 inline constexpr llama_architecture llama_architectures[] = {
-    {"llama", llama_config::rope_type::norm, false, true, false},  // Llama 1/2/3, Mistral, llama2.c
+    // Llama 1/2/3, Mistral, llama2.c; with ARCH.expert_count, Mixtral
+    {"llama", llama_config::rope_type::norm, false, true, false, llama_architecture::experts::optional, true},
     {"qwen2", llama_config::rope_type::neox, false, false, false},  // Qwen1.5, Qwen2, Qwen2.5 (q/k/v biases)
     {"qwen3", llama_config::rope_type::neox, true, false, false},   // Qwen3 (dense)
     {"phi3", llama_config::rope_type::neox, false, false, true},    // Phi-3, Phi-3.5, Phi-4-mini (without LongRoPE factors)
+    // Qwen1.5-MoE, Qwen2-MoE (q/k/v biases, a shared expert; weights not renormalised)
+    {"qwen2moe", llama_config::rope_type::neox, false, false, false, llama_architecture::experts::required, false, true},
+    {"qwen3moe", llama_config::rope_type::neox, true, false, false, llama_architecture::experts::required, true},  // Qwen3-MoE
 };
 
-// A GGUF of general.architecture "llama", "qwen2", "qwen3" or "phi3" as a model, matrices kept as stored (see
+// A GGUF of general.architecture "llama", "qwen2", "qwen3", "phi3", "qwen2moe" or "qwen3moe" as a model, matrices kept as stored (see
 // llama_matrix) and named by their tensor names. Reads, with ARCH the architecture's name:
 // ARCH.embedding_length, feed_forward_length, block_count, attention.head_count, context_length,
 // attention.layer_norm_rms_epsilon (required), attention.head_count_kv (default head_count),
@@ -134,9 +145,15 @@ inline constexpr llama_architecture llama_architectures[] = {
 // blk.N.{attn_norm, attn_q, attn_k, attn_v, attn_output, ffn_norm, ffn_gate, ffn_up, ffn_down}, each
 // ".weight"; blk.N.attn_{q,k,v}.bias each when present (Qwen2 has them), "qwen3" blk.N.attn_q_norm
 // and attn_k_norm, "phi3" blk.N.attn_qkv (else attn_q/k/v) and an ffn_up of 2 x feed_forward_length
-// rows for gate and up (no ffn_gate; phi3's LongRoPE factors are refused). Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
+// rows for gate and up (no ffn_gate; phi3's LongRoPE factors are refused). Mixtures of experts
+// ("qwen2moe", "qwen3moe", and "llama" with ARCH.expert_count > 0 as Mixtral): ARCH.expert_count,
+// expert_used_count, expert_feed_forward_length (Qwen MoEs; default feed_forward_length /
+// expert_used_count; "llama": feed_forward_length), expert_shared_feed_forward_length ("qwen2moe";
+// default feed_forward_length); per layer ffn_gate_inp, ffn_{gate,up,down}_exps (3-D: {dim, ff,
+// experts}, {ff, dim, experts}) instead of ffn_gate/up/down, and "qwen2moe"'s ffn_{gate,up,down}_shexp
+// and ffn_gate_inp_shexp. Types F32, F16, BF16 and every ggml block type mixprec implements (biases and norms
 // F32). Throws mixprec::error: errc::unsupported for another architecture, a rope scaling type other
-// than none/linear, experts (ARCH.expert_count > 0), a value_length other than key_length, a tensor
+// than none/linear, experts in a dense architecture or in groups (expert_group_count > 1), a value_length other than key_length, a tensor
 // type mixprec does not implement, or a tensor the engine would not use; errc::parse_error for a
 // missing key or tensor or a malformed value; errc::shape_mismatch for a tensor of other dims. Every
 // message names the file and the key or tensor.
@@ -150,7 +167,8 @@ inline constexpr llama_architecture llama_architectures[] = {
   for (const llama_architecture& x : llama_architectures)
     if (x.name == *arch_name) a = &x;
   if (!a)
-    throw error(errc::unsupported, file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama', 'qwen2', 'qwen3' and 'phi3'");
+    throw error(errc::unsupported,
+                file + "general.architecture is '" + *arch_name + "'; this engine runs 'llama', 'qwen2', 'qwen3', 'phi3', 'qwen2moe' and 'qwen3moe'");
   const std::string k = *arch_name + ".";  // the prefix of the architecture's keys
 
   llama_model m;
@@ -181,8 +199,29 @@ inline constexpr llama_architecture llama_architectures[] = {
                                        std::to_string(c.head_size()) + "; this engine needs them equal");
   if (const auto f = gguf::float_kv(g, k + "rope.scaling.attn_factor"); f && *f != 1.0)
     throw error(errc::unsupported, file + k + "rope.scaling.attn_factor " + std::to_string(*f) + " is not implemented (only 1)");
-  if (const auto e = gguf::uint_kv(g, k + "expert_count"); e && *e > 0)
-    throw error(errc::unsupported, file + "key '" + k + "expert_count' = " + std::to_string(*e) + ": mixture-of-experts models are not implemented");
+  if (const auto e = gguf::uint_kv(g, k + "expert_count"); e && *e > 0) {
+    if (a->moe == llama_architecture::experts::none)
+      throw error(errc::unsupported, file + "key '" + k + "expert_count' = " + std::to_string(*e) + ": experts are not part of the " + *arch_name + " graph");
+    if (*e > 65536) throw error(errc::parse_error, file + k + "expert_count " + std::to_string(*e) + " is out of range");
+    c.n_expert = static_cast<int>(*e);
+  } else if (a->moe == llama_architecture::experts::required) {
+    throw error(errc::parse_error, file + "the " + *arch_name + " model needs the key '" + k + "expert_count' > 0");
+  }
+  if (c.n_expert > 0) {
+    c.n_expert_used = gguf::count_kv(g, k + "expert_used_count");
+    if (c.n_expert_used > c.n_expert)
+      throw error(errc::parse_error, file + k + "expert_used_count " + std::to_string(c.n_expert_used) + " is more than " + k + "expert_count " +
+                                         std::to_string(c.n_expert));
+    if (const auto groups = gguf::uint_kv(g, k + "expert_group_count"); groups && *groups > 1)
+      throw error(errc::unsupported, file + k + "expert_group_count " + std::to_string(*groups) + ": grouped expert selection is not implemented");
+    // llama.cpp: "llama" experts are feed_forward_length wide; the Qwen MoEs' expert_feed_forward_length,
+    // else feed_forward_length / expert_used_count.
+    c.expert_hidden_dim = a->moe == llama_architecture::experts::optional
+                              ? c.hidden_dim
+                              : gguf::count_kv(g, k + "expert_feed_forward_length", c.hidden_dim / c.n_expert_used);
+    if (a->shared_expert) c.shared_hidden_dim = gguf::count_kv(g, k + "expert_shared_feed_forward_length", c.hidden_dim);
+    c.expert_weights_norm = a->expert_weights_norm;
+  }
   c.rope_dim = gguf::count_kv(g, k + "rope.dimension_count", c.head_size());
   if (c.rope_dim % 2 != 0 || c.rope_dim > c.head_size())
     throw error(errc::parse_error, file + k + "rope.dimension_count " + std::to_string(c.rope_dim) + " must be even and at most the head size " +
@@ -263,15 +302,31 @@ inline constexpr llama_architecture llama_architectures[] = {
       for (const char* n : {"attn_q", "attn_k", "attn_v"}) used.push_back(p + n + ".weight");
     }
     l.wo = detail::gguf_matrix(g, p + "attn_output.weight", c.dim, c.q_dim());
-    if (a->fused) {
+    used.push_back(p + "attn_output.weight");
+    if (c.n_expert > 0) {
+      l.gate_inp = detail::gguf_matrix(g, p + "ffn_gate_inp.weight", c.n_expert, c.dim);
+      l.gate_exps = detail::gguf_matrix(g, p + "ffn_gate_exps.weight", c.expert_hidden_dim, c.dim, c.n_expert);
+      l.up_exps = detail::gguf_matrix(g, p + "ffn_up_exps.weight", c.expert_hidden_dim, c.dim, c.n_expert);
+      l.down_exps = detail::gguf_matrix(g, p + "ffn_down_exps.weight", c.dim, c.expert_hidden_dim, c.n_expert);
+      for (const char* n : {"ffn_gate_inp", "ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"}) used.push_back(p + n + ".weight");
+      if (c.shared_hidden_dim > 0) {
+        l.gate_shexp = detail::gguf_matrix(g, p + "ffn_gate_shexp.weight", c.shared_hidden_dim, c.dim);
+        l.up_shexp = detail::gguf_matrix(g, p + "ffn_up_shexp.weight", c.shared_hidden_dim, c.dim);
+        l.down_shexp = detail::gguf_matrix(g, p + "ffn_down_shexp.weight", c.dim, c.shared_hidden_dim);
+        for (const char* n : {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"}) used.push_back(p + n + ".weight");
+        l.gate_inp_shexp = vector(p + "ffn_gate_inp_shexp.weight", c.dim);
+      }
+    } else if (a->fused) {
       l.gate_up = detail::gguf_matrix(g, p + "ffn_up.weight", 2 * c.hidden_dim, c.dim);
     } else {
       l.gate = detail::gguf_matrix(g, p + "ffn_gate.weight", c.hidden_dim, c.dim);
       l.up = detail::gguf_matrix(g, p + "ffn_up.weight", c.hidden_dim, c.dim);
       used.push_back(p + "ffn_gate.weight");
     }
-    l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
-    for (const char* n : {"attn_output", "ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
+    if (c.n_expert == 0) {
+      l.down = detail::gguf_matrix(g, p + "ffn_down.weight", c.dim, c.hidden_dim);
+      for (const char* n : {"ffn_up", "ffn_down"}) used.push_back(p + n + ".weight");
+    }
     // q/k/v biases, each when present (llama.cpp's create_tensor_qkv: Qwen2 has all three).
     if (!l.wqkv.present())
       for (auto [name, bias, n] : {std::tuple{"attn_q.bias", &l.bq, q}, {"attn_k.bias", &l.bk, kv}, {"attn_v.bias", &l.bv, kv}})

@@ -154,6 +154,7 @@ struct measure_cost {
 };
 
 [[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
+  refuse_experts(m.config, "measure");
   o.check();
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   for (const auto& s : streams)
@@ -265,6 +266,7 @@ struct measure_cost {
 // represent a tensor's values is left out with a note instead).
 [[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
                                                      const measure_progress& progress = {}) {
+  refuse_experts(m.config, "measure");
   o.check();
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   llama_measurement out;

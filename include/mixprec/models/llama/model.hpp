@@ -1,9 +1,10 @@
 // The weights and hyper-parameters of a LLaMA-family model (every architecture models/llama/load.hpp
-// reads: "llama", "qwen2", "qwen3", "phi3"), as the engine (engine.hpp) runs them: matrices kept as
+// reads: "llama", "qwen2", "qwen3", "phi3", "qwen2moe", "qwen3moe"), as the engine (engine.hpp) runs them: matrices kept as
 // stored (FP32, F16, BF16 or llama.cpp's block types), norms and biases in FP32. Matrices are (out x in)
 // row-major; a GGUF tensor of dims {ne0, ne1} is ne1 rows of ne0 inputs.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -37,6 +38,16 @@ struct llama_config {
   // llama.cpp's rope types: NORM rotates the pairs (2i, 2i+1) ("llama"), NEOX the pairs (i, i + rope_dim/2)
   // ("qwen2", "qwen3": the order of Hugging Face's rotate_half, which their converter does not permute).
   enum class rope_type { norm, neox } rope = rope_type::norm;
+  // Mixture of experts (llama.cpp's build_moe_ffn with softmax gating), 0 experts for a dense model:
+  // each layer's FFN is n_expert_used of n_expert gated FFNs of expert_hidden_dim, chosen per token by
+  // the largest softmax(router x) probabilities and weighted by them (renormalised to sum 1 when
+  // expert_weights_norm: "llama" as Mixtral, "qwen3moe"; not "qwen2moe"), plus, when shared_hidden_dim
+  // > 0, a shared gated FFN of that width weighted by sigmoid(gate_inp_shexp . x) ("qwen2moe").
+  int n_expert = 0;               // ARCH.expert_count
+  int n_expert_used = 0;          // ARCH.expert_used_count
+  int expert_hidden_dim = 0;      // ARCH.expert_feed_forward_length ("llama": feed_forward_length)
+  int shared_hidden_dim = 0;      // ARCH.expert_shared_feed_forward_length ("qwen2moe"), else 0
+  bool expert_weights_norm = false;
 
   // The largest width (dim, q_dim, kv_dim, hidden_dim) validate() and load_gguf accept: sums of three
   // (q_dim + 2 kv_dim, the rows of a fused wqkv) stay within int.
@@ -109,22 +120,42 @@ struct llama_layer {
   // kv_dim, kv_dim; "qwen2", attn_{q,k,v}.bias), and RMSNorm gains applied to each head of q and of k
   // before RoPE (head_size each; "qwen3", attn_q_norm / attn_k_norm), with the model's rms_eps.
   Eigen::VectorXf bq, bk, bv, q_norm, k_norm;
+  // A mixture-of-experts layer (config.n_expert > 0) has these instead of gate, up and down. The router
+  // gate_inp, n_expert x dim (ffn_gate_inp, which llama.cpp never quantizes). Each expert stack is one
+  // GGUF tensor of three dimensions, so one type, held as one matrix of the experts' rows one expert
+  // after the other (GGUF's ne2 outermost): gate_exps and up_exps (n_expert * expert_hidden_dim) x dim,
+  // expert e's rows from e * expert_hidden_dim; down_exps (n_expert * dim) x expert_hidden_dim.
+  llama_matrix gate_inp, gate_exps, up_exps, down_exps;
+  // The shared expert ("qwen2moe"; config.shared_hidden_dim > 0): gate_shexp, up_shexp shared x dim,
+  // down_shexp dim x shared, and its gate's weights gate_inp_shexp (dim; ffn_gate_inp_shexp).
+  llama_matrix gate_shexp, up_shexp, down_shexp;
+  Eigen::VectorXf gate_inp_shexp;
 
-  // The matrices present, in the order the forward pass runs them: wq wk wv (or wqkv), wo, gate up (or
-  // gate_up), down.
+  // The matrices present that a plan assigns types to, in the order the forward pass runs them: wq wk
+  // wv (or wqkv), wo, gate up (or gate_up), down; in a mixture-of-experts layer gate_exps, up_exps,
+  // down_exps, then gate_shexp, up_shexp, down_shexp (the router stays as stored).
   [[nodiscard]] std::vector<const llama_matrix*> matrices() const {
     std::vector<const llama_matrix*> out;
-    for (const llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down})
+    for (const llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down, &gate_exps, &up_exps, &down_exps, &gate_shexp,
+                                  &up_shexp, &down_shexp})
       if (m->present()) out.push_back(m);
     return out;
   }
   [[nodiscard]] std::vector<llama_matrix*> matrices() {
     std::vector<llama_matrix*> out;
-    for (llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down})
+    for (llama_matrix* m : {&wq, &wk, &wv, &wqkv, &wo, &gate, &up, &gate_up, &down, &gate_exps, &up_exps, &down_exps, &gate_shexp, &up_shexp,
+                            &down_shexp})
       if (m->present()) out.push_back(m);
     return out;
   }
 };
+
+// Throws errc::unsupported naming `what` when c has experts: the parts of the library that do not
+// handle a mixture of experts yet (measurement, verification, the backward pass) call it first.
+inline void refuse_experts(const llama_config& c, const std::string& what) {
+  if (c.n_expert > 0)
+    throw error(errc::unsupported, what + " is not implemented for mixture-of-experts models yet (" + std::to_string(c.n_expert) + " experts)");
+}
 
 // The weights and hyper-parameters of a model. Build with load_llama / load_gguf / from_llama2c, or by
 // hand (then call validate()).
@@ -157,6 +188,12 @@ struct llama_model {
         c.context_length <= 0)
       bad("dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size and context_length must be positive");
     if (c.head_dim < 0) bad("head_dim must be >= 0");
+    if (c.n_expert < 0 || c.n_expert_used < 0 || c.expert_hidden_dim < 0 || c.shared_hidden_dim < 0)
+      bad("n_expert, n_expert_used, expert_hidden_dim and shared_hidden_dim must be >= 0");
+    if (c.n_expert > 0 && (c.n_expert_used < 1 || c.n_expert_used > c.n_expert || c.expert_hidden_dim < 1 ||
+                           static_cast<std::int64_t>(c.n_expert) * std::max(c.expert_hidden_dim, c.dim) > llama_config::max_width))
+      bad("with " + std::to_string(c.n_expert) + " experts, n_expert_used must be in [1, n_expert], expert_hidden_dim positive and the stacks' rows at most " +
+          std::to_string(llama_config::max_width));
     for (const std::int64_t w : {std::int64_t{c.dim}, std::int64_t{c.hidden_dim}, std::int64_t{c.head_size()} * c.n_heads})
       if (w > llama_config::max_width) bad("a width of " + std::to_string(w) + " is more than " + std::to_string(llama_config::max_width));
     if (c.head_dim == 0 && c.dim % c.n_heads != 0)
@@ -203,14 +240,34 @@ struct llama_model {
       optional(l.bv, c.kv_dim(), li + "v bias");
       optional(l.q_norm, c.head_size(), li + "q norm");
       optional(l.k_norm, c.head_size(), li + "k norm");
-      if (l.gate_up.present()) {
-        if (l.gate.present() || l.up.present()) bad(li + "gate_up comes with gate or up");
-        shape(l.gate_up, 2 * static_cast<index_t>(c.hidden_dim), c.dim);
+      if (c.n_expert > 0) {
+        if (l.gate.present() || l.up.present() || l.down.present() || l.gate_up.present()) bad(li + "dense FFN comes with experts");
+        const auto e = static_cast<index_t>(c.n_expert), f = static_cast<index_t>(c.expert_hidden_dim);
+        shape(l.gate_inp, e, c.dim);
+        shape(l.gate_exps, e * f, c.dim);
+        shape(l.up_exps, e * f, c.dim);
+        shape(l.down_exps, e * c.dim, f);
+        if (c.shared_hidden_dim > 0) {
+          shape(l.gate_shexp, c.shared_hidden_dim, c.dim);
+          shape(l.up_shexp, c.shared_hidden_dim, c.dim);
+          shape(l.down_shexp, c.dim, c.shared_hidden_dim);
+          vec(l.gate_inp_shexp, li + "shared expert's gate");
+        } else if (l.gate_shexp.present() || l.up_shexp.present() || l.down_shexp.present() || l.gate_inp_shexp.size()) {
+          bad(li + "shared expert, but shared_hidden_dim is 0");
+        }
       } else {
-        shape(l.gate, c.hidden_dim, c.dim);
-        shape(l.up, c.hidden_dim, c.dim);
+        if (l.gate_inp.present() || l.gate_exps.present() || l.up_exps.present() || l.down_exps.present() || l.gate_shexp.present() ||
+            l.up_shexp.present() || l.down_shexp.present() || l.gate_inp_shexp.size())
+          bad(li + "experts, but n_expert is 0");
+        if (l.gate_up.present()) {
+          if (l.gate.present() || l.up.present()) bad(li + "gate_up comes with gate or up");
+          shape(l.gate_up, 2 * static_cast<index_t>(c.hidden_dim), c.dim);
+        } else {
+          shape(l.gate, c.hidden_dim, c.dim);
+          shape(l.up, c.hidden_dim, c.dim);
+        }
+        shape(l.down, c.dim, c.hidden_dim);
       }
-      shape(l.down, c.dim, c.hidden_dim);
       vec(l.attn_norm, "layer " + std::to_string(i) + "'s attention norm");
       vec(l.ffn_norm, "layer " + std::to_string(i) + "'s FFN norm");
     }

@@ -95,6 +95,7 @@ class plan_verifier {
   // BOS outside the vocabulary or (without fit_context) streams longer than the context.
   plan_verifier(llama_model model, int bos, const verify_options& o, matrix_quantizer quantizer = ggml_matrix_quantizer())
       : o_(o), model_(std::move(model)), bos_(bos), quantizer_(std::move(quantizer)) {
+    refuse_experts(model_.config, "verify");
     if (o.streams < 1 || o.length < 2 || o.resamples < 1)
       throw error(errc::invalid_argument, "verify: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) + " tokens, " +
                                               std::to_string(o.resamples) + " bootstrap draws: give at least 1 stream of 2 tokens and 1 draw");
