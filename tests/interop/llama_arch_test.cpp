@@ -96,17 +96,28 @@ void same_logits(const std::string& what, const std::string& path, const std::ve
   CHECK(gap < moved * share);
 }
 
+// The vocabulary every test model takes: tiny_llama's, converted by `mixprec convert` into dir.
+gguf::metadata test_vocabulary(const fs::path& dir) {
+  const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
+  const std::string vocab_gguf = (dir / "vocab.gguf").string();
+  REQUIRE(mixprec::test::tool({"convert", files.model, files.tokenizer, "-o", vocab_gguf}) == 0);
+  return gguf::file::open(vocab_gguf).kvs();
+}
+
+// The 64 positions both engines run: BOS, then ids spread over the vocabulary.
+std::vector<int> test_tokens() {
+  std::vector<int> tokens = {1};
+  for (int p = 1; p < 64; ++p) tokens.push_back(3 + (p * 97 + 11) % 509);
+  return tokens;
+}
+
 }  // namespace
 
 TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engine compute the same logits, also after mixprec quantizes",
           "[interop][arch]") {
   const fs::path dir = work_dir();
-  const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
-  const std::string vocab_gguf = (dir / "vocab.gguf").string();
-  REQUIRE(mixprec::test::tool({"convert", files.model, files.tokenizer, "-o", vocab_gguf}) == 0);
-  const gguf::metadata vocab = gguf::file::open(vocab_gguf).kvs();
-  std::vector<int> tokens = {1};
-  for (int p = 1; p < 64; ++p) tokens.push_back(3 + (p * 97 + 11) % 509);
+  const gguf::metadata vocab = test_vocabulary(dir);
+  const std::vector<int> tokens = test_tokens();
 
   for (const char* arch : {"llama", "qwen2", "qwen3", "phi3"}) {
     SECTION(arch) {
@@ -151,12 +162,8 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engin
 TEST_CASE("qwen2moe, qwen3moe and Mixtral-style llama: llama.cpp and mixprec's engine compute the same logits, also after quantizing",
           "[interop][arch][moe]") {
   const fs::path dir = work_dir();
-  const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
-  const std::string vocab_gguf = (dir / "vocab.gguf").string();
-  REQUIRE(mixprec::test::tool({"convert", files.model, files.tokenizer, "-o", vocab_gguf}) == 0);
-  const gguf::metadata vocab = gguf::file::open(vocab_gguf).kvs();
-  std::vector<int> tokens = {1};
-  for (int p = 1; p < 64; ++p) tokens.push_back(3 + (p * 97 + 11) % 509);
+  const gguf::metadata vocab = test_vocabulary(dir);
+  const std::vector<int> tokens = test_tokens();
 
   for (const char* arch : {"qwen2moe", "qwen3moe", "mixtral"}) {
     SECTION(arch) {

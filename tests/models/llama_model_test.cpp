@@ -708,22 +708,34 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3 GGUFs run as the reference com
   }
 }
 
+// A GGUF edited from `src` (edits: keys, tensors kept, dims, extra tensors) that load_gguf refuses with
+// `code`, naming `names` in the message.
+struct load_case {
+  const char* name;
+  const std::string* src;
+  edits e;
+  errc code;
+  const char* names;
+};
+void check_load_errors(const std::vector<load_case>& cases) {
+  for (const auto& c : cases) {
+    INFO(c.name);
+    const auto e = mixprec::test::error_of([&] { (void)models::load_gguf(edited_gguf(*c.src, c.e, std::string(c.name) + ".gguf")); });
+    REQUIRE(e);
+    INFO(e->what());
+    CHECK(e->code() == c.code);
+    CHECK_THAT(e->what(), Catch::Contains(c.names));
+  }
+}
+
 TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are typed errors", "[models][llama][arch][errors]") {
   const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
-  auto load_error = [](const std::string& path) { return mixprec::test::error_of([&] { (void)models::load_gguf(path); }); };
   const std::string qwen2 = (work_dir() / "qwen2-base.gguf").string(), qwen3 = (work_dir() / "qwen3-base.gguf").string(),
                     phi3 = (work_dir() / "phi3-base.gguf").string();
   mixprec::test::write_tiny_arch(qwen2, mixprec::test::tiny_arch_defaults("qwen2"), vocab);
   mixprec::test::write_tiny_arch(qwen3, mixprec::test::tiny_arch_defaults("qwen3"), vocab);
   mixprec::test::write_tiny_arch(phi3, mixprec::test::tiny_arch_defaults("phi3"), vocab);
-  struct case_ {
-    const char* name;
-    const std::string* src;
-    edits e;
-    errc code;
-    const char* names;
-  };
-  const std::vector<case_> cases = {
+  check_load_errors({
       {"qwen2-bias-shape", &qwen2, {.tensor = [](gguf::tensor_source& s) {
                                      if (s.name == "blk.1.attn_v.bias") s.dims = {16, 2};  // the same bytes, other dims
                                    }},
@@ -765,15 +777,7 @@ TEST_CASE("qwen2, qwen3 and phi3 GGUFs with missing or inconsistent parts are ty
                                 }},
        errc::shape_mismatch, "blk.1.ffn_up.weight"},
       {"gemma3", &qwen2, {.kvs = [](gguf::metadata& k) { k.set("general.architecture", gguf::value("gemma3")); }}, errc::unsupported, "gemma3"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.name);
-    const auto e = load_error(edited_gguf(*c.src, c.e, std::string(c.name) + ".gguf"));
-    REQUIRE(e);
-    INFO(e->what());
-    CHECK(e->code() == c.code);
-    CHECK_THAT(e->what(), Catch::Contains(c.names));
-  }
+  });
 }
 
 TEST_CASE("calibration_streams: exactly one source, each cut as its own function cuts it", "[models][calibration]") {
@@ -905,7 +909,6 @@ TEST_CASE("mixture of experts: routing, weights, decode against prefill, refusal
 
 TEST_CASE("mixture-of-experts GGUFs with missing or inconsistent parts are typed errors", "[models][llama][moe][errors]") {
   const gguf::metadata vocab = gguf::file::open(tiny().gguf).kvs();
-  auto load_error = [](const std::string& path) { return mixprec::test::error_of([&] { (void)models::load_gguf(path); }); };
   const std::string moe = (work_dir() / "qwen3moe-base.gguf").string(), qwen2 = (work_dir() / "qwen2-moe-base.gguf").string();
   mixprec::test::write_tiny_arch(moe, mixprec::test::tiny_arch_defaults("qwen3moe"), vocab);
   mixprec::test::write_tiny_arch(qwen2, mixprec::test::tiny_arch_defaults("qwen2"), vocab);
@@ -915,14 +918,7 @@ TEST_CASE("mixture-of-experts GGUFs with missing or inconsistent parts are typed
   CHECK(m.config.expert_hidden_dim == 32);
   CHECK(m.layers[1].down_exps.rows() == 8 * 64);
   CHECK(m.matrices().size() == 2 * 7 + 1);  // q k v o, three stacks per layer; the classifier
-  struct case_ {
-    const char* name;
-    const std::string* src;
-    edits e;
-    errc code;
-    const char* names;
-  };
-  const std::vector<case_> cases = {
+  check_load_errors({
       {"no-count", &moe, {.kvs = [](gguf::metadata& k) { k.erase("qwen3moe.expert_count"); }}, errc::parse_error, "qwen3moe.expert_count"},
       {"no-used", &moe, {.kvs = [](gguf::metadata& k) { k.erase("qwen3moe.expert_used_count"); }}, errc::parse_error,
        "qwen3moe.expert_used_count"},
@@ -938,13 +934,5 @@ TEST_CASE("mixture-of-experts GGUFs with missing or inconsistent parts are typed
        "blk.0.ffn_gate_inp.weight"},
       {"dense-experts", &qwen2, {.kvs = [](gguf::metadata& k) { k.set("qwen2.expert_count", gguf::value(std::uint32_t{4})); }},
        errc::unsupported, "qwen2.expert_count"},
-  };
-  for (const auto& c : cases) {
-    INFO(c.name);
-    const auto e = load_error(edited_gguf(*c.src, c.e, std::string(c.name) + ".gguf"));
-    REQUIRE(e);
-    INFO(e->what());
-    CHECK(e->code() == c.code);
-    CHECK_THAT(e->what(), Catch::Contains(c.names));
-  }
+  });
 }
