@@ -96,6 +96,23 @@ void same_logits(const std::string& what, const std::string& path, const std::ve
   CHECK(gap < moved * share);
 }
 
+// llama.cpp's logits on an F32 file, checked against the engine's: within 1e-4 of the largest |logit|
+// at every position, and varied (not a constant network).
+mixprec::row_matrix same_f32_logits(const std::string& arch, const std::string& path, const std::vector<int>& tokens) {
+  std::string warnings;
+  const mixprec::row_matrix theirs = llama_cpp_logits(path, tokens, warnings);
+  INFO("llama.cpp's warnings: " << warnings);
+  CHECK(warnings.empty());
+  const mixprec::models::llama_model m = mixprec::models::load_gguf(path);
+  mixprec::models::llama_engine e(m);
+  const double gap = relative_gap(e.logits(tokens), theirs);
+  std::printf("%s F32: largest |logit difference| llama.cpp vs mixprec over %zu positions: %.3g of the largest |logit| %.3g\n", arch.c_str(),
+              tokens.size(), gap, static_cast<double>(theirs.cwiseAbs().maxCoeff()));
+  CHECK(gap < 1e-4);
+  CHECK(theirs.row(20).maxCoeff() - theirs.row(20).minCoeff() > 1.0f);
+  return theirs;
+}
+
 // The vocabulary every test model takes: tiny_llama's, converted by `mixprec convert` into dir.
 gguf::metadata test_vocabulary(const fs::path& dir) {
   const auto files = mixprec::test::write_tiny_llama(dir / "vocab", {});
@@ -123,18 +140,7 @@ TEST_CASE("llama (Llama 3), qwen2, qwen3 and phi3: llama.cpp and mixprec's engin
     SECTION(arch) {
       const std::string f32 = (dir / (std::string(arch) + "-f32.gguf")).string();
       mixprec::test::write_tiny_arch(f32, mixprec::test::tiny_arch_defaults(arch), vocab);
-      std::string warnings;
-      const mixprec::row_matrix theirs = llama_cpp_logits(f32, tokens, warnings);
-      INFO("llama.cpp's warnings: " << warnings);
-      CHECK(warnings.empty());
-      const mixprec::models::llama_model m = mixprec::models::load_gguf(f32);
-      mixprec::models::llama_engine e(m);
-      const mixprec::row_matrix ours = e.logits(tokens);
-      const double gap = relative_gap(ours, theirs);
-      std::printf("%s F32: largest |logit difference| llama.cpp vs mixprec over %zu positions: %.3g of the largest |logit| %.3g\n", arch,
-                  tokens.size(), gap, static_cast<double>(theirs.cwiseAbs().maxCoeff()));
-      CHECK(gap < 1e-4);
-      CHECK(theirs.row(20).maxCoeff() - theirs.row(20).minCoeff() > 1.0f);  // varied logits, not a constant network
+      const mixprec::row_matrix theirs = same_f32_logits(arch, f32, tokens);
 
       // Both engines on a file of F16 and BF16 matrices: ggml rounds a product's activations to the
       // weights' own type first (their vec_dot_type), and so does mixprec's engine.
@@ -170,20 +176,12 @@ TEST_CASE("qwen2moe, qwen3moe and Mixtral-style llama: llama.cpp and mixprec's e
       const std::string f32 = (dir / (std::string(arch) + "-f32.gguf")).string();
       const mixprec::test::tiny_arch_options o = mixprec::test::tiny_arch_defaults(arch);
       mixprec::test::write_tiny_arch(f32, o, vocab);
-      std::string warnings;
-      const mixprec::row_matrix theirs = llama_cpp_logits(f32, tokens, warnings);
-      INFO("llama.cpp's warnings: " << warnings);
-      CHECK(warnings.empty());
+      const mixprec::row_matrix theirs = same_f32_logits(arch, f32, tokens);
       const mixprec::models::llama_model m = mixprec::models::load_gguf(f32);
       CHECK(m.config.n_expert == o.n_expert);
       CHECK(m.config.n_expert_used == o.n_expert_used);
       mixprec::models::llama_engine e(m);
       const mixprec::row_matrix ours = e.logits(tokens);
-      const double gap = relative_gap(ours, theirs);
-      std::printf("%s F32: largest |logit difference| llama.cpp vs mixprec over %zu positions: %.3g of the largest |logit| %.3g\n", arch,
-                  tokens.size(), gap, static_cast<double>(theirs.cwiseAbs().maxCoeff()));
-      CHECK(gap < 1e-4);
-      CHECK(theirs.row(20).maxCoeff() - theirs.row(20).minCoeff() > 1.0f);
       // Decoding token by token against the KV cache gives the same logits (the 1-row pass of the experts).
       e.reset();
       for (int p = 0; p < 64; ++p) {
