@@ -8,12 +8,19 @@
 // attention). Then a file of F16 and BF16 matrices, and the tool's whole path on each (measure, also by
 // gradients, -> plan -> quantize at 6 bits per weight): llama.cpp loads the written file, and its logits
 // are mixprec's engine's on the same bytes (same_logits says how close, and why not closer).
+// The mixture-of-experts architectures ("qwen2moe", "qwen3moe", "llama" with experts as Mixtral) take
+// the same path, without gradients (the backward pass refuses experts), with the imatrix measure
+// writes and a verified plan; then llama.cpp's llama-quantize reads that imatrix: its q4_0 expert
+// stacks are the bytes of each expert searched with its own slice of it (quantize_experts).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -21,6 +28,7 @@
 
 #include "apps/llm_study/llama_cpp.hpp"
 #include "mixprec/io/gguf.hpp"
+#include "mixprec/io/imatrix.hpp"
 #include "mixprec/models/llama.hpp"
 #include "support/tiny_arch.hpp"
 #include "support/tiny_llama.hpp"
@@ -189,18 +197,62 @@ TEST_CASE("qwen2moe, qwen3moe and Mixtral-style llama: llama.cpp and mixprec's e
         CHECK(relative_gap(z.transpose(), ours.row(p)) < 1e-5);
       }
 
-      // F16 / BF16 stacks, then a 6-bit plan from the weights (measure refuses experts so far).
+      // F16 / BF16 stacks.
       const std::string halves = (dir / (std::string(arch) + "-f16.gguf")).string(),
                         halves_plan = (dir / (std::string(arch) + "-f16-plan.json")).string();
       REQUIRE(mixprec::test::tool({"plan", f32, "--types", "f16,bf16", "--tensor-type", "attn_(q|k|v)\\.|_exps|token_embd=f16", "--tensor-type",
                                    "attn_output|(gate|up|down)_shexp|^output=bf16", "--budget", "16", "-o", halves_plan}) == 0);
       REQUIRE(mixprec::test::tool({"quantize", f32, "--plan", halves_plan, "-o", halves}) == 0);
       same_logits(std::string(arch) + " in F16 and BF16", halves, tokens, theirs, 8, 1.0);
-      const std::string plan = (dir / (std::string(arch) + "-plan.json")).string(), quantized = (dir / (std::string(arch) + "-q.gguf")).string();
-      REQUIRE(mixprec::test::tool({"plan", f32, "--budget", "6", "-o", plan}) == 0);
-      REQUIRE(mixprec::test::tool({"quantize", f32, "--plan", plan, "-o", quantized}) == 0);
+
+      // measure (with the experts' imatrix) -> plan, verified -> quantize, then both engines on the written bytes.
+      const std::string stem = (dir / arch).string(), measured = stem + "-m.json", imatrix = stem + "-imatrix.gguf", plan = stem + "-plan.json",
+                        quantized = stem + "-q.gguf";
+      REQUIRE(mixprec::test::tool({"measure", f32, "--sample", "4:32", "--seed", "1", "--imatrix-out", imatrix, "-o", measured}) == 0);
+      std::size_t stacks = 0;
+      const nlohmann::json measurement = mixprec::test::read_json(measured);
+      for (const auto& t : measurement.at("tensors"))
+        if (t.contains("expert_counts")) {  // every (position, chosen expert) pair once
+          ++stacks;
+          double sum = 0.0;
+          for (const auto& c : t.at("expert_counts")) sum += c.get<double>();
+          CHECK(t.at("expert_counts").size() == static_cast<std::size_t>(o.n_expert));
+          CHECK(sum == 4.0 * 32.0 * o.n_expert_used);
+        }
+      CHECK(stacks == 3 * static_cast<std::size_t>(m.config.n_layers));
+      REQUIRE(mixprec::test::tool({"plan", f32, "--measured", measured, "--imatrix", imatrix, "--budget", "6", "-o", plan}) == 0);
+      CHECK(mixprec::test::read_json(plan).contains("verified"));
+      REQUIRE(mixprec::test::tool({"quantize", f32, "--plan", plan, "--imatrix", imatrix, "-o", quantized}) == 0);
       same_logits(std::string(arch) + " at 6 bits per weight", quantized, tokens, theirs, 8, 0.2);
-      CHECK(mixprec::test::tool({"measure", f32, "--sample", "4:32", "-o", (dir / (std::string(arch) + "-m.json")).string()}) == 5);
+
+      // llama-quantize reads the experts' imatrix as mixprec does: its q4_0 stacks are each expert
+      // searched with its own slice (mixprec::quantize_experts).
+      const char* quantize_bin = std::getenv("MIXPREC_LLAMA_QUANTIZE");
+      if (!quantize_bin || !*quantize_bin) {
+        WARN("SKIPPED: llama.cpp's llama-quantize could not be built here");
+      } else {
+        const std::string q4 = stem + "-llama-q4_0.gguf";
+        std::string log;
+        const int rc = mixprec::test::shell("'" + std::string(quantize_bin) + "' --pure --imatrix '" + imatrix + "' '" + f32 + "' '" + q4 + "' Q4_0 2", log);
+        INFO(log);
+        REQUIRE(rc == 0);
+        const std::map<std::string, Eigen::VectorXf> importance = mixprec::imatrix::load_importance(imatrix);
+        const auto written = gguf::file::open(q4);
+        std::size_t compared = 0;
+        for (const mixprec::models::llama_layer& l : m.layers)
+          for (const mixprec::models::llama_matrix* s : {&l.gate_exps, &l.up_exps, &l.down_exps}) {
+            INFO(s->name());
+            const gguf::tensor_info* t = written.find(s->name());
+            REQUIRE(t != nullptr);
+            REQUIRE(t->type == static_cast<std::uint32_t>(mixprec::ggml_type::q4_0));
+            const Eigen::VectorXf& imp = importance.at(s->name());
+            const mixprec::quantized_tensor ours = mixprec::quantize_experts(s->to_float(), o.n_expert, mixprec::ggml_spec(mixprec::ggml_type::q4_0),
+                                                                             s->name(), std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size())));
+            CHECK((ours.codes().size() == t->bytes.size() && std::memcmp(ours.codes().data(), t->bytes.data(), t->bytes.size()) == 0));
+            ++compared;
+          }
+        CHECK(compared == 3 * static_cast<std::size_t>(m.config.n_layers));
+      }
     }
   }
 }

@@ -18,8 +18,6 @@
 #include <string>
 #include <vector>
 
-#include <sys/wait.h>
-
 #include "mixprec/io/gguf.hpp"
 #include "support/tool_run.hpp"
 
@@ -27,16 +25,7 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace gguf = mixprec::gguf;
-
-// Runs a shell command; its exit code, with everything it printed in `output`.
-int shell(const std::string& command, std::string& output) {
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  char buf[256];
-  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
-  const int status = ::pclose(pipe);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
+using mixprec::test::shell;
 
 std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
 

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include <fcntl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
@@ -21,6 +22,17 @@
 #include "tools/mixprec/cli.hpp"
 
 namespace mixprec::test {
+
+// Runs a shell command (another program: llama.cpp's llama-quantize); its exit code, with everything it
+// printed in `output`.
+inline int shell(const std::string& command, std::string& output) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  char buf[256];
+  while (std::fgets(buf, sizeof buf, pipe)) output += buf;
+  const int status = ::pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 // `mixprec args...`: the exit code.
 inline int tool(std::vector<std::string> args) {

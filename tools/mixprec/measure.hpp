@@ -134,17 +134,23 @@ using mixprec::models::calibration_hash;
     im.dataset = !o.text.empty() ? o.text : !o.tokens.empty() ? o.tokens : "sampled";
     im.chunk_size = o.ctx;
     im.last_chunk = static_cast<std::int32_t>(streams.size());
-    for (const auto& [name, moments] : r.inputs.all()) {
+    for (const auto& [name, moments] : r.inputs.all()) {  // an expert stack: sums and counts per expert
       auto& e = im.entries[name];
-      e.values = moments.first.cast<float>();
-      e.counts = {static_cast<float>(moments.second)};
+      e.values = moments.sum_squares.cast<float>();
+      e.counts.assign(moments.counts.begin(), moments.counts.end());
     }
     if (!o.imatrix_out.empty()) mixprec::imatrix::save(im, o.imatrix_out, mixprec::imatrix::format::gguf);
     if (!o.imatrix_dat_out.empty()) {
-      for (auto& [name, e] : im.entries) {  // legacy: mean x^2 per token, times the chunk count
-        const auto& [sum2, count] = r.inputs.all().at(name);
+      for (auto& [name, e] : im.entries) {  // legacy: mean x^2 per token (1 for an expert never reached), times the chunk count
+        const auto& moments = r.inputs.at(name);
         e.ncall = static_cast<std::int32_t>(streams.size());
-        e.values = (sum2 / count * static_cast<double>(e.ncall)).cast<float>();
+        Eigen::VectorXd mean = moments.sum_squares;
+        for (index_t m = 0; m < moments.n_mat(); ++m) {
+          const double c = moments.counts[static_cast<std::size_t>(m)];
+          auto part = mean.segment(m * moments.cols(), moments.cols());
+          part = c > 0.0 ? (part / c).eval() : Eigen::VectorXd::Ones(moments.cols());
+        }
+        e.values = (mean * static_cast<double>(e.ncall)).cast<float>();
         e.counts.clear();
       }
       mixprec::imatrix::save(im, o.imatrix_dat_out, mixprec::imatrix::format::legacy);
@@ -202,7 +208,7 @@ inline void print_measure_cost(const std::string& model_path, const measure_opti
 // measure.json: {"format": "mixprec-measure", "version": 1, model, calibration, types, [shard],
 // "tensors": [{name, index, rows, cols, results: [{spec, bytes, kl, kl_ci95 (kl_interval: [low, high]),
 // proxy, gram_proxy, weight_error, sqnr_db, fisher_sequence, fisher_token, fisher_kfac, fisher_diagonal}],
-// notes}]}; kl and kl_ci95 only when probed (--method probe or both), the fisher_* estimates
+// notes, expert_counts (an expert stack's: the positions routed to each expert)}]}; kl and kl_ci95 only when probed (--method probe or both), the fisher_* estimates
 // (sensitivity/fisher.hpp) only with --method fisher or both. calibration: {source, file, seed, streams, positions, ids_fnv1a64, bos (the
 // vocabulary's BOS id, null when it has none), bos_first (measure put it first in every stream)}.
 [[nodiscard]] inline nlohmann::json measure_json(const std::vector<tensor_measurement>& tensors, const nlohmann::json& meta, bool probed = true) {
@@ -228,6 +234,7 @@ inline void print_measure_cost(const std::string& model_path, const measure_opti
       r.push_back(std::move(e));
     }
     j["tensors"].push_back({{"name", t.name}, {"index", t.index}, {"rows", t.rows}, {"cols", t.cols}, {"results", r}, {"notes", t.notes}});
+    if (!t.expert_counts.empty()) j["tensors"].back()["expert_counts"] = t.expert_counts;
   }
   return j;
 }

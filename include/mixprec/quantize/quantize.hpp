@@ -310,6 +310,33 @@ template <class K>
                                           std::to_string(w.cols()) + ")");
   return with_kernels(active_isa(), [&]<class K>() { return quantize_with<K>(w, s, name, nullptr, importance); });
 }
+// Quantizes a stack of n_mat matrices (w: n_mat * r rows of cols, matrix m's rows from m * r: a
+// mixture-of-experts layer's 3-D expert tensor, GGUF's ne2 outermost) matrix by matrix, each searched
+// with its own slice of importance (n_mat * cols values, matrix m's at [m * cols, (m + 1) * cols), or
+// none), as llama-quantize quantizes a 3-D tensor with an imatrix of its experts. One tensor of the
+// stack's rows: its formats keep every scale inside its row (llama.cpp's block types, FP16, BF16, FP8
+// without scales); a spec that stores scales apart is errc::unsupported. errc::shape_mismatch when the
+// rows do not split into n_mat matrices or importance has another size; then what quantize() throws.
+[[nodiscard]] inline quantized_tensor quantize_experts(const row_matrix_ref& w, index_t n_mat, const quant_spec& s,
+                                                       std::string_view name = "tensor", std::span<const float> importance = {}) {
+  const std::string what = "quantize '" + std::string(name) + "'";
+  if (n_mat < 1 || w.rows() % n_mat != 0)
+    throw error(errc::shape_mismatch, what + ": " + std::to_string(w.rows()) + " rows do not split into " + std::to_string(n_mat) + " matrices");
+  if (!importance.empty() && static_cast<index_t>(importance.size()) != n_mat * w.cols())
+    throw error(errc::shape_mismatch, what + ": importance has " + std::to_string(importance.size()) + " values, expected " +
+                                          std::to_string(n_mat) + " x " + std::to_string(w.cols()));
+  const index_t r = w.rows() / n_mat;
+  std::vector<std::uint8_t> codes;
+  for (index_t m = 0; m < n_mat; ++m) {
+    const auto slice = importance.empty() ? importance : importance.subspan(static_cast<std::size_t>(m * w.cols()), static_cast<std::size_t>(w.cols()));
+    const quantized_tensor q = quantize(w.middleRows(m * r, r), s, name, slice);
+    if (!q.scale_bytes().empty() || !q.zero_point_bytes().empty())
+      throw error(errc::unsupported, what + ": " + to_string(s) + " stores scales apart from the rows; a stack of matrices takes llama.cpp's block types, F16, BF16 or F32");
+    if (codes.empty()) codes.reserve(q.codes().size() * static_cast<std::size_t>(n_mat));
+    codes.insert(codes.end(), q.codes().begin(), q.codes().end());
+  }
+  return quantized_tensor(s, w.rows(), w.cols(), std::move(codes), {}, {});
+}
 // Quantizes w into out, reusing out's buffers (see quantize_with).
 inline void quantize_into(const row_matrix_ref& w, const quant_spec& s, quantized_tensor& out,
                           std::string_view name = "tensor") {

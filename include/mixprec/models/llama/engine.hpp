@@ -26,8 +26,13 @@
 
 namespace mixprec::models {
 
-// Called with the input of every matrix-vector product: the matrix's name, the vector, its length.
+// Called with the input of every matrix product, one position at a time: the matrix's name, the vector,
+// its length.
 using activation_observer = std::function<void(const std::string& name, const float* x, index_t n)>;
+// Called with the input of every product of one expert of a 3-D expert stack (a mixture-of-experts
+// layer), once per (position, chosen expert) pair as llama-imatrix collects a MUL_MAT_ID: the stack's
+// name, the expert in [0, n_experts), the vector, its length.
+using expert_observer = std::function<void(const std::string& name, int expert, int n_experts, const float* x, index_t n)>;
 
 // threads and activations mean what they mean in gemv_options (kernels/gemv_options.hpp), in its order.
 struct engine_options {
@@ -104,8 +109,8 @@ class llama_engine {
       return l;
     };
     // An expert stack runs one expert's rows at a time: per expert a linear over its rows (re-quantized
-    // by a spec: each expert on its own, as llama.cpp quantizes a 3-D tensor). The observer sees no
-    // expert's or router's input (the imatrix of a stack is per expert; not collected here).
+    // by a spec: each expert on its own, as llama.cpp quantizes a 3-D tensor), seen by the expert
+    // observer. No observer sees the router's input (llama.cpp never quantizes a router).
     auto experts = [&](const llama_matrix& m, index_t rows_per_expert) {
       std::vector<linear> out;
       if (!m.present()) return out;
@@ -114,18 +119,22 @@ class llama_engine {
       const bool requantize = it != specs.end() && it->second.format != format_id::fp32;  // by the spec
       const bool decode = it != specs.end() && !requantize && !m.is_fp32();               // spec fp32 of a stored stack
       const row_matrix values = requantize || decode ? m.to_float() : row_matrix();
-      for (index_t e = 0; e * rows_per_expert < m.rows(); ++e) {
+      const auto n_experts = static_cast<int>(m.rows() / rows_per_expert);
+      for (index_t e = 0; e < n_experts; ++e) {
         linear l = as_stored(m, false);
-        l.row0 = e * rows_per_expert;
+        l.on_expert = &expert_observer_;
+        l.expert = static_cast<int>(e);
+        l.n_experts = n_experts;
         l.n_rows = rows_per_expert;
-        if (decode) {
+        if (decode) {  // decoded and quantized experts hold only their rows
           l.round_to = format_id::fp32;
-          l.decoded = values.middleRows(l.row0, rows_per_expert);
-          l.row0 = 0;
+          l.decoded = values.middleRows(e * rows_per_expert, rows_per_expert);
         } else if (requantize) {
           l.round_to = rounding_of(it->second.format);
-          l.quantized.emplace(values.middleRows(l.row0, rows_per_expert), it->second, std::nullopt, m.name());
+          l.quantized.emplace(values.middleRows(e * rows_per_expert, rows_per_expert), it->second, std::nullopt, m.name());
           l.quantized->set_options(l.options);
+        } else {
+          l.row0 = e * rows_per_expert;
         }
         out.push_back(std::move(l));
       }
@@ -165,8 +174,10 @@ class llama_engine {
   // The most positions this engine holds (max_context, or the model's context_length).
   [[nodiscard]] int max_context() const noexcept { return max_context_; }
 
-  // Sees the input of every matrix-vector product; empty by default.
+  // Sees the input of every matrix product but the experts' and the routers'; empty by default.
   void observe(activation_observer fn) { observer_ = std::move(fn); }
+  // Sees the input of every expert's products (per position routed to it); empty by default.
+  void observe_experts(expert_observer fn) { expert_observer_ = std::move(fn); }
 
   // Bytes of every matrix as it runs (re-quantized, stored or FP32): the layers' products
   // (llama_layer::matrices()) and the classifier; norms, routers and the embedding lookup excluded.
@@ -264,6 +275,8 @@ class llama_engine {
     std::optional<quantized_linear> quantized;  // re-quantized by a spec
     row_matrix decoded;                         // spec fp32 for a stored-quantized matrix
     const activation_observer* observer = nullptr;
+    const expert_observer* on_expert = nullptr;  // one expert of a stack: its observer
+    int expert = 0, n_experts = 0;
     gemv_options options;
     format_id round_to = format_id::fp32;  // fp16 / bf16: X is rounded to that type first, as ggml does
     // The rows of source this product runs (one expert of a stack), n_rows < 0: all. A re-quantized or
@@ -275,6 +288,8 @@ class llama_engine {
     void apply_rows(const row_matrix& x_in, row_matrix& y) const {
       if (observer && *observer)
         for (index_t p = 0; p < x_in.rows(); ++p) (*observer)(source->name(), &x_in(p, 0), source->cols());
+      if (on_expert && *on_expert)
+        for (index_t p = 0; p < x_in.rows(); ++p) (*on_expert)(source->name(), expert, n_experts, &x_in(p, 0), source->cols());
       row_matrix rounded;
       if (round_to != format_id::fp32) {
         const bool f16 = round_to == format_id::fp16;
@@ -448,10 +463,22 @@ class llama_engine {
       trace->gate = g;
       trace->up = u;
     }
-    g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();  // SwiGLU
+    swiglu_in_place(g, u);
     lin.down.apply_rows(g, o);
     if (trace) trace->act = g;
     x += o;
+  }
+
+  // g = silu(g) * u, elementwise (SwiGLU's activation).
+  static void swiglu_in_place(row_matrix& g, const row_matrix& u) { g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix(); }
+  // down(silu(gate x) * up x) for x (R x dim): a gated FFN of width F (one expert, the shared expert).
+  [[nodiscard]] row_matrix gated_ffn(const linear& gate, const linear& up, const linear& down, const row_matrix& x, index_t F) const {
+    row_matrix g(x.rows(), F), u(x.rows(), F), d(x.rows(), cfg_.dim);
+    gate.apply_rows(x, g);
+    up.apply_rows(x, u);
+    swiglu_in_place(g, u);
+    down.apply_rows(g, d);
+    return d;
   }
 
   // A mixture-of-experts FFN on n (T x dim), as llama.cpp's build_moe_ffn with softmax gating: per
@@ -497,12 +524,8 @@ class llama_engine {
       const auto R = static_cast<index_t>(slots.size());
       row_matrix xe(R, cfg_.dim);
       for (index_t r = 0; r < R; ++r) xe.row(r) = n.row(slots[static_cast<std::size_t>(r)] / K);
-      row_matrix g(R, F), u(R, F), d(R, cfg_.dim);
       const auto ei = static_cast<std::size_t>(e);
-      lin.gate_exps[ei].apply_rows(xe, g);
-      lin.up_exps[ei].apply_rows(xe, u);
-      g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
-      lin.down_exps[ei].apply_rows(g, d);
+      const row_matrix d = gated_ffn(lin.gate_exps[ei], lin.up_exps[ei], lin.down_exps[ei], xe, F);
       for (index_t r = 0; r < R; ++r) {
         const index_t slot = slots[static_cast<std::size_t>(r)];
         expert_out.row(slot) = d.row(r) * weight[static_cast<std::size_t>(slot)];
@@ -514,12 +537,7 @@ class llama_engine {
       for (int k = 1; k < K; ++k) out.row(p) += expert_out.row(p * K + k);
     }
     if (cfg_.shared_hidden_dim > 0) {
-      const index_t S = cfg_.shared_hidden_dim;
-      row_matrix g(T, S), u(T, S), d(T, cfg_.dim);
-      lin.gate_shexp.apply_rows(n, g);
-      lin.up_shexp.apply_rows(n, u);
-      g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix();
-      lin.down_shexp.apply_rows(g, d);
+      const row_matrix d = gated_ffn(lin.gate_shexp, lin.up_shexp, lin.down_shexp, n, cfg_.shared_hidden_dim);
       for (index_t p = 0; p < T; ++p) {
         const float s = n.row(p).dot(w.gate_inp_shexp.transpose());
         out.row(p) += d.row(p) * (1.0f / (1.0f + std::exp(-s)));
@@ -544,6 +562,7 @@ class llama_engine {
   int max_context_ = 0;
   int n_cached_ = 0;
   activation_observer observer_;
+  expert_observer expert_observer_;
   std::vector<layer_linears> layers_;
   linear classifier_;
   std::vector<row_matrix> key_cache_, value_cache_;  // per layer: positions x kv_dim (rows past position() unused)

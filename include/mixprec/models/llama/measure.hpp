@@ -23,6 +23,15 @@
 // measure_options::tune_rounds >= 0, a product's matrix in a tunable ggml type is GPTQ's bytes against its
 // calibration inputs instead (qat/ggml_tune.hpp; what `quantize --tune` writes, but for the held-out check). A tensor no requested
 // type holds takes the fallback chain (plan/fallback.hpp), with a note.
+// An expert stack of a mixture-of-experts layer (gate_exps, up_exps, down_exps: one GGUF tensor, so one
+// type) is one tensor here: Q(W) quantizes it expert by expert, each searched with its own slice of the
+// imatrix (quantize_experts), as llama-quantize does; its inputs X, imatrix sums and counts are per
+// expert (each (position, chosen expert) pair once, as llama-imatrix collects a MUL_MAT_ID; the counts
+// in tensor_measurement::expert_counts); gram_proxy sums each expert's |(W_e - Q(W_e)) X_e^T|^2 and
+// proxy weighs expert e's columns by its sums of x^2 per calibration position (an expert no position
+// reached weighs 0 there, and 1 in the search, llama-quantize's rule). The stack stays untuned under
+// tune_rounds (as `quantize --tune` writes it); Fisher draws need the backward pass, which refuses
+// experts (errc::unsupported).
 // Cost: one full-precision pass (kept: the reference distributions, positions x vocab doubles, and the
 // residual stream entering every layer), then per tensor one pass of its layer for its inputs and per
 // type one quantization and one restarted pass. The numbers depend neither on the thread count nor on
@@ -98,6 +107,7 @@ struct tensor_measurement {
   std::vector<type_measurement> types;
   std::size_t index = 0;           // position among the model's matrices (llama_measure_matrices)
   std::vector<std::string> notes;  // types left out and why; a fallback taken
+  std::vector<double> expert_counts;  // an expert stack's: the calibration positions routed to each expert (the imatrix counts)
 };
 
 struct llama_measurement {
@@ -154,7 +164,6 @@ struct measure_cost {
 };
 
 [[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
-  refuse_experts(m.config, "measure");
   o.check();
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   for (const auto& s : streams)
@@ -266,7 +275,6 @@ struct measure_cost {
 // represent a tensor's values is left out with a note instead).
 [[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
                                                      const measure_progress& progress = {}) {
-  refuse_experts(m.config, "measure");
   o.check();
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   llama_measurement out;
@@ -283,6 +291,7 @@ struct measure_cost {
   {
     llama_engine fp(m, {}, {.threads = o.threads});
     fp.observe([&](const std::string& name, const float* x, index_t n) { out.inputs.observe(name, x, n); });
+    fp.observe_experts([&](const std::string& name, int e, int n_experts, const float* x, index_t n) { out.inputs.observe_expert(name, e, n_experts, x, n); });
     for (std::size_t s = 0; s < streams.size(); ++s) {
       row_matrix x = fp.embed(streams[s]);
       for (int l = 0; l < n_layers; ++l) {
@@ -345,14 +354,27 @@ struct measure_cost {
     llama_matrix* mat = matrices[k].first;
     const int first_layer = matrices[k].second;
     const bool embedding = mat == &m.token_embd;
-    tensor_measurement t{mat->name(), mat->rows(), mat->cols(), {}, k, {}};
+    tensor_measurement t{mat->name(), mat->rows(), mat->cols(), {}, k, {}, {}};
     const row_matrix w = mat->to_float();
-    Eigen::VectorXf imp;  // none for an untied token_embd (a lookup, no product input)
-    if (out.inputs.contains(t.name)) imp = out.inputs.mean_squares(t.name);
-    // The matrix's inputs X (positions x cols), for |(W - Q(W)) X^T|^2 = sum_r d_r G d_r^T through X
-    // (rows x cols x positions of work per type, no cols^2 of memory). The embedding lookup's x is
-    // one-hot: G = diag(token counts), plus the classifier's inputs when the embedding is tied.
-    row_matrix inputs(0, w.cols());
+    const index_t n_mat = m.experts_in(*mat), per = w.rows() / n_mat;  // an expert stack: n_mat matrices of per rows
+    // The search's importance (the imatrix: n_mat * cols values) and the proxy's weights (the same,
+    // matrix m's times the share of the positions routed to it: an expert no position reached weighs
+    // 0); none for an untied token_embd (a lookup, no product input).
+    Eigen::VectorXf imp;
+    Eigen::VectorXd proxy_weight;
+    if (out.inputs.contains(t.name)) {
+      imp = out.inputs.mean_squares(t.name);
+      proxy_weight = imp.cast<double>();
+      const auto& counts = out.inputs.at(t.name).counts;
+      for (index_t e = 0; e < n_mat; ++e)
+        proxy_weight.segment(e * w.cols(), w.cols()) *= counts[static_cast<std::size_t>(e)] / static_cast<double>(out.positions);
+      if (n_mat > 1) t.expert_counts = counts;
+    }
+    // Each matrix's inputs X (its positions x cols; an expert's: the positions routed to it), for
+    // |(W - Q(W)) X^T|^2 = sum_r d_r G d_r^T through X (rows x cols x positions of work per type, no
+    // cols^2 of memory). The embedding lookup's x is one-hot: G = diag(token counts), plus the
+    // classifier's inputs when the embedding is tied.
+    std::vector<row_matrix> inputs(static_cast<std::size_t>(n_mat), row_matrix(0, w.cols()));
     Eigen::VectorXd lookups;
     if (embedding) {
       lookups = Eigen::VectorXd::Zero(w.rows());
@@ -361,17 +383,21 @@ struct measure_cost {
     }
     if (!embedding || tied) {
       const int layer = embedding ? n_layers : first_layer;
-      inputs.resize(static_cast<index_t>(out.positions), w.cols());
-      index_t row = 0;
+      std::vector<std::vector<float>> seen(static_cast<std::size_t>(n_mat));
       llama_engine fp(m, {}, {.threads = o.threads});
       fp.observe([&](const std::string& name, const float* x, index_t n) {
-        if (name == t.name) inputs.row(row++) = Eigen::Map<const Eigen::RowVectorXf>(x, n);
+        if (name == t.name) seen[0].insert(seen[0].end(), x, x + n);
+      });
+      fp.observe_experts([&](const std::string& name, int e, int, const float* x, index_t n) {
+        if (name == t.name) seen[static_cast<std::size_t>(e)].insert(seen[static_cast<std::size_t>(e)].end(), x, x + n);
       });
       for (std::size_t s = 0; s < streams.size(); ++s) {
         row_matrix x = entering[s][static_cast<std::size_t>(layer)];
         if (layer < n_layers) fp.run_layer(layer, x);
         else (void)fp.head(x);
       }
+      for (std::size_t e = 0; e < seen.size(); ++e)
+        inputs[e] = Eigen::Map<const row_matrix>(seen[e].data(), static_cast<index_t>(seen[e].size()) / w.cols(), w.cols());
     }
     Eigen::MatrixXd gram;  // X^T X, computed for the first tuned type (measure_options::tune_rounds)
     std::optional<fisher_pricing> pricing;
@@ -394,17 +420,19 @@ struct measure_cost {
       r.spec = spec;
       quantized_tensor q;
       try {
-        if (o.tune_rounds >= 0 && spec.format == format_id::ggml_block && ggml::tunable(spec.ggml) && !embedding && inputs.rows() > 0) {
-          if (gram.size() == 0) gram = inputs.cast<double>().transpose() * inputs.cast<double>();
+        const std::span<const float> search(imp.data(), static_cast<std::size_t>(imp.size()));
+        if (o.tune_rounds >= 0 && spec.format == format_id::ggml_block && ggml::tunable(spec.ggml) && !embedding && n_mat == 1 &&
+            inputs[0].rows() > 0) {  // an expert stack stays untuned, as `quantize --tune` writes it
+          if (gram.size() == 0) gram = inputs[0].cast<double>().transpose() * inputs[0].cast<double>();
           const auto bytes = ggml::gptq_quantize(spec.ggml, w, gram, imp.size() ? imp.data() : nullptr,
                                                  {.rounds = o.tune_rounds, .threads = o.threads});
           const auto* b = reinterpret_cast<const std::uint8_t*>(bytes.data());
           q = quantized_tensor(spec, w.rows(), w.cols(), std::vector<std::uint8_t>(b, b + bytes.size()), {}, {});
         } else {
-          q = imp.size() ? quantize(w, spec, t.name, std::span<const float>(imp.data(), static_cast<std::size_t>(imp.size()))) : quantize(w, spec, t.name);
+          q = n_mat > 1 ? quantize_experts(w, n_mat, spec, t.name, search) : quantize(w, spec, t.name, search);
         }
       } catch (const error& e) {
-        if (e.code() != errc::not_representable) throw;
+        if (e.code() != errc::not_representable && !(n_mat > 1 && e.code() == errc::unsupported)) throw;
         t.notes.push_back(to_string(spec) + " left out: " + e.message());
         return std::nullopt;
       }
@@ -413,9 +441,15 @@ struct measure_cost {
       const Eigen::ArrayXXd d2 = d.array().square();
       r.weight_error = d2.sum();
       r.sqnr_db = 10.0 * std::log10(w.cast<double>().squaredNorm() / std::max(r.weight_error, 1e-300));
-      r.proxy = imp.size() ? (d2.rowwise() * imp.cast<double>().transpose().array()).sum() : r.weight_error;
-      const row_matrix error_out = inputs * d.cast<float>().transpose();  // FP32 products, summed in double
-      double gram_sum = error_out.cast<double>().squaredNorm();
+      r.proxy = proxy_weight.size() ? 0.0 : r.weight_error;
+      double gram_sum = 0.0;
+      for (index_t e = 0; e < n_mat; ++e) {
+        const auto de = d.middleRows(e * per, per);
+        if (proxy_weight.size())
+          r.proxy += (de.array().square().rowwise() * proxy_weight.segment(e * w.cols(), w.cols()).transpose().array()).sum();
+        const row_matrix error_out = inputs[static_cast<std::size_t>(e)] * de.cast<float>().transpose();  // FP32 products, summed in double
+        gram_sum += error_out.cast<double>().squaredNorm();
+      }
       if (lookups.size()) gram_sum += (d2.rowwise().sum().matrix().cwiseProduct(lookups)).sum();
       r.gram_proxy = gram_sum / static_cast<double>(out.positions);
       if (pricing) r.fisher = (*pricing)(d.cast<float>());

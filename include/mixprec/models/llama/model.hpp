@@ -151,7 +151,7 @@ struct llama_layer {
 };
 
 // Throws errc::unsupported naming `what` when c has experts: the parts of the library that do not
-// handle a mixture of experts yet (measurement, verification, the backward pass) call it first.
+// handle a mixture of experts yet (the backward pass, and so Fisher measurements) call it first.
 inline void refuse_experts(const llama_config& c, const std::string& what) {
   if (c.n_expert > 0)
     throw error(errc::unsupported, what + " is not implemented for mixture-of-experts models yet (" + std::to_string(c.n_expert) + " experts)");
@@ -168,6 +168,14 @@ struct llama_model {
   Eigen::VectorXf rope_freq_factors;   // rope_dim / 2 divisors of the rotation frequencies, or empty
 
   [[nodiscard]] const llama_matrix& classifier() const noexcept { return output ? *output : token_embd; }
+  // The matrices stacked in m: config.n_expert for an expert stack of a layer (gate_exps, up_exps,
+  // down_exps), else 1.
+  [[nodiscard]] index_t experts_in(const llama_matrix& m) const noexcept {
+    if (config.n_expert > 0)
+      for (const llama_layer& l : layers)
+        if (&m == &l.gate_exps || &m == &l.up_exps || &m == &l.down_exps) return config.n_expert;
+    return 1;
+  }
 
   // Every matrix a product runs with (layer by layer: wq, wk, wv, wo, gate, up, down; then the
   // classifier), the ones a plan assigns specs to.

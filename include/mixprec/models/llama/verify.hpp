@@ -70,17 +70,20 @@ struct verification {
 using matrix_quantizer = std::function<llama_matrix(const llama_matrix& stored, ggml_type t)>;
 
 // The library's writer for a matrix: its FP32 values quantized to t by quantize/quantize.hpp (ggml's
-// bytes), searched with importance.at(name) where given (one value per column; errc::shape_mismatch
-// otherwise) and the type's search takes it; F32 as the values. Non-finite values are errc::non_finite.
+// bytes), searched with importance.at(name) where given and the type's search takes it; F32 as the
+// values. The importance is one value per column, or n * cols for an expert stack of n matrices, each
+// searched with its slice (quantize_experts; input_moments::mean_squares gives both); another size is
+// errc::shape_mismatch. Non-finite values are errc::non_finite.
 [[nodiscard]] inline matrix_quantizer ggml_matrix_quantizer(std::map<std::string, Eigen::VectorXf> importance = {}) {
   return [importance = std::move(importance)](const llama_matrix& stored, ggml_type t) {
     row_matrix w = stored.to_float();
     if (!w.allFinite()) throw error(errc::non_finite, "verify: tensor '" + stored.name() + "' holds NaN or Inf");
     if (t == ggml_type::f32) return llama_matrix(stored.name(), std::move(w));
     const auto imp = importance.find(stored.name());
-    std::span<const float> search;
-    if (imp != importance.end()) search = std::span<const float>(imp->second.data(), static_cast<std::size_t>(imp->second.size()));
-    return llama_matrix(stored.name(), quantize(w, ggml_spec(t), stored.name(), search));
+    if (imp == importance.end()) return llama_matrix(stored.name(), quantize(w, ggml_spec(t), stored.name()));
+    const std::span<const float> search(imp->second.data(), static_cast<std::size_t>(imp->second.size()));
+    const index_t n_mat = imp->second.size() > w.cols() && imp->second.size() % w.cols() == 0 ? imp->second.size() / w.cols() : 1;
+    return llama_matrix(stored.name(), quantize_experts(w, n_mat, ggml_spec(t), stored.name(), search));
   };
 }
 
@@ -95,7 +98,6 @@ class plan_verifier {
   // BOS outside the vocabulary or (without fit_context) streams longer than the context.
   plan_verifier(llama_model model, int bos, const verify_options& o, matrix_quantizer quantizer = ggml_matrix_quantizer())
       : o_(o), model_(std::move(model)), bos_(bos), quantizer_(std::move(quantizer)) {
-    refuse_experts(model_.config, "verify");
     if (o.streams < 1 || o.length < 2 || o.resamples < 1)
       throw error(errc::invalid_argument, "verify: " + std::to_string(o.streams) + " streams of " + std::to_string(o.length) + " tokens, " +
                                               std::to_string(o.resamples) + " bootstrap draws: give at least 1 stream of 2 tokens and 1 draw");
