@@ -28,15 +28,6 @@ std::vector<std::vector<int>> some_streams(const mm::llama_model& m) {
   return mm::sample_streams(e, {.streams = 3, .length = 12, .seed = 5, .first = 1});
 }
 
-// The mean KL over the streams' positions of the model with `name` replaced by `replacement`, each
-// stream run whole: the definition, without the measurement's cached restarts.
-double direct_kl(const mm::llama_model& m, const std::vector<std::vector<int>>& streams, const std::string& name, const mm::llama_matrix& replacement) {
-  mm::llama_model q = m;
-  for (auto& [mat, layer] : mm::llama_measure_matrices(q))
-    if (mat->name() == name) *mat = replacement;
-  return mixprec::test::whole_model_kl(m, q, streams);
-}
-
 }  // namespace
 
 TEST_CASE("measure_llama: each one-tensor KL is the whole model run with that tensor's bytes", "[models][measure]") {
@@ -78,7 +69,7 @@ TEST_CASE("measure_llama: each one-tensor KL is the whole model run with that te
       CHECK(x.bytes == q.bytes());
       CHECK(x.weight_error == Approx((mixprec::dequantize(q).cast<double>() - w.cast<double>()).squaredNorm()).epsilon(1e-12));
       if (t.index % 5 == 0) {  // a sample of the tensors, every kind of layer among them
-        CHECK(x.kl == Approx(direct_kl(before, streams, t.name, mm::llama_matrix(t.name, q))).epsilon(1e-6));
+        CHECK(x.kl == Approx(mixprec::test::one_tensor_kl(before, streams, t.name, mm::llama_matrix(t.name, q))).epsilon(1e-6));
         ++checked;
       }
     }

@@ -72,13 +72,6 @@ row_matrix rows_of(const row_matrix& x, const std::vector<std::vector<int>>& rou
   return out;
 }
 
-double direct_kl(const mm::llama_model& m, const std::vector<std::vector<int>>& streams, const std::string& name, const mm::llama_matrix& replacement) {
-  mm::llama_model q = m;
-  for (auto& [mat, layer] : mm::llama_measure_matrices(q))
-    if (mat->name() == name) *mat = replacement;
-  return mixprec::test::whole_model_kl(m, q, streams);
-}
-
 }  // namespace
 
 TEST_CASE("measure_llama on experts: per-expert imatrix sums and counts, each expert's Gram proxy, each stack's KL", "[models][measure][moe]") {
@@ -141,7 +134,7 @@ TEST_CASE("measure_llama on experts: per-expert imatrix sums and counts, each ex
       CHECK(x.bytes == q.bytes());
       const row_matrix d = mixprec::dequantize(q) - w;
       CHECK(x.weight_error == Approx(d.cast<double>().squaredNorm()).epsilon(1e-9));
-      CHECK(x.kl == Approx(direct_kl(m, streams, t.name, mm::llama_matrix(t.name, q))).epsilon(1e-6));
+      CHECK(x.kl == Approx(mixprec::test::one_tensor_kl(m, streams, t.name, mm::llama_matrix(t.name, q))).epsilon(1e-6));
       CHECK(x.kl > 0.0);
       if (t.name.starts_with("blk.0.")) {  // the Gram proxy through each expert's own inputs
         const row_matrix& in = t.name.find("down") != std::string::npos ? down_in : ffn_in;
