@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <functional>
 #include <map>
@@ -41,6 +42,9 @@ struct variant {
   bool fused = false;         // phi3's fused [wq; wk; wv] and [gate; up], NEOX RoPE
   int head_dim = 0;           // > 0: heads of this many values (key_length), so q_dim != dim: wq, wk, wv and
                               // wo are the extras' (qwen3's shapes: Qwen3-0.6B has 16 heads of 128 on 1024)
+  int experts = 0;            // > 0: a mixture of this many experts of the extras' (2 used) instead of w1 w2 w3
+  bool renormalise = false;   // the chosen experts' weights divided by their sum (Mixtral, qwen3moe)
+  bool shared = false;        // a shared expert with its sigmoid gate (qwen2moe)
 };
 
 // The parameters a variant adds to the checkpoint's, per layer (seeded; the test perturbs them), for heads
@@ -48,7 +52,11 @@ struct variant {
 struct extras {
   std::vector<Eigen::VectorXf> bq, bk, bv, q_norm, k_norm;
   std::vector<row_matrix> wq, wk, wv, wo;
+  // A mixture of expert_count experts of expert_width: stacks, router, shared expert and its gate.
+  std::vector<row_matrix> gate_exps, up_exps, down_exps, router, gate_shexp, up_shexp, down_shexp;
+  std::vector<Eigen::VectorXf> shared_gate;
 };
+constexpr int expert_count = 4, expert_width = 8;
 extras make_extras(const mixprec::llama2c::checkpoint& ck, int head_dim = 0) {
   std::mt19937 gen(head_dim > 0 ? 29 : 23);
   std::normal_distribution<float> normal(0.0f, 0.5f);
@@ -77,6 +85,18 @@ extras make_extras(const mixprec::llama2c::checkpoint& ck, int head_dim = 0) {
       e.wv.push_back(mat(kv, ck.cfg.dim));
       e.wo.push_back(mat(ck.cfg.dim, q));
     }
+  }
+  gen.seed(31);  // the experts' own draws (the values above stay those of the variants before them)
+  for (int l = 0; l < ck.cfg.n_layers; ++l) {
+    const int d = ck.cfg.dim;
+    e.gate_exps.push_back(mat(expert_count * expert_width, d));
+    e.up_exps.push_back(mat(expert_count * expert_width, d));
+    e.down_exps.push_back(mat(expert_count * d, expert_width));
+    e.router.push_back(mat(expert_count, d));
+    e.gate_shexp.push_back(mat(expert_width, d));
+    e.up_shexp.push_back(mat(expert_width, d));
+    e.down_shexp.push_back(mat(d, expert_width));
+    e.shared_gate.push_back(vec(d, 0.0f));
   }
   return e;
 }
@@ -122,6 +142,28 @@ models::llama_model make_model(const mixprec::llama2c::checkpoint& ck, const var
       w.wqkv = models::llama_matrix(p + "wqkv", stack({&w.wq, &w.wk, &w.wv}));
       w.gate_up = models::llama_matrix(p + "w13", stack({&w.gate, &w.up}));
       w.wq = w.wk = w.wv = w.gate = w.up = models::llama_matrix();
+    }
+  }
+  if (v.experts > 0) {
+    m.config.n_expert = v.experts;
+    m.config.n_expert_used = 2;
+    m.config.expert_hidden_dim = expert_width;
+    m.config.expert_weights_norm = v.renormalise;
+    m.config.shared_hidden_dim = v.shared ? expert_width : 0;
+    for (std::size_t l = 0; l < m.layers.size(); ++l) {
+      models::llama_layer& w = m.layers[l];
+      const std::string p = "blk." + std::to_string(l) + ".";
+      w.gate = w.up = w.down = models::llama_matrix();
+      w.gate_exps = models::llama_matrix(p + "ffn_gate_exps.weight", e.gate_exps[l]);
+      w.up_exps = models::llama_matrix(p + "ffn_up_exps.weight", e.up_exps[l]);
+      w.down_exps = models::llama_matrix(p + "ffn_down_exps.weight", e.down_exps[l]);
+      w.gate_inp = models::llama_matrix(p + "ffn_gate_inp.weight", e.router[l]);
+      if (v.shared) {
+        w.gate_shexp = models::llama_matrix(p + "ffn_gate_shexp.weight", e.gate_shexp[l]);
+        w.up_shexp = models::llama_matrix(p + "ffn_up_shexp.weight", e.up_shexp[l]);
+        w.down_shexp = models::llama_matrix(p + "ffn_down_shexp.weight", e.down_shexp[l]);
+        w.gate_inp_shexp = e.shared_gate[l];
+      }
     }
   }
   if (v.partial_rope) {
@@ -173,11 +215,16 @@ engine_gradients engine_grad(const models::llama_model& m, const std::vector<int
   const row_matrix& z = bp.forward(tokens);
   const models::loss_gradient l = kl ? models::kl_to_reference(z, reference) : models::next_token_nll(z, tokens);
   engine_gradients g;
-  g.rest = bp.backward(l.dlogits, [&](const std::string& name, const row_matrix& x, const row_matrix& dy) {
+  const auto product = [&](const std::string& name, const row_matrix& x, const row_matrix& dy) {
     Eigen::MatrixXd d = (dy.transpose() * x).cast<double>();
     auto [it, fresh] = g.matrices.try_emplace(name, d);
     if (!fresh) it->second += d;  // a tied embedding is reported once, as the classifier
-  });
+  };
+  const auto expert = [&](const std::string& name, int e, const row_matrix& x, const row_matrix& dy) {  // expert e's rows of the stack
+    Eigen::MatrixXd& d = g.matrices.try_emplace(name, Eigen::MatrixXd::Zero(m.config.n_expert * dy.cols(), x.cols())).first->second;
+    d.middleRows(e * dy.cols(), dy.cols()) += (dy.transpose() * x).cast<double>();
+  };
+  g.rest = bp.backward(l.dlogits, product, expert);
   return g;
 }
 
@@ -212,7 +259,10 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
                           variant{"qwen2: q/k/v biases, NEOX RoPE", false, false, true, false},
                           variant{"qwen3: head norms, NEOX RoPE, partial", true, false, false, true},
                           variant{"phi3: fused wqkv and gate-up", false, false, false, false, true},
-                          variant{"qwen3 with heads of 6 on a width of 16: q_dim 24, kv_dim 12", false, false, false, true, false, 6}}) {
+                          variant{"qwen3 with heads of 6 on a width of 16: q_dim 24, kv_dim 12", false, false, false, true, false, 6},
+                          variant{"Mixtral: 4 experts, 2 used, weights renormalised", false, false, false, false, false, 0, expert_count, true},
+                          variant{"qwen2moe: 4 experts, 2 used, not renormalised, a shared expert", false, false, true, false, false, 0, expert_count, false,
+                                  true}}) {
     SECTION(v.name) {
       extras& ex = v.head_dim > 0 ? ex_wide : ex_base;
       const models::llama_model m = make_model(base, v, ex);
@@ -272,9 +322,23 @@ TEST_CASE("llama_backprop: every parameter's gradient equals central differences
              {std::tuple{"wq", wide ? &ex.wq[li] : &w.wq, "wqkv", index_t{0}}, {"wk", wide ? &ex.wk[li] : &w.wk, "wqkv", q_rows},
               {"wv", wide ? &ex.wv[li] : &w.wv, "wqkv", q_rows + kv_rows}, {"wo", wide ? &ex.wo[li] : &w.wo, "", index_t{0}},
               {"w1", &w.w1, "w13", index_t{0}}, {"w2", &w.w2, "", index_t{0}}, {"w3", &w.w3, "w13", hidden}})
-          tensors.push_back({p + n, mat->data(), mat->size(), mat->cols(),
-                             v.fused && *fused ? std::function<double(const engine_gradients&, index_t)>(part_grad(p + fused, first))
-                                               : matrix_grad(p + n)});
+          if (v.experts == 0 || !std::isdigit(static_cast<unsigned char>(n[1])))  // a mixture of experts has no w1 w2 w3
+            tensors.push_back({p + n, mat->data(), mat->size(), mat->cols(),
+                               v.fused && *fused ? std::function<double(const engine_gradients&, index_t)>(part_grad(p + fused, first))
+                                                 : matrix_grad(p + n)});
+        if (v.experts > 0) {
+          const std::string b = "blk." + std::to_string(l) + ".";
+          for (auto [n, mat] : {std::pair{"ffn_gate_exps.weight", &ex.gate_exps[li]}, {"ffn_up_exps.weight", &ex.up_exps[li]},
+                                {"ffn_down_exps.weight", &ex.down_exps[li]}, {"ffn_gate_inp.weight", &ex.router[li]}})
+            tensors.push_back({b + n, mat->data(), mat->size(), mat->cols(), matrix_grad(b + n)});
+          if (v.shared) {
+            for (auto [n, mat] : {std::pair{"ffn_gate_shexp.weight", &ex.gate_shexp[li]}, {"ffn_up_shexp.weight", &ex.up_shexp[li]},
+                                  {"ffn_down_shexp.weight", &ex.down_shexp[li]}})
+              tensors.push_back({b + n, mat->data(), mat->size(), mat->cols(), matrix_grad(b + n)});
+            tensors.push_back({b + "ffn_gate_inp_shexp", ex.shared_gate[li].data(), ex.shared_gate[li].size(), 1,
+                               [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.shared_expert_gate.at(li)[i]); }});
+          }
+        }
         tensors.push_back({p + "attn_norm", w.rms_att.data(), w.rms_att.size(), 1,
                            [li](const engine_gradients& g, index_t i) { return static_cast<double>(g.rest.attn_norm[li][i]); }});
         tensors.push_back({p + "ffn_norm", w.rms_ffn.data(), w.rms_ffn.size(), 1,

@@ -16,6 +16,10 @@
 // pos * freq_scale / factor_i * theta^(-2i / rope_dim); heads of head_dim values (q has n_heads of them,
 // Wo takes n_heads * head_dim); with NEOX RoPE, pair i is (i, i + rope_dim / 2); biases added to q, k
 // and v; fused matrices (wqkv, gate_up) split into their parts; q's and k's heads each RMSNormed (eps as the model's) times their gains before RoPE.
+// A mixture of experts: the FFN is sum_k w_k FFN_e(k)(b) over the n_expert_used experts e(k) of largest
+// p = softmax(router b) (ties to the lower expert), w_k = p_e(k), divided by their sum (at least 2^-14)
+// when the model renormalises; plus, with a shared expert, sigmoid(gate_inp_shexp . b) FFN_shared(b);
+// each FFN a SwiGLU of its own matrices, cut from the stacks.
 #pragma once
 
 #include <algorithm>
@@ -41,7 +45,7 @@ class naive_llama {
     embedding_ = copy(ck.token_embedding);
     for (const llama2c::layer_weights& w : ck.layers)
       layers_.push_back({copy(w.rms_att), copy(w.rms_ffn), copy(w.wq), copy(w.wk), copy(w.wv), copy(w.wo), copy(w.w1), copy(w.w2),
-                         copy(w.w3), {}, {}, {}, {}, {}});
+                         copy(w.w3), {}, {}, {}, {}, {}, {}, {}, {}, {}});
     rms_final_ = copy(ck.rms_final);
     classifier_ = copy(ck.classifier);
     check();
@@ -68,9 +72,23 @@ class naive_llama {
       const row_matrix wv = qkv.size() ? row_matrix(qkv.bottomRows(kv_dim)) : l.wv.to_float();
       const row_matrix gate = gu.size() ? row_matrix(gu.topRows(hidden)) : l.gate.to_float();
       const row_matrix up = gu.size() ? row_matrix(gu.bottomRows(hidden)) : l.up.to_float();
-      layers_.push_back({copy(l.attn_norm), copy(l.ffn_norm), copy(wq), copy(wk), copy(wv), copy(l.wo.to_float()), copy(gate),
-                         copy(l.down.to_float()), copy(up), copy(l.bq), copy(l.bk), copy(l.bv), copy(l.q_norm), copy(l.k_norm)});
+      layer x{copy(l.attn_norm), copy(l.ffn_norm), copy(wq), copy(wk), copy(wv), copy(l.wo.to_float()), copy(gate),
+              copy(l.down.to_float()), copy(up), copy(l.bq), copy(l.bk), copy(l.bv), copy(l.q_norm), copy(l.k_norm), {}, {}, {}, {}};
+      if (c.n_expert > 0) {
+        const index_t F = c.expert_hidden_dim;
+        const row_matrix g = l.gate_exps.to_float(), u = l.up_exps.to_float(), d = l.down_exps.to_float();
+        for (index_t e = 0; e < c.n_expert; ++e)
+          x.experts.push_back({copy(g.middleRows(e * F, F)), copy(d.middleRows(e * c.dim, c.dim)), copy(u.middleRows(e * F, F)), F});
+        x.router = copy(l.gate_inp.to_float());
+        if (c.shared_hidden_dim > 0) {
+          x.shared.push_back({copy(l.gate_shexp.to_float()), copy(l.down_shexp.to_float()), copy(l.up_shexp.to_float()), c.shared_hidden_dim});
+          x.shared_gate = copy(l.gate_inp_shexp);
+        }
+      }
+      layers_.push_back(std::move(x));
     }
+    n_expert_used_ = c.n_expert_used;
+    expert_weights_norm_ = c.expert_weights_norm;
     rms_final_ = copy(m.output_norm);
     classifier_ = copy(m.classifier().to_float());
     check();
@@ -125,13 +143,32 @@ class naive_llama {
       }
       const std::vector<double> o = matvec(w.wo, dim_, q_dim, heads);
       for (int i = 0; i < dim_; ++i) x[idx(i)] += o[idx(i)];
-      // Feed-forward (SwiGLU).
+      // Feed-forward (SwiGLU), or a mixture of them.
       const std::vector<double> b = rmsnorm(x, w.rms_ffn);
-      std::vector<double> h1 = matvec(w.w1, hidden_, dim_, b);
-      const std::vector<double> h3 = matvec(w.w3, hidden_, dim_, b);
-      for (int i = 0; i < hidden_; ++i) h1[idx(i)] = h1[idx(i)] / (1.0 + std::exp(-h1[idx(i)])) * h3[idx(i)];
-      const std::vector<double> d = matvec(w.w2, dim_, hidden_, h1);
-      for (int i = 0; i < dim_; ++i) x[idx(i)] += d[idx(i)];
+      if (w.experts.empty()) {
+        const std::vector<double> d = swiglu({w.w1, w.w2, w.w3, hidden_}, b);
+        for (int i = 0; i < dim_; ++i) x[idx(i)] += d[idx(i)];
+        continue;
+      }
+      std::vector<double> p = matvec(w.router, static_cast<int>(w.experts.size()), dim_, b);
+      softmax(p);
+      std::vector<int> order(p.size());
+      for (std::size_t e = 0; e < p.size(); ++e) order[e] = static_cast<int>(e);
+      std::stable_sort(order.begin(), order.end(), [&](int a, int c) { return p[idx(a)] > p[idx(c)]; });
+      double sum = 0.0;
+      for (int k = 0; k < n_expert_used_; ++k) sum += p[idx(order[idx(k)])];
+      for (int k = 0; k < n_expert_used_; ++k) {
+        const int e = order[idx(k)];
+        const double weight = expert_weights_norm_ ? p[idx(e)] / std::max(sum, 6.103515625e-5) : p[idx(e)];
+        const std::vector<double> d = swiglu(w.experts[idx(e)], b);
+        for (int i = 0; i < dim_; ++i) x[idx(i)] += weight * d[idx(i)];
+      }
+      if (!w.shared.empty()) {
+        double s = 0.0;
+        for (int i = 0; i < dim_; ++i) s += w.shared_gate[idx(i)] * b[idx(i)];
+        const std::vector<double> d = swiglu(w.shared.front(), b);
+        for (int i = 0; i < dim_; ++i) x[idx(i)] += d[idx(i)] / (1.0 + std::exp(-s));
+      }
     }
     return matvec(classifier_, vocab_, dim_, rmsnorm(x, rms_final_));
   }
@@ -170,10 +207,27 @@ class naive_llama {
   }
 
  private:
+  struct ffn {
+    std::vector<double> w1, w2, w3;  // gate (width x dim), down (dim x width), up (width x dim)
+    index_t width = 0;
+  };
   struct layer {
     std::vector<double> rms_att, rms_ffn, wq, wk, wv, wo, w1, w2, w3;  // matrices row-major (out x in)
     std::vector<double> bq, bk, bv, q_norm, k_norm;                    // empty: none
+    std::vector<ffn> experts;                                          // a mixture of experts (w1, w2, w3 unused)
+    std::vector<double> router;                                        // n_expert x dim
+    std::vector<ffn> shared;                                           // the shared expert, if any
+    std::vector<double> shared_gate;                                   // dim
   };
+
+  // W2 (silu(W1 b) * (W3 b)), silu(z) = z / (1 + e^-z).
+  [[nodiscard]] std::vector<double> swiglu(const ffn& f, const std::vector<double>& b) const {
+    const int width = static_cast<int>(f.width);
+    std::vector<double> h1 = matvec(f.w1, width, dim_, b);
+    const std::vector<double> h3 = matvec(f.w3, width, dim_, b);
+    for (int i = 0; i < width; ++i) h1[idx(i)] = h1[idx(i)] / (1.0 + std::exp(-h1[idx(i)])) * h3[idx(i)];
+    return matvec(f.w2, dim_, width, h1);
+  }
 
   static std::size_t idx(int i) { return static_cast<std::size_t>(i); }
 
@@ -204,7 +258,8 @@ class naive_llama {
               (rope_factors_.empty() || rope_factors_.size() == static_cast<std::size_t>(rope_dim_ / 2));
     for (const layer& l : layers_)
       ok = ok && l.rms_att.size() == d && l.rms_ffn.size() == d && l.wq.size() == q_dim * d && l.wk.size() == kv_dim * d &&
-           l.wv.size() == kv_dim * d && l.wo.size() == d * q_dim && l.w1.size() == h * d && l.w2.size() == d * h && l.w3.size() == h * d &&
+           l.wv.size() == kv_dim * d && l.wo.size() == d * q_dim &&
+           (!l.experts.empty() || (l.w1.size() == h * d && l.w2.size() == d * h && l.w3.size() == h * d)) &&
            (l.bq.empty() || l.bq.size() == q_dim) && (l.bk.empty() || l.bk.size() == kv_dim) && (l.bv.empty() || l.bv.size() == kv_dim) &&
            (l.q_norm.empty() || l.q_norm.size() == hs) && (l.k_norm.empty() || l.k_norm.size() == hs);
     if (!ok) throw std::invalid_argument("naive_llama: the weights do not have the config's shapes");
@@ -269,6 +324,8 @@ class naive_llama {
   double eps_ = 1e-5, theta_ = 10000.0, freq_scale_ = 1.0;
   int rope_dim_ = 0;
   bool neox_ = false;
+  int n_expert_used_ = 0;
+  bool expert_weights_norm_ = false;
   std::vector<double> rope_factors_;
   std::vector<double> embedding_, classifier_, rms_final_;
   std::vector<layer> layers_;

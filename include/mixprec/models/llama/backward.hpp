@@ -30,6 +30,8 @@
 //   RoPE:      the transpose of the rotation (the same pairs rotated by minus the angle)
 //   head norms (qwen3): RMSNorm's formulas above on each head of head_size values
 //   biases:    no change to the gradients of the products' inputs (their own gradient is dY's column sum)
+//   experts:   see moe_backward (the routers' softmax, the weights' renormalisation, the shared expert's gate);
+//              each expert's products reported through the expert_gradient_sink
 #pragma once
 
 #include <algorithm>
@@ -54,11 +56,17 @@ namespace mixprec::models {
 // (llama_matrix::name), its input X (T x in) and the gradient of the loss with respect to its output dY
 // (T x out). The references are valid during the call only.
 using product_gradient_sink = std::function<void(const std::string& name, const row_matrix& x, const row_matrix& dy)>;
+// Called once per product of one expert of a 3-D expert stack (a mixture-of-experts layer's gate_exps,
+// up_exps, down_exps) that any position was routed to: the stack's name, the expert, its input X (R x
+// in: the R positions routed to it, in order) and dY (R x out). Expert e's weight gradient is dY^T X, the
+// stack's rows e * out .. (e + 1) * out.
+using expert_gradient_sink = std::function<void(const std::string& name, int expert, const row_matrix& x, const row_matrix& dy)>;
 
 // The gradients backward() returns besides the matrix products'.
 struct llama_gradients {
   std::vector<Eigen::VectorXf> attn_norm, ffn_norm;  // per layer, dim each
   std::vector<Eigen::VectorXf> q_norm, k_norm;       // per layer, head_size each; empty for models without head norms
+  std::vector<Eigen::VectorXf> shared_expert_gate;   // per layer, dim each (gate_inp_shexp); empty for models without
   Eigen::VectorXf output_norm;                       // dim
   row_matrix embedding;  // T x dim: dL/dx at the embedding, row p for token p (add it to token_embd's row)
 };
@@ -73,8 +81,7 @@ struct loss_gradient {
 // Throws what the engine throws (errc::invalid_argument for tokens, errc::shape_mismatch for sizes).
 class llama_backprop {
  public:
-  // Throws errc::unsupported for a mixture-of-experts model (not implemented yet).
-  explicit llama_backprop(llama_engine& engine) : engine_(engine) { refuse_experts(engine.config(), "the backward pass"); }
+  explicit llama_backprop(llama_engine& engine) : engine_(engine) {}
 
   // The logits (T x vocab) of `tokens` from position 0, as llama_engine::logits computes them; keeps
   // the residual stream entering every layer until the next forward().
@@ -95,9 +102,9 @@ class llama_backprop {
   }
 
   // The backward pass from dlogits = dL/dlogits (T x vocab) of the last forward(); `sink` sees every
-  // matrix product's (X, dY). Throws errc::invalid_argument before a forward(), errc::shape_mismatch
-  // for dlogits of another shape.
-  llama_gradients backward(const row_matrix& dlogits, const product_gradient_sink& sink = {}) {
+  // matrix product's (X, dY), the routers' included, and `experts` every expert's product's. Throws
+  // errc::invalid_argument before a forward(), errc::shape_mismatch for dlogits of another shape.
+  llama_gradients backward(const row_matrix& dlogits, const product_gradient_sink& sink = {}, const expert_gradient_sink& experts = {}) {
     if (streams_.empty()) throw error(errc::invalid_argument, "llama_backprop: backward() before forward()");
     if (dlogits.rows() != logits_.rows() || dlogits.cols() != logits_.cols())
       throw error(errc::shape_mismatch, "llama_backprop: dlogits " + std::to_string(dlogits.rows()) + "x" + std::to_string(dlogits.cols()) +
@@ -111,6 +118,7 @@ class llama_backprop {
       out.q_norm.resize(static_cast<std::size_t>(c.n_layers));
       out.k_norm.resize(static_cast<std::size_t>(c.n_layers));
     }
+    if (c.shared_hidden_dim > 0) out.shared_expert_gate.resize(static_cast<std::size_t>(c.n_layers));
     const auto report = [&](const llama_engine::linear& lin, const row_matrix& x, const row_matrix& dy) {
       if (sink) sink(lin.source->name(), x, dy);
     };
@@ -129,6 +137,11 @@ class llama_backprop {
       activation_observer saved;
       ~observer_pause() { slot = std::move(saved); }
     } pause{engine_.observer_, std::exchange(engine_.observer_, {})};
+    struct expert_observer_pause {
+      expert_observer& slot;
+      expert_observer saved;
+      ~expert_observer_pause() { slot = std::move(saved); }
+    } expert_pause{engine_.expert_observer_, std::exchange(engine_.expert_observer_, {})};
     llama_layer_trace tr;
     row_matrix tmp;
     for (int l = c.n_layers - 1; l >= 0; --l) {
@@ -139,27 +152,26 @@ class llama_backprop {
       row_matrix y = x;
       engine_.run_layer(l, y, &tr);  // recomputes the layer, keeping its inside
 
-      // FFN: x' = h + Wdown act, act = silu(gate) .* up
-      report(lin.down, tr.act, dx);
-      row_matrix dact;
-      lin.down.backprop_rows(dx, dact);
-      row_matrix dgate(dact.rows(), dact.cols()), dup(dact.rows(), dact.cols());
-      for (index_t i = 0; i < dact.size(); ++i) {
-        const float z = tr.gate.data()[i], s = 1.0f / (1.0f + std::exp(-z));
-        dup.data()[i] = dact.data()[i] * z * s;
-        dgate.data()[i] = dact.data()[i] * tr.up.data()[i] * s * (1.0f + z * (1.0f - s));
-      }
-      if (w.gate_up.present()) {  // one product of [gate up]: its output gradient is [dgate dup]
-        row_matrix dgu(dgate.rows(), 2 * dgate.cols());
-        dgu << dgate, dup;
-        report(lin.gate_up, tr.m, dgu);
-        lin.gate_up.backprop_rows(dgu, dn);
+      // FFN: x' = h + Wdown act, act = silu(gate) .* up (a mixture of experts: moe_backward)
+      if (c.n_expert > 0) {
+        dn = moe_backward(lin, w, tr, dx, report, experts, out, li);
       } else {
-        report(lin.gate, tr.m, dgate);
-        report(lin.up, tr.m, dup);
-        lin.gate.backprop_rows(dgate, dn);
-        lin.up.backprop_rows(dup, tmp);
-        dn += tmp;
+        report(lin.down, tr.act, dx);
+        row_matrix dact, dgate, dup;
+        lin.down.backprop_rows(dx, dact);
+        swiglu_backward(tr.gate, tr.up, dact, dgate, dup);
+        if (w.gate_up.present()) {  // one product of [gate up]: its output gradient is [dgate dup]
+          row_matrix dgu(dgate.rows(), 2 * dgate.cols());
+          dgu << dgate, dup;
+          report(lin.gate_up, tr.m, dgu);
+          lin.gate_up.backprop_rows(dgu, dn);
+        } else {
+          report(lin.gate, tr.m, dgate);
+          report(lin.up, tr.m, dup);
+          lin.gate.backprop_rows(dgate, dn);
+          lin.up.backprop_rows(dup, tmp);
+          dn += tmp;
+        }
       }
       dx += rms_norm_rows_backward(tr.h, w.ffn_norm, dn, out.ffn_norm[li], c.rms_eps);  // now dL/dh
 
@@ -197,6 +209,103 @@ class llama_backprop {
   [[nodiscard]] std::span<const int> tokens() const noexcept { return tokens_; }
 
  private:
+  // act = silu(gate) .* up: from dact to dgate and dup (the banner's SwiGLU formulas), all R x width.
+  static void swiglu_backward(const row_matrix& gate, const row_matrix& up, const row_matrix& dact, row_matrix& dgate, row_matrix& dup) {
+    dgate.resize(dact.rows(), dact.cols());
+    dup.resize(dact.rows(), dact.cols());
+    for (index_t i = 0; i < dact.size(); ++i) {
+      const float z = gate.data()[i], s = 1.0f / (1.0f + std::exp(-z));
+      dup.data()[i] = dact.data()[i] * z * s;
+      dgate.data()[i] = dact.data()[i] * up.data()[i] * s * (1.0f + z * (1.0f - s));
+    }
+  }
+
+  // A gated FFN's backward from dout (R x dim, dL/d of down's output) to its input's gradient (R x dim),
+  // reporting its three products through `report(linear, X, dY)`.
+  template <class Report>
+  static row_matrix gated_ffn_backward(const llama_engine::linear& gate, const llama_engine::linear& up, const llama_engine::linear& down,
+                                       const row_matrix& x, const gated_ffn_trace& t, const row_matrix& dout, Report&& report) {
+    report(down, t.act, dout);
+    row_matrix dact, dgate, dup, dx, tmp;
+    down.backprop_rows(dout, dact);
+    swiglu_backward(t.gate, t.up, dact, dgate, dup);
+    report(gate, x, dgate);
+    report(up, x, dup);
+    gate.backprop_rows(dgate, dx);
+    up.backprop_rows(dup, tmp);
+    return dx += tmp;
+  }
+
+  // A mixture-of-experts FFN's backward (engine.hpp moe_ffn) from dout = dL/d of its output (T x dim) to
+  // dL/dn, n its input (T x dim). With y_p = sum_k w_pk d_e(p,k)(n_p) + sigmoid(s_p) d_shared(n_p):
+  //   each expert:   dY of its down = w_pk dout_p on its rows; then its SwiGLU and gate/up products
+  //   its weight:    dw_pk = dout_p . d_e(n_p); renormalised, w_k = p_k / S: dp_k = dw_k / S - sum_j dw_j p_j / S^2
+  //                  (S the chosen probabilities' sum; at its floor 2^-14 only dw_k / S), else dp_k = dw_k
+  //   the router:    dz = P .* (dP - rowsum(P .* dP)), the softmax's, dP zero off the chosen experts; the
+  //                  choice itself is piecewise constant (no gradient)
+  //   shared expert: dY of its down = sigmoid(s_p) dout_p; ds_p = dout_p . d_shared(n_p) sigmoid'(s_p),
+  //                  s_p = gate_inp_shexp . n_p
+  template <class Report>
+  row_matrix moe_backward(const llama_engine::layer_linears& lin, const llama_layer& w, const llama_layer_trace& tr, const row_matrix& dout,
+                          Report&& report, const expert_gradient_sink& experts, llama_gradients& out, std::size_t li) {
+    const llama_config& c = engine_.cfg_;
+    const llama_moe_trace& mt = tr.moe;
+    const index_t T = dout.rows();
+    const int E = c.n_expert, K = c.n_expert_used;
+    row_matrix dn = row_matrix::Zero(T, c.dim);
+    std::vector<double> dweight(mt.weight.size(), 0.0);
+    for (int e = 0; e < E; ++e) {
+      const auto ei = static_cast<std::size_t>(e);
+      const llama_moe_trace::expert& te = mt.experts[ei];
+      if (te.slots.empty()) continue;
+      const auto R = static_cast<index_t>(te.slots.size());
+      row_matrix dd(R, c.dim);
+      for (index_t r = 0; r < R; ++r) {
+        const auto slot = static_cast<std::size_t>(te.slots[static_cast<std::size_t>(r)]);
+        const index_t p = static_cast<index_t>(slot) / K;
+        dd.row(r) = dout.row(p) * mt.weight[slot];
+        dweight[slot] = static_cast<double>(dout.row(p).dot(te.ffn.out.row(r)));
+      }
+      const auto expert_report = [&](const llama_engine::linear& l, const row_matrix& x, const row_matrix& dy) {
+        if (experts) experts(l.source->name(), e, x, dy);
+      };
+      const row_matrix dxe = gated_ffn_backward(lin.gate_exps[ei], lin.up_exps[ei], lin.down_exps[ei], te.x, te.ffn, dd, expert_report);
+      for (index_t r = 0; r < R; ++r) dn.row(te.slots[static_cast<std::size_t>(r)] / K) += dxe.row(r);
+    }
+    row_matrix dz = row_matrix::Zero(T, E);
+    for (index_t p = 0; p < T; ++p) {
+      const auto slot0 = static_cast<std::size_t>(p * K);
+      const double S = mt.chosen_sum[static_cast<std::size_t>(p)];
+      const bool floored = c.expert_weights_norm && !(S > static_cast<double>(llama_engine::expert_weights_floor));
+      const double divisor = c.expert_weights_norm ? std::max(S, static_cast<double>(llama_engine::expert_weights_floor)) : 1.0;
+      double through_sum = 0.0;  // sum_j dw_j p_j / S^2
+      if (c.expert_weights_norm && !floored)
+        for (int k = 0; k < K; ++k) through_sum += dweight[slot0 + static_cast<std::size_t>(k)] * mt.probs(p, mt.chosen[slot0 + static_cast<std::size_t>(k)]) / (S * S);
+      Eigen::VectorXd dprob = Eigen::VectorXd::Zero(E);
+      for (int k = 0; k < K; ++k) dprob[mt.chosen[slot0 + static_cast<std::size_t>(k)]] = dweight[slot0 + static_cast<std::size_t>(k)] / divisor - through_sum;
+      const Eigen::VectorXd prob = mt.probs.row(p).transpose().cast<double>();
+      const double dot = prob.dot(dprob);
+      dz.row(p) = (prob.array() * (dprob.array() - dot)).cast<float>().matrix().transpose();
+    }
+    report(lin.router, tr.m, dz);
+    row_matrix tmp;
+    lin.router.backprop_rows(dz, tmp);
+    dn += tmp;
+    if (c.shared_hidden_dim > 0) {
+      row_matrix dd(T, c.dim);
+      Eigen::VectorXf ds(T);
+      for (index_t p = 0; p < T; ++p) {
+        const float sig = 1.0f / (1.0f + std::exp(-mt.shared_logit[p]));
+        dd.row(p) = dout.row(p) * sig;
+        ds[p] = dout.row(p).dot(mt.shared.out.row(p)) * sig * (1.0f - sig);
+      }
+      dn += gated_ffn_backward(lin.gate_shexp, lin.up_shexp, lin.down_shexp, tr.m, mt.shared, dd, report);
+      dn.noalias() += ds * w.gate_inp_shexp.transpose();
+      out.shared_expert_gate[li] = (tr.m.transpose() * ds).eval();
+    }
+    return dn;
+  }
+
   // From datt (T x q_dim, dL/d of the heads' outputs) to dq (T x q_dim), dk, dv (T x kv_dim): through the
   // causal softmax attention and then RoPE, back to the products' outputs.
   void attention_backward(const llama_layer_trace& tr, const row_matrix& datt, row_matrix& dq, row_matrix& dk, row_matrix& dv) {

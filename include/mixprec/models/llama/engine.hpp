@@ -46,6 +46,29 @@ struct engine_options {
   int max_context = 0;                                  // positions the cache may hold; 0: context_length
 };
 
+// A gated FFN's inside for R rows: down(act), act = silu(gate) .* up.
+struct gated_ffn_trace {
+  row_matrix gate, up;  // R x width: the gate's and up's outputs
+  row_matrix act;       // R x width: silu(gate) .* up, down's input
+  row_matrix out;       // R x dim: down's output
+};
+
+// What a mixture-of-experts FFN computed on T positions (engine.hpp moe_ffn), kept for the backward pass.
+struct llama_moe_trace {
+  row_matrix probs;               // T x n_expert: the router's softmax
+  std::vector<int> chosen;        // T * n_expert_used: the expert of (position p, rank k) at p * K + k
+  std::vector<float> weight;      // the same slots: its weight (probability, renormalised when the model does)
+  std::vector<float> chosen_sum;  // T: the chosen probabilities' sum (the renormalisation's divisor before its floor)
+  struct expert {
+    std::vector<index_t> slots;  // p * K + k of every (position, rank) routed to it, in order
+    row_matrix x;                // R x dim: those positions' FFN inputs
+    gated_ffn_trace ffn;         // its FFN on them (out unweighted)
+  };
+  std::vector<expert> experts;  // n_expert
+  gated_ffn_trace shared;       // the shared expert's FFN on all T positions (out before its gate)
+  Eigen::VectorXf shared_logit;  // T: gate_inp_shexp . x, the shared expert's gate before the sigmoid
+};
+
 // What run_layer computed inside one layer for positions 0..T-1, kept for the backward pass
 // (models/llama/backward.hpp); names as in the banner's formulas.
 struct llama_layer_trace {
@@ -58,6 +81,7 @@ struct llama_layer_trace {
   row_matrix m;              // T x dim: rmsnorm(h) * ffn_norm
   row_matrix gate, up;       // T x hidden_dim: Wgate m and Wup m
   row_matrix act;            // T x hidden_dim: silu(gate) * up, Wdown's input
+  llama_moe_trace moe;       // a mixture-of-experts layer's FFN (gate, up and act unused)
 };
 
 class llama_backprop;
@@ -329,20 +353,31 @@ class llama_engine {
     // weights it runs (a stored or re-quantized matrix decoded to FP32 for the call; activation
     // quantization passes the gradient unchanged, the straight-through estimator). Fixed blocks of
     // input columns, so that no value depends on the thread count.
+    // One expert of a stack: its rows only (row0, n_rows), decoded alone when stored in a block type.
     void backprop_rows(const row_matrix& dy, row_matrix& dx) const {
       row_matrix owned;
       const row_matrix* w = decoded.size() ? &decoded : source->is_fp32() && !quantized ? &source->fp32() : nullptr;
+      index_t first_row = decoded.size() || quantized ? 0 : row0;
       if (!w) {
-        owned = quantized ? dequantize(quantized->weight()) : source->to_float();
+        if (quantized) {
+          owned = dequantize(quantized->weight());
+        } else if (n_rows >= 0 && n_rows != source->rows()) {
+          owned.resize(n_rows, source->cols());
+          for (index_t r = 0; r < n_rows; ++r) source->row(row0 + r, &owned(r, 0));
+          first_row = 0;
+        } else {
+          owned = source->to_float();
+        }
         w = &owned;
       }
+      const index_t rows = n_rows < 0 ? w->rows() : n_rows;
       dx.resize(dy.rows(), w->cols());
       constexpr index_t block = 256;
       const index_t cols = w->cols();
       const auto blocks = static_cast<std::size_t>((cols + block - 1) / block);
       mixprec::detail::parallel_for(blocks, mixprec::detail::worker_count(options.threads, blocks), [&](std::size_t b, unsigned) {
         const index_t c0 = static_cast<index_t>(b) * block, n = std::min(block, cols - c0);
-        dx.middleCols(c0, n).noalias() = dy * w->middleCols(c0, n);
+        dx.middleCols(c0, n).noalias() = dy * w->block(first_row, c0, rows, n);
       });
     }
     [[nodiscard]] std::size_t bytes() const noexcept {
@@ -442,8 +477,12 @@ class llama_engine {
     x += o;
     n = rms_norm_rows(x, w.ffn_norm, cfg_.rms_eps);
     if (cfg_.n_expert > 0) {
-      if (trace) throw error(errc::unsupported, "llama_engine: no trace (backward pass) through a mixture-of-experts layer");
-      x += moe_ffn(lin, w, n);
+      if (trace) {
+        trace->att = std::move(att);
+        trace->h = x;
+        trace->m = n;
+      }
+      x += moe_ffn(lin, w, n, trace ? &trace->moe : nullptr);
       return;
     }
     row_matrix g(T, cfg_.hidden_dim), u(T, cfg_.hidden_dim);
@@ -471,15 +510,28 @@ class llama_engine {
 
   // g = silu(g) * u, elementwise (SwiGLU's activation).
   static void swiglu_in_place(row_matrix& g, const row_matrix& u) { g = (g.array() / (1.0f + (-g.array()).exp()) * u.array()).matrix(); }
-  // down(silu(gate x) * up x) for x (R x dim): a gated FFN of width F (one expert, the shared expert).
-  [[nodiscard]] row_matrix gated_ffn(const linear& gate, const linear& up, const linear& down, const row_matrix& x, index_t F) const {
+  // down(silu(gate x) * up x) for x (R x dim): a gated FFN of width F (one expert, the shared expert);
+  // its inside kept in *trace when given.
+  [[nodiscard]] row_matrix gated_ffn(const linear& gate, const linear& up, const linear& down, const row_matrix& x, index_t F,
+                                     gated_ffn_trace* trace = nullptr) const {
     row_matrix g(x.rows(), F), u(x.rows(), F), d(x.rows(), cfg_.dim);
     gate.apply_rows(x, g);
     up.apply_rows(x, u);
+    if (trace) {
+      trace->gate = g;
+      trace->up = u;
+    }
     swiglu_in_place(g, u);
     down.apply_rows(g, d);
+    if (trace) {
+      trace->act = std::move(g);
+      trace->out = d;
+    }
     return d;
   }
+
+  // The least divisor of the renormalised expert weights (build_moe_ffn's ggml_clamp: 2^-14).
+  static constexpr float expert_weights_floor = 6.103515625e-5f;
 
   // A mixture-of-experts FFN on n (T x dim), as llama.cpp's build_moe_ffn with softmax gating: per
   // token the router's softmax over all experts (in ggml's arithmetic: exp(z - max) summed in double,
@@ -487,31 +539,40 @@ class llama_engine {
   // as weights (divided by their sum, at least 2^-14, when expert_weights_norm), each chosen expert's
   // SwiGLU FFN times its weight, summed in the order chosen; then the shared expert's SwiGLU FFN times
   // sigmoid(gate_inp_shexp . n) when the model has one. Each expert runs once on the rows routed to it.
-  [[nodiscard]] row_matrix moe_ffn(const layer_linears& lin, const llama_layer& w, const row_matrix& n) const {
+  // Its inside kept in *trace when given.
+  [[nodiscard]] row_matrix moe_ffn(const layer_linears& lin, const llama_layer& w, const row_matrix& n, llama_moe_trace* trace = nullptr) const {
     const index_t T = n.rows();
     const int E = cfg_.n_expert, K = cfg_.n_expert_used;
     row_matrix logits(T, E);
     lin.router.apply_rows(n, logits);
     std::vector<int> chosen(static_cast<std::size_t>(T * K));
-    std::vector<float> weight(chosen.size());
+    std::vector<float> weight(chosen.size()), chosen_sum(static_cast<std::size_t>(T));
     std::vector<int> order(static_cast<std::size_t>(E));
     for (index_t p = 0; p < T; ++p) {
       float* z = &logits(p, 0);
       const float mx = *std::max_element(z, z + E);
-      double sum = 0.0;
-      for (int e = 0; e < E; ++e) sum += static_cast<double>(z[e] = std::exp(z[e] - mx));
-      const auto inv = static_cast<float>(1.0 / sum);
+      double total = 0.0;
+      for (int e = 0; e < E; ++e) total += static_cast<double>(z[e] = std::exp(z[e] - mx));
+      const auto inv = static_cast<float>(1.0 / total);
       for (int e = 0; e < E; ++e) z[e] *= inv;
       for (int e = 0; e < E; ++e) order[static_cast<std::size_t>(e)] = e;
       std::partial_sort(order.begin(), order.begin() + K, order.end(), [&](int a, int b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
-      double chosen_sum = 0.0;
-      for (int k = 0; k < K; ++k) chosen_sum += z[order[static_cast<std::size_t>(k)]];
-      const float norm = cfg_.expert_weights_norm ? std::max(static_cast<float>(chosen_sum), 6.103515625e-5f) : 1.0f;
+      double sum = 0.0;
+      for (int k = 0; k < K; ++k) sum += z[order[static_cast<std::size_t>(k)]];
+      chosen_sum[static_cast<std::size_t>(p)] = static_cast<float>(sum);
+      const float norm = cfg_.expert_weights_norm ? std::max(static_cast<float>(sum), expert_weights_floor) : 1.0f;
       for (int k = 0; k < K; ++k) {
         const auto i = static_cast<std::size_t>(p * K + k);
         chosen[i] = order[static_cast<std::size_t>(k)];
         weight[i] = cfg_.expert_weights_norm ? z[chosen[i]] / norm : z[chosen[i]];
       }
+    }
+    if (trace) {
+      trace->probs = logits;
+      trace->chosen = chosen;
+      trace->weight = weight;
+      trace->chosen_sum = chosen_sum;
+      trace->experts.assign(static_cast<std::size_t>(E), {});
     }
     // Each expert on the rows routed to it; results kept per (token, rank) to sum in the order chosen.
     const index_t F = cfg_.expert_hidden_dim;
@@ -525,7 +586,12 @@ class llama_engine {
       row_matrix xe(R, cfg_.dim);
       for (index_t r = 0; r < R; ++r) xe.row(r) = n.row(slots[static_cast<std::size_t>(r)] / K);
       const auto ei = static_cast<std::size_t>(e);
-      const row_matrix d = gated_ffn(lin.gate_exps[ei], lin.up_exps[ei], lin.down_exps[ei], xe, F);
+      llama_moe_trace::expert* te = trace ? &trace->experts[ei] : nullptr;
+      const row_matrix d = gated_ffn(lin.gate_exps[ei], lin.up_exps[ei], lin.down_exps[ei], xe, F, te ? &te->ffn : nullptr);
+      if (te) {
+        te->slots = slots;
+        te->x = std::move(xe);
+      }
       for (index_t r = 0; r < R; ++r) {
         const index_t slot = slots[static_cast<std::size_t>(r)];
         expert_out.row(slot) = d.row(r) * weight[static_cast<std::size_t>(slot)];
@@ -537,9 +603,11 @@ class llama_engine {
       for (int k = 1; k < K; ++k) out.row(p) += expert_out.row(p * K + k);
     }
     if (cfg_.shared_hidden_dim > 0) {
-      const row_matrix d = gated_ffn(lin.gate_shexp, lin.up_shexp, lin.down_shexp, n, cfg_.shared_hidden_dim);
+      const row_matrix d = gated_ffn(lin.gate_shexp, lin.up_shexp, lin.down_shexp, n, cfg_.shared_hidden_dim, trace ? &trace->shared : nullptr);
+      if (trace) trace->shared_logit.resize(T);
       for (index_t p = 0; p < T; ++p) {
         const float s = n.row(p).dot(w.gate_inp_shexp.transpose());
+        if (trace) trace->shared_logit[p] = s;
         out.row(p) += d.row(p) * (1.0f / (1.0f + std::exp(-s)));
       }
     }

@@ -30,8 +30,8 @@
 // in tensor_measurement::expert_counts); gram_proxy sums each expert's |(W_e - Q(W_e)) X_e^T|^2 and
 // proxy weighs expert e's columns by its sums of x^2 per calibration position (an expert no position
 // reached weighs 0 there, and 1 in the search, llama-quantize's rule). The stack stays untuned under
-// tune_rounds (as `quantize --tune` writes it); Fisher draws need the backward pass, which refuses
-// experts (errc::unsupported).
+// tune_rounds (as `quantize --tune` writes it); Fisher draws on a mixture-of-experts model are
+// errc::unsupported (the pricing of a stack's per-expert gradients is not written yet).
 // Cost: one full-precision pass (kept: the reference distributions, positions x vocab doubles, and the
 // residual stream entering every layer), then per tensor one pass of its layer for its inputs and per
 // type one quantization and one restarted pass. The numbers depend neither on the thread count nor on
@@ -165,6 +165,7 @@ struct measure_cost {
 
 [[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
   o.check();
+  if (o.fisher_draws > 0) refuse_experts(m.config, "Fisher estimation (measure_options::fisher_draws)");
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   for (const auto& s : streams)
     if (s.empty()) throw error(errc::invalid_argument, "measure: an empty calibration stream");
@@ -276,6 +277,7 @@ struct measure_cost {
 [[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
                                                      const measure_progress& progress = {}) {
   o.check();
+  if (o.fisher_draws > 0) refuse_experts(m.config, "Fisher estimation (measure_options::fisher_draws)");
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   llama_measurement out;
   for (const auto& s : streams) {

@@ -151,7 +151,7 @@ struct llama_layer {
 };
 
 // Throws errc::unsupported naming `what` when c has experts: the parts of the library that do not
-// handle a mixture of experts yet (the backward pass, and so Fisher measurements) call it first.
+// handle a mixture of experts yet (Fisher estimates in measure_llama) call it first.
 inline void refuse_experts(const llama_config& c, const std::string& what) {
   if (c.n_expert > 0)
     throw error(errc::unsupported, what + " is not implemented for mixture-of-experts models yet (" + std::to_string(c.n_expert) + " experts)");
