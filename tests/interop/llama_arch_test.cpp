@@ -9,7 +9,7 @@
 // gradients, -> plan -> quantize at 6 bits per weight): llama.cpp loads the written file, and its logits
 // are mixprec's engine's on the same bytes (same_logits says how close, and why not closer).
 // The mixture-of-experts architectures ("qwen2moe", "qwen3moe", "llama" with experts as Mixtral) take
-// the same path, without gradients (the backward pass refuses experts), with the imatrix measure
+// the same path, with the imatrix measure
 // writes and a verified plan; then llama.cpp's llama-quantize reads that imatrix: its q4_0 expert
 // stacks are the bytes of each expert searched with its own slice of it (quantize_experts).
 #include <catch2/catch.hpp>
@@ -209,6 +209,8 @@ TEST_CASE("qwen2moe, qwen3moe and Mixtral-style llama: llama.cpp and mixprec's e
       const std::string stem = (dir / arch).string(), measured = stem + "-m.json", imatrix = stem + "-imatrix.gguf", plan = stem + "-plan.json",
                         quantized = stem + "-q.gguf";
       REQUIRE(mixprec::test::tool({"measure", f32, "--sample", "4:32", "--seed", "1", "--imatrix-out", imatrix, "-o", measured}) == 0);
+      // The gradient estimate runs too (the backward pass through the experts).
+      CHECK(mixprec::test::tool({"measure", f32, "--method", "fisher", "--sample", "4:32", "--seed", "1", "-o", stem + "-fisher.json"}) == 0);
       std::size_t stacks = 0;
       const nlohmann::json measurement = mixprec::test::read_json(measured);
       for (const auto& t : measurement.at("tensors"))

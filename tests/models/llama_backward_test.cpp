@@ -13,6 +13,7 @@
 #include <functional>
 #include <map>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -220,7 +221,7 @@ engine_gradients engine_grad(const models::llama_model& m, const std::vector<int
     auto [it, fresh] = g.matrices.try_emplace(name, d);
     if (!fresh) it->second += d;  // a tied embedding is reported once, as the classifier
   };
-  const auto expert = [&](const std::string& name, int e, const row_matrix& x, const row_matrix& dy) {  // expert e's rows of the stack
+  const auto expert = [&](const std::string& name, int e, std::span<const index_t>, const row_matrix& x, const row_matrix& dy) {  // expert e's rows
     Eigen::MatrixXd& d = g.matrices.try_emplace(name, Eigen::MatrixXd::Zero(m.config.n_expert * dy.cols(), x.cols())).first->second;
     d.middleRows(e * dy.cols(), dy.cols()) += (dy.transpose() * x).cast<double>();
   };

@@ -32,7 +32,6 @@
 #include "mixprec/models/calibration.hpp"
 #include "mixprec/models/llama.hpp"
 #include "mixprec/models/llama/backward.hpp"
-#include "mixprec/models/llama/measure.hpp"
 
 namespace {
 
@@ -818,7 +817,7 @@ TEST_CASE("calibration_streams: exactly one source, each cut as its own function
 
 using mixprec::test::experts_of;
 
-TEST_CASE("mixture of experts: routing, weights, decode against prefill, Fisher estimates refused", "[models][llama][moe]") {
+TEST_CASE("mixture of experts: routing, weights, decode against prefill, refusals", "[models][llama][moe]") {
   const models::llama_model dense = models::from_llama2c(tiny().ck);
   std::vector<int> tokens = {1};
   for (int p = 1; p < 24; ++p) tokens.push_back(3 + (p * 37) % 200);
@@ -858,14 +857,6 @@ TEST_CASE("mixture of experts: routing, weights, decode against prefill, Fisher 
     REQUIRE(e);
     CHECK(e->code() == errc::invalid_argument);
     // What does not handle experts yet says so.
-    // Fisher estimates of expert stacks are not written yet: measure says so.
-    models::llama_model copy = raw;
-    const auto r = mixprec::test::error_of([&] {
-      (void)models::measure_llama(copy, {tokens}, {.types = {mixprec::ggml_spec(mixprec::ggml_type::q8_0)}, .fisher_draws = 1});
-    });
-    REQUIRE(r);
-    CHECK(r->code() == errc::unsupported);
-    CHECK_THAT(r->what(), Catch::Contains("mixture-of-experts"));
   }
   // validate(): experts beside a dense FFN, or more used than there are.
   {

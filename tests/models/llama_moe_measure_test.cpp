@@ -7,6 +7,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <numeric>
 #include <string>
@@ -17,6 +18,7 @@
 #include "mixprec/models/llama/measure.hpp"
 #include "mixprec/models/llama/verify.hpp"
 #include "mixprec/quantize/quantize.hpp"
+#include "mixprec/sensitivity/rank.hpp"
 #include "support/errors.hpp"
 #include "support/model_kl.hpp"
 #include "support/tiny_llama.hpp"
@@ -177,6 +179,43 @@ TEST_CASE("measure_llama on experts: an expert no position reaches weighs 1 in t
     proxy += (d.middleRows(e * per, per).cast<double>().array().square().rowwise() * (moments.sum_squares.segment(e * cols, cols) / 16.0).transpose().array()).sum();
   CHECK(it->types.at(0).proxy == Approx(proxy).epsilon(1e-7));  // the importance is rounded to float first
   CHECK(d.middleRows(3 * per, per).squaredNorm() > 0.0f);  // expert 3's error is there, and left out of the proxy
+}
+
+TEST_CASE("measure_llama on experts: Fisher estimates of every tensor, the stacks' from each expert's routed gradients, rank the KL",
+          "[models][measure][moe]") {
+  mm::llama_model m = mixprec::test::experts_of(dense_model(), E, 2, true);
+  const std::vector<std::vector<int>> streams = {{1, 40, 7, 300, 12, 99, 5, 17, 250, 3, 64, 8}, {1, 200, 201, 9, 33, 410, 2, 77, 18, 6, 120, 45}};
+  const std::vector<mixprec::quant_spec> types = {parse_spec("q4_0"), parse_spec("q5_1"), parse_spec("q8_0")};
+  const mm::llama_measurement both = mm::measure_llama(m, streams, {.types = types, .threads = 1, .fisher_draws = 8});
+  const mm::llama_measurement shard = mm::measure_llama(m, streams, {.types = types, .threads = 2, .shard_index = 1, .shard_count = 3, .fisher_draws = 8,
+                                                                     .probe = false});
+  std::vector<double> kl, estimate;
+  std::size_t stacks = 0;
+  for (const auto& t : both.tensors)
+    for (const auto& x : t.types) {
+      REQUIRE(x.fisher);
+      CHECK(std::isfinite(x.fisher->sequence));
+      CHECK(x.fisher->diagonal > 0.0);
+      CHECK(x.fisher->kfac > 0.0);
+      kl.push_back(x.kl);
+      estimate.push_back(x.fisher->sequence);
+      if (t.name.find("_exps.") != std::string::npos) ++stacks;
+    }
+  CHECK(stacks == 12 * types.size());
+  // A shard on other threads, without probes, prices each of its tensors as the whole run does.
+  for (const auto& t : shard.tensors) {
+    REQUIRE(t.index % 3 == 1);
+    const mm::tensor_measurement& w = both.tensors[t.index];
+    REQUIRE(w.types.size() == t.types.size());
+    for (std::size_t j = 0; j < t.types.size(); ++j) {
+      CHECK(t.types[j].fisher->sequence == w.types[j].fisher->sequence);
+      CHECK(t.types[j].fisher->diagonal == w.types[j].fisher->diagonal);
+    }
+  }
+  const auto rho = mixprec::spearman(kl, estimate);
+  REQUIRE(rho);
+  INFO("Spearman of fisher_sequence against the measured KL over " << kl.size() << " tensor x type: " << *rho);
+  CHECK(*rho > 0.9);
 }
 
 TEST_CASE("plan_verifier on experts: a plan's KL is the model run whole with its bytes, each expert searched with its importance", "[models][verify][moe]") {

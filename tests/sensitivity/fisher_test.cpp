@@ -1,5 +1,6 @@
 // Fisher estimates (mixprec/sensitivity/fisher.hpp): each of the four equals its formula written out
-// in loops; a lookup equals the product with one-hot inputs; two uses add before squaring; refusals.
+// in loops; a lookup equals the product with one-hot inputs; two uses add before squaring; an expert's
+// routed use equals the product of zero-padded inputs and gradients on its block of rows; refusals.
 // On a model (models/llama/backward.hpp's sampled-label gradients), the sequence estimate converges to
 // the KL of a small change, which it is the second-order term of.
 #include <catch2/catch.hpp>
@@ -123,6 +124,36 @@ TEST_CASE("fisher_pricing: the four estimates are their formulas", "[fisher]") {
     const fisher_estimate lookup = fisher_pricing({fisher_use(tokens, vocab, dy)}, streams)(dl);
     const fisher_estimate product = fisher_pricing({fisher_use(onehot, dy)}, streams)(row_matrix(dl.transpose()));
     check_close(lookup, product, 1e-6);
+  }
+  SECTION("experts: a routed use is the product of its block of rows, with zero inputs and gradients off its positions") {
+    // Two experts of `out` rows each in a stack of 2 out rows; expert 0 reached at some positions,
+    // expert 1 at others (and some at both). Against: plain products of the whole stack's shape whose
+    // inputs and gradients are zero where the expert was not routed and outside its rows.
+    const std::vector<std::vector<index_t>> routed = {{0, 2, 3, 7, 8, 12}, {1, 2, 4, 5, 6, 9, 10, 11, 12}};
+    const row_matrix stack_d = random_matrix(2 * out, in, gen, 0.1f);
+    std::vector<fisher_use> uses;
+    std::vector<std::pair<row_matrix, row_matrix>> padded;
+    for (index_t e = 0; e < 2; ++e) {
+      const std::vector<index_t>& at = routed[static_cast<std::size_t>(e)];
+      const auto R = static_cast<index_t>(at.size());
+      const row_matrix xe = random_matrix(R, in, gen), dye = random_matrix(draws * R, out, gen);
+      uses.emplace_back(xe, dye, at, n, e * out, 2 * out);
+      row_matrix xp = row_matrix::Zero(n, in), dyp = row_matrix::Zero(draws * n, 2 * out);
+      for (index_t r = 0; r < R; ++r) {
+        xp.row(at[static_cast<std::size_t>(r)]) = xe.row(r);
+        for (index_t k = 0; k < draws; ++k) dyp.block(k * n + at[static_cast<std::size_t>(r)], e * out, 1, out) = dye.row(k * R + r);
+      }
+      padded.emplace_back(xp, dyp);
+    }
+    const fisher_pricing stack(uses, streams);
+    CHECK(stack.rows() == 2 * out);
+    CHECK(stack.cols() == in);
+    check_close(stack(stack_d), by_loops(padded, stack_d, streams));
+    // Refusals: positions not increasing or outside N, a block outside the stack, inputs and positions of different counts.
+    CHECK(error_code_of([&] { fisher_use(x.topRows(2), dy.topRows(2), {3, 3}, n, 0, out); }) == errc::invalid_argument);
+    CHECK(error_code_of([&] { fisher_use(x.topRows(2), dy.topRows(2), {3, n}, n, 0, out); }) == errc::invalid_argument);
+    CHECK(error_code_of([&] { fisher_use(x.topRows(2), dy.topRows(2), {1, 3}, n, 1, out); }) == errc::invalid_argument);
+    CHECK(error_code_of([&] { fisher_use(x.topRows(2), dy.topRows(2), {1, 3, 5}, n, 0, out); }) == errc::shape_mismatch);
   }
   SECTION("refusals") {
     CHECK(error_code_of([&] { fisher_use(x, random_matrix(n + 1, out, gen)); }) == errc::shape_mismatch);

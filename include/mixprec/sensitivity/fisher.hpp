@@ -14,7 +14,9 @@
 // (HAWQ-style and AutoQuantize-style scores are of this family; the last two are what cheaper tools
 // keep.) An embedding lookup (row tokens[t] of W is position t's output) has E_t = D[tokens[t]]. A
 // matrix used twice (an embedding tied to the classifier) adds its uses' dY_t . E_t per position before
-// squaring, and their kfac and diagonal terms.
+// squaring, and their kfac and diagonal terms. A stack of experts (a mixture-of-experts layer's 3-D
+// tensor) is a matrix with one use per expert: a routed product, whose rows are that expert's block of W
+// and whose positions are the ones routed to it; the same sums, with E_t = 0 at the other positions.
 // Units: nats per position, as measure's kl. Sums in double; products X D^T in FP32 (as measure's
 // gram_proxy), the rest in double.
 #pragma once
@@ -52,15 +54,37 @@ class fisher_use {
       if (t < 0 || t >= rows_) throw error(errc::invalid_argument, "fisher_use: token " + std::to_string(t) + " outside " + std::to_string(rows_) + " rows");
   }
 
-  [[nodiscard]] index_t positions() const noexcept { return tokens_.empty() ? x_.rows() : static_cast<index_t>(tokens_.size()); }
-  [[nodiscard]] index_t draws() const noexcept { return dy_.rows() / positions(); }
-  [[nodiscard]] bool lookup() const noexcept { return !tokens_.empty(); }
-  // The shape of W this use implies (out x in for a product, rows x out for a lookup).
-  [[nodiscard]] index_t weight_rows() const noexcept { return lookup() ? rows_ : dy_.cols(); }
-  [[nodiscard]] index_t weight_cols() const noexcept { return lookup() ? dy_.cols() : x_.cols(); }
+  // A routed product: rows row0 .. row0 + out - 1 of W (rows in all: one expert of a stack) run on the
+  // positions at[0..R-1] of N (in increasing order): x (R x in), dy (K R x out, draw k in rows k R ..).
+  // Throws as a product does, and errc::invalid_argument for positions outside [0, N) or not increasing,
+  // or a block outside the rows.
+  fisher_use(row_matrix x, row_matrix dy, std::vector<index_t> at, index_t positions, index_t row0, index_t rows)
+      : x_(std::move(x)), rows_(rows), dy_(std::move(dy)), at_(std::move(at)), n_(positions), row0_(row0) {
+    check(x_.rows());
+    if (static_cast<index_t>(at_.size()) != x_.rows())
+      throw error(errc::shape_mismatch, "fisher_use: " + std::to_string(at_.size()) + " positions for " + std::to_string(x_.rows()) + " inputs");
+    for (std::size_t r = 0; r < at_.size(); ++r)
+      if (at_[r] < 0 || at_[r] >= n_ || (r > 0 && at_[r] <= at_[r - 1]))
+        throw error(errc::invalid_argument, "fisher_use: routed positions must increase within [0, " + std::to_string(n_) + ")");
+    if (row0_ < 0 || row0_ + dy_.cols() > rows_)
+      throw error(errc::invalid_argument, "fisher_use: rows " + std::to_string(row0_) + " + " + std::to_string(dy_.cols()) + " outside " + std::to_string(rows_));
+  }
 
-  // E (N x out): what D changes at the use's output.
+  [[nodiscard]] index_t positions() const noexcept { return routed() ? n_ : tokens_.empty() ? x_.rows() : static_cast<index_t>(tokens_.size()); }
+  [[nodiscard]] index_t draws() const noexcept { return dy_.rows() / inputs(); }
+  [[nodiscard]] bool lookup() const noexcept { return !tokens_.empty(); }
+  [[nodiscard]] bool routed() const noexcept { return n_ > 0; }
+  // The shape of W this use implies (out x in for a product, rows x out for a lookup, the whole stack's
+  // for a routed product).
+  [[nodiscard]] index_t weight_rows() const noexcept { return lookup() || routed() ? rows_ : dy_.cols(); }
+  [[nodiscard]] index_t weight_cols() const noexcept { return lookup() ? dy_.cols() : x_.cols(); }
+  // The rows of W this use runs: [row0, row0 + block_rows()).
+  [[nodiscard]] index_t row0() const noexcept { return row0_; }
+  [[nodiscard]] index_t block_rows() const noexcept { return lookup() ? rows_ : dy_.cols(); }
+
+  // E (R x out: one row per input the use has): what D changes at the use's output.
   [[nodiscard]] row_matrix output_change(const row_matrix& d) const {
+    if (routed()) return x_ * d.middleRows(row0_, dy_.cols()).transpose();
     if (!lookup()) return x_ * d.transpose();
     row_matrix e(positions(), d.cols());
     for (std::size_t t = 0; t < tokens_.size(); ++t) e.row(static_cast<index_t>(t)) = d.row(tokens_[t]);
@@ -68,9 +92,10 @@ class fisher_use {
   }
   // dY_{k,t} . E_t, added into g (K x N).
   void add_directional(const row_matrix& e, Eigen::MatrixXd& g) const {
-    const index_t n = positions();
+    const index_t n = inputs();
     for (index_t k = 0; k < draws(); ++k)
-      for (index_t t = 0; t < n; ++t) g(k, t) += static_cast<double>(dy_.row(k * n + t).cast<double>().dot(e.row(t).cast<double>()));
+      for (index_t t = 0; t < n; ++t)
+        g(k, routed() ? at_[static_cast<std::size_t>(t)] : t) += static_cast<double>(dy_.row(k * n + t).cast<double>().dot(e.row(t).cast<double>()));
   }
   // s_r = sum_t dY_tr^2, mean over draws (out).
   [[nodiscard]] Eigen::VectorXd output_moments() const {
@@ -78,7 +103,7 @@ class fisher_use {
   }
   // F = (dY.^2)^T (X.^2) (out x in for a product; rows x out for a lookup), mean over draws.
   [[nodiscard]] Eigen::MatrixXd diagonal_fisher() const {
-    const index_t n = positions();
+    const index_t n = inputs();
     // One draw's dY.^2 at a time (a classifier's dY is draws x positions x vocab).
     const auto dy2 = [&](index_t k) -> Eigen::MatrixXd { return dy_.middleRows(k * n, n).cast<double>().array().square().matrix(); };
     if (!lookup()) {
@@ -96,6 +121,8 @@ class fisher_use {
   }
 
  private:
+  // Rows of x (or tokens): the positions a product or lookup runs, a routed product's routed ones.
+  [[nodiscard]] index_t inputs() const noexcept { return tokens_.empty() ? x_.rows() : static_cast<index_t>(tokens_.size()); }
   void check(index_t n) const {
     if (n == 0) throw error(errc::empty_input, "fisher_use: no positions");
     if (dy_.rows() == 0 || dy_.rows() % n != 0)
@@ -105,6 +132,8 @@ class fisher_use {
   std::vector<int> tokens_;
   index_t rows_ = 0;
   row_matrix dy_;
+  std::vector<index_t> at_;  // a routed product's positions
+  index_t n_ = 0, row0_ = 0;  // a routed product's: all positions, its first row of W
 };
 
 // The estimates for one matrix from its uses (the same positions and draws in each), computed once per
@@ -150,7 +179,7 @@ class fisher_pricing {
       uses_[i].add_directional(e, g);
       const Eigen::VectorXd e2 = e.cast<double>().array().square().colwise().sum().transpose();
       out.kfac += 0.5 * moments_[i].dot(e2) / (nd * nd);
-      out.diagonal += 0.5 * (diagonal_[i].array() * d2).sum() / nd;
+      out.diagonal += 0.5 * (diagonal_[i].array() * d2.middleRows(uses_[i].row0(), uses_[i].block_rows())).sum() / nd;
     }
     out.token = 0.5 * g.array().square().sum() / (nd * static_cast<double>(k));
     for (index_t r = 0; r < k; ++r) {

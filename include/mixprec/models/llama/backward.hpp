@@ -57,10 +57,11 @@ namespace mixprec::models {
 // (T x out). The references are valid during the call only.
 using product_gradient_sink = std::function<void(const std::string& name, const row_matrix& x, const row_matrix& dy)>;
 // Called once per product of one expert of a 3-D expert stack (a mixture-of-experts layer's gate_exps,
-// up_exps, down_exps) that any position was routed to: the stack's name, the expert, its input X (R x
-// in: the R positions routed to it, in order) and dY (R x out). Expert e's weight gradient is dY^T X, the
-// stack's rows e * out .. (e + 1) * out.
-using expert_gradient_sink = std::function<void(const std::string& name, int expert, const row_matrix& x, const row_matrix& dy)>;
+// up_exps, down_exps) that any position was routed to: the stack's name, the expert, the R positions
+// routed to it (increasing), its input X (R x in) and dY (R x out) there. Expert e's weight gradient is
+// dY^T X, the stack's rows e * out .. (e + 1) * out.
+using expert_gradient_sink = std::function<void(const std::string& name, int expert, std::span<const index_t> positions, const row_matrix& x,
+                                                const row_matrix& dy)>;
 
 // The gradients backward() returns besides the matrix products'.
 struct llama_gradients {
@@ -260,6 +261,8 @@ class llama_backprop {
       if (te.slots.empty()) continue;
       const auto R = static_cast<index_t>(te.slots.size());
       row_matrix dd(R, c.dim);
+      std::vector<index_t> at(static_cast<std::size_t>(R));
+      for (index_t r = 0; r < R; ++r) at[static_cast<std::size_t>(r)] = te.slots[static_cast<std::size_t>(r)] / K;
       for (index_t r = 0; r < R; ++r) {
         const auto slot = static_cast<std::size_t>(te.slots[static_cast<std::size_t>(r)]);
         const index_t p = static_cast<index_t>(slot) / K;
@@ -267,7 +270,7 @@ class llama_backprop {
         dweight[slot] = static_cast<double>(dout.row(p).dot(te.ffn.out.row(r)));
       }
       const auto expert_report = [&](const llama_engine::linear& l, const row_matrix& x, const row_matrix& dy) {
-        if (experts) experts(l.source->name(), e, x, dy);
+        if (experts) experts(l.source->name(), e, at, x, dy);
       };
       const row_matrix dxe = gated_ffn_backward(lin.gate_exps[ei], lin.up_exps[ei], lin.down_exps[ei], te.x, te.ffn, dd, expert_report);
       for (index_t r = 0; r < R; ++r) dn.row(te.slots[static_cast<std::size_t>(r)] / K) += dxe.row(r);

@@ -30,8 +30,8 @@
 // in tensor_measurement::expert_counts); gram_proxy sums each expert's |(W_e - Q(W_e)) X_e^T|^2 and
 // proxy weighs expert e's columns by its sums of x^2 per calibration position (an expert no position
 // reached weighs 0 there, and 1 in the search, llama-quantize's rule). The stack stays untuned under
-// tune_rounds (as `quantize --tune` writes it); Fisher draws on a mixture-of-experts model are
-// errc::unsupported (the pricing of a stack's per-expert gradients is not written yet).
+// tune_rounds (as `quantize --tune` writes it); its Fisher estimates take one routed use per expert
+// (sensitivity/fisher.hpp: each expert's inputs and output gradients at the positions routed to it).
 // Cost: one full-precision pass (kept: the reference distributions, positions x vocab doubles, and the
 // residual stream entering every layer), then per tensor one pass of its layer for its inputs and per
 // type one quantization and one restarted pass. The numbers depend neither on the thread count nor on
@@ -165,7 +165,6 @@ struct measure_cost {
 
 [[nodiscard]] inline measure_cost estimate_measure(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o) {
   o.check();
-  if (o.fisher_draws > 0) refuse_experts(m.config, "Fisher estimation (measure_options::fisher_draws)");
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   for (const auto& s : streams)
     if (s.empty()) throw error(errc::invalid_argument, "measure: an empty calibration stream");
@@ -236,8 +235,10 @@ struct measure_cost {
     const auto size = static_cast<double>(mat.rows()) * static_cast<double>(mat.cols());
     largest = std::max(largest, size);
     if (!embedding || !m.output) (layer < n_layers && !embedding ? r.layer_runs : r.head_runs) += 1;  // the inputs
-    if (o.fisher_draws > 0 && (!embedding || !m.output))
-      kept_gradients += positions * (static_cast<double>(mat.cols()) + o.fisher_draws * static_cast<double>(mat.rows())) * 4.0;
+    if (o.fisher_draws > 0 && (!embedding || !m.output)) {  // an expert stack: each position's inputs and gradients at its chosen experts
+      const double n_mat = static_cast<double>(m.experts_in(mat)), routed = n_mat > 1.0 ? c.n_expert_used : 1.0;
+      kept_gradients += positions * routed * (static_cast<double>(mat.cols()) + o.fisher_draws * static_cast<double>(mat.rows()) / n_mat) * 4.0;
+    }
     const auto chain = with_fallback(o.types, [&](const quant_spec& s) -> std::optional<quant_spec> {
       return fits(s, mat.cols()) ? std::optional<quant_spec>(s) : std::nullopt;
     });
@@ -277,7 +278,6 @@ struct measure_cost {
 [[nodiscard]] inline llama_measurement measure_llama(llama_model& m, const std::vector<std::vector<int>>& streams, const measure_options& o,
                                                      const measure_progress& progress = {}) {
   o.check();
-  if (o.fisher_draws > 0) refuse_experts(m.config, "Fisher estimation (measure_options::fisher_draws)");
   if (streams.empty()) throw error(errc::invalid_argument, "measure: no calibration streams");
   llama_measurement out;
   for (const auto& s : streams) {
@@ -316,6 +316,15 @@ struct measure_cost {
     row_matrix x, dy;
   };
   std::map<std::string, gradients> fisher_grads;
+  // An expert stack's, per expert: the positions routed to it, their inputs (routed x in, row-major) and
+  // per draw the gradients at its output (routed x out).
+  struct expert_gradients {
+    std::vector<index_t> at;
+    std::vector<float> x;
+    std::vector<std::vector<float>> dy;
+    index_t in = 0, out = 0;
+  };
+  std::map<std::string, std::vector<expert_gradients>> fisher_expert_grads;
   row_matrix lookup_dy;  // draws x positions x dim: at the embedding lookup
   std::vector<int> all_tokens;
   std::vector<index_t> stream_lengths;
@@ -343,6 +352,19 @@ struct measure_cost {
           }
           if (k == 0) fg.x.middleRows(t0, len) = x;
           fg.dy.middleRows(k * n + t0, len) = dy;
+        }, [&](const std::string& name, int expert, std::span<const index_t> at, const row_matrix& x, const row_matrix& dy) {
+          if (!wanted.contains(name)) return;
+          std::vector<expert_gradients>& stack = fisher_expert_grads[name];
+          if (stack.empty()) stack.resize(static_cast<std::size_t>(m.config.n_expert));
+          expert_gradients& eg = stack[static_cast<std::size_t>(expert)];
+          eg.in = x.cols(), eg.out = dy.cols();
+          eg.dy.resize(static_cast<std::size_t>(draws));
+          if (k == 0) {
+            for (index_t p : at) eg.at.push_back(t0 + p);
+            eg.x.insert(eg.x.end(), x.data(), x.data() + x.size());
+          }
+          auto& d = eg.dy[static_cast<std::size_t>(k)];
+          d.insert(d.end(), dy.data(), dy.data() + dy.size());
         });
         if (lookup_dy.size()) lookup_dy.middleRows(k * n + t0, len) = g.embedding;
       }
@@ -409,6 +431,18 @@ struct measure_cost {
       if (auto it = fisher_grads.find(t.name); it != fisher_grads.end()) {
         uses.emplace_back(std::move(it->second.x), std::move(it->second.dy));
         fisher_grads.erase(it);
+      }
+      if (auto it = fisher_expert_grads.find(t.name); it != fisher_expert_grads.end()) {  // a stack: one routed use per expert
+        for (std::size_t e = 0; e < it->second.size(); ++e) {
+          expert_gradients& eg = it->second[e];
+          if (eg.at.empty()) continue;
+          const auto R = static_cast<index_t>(eg.at.size());
+          row_matrix dy(R * static_cast<index_t>(eg.dy.size()), eg.out);
+          for (std::size_t k = 0; k < eg.dy.size(); ++k) dy.middleRows(static_cast<index_t>(k) * R, R) = Eigen::Map<const row_matrix>(eg.dy[k].data(), R, eg.out);
+          uses.emplace_back(Eigen::Map<const row_matrix>(eg.x.data(), R, eg.in), std::move(dy), std::move(eg.at), static_cast<index_t>(out.positions),
+                            static_cast<index_t>(e) * per, w.rows());
+        }
+        fisher_expert_grads.erase(it);
       }
       pricing.emplace(std::move(uses), stream_lengths);
     }

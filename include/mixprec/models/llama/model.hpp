@@ -150,13 +150,6 @@ struct llama_layer {
   }
 };
 
-// Throws errc::unsupported naming `what` when c has experts: the parts of the library that do not
-// handle a mixture of experts yet (Fisher estimates in measure_llama) call it first.
-inline void refuse_experts(const llama_config& c, const std::string& what) {
-  if (c.n_expert > 0)
-    throw error(errc::unsupported, what + " is not implemented for mixture-of-experts models yet (" + std::to_string(c.n_expert) + " experts)");
-}
-
 // The weights and hyper-parameters of a model. Build with load_llama / load_gguf / from_llama2c, or by
 // hand (then call validate()).
 struct llama_model {
